@@ -1,0 +1,350 @@
+//! Image endpoints: ListImages, GetImage, CreateImage, the `?action=`
+//! family of POST /images/{uuid}, DeleteImage, Add/RemoveImageAcl.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::extract::{ImageUuid, Params, json_body, json_object, uuid_param};
+use super::{ApiVersion, AppState, json_response};
+use crate::db::images::{ListQuery, StateFilter, TextMatch};
+use crate::error::{Error, FieldCode};
+use crate::identity::Caller;
+use crate::manifest::{Image, RenderOpts, State as ImgState, normalize_date};
+
+/// How to render images for this request.
+pub(super) fn render_opts(
+    p: &Params,
+    caller: &Caller,
+    _v: ApiVersion,
+) -> Result<RenderOpts, Error> {
+    let admin = p.bool("inclAdminFields")?.unwrap_or(false);
+    if admin && !caller.authenticated {
+        return Err(Error::Unauthorized(
+            "inclAdminFields requires authentication".into(),
+        ));
+    }
+    Ok(RenderOpts {
+        admin_fields: admin,
+        channels: false,
+    })
+}
+
+/// An image response with its `Etag`.
+pub(super) fn image_response(img: &Image, opts: RenderOpts) -> Response {
+    let mut r = json_response(StatusCode::OK, &img.render(opts));
+    if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", img.etag())) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// `If-Match` (412) and `If-None-Match` (304) against an entity tag.
+pub(super) fn check_conditional(h: &HeaderMap, etag: &str) -> Result<Option<Response>, Error> {
+    if let Some(m) = h.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+        && !etag_matches(m, etag)
+    {
+        return Err(Error::PreconditionFailed(format!(
+            "if-match '{m}' didn't match etag '{etag}'"
+        )));
+    }
+    if let Some(m) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && etag_matches(m, etag)
+    {
+        return Ok(Some(StatusCode::NOT_MODIFIED.into_response()));
+    }
+    Ok(None)
+}
+
+/// Build ListImages' query from the request parameters.
+async fn list_query(st: &AppState, p: &Params) -> Result<Option<ListQuery>, Error> {
+    let mut q = ListQuery {
+        state: match p.get("state").unwrap_or("active") {
+            "" | "active" => StateFilter::Only(ImgState::Active),
+            "all" => StateFilter::All,
+            s => match ImgState::parse(s) {
+                Some(s) => StateFilter::Only(s),
+                None => {
+                    return Err(Error::invalid_param(
+                        "state",
+                        FieldCode::Invalid,
+                        format!("invalid state: \"{s}\""),
+                    ));
+                }
+            },
+        },
+        ..ListQuery::default()
+    };
+    if let Some(o) = p.get("owner").filter(|s| !s.is_empty()) {
+        match Uuid::parse_str(o) {
+            Ok(u) => q.owner = Some(u),
+            Err(_) => return Ok(None), // matches nothing
+        }
+    }
+    q.name = p
+        .get("name")
+        .filter(|s| !s.is_empty())
+        .map(TextMatch::parse);
+    q.version = p
+        .get("version")
+        .filter(|s| !s.is_empty())
+        .map(TextMatch::parse);
+    q.type_ = p
+        .get("type")
+        .filter(|s| !s.is_empty())
+        .map(|t| match t.strip_prefix('!') {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, t.to_string()),
+        });
+    q.os = p.get("os").filter(|s| !s.is_empty()).map(str::to_string);
+    q.public = p.bool("public")?;
+    if let Some(o) = p.get("origin").filter(|s| !s.is_empty()) {
+        q.origin = Some(uuid_param("origin", o)?);
+    }
+    for (k, v) in &p.0 {
+        if let Some(key) = k.strip_prefix("tag.") {
+            if v.is_empty() {
+                q.tag_keys.push(key.to_string());
+            } else {
+                q.tags.push(format!("{key}={v}"));
+            }
+        }
+    }
+    q.billing_tags = p
+        .all("billing_tag")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(l) = p.get("limit").filter(|s| !s.is_empty()) {
+        match l.parse::<u64>() {
+            Ok(n) => q.limit = n.min(1000) as u32,
+            Err(_) => {
+                return Err(Error::invalid_param(
+                    "limit",
+                    FieldCode::Invalid,
+                    format!("invalid limit: \"{l}\""),
+                ));
+            }
+        }
+    }
+    match p.get("sort").unwrap_or("") {
+        "" | "published_at" | "published_at.asc" => {}
+        "published_at.desc" => q.desc = true,
+        s => {
+            return Err(Error::invalid_param(
+                "sort",
+                FieldCode::Invalid,
+                format!("invalid 'sort': not a valid sorting attribute: '{s}'"),
+            ));
+        }
+    }
+    if let Some(m) = p.get("marker").filter(|s| !s.is_empty()) {
+        q.marker = match Uuid::parse_str(m) {
+            Ok(u) => st.images.marker_date(u).await?,
+            Err(_) => Some(normalize_date(m).ok_or_else(|| {
+                Error::invalid_param(
+                    "marker",
+                    FieldCode::Invalid,
+                    format!("invalid \"marker\": \"{m}\" is not a UUID or date string"),
+                )
+            })?),
+        };
+    }
+    Ok(Some(q))
+}
+
+/// ListImages: `GET /images`.
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    v: axum::Extension<ApiVersion>,
+    p: Params,
+) -> Result<Response, Error> {
+    let opts = render_opts(&p, &caller, v.0)?;
+    let Some(mut q) = list_query(&st, &p).await? else {
+        return Ok(json_response(StatusCode::OK, &Vec::<Value>::new()));
+    };
+    q.account = caller.account;
+    let imgs = st.images.list(&caller, q).await?;
+    let out: Vec<Value> = imgs.iter().map(|i| i.render(opts)).collect();
+    Ok(json_response(StatusCode::OK, &out))
+}
+
+/// GetImage: `GET /images/{uuid}`.
+pub async fn get_image(
+    State(st): State<AppState>,
+    caller: Caller,
+    v: axum::Extension<ApiVersion>,
+    ImageUuid(uuid): ImageUuid,
+    p: Params,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let opts = render_opts(&p, &caller, v.0)?;
+    let img = st.images.get(&caller, uuid).await?;
+    if let Some(r) = check_conditional(&headers, &img.etag())? {
+        return Ok(r);
+    }
+    Ok(image_response(&img, opts))
+}
+
+/// CreateImage: `POST /images` (other actions of IMGAPI answer 501).
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    v: axum::Extension<ApiVersion>,
+    p: Params,
+    body: Body,
+) -> Result<Response, Error> {
+    match p.get("action").unwrap_or("") {
+        "" => {}
+        "create-from-vm" => {
+            return Err(Error::NotAvailable(
+                "custom image creation is not currently available".into(),
+            ));
+        }
+        "import-docker-image" | "import-lxd-image" => {
+            return Err(Error::NotAvailable(format!(
+                "action \"{}\" is not available on this server",
+                p.get("action").unwrap_or("")
+            )));
+        }
+        a => {
+            return Err(Error::invalid_param(
+                "action",
+                FieldCode::Invalid,
+                format!("\"{a}\" is not a valid action"),
+            ));
+        }
+    }
+    let opts = render_opts(&p, &caller, v.0)?;
+    let body = json_object(body).await?;
+    let img = st.images.create(&caller, body).await?;
+    Ok(image_response(&img, opts))
+}
+
+/// `POST /images/{uuid}?action=…`: import, activate, enable, disable, update.
+pub async fn action(
+    State(st): State<AppState>,
+    caller: Caller,
+    v: axum::Extension<ApiVersion>,
+    ImageUuid(uuid): ImageUuid,
+    p: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let opts = render_opts(&p, &caller, v.0)?;
+    let action = p.get("action").unwrap_or("");
+    let img = match action {
+        "" => {
+            return Err(Error::invalid_param(
+                "action",
+                FieldCode::MissingParameter,
+                "no image \"action\" was specified",
+            ));
+        }
+        "import" => {
+            caller.require_operator()?;
+            if p.get("source").is_some_and(|s| !s.is_empty()) {
+                return Err(Error::NotAvailable(
+                    "import from a source IMGAPI is not available yet".into(),
+                ));
+            }
+            st.images
+                .import(&caller, uuid, json_object(body).await?)
+                .await?
+        }
+        "import-remote" | "import-from-datacenter" | "export" | "change-stor" => {
+            return Err(Error::NotAvailable(format!(
+                "action \"{action}\" is not available on this server"
+            )));
+        }
+        "activate" => st.images.activate(&caller, uuid).await?,
+        "enable" => st.images.set_disabled(&caller, uuid, false).await?,
+        "disable" => st.images.set_disabled(&caller, uuid, true).await?,
+        "update" => {
+            let if_match = headers
+                .get(header::IF_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            st.images
+                .update(&caller, uuid, json_object(body).await?, if_match)
+                .await?
+        }
+        a => {
+            return Err(Error::invalid_param(
+                "action",
+                FieldCode::Invalid,
+                format!("\"{a}\" is not a valid action"),
+            ));
+        }
+    };
+    Ok(image_response(&img, opts))
+}
+
+/// DeleteImage: `DELETE /images/{uuid}` → 204.
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    ImageUuid(uuid): ImageUuid,
+) -> Result<Response, Error> {
+    st.images.delete(&caller, uuid).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// AddImageAcl / RemoveImageAcl: `POST /images/{uuid}/acl?action=add|remove`.
+pub async fn acl(
+    State(st): State<AppState>,
+    caller: Caller,
+    v: axum::Extension<ApiVersion>,
+    ImageUuid(uuid): ImageUuid,
+    p: Params,
+    body: Body,
+) -> Result<Response, Error> {
+    let opts = render_opts(&p, &caller, v.0)?;
+    let add = match p.get("action").unwrap_or("add") {
+        "" | "add" => true,
+        "remove" => false,
+        a => {
+            return Err(Error::invalid_param(
+                "action",
+                FieldCode::Invalid,
+                format!("\"{a}\" is not a valid action"),
+            ));
+        }
+    };
+    let Value::Array(items) = json_body(body).await? else {
+        return Err(Error::invalid_param(
+            "acl",
+            FieldCode::Invalid,
+            "invalid image \"acl\" (not an array)",
+        ));
+    };
+    let mut accounts = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        match it
+            .as_str()
+            .filter(|s| crate::manifest::validate::is_uuid(s))
+            .and_then(|s| Uuid::parse_str(s).ok())
+        {
+            Some(u) => accounts.push(u),
+            None => {
+                return Err(Error::invalid_param(
+                    "acl",
+                    FieldCode::Invalid,
+                    format!("invalid image \"acl\" (item {i} is not a UUID)"),
+                ));
+            }
+        }
+    }
+    let img = st.images.change_acl(&caller, uuid, add, accounts).await?;
+    Ok(image_response(&img, opts))
+}

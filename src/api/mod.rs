@@ -1,0 +1,185 @@
+//! HTTP only: the router, the per-request middleware (request id, standard
+//! headers, Accept-Version, logging and audit), extractors, and thin
+//! handlers that call the services.
+
+mod extract;
+mod files;
+mod images;
+mod ping;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, LoggedError};
+use crate::images::Images;
+
+pub use extract::RequestId;
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub images: Images,
+    pub server_name: Arc<str>,
+}
+
+/// The API versions this server speaks.
+pub const API_VERSIONS: &[semver::Version] =
+    &[semver::Version::new(1, 0, 0), semver::Version::new(2, 0, 0)];
+
+/// The negotiated API version of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiVersion(pub u64);
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ping", get(ping::ping))
+        .route("/state", get(ping::admin_get_state))
+        .route("/authkeys/reload", post(ping::reload_auth_keys))
+        .route("/images", get(images::list).post(images::create))
+        .route(
+            "/images/{uuid}",
+            get(images::get_image)
+                .post(images::action)
+                .delete(images::delete),
+        )
+        .route(
+            "/images/{uuid}/file",
+            put(files::add_file).get(files::get_file),
+        )
+        .route("/images/{uuid}/file/from-url", post(ping::not_available))
+        .route(
+            "/images/{uuid}/icon",
+            put(files::add_icon)
+                .post(files::add_icon)
+                .get(files::get_icon)
+                .delete(files::delete_icon),
+        )
+        .route("/images/{uuid}/acl", post(images::acl))
+        .route("/images/{uuid}/clone", post(ping::not_available))
+        .route("/images/{uuid}/jobs", get(ping::not_available))
+        .route("/images/{uuid}/push", post(ping::not_available))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), common))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Error {
+    Error::not_found(format!("{} does not exist", req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Error {
+    Error::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Parse `Accept-Version`: none means `~1`; otherwise the highest version
+/// of ours that satisfies the range.
+pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
+    let raw = h.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("~1");
+    let req = semver::VersionReq::parse(raw)
+        .map_err(|_| Error::InvalidVersion(format!("{raw} is not a valid version range")))?;
+    API_VERSIONS
+        .iter()
+        .rev()
+        .find(|v| req.matches(v))
+        .map(|v| ApiVersion(v.major))
+        .ok_or_else(|| {
+            Error::InvalidVersion(format!(
+                "{raw} is not supported by this server (versions 1.0.0, 2.0.0)"
+            ))
+        })
+}
+
+/// Every request: request id, Accept-Version, standard headers, logging.
+async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", request_id = %rid, %method, %path);
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let caller_slot = extract::CallerSlot::default();
+    req.extensions_mut().insert(caller_slot.clone());
+    let version = negotiate_version(
+        req.headers()
+            .get("accept-version")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut resp = match version {
+        Ok(v) => {
+            req.extensions_mut().insert(v);
+            tracing::Instrument::instrument(next.run(req), span.clone()).await
+        }
+        Err(e) => e.into_response(),
+    };
+    let ms = start.elapsed().as_millis();
+    let h = resp.headers_mut();
+    h.insert(header::SERVER, hv(&st.server_name));
+    h.insert(HeaderName::from_static("x-request-id"), hv(&rid));
+    h.insert(
+        HeaderName::from_static("x-response-time"),
+        hv(&ms.to_string()),
+    );
+    h.insert(
+        HeaderName::from_static("x-server-name"),
+        hv(&st.server_name),
+    );
+    let status = resp.status();
+    let err = resp.extensions().get::<LoggedError>().cloned();
+    let caller = caller_slot.get();
+    if status.is_server_error() {
+        tracing::error!(request_id = %rid, %method, %path, status = status.as_u16(),
+            error = err.as_ref().map(|e| e.detail.as_str()).unwrap_or(""), "request failed");
+    }
+    if is_mutation(&method) {
+        tracing::info!(target: "imgapi::audit", request_id = %rid, caller = %caller, %method, %path,
+            status = status.as_u16(), error_code = err.as_ref().map(|e| e.code).unwrap_or(""),
+            error = err.as_ref().filter(|_| status.is_client_error()).map(|e| e.detail.as_str()).unwrap_or(""),
+            elapsed_ms = ms as u64, "audit");
+    } else {
+        tracing::debug!(request_id = %rid, %method, %path, status = status.as_u16(), elapsed_ms = ms as u64, "request");
+    }
+    resp
+}
+
+fn is_mutation(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    )
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// A JSON response, pretty-printed like IMGAPI's.
+pub(crate) fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec_pretty(v) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => Error::internal(e).into_response(),
+    }
+}

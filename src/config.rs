@@ -1,0 +1,361 @@
+//! Configuration: defaults, then the TOML file, then `IMGAPI_*` environment,
+//! then command-line flags. Unknown keys are an error. Secrets never appear
+//! in `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// How callers are identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// IMGAPI's "dc" mode: every caller is an operator, or acts for `?account=`.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`; tokens belong to accounts in SQLite.
+    Token,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The whole configuration (`imgapi.example.toml` documents every key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the local stores.
+    pub data_dir: PathBuf,
+    /// `none` or `token`.
+    pub auth: AuthMode,
+    /// Allow `auth = "none"` on a non-loopback listen address.
+    pub allow_auth_none_on_network: bool,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    pub storage: StorageConfig,
+    pub limits: Limits,
+    pub uploads: UploadsConfig,
+    pub registrar: RegistrarConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("./data"),
+            auth: AuthMode::None,
+            allow_auth_none_on_network: false,
+            log_format: LogFormat::Text,
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+            uploads: UploadsConfig::default(),
+            registrar: RegistrarConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub assets: AssetsConfig,
+    pub manta: MantaConfig,
+}
+
+/// The local "assets" store (also holds images stored with `stor = local`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetsConfig {
+    /// Directory; default `<data_dir>/assets`.
+    pub dir: Option<PathBuf>,
+    /// Accounts (besides operators) allowed to use `/assets/...` paths.
+    pub allowed_accounts: Vec<Uuid>,
+}
+
+/// The "manta" object store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum MantaConfig {
+    /// A local directory; default `<data_dir>/manta`.
+    Fs {
+        #[serde(default)]
+        dir: Option<PathBuf>,
+    },
+    /// An S3-compatible bucket.
+    S3(S3Config),
+}
+
+impl Default for MantaConfig {
+    fn default() -> Self {
+        MantaConfig::Fs { dir: None }
+    }
+}
+
+/// S3 settings for the manta store.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "yes")]
+    pub force_path_style: bool,
+    pub access_key_id: String,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+    #[serde(default = "default_part_size")]
+    pub part_size_mib: u64,
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_part_size() -> u64 {
+    16
+}
+fn default_parts_in_flight() -> usize {
+    4
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("force_path_style", &self.force_path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .field("part_size_mib", &self.part_size_mib)
+            .field("parts_in_flight", &self.parts_in_flight)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest image file accepted, in bytes (default 100 GiB).
+    pub max_file_size: u64,
+    /// Bytes an account may have in unfinished uploads (default 200 GiB).
+    pub max_bytes_in_flight_per_account: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_size: 100 << 30,
+            max_bytes_in_flight_per_account: 200 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Idle uploads expire after this many seconds (default 7 days).
+    pub expire_after_secs: u64,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            expire_after_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Default `?wait=` of a registration POST, in seconds.
+    pub wait_secs: u64,
+    /// Failed placeholders are reaped after this many days.
+    pub placeholder_lifespan_days: u64,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            wait_secs: 30,
+            placeholder_lifespan_days: 7,
+        }
+    }
+}
+
+/// Command-line overrides (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid environment variable {0}: {1}")]
+    Env(&'static str, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load: defaults < file < environment < flags.
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let path = o
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("IMGAPI_CONFIG").map(PathBuf::from));
+        let mut cfg = match &path {
+            Some(p) => Self::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Ok(v) = std::env::var("IMGAPI_LISTEN") {
+            cfg.listen = v.parse().map_err(|e: std::net::AddrParseError| {
+                ConfigError::Env("IMGAPI_LISTEN", e.to_string())
+            })?;
+        }
+        if let Some(v) = std::env::var_os("IMGAPI_DATA_DIR") {
+            cfg.data_dir = PathBuf::from(v);
+        }
+        if let Some(l) = o.listen {
+            cfg.listen = l;
+        }
+        if let Some(d) = &o.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(p: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: p.to_path_buf(),
+            source,
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.auth == AuthMode::None
+            && !self.listen.ip().is_loopback()
+            && !self.allow_auth_none_on_network
+        {
+            return Err(ConfigError::Invalid(format!(
+                "auth = \"none\" gives every caller operator rights; refusing to listen on \
+                 non-loopback address {} (set allow_auth_none_on_network = true to insist)",
+                self.listen
+            )));
+        }
+        if let MantaConfig::S3(s3) = &self.storage.manta {
+            if s3.part_size_mib < 5 {
+                return Err(ConfigError::Invalid(
+                    "storage.manta.part_size_mib must be at least 5".into(),
+                ));
+            }
+            if s3.secret_access_key.is_none() && s3.secret_access_key_file.is_none() {
+                return Err(ConfigError::Invalid(
+                    "storage.manta needs secret_access_key or secret_access_key_file".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("imgapi.sqlite")
+    }
+
+    pub fn assets_dir(&self) -> PathBuf {
+        self.storage
+            .assets
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("assets"))
+    }
+
+    pub fn manta_fs_dir(&self) -> Option<PathBuf> {
+        match &self.storage.manta {
+            MantaConfig::Fs { dir } => {
+                Some(dir.clone().unwrap_or_else(|| self.data_dir.join("manta")))
+            }
+            MantaConfig::S3(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nfrobnicate = 1\n").unwrap_err();
+        assert!(e.to_string().contains("frobnicate"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../imgapi.example.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+    }
+
+    #[test]
+    fn secrets_not_in_debug() {
+        let c: Config = toml::from_str(
+            "[storage.manta]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key_id = \"AK\"\nsecret_access_key = \"SUPERSECRET\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("SUPERSECRET"));
+    }
+
+    #[test]
+    fn auth_none_refused_off_loopback() {
+        let c = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(c.check().is_err());
+        let c = Config {
+            allow_auth_none_on_network: true,
+            ..c
+        };
+        assert!(c.check().is_ok());
+    }
+}

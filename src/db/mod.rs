@@ -1,0 +1,146 @@
+//! SQLite metadata: the connection handles, migrations from `sql/`, and all
+//! SQL of the service (images, accounts). Every call runs in
+//! `spawn_blocking`, keeping the caller's tracing span.
+
+pub mod accounts;
+pub mod images;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, Transaction};
+
+use crate::error::{Error, Result};
+
+/// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
+const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../sql/0001_init.sql"))];
+
+/// The database: one writer connection, a small pool of readers.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    if !read_only {
+        c.pragma_update(None, "journal_mode", "WAL")?;
+        c.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    Ok(c)
+}
+
+/// Apply pending migrations; returns how many were applied.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let mut applied = 0;
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(migration = name, "applied migration");
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+impl Db {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Db> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut writer = open_conn(path, false)?;
+        migrate(&mut writer)?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Run `f` on a read connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let conn = inner.readers.lock().map_err(poisoned)?.pop();
+                let conn = match conn {
+                    Some(c) => c,
+                    None => open_conn(&inner.path, true)?,
+                };
+                let out = f(&conn);
+                let mut pool = inner.readers.lock().map_err(poisoned)?;
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+                out
+            })
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
+    /// Run `f` in a write transaction, off the async runtime. Writes are
+    /// serialised; the transaction commits only if `f` returns Ok.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut conn = inner.writer.lock().map_err(poisoned)?;
+                let tx = conn.transaction()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> Error {
+    Error::internal("database lock poisoned")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open_conn(&dir.path().join("t.sqlite"), false).unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), MIGRATIONS.len());
+        assert_eq!(migrate(&mut c).unwrap(), 0);
+    }
+}

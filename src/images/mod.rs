@@ -1,0 +1,868 @@
+//! The image lifecycle (IMGAPI's classic flow): create, import, update,
+//! activate, enable/disable, ACLs, files, icons, delete. Enforces
+//! visibility and ownership; all state changes are read-modify-write
+//! transactions in SQLite.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::db::{Db, images as q};
+use crate::digest::Digests;
+use crate::error::{Error, FieldCode, FieldError, Result};
+use crate::identity::Caller;
+use crate::manifest::validate::{
+    ADMIN_MUTABLE, CREATE_KEYS, IMPORT_EXTRA_KEYS, MUTABLE, normalize, upgrade_v1,
+};
+use crate::manifest::{
+    COMPRESSIONS, Ctx, Icon, Image, ImageFile, Placeholder, State, now_iso, validate_manifest,
+};
+use crate::store::{ByteStream, Stores, image_file_key, image_icon_key, ingest};
+
+/// Largest icon, in bytes (IMGAPI: 128 KiB).
+pub const MAX_ICON_SIZE: u64 = 128 * 1024;
+
+/// The image service.
+#[derive(Clone)]
+pub struct Images {
+    pub db: Db,
+    pub stores: Stores,
+    /// Default `stor` for new files: `manta` when it is an object store, else `local`.
+    pub default_stor: &'static str,
+    pub max_file_size: u64,
+    pub placeholder_lifespan_days: u64,
+    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+}
+
+/// AddImageFile's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct AddFileParams {
+    pub compression: Option<String>,
+    pub sha1: Option<String>,
+    pub dataset_guid: Option<String>,
+    pub storage: Option<String>,
+    pub content_length: Option<u64>,
+}
+
+/// AddImageIcon's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct AddIconParams {
+    pub content_type: Option<String>,
+    pub sha1: Option<String>,
+    pub content_length: Option<u64>,
+}
+
+impl Images {
+    pub fn new(
+        db: Db,
+        stores: Stores,
+        default_stor: &'static str,
+        max_file_size: u64,
+        placeholder_lifespan_days: u64,
+    ) -> Images {
+        Images {
+            db,
+            stores,
+            default_stor,
+            max_file_size,
+            placeholder_lifespan_days,
+            locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
+        }
+    }
+
+    /// Serialises file replacement, activation and deletion of one image.
+    async fn lock(&self, uuid: Uuid) -> tokio::sync::MutexGuard<'_, ()> {
+        let i = (uuid.as_u128() % self.locks.len() as u128) as usize;
+        self.locks[i].lock().await
+    }
+
+    /// GetImage: the image if the caller may see it, else 404.
+    pub async fn get(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
+        let img = self.db.read(move |c| q::get(c, uuid)).await?;
+        match img {
+            Some(img) if caller.can_see(&img) => Ok(img),
+            _ => Err(not_found(uuid)),
+        }
+    }
+
+    /// ListImages.
+    pub async fn list(&self, caller: &Caller, mut query: q::ListQuery) -> Result<Vec<Image>> {
+        if !caller.authenticated {
+            // Nobody sees only active public images.
+            query.account = None;
+            query.public = match query.public {
+                Some(false) => return Ok(vec![]),
+                _ => Some(true),
+            };
+            query.state = match query.state {
+                q::StateFilter::All | q::StateFilter::Only(State::Active) => {
+                    q::StateFilter::Only(State::Active)
+                }
+                _ => return Ok(vec![]),
+            };
+        } else if !caller.operator {
+            query.account = caller.account;
+        }
+        self.db.read(move |c| q::list(c, &query)).await
+    }
+
+    /// The `published_at` of a marker image (ListImages `marker=<uuid>`).
+    pub async fn marker_date(&self, uuid: Uuid) -> Result<Option<String>> {
+        let img = self.db.read(move |c| q::get(c, uuid)).await?;
+        match img {
+            None => Err(not_found(uuid)),
+            Some(img) => Ok(img
+                .published_at
+                .as_deref()
+                .and_then(crate::manifest::normalize_date)),
+        }
+    }
+
+    /// CreateImage.
+    pub async fn create(&self, caller: &Caller, body: Map<String, Value>) -> Result<Image> {
+        caller.require_auth()?;
+        if body.contains_key("state") {
+            return Err(Error::ValidationFailed {
+                message: "invalid image data: \"state\"".into(),
+                errors: vec![FieldError::msg(
+                    "state",
+                    FieldCode::NotAllowed,
+                    "Parameter cannot be set",
+                )],
+            });
+        }
+        let mut body = body;
+        if let Some(a) = caller.account {
+            match body.get("owner") {
+                None | Some(Value::Null) => {
+                    body.insert("owner".into(), Value::String(a.to_string()));
+                }
+                Some(o) if o.as_str() != Some(a.to_string().as_str()) => {
+                    return Err(Error::invalid_param(
+                        "owner",
+                        FieldCode::Invalid,
+                        format!("invalid owner: given owner, {o}, does not match account, \"{a}\""),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        body.entry("v").or_insert(Value::from(2));
+        let img = build_image(body, Uuid::new_v4(), false)?;
+        self.insert_new(img).await
+    }
+
+    /// AdminImportImage: keeps uuid and published_at; upgrades v1 manifests.
+    pub async fn import(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        mut body: Map<String, Value>,
+    ) -> Result<Image> {
+        caller.require_operator()?;
+        upgrade_v1(&mut body);
+        match body.get("uuid").and_then(Value::as_str) {
+            None => {
+                return Err(Error::invalid_param(
+                    "uuid",
+                    FieldCode::MissingParameter,
+                    "missing \"uuid\"",
+                ));
+            }
+            Some(b) if b != uuid.to_string() => {
+                return Err(Error::invalid_param(
+                    "uuid",
+                    FieldCode::Invalid,
+                    format!("URL UUID, \"{uuid}\" and body UUID, \"{b}\" do not match"),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(p) = body.get("published_at")
+            && !p.is_string()
+            && !p.is_null()
+        {
+            return Err(Error::invalid_param(
+                "published_at",
+                FieldCode::Invalid,
+                "invalid \"published_at\"",
+            ));
+        }
+        body.remove("state");
+        body.remove("files");
+        body.remove("icon");
+        body.entry("v").or_insert(Value::from(2));
+        let img = build_image(body, uuid, true)?;
+        // An existing `creating` placeholder is replaced; anything else conflicts.
+        let origin = img.origin;
+        self.db
+            .write(move |c| {
+                if let Some(o) = origin
+                    && q::get(c, o)?.is_none()
+                {
+                    return Err(Error::OriginDoesNotExist(o));
+                }
+                match q::get(c, img.uuid)? {
+                    Some(old) if old.placeholder == Some(Placeholder::Creating) => {
+                        q::update(c, &img)?
+                    }
+                    Some(_) => return Err(Error::ImageUuidAlreadyExists(img.uuid)),
+                    None => q::insert(c, &img)?,
+                }
+                Ok(img)
+            })
+            .await
+    }
+
+    async fn insert_new(&self, img: Image) -> Result<Image> {
+        let origin = img.origin;
+        self.db
+            .write(move |c| {
+                if let Some(o) = origin
+                    && q::get(c, o)?.is_none()
+                {
+                    return Err(Error::OriginDoesNotExist(o));
+                }
+                q::insert(c, &img)?;
+                Ok(img)
+            })
+            .await
+    }
+
+    /// Read-modify-write of one image the caller may see and owns.
+    /// `if_match` is checked against the Etag first.
+    pub async fn modify<F>(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        if_match: Option<String>,
+        f: F,
+    ) -> Result<Image>
+    where
+        F: FnOnce(&mut Image) -> Result<()> + Send + 'static,
+    {
+        caller.require_auth()?;
+        let caller = caller.clone();
+        self.db
+            .write(move |c| {
+                let mut img = match q::get(c, uuid)? {
+                    Some(img) if caller.can_see(&img) => img,
+                    _ => return Err(not_found(uuid)),
+                };
+                caller.check_owner(&img)?;
+                check_if_match(if_match.as_deref(), &img)?;
+                f(&mut img)?;
+                q::update(c, &img)?;
+                Ok(img)
+            })
+            .await
+    }
+
+    /// ActivateImage.
+    pub async fn activate(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
+        let _g = self.lock(uuid).await;
+        self.modify(caller, uuid, None, move |img| {
+            if img.activated {
+                return Err(Error::ImageAlreadyActivated(uuid));
+            }
+            if img.files.is_empty() {
+                return Err(Error::NoActivationNoFile(uuid));
+            }
+            img.activated = true;
+            img.placeholder = None;
+            img.error = None;
+            img.expires_at = None;
+            if img.published_at.is_none() {
+                img.published_at = Some(now_iso());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// DisableImage / EnableImage.
+    pub async fn set_disabled(&self, caller: &Caller, uuid: Uuid, disabled: bool) -> Result<Image> {
+        self.modify(caller, uuid, None, move |img| {
+            img.disabled = disabled;
+            Ok(())
+        })
+        .await
+    }
+
+    /// AddImageAcl / RemoveImageAcl.
+    pub async fn change_acl(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        add: bool,
+        accounts: Vec<Uuid>,
+    ) -> Result<Image> {
+        self.modify(caller, uuid, None, move |img| {
+            if add {
+                for a in accounts {
+                    if !img.acl.contains(&a) {
+                        img.acl.push(a);
+                    }
+                }
+            } else {
+                img.acl.retain(|a| !accounts.contains(a));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// UpdateImage: mutable fields (operators: admin fields too); `null` deletes.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        body: Map<String, Value>,
+        if_match: Option<String>,
+    ) -> Result<Image> {
+        if body.is_empty() {
+            return Err(Error::ValidationFailed {
+                message: "invalid image update data: no parameters provided".into(),
+                errors: vec![],
+            });
+        }
+        let acting_for_account = caller.account.is_some() || !caller.operator;
+        let lifespan = self.placeholder_lifespan_days;
+        self.modify(caller, uuid, if_match, move |img| {
+            let mut errs = Vec::new();
+            for k in body.keys() {
+                let k = k.as_str();
+                if ADMIN_MUTABLE.contains(&k) {
+                    if acting_for_account {
+                        errs.push(FieldError::msg(
+                            k,
+                            FieldCode::NotAllowed,
+                            "Can only be updated by operators",
+                        ));
+                    } else if k == "origin" && img.activated {
+                        errs.push(FieldError::msg(
+                            k,
+                            FieldCode::NotAllowed,
+                            "Can only be updated on unactivated images",
+                        ));
+                    }
+                } else if !MUTABLE.contains(&k) {
+                    errs.push(FieldError::msg(
+                        k,
+                        FieldCode::NotAllowed,
+                        "Parameter cannot be updated",
+                    ));
+                }
+            }
+            if !errs.is_empty() {
+                let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+                return Err(Error::ValidationFailed {
+                    message: format!("invalid image update data: {}", fields.join(", ")),
+                    errors: errs,
+                });
+            }
+            let mut raw = match serde_json::to_value(&*img).map_err(Error::internal)? {
+                Value::Object(m) => m,
+                _ => return Err(Error::internal("image is not an object")),
+            };
+            let mut new_state = None;
+            for (k, v) in body {
+                if k == "state" {
+                    new_state = Some(v);
+                    continue;
+                }
+                if v.is_null() {
+                    raw.remove(&k);
+                } else {
+                    raw.insert(k, v);
+                }
+            }
+            normalize(&mut raw);
+            let placeholder = matches!(img.state(), State::Creating | State::Failed);
+            let mut errs = validate_manifest(&raw, Ctx { placeholder });
+            let state = match &new_state {
+                None => None,
+                Some(v) => match v.as_str().and_then(State::parse) {
+                    Some(s) => Some(s),
+                    None => {
+                        errs.push(FieldError::new("state", FieldCode::Invalid));
+                        None
+                    }
+                },
+            };
+            if !errs.is_empty() {
+                return Err(Error::validation(errs));
+            }
+            let mut updated: Image = serde_json::from_value(Value::Object(raw)).map_err(|e| {
+                Error::validation(vec![FieldError::msg(
+                    "body",
+                    FieldCode::Invalid,
+                    e.to_string(),
+                )])
+            })?;
+            if let Some(s) = state {
+                apply_state(&mut updated, s, lifespan)?;
+            }
+            *img = updated;
+            Ok(())
+        })
+        .await
+    }
+
+    /// DeleteImage: refused while other images name it as `origin`.
+    pub async fn delete(&self, caller: &Caller, uuid: Uuid) -> Result<()> {
+        caller.require_auth()?;
+        let _g = self.lock(uuid).await;
+        let caller2 = caller.clone();
+        let img = self
+            .db
+            .write(move |c| {
+                let img = match q::get(c, uuid)? {
+                    Some(img) if caller2.can_see(&img) => img,
+                    _ => return Err(not_found(uuid)),
+                };
+                caller2.check_owner(&img)?;
+                let deps = q::dependents(c, uuid)?;
+                if !deps.is_empty() {
+                    let list: Vec<String> = deps.iter().map(Uuid::to_string).collect();
+                    let shown = if list.len() >= 10 {
+                        format!("{} and {} more...", list[..5].join(", "), list.len() - 5)
+                    } else {
+                        list.join(", ")
+                    };
+                    return Err(Error::ImageHasDependentImages(format!(
+                        "image \"{uuid}\" has {} dependent incremental image(s): {shown}",
+                        deps.len()
+                    )));
+                }
+                q::delete(c, uuid)?;
+                Ok(img)
+            })
+            .await?;
+        self.remove_stored(&img).await;
+        Ok(())
+    }
+
+    /// Remove an image's file and icon from their stores (errors only logged:
+    /// the record is already gone).
+    pub async fn remove_stored(&self, img: &Image) {
+        for f in &img.files {
+            if let Ok(store) = self.stores.by_stor(&f.stor)
+                && let Err(e) = store.delete(&image_file_key(&img.uuid)).await
+            {
+                tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove image file");
+            }
+        }
+        if let Some(icon) = &img.icon
+            && let Ok(store) = self.stores.by_stor(&icon.stor)
+            && let Err(e) = store.delete(&image_icon_key(&img.uuid)).await
+        {
+            tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove icon");
+        }
+    }
+
+    /// AddImageFile: stream the body into the store, checking size, sha1 and
+    /// Content-Length before it replaces any previous file.
+    pub async fn add_file<S>(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        p: AddFileParams,
+        body: S,
+    ) -> Result<Image>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        caller.require_auth()?;
+        let compression = match p.compression.as_deref() {
+            None | Some("") => {
+                return Err(Error::invalid_param(
+                    "compression",
+                    FieldCode::Missing,
+                    "missing \"compression\"",
+                ));
+            }
+            Some(c) if !COMPRESSIONS.contains(&c) => {
+                return Err(Error::invalid_param(
+                    "compression",
+                    FieldCode::Invalid,
+                    format!(
+                        "invalid compression \"{c}\" (must be one of {})",
+                        COMPRESSIONS.join(", ")
+                    ),
+                ));
+            }
+            Some(c) => c.to_string(),
+        };
+        let stor = self.choose_stor(caller, p.storage.as_deref())?;
+        if let Some(len) = p.content_length
+            && len > self.max_file_size
+        {
+            return Err(Error::Upload(format!(
+                "image file size, {len} (from Content-Length) exceeds the maximum allowed size, {}",
+                self.max_file_size
+            )));
+        }
+        let img = self.get(caller, uuid).await?;
+        caller.check_owner(&img)?;
+        if img.activated {
+            return Err(Error::ImageFilesImmutable(uuid));
+        }
+        let store = self.stores.by_stor(stor)?;
+        let key = image_file_key(&uuid);
+        // Stream to a temporary object; checks run before it is committed.
+        let mut pending = store.begin_write(&key).await?;
+        let digests = ingest(&mut pending, body, self.max_file_size).await?;
+        check_file(&digests, p.content_length, p.sha1.as_deref())?;
+        let file = ImageFile {
+            sha1: digests.sha1_hex(),
+            size: digests.size,
+            compression,
+            dataset_guid: p.dataset_guid.filter(|g| !g.is_empty()),
+            stor: stor.to_string(),
+            content_md5: digests.md5_base64(),
+            mtime: now_iso(),
+        };
+        // Commit and record under the image lock, re-checking activation.
+        let _g = self.lock(uuid).await;
+        let cur = self.get(caller, uuid).await?;
+        if cur.activated {
+            return Err(Error::ImageAlreadyActivated(uuid));
+        }
+        pending.commit().await?;
+        let old: Vec<ImageFile> = cur.files.clone();
+        let img = self
+            .modify(caller, uuid, None, move |img| {
+                img.files = vec![file];
+                Ok(())
+            })
+            .await?;
+        for f in old.iter().filter(|f| f.stor != stor) {
+            if let Ok(s) = self.stores.by_stor(&f.stor) {
+                let _ = s.delete(&key).await;
+            }
+        }
+        Ok(img)
+    }
+
+    /// `?storage=`: operators only; default depends on the configuration.
+    fn choose_stor(&self, caller: &Caller, storage: Option<&str>) -> Result<&'static str> {
+        match storage {
+            None | Some("") => Ok(self.default_stor),
+            Some(_) if caller.account.is_some() || !caller.operator => Err(Error::invalid_param(
+                "storage",
+                FieldCode::NotAllowed,
+                "Parameter cannot be specified by non-operators",
+            )),
+            Some("local") => Ok("local"),
+            Some("manta") => Ok("manta"),
+            Some(s) => Err(Error::invalid_param(
+                "storage",
+                FieldCode::Invalid,
+                format!("invalid storage \"{s}\" (must be one of local, manta)"),
+            )),
+        }
+    }
+
+    /// GetImageFile: the image and its file at `index` (404 if none).
+    pub async fn file(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        index: usize,
+    ) -> Result<(Image, ImageFile)> {
+        let img = self.get(caller, uuid).await?;
+        let f = match img.files.get(index) {
+            Some(f) => f.clone(),
+            None if img.files.is_empty() => {
+                return Err(Error::not_found(format!("image \"{uuid}\" has no file")));
+            }
+            None => {
+                return Err(Error::not_found(format!(
+                    "image \"{uuid}\" has no file at index {index}"
+                )));
+            }
+        };
+        Ok((img, f))
+    }
+
+    /// Open an image file's bytes (or a range of them).
+    pub async fn open_file(
+        &self,
+        img: &Image,
+        f: &ImageFile,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream> {
+        self.stores
+            .by_stor(&f.stor)?
+            .get(&image_file_key(&img.uuid), range)
+            .await
+    }
+
+    /// AddImageIcon.
+    pub async fn add_icon<S>(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        p: AddIconParams,
+        body: S,
+    ) -> Result<Image>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        caller.require_auth()?;
+        let ct = p.content_type.unwrap_or_default();
+        if !matches!(ct.as_str(), "image/jpeg" | "image/png" | "image/gif") {
+            return Err(Error::Upload(format!(
+                "invalid content-type, {ct}, must be one of image/jpeg, image/png or image/gif"
+            )));
+        }
+        if p.content_length.is_some_and(|l| l > MAX_ICON_SIZE) {
+            return Err(Error::Upload(format!(
+                "icon size exceeds the maximum allowed size, {MAX_ICON_SIZE} bytes"
+            )));
+        }
+        let img = self.get(caller, uuid).await?;
+        caller.check_owner(&img)?;
+        let store = &self.stores.local;
+        let mut pending = store.begin_write(&image_icon_key(&uuid)).await?;
+        let digests = ingest(&mut pending, body, MAX_ICON_SIZE).await?;
+        check_file(&digests, p.content_length, p.sha1.as_deref()).map_err(|e| match e {
+            Error::Download(m) => Error::Upload(m),
+            e => e,
+        })?;
+        pending.commit().await?;
+        let icon = Icon {
+            sha1: digests.sha1_hex(),
+            size: digests.size,
+            content_type: ct,
+            content_md5: digests.md5_base64(),
+            mtime: now_iso(),
+            stor: "local".into(),
+        };
+        self.modify(caller, uuid, None, move |img| {
+            img.icon = Some(icon);
+            Ok(())
+        })
+        .await
+    }
+
+    /// GetImageIcon: the image and its icon (404 if none).
+    pub async fn icon(&self, caller: &Caller, uuid: Uuid) -> Result<(Image, Icon, ByteStream)> {
+        let img = self.get(caller, uuid).await?;
+        let icon = img
+            .icon
+            .clone()
+            .ok_or_else(|| Error::not_found(format!("image \"{uuid}\" has no icon")))?;
+        let stream = self
+            .stores
+            .by_stor(&icon.stor)?
+            .get(&image_icon_key(&uuid), None)
+            .await?;
+        Ok((img, icon, stream))
+    }
+
+    /// DeleteImageIcon.
+    pub async fn delete_icon(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
+        let mut old = None;
+        let img = {
+            let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let slot2 = slot.clone();
+            let img = self
+                .modify(caller, uuid, None, move |img| {
+                    *slot2.lock().map_err(|_| Error::internal("poisoned"))? = img.icon.take();
+                    Ok(())
+                })
+                .await?;
+            if let Ok(mut s) = slot.lock() {
+                old = s.take();
+            }
+            img
+        };
+        if let Some(icon) = old
+            && let Ok(store) = self.stores.by_stor(&icon.stor)
+        {
+            let _ = store.delete(&image_icon_key(&uuid)).await;
+        }
+        Ok(img)
+    }
+}
+
+/// AddImageFile's after-the-stream checks (IMGAPI answers 400 Download).
+fn check_file(d: &Digests, content_length: Option<u64>, sha1: Option<&str>) -> Result<()> {
+    if d.size == 0 {
+        return Err(Error::Download(
+            "image file size is 0 bytes, empty files are not allowed".into(),
+        ));
+    }
+    if let Some(l) = content_length
+        && l != d.size
+    {
+        return Err(Error::Download(format!(
+            "\"Content-Length\" header, {l}, does not match uploaded size, {}",
+            d.size
+        )));
+    }
+    if let Some(s) = sha1.filter(|s| !s.is_empty())
+        && !s.eq_ignore_ascii_case(&d.sha1_hex())
+    {
+        return Err(Error::Download(format!(
+            "\"sha1\" hash, {s}, does not match the uploaded file sha1 hash, {}",
+            d.sha1_hex()
+        )));
+    }
+    Ok(())
+}
+
+fn check_if_match(if_match: Option<&str>, img: &Image) -> Result<()> {
+    let Some(m) = if_match else { return Ok(()) };
+    let etag = img.etag();
+    let ok = m
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == etag);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::PreconditionFailed(format!(
+            "if-match '{m}' didn't match etag '{etag}'"
+        )))
+    }
+}
+
+fn not_found(uuid: Uuid) -> Error {
+    Error::not_found(format!("image {uuid} was not found"))
+}
+
+/// Operator `state` updates.
+fn apply_state(img: &mut Image, s: State, lifespan_days: u64) -> Result<()> {
+    match s {
+        State::Creating | State::Failed => {
+            img.placeholder = Some(if s == State::Failed {
+                Placeholder::Failed
+            } else {
+                Placeholder::Creating
+            });
+            img.activated = false;
+            let exp = chrono::Utc::now() + chrono::Duration::days(lifespan_days as i64);
+            img.expires_at = Some(exp.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+        }
+        State::Unactivated => {
+            img.placeholder = None;
+            img.activated = false;
+            img.expires_at = None;
+        }
+        State::Active | State::Disabled => {
+            if img.files.is_empty() {
+                return Err(Error::NoActivationNoFile(img.uuid));
+            }
+            img.placeholder = None;
+            img.activated = true;
+            img.disabled = s == State::Disabled;
+            img.expires_at = None;
+            if img.published_at.is_none() {
+                img.published_at = Some(now_iso());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check CreateImage/AdminImportImage keys, validate, and build an
+/// unactivated image.
+fn build_image(mut body: Map<String, Value>, uuid: Uuid, import: bool) -> Result<Image> {
+    body.remove("files");
+    body.remove("state");
+    body.remove("channels");
+    if !import {
+        body.remove("icon");
+    }
+    let extra: Vec<String> = body
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            let known = CREATE_KEYS.contains(&k) || (import && IMPORT_EXTRA_KEYS.contains(&k));
+            !known
+        })
+        .cloned()
+        .collect();
+    if !extra.is_empty() {
+        return Err(Error::InvalidParameter {
+            message: format!(
+                "invalid extra parameters: {}",
+                extra
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            errors: extra
+                .iter()
+                .map(|k| FieldError::new(k.clone(), FieldCode::Invalid))
+                .collect(),
+        });
+    }
+    normalize(&mut body);
+    body.insert("uuid".into(), Value::String(uuid.to_string()));
+    body.entry("public").or_insert(Value::Bool(false));
+    body.entry("disabled").or_insert(Value::Bool(false));
+    let errs = validate_manifest(&body, Ctx::default());
+    if !errs.is_empty() {
+        return Err(Error::validation(errs));
+    }
+    body.insert("activated".into(), Value::Bool(false));
+    if body
+        .get("published_at")
+        .is_some_and(|p| p.as_str() == Some(""))
+    {
+        body.remove("published_at");
+    }
+    // null means absent
+    body.retain(|_, v| !v.is_null());
+    serde_json::from_value(Value::Object(body)).map_err(|e| {
+        Error::validation(vec![FieldError::msg(
+            "body",
+            FieldCode::Invalid,
+            e.to_string(),
+        )])
+    })
+}
+
+/// Delete expired placeholders (failed/creating) every 30 minutes.
+pub async fn reap_placeholders_forever(images: Images) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1800));
+    loop {
+        tick.tick().await;
+        if let Err(e) = images.reap_placeholders().await {
+            tracing::warn!(error = %e, "placeholder reaper failed");
+        }
+    }
+}
+
+impl Images {
+    /// Delete placeholders whose `expires_at` has passed; returns how many.
+    pub async fn reap_placeholders(&self) -> Result<usize> {
+        let now = now_iso();
+        let gone = self
+            .db
+            .write(move |c| {
+                let mut gone = Vec::new();
+                for u in q::expired_placeholders(c, &now)? {
+                    if let Some(img) = q::get(c, u)? {
+                        q::delete(c, u)?;
+                        gone.push(img);
+                    }
+                }
+                Ok(gone)
+            })
+            .await?;
+        for img in &gone {
+            tracing::info!(image.uuid = %img.uuid, "reaped expired placeholder");
+            self.remove_stored(img).await;
+        }
+        Ok(gone.len())
+    }
+}

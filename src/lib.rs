@@ -1,0 +1,76 @@
+//! imgapi: an image registry for clouds, wire-compatible with Triton's
+//! IMGAPI. This crate root wires the modules together and runs the server.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod digest;
+pub mod error;
+pub mod identity;
+pub mod images;
+pub mod manifest;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use config::{Config, MantaConfig};
+use error::{Error, Result};
+use store::{FsStore, Store, Stores};
+
+/// Open the database and stores named by `cfg`.
+pub fn build_state(cfg: Config) -> Result<api::AppState> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let db = db::Db::open(&cfg.db_path())?;
+    let manta = match cfg.manta_fs_dir() {
+        Some(dir) => Store::Fs(FsStore::new(dir)?),
+        None => match &cfg.storage.manta {
+            MantaConfig::S3(_) => {
+                return Err(Error::internal(
+                    "the s3 manta store is not built into this version yet",
+                ));
+            }
+            MantaConfig::Fs { .. } => unreachable!("handled above"),
+        },
+    };
+    let stores = Stores {
+        local: Store::Fs(FsStore::new(cfg.data_dir.join("local"))?),
+        manta,
+        assets: Store::Fs(FsStore::new(cfg.assets_dir())?),
+    };
+    let default_stor = match cfg.storage.manta {
+        MantaConfig::S3(_) => "manta",
+        MantaConfig::Fs { .. } => "local",
+    };
+    let images = images::Images::new(
+        db.clone(),
+        stores,
+        default_stor,
+        cfg.limits.max_file_size,
+        cfg.registrar.placeholder_lifespan_days,
+    );
+    Ok(api::AppState {
+        config: Arc::new(cfg),
+        db,
+        images,
+        server_name: Arc::from(format!("imgapi/{}", env!("CARGO_PKG_VERSION"))),
+    })
+}
+
+/// Serve until `shutdown` resolves; in-flight requests finish first.
+/// Prints `imgapi listening on http://ADDR` on stdout once bound.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let listen = cfg.listen;
+    let state = build_state(cfg)?;
+    let reaper = tokio::spawn(images::reap_placeholders_forever(state.images.clone()));
+    let app = api::router(state);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    println!("imgapi listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    reaper.abort();
+    Ok(())
+}

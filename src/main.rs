@@ -1,0 +1,155 @@
+//! The `imgapi` command: the server and its admin verbs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use imgapi::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "imgapi",
+    version,
+    about = "An image registry for clouds, wire-compatible with Triton IMGAPI"
+)]
+struct Cli {
+    /// TOML configuration file (IMGAPI_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory for the database and local stores (IMGAPI_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (IMGAPI_LISTEN).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts (auth = "token").
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Create an account and print its uuid and token (shown only once).
+    Create {
+        #[arg(long)]
+        login: String,
+        /// The account is an operator.
+        #[arg(long)]
+        operator: bool,
+        /// Use this uuid instead of a new one.
+        #[arg(long)]
+        uuid: Option<uuid::Uuid>,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGAPI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.cmd {
+        Cmd::Serve { listen } => *listen,
+        _ => None,
+    };
+    let overrides = Overrides {
+        config: cli.config.clone(),
+        listen,
+        data_dir: cli.data_dir.clone(),
+    };
+    let cfg = match Config::load(&overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgapi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(cfg.log_format);
+    let res = match cli.cmd {
+        Cmd::Serve { .. } => imgapi::run(cfg, shutdown_signal()).await,
+        Cmd::Migrate => migrate(&cfg),
+        Cmd::Account {
+            cmd:
+                AccountCmd::Create {
+                    login,
+                    operator,
+                    uuid,
+                },
+        } => account_create(&cfg, &login, operator, uuid).await,
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let detail = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            eprintln!("imgapi: {e}{detail}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(cfg: &Config) -> imgapi::error::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    imgapi::db::Db::open(&cfg.db_path())?;
+    println!("database {} is up to date", cfg.db_path().display());
+    Ok(())
+}
+
+async fn account_create(
+    cfg: &Config,
+    login: &str,
+    operator: bool,
+    uuid: Option<uuid::Uuid>,
+) -> imgapi::error::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let db = imgapi::db::Db::open(&cfg.db_path())?;
+    let login = login.to_string();
+    let (acct, token) = db
+        .write(move |c| imgapi::db::accounts::create(c, &login, operator, uuid))
+        .await?;
+    println!("uuid: {}", acct.uuid);
+    println!("login: {}", acct.login);
+    println!("operator: {}", acct.operator);
+    println!("token: {token}");
+    Ok(())
+}

@@ -1,0 +1,659 @@
+//! Manifest validation as IMGAPI (node-imgmanifest 3.x) does it: every bad
+//! field becomes one `{field, code, message?}` entry.
+
+use serde_json::{Map, Value};
+
+use crate::error::{FieldCode, FieldError};
+
+/// Keys CreateImage accepts in its body.
+pub const CREATE_KEYS: &[&str] = &[
+    "v",
+    "owner",
+    "name",
+    "version",
+    "description",
+    "homepage",
+    "eula",
+    "icon",
+    "type",
+    "os",
+    "origin",
+    "public",
+    "disabled",
+    "acl",
+    "error",
+    "requirements",
+    "users",
+    "billing_tags",
+    "traits",
+    "tags",
+    "generate_passwords",
+    "inherited_directories",
+    "channels",
+    "nic_driver",
+    "disk_driver",
+    "cpu_type",
+    "image_size",
+    "files",
+    "state",
+];
+
+/// Keys AdminImportImage accepts on top of CREATE_KEYS.
+pub const IMPORT_EXTRA_KEYS: &[&str] = &["uuid", "published_at", "urn"];
+
+/// Fields an account may change with UpdateImage.
+pub const MUTABLE: &[&str] = &[
+    "name",
+    "version",
+    "description",
+    "homepage",
+    "eula",
+    "public",
+    "type",
+    "os",
+    "acl",
+    "requirements",
+    "users",
+    "tags",
+    "inherited_directories",
+    "generate_passwords",
+    "nic_driver",
+    "disk_driver",
+    "cpu_type",
+    "image_size",
+];
+
+/// Fields only an operator may change with UpdateImage.
+pub const ADMIN_MUTABLE: &[&str] = &[
+    "state",
+    "error",
+    "billing_tags",
+    "traits",
+    "origin",
+    "owner",
+];
+
+pub const TYPES: &[&str] = &[
+    "zone-dataset",
+    "lx-dataset",
+    "zvol",
+    "docker",
+    "lxd",
+    "other",
+];
+pub const OSES: &[&str] = &["smartos", "linux", "windows", "bsd", "illumos", "other"];
+
+/// What the validation needs to know beyond the fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ctx {
+    /// A placeholder (`creating`/`failed`): `type`/`os` may be "null".
+    pub placeholder: bool,
+}
+
+pub fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
+}
+
+fn is_iso_date(s: &str) -> bool {
+    // ^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$
+    let b = s.as_bytes();
+    let pat = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < pat.len() {
+        return false;
+    }
+    for (i, p) in pat.iter().enumerate() {
+        let ok = match p {
+            b'd' => b[i].is_ascii_digit(),
+            c => b[i] == *c,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    let rest = &b[pat.len()..];
+    (rest == b"Z"
+        || (rest.len() == 5
+            && rest[0] == b'.'
+            && rest[1..4].iter().all(u8::is_ascii_digit)
+            && rest[4] == b'Z'))
+        && crate::manifest::normalize_date(s).is_some()
+}
+
+fn is_url(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://"))
+        && s.len() > s.find("//").unwrap_or(0) + 2
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ' ' | '-'))
+}
+
+fn is_version(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '+' | '-'))
+}
+
+fn is_platform_stamp(s: &str) -> bool {
+    // YYYYMMDDTHHMMSSZ with year >= 2012
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && s[..4].parse::<u32>().map(|y| y >= 2012).unwrap_or(false)
+}
+
+/// Coerce the loose input forms IMGAPI accepts: "true"/"false" booleans, a
+/// single acl string, a numeric-string image_size.
+pub fn normalize(raw: &mut Map<String, Value>) {
+    for k in ["disabled", "public", "generate_passwords"] {
+        if let Some(Value::String(s)) = raw.get(k) {
+            let b = match s.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            if let Some(b) = b {
+                raw.insert(k.into(), Value::Bool(b));
+            }
+        }
+    }
+    if let Some(Value::String(s)) = raw.get("acl") {
+        let s = s.clone();
+        raw.insert("acl".into(), Value::Array(vec![Value::String(s)]));
+    }
+    if let Some(Value::String(s)) = raw.get("image_size")
+        && let Ok(n) = s.parse::<u64>()
+    {
+        raw.insert("image_size".into(), Value::from(n));
+    }
+}
+
+fn err(field: &str, code: FieldCode, msg: &str) -> FieldError {
+    FieldError::msg(field, code, msg)
+}
+
+/// Validate the manifest fields present in `raw` and the required ones.
+/// Internal keys (activated, placeholder, files, icon objects) are ignored.
+pub fn validate_manifest(raw: &Map<String, Value>, ctx: Ctx) -> Vec<FieldError> {
+    use FieldCode::*;
+    let mut errs = Vec::new();
+    let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
+    let is_zvol = get("type").and_then(Value::as_str) == Some("zvol");
+
+    if let Some(v) = get("v")
+        && v.as_u64().is_none()
+    {
+        errs.push(err("v", Invalid, "must be a non-negative integer"));
+    }
+    if let Some(v) = get("uuid")
+        && !v.as_str().is_some_and(is_uuid)
+    {
+        errs.push(err("uuid", Invalid, "must be a lowercase UUID"));
+    }
+    match get("owner") {
+        None => errs.push(err("owner", MissingParameter, "owner is required")),
+        Some(v) if !v.as_str().is_some_and(is_uuid) => {
+            errs.push(err("owner", Invalid, "must be a UUID"))
+        }
+        _ => {}
+    }
+    match get("name") {
+        None => errs.push(err("name", MissingParameter, "name is required")),
+        Some(Value::String(s)) if s.chars().count() > 1024 => {
+            errs.push(err("name", Invalid, "image name is too long, max 1024 characters"))
+        }
+        Some(Value::String(s)) if is_name(s) => {}
+        Some(_) => errs.push(err(
+            "name",
+            Invalid,
+            "image name has invalid characters (only alpha-numeric characters and \" \", \".\", \"-\", \"_\" and \"/\" are allowed)",
+        )),
+    }
+    match get("version") {
+        None => errs.push(err("version", MissingParameter, "version is required")),
+        Some(Value::String(s)) if s.chars().count() > 512 => {
+            errs.push(err("version", Invalid, "image version is too long, max 512 characters"))
+        }
+        Some(Value::String(s)) if is_version(s) => {}
+        Some(_) => errs.push(err(
+            "version",
+            Invalid,
+            "image version has invalid characters (only alpha-numeric characters and \".\", \"-\", \"_\", \"+\" and \"/\" are allowed)",
+        )),
+    }
+    if let Some(v) = get("description")
+        && v.as_str().is_none_or(|s| s.chars().count() > 10240)
+    {
+        errs.push(err(
+            "description",
+            Invalid,
+            "image description is too long, max 10240 characters",
+        ));
+    }
+    for k in ["homepage", "eula"] {
+        if let Some(v) = get(k)
+            && !v.as_str().is_some_and(|s| s.len() <= 1024 && is_url(s))
+        {
+            errs.push(err(
+                k,
+                Invalid,
+                &format!("invalid image {k} URL (http or https, max 1024 characters)"),
+            ));
+        }
+    }
+    for k in ["disabled", "public", "generate_passwords"] {
+        if let Some(v) = get(k)
+            && !v.is_boolean()
+        {
+            errs.push(err(k, Invalid, "must be a boolean"));
+        }
+    }
+    if let Some(v) = get("error")
+        && !v.is_object()
+    {
+        errs.push(err("error", Invalid, "must be an object"));
+    }
+    if let Some(v) = get("published_at")
+        && !v.as_str().is_some_and(is_iso_date)
+    {
+        errs.push(err(
+            "published_at",
+            Invalid,
+            "published_at date not in \"YYYY-MM-DDTHH:MM:SS(.SSS)Z\" format",
+        ));
+    }
+    let null_ok = |s: &str| ctx.placeholder && s == "null";
+    match get("type") {
+        None => errs.push(err("type", MissingParameter, "type is required")),
+        Some(Value::String(s)) if TYPES.contains(&s.as_str()) || null_ok(s) => {}
+        Some(_) => errs.push(err(
+            "type",
+            Invalid,
+            &format!("must be one of: {}", TYPES.join(", ")),
+        )),
+    }
+    match get("os") {
+        None => errs.push(err("os", MissingParameter, "os is required")),
+        Some(Value::String(s)) if OSES.contains(&s.as_str()) || null_ok(s) => {}
+        Some(_) => errs.push(err(
+            "os",
+            Invalid,
+            &format!("must be one of: {}", OSES.join(", ")),
+        )),
+    }
+    if let Some(v) = get("origin")
+        && !v.as_str().is_some_and(is_uuid)
+    {
+        errs.push(err("origin", Invalid, "must be a UUID"));
+    }
+    if let Some(v) = get("acl") {
+        match v.as_array() {
+            None => errs.push(err("acl", Invalid, "invalid image \"acl\" (not an array)")),
+            Some(items) => {
+                if let Some(i) = items.iter().position(|x| !x.as_str().is_some_and(is_uuid)) {
+                    errs.push(err(
+                        "acl",
+                        Invalid,
+                        &format!("invalid image \"acl\" (item {i} is not a UUID)"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(v) = get("requirements") {
+        validate_requirements(v, &mut errs);
+    }
+    if let Some(v) = get("users") {
+        let ok = v.as_array().is_some_and(|a| {
+            a.iter().all(|u| {
+                u.as_object()
+                    .is_some_and(|o| o.len() == 1 && o.get("name").is_some_and(Value::is_string))
+            })
+        });
+        if !ok {
+            errs.push(err(
+                "users",
+                Invalid,
+                "must be an array of objects with one key, \"name\"",
+            ));
+        }
+    }
+    if let Some(v) = get("billing_tags") {
+        let ok = v.as_array().is_some_and(|a| {
+            a.iter()
+                .all(|t| t.as_str().is_some_and(|s| s.chars().count() <= 128))
+        });
+        if !ok {
+            errs.push(err(
+                "billing_tags",
+                Invalid,
+                "must be an array of strings of at most 128 characters",
+            ));
+        }
+    }
+    if let Some(v) = get("traits") {
+        let ok = v.as_object().is_some_and(|o| {
+            o.values()
+                .all(|t| t.is_string() || t.is_boolean() || t.is_array())
+        });
+        if !ok {
+            errs.push(err(
+                "traits",
+                Invalid,
+                "must be an object of string, boolean or array values",
+            ));
+        }
+    }
+    if let Some(v) = get("tags") {
+        let ok = v.is_object()
+            && serde_json::to_string(v)
+                .map(|s| s.len() <= 102_400)
+                .unwrap_or(false);
+        if !ok {
+            errs.push(err(
+                "tags",
+                Invalid,
+                "must be an object of at most 102400 characters as JSON",
+            ));
+        }
+    }
+    if let Some(v) = get("inherited_directories") {
+        if get("type").and_then(Value::as_str) != Some("zone-dataset") {
+            errs.push(err(
+                "inherited_directories",
+                Invalid,
+                "only valid for type \"zone-dataset\"",
+            ));
+        } else if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+            errs.push(err(
+                "inherited_directories",
+                Invalid,
+                "must be an array of strings",
+            ));
+        }
+    }
+    for k in ["nic_driver", "disk_driver", "cpu_type"] {
+        match (get(k), is_zvol) {
+            (None, true) => errs.push(err(k, MissingParameter, "required for type \"zvol\"")),
+            (Some(v), true) if v.as_str().is_none_or(|s| s.is_empty()) => {
+                errs.push(err(k, Invalid, "must be a non-empty string"))
+            }
+            (Some(_), false) => errs.push(err(k, Invalid, "only valid for type \"zvol\"")),
+            _ => {}
+        }
+    }
+    match (get("image_size"), is_zvol) {
+        (None, true) => errs.push(err(
+            "image_size",
+            MissingParameter,
+            "required for type \"zvol\"",
+        )),
+        (Some(v), true) if v.as_u64().is_none_or(|n| n == 0) => errs.push(err(
+            "image_size",
+            Invalid,
+            "must be a positive integer (MiB)",
+        )),
+        (Some(_), false) => errs.push(err("image_size", Invalid, "only valid for type \"zvol\"")),
+        _ => {}
+    }
+    if let Some(v) = get("channels")
+        && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    {
+        errs.push(err(
+            "channels",
+            Invalid,
+            "must be an array of channel names",
+        ));
+    }
+    if let Some(v) = get("urn")
+        && !v.is_string()
+    {
+        errs.push(err("urn", Invalid, "must be a string"));
+    }
+    errs
+}
+
+fn validate_requirements(v: &Value, errs: &mut Vec<FieldError>) {
+    use FieldCode::*;
+    let Some(o) = v.as_object() else {
+        errs.push(err("requirements", Invalid, "must be an object"));
+        return;
+    };
+    for (k, val) in o {
+        let field = format!("requirements.{k}");
+        let ok = match k.as_str() {
+            "networks" => val.as_array().is_some_and(|a| {
+                a.iter().all(|n| {
+                    n.as_object().is_some_and(|n| {
+                        n.len() == 2
+                            && n.get("name").is_some_and(Value::is_string)
+                            && n.get("description").is_some_and(Value::is_string)
+                    })
+                })
+            }),
+            "brand" => val.is_string(),
+            "ssh_key" => val.is_boolean(),
+            "min_ram" | "max_ram" => val.as_u64().is_some_and(|n| n > 0),
+            "min_platform" | "max_platform" => val.as_object().is_some_and(|p| {
+                !p.is_empty()
+                    && p.values()
+                        .all(|s| s.as_str().is_some_and(is_platform_stamp))
+            }),
+            "bootrom" => {
+                matches!(val.as_str(), Some("bios" | "uefi"))
+                    && o.get("brand").and_then(Value::as_str) == Some("bhyve")
+            }
+            _ => {
+                errs.push(err(k, Invalid, &format!("unsupported requirement \"{k}\"")));
+                continue;
+            }
+        };
+        if !ok {
+            errs.push(err(&field, Invalid, &format!("invalid image \"{field}\"")));
+        }
+    }
+    if let (Some(min), Some(max)) = (
+        o.get("min_ram").and_then(Value::as_u64),
+        o.get("max_ram").and_then(Value::as_u64),
+    ) && min > max
+    {
+        errs.push(err(
+            "requirements.max_ram",
+            Invalid,
+            &format!("min_ram must be <= max_ram, but: min_ram={min}, max_ram={max}"),
+        ));
+    }
+}
+
+/// Upgrade a v1 (DSAPI "dsmanifest", has `creator_uuid` and no `v`)
+/// manifest to v2 in place, as imgmanifest's `upgradeManifest` does.
+pub fn upgrade_v1(raw: &mut Map<String, Value>) {
+    let has_v = raw
+        .get("v")
+        .is_some_and(|v| !v.is_null() && v != &Value::from(0));
+    if has_v || raw.get("creator_uuid").is_none_or(|c| c.is_null()) {
+        return;
+    }
+    if let Some(c) = raw.remove("creator_uuid") {
+        raw.entry("owner").or_insert(c);
+    }
+    for k in [
+        "vendor_uuid",
+        "creator_name",
+        "cloud_name",
+        "creator_admin",
+        "owner_uuid",
+    ] {
+        raw.remove(k);
+    }
+    match raw.remove("restricted_to_uuid") {
+        Some(r) if !r.is_null() && r != Value::String(String::new()) => {
+            raw.insert("public".into(), Value::Bool(false));
+            raw.insert("acl".into(), Value::Array(vec![r]));
+        }
+        _ => {
+            raw.insert("public".into(), Value::Bool(true));
+        }
+    }
+    let disabled = match raw.get("disabled") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.is_empty() && s != "false",
+        Some(_) => true,
+    };
+    raw.insert("disabled".into(), Value::Bool(disabled));
+    let created = raw.remove("created_at");
+    if raw
+        .get("published_at")
+        .is_none_or(|p| p.as_str().is_none_or(|s| s.is_empty()))
+        && let Some(c) = created
+    {
+        raw.insert("published_at".into(), c);
+    }
+    // "2012-01-01T00:00Z" (minutes only) gains ":00" seconds.
+    if let Some(Value::String(p)) = raw.get_mut("published_at")
+        && p.len() == 17
+        && p.ends_with('Z')
+        && p.as_bytes()[13] == b':'
+    {
+        p.pop();
+        p.push_str(":00Z");
+    }
+    if let Some(Value::Array(files)) = raw.get_mut("files") {
+        for f in files.iter_mut() {
+            if let Some(f) = f.as_object_mut() {
+                let name = f
+                    .get("path")
+                    .or_else(|| f.get("url"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if f.get("compression")
+                    .is_none_or(|c| c.as_str().is_none_or(|s| s.is_empty()))
+                {
+                    let c = if name.ends_with(".bz2") {
+                        "bzip2"
+                    } else if name.ends_with(".gz") {
+                        "gzip"
+                    } else if name.ends_with(".xz") {
+                        "xz"
+                    } else {
+                        "none"
+                    };
+                    f.insert("compression".into(), Value::String(c.into()));
+                }
+                f.remove("path");
+                f.remove("url");
+            }
+        }
+    }
+    if let Some(Value::String(s)) = raw.get("image_size")
+        && let Ok(n) = s.parse::<u64>()
+    {
+        raw.insert("image_size".into(), Value::from(n));
+    }
+    for k in ["platform_type", "updated_at", "_url", "published"] {
+        raw.remove(k);
+    }
+    raw.insert("v".into(), Value::from(2));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> Map<String, Value> {
+        json!({"v":2,"owner":"91ba0e64-2547-11e2-a972-df579e5fddb3","name":"what-a_piece.of junk",
+               "version":"1.0.0","os":"smartos","type":"zone-dataset"})
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn fields(m: &Map<String, Value>) -> Vec<(String, FieldCode)> {
+        validate_manifest(m, Ctx::default())
+            .into_iter()
+            .map(|e| (e.field, e.code))
+            .collect()
+    }
+
+    #[test]
+    fn good_manifest_passes() {
+        assert!(fields(&base()).is_empty());
+    }
+
+    #[test]
+    fn missing_name_and_bad_os() {
+        let mut m = base();
+        m.remove("name");
+        m.insert("os".into(), json!("amiga"));
+        let f = fields(&m);
+        assert!(f.contains(&("name".into(), FieldCode::MissingParameter)));
+        assert!(f.contains(&("os".into(), FieldCode::Invalid)));
+    }
+
+    #[test]
+    fn zvol_needs_drivers() {
+        let mut m = base();
+        m.insert("type".into(), json!("zvol"));
+        let f = fields(&m);
+        for k in ["nic_driver", "disk_driver", "cpu_type", "image_size"] {
+            assert!(f.contains(&(k.into(), FieldCode::MissingParameter)), "{k}");
+        }
+    }
+
+    #[test]
+    fn acl_items_must_be_uuids() {
+        let mut m = base();
+        m.insert(
+            "acl".into(),
+            json!(["91ba0e64-2547-11e2-a972-df579e5fddb3", "nope"]),
+        );
+        let e = validate_manifest(&m, Ctx::default());
+        assert_eq!(e[0].field, "acl");
+        assert!(e[0].message.as_deref().unwrap().contains("item 1"));
+    }
+
+    #[test]
+    fn requirements_checked_per_key() {
+        let mut m = base();
+        m.insert(
+            "requirements".into(),
+            json!({"min_ram": 1024, "max_ram": 512, "frob": 1,
+            "min_platform": {"7.0": "20130308T102805Z"}}),
+        );
+        let f = fields(&m);
+        assert!(f.contains(&("requirements.max_ram".into(), FieldCode::Invalid)));
+        assert!(f.contains(&("frob".into(), FieldCode::Invalid)));
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn v1_upgrade() {
+        let mut m = json!({"name":"fauxnodejs","version":"1.4.0","os":"smartos","type":"zone-dataset",
+            "creator_uuid":"352971aa-31ba-496c-9ade-a379feaecd52","created_at":"2012-10-11T23:50:24.000Z",
+            "restricted_to_uuid":"91ba0e64-2547-11e2-a972-df579e5fddb3", "cloud_name":"sdc",
+            "files":[{"path":"fauxnodejs-1.4.0.zfs.bz2","sha1":"abc","size":3}]})
+        .as_object().unwrap().clone();
+        upgrade_v1(&mut m);
+        assert_eq!(m["v"], json!(2));
+        assert_eq!(m["owner"], json!("352971aa-31ba-496c-9ade-a379feaecd52"));
+        assert_eq!(m["public"], json!(false));
+        assert_eq!(m["published_at"], json!("2012-10-11T23:50:24.000Z"));
+        assert_eq!(m["files"][0]["compression"], json!("bzip2"));
+        assert!(!m.contains_key("cloud_name"));
+        assert!(fields(&m).is_empty());
+    }
+}

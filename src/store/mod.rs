@@ -1,0 +1,163 @@
+//! Object storage for image files and icons: a key → bytes store with
+//! atomic writes (temporary name, fsync, rename) and ranged streaming reads.
+//! `fs` is a local directory; the S3 backend plugs in beside it.
+
+pub mod fs;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use crate::digest::{Digests, StreamHasher};
+use crate::error::{Error, Result};
+
+pub use fs::FsStore;
+
+/// A stream of object bytes.
+pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Metadata of a stored object.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// Last modification, RFC 3339.
+    pub mtime: String,
+}
+
+/// A store backend. (An enum rather than a trait object: native async fns.)
+#[derive(Clone, Debug)]
+pub enum Store {
+    Fs(FsStore),
+}
+
+/// A write in progress: invisible under its key until `commit`; dropped
+/// uncommitted, it leaves nothing behind.
+pub enum PendingWrite {
+    Fs(fs::PendingFsWrite),
+}
+
+impl PendingWrite {
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        match self {
+            PendingWrite::Fs(w) => w.write(chunk).await,
+        }
+    }
+    /// Make the bytes durable and visible under the key.
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            PendingWrite::Fs(w) => w.commit().await,
+        }
+    }
+}
+
+impl Store {
+    /// Start an atomic write of `key`.
+    pub async fn begin_write(&self, key: &str) -> Result<PendingWrite> {
+        match self {
+            Store::Fs(s) => Ok(PendingWrite::Fs(s.begin_write(key).await?)),
+        }
+    }
+
+    /// Size and mtime, or None if absent.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        match self {
+            Store::Fs(s) => s.head(key).await,
+        }
+    }
+
+    /// Stream the object (or `range` of it).
+    pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        match self {
+            Store::Fs(s) => s.get(key, range).await,
+        }
+    }
+
+    /// Remove the object; absent is fine.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self {
+            Store::Fs(s) => s.delete(key).await,
+        }
+    }
+}
+
+/// Stream `body` into `pending` while hashing it; more than `max` bytes is
+/// 400 Upload (the pending write is dropped by the caller, leaving nothing).
+pub async fn ingest<S>(pending: &mut PendingWrite, body: S, max: u64) -> Result<Digests>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    let mut hasher = StreamHasher::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if hasher.size() + chunk.len() as u64 > max {
+            return Err(Error::Upload(format!(
+                "file size exceeds the maximum allowed size, {max} bytes"
+            )));
+        }
+        hasher.update(&chunk).await?;
+        pending.write(&chunk).await?;
+    }
+    hasher.finish().await
+}
+
+/// Check a relative object key: non-empty segments, no `.`/`..`, no control
+/// characters, no backslashes, bounded length.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 1024
+        && !key.starts_with('/')
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && !seg.chars().any(|c| c.is_control() || c == '\\')
+        })
+}
+
+/// The key of an image's file in its store.
+pub fn image_file_key(uuid: &uuid::Uuid) -> String {
+    let u = uuid.to_string();
+    format!("images/{}/{u}/file0", &u[..3])
+}
+
+/// The key of an image's icon in its store.
+pub fn image_icon_key(uuid: &uuid::Uuid) -> String {
+    let u = uuid.to_string();
+    format!("images/{}/{u}/icon", &u[..3])
+}
+
+/// The set of stores: `local` (stor=local image files), `manta`, `assets`.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    pub local: Store,
+    pub manta: Store,
+    pub assets: Store,
+}
+
+impl Stores {
+    /// The store of an IMGAPI `stor` name.
+    pub fn by_stor(&self, stor: &str) -> Result<&Store> {
+        match stor {
+            "local" => Ok(&self.local),
+            "manta" => Ok(&self.manta),
+            other => Err(Error::internal(format!("unknown stor {other:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(valid_key("images/abc/file0"));
+        for bad in [
+            "", "/abs", "a/../b", "a//b", "a/./b", "a/\u{7}b", "a\\b", "..",
+        ] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
+    }
+}

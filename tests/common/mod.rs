@@ -1,0 +1,231 @@
+//! Test harness: runs the real `imgapi` binary on a free loopback port with
+//! its own temporary data directory, and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+pub const VADER: &str = "86055c40-2547-11e2-8a6b-4bb37edc84ba";
+pub const LUKE: &str = "91ba0e64-2547-11e2-a972-df579e5fddb3";
+pub const EMPEROR: &str = "a0b6b534-2547-11e2-b758-63a2afd747d1";
+pub const SDC: &str = "ba28f844-8cb4-f141-882d-46d6251e6a9f";
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    config: Option<PathBuf>,
+}
+
+impl Server {
+    /// Start with the embedded defaults (auth none) on a free port.
+    pub async fn start() -> Server {
+        Self::start_with_config("").await
+    }
+
+    /// Start with extra TOML configuration.
+    pub async fn start_with_config(toml: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = if toml.is_empty() {
+            None
+        } else {
+            let p = dir.path().join("imgapi.toml");
+            std::fs::write(&p, toml).expect("write config");
+            Some(p)
+        };
+        let mut s = Server {
+            child: spawn(dir.path(), config.as_deref()).0,
+            url: String::new(),
+            dir,
+            http: reqwest::Client::new(),
+            config,
+        };
+        s.url = wait_listening(&mut s.child);
+        s
+    }
+
+    /// Kill (SIGKILL) and start again on a new port with the same data.
+    pub async fn restart_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.dir.path(), self.config.as_deref()).0;
+        self.url = wait_listening(&mut self.child);
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Run `imgapi` with args against this server's data dir (admin verbs).
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
+        c.arg("--data-dir").arg(self.data_dir()).args(args);
+        c.output().expect("run imgapi")
+    }
+
+    pub fn u(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.u(path)).send().await.expect("GET");
+        status_json(r).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.u(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        status_json(r).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self.http.delete(self.u(path)).send().await.expect("DELETE");
+        status_json(r).await
+    }
+
+    pub async fn put_bytes(&self, path: &str, data: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .put(self.u(path))
+            .header("content-type", "application/octet-stream")
+            .body(data)
+            .send()
+            .await
+            .expect("PUT");
+        status_json(r).await
+    }
+
+    /// Create an image as `account` (or operator with `owner` in the body).
+    pub async fn create(&self, account: Option<&str>, body: Value) -> Value {
+        let path = match account {
+            Some(a) => format!("/images?account={a}"),
+            None => "/images".to_string(),
+        };
+        let (st, v) = self.post(&path, body).await;
+        assert_eq!(st, 200, "create: {v}");
+        v
+    }
+
+    /// Create, add a file and activate; returns the image.
+    pub async fn create_active(&self, owner: &str, name: &str, public: bool, data: &[u8]) -> Value {
+        let img = self
+            .create(
+                None,
+                serde_json::json!({"name": name, "version": "1.0.0", "os": "smartos",
+                    "type": "zone-dataset", "owner": owner, "public": public}),
+            )
+            .await;
+        let uuid = img["uuid"].as_str().unwrap().to_string();
+        let (st, v) = self
+            .put_bytes(
+                &format!("/images/{uuid}/file?compression=none"),
+                data.to_vec(),
+            )
+            .await;
+        assert_eq!(st, 200, "add file: {v}");
+        let (st, v) = self
+            .post(
+                &format!("/images/{uuid}?action=activate"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "activate: {v}");
+        v
+    }
+
+    /// Peak resident set size of the server so far, in KiB (Linux VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, config: Option<&Path>) -> (Child, ()) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
+    if let Some(cfg) = config {
+        c.arg("--config").arg(cfg);
+    }
+    c.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("IMGAPI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    (c.spawn().expect("spawn imgapi"), ())
+}
+
+fn wait_listening(child: &mut Child) -> String {
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(out).lines();
+    let line = lines
+        .next()
+        .expect("server printed nothing")
+        .expect("read stdout");
+    let url = line
+        .strip_prefix("imgapi listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    url
+}
+
+pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (st, v)
+}
+
+/// Names of the images in a list response.
+pub fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
