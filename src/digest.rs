@@ -1,10 +1,14 @@
 //! Digests of streamed bytes: md5 and sha1 computed on two other threads
-//! while the bytes are written, so hashing overlaps with I/O.
+//! while the bytes are written, so hashing overlaps with I/O; and the
+//! hashers' serialisable state, so an upload resumed after a restart goes on
+//! hashing without re-reading what it already stored.
 
 use base64::Engine;
 use bytes::Bytes;
 use md5::Md5;
+use md5::digest::common::hazmat::{SerializableState, SerializedState};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -36,28 +40,79 @@ impl Digests {
     }
 }
 
-/// Hashes a stream of chunks with md5 and sha1 on two blocking threads.
-pub struct StreamHasher {
-    md5_tx: mpsc::Sender<Bytes>,
-    sha1_tx: mpsc::Sender<Bytes>,
-    md5: tokio::task::JoinHandle<[u8; 16]>,
-    sha1: tokio::task::JoinHandle<[u8; 20]>,
-    size: u64,
+/// The serialised md5 and sha1 states after `size` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashState {
+    pub md5: Vec<u8>,
+    pub sha1: Vec<u8>,
+    pub size: u64,
 }
 
-fn spawn_hasher<D: Digest + Send + 'static, const N: usize>(
-    mut rx: mpsc::Receiver<Bytes>,
-) -> tokio::task::JoinHandle<[u8; N]> {
-    tokio::task::spawn_blocking(move || {
-        let mut d = D::new();
-        while let Some(b) = rx.blocking_recv() {
-            d.update(&b);
+impl Default for HashState {
+    fn default() -> Self {
+        HashState {
+            md5: Md5::new().serialize().to_vec(),
+            sha1: Sha1::new().serialize().to_vec(),
+            size: 0,
         }
-        let out = d.finalize();
-        let mut arr = [0u8; N];
-        arr.copy_from_slice(&out);
-        arr
-    })
+    }
+}
+
+fn restore<D: SerializableState>(bytes: &[u8]) -> Result<D> {
+    let arr = SerializedState::<D>::try_from(bytes)
+        .map_err(|_| Error::internal("bad hash state size"))?;
+    D::deserialize(&arr).map_err(|_| Error::internal("bad hash state"))
+}
+
+impl HashState {
+    /// The digests of the bytes hashed so far.
+    pub fn digests(&self) -> Result<Digests> {
+        let md5: Md5 = restore(&self.md5)?;
+        let sha1: Sha1 = restore(&self.sha1)?;
+        Ok(Digests {
+            md5: md5.finalize().into(),
+            sha1: sha1.finalize().into(),
+            size: self.size,
+        })
+    }
+}
+
+/// One hash function on its own blocking thread, fed by a bounded channel.
+struct HashThread<D> {
+    tx: mpsc::Sender<Bytes>,
+    handle: tokio::task::JoinHandle<D>,
+}
+
+impl<D: Digest + Send + 'static> HashThread<D> {
+    fn spawn(mut d: D) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+        let handle = tokio::task::spawn_blocking(move || {
+            while let Some(b) = rx.blocking_recv() {
+                d.update(&b);
+            }
+            d
+        });
+        HashThread { tx, handle }
+    }
+
+    async fn update(&self, chunk: &Bytes) -> Result<()> {
+        self.tx
+            .send(chunk.clone())
+            .await
+            .map_err(|_| Error::internal("hasher thread ended"))
+    }
+
+    async fn finish(self) -> Result<D> {
+        drop(self.tx);
+        self.handle.await.map_err(Error::internal)
+    }
+}
+
+/// Hashes a stream of chunks with md5 and sha1 on two blocking threads.
+pub struct StreamHasher {
+    md5: HashThread<Md5>,
+    sha1: HashThread<Sha1>,
+    size: u64,
 }
 
 impl Default for StreamHasher {
@@ -68,37 +123,81 @@ impl Default for StreamHasher {
 
 impl StreamHasher {
     pub fn new() -> StreamHasher {
-        let (md5_tx, md5_rx) = mpsc::channel(32);
-        let (sha1_tx, sha1_rx) = mpsc::channel(32);
         StreamHasher {
-            md5_tx,
-            sha1_tx,
-            md5: spawn_hasher::<Md5, 16>(md5_rx),
-            sha1: spawn_hasher::<Sha1, 20>(sha1_rx),
+            md5: HashThread::spawn(Md5::new()),
+            sha1: HashThread::spawn(Sha1::new()),
             size: 0,
         }
+    }
+
+    /// Go on from a saved state.
+    pub fn resume(state: &HashState) -> Result<StreamHasher> {
+        Ok(StreamHasher {
+            md5: HashThread::spawn(restore::<Md5>(&state.md5)?),
+            sha1: HashThread::spawn(restore::<Sha1>(&state.sha1)?),
+            size: state.size,
+        })
     }
 
     /// Feed one chunk (a cheap reference-counted clone goes to each thread).
     pub async fn update(&mut self, chunk: &Bytes) -> Result<()> {
         self.size += chunk.len() as u64;
-        let gone = || Error::internal("hasher thread ended");
-        self.md5_tx.send(chunk.clone()).await.map_err(|_| gone())?;
-        self.sha1_tx.send(chunk.clone()).await.map_err(|_| gone())?;
-        Ok(())
+        self.md5.update(chunk).await?;
+        self.sha1.update(chunk).await
     }
 
+    /// Bytes hashed so far (including those before a resume).
     pub fn size(&self) -> u64 {
         self.size
     }
 
     pub async fn finish(self) -> Result<Digests> {
-        drop(self.md5_tx);
-        drop(self.sha1_tx);
-        Ok(Digests {
-            md5: self.md5.await.map_err(Error::internal)?,
-            sha1: self.sha1.await.map_err(Error::internal)?,
+        self.finish_state().await?.digests()
+    }
+
+    /// The state to save, to resume later.
+    pub async fn finish_state(self) -> Result<HashState> {
+        let md5 = self.md5.finish().await?;
+        let sha1 = self.sha1.finish().await?;
+        Ok(HashState {
+            md5: md5.serialize().to_vec(),
+            sha1: sha1.serialize().to_vec(),
             size: self.size,
+        })
+    }
+}
+
+/// A per-request checksum (tus `Upload-Checksum`): md5, sha1 or sha256.
+pub enum ChunkChecksum {
+    Md5(HashThread<Md5>),
+    Sha1(HashThread<Sha1>),
+    Sha256(HashThread<Sha256>),
+}
+
+/// The algorithms `Upload-Checksum` accepts.
+pub const CHECKSUM_ALGORITHMS: &[&str] = &["md5", "sha1", "sha256"];
+
+impl ChunkChecksum {
+    pub fn new(algo: &str) -> Option<ChunkChecksum> {
+        Some(match algo {
+            "md5" => ChunkChecksum::Md5(HashThread::spawn(Md5::new())),
+            "sha1" => ChunkChecksum::Sha1(HashThread::spawn(Sha1::new())),
+            "sha256" => ChunkChecksum::Sha256(HashThread::spawn(Sha256::new())),
+            _ => return None,
+        })
+    }
+    pub async fn update(&self, chunk: &Bytes) -> Result<()> {
+        match self {
+            ChunkChecksum::Md5(h) => h.update(chunk).await,
+            ChunkChecksum::Sha1(h) => h.update(chunk).await,
+            ChunkChecksum::Sha256(h) => h.update(chunk).await,
+        }
+    }
+    pub async fn finish(self) -> Result<Vec<u8>> {
+        Ok(match self {
+            ChunkChecksum::Md5(h) => h.finish().await?.finalize().to_vec(),
+            ChunkChecksum::Sha1(h) => h.finish().await?.finalize().to_vec(),
+            ChunkChecksum::Sha256(h) => h.finish().await?.finalize().to_vec(),
         })
     }
 }
@@ -117,5 +216,30 @@ mod tests {
         let d = h.finish().await.unwrap();
         assert_eq!(d, Digests::of(&data));
         assert_eq!(Digests::of(b"").md5_base64(), "1B2M2Y8AsgTpgAmY7PhCfg==");
+    }
+
+    #[tokio::test]
+    async fn resumed_hashing_matches_one_shot() {
+        let data: Vec<u8> = (0..200_001u32).map(|i| (i * 7 % 253) as u8).collect();
+        let (a, b) = data.split_at(77_777);
+        let mut h = StreamHasher::new();
+        h.update(&Bytes::copy_from_slice(a)).await.unwrap();
+        let state = h.finish_state().await.unwrap();
+        assert_eq!(state.size, a.len() as u64);
+        let mut h = StreamHasher::resume(&state).unwrap();
+        h.update(&Bytes::copy_from_slice(b)).await.unwrap();
+        assert_eq!(h.finish().await.unwrap(), Digests::of(&data));
+        assert_eq!(HashState::default().digests().unwrap(), Digests::of(b""));
+    }
+
+    #[tokio::test]
+    async fn chunk_checksums() {
+        let c = ChunkChecksum::new("sha256").unwrap();
+        c.update(&Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(
+            hex::encode(c.finish().await.unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(ChunkChecksum::new("crc32").is_none());
     }
 }

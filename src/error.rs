@@ -100,6 +100,35 @@ pub enum Error {
     QuotaExceeded(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    #[error("upload {0} was not found")]
+    UploadNotFound(Uuid),
+    #[error("upload {0} has expired")]
+    UploadExpired(Uuid),
+    #[error("Upload-Offset {given} does not match the current offset {current}")]
+    UploadOffsetMismatch { given: u64, current: u64 },
+    #[error("upload {0} is busy with another request; retry after it ends")]
+    UploadLocked(Uuid),
+    #[error("{0}")]
+    UploadChecksumMismatch(String),
+    #[error("{0}")]
+    UploadLengthExceeded(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    TusVersionUnsupported(String),
+    #[error("upload {0} is not complete")]
+    UploadIncomplete(Uuid),
+    #[error("{0}")]
+    FileNotFound(String),
+    #[error("{0}")]
+    NotMantaPathOwner(String),
+    #[error("{message}")]
+    ChecksumMismatch {
+        message: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    FileInUse(String),
     #[error("the storage backend is unavailable, retry later")]
     StorageIsDown(#[source] anyhow_lite::Cause),
     #[error("the store is out of space")]
@@ -165,6 +194,19 @@ impl Error {
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::QuotaExceeded(_) => "QuotaExceeded",
             Error::RangeNotSatisfiable(_) => "RequestedRangeNotSatisfiable",
+            Error::UploadNotFound(_) => "UploadNotFound",
+            Error::UploadExpired(_) => "UploadExpired",
+            Error::UploadOffsetMismatch { .. } => "UploadOffsetMismatch",
+            Error::UploadLocked(_) => "UploadLocked",
+            Error::UploadChecksumMismatch(_) => "UploadChecksumMismatch",
+            Error::UploadLengthExceeded(_) => "UploadLengthExceeded",
+            Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Error::TusVersionUnsupported(_) => "TusVersionUnsupported",
+            Error::UploadIncomplete(_) => "UploadIncomplete",
+            Error::FileNotFound(_) => "FileNotFound",
+            Error::NotMantaPathOwner(_) => "NotMantaPathOwner",
+            Error::ChecksumMismatch { .. } => "ChecksumMismatch",
+            Error::FileInUse(_) => "FileInUse",
             Error::StorageIsDown(_) => "StorageIsDown",
             Error::InsufficientStorage(_) => "InsufficientStorage",
             Error::Internal(_) => "InternalError",
@@ -197,6 +239,21 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Error::UploadNotFound(_) => StatusCode::NOT_FOUND,
+            Error::UploadExpired(_) => StatusCode::GONE,
+            Error::UploadOffsetMismatch { .. } => StatusCode::CONFLICT,
+            Error::UploadLocked(_) => StatusCode::LOCKED,
+            Error::UploadChecksumMismatch(_) => {
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            Error::UploadLengthExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::TusVersionUnsupported(_) => StatusCode::PRECONDITION_FAILED,
+            Error::UploadIncomplete(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::FileNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotMantaPathOwner(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::ChecksumMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::FileInUse(_) => StatusCode::CONFLICT,
             Error::StorageIsDown(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -235,6 +292,25 @@ impl Error {
             Error::MethodNotAllowed("x".into()),
             Error::QuotaExceeded("x".into()),
             Error::RangeNotSatisfiable("x".into()),
+            Error::UploadNotFound(u),
+            Error::UploadExpired(u),
+            Error::UploadOffsetMismatch {
+                given: 0,
+                current: 0,
+            },
+            Error::UploadLocked(u),
+            Error::UploadChecksumMismatch("x".into()),
+            Error::UploadLengthExceeded("x".into()),
+            Error::UnsupportedMediaType("x".into()),
+            Error::TusVersionUnsupported("x".into()),
+            Error::UploadIncomplete(u),
+            Error::FileNotFound("x".into()),
+            Error::NotMantaPathOwner("x".into()),
+            Error::ChecksumMismatch {
+                message: "x".into(),
+                errors: vec![],
+            },
+            Error::FileInUse("x".into()),
             Error::StorageIsDown(c()),
             Error::InsufficientStorage(c()),
             Error::Internal(c()),
@@ -272,6 +348,19 @@ fn exhaustive(e: &Error) {
         | Error::MethodNotAllowed(_)
         | Error::QuotaExceeded(_)
         | Error::RangeNotSatisfiable(_)
+        | Error::UploadNotFound(_)
+        | Error::UploadExpired(_)
+        | Error::UploadOffsetMismatch { .. }
+        | Error::UploadLocked(_)
+        | Error::UploadChecksumMismatch(_)
+        | Error::UploadLengthExceeded(_)
+        | Error::UnsupportedMediaType(_)
+        | Error::TusVersionUnsupported(_)
+        | Error::UploadIncomplete(_)
+        | Error::FileNotFound(_)
+        | Error::NotMantaPathOwner(_)
+        | Error::ChecksumMismatch { .. }
+        | Error::FileInUse(_)
         | Error::StorageIsDown(_)
         | Error::InsufficientStorage(_)
         | Error::Internal(_) => {}
@@ -298,9 +387,9 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let errors = match &self {
-            Error::ValidationFailed { errors, .. } | Error::InvalidParameter { errors, .. } => {
-                Some(errors.as_slice())
-            }
+            Error::ValidationFailed { errors, .. }
+            | Error::InvalidParameter { errors, .. }
+            | Error::ChecksumMismatch { errors, .. } => Some(errors.as_slice()),
             _ => None,
         };
         let message = self.to_string();

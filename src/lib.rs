@@ -10,6 +10,7 @@ pub mod identity;
 pub mod images;
 pub mod manifest;
 pub mod store;
+pub mod uploads;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,16 @@ pub fn build_state(cfg: Config) -> Result<api::AppState> {
         MantaConfig::S3(_) => "manta",
         MantaConfig::Fs { .. } => "local",
     };
+    let uploads = uploads::Uploads::new(
+        db.clone(),
+        stores.clone(),
+        uploads::UploadsConfig {
+            max_file_size: cfg.limits.max_file_size,
+            max_bytes_in_flight_per_account: cfg.limits.max_bytes_in_flight_per_account,
+            expire_after_secs: cfg.uploads.expire_after_secs,
+            assets_allowed: cfg.storage.assets.allowed_accounts.clone(),
+        },
+    );
     let images = images::Images::new(
         db.clone(),
         stores,
@@ -53,6 +64,7 @@ pub fn build_state(cfg: Config) -> Result<api::AppState> {
         config: Arc::new(cfg),
         db,
         images,
+        uploads,
         server_name: Arc::from(format!("imgapi/{}", env!("CARGO_PKG_VERSION"))),
     })
 }
@@ -63,6 +75,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let listen = cfg.listen;
     let state = build_state(cfg)?;
     let reaper = tokio::spawn(images::reap_placeholders_forever(state.images.clone()));
+    let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -72,5 +85,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         .with_graceful_shutdown(shutdown)
         .await?;
     reaper.abort();
+    upload_reaper.abort();
     Ok(())
 }

@@ -1485,3 +1485,28 @@ async fn oversized_files_are_refused() {
     assert_eq!(st, 200, "exactly the limit is fine: {v}");
     assert_eq!(walk(&s.data_dir().join("local")).len(), 1);
 }
+
+/// SIGTERM: the server stops accepting, finishes, and exits 0.
+#[tokio::test]
+async fn graceful_shutdown_on_sigterm() {
+    let mut s = Server::start().await;
+    let (st, _) = s.get("/ping").await;
+    assert_eq!(st, 200);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

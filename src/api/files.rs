@@ -1,8 +1,6 @@
 //! File and icon endpoints: AddImageFile, GetImageFile (with Range,
 //! If-Range and conditional requests), Add/Get/DeleteImageIcon.
 
-use std::ops::Range;
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,7 +9,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::extract::{ImageUuid, Params};
 use super::images::{check_conditional, image_response, render_opts};
-use super::{ApiVersion, AppState};
+use super::{ApiVersion, AppState, parse_range};
 use crate::error::{Error, FieldCode};
 use crate::identity::Caller;
 use crate::images::{AddFileParams, AddIconParams};
@@ -85,40 +83,6 @@ where
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read_rest).await;
-}
-
-/// Parse a single `bytes=` range against `size`. `Ok(None)`: serve it all.
-fn parse_range(h: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
-    let Some(spec) = h.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None); // multiple ranges: serve the whole file
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    let r = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        size.saturating_sub(n)..size
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            b.parse::<u64>()
-                .map_err(|_| ())?
-                .saturating_add(1)
-                .min(size)
-        };
-        if start >= size || start >= end {
-            return Err(());
-        }
-        start..end
-    };
-    Ok(Some(r))
 }
 
 fn http_date(iso: &str) -> Option<String> {
@@ -313,7 +277,7 @@ pub async fn delete_icon(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use crate::api::parse_range;
 
     #[test]
     fn ranges() {

@@ -6,6 +6,7 @@ mod extract;
 mod files;
 mod images;
 mod ping;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub images: Images,
+    pub uploads: crate::uploads::Uploads,
     pub server_name: Arc<str>,
 }
 
@@ -44,7 +46,25 @@ pub struct ApiVersion(pub u64);
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let tus = Router::new()
+        .route(
+            "/uploads",
+            get(uploads::list)
+                .post(uploads::create)
+                .options(uploads::options),
+        )
+        .route(
+            "/uploads/{id}",
+            get(uploads::get_data)
+                .head(uploads::head)
+                .patch(uploads::patch)
+                .put(uploads::put)
+                .delete(uploads::delete)
+                .options(uploads::options),
+        )
+        .route("/uploads/{id}/info", get(uploads::info))
+        .layer(middleware::from_fn(uploads::tus_headers));
+    let inner = Router::new()
         .route("/ping", get(ping::ping))
         .route("/state", get(ping::admin_get_state))
         .route("/authkeys/reload", post(ping::reload_auth_keys))
@@ -71,10 +91,28 @@ pub fn router(state: AppState) -> Router {
         .route("/images/{uuid}/clone", post(ping::not_available))
         .route("/images/{uuid}/jobs", get(ping::not_available))
         .route("/images/{uuid}/push", post(ping::not_available))
+        .merge(tus)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), common))
-        .with_state(state)
+        .with_state(state);
+    // X-HTTP-Method-Override (tus core) must apply before routing.
+    Router::new()
+        .fallback_service(inner)
+        .layer(middleware::map_request(method_override))
+}
+
+async fn method_override(mut req: Request) -> Request {
+    if req.method() == Method::POST
+        && let Some(m) = req
+            .headers()
+            .get("x-http-method-override")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Method::from_bytes(v.trim().to_ascii_uppercase().as_bytes()).ok())
+    {
+        *req.method_mut() = m;
+    }
+    req
 }
 
 async fn not_found(req: Request) -> Error {
@@ -182,4 +220,38 @@ pub(crate) fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Re
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => Error::internal(e).into_response(),
     }
+}
+
+/// Parse a single `bytes=` range against `size`. `Ok(None)`: serve it all.
+pub(crate) fn parse_range(h: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // multiple ranges: serve the whole file
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let r = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        size.saturating_sub(n)..size
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .saturating_add(1)
+                .min(size)
+        };
+        if start >= size || start >= end {
+            return Err(());
+        }
+        start..end
+    };
+    Ok(Some(r))
 }

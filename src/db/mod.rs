@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod images;
+pub mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,10 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 use crate::error::{Error, Result};
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../../sql/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../sql/0001_init.sql")),
+    ("0002_uploads", include_str!("../../sql/0002_uploads.sql")),
+];
 
 /// The database: one writer connection, a small pool of readers.
 #[derive(Clone)]
@@ -40,7 +44,8 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     c.pragma_update(None, "foreign_keys", "ON")?;
     if !read_only {
         c.pragma_update(None, "journal_mode", "WAL")?;
-        c.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL: a commit is on stable storage when it returns (uploads rely on it).
+        c.pragma_update(None, "synchronous", "FULL")?;
     }
     Ok(c)
 }

@@ -202,3 +202,153 @@ impl Drop for PendingFsWrite {
         }
     }
 }
+
+/// Appends a stream of chunks to a file at a given offset, on a dedicated
+/// writer thread; writeback of what was written starts as it goes so the
+/// final fsync is short.
+pub struct FsAppender {
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    handle: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
+    path: PathBuf,
+    start: u64,
+}
+
+/// Start writeback every this many bytes.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+impl FsStore {
+    /// Open `key` for appending at `offset`: anything past `offset` (bytes of
+    /// a request that was never acknowledged) is cut off first.
+    pub async fn open_append(&self, key: &str, offset: u64) -> Result<FsAppender> {
+        let path = self.path(key)?;
+        let p = path.clone();
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)?;
+            let len = f.metadata()?.len();
+            if len < offset {
+                return Err(std::io::Error::other(format!(
+                    "upload data is {len} bytes, shorter than its offset {offset}"
+                )));
+            }
+            if len > offset {
+                f.set_len(offset)?;
+            }
+            use std::io::Seek;
+            f.seek(SeekFrom::Start(offset))?;
+            Ok(f)
+        })
+        .await
+        .map_err(Error::internal)??;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+        let handle = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let mut file = file;
+            let mut pos = offset;
+            let mut synced = offset;
+            while let Some(b) = rx.blocking_recv() {
+                file.write_all(&b)?;
+                pos += b.len() as u64;
+                if pos - synced >= WRITEBACK_EVERY {
+                    start_writeback(&file, synced, pos - synced);
+                    synced = pos;
+                }
+            }
+            Ok(file)
+        });
+        Ok(FsAppender {
+            tx,
+            handle,
+            path,
+            start: offset,
+        })
+    }
+
+    /// Cut the file at `key` back to `len` bytes (discarding a refused chunk).
+    pub async fn truncate(&self, key: &str, len: u64) -> Result<()> {
+        let p = self.path(key)?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+            f.set_len(len)?;
+            f.sync_all()
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(())
+    }
+
+    /// Atomically move `from` to `to` (same store), replacing `to`.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (a, b) = (self.path(from)?, self.path(to)?);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Some(dir) = b.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(&a, &b)?;
+            if let Some(dir) = b.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open file descriptor; the call only schedules writeback.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &std::fs::File, _offset: u64, _len: u64) {}
+
+impl FsAppender {
+    pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
+        if self.tx.send(chunk).await.is_err() {
+            // The writer stopped: its error is reported by `finish`.
+            return Err(Error::internal("upload writer stopped"));
+        }
+        Ok(())
+    }
+
+    /// Wait for the writer and make everything written durable.
+    pub async fn finish(self) -> Result<()> {
+        drop(self.tx);
+        let file = self.handle.await.map_err(Error::internal)??;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(Error::internal)??;
+        Ok(())
+    }
+
+    /// Stop and cut the file back to where this append started.
+    pub async fn abort(self) -> Result<()> {
+        drop(self.tx);
+        let _ = self.handle.await;
+        let (p, start) = (self.path.clone(), self.start);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+            f.set_len(start)?;
+            f.sync_all()
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(())
+    }
+}

@@ -3,6 +3,7 @@
 //! `fs` is a local directory; the S3 backend plugs in beside it.
 
 pub mod fs;
+pub mod namespace;
 
 use std::ops::Range;
 
@@ -52,6 +53,13 @@ impl PendingWrite {
 }
 
 impl Store {
+    /// The directory store behind this one, if it is one.
+    pub fn as_fs(&self) -> Option<&FsStore> {
+        match self {
+            Store::Fs(s) => Some(s),
+        }
+    }
+
     /// Start an atomic write of `key`.
     pub async fn begin_write(&self, key: &str) -> Result<PendingWrite> {
         match self {

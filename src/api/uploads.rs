@@ -1,0 +1,444 @@
+//! tus 1.0 endpoints under `/uploads` (core, creation,
+//! creation-with-upload, termination, checksum, expiration), the
+//! `Content-Range` PUT form, and the JSON views of upload sessions.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures_util::TryStreamExt;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{AppState, json_response, parse_range};
+use crate::db::uploads::Upload;
+use crate::digest::CHECKSUM_ALGORITHMS;
+use crate::error::Error;
+use crate::identity::Caller;
+use crate::uploads::Checksum;
+
+pub const TUS_VERSION: &str = "1.0.0";
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration";
+const OFFSET_CT: &str = "application/offset+octet-stream";
+
+fn h(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+fn set(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// `Tus-Resumable` on every response; `Tus-Version` on a 412.
+pub async fn tus_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    set(&mut resp, "tus-resumable", TUS_VERSION);
+    if resp.status() == StatusCode::PRECONDITION_FAILED {
+        set(&mut resp, "tus-version", TUS_VERSION);
+    }
+    resp
+}
+
+fn require_tus(headers: &HeaderMap) -> Result<(), Error> {
+    match h(headers, "tus-resumable").as_deref() {
+        Some(TUS_VERSION) => Ok(()),
+        Some(v) => Err(Error::TusVersionUnsupported(format!(
+            "Tus-Resumable {v} is not supported; this server speaks {TUS_VERSION}"
+        ))),
+        None => Err(Error::TusVersionUnsupported(
+            "the Tus-Resumable header is required".into(),
+        )),
+    }
+}
+
+fn parse_u64_header(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Error> {
+    match h(headers, name) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            Error::InvalidHeader(format!(
+                "{name} must be a non-negative integer, got \"{v}\""
+            ))
+        }),
+    }
+}
+
+/// `Upload-Metadata: key base64,key2 base64`.
+fn parse_metadata(v: Option<String>) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else { return Ok(out) };
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut it = pair.splitn(2, ' ');
+        let key = it.next().unwrap_or("").to_string();
+        let val = match it.next().map(str::trim) {
+            None | Some("") => String::new(),
+            Some(b) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|_| {
+                        Error::InvalidHeader(format!(
+                            "Upload-Metadata value of \"{key}\" is not base64"
+                        ))
+                    })?;
+                String::from_utf8(raw).map_err(|_| {
+                    Error::InvalidHeader(format!("Upload-Metadata value of \"{key}\" is not UTF-8"))
+                })?
+            }
+        };
+        if key.is_empty() || out.insert(key.clone(), val).is_some() {
+            return Err(Error::InvalidHeader(format!(
+                "Upload-Metadata has an empty or repeated key \"{key}\""
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn encode_metadata(m: &BTreeMap<String, String>) -> String {
+    m.iter()
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!(
+                    "{k} {}",
+                    base64::engine::general_purpose::STANDARD.encode(v)
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_checksum(headers: &HeaderMap) -> Result<Option<Checksum>, Error> {
+    let Some(v) = h(headers, "upload-checksum") else {
+        return Ok(None);
+    };
+    let (algo, b64) = v.split_once(' ').ok_or_else(|| {
+        Error::InvalidHeader("Upload-Checksum must be \"<algorithm> <base64 digest>\"".into())
+    })?;
+    if !CHECKSUM_ALGORITHMS.contains(&algo) {
+        return Err(Error::InvalidHeader(format!(
+            "unsupported checksum algorithm \"{algo}\" (supported: {})",
+            CHECKSUM_ALGORITHMS.join(",")
+        )));
+    }
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| Error::InvalidHeader("Upload-Checksum digest is not base64".into()))?;
+    Ok(Some(Checksum {
+        algo: algo.to_string(),
+        digest,
+    }))
+}
+
+fn http_date(iso: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(iso)
+        .map(|t| httpdate::fmt_http_date(std::time::SystemTime::from(t)))
+        .unwrap_or_default()
+}
+
+fn body_stream(body: Body) -> impl futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Send {
+    body.into_data_stream()
+        .map_err(|e| Error::Upload(format!("error reading the request body: {e}")))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(raw).map_err(|_| Error::UploadNotFound(Uuid::nil()))
+}
+
+/// The JSON view of an upload (`GET /uploads/{id}/info`, `GET /uploads`).
+pub fn upload_json(u: &Upload) -> serde_json::Value {
+    let mut v = json!({
+        "id": u.id, "owner": u.owner, "offset": u.offset, "length": u.length,
+        "state": u.state.as_str(), "expires_at": u.expires_at, "created_at": u.created_at,
+    });
+    if let Some(p) = &u.path {
+        v["path"] = json!(p);
+    }
+    if let Some(s) = &u.sha1 {
+        v["sha1"] = json!(s);
+    }
+    if let Some(m) = &u.md5 {
+        v["content_md5"] = json!(m);
+    }
+    if let Some(i) = &u.image_uuid {
+        v["image_uuid"] = json!(i);
+    }
+    if let Some(e) = &u.error {
+        v["error"] = json!(e);
+    }
+    if !u.metadata.is_empty() {
+        v["metadata"] = json!(u.metadata);
+    }
+    v
+}
+
+/// `OPTIONS /uploads`: what this tus server supports.
+pub async fn options(State(st): State<AppState>) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    set(&mut r, "tus-version", TUS_VERSION);
+    set(&mut r, "tus-extension", TUS_EXTENSIONS);
+    set(
+        &mut r,
+        "tus-max-size",
+        &st.uploads.max_file_size().to_string(),
+    );
+    set(
+        &mut r,
+        "tus-checksum-algorithm",
+        &CHECKSUM_ALGORITHMS.join(","),
+    );
+    r
+}
+
+fn offset_response(status: StatusCode, u: &Upload) -> Response {
+    let mut r = status.into_response();
+    set(&mut r, "upload-offset", &u.offset.to_string());
+    set(&mut r, "upload-expires", &http_date(&u.expires_at));
+    r
+}
+
+/// `POST /uploads` (creation, creation-with-upload).
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    require_tus(&headers)?;
+    if h(&headers, "upload-defer-length").is_some() {
+        return Err(Error::InvalidHeader(
+            "Upload-Defer-Length is not supported: send Upload-Length".into(),
+        ));
+    }
+    let length = parse_u64_header(&headers, "upload-length")?
+        .ok_or_else(|| Error::InvalidHeader("Upload-Length is required".into()))?;
+    let metadata = parse_metadata(h(&headers, "upload-metadata"))?;
+    let mut up = st.uploads.create(&caller, length, metadata).await?;
+    let with_body = h(&headers, "content-type").as_deref() == Some(OFFSET_CT)
+        && parse_u64_header(&headers, "content-length")?.unwrap_or(1) > 0
+        && up.length > 0;
+    if with_body {
+        let checksum = parse_checksum(&headers)?;
+        let cl = parse_u64_header(&headers, "content-length")?;
+        match st
+            .uploads
+            .append(&caller, up.id, 0, cl, checksum, body_stream(body))
+            .await
+        {
+            Ok(u) => up = u,
+            // The upload exists; the client resumes from the offset it reads.
+            Err(e) => {
+                tracing::info!(upload.id = %up.id, error = %e, "creation-with-upload body refused")
+            }
+        }
+        up = st.uploads.get(&caller, up.id).await.unwrap_or(up);
+    }
+    let mut r = offset_response(StatusCode::CREATED, &up);
+    set(&mut r, "location", &format!("/uploads/{}", up.id));
+    Ok(r)
+}
+
+/// `HEAD /uploads/{id}`.
+pub async fn head(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    require_tus(&headers)?;
+    let up = st.uploads.get(&caller, parse_id(&id)?).await?;
+    if up.state == crate::db::uploads::UploadState::Uploading
+        && up.expires_at < crate::manifest::now_iso()
+    {
+        return Err(Error::UploadExpired(up.id));
+    }
+    let mut r = offset_response(StatusCode::OK, &up);
+    set(&mut r, "upload-length", &up.length.to_string());
+    set(&mut r, "cache-control", "no-store");
+    if !up.metadata.is_empty() {
+        set(&mut r, "upload-metadata", &encode_metadata(&up.metadata));
+    }
+    Ok(r)
+}
+
+/// `PATCH /uploads/{id}`: append at `Upload-Offset`.
+pub async fn patch(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    require_tus(&headers)?;
+    let ct = h(&headers, "content-type").unwrap_or_default();
+    if ct.split(';').next().map(str::trim) != Some(OFFSET_CT) {
+        return Err(Error::UnsupportedMediaType(format!(
+            "PATCH needs Content-Type: {OFFSET_CT}"
+        )));
+    }
+    let offset = parse_u64_header(&headers, "upload-offset")?
+        .ok_or_else(|| Error::InvalidHeader("Upload-Offset is required".into()))?;
+    let checksum = parse_checksum(&headers)?;
+    let cl = parse_u64_header(&headers, "content-length")?;
+    let up = st
+        .uploads
+        .append(
+            &caller,
+            parse_id(&id)?,
+            offset,
+            cl,
+            checksum,
+            body_stream(body),
+        )
+        .await?;
+    Ok(offset_response(StatusCode::NO_CONTENT, &up))
+}
+
+/// `PUT /uploads/{id}` with `Content-Range: bytes START-END/TOTAL`: the same
+/// append as a PATCH at START; answers with `Range: bytes=0-LAST`.
+pub async fn put(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    let id = parse_id(&id)?;
+    let cr = h(&headers, "content-range").ok_or_else(|| {
+        Error::InvalidHeader("PUT needs Content-Range: bytes START-END/TOTAL".into())
+    })?;
+    let spec = cr
+        .strip_prefix("bytes ")
+        .ok_or_else(|| Error::InvalidHeader(format!("bad Content-Range \"{cr}\"")))?;
+    let (range, total) = spec
+        .split_once('/')
+        .ok_or_else(|| Error::InvalidHeader(format!("bad Content-Range \"{cr}\"")))?;
+    let cur = st.uploads.get(&caller, id).await?;
+    if total != "*" && total.parse::<u64>().ok() != Some(cur.length) {
+        return Err(Error::InvalidHeader(format!(
+            "Content-Range total {total} differs from Upload-Length {}",
+            cur.length
+        )));
+    }
+    let (start, len) = if range == "*" {
+        (cur.offset, 0)
+    } else {
+        let (a, b) = range
+            .split_once('-')
+            .ok_or_else(|| Error::InvalidHeader(format!("bad Content-Range \"{cr}\"")))?;
+        let (a, b): (u64, u64) = match (a.parse(), b.parse()) {
+            (Ok(a), Ok(b)) if b >= a => (a, b),
+            _ => return Err(Error::InvalidHeader(format!("bad Content-Range \"{cr}\""))),
+        };
+        (a, b - a + 1)
+    };
+    if start != cur.offset {
+        let mut r = Error::RangeNotSatisfiable(format!(
+            "Content-Range starts at {start}, the upload is at {}",
+            cur.offset
+        ))
+        .into_response();
+        if cur.offset > 0 {
+            set(&mut r, "range", &format!("bytes=0-{}", cur.offset - 1));
+        }
+        set(&mut r, "upload-offset", &cur.offset.to_string());
+        return Ok(r);
+    }
+    let checksum = parse_checksum(&headers)?;
+    let up = st
+        .uploads
+        .append(&caller, id, start, Some(len), checksum, body_stream(body))
+        .await?;
+    let mut r = offset_response(StatusCode::NO_CONTENT, &up);
+    if up.offset > 0 {
+        set(&mut r, "range", &format!("bytes=0-{}", up.offset - 1));
+    }
+    Ok(r)
+}
+
+/// `DELETE /uploads/{id}` (termination).
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    require_tus(&headers)?;
+    st.uploads.terminate(&caller, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /uploads/{id}`: the bytes stored so far, with Range.
+pub async fn get_data(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let up = st.uploads.get(&caller, parse_id(&id)?).await?;
+    let range = match h(&headers, "range") {
+        None => None,
+        Some(r) => match parse_range(&r, up.offset) {
+            Ok(r) => r,
+            Err(()) => {
+                let mut resp =
+                    Error::RangeNotSatisfiable(format!("the upload holds {} bytes", up.offset))
+                        .into_response();
+                set(
+                    &mut resp,
+                    "content-range",
+                    &format!("bytes */{}", up.offset),
+                );
+                return Ok(resp);
+            }
+        },
+    };
+    let stream = st.uploads.open_data(&up, range.clone()).await?;
+    let mut r = Response::new(Body::from_stream(stream));
+    set(&mut r, "content-type", "application/octet-stream");
+    set(&mut r, "accept-ranges", "bytes");
+    set(&mut r, "upload-offset", &up.offset.to_string());
+    set(&mut r, "upload-length", &up.length.to_string());
+    match range {
+        Some(rg) => {
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(
+                &mut r,
+                "content-range",
+                &format!("bytes {}-{}/{}", rg.start, rg.end - 1, up.offset),
+            );
+            set(&mut r, "content-length", &(rg.end - rg.start).to_string());
+        }
+        None => set(&mut r, "content-length", &up.offset.to_string()),
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+/// `GET /uploads/{id}/info`.
+pub async fn info(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let up = st.uploads.get(&caller, parse_id(&id)?).await?;
+    Ok(json_response(StatusCode::OK, &upload_json(&up)))
+}
+
+/// `GET /uploads`: the caller's sessions.
+pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Response, Error> {
+    let ups = st.uploads.list(&caller).await?;
+    let out: Vec<_> = ups.iter().map(upload_json).collect();
+    Ok(json_response(StatusCode::OK, &out))
+}

@@ -1,0 +1,207 @@
+//! SQL for upload sessions.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use crate::digest::HashState;
+use crate::error::{Error, Result};
+
+/// The state of an upload session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Uploading,
+    Complete,
+    Failed,
+    Registered,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Uploading => "uploading",
+            UploadState::Complete => "complete",
+            UploadState::Failed => "failed",
+            UploadState::Registered => "registered",
+        }
+    }
+    fn parse(s: &str) -> Result<UploadState> {
+        Ok(match s {
+            "uploading" => UploadState::Uploading,
+            "complete" => UploadState::Complete,
+            "failed" => UploadState::Failed,
+            "registered" => UploadState::Registered,
+            _ => return Err(Error::internal(format!("bad upload state {s:?}"))),
+        })
+    }
+}
+
+/// One upload session row.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: Uuid,
+    pub owner: Option<Uuid>,
+    pub length: u64,
+    pub offset: u64,
+    pub state: UploadState,
+    /// `manta` or `assets`.
+    pub store: String,
+    pub data_key: String,
+    pub path: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub content_md5: Option<String>,
+    pub hash: HashState,
+    pub md5: Option<String>,
+    pub sha1: Option<String>,
+    pub error: Option<String>,
+    pub image_uuid: Option<Uuid>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+}
+
+const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at";
+
+fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
+    s.map(|s| {
+        Uuid::parse_str(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .transpose()
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
+    let id: String = r.get(0)?;
+    let offset = r.get::<_, i64>(3)? as u64;
+    let up = Upload {
+        id: uuid_col(Some(id))?.unwrap_or_default(),
+        owner: uuid_col(r.get(1)?)?,
+        length: r.get::<_, i64>(2)? as u64,
+        offset,
+        state: UploadState::Uploading,
+        store: r.get(5)?,
+        data_key: r.get(6)?,
+        path: r.get(7)?,
+        metadata: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+        content_md5: r.get(9)?,
+        hash: HashState {
+            md5: r.get(10)?,
+            sha1: r.get(11)?,
+            size: offset,
+        },
+        md5: r.get(12)?,
+        sha1: r.get(13)?,
+        error: r.get(14)?,
+        image_uuid: uuid_col(r.get(15)?)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+        expires_at: r.get(18)?,
+    };
+    Ok((up, r.get(4)?))
+}
+
+fn finish(row: (Upload, String)) -> Result<Upload> {
+    let (mut up, state) = row;
+    up.state = UploadState::parse(&state)?;
+    Ok(up)
+}
+
+pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
+    c.execute(
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"),
+        params![
+            u.id.to_string(),
+            u.owner.map(|o| o.to_string()),
+            u.length as i64,
+            u.offset as i64,
+            u.state.as_str(),
+            u.store,
+            u.data_key,
+            u.path,
+            serde_json::to_string(&u.metadata).map_err(Error::internal)?,
+            u.content_md5,
+            u.hash.md5,
+            u.hash.sha1,
+            u.md5,
+            u.sha1,
+            u.error,
+            u.image_uuid.map(|i| i.to_string()),
+            u.created_at,
+            u.updated_at,
+            u.expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Save the mutable columns of an upload.
+pub fn update(c: &Connection, u: &Upload) -> Result<()> {
+    let n = c.execute(
+        "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
+         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12 WHERE id=?1",
+        params![
+            u.id.to_string(),
+            u.offset as i64,
+            u.state.as_str(),
+            u.data_key,
+            u.hash.md5,
+            u.hash.sha1,
+            u.md5,
+            u.sha1,
+            u.error,
+            u.image_uuid.map(|i| i.to_string()),
+            u.updated_at,
+            u.expires_at,
+        ],
+    )?;
+    if n == 0 {
+        return Err(Error::UploadNotFound(u.id));
+    }
+    Ok(())
+}
+
+pub fn get(c: &Connection, id: Uuid) -> Result<Option<Upload>> {
+    c.query_row(
+        &format!("SELECT {COLS} FROM uploads WHERE id = ?1"),
+        params![id.to_string()],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()
+}
+
+pub fn delete(c: &Connection, id: Uuid) -> Result<bool> {
+    Ok(c.execute("DELETE FROM uploads WHERE id = ?1", params![id.to_string()])? > 0)
+}
+
+/// Uploads of `owner` (None: all), newest first.
+pub fn list(c: &Connection, owner: Option<Uuid>) -> Result<Vec<Upload>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM uploads WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_at DESC, id"
+    ))?;
+    let rows = st.query_map(params![owner.map(|o| o.to_string())], from_row)?;
+    rows.map(|r| finish(r?)).collect()
+}
+
+/// Bytes `owner` has in unfinished uploads (their declared lengths).
+pub fn bytes_in_flight(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
+    let n: i64 = c.query_row(
+        "SELECT COALESCE(SUM(length), 0) FROM uploads WHERE owner IS ?1 AND state = 'uploading'",
+        params![owner.map(|o| o.to_string())],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
+}
+
+/// Unfinished uploads idle past their expiry.
+pub fn expired(c: &Connection, now: &str) -> Result<Vec<Upload>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM uploads WHERE state IN ('uploading','complete','failed') AND expires_at < ?1"
+    ))?;
+    let rows = st.query_map(params![now], from_row)?;
+    rows.map(|r| finish(r?)).collect()
+}

@@ -1,0 +1,500 @@
+//! Resumable uploads (phase one of the pipeline): tus 1.0 sessions kept in
+//! SQLite. Each PATCH appends bytes while md5 and sha1 run on other threads;
+//! the bytes are fsynced and the new offset and hasher state committed
+//! together before the PATCH is acknowledged, so a crash loses at most the
+//! unacknowledged chunk and resuming never re-reads stored bytes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::digest::{ChunkChecksum, HashState, StreamHasher};
+use crate::error::{Error, FieldCode, FieldError, Result};
+use crate::identity::Caller;
+use crate::manifest::now_iso;
+use crate::store::namespace::{self, Namespace};
+use crate::store::{ByteStream, FsStore, Stores};
+
+/// Upload limits and settings.
+#[derive(Debug, Clone)]
+pub struct UploadsConfig {
+    pub max_file_size: u64,
+    pub max_bytes_in_flight_per_account: u64,
+    pub expire_after_secs: u64,
+    pub assets_allowed: Vec<Uuid>,
+}
+
+/// The upload service.
+#[derive(Clone)]
+pub struct Uploads {
+    db: Db,
+    stores: Stores,
+    cfg: Arc<UploadsConfig>,
+    busy: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// A request's per-chunk checksum: algorithm and expected digest.
+pub struct Checksum {
+    pub algo: String,
+    pub digest: Vec<u8>,
+}
+
+/// Holds an upload busy for one request; released on drop.
+struct BusyGuard {
+    set: Arc<Mutex<HashSet<Uuid>>>,
+    id: Uuid,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.id);
+        }
+    }
+}
+
+fn expiry_from_now(secs: u64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+impl Uploads {
+    pub fn new(db: Db, stores: Stores, cfg: UploadsConfig) -> Uploads {
+        Uploads {
+            db,
+            stores,
+            cfg: Arc::new(cfg),
+            busy: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    pub fn max_file_size(&self) -> u64 {
+        self.cfg.max_file_size
+    }
+
+    fn fs(&self, store: &str) -> Result<&FsStore> {
+        let s = match store {
+            "manta" => &self.stores.manta,
+            "assets" => &self.stores.assets,
+            other => return Err(Error::internal(format!("unknown upload store {other:?}"))),
+        };
+        s.as_fs()
+            .ok_or_else(|| Error::internal("uploads need a file-system store"))
+    }
+
+    fn lock(&self, id: Uuid) -> Result<BusyGuard> {
+        let mut s = self.busy.lock().map_err(|_| Error::internal("poisoned"))?;
+        if !s.insert(id) {
+            return Err(Error::UploadLocked(id));
+        }
+        Ok(BusyGuard {
+            set: self.busy.clone(),
+            id,
+        })
+    }
+
+    /// May `caller` write to the storage path `p`?
+    pub async fn check_path_access(
+        &self,
+        caller: &Caller,
+        p: &namespace::StoragePath,
+    ) -> Result<()> {
+        if caller.operator && caller.account.is_none() {
+            return Ok(());
+        }
+        let Some(account) = caller.account else {
+            return Err(Error::Unauthorized("authentication required".into()));
+        };
+        match &p.ns {
+            Namespace::Assets => {
+                if self.cfg.assets_allowed.contains(&account) {
+                    Ok(())
+                } else {
+                    Err(Error::invalid_param(
+                        "path",
+                        FieldCode::NotAllowed,
+                        "only operators and allowed accounts may use /assets paths",
+                    ))
+                }
+            }
+            Namespace::Manta { owner } => {
+                if *owner == account.to_string() {
+                    return Ok(());
+                }
+                let acct = self
+                    .db
+                    .read(move |c| crate::db::accounts::by_uuid(c, account))
+                    .await?;
+                if acct.is_some_and(|a| a.login == *owner) {
+                    Ok(())
+                } else {
+                    Err(Error::NotMantaPathOwner(format!(
+                        "account {account} may not use {} (namespace of \"{owner}\")",
+                        p.path
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Create an upload session (tus `creation`).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        length: u64,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Upload> {
+        caller.require_auth()?;
+        if length > self.cfg.max_file_size {
+            return Err(Error::QuotaExceeded(format!(
+                "Upload-Length {length} is larger than the maximum file size, {}",
+                self.cfg.max_file_size
+            )));
+        }
+        let path = match metadata.get("path").filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => {
+                let sp = namespace::parse(p)
+                    .map_err(|m| Error::invalid_param("path", FieldCode::Invalid, m))?;
+                self.check_path_access(caller, &sp).await?;
+                Some(sp)
+            }
+        };
+        let content_md5 = match metadata.get("content_md5").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(m) => {
+                use base64::Engine;
+                let ok = base64::engine::general_purpose::STANDARD
+                    .decode(m)
+                    .is_ok_and(|d| d.len() == 16);
+                if !ok {
+                    return Err(Error::invalid_param(
+                        "content_md5",
+                        FieldCode::Invalid,
+                        "content_md5 must be a base64 MD5 digest",
+                    ));
+                }
+                Some(m.clone())
+            }
+        };
+        let id = Uuid::new_v4();
+        let store = path
+            .as_ref()
+            .map(|p| p.store())
+            .unwrap_or("manta")
+            .to_string();
+        let data_key = match store.as_str() {
+            "assets" => format!("imgapi-uploads/{id}"),
+            _ => format!(
+                "{}/uploads/{}/{id}",
+                namespace::RESERVED_LOGIN,
+                &id.to_string()[..3]
+            ),
+        };
+        let now = now_iso();
+        let up = Upload {
+            id,
+            owner: caller.account,
+            length,
+            offset: 0,
+            state: UploadState::Uploading,
+            store,
+            data_key,
+            path: path.map(|p| p.path),
+            metadata,
+            content_md5,
+            hash: HashState::default(),
+            md5: None,
+            sha1: None,
+            error: None,
+            image_uuid: None,
+            created_at: now.clone(),
+            updated_at: now,
+            expires_at: expiry_from_now(self.cfg.expire_after_secs),
+        };
+        // Create the (empty) data file before the row, so a row always has one.
+        self.fs(&up.store)?
+            .open_append(&up.data_key, 0)
+            .await?
+            .finish()
+            .await?;
+        let quota = self.cfg.max_bytes_in_flight_per_account;
+        let owner = up.owner;
+        let row = up.clone();
+        let res = self
+            .db
+            .write(move |c| {
+                if owner.is_some() {
+                    let used = q::bytes_in_flight(c, owner)?;
+                    if used + row.length > quota {
+                        return Err(Error::QuotaExceeded(format!(
+                            "this upload of {} bytes would put the account over its quota of {quota} \
+                             bytes in unfinished uploads ({used} in use)",
+                            row.length
+                        )));
+                    }
+                }
+                q::insert(c, &row)
+            })
+            .await;
+        if let Err(e) = res {
+            let _ = self.fs(&up.store)?.delete(&up.data_key).await;
+            return Err(e);
+        }
+        if length == 0 {
+            return self.complete(up).await;
+        }
+        Ok(up)
+    }
+
+    /// The caller's upload (404 for unknown or foreign ids).
+    pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Upload> {
+        caller.require_auth()?;
+        let up = self.db.read(move |c| q::get(c, id)).await?;
+        match up {
+            Some(u) if caller.account.is_none() && caller.operator => Ok(u),
+            Some(u) if u.owner.is_some() && u.owner == caller.account => Ok(u),
+            _ => Err(Error::UploadNotFound(id)),
+        }
+    }
+
+    /// The caller's uploads.
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<Upload>> {
+        caller.require_auth()?;
+        let owner = caller.account;
+        if owner.is_none() && !caller.operator {
+            return Ok(vec![]);
+        }
+        self.db.read(move |c| q::list(c, owner)).await
+    }
+
+    /// Append a request body at `offset` (tus PATCH, or PUT with Content-Range).
+    /// Returns the upload with its new offset. Bytes received before a dropped
+    /// connection are kept (unless a checksum was asked for).
+    pub async fn append<S>(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        offset: u64,
+        content_length: Option<u64>,
+        checksum: Option<Checksum>,
+        body: S,
+    ) -> Result<Upload>
+    where
+        S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
+    {
+        let mut up = self.get(caller, id).await?;
+        let _busy = self.lock(id)?;
+        // Re-read under the lock: another request may have just finished.
+        up = self.get(caller, id).await?;
+        if up.state != UploadState::Uploading {
+            if offset == up.offset && content_length.unwrap_or(0) == 0 {
+                return Ok(up); // an empty PATCH at the end: nothing to do
+            }
+            return Err(Error::UploadLengthExceeded(format!(
+                "upload {id} is already complete"
+            )));
+        }
+        if up.expires_at < now_iso() {
+            return Err(Error::UploadExpired(id));
+        }
+        if offset != up.offset {
+            return Err(Error::UploadOffsetMismatch {
+                given: offset,
+                current: up.offset,
+            });
+        }
+        let remaining = up.length - up.offset;
+        if let Some(l) = content_length
+            && l > remaining
+        {
+            return Err(Error::UploadLengthExceeded(format!(
+                "{l} bytes at offset {offset} would go past Upload-Length {}",
+                up.length
+            )));
+        }
+        let chunk_sum = match &checksum {
+            None => None,
+            Some(c) => Some(ChunkChecksum::new(&c.algo).ok_or_else(|| {
+                Error::InvalidHeader(format!("unsupported checksum algorithm \"{}\"", c.algo))
+            })?),
+        };
+        let fs = self.fs(&up.store)?;
+        let mut writer = fs.open_append(&up.data_key, up.offset).await?;
+        let mut hasher = StreamHasher::resume(&up.hash)?;
+        let mut received = 0u64;
+        let mut body = std::pin::pin!(body);
+        let mut failure: Option<Error> = None;
+        let mut dropped = false;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(_) => {
+                    dropped = true; // the client went away: keep what arrived
+                    break;
+                }
+            };
+            if received + chunk.len() as u64 > remaining {
+                failure = Some(Error::UploadLengthExceeded(format!(
+                    "the body goes past Upload-Length {}",
+                    up.length
+                )));
+                break;
+            }
+            received += chunk.len() as u64;
+            if let Some(c) = &chunk_sum {
+                c.update(&chunk).await?;
+            }
+            hasher.update(&chunk).await?;
+            if let Err(e) = writer.write(chunk).await {
+                failure = Some(e);
+                break;
+            }
+        }
+        if failure.is_none()
+            && let (Some(c), Some(sum)) = (&checksum, chunk_sum)
+        {
+            let got = sum.finish().await?;
+            if dropped || got != c.digest {
+                failure = Some(Error::UploadChecksumMismatch(format!(
+                    "the {} checksum of the request body does not match Upload-Checksum; the chunk was discarded",
+                    c.algo
+                )));
+            }
+        }
+        if let Some(e) = failure {
+            writer.abort().await?;
+            return Err(e);
+        }
+        if let Err(e) = writer.finish().await {
+            // e.g. ENOSPC: nothing of this request counts; cut it back.
+            let _ = fs.truncate(&up.data_key, up.offset).await;
+            return Err(e);
+        }
+        up.hash = hasher.finish_state().await?;
+        up.offset += received;
+        up.updated_at = now_iso();
+        up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        if up.offset == up.length {
+            return self.complete(up).await;
+        }
+        Ok(up)
+    }
+
+    /// All bytes are in: record the digests, check `content_md5`, move the
+    /// bytes to the target path if one was given.
+    async fn complete(&self, mut up: Upload) -> Result<Upload> {
+        let d = up.hash.digests()?;
+        up.md5 = Some(d.md5_base64());
+        up.sha1 = Some(d.sha1_hex());
+        up.updated_at = now_iso();
+        let mismatch = up
+            .content_md5
+            .as_ref()
+            .is_some_and(|m| *m != d.md5_base64());
+        if mismatch {
+            up.state = UploadState::Failed;
+            up.error = Some("content_md5 does not match the uploaded bytes".into());
+        } else {
+            up.state = UploadState::Complete;
+            if let Some(p) = &up.path {
+                let sp = namespace::parse(p).map_err(Error::internal)?;
+                self.fs(&up.store)?.rename(&up.data_key, &sp.key).await?;
+                up.data_key = sp.key;
+            }
+        }
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        if mismatch {
+            return Err(Error::ChecksumMismatch {
+                message: format!(
+                    "content_md5 {} does not match the md5 of the uploaded bytes, {}",
+                    up.content_md5.as_deref().unwrap_or(""),
+                    d.md5_base64()
+                ),
+                errors: vec![FieldError::msg(
+                    "content_md5",
+                    FieldCode::Mismatch,
+                    d.md5_base64(),
+                )],
+            });
+        }
+        Ok(up)
+    }
+
+    /// Terminate an upload: its row and bytes go at once. A completed upload
+    /// with a target path keeps the object at that path.
+    pub async fn terminate(&self, caller: &Caller, id: Uuid) -> Result<()> {
+        let up = self.get(caller, id).await?;
+        let _busy = self.lock(id)?;
+        if up.state == UploadState::Registered {
+            return Err(Error::FileInUse(format!(
+                "upload {id} is registered to an image"
+            )));
+        }
+        self.db.write(move |c| q::delete(c, id).map(|_| ())).await?;
+        self.remove_data(&up).await;
+        Ok(())
+    }
+
+    async fn remove_data(&self, up: &Upload) {
+        let at_path = up.path.is_some() && up.state == UploadState::Complete;
+        if at_path {
+            return;
+        }
+        if let Ok(fs) = self.fs(&up.store)
+            && let Err(e) = fs.delete(&up.data_key).await
+        {
+            tracing::warn!(upload.id = %up.id, error = %e, "could not remove upload data");
+        }
+    }
+
+    /// The bytes stored so far (or a range of them).
+    pub async fn open_data(
+        &self,
+        up: &Upload,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream> {
+        let range = range.unwrap_or(0..up.offset);
+        self.fs(&up.store)?.get(&up.data_key, Some(range)).await
+    }
+
+    /// Remove uploads idle past their expiry; returns how many.
+    pub async fn reap_expired(&self) -> Result<usize> {
+        let now = now_iso();
+        let gone = self
+            .db
+            .write(move |c| {
+                let ups = q::expired(c, &now)?;
+                for u in &ups {
+                    q::delete(c, u.id)?;
+                }
+                Ok(ups)
+            })
+            .await?;
+        for up in &gone {
+            tracing::info!(upload.id = %up.id, "reaped expired upload");
+            self.remove_data(up).await;
+        }
+        Ok(gone.len())
+    }
+}
+
+/// Reap expired uploads every 10 minutes.
+pub async fn reap_forever(uploads: Uploads) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = uploads.reap_expired().await {
+            tracing::warn!(error = %e, "upload reaper failed");
+        }
+    }
+}
