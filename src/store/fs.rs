@@ -337,10 +337,15 @@ impl FsAppender {
         Ok(())
     }
 
-    /// Stop and cut the file back to where this append started.
-    pub async fn abort(self) -> Result<()> {
+    /// Stop and cut the file back to where this append started. Returns the
+    /// writer's own error, if it failed (e.g. out of space).
+    pub async fn abort(self) -> Result<Option<Error>> {
         drop(self.tx);
-        let _ = self.handle.await;
+        let writer_error = match self.handle.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(Error::from(e)),
+            Err(e) => Some(Error::internal(e)),
+        };
         let (p, start) = (self.path.clone(), self.start);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let f = std::fs::OpenOptions::new().write(true).open(&p)?;
@@ -349,6 +354,6 @@ impl FsAppender {
         })
         .await
         .map_err(Error::internal)??;
-        Ok(())
+        Ok(writer_error)
     }
 }

@@ -369,8 +369,8 @@ impl Uploads {
             }
         }
         if let Some(e) = failure {
-            writer.abort().await?;
-            return Err(e);
+            let writer_error = writer.abort().await?;
+            return Err(writer_error.unwrap_or(e));
         }
         if let Err(e) = writer.finish().await {
             // e.g. ENOSPC: nothing of this request counts; cut it back.
