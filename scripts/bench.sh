@@ -3,10 +3,14 @@
 # peers measured in the same run on the same file. Record results in
 # docs/PERFORMANCE.md.
 #
-#   scripts/bench.sh [SIZE_MIB]      (default 2048)
+#   scripts/bench.sh [SIZE_MIB] [TUS_MIB]   (defaults 2048 and 1024)
+#
+# Peers are installed on first use and cached under target/: @tus/server and
+# @tus/file-store (npm) and rustus (crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-2048}
+TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -19,8 +23,8 @@ mibps() { awk -v s="$SIZE_MIB" -v t="$1" 'BEGIN { printf "%.1f", s / t }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-start_server() {
-  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" > "$WORK/server.out" 2> "$WORK/server.err" &
+start_server() {  # [DATA_DIR] [LISTEN]
+  "$BIN" serve --listen "${2:-127.0.0.1:0}" --data-dir "${1:-$WORK/data}" > "$WORK/server.out" 2> "$WORK/server.err" &
   SERVER_PID=$!
   for _ in $(seq 100); do
     URL=$(sed -n 's/^imgapi listening on //p' "$WORK/server.out")
@@ -29,6 +33,7 @@ start_server() {
   done
   echo "server did not start" >&2; cat "$WORK/server.err" >&2; exit 1
 }
+wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 
 echo "== setup: ${SIZE_MIB} MiB random file"
 FILE=$WORK/image.bin
@@ -67,3 +72,57 @@ curl -sf "$URL/images/$UUID/file" -o /dev/null
 t1=$(now); GET_S=$(secs "$t0" "$t1")
 echo "GetImageFile: $(mibps "$GET_S") MiB/s; server peak RSS now $(hwm_mib "$SERVER_PID") MiB"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+echo
+echo "== tus uploads: ${TUS_MIB} MiB over loopback in 64 MiB PATCHes on one keep-alive connection"
+TFILE=$WORK/tus.bin
+head -c $((TUS_MIB * 1024 * 1024)) "$FILE" > "$TFILE"
+SIZE_MIB_SAVED=$SIZE_MIB; SIZE_MIB=$TUS_MIB
+t0=$(now); md5sum "$TFILE" > /dev/null; t1=$(now); TMD5_S=$(secs "$t0" "$t1")
+echo "md5sum:          $(mibps "$TMD5_S") MiB/s"
+CLIENT="python3 scripts/tus_bench_client.py"
+
+rm -rf "$WORK/data"; start_server
+read -r UP_S UP_URL < <($CLIENT upload "$URL/uploads" "$TFILE" 64)
+UP_RSS=$(hwm_mib "$SERVER_PID")
+GOT=$(curl -sf "$UP_URL/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha1"])')
+WANT=$(sha1sum "$TFILE" | cut -c1-40)
+[ "$GOT" = "$WANT" ] || { echo "sha1 mismatch: $GOT != $WANT" >&2; exit 1; }
+echo "imgapi:          $(mibps "$UP_S") MiB/s = $(ratio "$TMD5_S" "$UP_S") x md5sum (goal >= 0.8); md5+sha1 computed, fsync per PATCH; peak RSS ${UP_RSS} MiB (goal < 64)"
+
+echo "-- resume latency after kill -9 and restart (HEAD + one 64 MiB PATCH)"
+for frac in 0.1 0.9; do
+  read -r _ R_URL < <($CLIENT upload "$URL/uploads" "$TFILE" 64 "$frac")
+  PORT=${URL##*:}
+  kill -9 "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  start_server "$WORK/data" "127.0.0.1:$PORT"
+  read -r MS OFF < <($CLIENT resume "$R_URL" "$TFILE" 64)
+  echo "resume at $(awk -v f="$frac" 'BEGIN{printf "%d%%", f*100}') (offset $OFF): ${MS} ms"
+done
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+echo "-- peers on the same file"
+if [ ! -d target/bench-node/node_modules/@tus/file-store ]; then
+  mkdir -p target/bench-node
+  (cd target/bench-node && npm init -y >/dev/null && npm install --no-audit --no-fund @tus/server @tus/file-store >/dev/null)
+fi
+cp scripts/tus-node-server.mjs target/bench-node/
+mkdir -p "$WORK/tusnode"
+node target/bench-node/tus-node-server.mjs 18931 "$WORK/tusnode" > /dev/null 2>&1 &
+NODE_PID=$!
+wait_port 18931
+read -r NODE_S _ < <($CLIENT upload "http://127.0.0.1:18931/files" "$TFILE" 64)
+kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true
+echo "@tus/server:     $(mibps "$NODE_S") MiB/s (no hashing); imgapi = $(ratio "$NODE_S" "$UP_S") x @tus/server (goal >= 2)"
+
+if [ ! -x target/bench-tools/bin/rustus ]; then
+  cargo install --locked rustus@0.5.10 --root target/bench-tools >/dev/null 2>&1
+fi
+mkdir -p "$WORK/rustus"
+target/bench-tools/bin/rustus --host 127.0.0.1 --port 18932 --data-dir "$WORK/rustus" --info-dir "$WORK/rustus" > /dev/null 2>&1 &
+RUSTUS_PID=$!
+wait_port 18932
+read -r RUSTUS_S _ < <($CLIENT upload "http://127.0.0.1:18932/files" "$TFILE" 64)
+kill "$RUSTUS_PID"; wait "$RUSTUS_PID" 2>/dev/null || true
+echo "rustus:          $(mibps "$RUSTUS_S") MiB/s (no hashing); imgapi = $(ratio "$RUSTUS_S" "$UP_S") x rustus"
+SIZE_MIB=$SIZE_MIB_SAVED

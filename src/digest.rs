@@ -168,7 +168,9 @@ impl StreamHasher {
 }
 
 /// A per-request checksum (tus `Upload-Checksum`): md5, sha1 or sha256.
-pub enum ChunkChecksum {
+pub struct ChunkChecksum(ChunkHasher);
+
+enum ChunkHasher {
     Md5(HashThread<Md5>),
     Sha1(HashThread<Sha1>),
     Sha256(HashThread<Sha256>),
@@ -179,25 +181,25 @@ pub const CHECKSUM_ALGORITHMS: &[&str] = &["md5", "sha1", "sha256"];
 
 impl ChunkChecksum {
     pub fn new(algo: &str) -> Option<ChunkChecksum> {
-        Some(match algo {
-            "md5" => ChunkChecksum::Md5(HashThread::spawn(Md5::new())),
-            "sha1" => ChunkChecksum::Sha1(HashThread::spawn(Sha1::new())),
-            "sha256" => ChunkChecksum::Sha256(HashThread::spawn(Sha256::new())),
+        Some(ChunkChecksum(match algo {
+            "md5" => ChunkHasher::Md5(HashThread::spawn(Md5::new())),
+            "sha1" => ChunkHasher::Sha1(HashThread::spawn(Sha1::new())),
+            "sha256" => ChunkHasher::Sha256(HashThread::spawn(Sha256::new())),
             _ => return None,
-        })
+        }))
     }
     pub async fn update(&self, chunk: &Bytes) -> Result<()> {
-        match self {
-            ChunkChecksum::Md5(h) => h.update(chunk).await,
-            ChunkChecksum::Sha1(h) => h.update(chunk).await,
-            ChunkChecksum::Sha256(h) => h.update(chunk).await,
+        match &self.0 {
+            ChunkHasher::Md5(h) => h.update(chunk).await,
+            ChunkHasher::Sha1(h) => h.update(chunk).await,
+            ChunkHasher::Sha256(h) => h.update(chunk).await,
         }
     }
     pub async fn finish(self) -> Result<Vec<u8>> {
-        Ok(match self {
-            ChunkChecksum::Md5(h) => h.finish().await?.finalize().to_vec(),
-            ChunkChecksum::Sha1(h) => h.finish().await?.finalize().to_vec(),
-            ChunkChecksum::Sha256(h) => h.finish().await?.finalize().to_vec(),
+        Ok(match self.0 {
+            ChunkHasher::Md5(h) => h.finish().await?.finalize().to_vec(),
+            ChunkHasher::Sha1(h) => h.finish().await?.finalize().to_vec(),
+            ChunkHasher::Sha256(h) => h.finish().await?.finalize().to_vec(),
         })
     }
 }

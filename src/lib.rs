@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error;
 pub mod identity;
 pub mod images;
+pub mod locks;
 pub mod manifest;
 pub mod store;
 pub mod uploads;
@@ -59,6 +60,7 @@ pub fn build_state(cfg: Config) -> Result<api::AppState> {
         default_stor,
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
+        locks::ImageLocks::default(),
     );
     Ok(api::AppState {
         config: Arc::new(cfg),

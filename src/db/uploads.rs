@@ -59,10 +59,12 @@ pub struct Upload {
     pub created_at: String,
     pub updated_at: String,
     pub expires_at: String,
+    /// Size-and-mtime stamp of the object at `path` when the upload completed.
+    pub data_mtime: Option<String>,
 }
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -99,6 +101,7 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
         created_at: r.get(16)?,
         updated_at: r.get(17)?,
         expires_at: r.get(18)?,
+        data_mtime: r.get(19)?,
     };
     Ok((up, r.get(4)?))
 }
@@ -111,7 +114,7 @@ fn finish(row: (Upload, String)) -> Result<Upload> {
 
 pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"),
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"),
         params![
             u.id.to_string(),
             u.owner.map(|o| o.to_string()),
@@ -132,6 +135,7 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
             u.created_at,
             u.updated_at,
             u.expires_at,
+            u.data_mtime,
         ],
     )?;
     Ok(())
@@ -141,7 +145,7 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
 pub fn update(c: &Connection, u: &Upload) -> Result<()> {
     let n = c.execute(
         "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
-         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12 WHERE id=?1",
+         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13 WHERE id=?1",
         params![
             u.id.to_string(),
             u.offset as i64,
@@ -155,6 +159,7 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
             u.image_uuid.map(|i| i.to_string()),
             u.updated_at,
             u.expires_at,
+            u.data_mtime,
         ],
     )?;
     if n == 0 {
@@ -204,4 +209,38 @@ pub fn expired(c: &Connection, now: &str) -> Result<Vec<Upload>> {
     ))?;
     let rows = st.query_map(params![now], from_row)?;
     rows.map(|r| finish(r?)).collect()
+}
+
+/// Claim a complete upload for `image` (atomically: a second claim fails
+/// with FileInUse). The caller has checked ownership.
+pub fn mark_registered(c: &Connection, id: Uuid, image: Uuid, now: &str) -> Result<()> {
+    let n = c.execute(
+        "UPDATE uploads SET state = 'registered', image_uuid = ?2, updated_at = ?3 \
+         WHERE id = ?1 AND state = 'complete'",
+        params![id.to_string(), image.to_string(), now],
+    )?;
+    if n == 1 {
+        return Ok(());
+    }
+    match get(c, id)? {
+        None => Err(Error::UploadNotFound(id)),
+        Some(u) if u.state == UploadState::Registered => Err(Error::FileInUse(format!(
+            "upload {id} is already registered to image {}",
+            u.image_uuid.map(|i| i.to_string()).unwrap_or_default()
+        ))),
+        Some(u) if u.state == UploadState::Failed => Err(Error::ChecksumMismatch {
+            message: format!("upload {id} failed its content_md5 check"),
+            errors: vec![crate::error::FieldError::new("content_md5", crate::error::FieldCode::Mismatch)],
+        }),
+        Some(_) => Err(Error::UploadIncomplete(id)),
+    }
+}
+
+/// Give a claimed upload back (its registration failed early).
+pub fn unmark_registered(c: &Connection, id: Uuid, image: Uuid) -> Result<()> {
+    c.execute(
+        "UPDATE uploads SET state = 'complete', image_uuid = NULL WHERE id = ?1 AND image_uuid = ?2",
+        params![id.to_string(), image.to_string()],
+    )?;
+    Ok(())
 }

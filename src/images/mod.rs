@@ -3,8 +3,6 @@
 //! visibility and ownership; all state changes are read-modify-write
 //! transactions in SQLite.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value};
@@ -34,7 +32,7 @@ pub struct Images {
     pub default_stor: &'static str,
     pub max_file_size: u64,
     pub placeholder_lifespan_days: u64,
-    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    pub locks: crate::locks::ImageLocks,
 }
 
 /// AddImageFile's parameters.
@@ -62,6 +60,7 @@ impl Images {
         default_stor: &'static str,
         max_file_size: u64,
         placeholder_lifespan_days: u64,
+        locks: crate::locks::ImageLocks,
     ) -> Images {
         Images {
             db,
@@ -69,14 +68,13 @@ impl Images {
             default_stor,
             max_file_size,
             placeholder_lifespan_days,
-            locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
+            locks,
         }
     }
 
     /// Serialises file replacement, activation and deletion of one image.
     async fn lock(&self, uuid: Uuid) -> tokio::sync::MutexGuard<'_, ()> {
-        let i = (uuid.as_u128() % self.locks.len() as u128) as usize;
-        self.locks[i].lock().await
+        self.locks.lock(uuid).await
     }
 
     /// GetImage: the image if the caller may see it, else 404.
@@ -451,14 +449,14 @@ impl Images {
     pub async fn remove_stored(&self, img: &Image) {
         for f in &img.files {
             if let Ok(store) = self.stores.by_stor(&f.stor)
-                && let Err(e) = store.delete(&image_file_key(&img.uuid)).await
+                && let Err(e) = store.delete(&image_file_key(&f.stor, &img.uuid)).await
             {
                 tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove image file");
             }
         }
         if let Some(icon) = &img.icon
             && let Ok(store) = self.stores.by_stor(&icon.stor)
-            && let Err(e) = store.delete(&image_icon_key(&img.uuid)).await
+            && let Err(e) = store.delete(&image_icon_key(&icon.stor, &img.uuid)).await
         {
             tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove icon");
         }
@@ -512,7 +510,7 @@ impl Images {
             return Err(Error::ImageFilesImmutable(uuid));
         }
         let store = self.stores.by_stor(stor)?;
-        let key = image_file_key(&uuid);
+        let key = image_file_key(stor, &uuid);
         // Stream to a temporary object; checks run before it is committed.
         let mut pending = store.begin_write(&key).await?;
         let digests = ingest(&mut pending, body, self.max_file_size).await?;
@@ -542,7 +540,7 @@ impl Images {
             .await?;
         for f in old.iter().filter(|f| f.stor != stor) {
             if let Ok(s) = self.stores.by_stor(&f.stor) {
-                let _ = s.delete(&key).await;
+                let _ = s.delete(&image_file_key(&f.stor, &uuid)).await;
             }
         }
         Ok(img)
@@ -598,7 +596,7 @@ impl Images {
     ) -> Result<ByteStream> {
         self.stores
             .by_stor(&f.stor)?
-            .get(&image_file_key(&img.uuid), range)
+            .get(&image_file_key(&f.stor, &img.uuid), range)
             .await
     }
 
@@ -628,7 +626,7 @@ impl Images {
         let img = self.get(caller, uuid).await?;
         caller.check_owner(&img)?;
         let store = &self.stores.local;
-        let mut pending = store.begin_write(&image_icon_key(&uuid)).await?;
+        let mut pending = store.begin_write(&image_icon_key("local", &uuid)).await?;
         let digests = ingest(&mut pending, body, MAX_ICON_SIZE).await?;
         check_file(&digests, p.content_length, p.sha1.as_deref()).map_err(|e| match e {
             Error::Download(m) => Error::Upload(m),
@@ -660,7 +658,7 @@ impl Images {
         let stream = self
             .stores
             .by_stor(&icon.stor)?
-            .get(&image_icon_key(&uuid), None)
+            .get(&image_icon_key(&icon.stor, &uuid), None)
             .await?;
         Ok((img, icon, stream))
     }
@@ -685,7 +683,7 @@ impl Images {
         if let Some(icon) = old
             && let Ok(store) = self.stores.by_stor(&icon.stor)
         {
-            let _ = store.delete(&image_icon_key(&uuid)).await;
+            let _ = store.delete(&image_icon_key(&icon.stor, &uuid)).await;
         }
         Ok(img)
     }

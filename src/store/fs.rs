@@ -125,13 +125,15 @@ impl FsStore {
 }
 
 fn meta_of(m: &std::fs::Metadata) -> ObjectMeta {
-    let mtime = m
-        .modified()
-        .map(chrono::DateTime::<chrono::Utc>::from)
-        .unwrap_or_else(|_| chrono::Utc::now());
+    let modified = m.modified().unwrap_or_else(|_| std::time::SystemTime::now());
+    let mtime = chrono::DateTime::<chrono::Utc>::from(modified);
     ObjectMeta {
         size: m.len(),
         mtime: mtime.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        mtime_ns: modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ObjectMeta {
     pub size: u64,
     /// Last modification, RFC 3339.
     pub mtime: String,
+    /// Last modification in nanoseconds (to detect rewrites).
+    pub mtime_ns: u128,
 }
 
 /// A store backend. (An enum rather than a trait object: native async fns.)
@@ -124,16 +126,23 @@ pub fn valid_key(key: &str) -> bool {
         })
 }
 
-/// The key of an image's file in its store.
-pub fn image_file_key(uuid: &uuid::Uuid) -> String {
-    let u = uuid.to_string();
-    format!("images/{}/{u}/file0", &u[..3])
+/// The key of an image's file in the store named by `stor`. In the manta
+/// store the service's own objects live under `imgapi/`, which no account
+/// path can reach.
+pub fn image_file_key(stor: &str, uuid: &uuid::Uuid) -> String {
+    format!("{}/file0", image_dir_key(stor, uuid))
 }
 
-/// The key of an image's icon in its store.
-pub fn image_icon_key(uuid: &uuid::Uuid) -> String {
+/// The key of an image's icon in the store named by `stor`.
+pub fn image_icon_key(stor: &str, uuid: &uuid::Uuid) -> String {
+    format!("{}/icon", image_dir_key(stor, uuid))
+}
+
+/// The key prefix ("directory") of an image's objects.
+pub fn image_dir_key(stor: &str, uuid: &uuid::Uuid) -> String {
     let u = uuid.to_string();
-    format!("images/{}/{u}/icon", &u[..3])
+    let prefix = if stor == "manta" { "imgapi/" } else { "" };
+    format!("{prefix}images/{}/{u}", &u[..3])
 }
 
 /// The set of stores: `local` (stor=local image files), `manta`, `assets`.

@@ -217,6 +217,7 @@ impl Uploads {
             created_at: now.clone(),
             updated_at: now,
             expires_at: expiry_from_now(self.cfg.expire_after_secs),
+            data_mtime: None,
         };
         // Create the (empty) data file before the row, so a row always has one.
         self.fs(&up.store)?
@@ -289,10 +290,10 @@ impl Uploads {
     where
         S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
     {
-        let mut up = self.get(caller, id).await?;
+        self.get(caller, id).await?; // 404 before 423 for foreign ids
         let _busy = self.lock(id)?;
-        // Re-read under the lock: another request may have just finished.
-        up = self.get(caller, id).await?;
+        // Read under the lock: another request may have just finished.
+        let mut up = self.get(caller, id).await?;
         if up.state != UploadState::Uploading {
             if offset == up.offset && content_length.unwrap_or(0) == 0 {
                 return Ok(up); // an empty PATCH at the end: nothing to do
@@ -407,7 +408,9 @@ impl Uploads {
             up.state = UploadState::Complete;
             if let Some(p) = &up.path {
                 let sp = namespace::parse(p).map_err(Error::internal)?;
-                self.fs(&up.store)?.rename(&up.data_key, &sp.key).await?;
+                let fs = self.fs(&up.store)?;
+                fs.rename(&up.data_key, &sp.key).await?;
+                up.data_mtime = fs.head(&sp.key).await?.map(|m| stamp(&m));
                 up.data_key = sp.key;
             }
         }
@@ -497,4 +500,9 @@ pub async fn reap_forever(uploads: Uploads) {
             tracing::warn!(error = %e, "upload reaper failed");
         }
     }
+}
+
+/// A stamp that changes when an object is rewritten: its size and mtime.
+pub fn stamp(m: &crate::store::ObjectMeta) -> String {
+    format!("{}@{}", m.size, m.mtime_ns)
 }

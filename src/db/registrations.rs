@@ -1,0 +1,130 @@
+//! SQL for registrar jobs.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// A registrar job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub image_uuid: Uuid,
+    /// `register` (a new image) or `attach` (a file for an existing image).
+    pub kind: String,
+    /// `upload` or `path`.
+    pub source: String,
+    pub upload_id: Option<Uuid>,
+    /// Store holding the source object: `manta` or `assets`.
+    pub store: String,
+    pub source_key: String,
+    pub content_md5: String,
+    pub sha1: Option<String>,
+    pub size: Option<u64>,
+    pub compression: String,
+    pub dataset_guid: Option<String>,
+    pub activate: bool,
+    /// `pending`, `done` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLS: &str = "image_uuid, kind, source, upload_id, store, source_key, content_md5, sha1, size, compression, \
+     dataset_guid, activate, state, attempts, error_code, error_message, created_at, updated_at";
+
+fn parse_uuid(s: String) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<Job> {
+    Ok(Job {
+        image_uuid: parse_uuid(r.get(0)?)?,
+        kind: r.get(1)?,
+        source: r.get(2)?,
+        upload_id: r.get::<_, Option<String>>(3)?.map(parse_uuid).transpose()?,
+        store: r.get(4)?,
+        source_key: r.get(5)?,
+        content_md5: r.get(6)?,
+        sha1: r.get(7)?,
+        size: r.get::<_, Option<i64>>(8)?.map(|n| n as u64),
+        compression: r.get(9)?,
+        dataset_guid: r.get(10)?,
+        activate: r.get::<_, i64>(11)? != 0,
+        state: r.get(12)?,
+        attempts: r.get::<_, i64>(13)? as u32,
+        error_code: r.get(14)?,
+        error_message: r.get(15)?,
+        created_at: r.get(16)?,
+        updated_at: r.get(17)?,
+    })
+}
+
+pub fn insert(c: &Connection, j: &Job) -> Result<()> {
+    c.execute(
+        &format!("INSERT INTO registrations ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"),
+        params![
+            j.image_uuid.to_string(),
+            j.kind,
+            j.source,
+            j.upload_id.map(|u| u.to_string()),
+            j.store,
+            j.source_key,
+            j.content_md5,
+            j.sha1,
+            j.size.map(|n| n as i64),
+            j.compression,
+            j.dataset_guid,
+            j.activate as i64,
+            j.state,
+            j.attempts as i64,
+            j.error_code,
+            j.error_message,
+            j.created_at,
+            j.updated_at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(c: &Connection, image: Uuid) -> Result<Option<Job>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLS} FROM registrations WHERE image_uuid = ?1"),
+        params![image.to_string()],
+        from_row,
+    )
+    .optional()?)
+}
+
+/// Record the outcome (or a new attempt) of a job.
+pub fn set_state(c: &Connection, image: Uuid, state: &str, error: Option<(&str, &str)>, now: &str) -> Result<()> {
+    c.execute(
+        "UPDATE registrations SET state = ?2, error_code = ?3, error_message = ?4, updated_at = ?5 \
+         WHERE image_uuid = ?1",
+        params![image.to_string(), state, error.map(|e| e.0), error.map(|e| e.1), now],
+    )?;
+    Ok(())
+}
+
+pub fn bump_attempts(c: &Connection, image: Uuid) -> Result<u32> {
+    c.execute("UPDATE registrations SET attempts = attempts + 1 WHERE image_uuid = ?1", params![image.to_string()])?;
+    let n: i64 = c
+        .query_row("SELECT attempts FROM registrations WHERE image_uuid = ?1", params![image.to_string()], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::internal("job vanished"))?;
+    Ok(n as u32)
+}
+
+pub fn delete(c: &Connection, image: Uuid) -> Result<()> {
+    c.execute("DELETE FROM registrations WHERE image_uuid = ?1", params![image.to_string()])?;
+    Ok(())
+}
+
+/// Jobs not yet finished (run again at start-up).
+pub fn pending(c: &Connection) -> Result<Vec<Job>> {
+    let mut st = c.prepare(&format!("SELECT {COLS} FROM registrations WHERE state = 'pending' ORDER BY created_at"))?;
+    let rows = st.query_map([], from_row)?;
+    rows.map(|r| r.map_err(Error::from)).collect()
+}
