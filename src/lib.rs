@@ -10,6 +10,7 @@ pub mod identity;
 pub mod images;
 pub mod locks;
 pub mod manifest;
+pub mod registrar;
 pub mod store;
 pub mod uploads;
 
@@ -54,19 +55,29 @@ pub fn build_state(cfg: Config) -> Result<api::AppState> {
             assets_allowed: cfg.storage.assets.allowed_accounts.clone(),
         },
     );
+    let locks = locks::ImageLocks::default();
+    let registrar = registrar::Registrar::new(
+        db.clone(),
+        stores.clone(),
+        uploads.clone(),
+        locks.clone(),
+        cfg.limits.max_file_size,
+        cfg.registrar.placeholder_lifespan_days,
+    );
     let images = images::Images::new(
         db.clone(),
         stores,
         default_stor,
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
-        locks::ImageLocks::default(),
+        locks,
     );
     Ok(api::AppState {
         config: Arc::new(cfg),
         db,
         images,
         uploads,
+        registrar,
         server_name: Arc::from(format!("imgapi/{}", env!("CARGO_PKG_VERSION"))),
     })
 }
@@ -78,6 +89,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let state = build_state(cfg)?;
     let reaper = tokio::spawn(images::reap_placeholders_forever(state.images.clone()));
     let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
+    let registrar = tokio::spawn(state.registrar.clone().work_forever());
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -88,5 +100,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         .await?;
     reaper.abort();
     upload_reaper.abort();
+    registrar.abort();
     Ok(())
 }

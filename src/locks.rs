@@ -11,7 +11,9 @@ pub struct ImageLocks(Arc<Vec<tokio::sync::Mutex<()>>>);
 
 impl Default for ImageLocks {
     fn default() -> Self {
-        ImageLocks(Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()))
+        ImageLocks(Arc::new(
+            (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        ))
     }
 }
 

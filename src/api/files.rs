@@ -39,6 +39,29 @@ pub async fn add_file(
         ));
     }
     let opts = render_opts(&p, &caller, v.0)?;
+    if let Some(upload) = p.get("upload").filter(|s| !s.is_empty()) {
+        // Attach a finished upload: moved in place, not re-uploaded.
+        let upload =
+            uuid::Uuid::parse_str(upload).map_err(|_| Error::UploadNotFound(uuid::Uuid::nil()))?;
+        let img = st.images.get(&caller, uuid).await?;
+        let r = crate::registrar::FileRef {
+            upload: Some(upload),
+            compression: Some(p.get("compression").unwrap_or("").to_string())
+                .filter(|c| !c.is_empty()),
+            sha1: p.get("sha1").filter(|s| !s.is_empty()).map(str::to_string),
+            dataset_guid: p.get("dataset_guid").map(str::to_string),
+            ..Default::default()
+        };
+        if r.compression.is_none() {
+            return Err(Error::invalid_param(
+                "compression",
+                FieldCode::Missing,
+                "missing \"compression\"",
+            ));
+        }
+        let img = st.registrar.attach(&caller, &img, r).await?;
+        return Ok(image_response(&img, opts));
+    }
     let params = AddFileParams {
         compression: p.get("compression").map(str::to_string),
         sha1: p.get("sha1").map(str::to_string),

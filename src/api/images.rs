@@ -226,9 +226,99 @@ pub async fn create(
         }
     }
     let opts = render_opts(&p, &caller, v.0)?;
-    let body = json_object(body).await?;
-    let img = st.images.create(&caller, body).await?;
+    let mut body = json_object(body).await?;
+    let file_ref = take_file_ref(&mut body)?;
+    let img = match file_ref {
+        None => st.images.create(&caller, body).await?,
+        Some(r) => {
+            // Registration: the manifest references a stored object.
+            let activate = p.bool("activate")?.unwrap_or(true);
+            let wait = match p.get("wait").filter(|s| !s.is_empty()) {
+                None => st.config.registrar.wait_secs,
+                Some(w) => w
+                    .parse::<u64>()
+                    .map_err(|_| {
+                        Error::invalid_param(
+                            "wait",
+                            FieldCode::Invalid,
+                            format!("invalid wait: \"{w}\""),
+                        )
+                    })?
+                    .min(3600),
+            };
+            let img = st.images.prepare_create(&caller, body)?;
+            st.registrar
+                .register(
+                    &caller,
+                    img,
+                    r,
+                    activate,
+                    std::time::Duration::from_secs(wait),
+                )
+                .await?
+        }
+    };
     Ok(image_response(&img, opts))
+}
+
+/// A registration's `files`: exactly one item referencing an `upload` or a
+/// `path`. Returns None for a classic CreateImage (no reference).
+fn take_file_ref(
+    body: &mut serde_json::Map<String, Value>,
+) -> Result<Option<crate::registrar::FileRef>, Error> {
+    let Some(Value::Array(files)) = body.get("files") else {
+        return Ok(None);
+    };
+    let refs = files
+        .iter()
+        .any(|f| f.get("upload").is_some() || f.get("path").is_some());
+    if !refs {
+        return Ok(None);
+    }
+    if files.len() != 1 {
+        return Err(Error::validation(vec![crate::error::FieldError::msg(
+            "files",
+            FieldCode::Invalid,
+            "a registration takes exactly one file",
+        )]));
+    }
+    let f = &files[0];
+    let s = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
+    let upload = match f.get("upload") {
+        None | Some(Value::Null) => None,
+        Some(u) => Some(
+            u.as_str()
+                .and_then(|u| Uuid::parse_str(u).ok())
+                .ok_or_else(|| {
+                    Error::invalid_param(
+                        "files[0].upload",
+                        FieldCode::Invalid,
+                        "upload must be an upload id",
+                    )
+                })?,
+        ),
+    };
+    let size = match f.get("size") {
+        None | Some(Value::Null) => None,
+        Some(n) => Some(n.as_u64().ok_or_else(|| {
+            Error::invalid_param(
+                "files[0].size",
+                FieldCode::Invalid,
+                "size must be a non-negative integer",
+            )
+        })?),
+    };
+    let r = crate::registrar::FileRef {
+        upload,
+        path: s("path"),
+        content_md5: s("content_md5"),
+        compression: s("compression"),
+        sha1: s("sha1"),
+        size,
+        dataset_guid: s("dataset_guid"),
+    };
+    body.remove("files");
+    Ok(Some(r))
 }
 
 /// `POST /images/{uuid}?action=…`: import, activate, enable, disable, update.

@@ -33,6 +33,7 @@ pub struct AppState {
     pub db: Db,
     pub images: Images,
     pub uploads: crate::uploads::Uploads,
+    pub registrar: crate::registrar::Registrar,
     pub server_name: Arc<str>,
 }
 

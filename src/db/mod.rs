@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../sql/0001_init.sql")),
     ("0002_uploads", include_str!("../../sql/0002_uploads.sql")),
-    ("0003_registrations", include_str!("../../sql/0003_registrations.sql")),
+    (
+        "0003_registrations",
+        include_str!("../../sql/0003_registrations.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.

@@ -36,7 +36,9 @@ const COLS: &str = "image_uuid, kind, source, upload_id, store, source_key, cont
      dataset_guid, activate, state, attempts, error_code, error_message, created_at, updated_at";
 
 fn parse_uuid(s: String) -> rusqlite::Result<Uuid> {
-    Uuid::parse_str(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    Uuid::parse_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn from_row(r: &Row) -> rusqlite::Result<Job> {
@@ -99,32 +101,56 @@ pub fn get(c: &Connection, image: Uuid) -> Result<Option<Job>> {
 }
 
 /// Record the outcome (or a new attempt) of a job.
-pub fn set_state(c: &Connection, image: Uuid, state: &str, error: Option<(&str, &str)>, now: &str) -> Result<()> {
+pub fn set_state(
+    c: &Connection,
+    image: Uuid,
+    state: &str,
+    error: Option<(&str, &str)>,
+    now: &str,
+) -> Result<()> {
     c.execute(
         "UPDATE registrations SET state = ?2, error_code = ?3, error_message = ?4, updated_at = ?5 \
          WHERE image_uuid = ?1",
-        params![image.to_string(), state, error.map(|e| e.0), error.map(|e| e.1), now],
+        params![
+            image.to_string(),
+            state,
+            error.map(|e| e.0),
+            error.map(|e| e.1),
+            now
+        ],
     )?;
     Ok(())
 }
 
 pub fn bump_attempts(c: &Connection, image: Uuid) -> Result<u32> {
-    c.execute("UPDATE registrations SET attempts = attempts + 1 WHERE image_uuid = ?1", params![image.to_string()])?;
+    c.execute(
+        "UPDATE registrations SET attempts = attempts + 1 WHERE image_uuid = ?1",
+        params![image.to_string()],
+    )?;
     let n: i64 = c
-        .query_row("SELECT attempts FROM registrations WHERE image_uuid = ?1", params![image.to_string()], |r| r.get(0))
+        .query_row(
+            "SELECT attempts FROM registrations WHERE image_uuid = ?1",
+            params![image.to_string()],
+            |r| r.get(0),
+        )
         .optional()?
         .ok_or_else(|| Error::internal("job vanished"))?;
     Ok(n as u32)
 }
 
 pub fn delete(c: &Connection, image: Uuid) -> Result<()> {
-    c.execute("DELETE FROM registrations WHERE image_uuid = ?1", params![image.to_string()])?;
+    c.execute(
+        "DELETE FROM registrations WHERE image_uuid = ?1",
+        params![image.to_string()],
+    )?;
     Ok(())
 }
 
 /// Jobs not yet finished (run again at start-up).
 pub fn pending(c: &Connection) -> Result<Vec<Job>> {
-    let mut st = c.prepare(&format!("SELECT {COLS} FROM registrations WHERE state = 'pending' ORDER BY created_at"))?;
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM registrations WHERE state = 'pending' ORDER BY created_at"
+    ))?;
     let rows = st.query_map([], from_row)?;
     rows.map(|r| r.map_err(Error::from)).collect()
 }

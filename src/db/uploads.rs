@@ -230,7 +230,10 @@ pub fn mark_registered(c: &Connection, id: Uuid, image: Uuid, now: &str) -> Resu
         ))),
         Some(u) if u.state == UploadState::Failed => Err(Error::ChecksumMismatch {
             message: format!("upload {id} failed its content_md5 check"),
-            errors: vec![crate::error::FieldError::new("content_md5", crate::error::FieldCode::Mismatch)],
+            errors: vec![crate::error::FieldError::new(
+                "content_md5",
+                crate::error::FieldCode::Mismatch,
+            )],
         }),
         Some(_) => Err(Error::UploadIncomplete(id)),
     }

@@ -121,6 +121,12 @@ impl Images {
 
     /// CreateImage.
     pub async fn create(&self, caller: &Caller, body: Map<String, Value>) -> Result<Image> {
+        let img = self.prepare_create(caller, body)?;
+        self.insert_new(img).await
+    }
+
+    /// CreateImage's checks: the new, unactivated image (not yet stored).
+    pub fn prepare_create(&self, caller: &Caller, body: Map<String, Value>) -> Result<Image> {
         caller.require_auth()?;
         if body.contains_key("state") {
             return Err(Error::ValidationFailed {
@@ -149,8 +155,7 @@ impl Images {
             }
         }
         body.entry("v").or_insert(Value::from(2));
-        let img = build_image(body, Uuid::new_v4(), false)?;
-        self.insert_new(img).await
+        build_image(body, Uuid::new_v4(), false)
     }
 
     /// AdminImportImage: keeps uuid and published_at; upgrades v1 manifests.

@@ -69,6 +69,33 @@ impl FsStore {
         })
     }
 
+    /// Remove temporary files a killed writer of `key` left behind.
+    pub async fn remove_stale_tmp(&self, key: &str) -> Result<()> {
+        let dest = self.path(key)?;
+        let (Some(dir), Some(name)) = (
+            dest.parent().map(Path::to_path_buf),
+            dest.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Ok(());
+        };
+        let prefix = format!(".{name}.tmp.");
+        tokio::task::spawn_blocking(move || {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    if e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.starts_with(&prefix))
+                    {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(Error::internal)?;
+        Ok(())
+    }
+
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let p = self.path(key)?;
         match tokio::fs::metadata(&p).await {
@@ -125,7 +152,9 @@ impl FsStore {
 }
 
 fn meta_of(m: &std::fs::Metadata) -> ObjectMeta {
-    let modified = m.modified().unwrap_or_else(|_| std::time::SystemTime::now());
+    let modified = m
+        .modified()
+        .unwrap_or_else(|_| std::time::SystemTime::now());
     let mtime = chrono::DateTime::<chrono::Utc>::from(modified);
     ObjectMeta {
         size: m.len(),

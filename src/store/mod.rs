@@ -69,6 +69,13 @@ impl Store {
         }
     }
 
+    /// Remove what killed writers of `key` left behind (crash recovery).
+    pub async fn remove_stale(&self, key: &str) -> Result<()> {
+        match self {
+            Store::Fs(s) => s.remove_stale_tmp(key).await,
+        }
+    }
+
     /// Size and mtime, or None if absent.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         match self {
@@ -154,6 +161,14 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// A store by name: `local`, `manta` or `assets`.
+    pub fn by_name(&self, name: &str) -> Result<&Store> {
+        match name {
+            "assets" => Ok(&self.assets),
+            other => self.by_stor(other),
+        }
+    }
+
     /// The store of an IMGAPI `stor` name.
     pub fn by_stor(&self, stor: &str) -> Result<&Store> {
         match stor {

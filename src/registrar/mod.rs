@@ -1,0 +1,624 @@
+//! The registrar (phase two): turns a stored object (a finished upload, or
+//! an object at a storage path) into an image file. It resolves the
+//! reference, checks the caller may use it, obtains the digests (recorded at
+//! upload time when the object is unchanged since, else by streaming it
+//! once), compares them with what the client stated, and moves or copies
+//! the bytes into the image's own immutable location. Jobs are rows in
+//! SQLite and are resumed after a restart. No image is ever activated with
+//! bytes that were not verified.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::registrations::{self as jobs, Job};
+use crate::db::uploads::{self as upq, Upload, UploadState};
+use crate::db::{Db, images as imgq};
+use crate::digest::Digests;
+use crate::error::{Error, FieldCode, FieldError, Result};
+use crate::identity::Caller;
+use crate::locks::ImageLocks;
+use crate::manifest::{COMPRESSIONS, Image, ImageFile, Placeholder, now_iso};
+use crate::store::namespace;
+use crate::store::{Stores, image_file_key, ingest};
+use crate::uploads::{Uploads, stamp};
+
+/// Where registered image files go.
+const DEST_STOR: &str = "manta";
+
+/// A file reference of a registration (`files[0]`) or attach.
+#[derive(Debug, Clone, Default)]
+pub struct FileRef {
+    pub upload: Option<Uuid>,
+    pub path: Option<String>,
+    pub content_md5: Option<String>,
+    pub compression: Option<String>,
+    pub sha1: Option<String>,
+    pub size: Option<u64>,
+    pub dataset_guid: Option<String>,
+}
+
+/// The registrar service.
+#[derive(Clone)]
+pub struct Registrar {
+    db: Db,
+    stores: Stores,
+    uploads: Uploads,
+    locks: ImageLocks,
+    max_file_size: u64,
+    placeholder_lifespan_days: u64,
+    running: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// Why a job could not finish: for good, or for now.
+enum JobError {
+    Permanent(Error),
+    Retry(Error),
+}
+
+impl From<Error> for JobError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::ChecksumMismatch { .. } | Error::FileNotFound(_) | Error::Upload(_) => {
+                JobError::Permanent(e)
+            }
+            e => JobError::Retry(e),
+        }
+    }
+}
+
+/// Give up on transient errors after this many attempts.
+const MAX_ATTEMPTS: u32 = 5;
+
+fn mismatch(field: &str, stated: &str, actual: &str) -> Error {
+    Error::ChecksumMismatch {
+        message: format!("stated {field} {stated} does not match the stored bytes ({actual})"),
+        errors: vec![FieldError::msg(
+            field,
+            FieldCode::Mismatch,
+            format!("stored bytes have {actual}"),
+        )],
+    }
+}
+
+/// Compare stated digests with actual ones.
+fn compare(job: &Job, d: &Digests) -> Result<()> {
+    if job.content_md5 != d.md5_base64() {
+        return Err(mismatch("content_md5", &job.content_md5, &d.md5_base64()));
+    }
+    if let Some(s) = &job.sha1
+        && !s.eq_ignore_ascii_case(&d.sha1_hex())
+    {
+        return Err(mismatch("sha1", s, &d.sha1_hex()));
+    }
+    if let Some(n) = job.size
+        && n != d.size
+    {
+        return Err(mismatch("size", &n.to_string(), &d.size.to_string()));
+    }
+    if d.size == 0 {
+        return Err(Error::Upload(
+            "image file size is 0 bytes, empty files are not allowed".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Registrar {
+    pub fn new(
+        db: Db,
+        stores: Stores,
+        uploads: Uploads,
+        locks: ImageLocks,
+        max_file_size: u64,
+        placeholder_lifespan_days: u64,
+    ) -> Registrar {
+        Registrar {
+            db,
+            stores,
+            uploads,
+            locks,
+            max_file_size,
+            placeholder_lifespan_days,
+            running: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Check a reference's own fields (before anything is looked up).
+    fn check_ref(r: &FileRef) -> Result<()> {
+        let mut errs = Vec::new();
+        match (&r.upload, &r.path) {
+            (None, None) => errs.push(FieldError::msg(
+                "files[0]",
+                FieldCode::MissingParameter,
+                "needs \"upload\" or \"path\"",
+            )),
+            (Some(_), Some(_)) => errs.push(FieldError::msg(
+                "files[0]",
+                FieldCode::Invalid,
+                "give \"upload\" or \"path\", not both",
+            )),
+            _ => {}
+        }
+        match r.content_md5.as_deref() {
+            None | Some("") => errs.push(FieldError::new(
+                "files[0].content_md5",
+                FieldCode::MissingParameter,
+            )),
+            Some(m) => {
+                let ok = base64::engine::general_purpose::STANDARD
+                    .decode(m)
+                    .is_ok_and(|d| d.len() == 16);
+                if !ok {
+                    errs.push(FieldError::msg(
+                        "files[0].content_md5",
+                        FieldCode::Invalid,
+                        "must be a base64 MD5 digest",
+                    ));
+                }
+            }
+        }
+        match r.compression.as_deref() {
+            None | Some("") => errs.push(FieldError::new(
+                "files[0].compression",
+                FieldCode::MissingParameter,
+            )),
+            Some(c) if !COMPRESSIONS.contains(&c) => errs.push(FieldError::msg(
+                "files[0].compression",
+                FieldCode::Invalid,
+                format!("must be one of {}", COMPRESSIONS.join(", ")),
+            )),
+            _ => {}
+        }
+        if let Some(s) = &r.sha1
+            && (s.len() != 40 || !s.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            errs.push(FieldError::msg(
+                "files[0].sha1",
+                FieldCode::Invalid,
+                "must be 40 hex digits",
+            ));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::validation(errs))
+        }
+    }
+
+    /// Resolve the reference into a job (not yet stored). The digests are
+    /// compared at once when they are known (a finished upload).
+    async fn resolve(
+        &self,
+        caller: &Caller,
+        image: Uuid,
+        kind: &str,
+        r: &FileRef,
+        activate: bool,
+    ) -> Result<Job> {
+        Self::check_ref(r)?;
+        let now = now_iso();
+        let mut job = Job {
+            image_uuid: image,
+            kind: kind.into(),
+            source: String::new(),
+            upload_id: None,
+            store: String::new(),
+            source_key: String::new(),
+            content_md5: r.content_md5.clone().unwrap_or_default(),
+            sha1: r.sha1.clone().map(|s| s.to_ascii_lowercase()),
+            size: r.size,
+            compression: r.compression.clone().unwrap_or_default(),
+            dataset_guid: r.dataset_guid.clone().filter(|g| !g.is_empty()),
+            activate,
+            state: "pending".into(),
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        if let Some(id) = r.upload {
+            let up = self.uploads.get(caller, id).await?;
+            match up.state {
+                UploadState::Uploading => return Err(Error::UploadIncomplete(id)),
+                UploadState::Registered => {
+                    return Err(Error::FileInUse(format!(
+                        "upload {id} is already registered to an image"
+                    )));
+                }
+                UploadState::Failed => {
+                    return Err(Error::ChecksumMismatch {
+                        message: format!("upload {id} failed its content_md5 check"),
+                        errors: vec![FieldError::new("content_md5", FieldCode::Mismatch)],
+                    });
+                }
+                UploadState::Complete => {}
+            }
+            job.source = "upload".into();
+            job.upload_id = Some(id);
+            job.store = up.store.clone();
+            job.source_key = up.data_key.clone();
+            if self.trusted_digests(&up).await?.is_some() {
+                compare(&job, &up.hash.digests()?)?;
+            }
+        } else if let Some(p) = &r.path {
+            let sp = namespace::parse(p)
+                .map_err(|m| Error::invalid_param("files[0].path", FieldCode::Invalid, m))?;
+            self.uploads.check_path_access(caller, &sp).await?;
+            let store = self.stores.by_name(sp.store())?;
+            if store.head(&sp.key).await?.is_none() {
+                return Err(Error::FileNotFound(format!("{p} does not exist")));
+            }
+            job.source = "path".into();
+            job.store = sp.store().into();
+            job.source_key = sp.key;
+        }
+        Ok(job)
+    }
+
+    /// The digests recorded for an upload, if its bytes are certainly the
+    /// ones hashed: in the private upload area, or at a path unchanged since.
+    async fn trusted_digests(&self, up: &Upload) -> Result<Option<Digests>> {
+        if up.path.is_none() {
+            return Ok(Some(up.hash.digests()?));
+        }
+        let meta = self.stores.by_name(&up.store)?.head(&up.data_key).await?;
+        match (meta, &up.data_mtime) {
+            (Some(m), Some(s)) if stamp(&m) == *s => Ok(Some(up.hash.digests()?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Registration: `POST /images` whose `files[0]` references a stored
+    /// object. `img` is the validated, unactivated image to create.
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        mut img: Image,
+        r: FileRef,
+        activate: bool,
+        wait: Duration,
+    ) -> Result<Image> {
+        caller.require_auth()?;
+        let job = self
+            .resolve(caller, img.uuid, "register", &r, activate)
+            .await?;
+        img.placeholder = Some(Placeholder::Creating);
+        let uuid = img.uuid;
+        let row = job.clone();
+        let origin = img.origin;
+        self.db
+            .write(move |c| {
+                if let Some(o) = origin
+                    && imgq::get(c, o)?.is_none()
+                {
+                    return Err(Error::OriginDoesNotExist(o));
+                }
+                imgq::insert(c, &img)?;
+                if let Some(id) = row.upload_id {
+                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?;
+                }
+                jobs::insert(c, &row)
+            })
+            .await?;
+        self.run_or_wait(job, wait).await?;
+        let img = self.db.read(move |c| imgq::get(c, uuid)).await?;
+        img.ok_or_else(|| {
+            Error::not_found(format!(
+                "image {uuid} was deleted while it was being registered"
+            ))
+        })
+    }
+
+    /// `PUT /images/{uuid}/file?upload={id}`: attach a finished upload to an
+    /// unactivated image, with AddImageFile's checks; moved, not re-uploaded.
+    pub async fn attach(&self, caller: &Caller, img: &Image, r: FileRef) -> Result<Image> {
+        caller.check_owner(img)?;
+        if img.activated {
+            return Err(Error::ImageFilesImmutable(img.uuid));
+        }
+        let uuid = img.uuid;
+        let mut r = r;
+        if r.content_md5.is_none()
+            && let Some(id) = r.upload
+        {
+            // AddImageFile states no md5: the upload's own must hold.
+            r.content_md5 = self.uploads.get(caller, id).await?.md5;
+            if r.content_md5.is_none() {
+                return Err(Error::UploadIncomplete(id));
+            }
+        }
+        let job = self.resolve(caller, uuid, "attach", &r, false).await?;
+        let row = job.clone();
+        self.db
+            .write(move |c| {
+                if jobs::get(c, uuid)?.is_some() {
+                    return Err(Error::FileInUse(format!(
+                        "image {uuid} has a registration in progress"
+                    )));
+                }
+                if let Some(id) = row.upload_id {
+                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?;
+                }
+                jobs::insert(c, &row)
+            })
+            .await?;
+        // An attach is synchronous: the caller gets the outcome.
+        self.run_or_wait(job, Duration::from_secs(3600)).await?;
+        let img = self.db.read(move |c| imgq::get(c, uuid)).await?;
+        img.ok_or_else(|| Error::not_found(format!("image {uuid} was deleted meanwhile")))
+    }
+
+    /// Run the job now; if it does not finish within `wait`, leave it to the
+    /// worker. A job that failed within `wait` is reported as its error and
+    /// leaves nothing behind.
+    async fn run_or_wait(&self, job: Job, wait: Duration) -> Result<()> {
+        let uuid = job.image_uuid;
+        let me = self.clone();
+        let task = tokio::spawn(async move { me.run(job).await });
+        let finished = tokio::time::timeout(wait, task).await;
+        if finished.is_err() {
+            return Ok(()); // still running: the caller gets the `creating` image
+        }
+        let job = self.db.read(move |c| jobs::get(c, uuid)).await?;
+        match job {
+            Some(j) if j.state == "failed" => {
+                let err = self.forget_failed(&j).await?;
+                Err(err)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A job the caller is told about directly: remove the placeholder (or
+    /// leave the attached-to image as it was), the job row, and give the
+    /// upload back.
+    async fn forget_failed(&self, j: &Job) -> Result<Error> {
+        let job = j.clone();
+        let _g = self.locks.lock(job.image_uuid).await;
+        let kind = job.kind.clone();
+        self.db
+            .write(move |c| {
+                if kind == "register" {
+                    imgq::delete(c, job.image_uuid)?;
+                }
+                jobs::delete(c, job.image_uuid)?;
+                if let Some(id) = job.upload_id {
+                    upq::unmark_registered(c, id, job.image_uuid)?;
+                }
+                Ok(())
+            })
+            .await?;
+        let code = j.error_code.clone().unwrap_or_default();
+        let msg = j.error_message.clone().unwrap_or_default();
+        Ok(match code.as_str() {
+            "ChecksumMismatch" => {
+                let field = msg
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("content_md5")
+                    .to_string();
+                Error::ChecksumMismatch {
+                    message: msg,
+                    errors: vec![FieldError::new(field, FieldCode::Mismatch)],
+                }
+            }
+            "FileNotFound" => Error::FileNotFound(msg),
+            "Upload" => Error::Upload(msg),
+            _ => Error::internal(format!("registration failed: {code}: {msg}")),
+        })
+    }
+
+    /// Run one job unless it is already running here.
+    async fn run(&self, job: Job) {
+        let uuid = job.image_uuid;
+        {
+            let Ok(mut r) = self.running.lock() else {
+                return;
+            };
+            if !r.insert(uuid) {
+                return;
+            }
+        }
+        let outcome = self.execute(&job).await;
+        if let Err(e) = self.settle(&job, outcome).await {
+            tracing::error!(image.uuid = %uuid, error = %e, "registrar could not record a job outcome");
+        }
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&uuid);
+        }
+    }
+
+    /// Do the work: obtain verified bytes at the image's location.
+    async fn execute(&self, job: &Job) -> std::result::Result<(Digests, bool), JobError> {
+        let uuid = job.image_uuid;
+        let attempt = {
+            let u = uuid;
+            self.db.write(move |c| jobs::bump_attempts(c, u)).await?
+        };
+        let dest = self.stores.by_stor(DEST_STOR)?;
+        let dest_key = image_file_key(DEST_STOR, &uuid);
+        let src_store = self.stores.by_name(&job.store)?;
+        // Fast path: a finished upload in the private upload area is moved.
+        if job.source == "upload" {
+            let up = {
+                let id = job
+                    .upload_id
+                    .ok_or_else(|| Error::internal("upload job without upload"))?;
+                self.db.read(move |c| upq::get(c, id)).await?
+            };
+            let up = up.ok_or_else(|| Error::FileNotFound("the upload no longer exists".into()))?;
+            if up.path.is_none() {
+                let d = up.hash.digests()?;
+                compare(job, &d)?;
+                let (src_fs, dst_fs) = (src_store.as_fs(), dest.as_fs());
+                if let (Some(s), Some(t)) = (src_fs, dst_fs)
+                    && s.root() == t.root()
+                {
+                    if s.head(&job.source_key).await?.is_some() {
+                        s.rename(&job.source_key, &dest_key).await?;
+                    } else if t.head(&dest_key).await?.is_none() {
+                        return Err(JobError::Permanent(Error::FileNotFound(
+                            "the upload's bytes are gone".into(),
+                        )));
+                    }
+                    return Ok((d, true));
+                }
+            }
+        }
+        // Slow path: stream the object once, hashing it into the image's
+        // own location; committed only if the digests match.
+        tracing::info!(image.uuid = %uuid, attempt, source = %job.source_key, "verifying by streaming");
+        let before = src_store.head(&job.source_key).await?;
+        if before.is_none() {
+            return Err(JobError::Permanent(Error::FileNotFound(format!(
+                "{} does not exist",
+                job.source_key
+            ))));
+        }
+        let body = src_store.get(&job.source_key, None).await?;
+        dest.remove_stale(&dest_key).await?; // an attempt killed by a crash
+        let mut pending = dest.begin_write(&dest_key).await?;
+        let body = futures_util::TryStreamExt::map_err(body, Error::from);
+        let d = ingest(&mut pending, body, self.max_file_size).await?;
+        let after = src_store.head(&job.source_key).await?;
+        if before.map(|m| stamp(&m)) != after.map(|m| stamp(&m)) {
+            return Err(JobError::Retry(Error::internal(
+                "the object changed while it was being verified",
+            )));
+        }
+        compare(job, &d)?;
+        pending.commit().await?;
+        Ok((d, false))
+    }
+
+    /// Record the outcome: activate (or just attach), retry later, or fail.
+    async fn settle(
+        &self,
+        job: &Job,
+        outcome: std::result::Result<(Digests, bool), JobError>,
+    ) -> Result<()> {
+        let uuid = job.image_uuid;
+        let _g = self.locks.lock(uuid).await;
+        match outcome {
+            Ok((d, _moved)) => {
+                let file = ImageFile {
+                    sha1: d.sha1_hex(),
+                    size: d.size,
+                    compression: job.compression.clone(),
+                    dataset_guid: job.dataset_guid.clone(),
+                    stor: DEST_STOR.into(),
+                    content_md5: d.md5_base64(),
+                    mtime: now_iso(),
+                };
+                let job2 = job.clone();
+                let old = self
+                    .db
+                    .write(move |c| {
+                        let Some(mut img) = imgq::get(c, uuid)? else {
+                            jobs::delete(c, uuid)?;
+                            return Ok(None); // deleted meanwhile
+                        };
+                        let old = img.files.clone();
+                        img.files = vec![file];
+                        if job2.kind == "register" {
+                            img.placeholder = None;
+                            img.error = None;
+                            if job2.activate {
+                                img.activated = true;
+                                if img.published_at.is_none() {
+                                    img.published_at = Some(now_iso());
+                                }
+                            }
+                        }
+                        imgq::update(c, &img)?;
+                        jobs::set_state(c, uuid, "done", None, &now_iso())?;
+                        Ok(Some(old))
+                    })
+                    .await?;
+                match old {
+                    None => {
+                        // The image was deleted while registering: drop the bytes.
+                        let _ = self
+                            .stores
+                            .by_stor(DEST_STOR)?
+                            .delete(&image_file_key(DEST_STOR, &uuid))
+                            .await;
+                    }
+                    Some(old) => {
+                        for f in old.iter().filter(|f| f.stor != DEST_STOR) {
+                            if let Ok(s) = self.stores.by_stor(&f.stor) {
+                                let _ = s.delete(&image_file_key(&f.stor, &uuid)).await;
+                            }
+                        }
+                        tracing::info!(image.uuid = %uuid, size_bytes = d.size, "registered image file");
+                    }
+                }
+                Ok(())
+            }
+            Err(JobError::Retry(e)) if job.attempts + 1 < MAX_ATTEMPTS => {
+                tracing::warn!(image.uuid = %uuid, error = %e, "registration will be retried");
+                Ok(())
+            }
+            Err(JobError::Retry(e)) | Err(JobError::Permanent(e)) => {
+                tracing::warn!(image.uuid = %uuid, code = e.code(), error = %e, "registration failed");
+                let (code, message) = (e.code().to_string(), e.to_string());
+                let lifespan = self.placeholder_lifespan_days;
+                let kind = job.kind.clone();
+                let upload = job.upload_id;
+                self.db
+                    .write(move |c| {
+                        if let Some(id) = upload {
+                            upq::unmark_registered(c, id, uuid)?; // the upload may be registered again
+                        }
+                        if kind == "register"
+                            && let Some(mut img) = imgq::get(c, uuid)?
+                        {
+                            img.placeholder = Some(Placeholder::Failed);
+                            img.error = Some(json!({"code": code, "message": message}));
+                            let exp = chrono::Utc::now() + chrono::Duration::days(lifespan as i64);
+                            img.expires_at = Some(exp.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+                            imgq::update(c, &img)?;
+                        }
+                        jobs::set_state(c, uuid, "failed", Some((&code, &message)), &now_iso())
+                    })
+                    .await?;
+                // A new image keeps no bytes; an attach left the old file alone
+                // (a refused stream is never committed).
+                if job.kind == "register" {
+                    let _ = self
+                        .stores
+                        .by_stor(DEST_STOR)?
+                        .delete(&image_file_key(DEST_STOR, &uuid))
+                        .await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Run every pending job (start-up, and periodically for retries).
+    pub async fn run_pending(&self) -> Result<usize> {
+        let pending = self.db.read(jobs::pending).await?;
+        let n = pending.len();
+        for j in pending {
+            self.run(j).await;
+        }
+        Ok(n)
+    }
+
+    /// The background worker: resumes jobs after a restart and retries.
+    pub async fn work_forever(self) {
+        loop {
+            if let Err(e) = self.run_pending().await {
+                tracing::warn!(error = %e, "registrar worker failed");
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    }
+}
