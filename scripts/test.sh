@@ -9,9 +9,18 @@ need cargo "the Rust toolchain"
 need node "Node.js runs the sdc-clients conformance test"
 need npm "npm installs sdc-clients"
 
-# The Node.js client the IMGAPI wire tests drive.
-if [ ! -d tests/node/node_modules/sdc-clients ]; then
-  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+need python3 "Python runs the tuspy client test"
+
+# The clients the tests drive: Triton's sdc-clients, tus-js-client, tuspy.
+for d in tests/node tests/tus; do
+  if [ ! -f "$d/node_modules/.package-lock.json" ]; then
+    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
+if ! cmp -s tests/tus/requirements.txt target/tus-venv/imgapi-requirements.txt; then
+  python3 -m venv target/tus-venv
+  target/tus-venv/bin/pip install --quiet --disable-pip-version-check -r tests/tus/requirements.txt
+  cp tests/tus/requirements.txt target/tus-venv/imgapi-requirements.txt
 fi
 
 cargo build --release --bin imgapi

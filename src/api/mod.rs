@@ -189,7 +189,7 @@ async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Res
     let status = resp.status();
     let err = resp.extensions().get::<LoggedError>().cloned();
     let caller = caller_slot.get();
-    if status.is_server_error() {
+    if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
         tracing::error!(request_id = %rid, %method, %path, status = status.as_u16(),
             error = err.as_ref().map(|e| e.detail.as_str()).unwrap_or(""), "request failed");
     }

@@ -5,14 +5,11 @@ use std::io::{SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use super::{ByteStream, ObjectMeta, valid_key};
 use crate::error::{Error, Result};
-
-const BATCH: usize = 1 << 20;
 
 /// A directory-backed store.
 #[derive(Clone, Debug)]
@@ -41,28 +38,15 @@ impl FsStore {
 
     pub async fn begin_write(&self, key: &str) -> Result<PendingFsWrite> {
         let dest = self.path(key)?;
-        let dir = dest
-            .parent()
-            .ok_or_else(|| Error::internal("key without parent"))?
-            .to_path_buf();
-        let tmp = dir.join(format!(
-            ".{}.tmp.{}",
-            dest.file_name().and_then(|n| n.to_str()).unwrap_or("obj"),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let tmp2 = tmp.clone();
-        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp2)
-        })
-        .await
-        .map_err(Error::internal)??;
+        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("obj");
+        let tmp_key = match key.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/.{name}.tmp.{}", uuid::Uuid::new_v4().simple()),
+            None => format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()),
+        };
+        let tmp = self.root.join(&tmp_key);
+        let appender = self.open_append_new(&tmp_key).await?;
         Ok(PendingFsWrite {
-            file: Some(file),
-            buf: BytesMut::with_capacity(BATCH),
+            appender: Some(appender),
             tmp,
             dest,
             done: false,
@@ -166,53 +150,45 @@ fn meta_of(m: &std::fs::Metadata) -> ObjectMeta {
     }
 }
 
-/// A write to a temporary file that becomes the object on `commit`.
+/// A write to a temporary file that becomes the object on `commit`. The
+/// bytes go through an `FsAppender`, so writing overlaps with the caller's
+/// reading and hashing.
 pub struct PendingFsWrite {
-    file: Option<std::fs::File>,
-    buf: BytesMut,
+    appender: Option<FsAppender>,
     tmp: PathBuf,
     dest: PathBuf,
     done: bool,
 }
 
 impl PendingFsWrite {
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        self.buf.extend_from_slice(chunk);
-        if self.buf.len() >= BATCH {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let mut file = self
-            .file
-            .take()
+    pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
+        let a = self
+            .appender
+            .as_mut()
             .ok_or_else(|| Error::internal("write after failure"))?;
-        let buf = std::mem::replace(&mut self.buf, BytesMut::with_capacity(BATCH));
-        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            file.write_all(&buf)?;
-            Ok(file)
-        })
-        .await
-        .map_err(Error::internal)??;
-        self.file = Some(file);
+        if a.write(chunk).await.is_err() {
+            // The writer thread stopped: report its own error (e.g. ENOSPC).
+            let a = self
+                .appender
+                .take()
+                .ok_or_else(|| Error::internal("writer gone"))?;
+            return Err(a
+                .finish()
+                .await
+                .err()
+                .unwrap_or_else(|| Error::internal("writer stopped")));
+        }
         Ok(())
     }
 
     pub async fn commit(mut self) -> Result<()> {
-        self.flush().await?;
-        let file = self
-            .file
+        let a = self
+            .appender
             .take()
             .ok_or_else(|| Error::internal("commit after failure"))?;
+        a.finish().await?;
         let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            file.sync_all()?;
-            drop(file);
             std::fs::rename(&tmp, &dest)?;
             if let Some(dir) = dest.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
@@ -251,17 +227,29 @@ impl FsStore {
     /// Open `key` for appending at `offset`: anything past `offset` (bytes of
     /// a request that was never acknowledged) is cut off first.
     pub async fn open_append(&self, key: &str, offset: u64) -> Result<FsAppender> {
+        self.appender(key, offset, false).await
+    }
+
+    /// A new file (it must not exist yet) to append to from offset 0.
+    async fn open_append_new(&self, key: &str) -> Result<FsAppender> {
+        self.appender(key, 0, true).await
+    }
+
+    async fn appender(&self, key: &str, offset: u64, new: bool) -> Result<FsAppender> {
         let path = self.path(key)?;
         let p = path.clone();
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&p)?;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true);
+            if new {
+                o.create_new(true);
+            } else {
+                o.create(true).truncate(false);
+            }
+            let mut f = o.open(&p)?;
             let len = f.metadata()?.len();
             if len < offset {
                 return Err(std::io::Error::other(format!(

@@ -41,7 +41,7 @@ pub enum PendingWrite {
 }
 
 impl PendingWrite {
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
         match self {
             PendingWrite::Fs(w) => w.write(chunk).await,
         }
@@ -114,7 +114,7 @@ where
             )));
         }
         hasher.update(&chunk).await?;
-        pending.write(&chunk).await?;
+        pending.write(chunk).await?;
     }
     hasher.finish().await
 }
