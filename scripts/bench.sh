@@ -138,12 +138,12 @@ if [ ! -x target/bench-tools/bin/rustus ]; then
 fi
 for mode in default fsync; do
   rm -rf "$WORK/rustus"; mkdir -p "$WORK/rustus"
-  extra=(); [ "$mode" = fsync ] && extra=(--force-fsync)
-  target/bench-tools/bin/rustus --host 127.0.0.1 --port 18932 --data-dir "$WORK/rustus" --info-dir "$WORK/rustus" \
+  extra=(); RPORT=18932; [ "$mode" = fsync ] && { extra=(--force-fsync); RPORT=18933; }
+  target/bench-tools/bin/rustus --host 127.0.0.1 --port "$RPORT" --data-dir "$WORK/rustus" --info-dir "$WORK/rustus" \
     --max-body-size $((65 * 1024 * 1024)) "${extra[@]}" > /dev/null 2>&1 &
   RUSTUS_PID=$!
-  wait_port 18932
-  read -r RUSTUS_S _ < <($CLIENT upload "http://127.0.0.1:18932/files/" "$TFILE" 64)
+  wait_port "$RPORT"
+  read -r RUSTUS_S _ < <($CLIENT upload "http://127.0.0.1:$RPORT/files/" "$TFILE" 64)
   kill "$RUSTUS_PID"; wait "$RUSTUS_PID" 2>/dev/null || true
   echo "rustus ($mode):  $(mibps "$RUSTUS_S") MiB/s (no hashing$([ "$mode" = fsync ] && echo ', --force-fsync')); imgapi = $(ratio "$RUSTUS_S" "$UP_S") x rustus"
 done

@@ -23,5 +23,13 @@ if ! cmp -s tests/tus/requirements.txt target/tus-venv/imgapi-requirements.txt; 
   cp tests/tus/requirements.txt target/tus-venv/imgapi-requirements.txt
 fi
 
+# A real S3-compatible server on loopback for the S3 store tests.
+S3_DIR=$(mktemp -d /tmp/imgapi-s3.XXXXXX)
+S3_PORT=${IMGAPI_TEST_S3_PORT:-19000}
+S3_PID=$(scripts/s3-server.sh start "$S3_DIR/data" "$S3_PORT")
+trap 'kill "$S3_PID" 2>/dev/null || true; rm -rf "$S3_DIR"' EXIT
+export IMGAPI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export IMGAPI_TEST_S3_ACCESS_KEY=imgapi-test IMGAPI_TEST_S3_SECRET_KEY=imgapi-test-secret
+
 cargo build --release --bin imgapi
 cargo test --no-fail-fast "$@"

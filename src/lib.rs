@@ -22,24 +22,27 @@ use error::{Error, Result};
 use store::{FsStore, Store, Stores};
 
 /// Open the database and stores named by `cfg`.
-pub fn build_state(cfg: Config) -> Result<api::AppState> {
+pub async fn build_state(cfg: Config) -> Result<api::AppState> {
     std::fs::create_dir_all(&cfg.data_dir)?;
     let db = db::Db::open(&cfg.db_path())?;
-    let manta = match cfg.manta_fs_dir() {
-        Some(dir) => Store::Fs(FsStore::new(dir)?),
-        None => match &cfg.storage.manta {
-            MantaConfig::S3(_) => {
-                return Err(Error::internal(
-                    "the s3 manta store is not built into this version yet",
-                ));
-            }
-            MantaConfig::Fs { .. } => unreachable!("handled above"),
-        },
+    let manta = match &cfg.storage.manta {
+        MantaConfig::Fs { .. } => {
+            let dir = cfg
+                .manta_fs_dir()
+                .ok_or_else(|| Error::internal("no manta dir"))?;
+            Store::Fs(FsStore::new(dir)?)
+        }
+        MantaConfig::S3(s3) => Store::S3(store::S3Store::new(s3).await?),
+    };
+    let staging = match manta {
+        Store::Fs(_) => manta.clone(),
+        Store::S3(_) => Store::Fs(FsStore::new(cfg.data_dir.join("staging"))?),
     };
     let stores = Stores {
         local: Store::Fs(FsStore::new(cfg.data_dir.join("local"))?),
         manta,
         assets: Store::Fs(FsStore::new(cfg.assets_dir())?),
+        staging,
     };
     let default_stor = match cfg.storage.manta {
         MantaConfig::S3(_) => "manta",
@@ -86,7 +89,7 @@ pub fn build_state(cfg: Config) -> Result<api::AppState> {
 /// Prints `imgapi listening on http://ADDR` on stdout once bound.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let listen = cfg.listen;
-    let state = build_state(cfg)?;
+    let state = build_state(cfg).await?;
     let reaper = tokio::spawn(images::reap_placeholders_forever(state.images.clone()));
     let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
     let registrar = tokio::spawn(state.registrar.clone().work_forever());

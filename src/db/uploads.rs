@@ -145,7 +145,7 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
 pub fn update(c: &Connection, u: &Upload) -> Result<()> {
     let n = c.execute(
         "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
-         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13 WHERE id=?1",
+         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13, store=?14 WHERE id=?1",
         params![
             u.id.to_string(),
             u.offset as i64,
@@ -160,6 +160,7 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
             u.updated_at,
             u.expires_at,
             u.data_mtime,
+            u.store,
         ],
     )?;
     if n == 0 {

@@ -147,6 +147,7 @@ fn meta_of(m: &std::fs::Metadata) -> ObjectMeta {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0),
+        etag: None,
     }
 }
 

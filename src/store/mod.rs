@@ -4,6 +4,7 @@
 
 pub mod fs;
 pub mod namespace;
+pub mod s3;
 
 use std::ops::Range;
 
@@ -14,6 +15,7 @@ use crate::digest::{Digests, StreamHasher};
 use crate::error::{Error, Result};
 
 pub use fs::FsStore;
+pub use s3::S3Store;
 
 /// A stream of object bytes.
 pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -26,30 +28,36 @@ pub struct ObjectMeta {
     pub mtime: String,
     /// Last modification in nanoseconds (to detect rewrites).
     pub mtime_ns: u128,
+    /// The object's ETag, where the backend has one (S3).
+    pub etag: Option<String>,
 }
 
 /// A store backend. (An enum rather than a trait object: native async fns.)
 #[derive(Clone, Debug)]
 pub enum Store {
     Fs(FsStore),
+    S3(S3Store),
 }
 
 /// A write in progress: invisible under its key until `commit`; dropped
 /// uncommitted, it leaves nothing behind.
 pub enum PendingWrite {
     Fs(fs::PendingFsWrite),
+    S3(s3::PendingS3Write),
 }
 
 impl PendingWrite {
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
         match self {
             PendingWrite::Fs(w) => w.write(chunk).await,
+            PendingWrite::S3(w) => w.write(chunk).await,
         }
     }
     /// Make the bytes durable and visible under the key.
     pub async fn commit(self) -> Result<()> {
         match self {
             PendingWrite::Fs(w) => w.commit().await,
+            PendingWrite::S3(w) => w.commit().await,
         }
     }
 }
@@ -59,6 +67,7 @@ impl Store {
     pub fn as_fs(&self) -> Option<&FsStore> {
         match self {
             Store::Fs(s) => Some(s),
+            Store::S3(_) => None,
         }
     }
 
@@ -66,6 +75,7 @@ impl Store {
     pub async fn begin_write(&self, key: &str) -> Result<PendingWrite> {
         match self {
             Store::Fs(s) => Ok(PendingWrite::Fs(s.begin_write(key).await?)),
+            Store::S3(s) => Ok(PendingWrite::S3(s.begin_write(key).await?)),
         }
     }
 
@@ -73,6 +83,7 @@ impl Store {
     pub async fn remove_stale(&self, key: &str) -> Result<()> {
         match self {
             Store::Fs(s) => s.remove_stale_tmp(key).await,
+            Store::S3(_) => Ok(()), // unfinished multipart uploads are aborted on drop
         }
     }
 
@@ -80,6 +91,7 @@ impl Store {
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         match self {
             Store::Fs(s) => s.head(key).await,
+            Store::S3(s) => s.head(key).await,
         }
     }
 
@@ -87,6 +99,16 @@ impl Store {
     pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
         match self {
             Store::Fs(s) => s.get(key, range).await,
+            Store::S3(s) => s.get(key, range).await,
+        }
+    }
+
+    /// Copy `from` to `to` inside this store (S3: server-side, only if
+    /// `from` still has `etag`). Returns false if the backend cannot.
+    pub async fn copy_within(&self, from: &str, to: &str, etag: Option<&str>) -> Result<bool> {
+        match self {
+            Store::Fs(_) => Ok(false),
+            Store::S3(s) => s.copy(from, to, etag).await.map(|_| true),
         }
     }
 
@@ -94,6 +116,7 @@ impl Store {
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self {
             Store::Fs(s) => s.delete(key).await,
+            Store::S3(s) => s.delete(key).await,
         }
     }
 }
@@ -152,12 +175,15 @@ pub fn image_dir_key(stor: &str, uuid: &uuid::Uuid) -> String {
     format!("{prefix}images/{}/{u}", &u[..3])
 }
 
-/// The set of stores: `local` (stor=local image files), `manta`, `assets`.
+/// The set of stores: `local` (stor=local image files), `manta`, `assets`,
+/// and `staging`, the local directory that holds unfinished uploads when
+/// `manta` is not a directory (with an `fs` manta it is the manta store).
 #[derive(Clone, Debug)]
 pub struct Stores {
     pub local: Store,
     pub manta: Store,
     pub assets: Store,
+    pub staging: Store,
 }
 
 impl Stores {
@@ -165,6 +191,7 @@ impl Stores {
     pub fn by_name(&self, name: &str) -> Result<&Store> {
         match name {
             "assets" => Ok(&self.assets),
+            "staging" => Ok(&self.staging),
             other => self.by_stor(other),
         }
     }

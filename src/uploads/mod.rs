@@ -79,13 +79,20 @@ impl Uploads {
     }
 
     fn fs(&self, store: &str) -> Result<&FsStore> {
-        let s = match store {
-            "manta" => &self.stores.manta,
-            "assets" => &self.stores.assets,
-            other => return Err(Error::internal(format!("unknown upload store {other:?}"))),
-        };
-        s.as_fs()
-            .ok_or_else(|| Error::internal("uploads need a file-system store"))
+        self.stores
+            .by_name(store)?
+            .as_fs()
+            .ok_or_else(|| Error::internal("upload data needs a file-system store"))
+    }
+
+    /// Where the bytes of an upload to `target` (a store name) accumulate:
+    /// the target store itself when it is a directory, else staging.
+    fn data_store(&self, target: &str) -> &'static str {
+        match self.stores.by_name(target).map(|s| s.as_fs().is_some()) {
+            Ok(true) if target == "assets" => "assets",
+            Ok(true) => "manta",
+            _ => "staging",
+        }
     }
 
     fn lock(&self, id: Uuid) -> Result<BusyGuard> {
@@ -184,10 +191,8 @@ impl Uploads {
             }
         };
         let id = Uuid::new_v4();
-        let store = path
-            .as_ref()
-            .map(|p| p.store())
-            .unwrap_or("manta")
+        let store = self
+            .data_store(path.as_ref().map(|p| p.store()).unwrap_or("manta"))
             .to_string();
         let data_key = match store.as_str() {
             "assets" => format!("imgapi-uploads/{id}"),
@@ -408,9 +413,22 @@ impl Uploads {
             up.state = UploadState::Complete;
             if let Some(p) = &up.path {
                 let sp = namespace::parse(p).map_err(Error::internal)?;
-                let fs = self.fs(&up.store)?;
-                fs.rename(&up.data_key, &sp.key).await?;
-                up.data_mtime = fs.head(&sp.key).await?.map(|m| stamp(&m));
+                let target = self.stores.by_name(sp.store())?;
+                if up.store == sp.store() {
+                    self.fs(&up.store)?.rename(&up.data_key, &sp.key).await?;
+                } else {
+                    // Into the object store: stream the staged bytes there.
+                    let body = self.fs(&up.store)?.get(&up.data_key, None).await?;
+                    let mut w = target.begin_write(&sp.key).await?;
+                    let mut body = body;
+                    while let Some(c) = body.next().await {
+                        w.write(c?).await?;
+                    }
+                    w.commit().await?;
+                    let _ = self.fs(&up.store)?.delete(&up.data_key).await;
+                    up.store = sp.store().to_string();
+                }
+                up.data_mtime = target.head(&sp.key).await?.map(|m| stamp(&m));
                 up.data_key = sp.key;
             }
         }
@@ -467,7 +485,10 @@ impl Uploads {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
         let range = range.unwrap_or(0..up.offset);
-        self.fs(&up.store)?.get(&up.data_key, Some(range)).await
+        self.stores
+            .by_name(&up.store)?
+            .get(&up.data_key, Some(range))
+            .await
     }
 
     /// Remove uploads idle past their expiry; returns how many.
@@ -502,7 +523,11 @@ pub async fn reap_forever(uploads: Uploads) {
     }
 }
 
-/// A stamp that changes when an object is rewritten: its size and mtime.
+/// A stamp that changes when an object is rewritten: its size and ETag
+/// (object stores) or mtime (directories).
 pub fn stamp(m: &crate::store::ObjectMeta) -> String {
-    format!("{}@{}", m.size, m.mtime_ns)
+    match &m.etag {
+        Some(e) => format!("{}@{e}", m.size),
+        None => format!("{}@{}", m.size, m.mtime_ns),
+    }
 }

@@ -229,3 +229,151 @@ pub fn data(n: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A real S3-compatible server for tests: the one `scripts/test.sh` started
+/// (IMGAPI_TEST_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY), else an s3s-fs
+/// process of our own from `target/tools/bin/s3s-fs`. Each test uses its
+/// own bucket. There is no fallback: without a server the test fails.
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
+        if let Ok(endpoint) = std::env::var("IMGAPI_TEST_S3_ENDPOINT") {
+            return S3Server {
+                endpoint,
+                access_key: std::env::var("IMGAPI_TEST_S3_ACCESS_KEY")
+                    .expect("IMGAPI_TEST_S3_ACCESS_KEY"),
+                secret_key: std::env::var("IMGAPI_TEST_S3_SECRET_KEY")
+                    .expect("IMGAPI_TEST_S3_SECRET_KEY"),
+                bucket,
+                child: None,
+                _dir: None,
+            };
+        }
+        Self::start_own()
+    }
+
+    /// Always a server of our own (tests that stop and restart it).
+    pub fn start_own() -> S3Server {
+        let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
+        let (child, endpoint, dir) = spawn_s3s_fs(None);
+        S3Server {
+            endpoint,
+            access_key: "imgapi-test".into(),
+            secret_key: "imgapi-test-secret".into(),
+            bucket,
+            child: Some(child),
+            _dir: Some(dir),
+        }
+    }
+
+    /// TOML for `[storage.manta]` pointing at this server.
+    pub fn manta_toml(&self, part_size_mib: u64) -> String {
+        format!(
+            "[storage.manta]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nbucket = \"{}\"\n\
+             prefix = \"p/\"\nforce_path_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+             part_size_mib = {part_size_mib}\nparts_in_flight = 2\n",
+            self.endpoint, self.bucket, self.access_key, self.secret_key
+        )
+    }
+
+    /// A client for checking what is in the bucket.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "test",
+        );
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Stop our own server (to test an unreachable store); false if external.
+    pub fn stop(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Start our own server again on the same port and data.
+    pub fn restart(&mut self) {
+        let port: u16 = self.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        let dir = self._dir.as_ref().expect("own server").path().to_path_buf();
+        let (child, _, _) = spawn_s3s_fs(Some((port, dir)));
+        self.child = Some(child);
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn s3s_fs_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("IMGAPI_TEST_S3S_FS") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/s3s-fs");
+    assert!(
+        p.exists(),
+        "no S3 server for the S3 tests: run scripts/test.sh (it installs s3s-fs) or set IMGAPI_TEST_S3_ENDPOINT"
+    );
+    p
+}
+
+fn spawn_s3s_fs(reuse: Option<(u16, PathBuf)>) -> (Child, String, tempfile::TempDir) {
+    let (port, dir, tmp) = match reuse {
+        Some((port, dir)) => (port, dir, tempfile::tempdir().unwrap()),
+        None => {
+            let tmp = tempfile::tempdir().unwrap();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            drop(l);
+            (port, tmp.path().to_path_buf(), tmp)
+        }
+    };
+    let mut child = Command::new(s3s_fs_bin())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--access-key",
+            "imgapi-test",
+            "--secret-key",
+            "imgapi-test-secret",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn s3s-fs");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, format!("http://127.0.0.1:{port}"), tmp);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("s3s-fs did not start on port {port}");
+}

@@ -1,0 +1,454 @@
+//! A store in an S3-compatible bucket (aws-sdk-s3): keys live under the
+//! configured prefix; writes are multipart uploads with bounded memory
+//! (part size x parts in flight), completed on commit and aborted when
+//! dropped; reads stream with Range passed through; copies are server-side
+//! and conditioned on the ETag the caller verified.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as S3Body;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinSet;
+
+use super::{ByteStream, ObjectMeta, valid_key};
+use crate::config::S3Config;
+use crate::error::{Error, Result};
+
+/// Objects above this are copied with UploadPartCopy (S3's CopyObject limit).
+const MAX_SINGLE_COPY: u64 = 5 << 30;
+
+/// An S3 bucket (and key prefix) as a store.
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    part_size: usize,
+    parts_in_flight: usize,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+type Resp = aws_sdk_s3::config::http::HttpResponse;
+
+/// Map an SDK error: unreachable or failing store → 503 StorageIsDown.
+fn sdk_err<E>(e: SdkError<E, Resp>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            Error::StorageIsDown(Box::new(e))
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            if status >= 500 {
+                Error::StorageIsDown(Box::new(e))
+            } else {
+                Error::internal(format!(
+                    "s3: {} {}",
+                    se.err().code().unwrap_or("error"),
+                    se.err().message().unwrap_or("")
+                ))
+            }
+        }
+        _ => Error::internal(e),
+    }
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, Resp>) -> bool {
+    match e {
+        SdkError::ServiceError(se) => {
+            se.raw().status().as_u16() == 404
+                || matches!(se.err().code(), Some("NoSuchKey" | "NotFound"))
+        }
+        _ => false,
+    }
+}
+
+impl S3Store {
+    /// Connect; creates the bucket if it does not exist.
+    pub async fn new(cfg: &S3Config) -> Result<S3Store> {
+        let secret = match (&cfg.secret_access_key, &cfg.secret_access_key_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => std::fs::read_to_string(p)?.trim().to_string(),
+            (None, None) => return Err(Error::internal("no S3 secret access key configured")),
+        };
+        let creds = Credentials::new(
+            cfg.access_key_id.clone(),
+            secret,
+            None,
+            None,
+            "imgapi-config",
+        );
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(cfg.endpoint.clone())
+            .region(Region::new(cfg.region.clone()))
+            .credentials_provider(creds)
+            .force_path_style(cfg.force_path_style)
+            .build();
+        let store = S3Store {
+            client: Client::from_conf(conf),
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+            part_size: (cfg.part_size_mib.max(5) << 20) as usize,
+            parts_in_flight: cfg.parts_in_flight.max(1),
+        };
+        match store
+            .client
+            .head_bucket()
+            .bucket(&store.bucket)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if matches!(&e, SdkError::ServiceError(se) if se.raw().status().as_u16() == 404) =>
+            {
+                store
+                    .client
+                    .create_bucket()
+                    .bucket(&store.bucket)
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+            }
+            // Down at start-up: serve anyway; requests get 503 until it is back.
+            Err(e) => match sdk_err(e) {
+                Error::StorageIsDown(cause) => {
+                    tracing::warn!(error = %cause, "the S3 store is unreachable; starting anyway");
+                }
+                other => return Err(other),
+            },
+        }
+        Ok(store)
+    }
+
+    /// The object key of a store key.
+    fn k(&self, key: &str) -> Result<String> {
+        if !valid_key(key) {
+            return Err(Error::internal(format!("invalid store key {key:?}")));
+        }
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let r = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .send()
+            .await;
+        match r {
+            Ok(o) => {
+                let modified = o
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let mtime = chrono::DateTime::<chrono::Utc>::from(modified);
+                let etag = o.e_tag().unwrap_or("").to_string();
+                Ok(Some(ObjectMeta {
+                    size: o.content_length().unwrap_or(0).max(0) as u64,
+                    mtime: mtime.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                    // The ETag changes whenever the object is rewritten.
+                    mtime_ns: modified
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0),
+                    etag: Some(etag),
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.k(key)?);
+        if let Some(r) = range {
+            if r.start >= r.end {
+                return Ok(Box::pin(futures_util::stream::empty()));
+            }
+            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let o = match req.send().await {
+            Ok(o) => o,
+            Err(e) if is_not_found(&e) => {
+                return Err(Error::not_found(format!("object {key} does not exist")));
+            }
+            Err(e) => return Err(sdk_err(e)),
+        };
+        let reader = o.body.into_async_read();
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            256 << 10,
+        )))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    /// Server-side copy `from` → `to`, only if `from` still has `etag`.
+    pub async fn copy(&self, from: &str, to: &str, etag: Option<&str>) -> Result<()> {
+        let size = self
+            .head(from)
+            .await?
+            .ok_or_else(|| Error::FileNotFound(format!("{from} does not exist")))?
+            .size;
+        let src = format!("{}/{}", self.bucket, self.k(from)?);
+        if size <= MAX_SINGLE_COPY {
+            let mut req = self
+                .client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(self.k(to)?)
+                .copy_source(&src);
+            if let Some(t) = etag {
+                req = req.copy_source_if_match(t);
+            }
+            req.send().await.map_err(|e| copy_err(e, from))?;
+            return Ok(());
+        }
+        // Multipart copy, 1 GiB parts.
+        let key = self.k(to)?;
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        let id = up.upload_id().unwrap_or_default().to_string();
+        let part = 1u64 << 30;
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        let mut n = 1;
+        let res: Result<()> = async {
+            while start < size {
+                let end = (start + part).min(size) - 1;
+                let mut req = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(n)
+                    .copy_source(&src)
+                    .copy_source_range(format!("bytes={start}-{end}"));
+                if let Some(t) = etag {
+                    req = req.copy_source_if_match(t);
+                }
+                let r = req.send().await.map_err(|e| copy_err(e, from))?;
+                let tag = r
+                    .copy_part_result()
+                    .and_then(|c| c.e_tag())
+                    .unwrap_or("")
+                    .to_string();
+                parts.push(CompletedPart::builder().part_number(n).e_tag(tag).build());
+                start = end + 1;
+                n += 1;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&id)
+                .send()
+                .await;
+            return Err(e);
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    /// Start a multipart write of `key`; nothing is visible until commit.
+    pub async fn begin_write(&self, key: &str) -> Result<PendingS3Write> {
+        let k = self.k(key)?;
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&k)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(PendingS3Write {
+            store: Arc::new(self.clone()),
+            key: k,
+            upload_id: up.upload_id().unwrap_or_default().to_string(),
+            buf: BytesMut::with_capacity(self.part_size),
+            next_part: 1,
+            inflight: JoinSet::new(),
+            parts: Vec::new(),
+            done: false,
+        })
+    }
+}
+
+fn copy_err<E>(e: SdkError<E, Resp>, from: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let SdkError::ServiceError(se) = &e
+        && (se.err().code() == Some("PreconditionFailed") || se.raw().status().as_u16() == 412)
+    {
+        return Error::internal(format!("{from} changed after it was verified"));
+    }
+    sdk_err(e)
+}
+
+/// A multipart upload in progress. At most `parts_in_flight` parts of
+/// `part_size` bytes are in memory at once.
+pub struct PendingS3Write {
+    store: Arc<S3Store>,
+    key: String,
+    upload_id: String,
+    buf: BytesMut,
+    next_part: i32,
+    inflight: JoinSet<Result<CompletedPart>>,
+    parts: Vec<CompletedPart>,
+    done: bool,
+}
+
+impl PendingS3Write {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let mut chunk = chunk;
+        while !chunk.is_empty() {
+            let room = self.store.part_size - self.buf.len();
+            let take = room.min(chunk.len());
+            self.buf.extend_from_slice(&chunk.split_to(take));
+            if self.buf.len() == self.store.part_size {
+                self.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self) -> Result<()> {
+        // Bound memory: wait for a slot before taking another part.
+        while self.inflight.len() >= self.store.parts_in_flight {
+            self.reap_one().await?;
+        }
+        let body = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.store.part_size))
+            .freeze();
+        let n = self.next_part;
+        self.next_part += 1;
+        let (s, key, id) = (self.store.clone(), self.key.clone(), self.upload_id.clone());
+        self.inflight.spawn(async move {
+            let r = s
+                .client
+                .upload_part()
+                .bucket(&s.bucket)
+                .key(&key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(S3Body::from(body))
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            Ok(CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap_or_default())
+                .build())
+        });
+        Ok(())
+    }
+
+    async fn reap_one(&mut self) -> Result<()> {
+        if let Some(r) = self.inflight.join_next().await {
+            self.parts.push(r.map_err(Error::internal)??);
+        }
+        Ok(())
+    }
+
+    pub async fn commit(mut self) -> Result<()> {
+        if !self.buf.is_empty() || self.next_part == 1 {
+            self.send_part().await?;
+        }
+        while !self.inflight.is_empty() {
+            self.reap_one().await?;
+        }
+        self.parts.sort_by_key(|p| p.part_number());
+        self.store
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for PendingS3Write {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.inflight.abort_all();
+        let (s, key, id) = (self.store.clone(), self.key.clone(), self.upload_id.clone());
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move {
+                let _ = s
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&s.bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .send()
+                    .await;
+            });
+        }
+    }
+}

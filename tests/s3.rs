@@ -1,0 +1,351 @@
+//! The S3 ("manta") store against a real S3-compatible server: the store
+//! contract suite on both backends (local directory and S3), then the whole
+//! pipeline through a server whose manta store is the S3 bucket.
+
+mod common;
+
+use base64::Engine;
+use bytes::Bytes;
+use common::*;
+use futures_util::StreamExt;
+use imgapi::config::S3Config;
+use imgapi::store::{FsStore, S3Store, Store};
+use serde_json::json;
+use sha1::Digest;
+
+fn md5_b64(d: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(d))
+}
+fn sha1_hex(d: &[u8]) -> String {
+    hex::encode(sha1::Sha1::digest(d))
+}
+
+async fn s3_store(s3: &S3Server) -> Store {
+    let cfg = S3Config {
+        endpoint: s3.endpoint.clone(),
+        region: "us-east-1".into(),
+        bucket: s3.bucket.clone(),
+        prefix: "pfx/".into(),
+        force_path_style: true,
+        access_key_id: s3.access_key.clone(),
+        secret_access_key: Some(s3.secret_key.clone()),
+        secret_access_key_file: None,
+        part_size_mib: 5,
+        parts_in_flight: 2,
+    };
+    Store::S3(S3Store::new(&cfg).await.expect("connect to S3"))
+}
+
+async fn read_all(store: &Store, key: &str, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+    let mut s = store.get(key, range).await.expect("get");
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c.unwrap());
+    }
+    out
+}
+
+async fn put(store: &Store, key: &str, data: &[u8]) {
+    let mut w = store.begin_write(key).await.unwrap();
+    for c in data.chunks(300_000) {
+        w.write(Bytes::copy_from_slice(c)).await.unwrap();
+    }
+    w.commit().await.unwrap();
+}
+
+/// What every store must do, whatever its backend.
+async fn store_contract(store: Store) {
+    let key = "imgapi/images/abc/abc-1/file0";
+    assert!(store.head(key).await.unwrap().is_none());
+    assert!(matches!(
+        store.get(key, None).await,
+        Err(imgapi::error::Error::ResourceNotFound(_))
+    ));
+    // A multi-part object (12 MiB > the 5 MiB part size of the S3 store).
+    let data = data(12 << 20, 11);
+    put(&store, key, &data).await;
+    let m = store.head(key).await.unwrap().unwrap();
+    assert_eq!(m.size, data.len() as u64);
+    assert_eq!(
+        sha1_hex(&read_all(&store, key, None).await),
+        sha1_hex(&data)
+    );
+    assert_eq!(
+        read_all(&store, key, Some(100..200)).await,
+        data[100..200].to_vec()
+    );
+    assert_eq!(
+        read_all(&store, key, Some(data.len() as u64 - 7..data.len() as u64)).await,
+        data[data.len() - 7..].to_vec()
+    );
+    // A write dropped before commit leaves the old object and nothing else.
+    {
+        let mut w = store.begin_write(key).await.unwrap();
+        w.write(Bytes::from_static(b"partial")).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        store.head(key).await.unwrap().unwrap().size,
+        data.len() as u64
+    );
+    // Overwrite, small and empty objects.
+    put(&store, key, b"small").await;
+    assert_eq!(read_all(&store, key, None).await, b"small".to_vec());
+    put(&store, "a/empty", b"").await;
+    assert_eq!(store.head("a/empty").await.unwrap().unwrap().size, 0);
+    // Delete; deleting what is absent is fine.
+    store.delete(key).await.unwrap();
+    assert!(store.head(key).await.unwrap().is_none());
+    store.delete(key).await.unwrap();
+    // Keys that could escape are refused.
+    assert!(store.begin_write("../escape").await.is_err());
+    assert!(store.head("a/../../b").await.is_err());
+}
+
+#[tokio::test]
+async fn store_contract_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    store_contract(Store::Fs(FsStore::new(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn store_contract_s3() {
+    let s3 = S3Server::start();
+    store_contract(s3_store(&s3).await).await;
+}
+
+#[tokio::test]
+async fn s3_server_side_copy_is_conditioned_on_the_etag() {
+    let s3 = S3Server::start();
+    let store = s3_store(&s3).await;
+    put(&store, "u/stor/x", b"verified bytes").await;
+    let etag = store.head("u/stor/x").await.unwrap().unwrap().etag.unwrap();
+    assert!(
+        store
+            .copy_within("u/stor/x", "imgapi/images/c", Some(&etag))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        read_all(&store, "imgapi/images/c", None).await,
+        b"verified bytes".to_vec()
+    );
+    put(&store, "u/stor/x", b"changed after verification").await;
+    assert!(
+        store
+            .copy_within("u/stor/x", "imgapi/images/d", Some(&etag))
+            .await
+            .is_err()
+    );
+    assert!(store.head("imgapi/images/d").await.unwrap().is_none());
+}
+
+/// The pipeline with the manta store on S3: AddImageFile, tus upload then
+/// registration, registration of an object written by another S3 client,
+/// an upload to a manta path, ranged downloads.
+#[tokio::test]
+async fn pipeline_on_s3() {
+    let s3 = S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let client = s3.client();
+    // classic AddImageFile goes to the object store (stor=manta)
+    let file = data(11 << 20, 12);
+    let img = s.create_active(SDC, "classic", true, &file).await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+    let (_, v) = s.get(&format!("/images/{u}?inclAdminFields=true")).await;
+    assert_eq!(v["files"][0]["stor"], "manta");
+    let key = format!("p/imgapi/images/{}/{u}/file0", &u[..3]);
+    let o = client
+        .head_object()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("object in the bucket");
+    assert_eq!(o.content_length(), Some(file.len() as i64));
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{u}/file")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-md5"], md5_b64(&file).as_str());
+    assert_eq!(sha1_hex(&r.bytes().await.unwrap()), sha1_hex(&file));
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{u}/file")))
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), file[1000..2000].to_vec());
+
+    // tus upload, then registration by id
+    let up = data(7 << 20, 13);
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", up.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    for (i, c) in up.chunks(3 << 20).enumerate() {
+        let r = s
+            .http
+            .patch(s.u(&format!("{loc}?account={LUKE}")))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", (i * (3 << 20)).to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(c.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let id = loc.rsplit('/').next().unwrap();
+    let (st, img) = s
+        .post(
+            &format!("/images?account={LUKE}"),
+            json!({"name": "reg", "version": "1", "os": "linux", "type": "other",
+            "files": [{"upload": id, "content_md5": md5_b64(&up), "compression": "gzip"}]}),
+        )
+        .await;
+    assert_eq!((st, img["state"].as_str()), (200, Some("active")), "{img}");
+    let r = s
+        .http
+        .get(s.u(&format!(
+            "/images/{}/file?account={LUKE}",
+            img["uuid"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha1_hex(&r.bytes().await.unwrap()), sha1_hex(&up));
+
+    // an object put by another S3 client under the account's manta path
+    let obj = data(6 << 20, 14);
+    client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key(format!("p/{VADER}/stor/images/vm.img"))
+        .body(obj.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let (st, img) = s
+        .post(&format!("/images?account={VADER}"), json!({"name": "byo", "version": "1", "os": "linux", "type": "other",
+            "files": [{"path": format!("/{VADER}/stor/images/vm.img"), "content_md5": md5_b64(&obj), "compression": "none"}]}))
+        .await;
+    assert_eq!((st, img["state"].as_str()), (200, Some("active")), "{img}");
+    let vu = img["uuid"].as_str().unwrap().to_string();
+    // overwriting the user's object does not touch the image
+    client
+        .put_object()
+        .bucket(&s3.bucket)
+        .key(format!("p/{VADER}/stor/images/vm.img"))
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{vu}/file?account={VADER}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha1_hex(&r.bytes().await.unwrap()), sha1_hex(&obj));
+    // a wrong md5 on an S3 object: ChecksumMismatch, nothing left
+    let (st, v) = s
+        .post(&format!("/images?account={VADER}"), json!({"name": "bad", "version": "1", "os": "linux", "type": "other",
+            "files": [{"path": format!("/{VADER}/stor/images/vm.img"), "content_md5": md5_b64(b"nope"), "compression": "none"}]}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (422, Some("ChecksumMismatch")));
+    // missing object
+    let (st, v) = s
+        .post(&format!("/images?account={VADER}"), json!({"name": "bad", "version": "1", "os": "linux", "type": "other",
+            "files": [{"path": format!("/{VADER}/stor/nope"), "content_md5": md5_b64(b"nope"), "compression": "none"}]}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (422, Some("FileNotFound")));
+
+    // a tus upload with a target manta path lands in the bucket
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "11")
+        .header(
+            "upload-metadata",
+            format!(
+                "path {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("/{LUKE}/stor/hello.txt"))
+            ),
+        )
+        .header("content-type", "application/offset+octet-stream")
+        .body("hello world")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let o = client
+        .get_object()
+        .bucket(&s3.bucket)
+        .key(format!("p/{LUKE}/stor/hello.txt"))
+        .send()
+        .await
+        .expect("uploaded to its path");
+    assert_eq!(
+        o.body.collect().await.unwrap().into_bytes().to_vec(),
+        b"hello world".to_vec()
+    );
+}
+
+/// The store down: 503 StorageIsDown, nothing lost; back up, all works.
+#[tokio::test]
+async fn s3_down_is_503_and_recovers() {
+    let mut s3 = S3Server::start_own();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let file = data(100_000, 15);
+    let img = s.create_active(SDC, "resilient", true, &file).await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+    assert!(s3.stop(), "stops its own S3 server");
+    let (st, v) = s.get(&format!("/images/{u}/file")).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (503, Some("StorageIsDown")),
+        "{v}"
+    );
+    assert!(
+        !v["message"].as_str().unwrap().contains("127.0.0.1"),
+        "no internals in a 5xx"
+    );
+    let other = s
+        .create(
+            None,
+            json!({"name": "later", "version": "1", "os": "linux", "type": "other", "owner": SDC}),
+        )
+        .await;
+    let ou = other["uuid"].as_str().unwrap().to_string();
+    let (st, v) = s
+        .put_bytes(&format!("/images/{ou}/file?compression=none"), file.clone())
+        .await;
+    assert_eq!((st, v["code"].as_str()), (503, Some("StorageIsDown")));
+    let (_, v) = s.get(&format!("/images/{ou}")).await;
+    assert_eq!(v["files"], json!([]), "manifest untouched");
+    s3.restart();
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{u}/file")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), file);
+    let (st, _) = s
+        .put_bytes(&format!("/images/{ou}/file?compression=none"), file.clone())
+        .await;
+    assert_eq!(st, 200);
+}
