@@ -349,3 +349,194 @@ async fn s3_down_is_503_and_recovers() {
         .await;
     assert_eq!(st, 200);
 }
+
+/// A tus upload to an S3 store is one multipart upload: full parts go out
+/// as they fill, the rest waits in a local staging file; a SIGKILL loses
+/// nothing; completion completes the multipart upload; termination aborts it.
+#[tokio::test]
+async fn tus_upload_is_one_multipart_upload() {
+    let s3 = S3Server::start();
+    let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let client = s3.client();
+    const MIB: usize = 1 << 20;
+    let file = data(17 * MIB + 12345, 16);
+    let r = s
+        .http
+        .post(s.u("/uploads"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", file.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    async fn patch(
+        s: &Server,
+        loc: &str,
+        file: &[u8],
+        off: usize,
+        end: usize,
+    ) -> reqwest::Response {
+        s.http
+            .patch(s.u(loc))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", off.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(file[off..end].to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+    assert_eq!(patch(&s, &loc, &file, 0, 3 * MIB).await.status(), 204);
+    let (_, info) = s.get(&format!("{loc}/info")).await;
+    assert_eq!(
+        info["parts_sent"], 0,
+        "3 MiB < one 5 MiB part: staged locally"
+    );
+    assert_eq!(
+        patch(&s, &loc, &file, 3 * MIB, 12 * MIB).await.status(),
+        204
+    );
+    let (_, info) = s.get(&format!("{loc}/info")).await;
+    assert_eq!(
+        (info["parts_sent"].as_u64(), info["bytes_in_parts"].as_u64()),
+        (Some(2), Some(10 * MIB as u64))
+    );
+    let key = format!("p/imgapi/uploads/{}/{id}", &id[..3]);
+    let mp = info["multipart_upload_id"].as_str().unwrap().to_string();
+    let parts = client
+        .list_parts()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .upload_id(&mp)
+        .send()
+        .await
+        .expect("the multipart upload in the bucket");
+    assert_eq!(parts.parts().len(), 2);
+    assert!(
+        parts
+            .parts()
+            .iter()
+            .all(|p| p.size() == Some(5 * MIB as i64))
+    );
+    // kill -9 and resume
+    s.restart_hard().await;
+    let r = s
+        .http
+        .head(s.u(&loc))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["upload-offset"],
+        (12 * MIB).to_string().as_str()
+    );
+    assert_eq!(
+        patch(&s, &loc, &file, 12 * MIB, file.len()).await.status(),
+        204
+    );
+    let (_, info) = s.get(&format!("{loc}/info")).await;
+    assert_eq!(info["state"], "complete");
+    assert_eq!(info["sha1"], sha1_hex(&file));
+    let o = client
+        .head_object()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("the completed object");
+    assert_eq!(o.content_length(), Some(file.len() as i64));
+    // registration: a server-side copy into the image's place
+    let (st, img) = s
+        .post(
+            "/images",
+            json!({"name": "mp", "version": "1", "os": "linux", "type": "other", "owner": SDC,
+            "files": [{"upload": id, "content_md5": md5_b64(&file), "compression": "none"}]}),
+        )
+        .await;
+    assert_eq!((st, img["state"].as_str()), (200, Some("active")), "{img}");
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{}/file", img["uuid"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha1_hex(&r.bytes().await.unwrap()), sha1_hex(&file));
+    // termination of an unfinished upload aborts its multipart upload
+    let r = s
+        .http
+        .post(s.u("/uploads"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", (20 * MIB).to_string())
+        .send()
+        .await
+        .unwrap();
+    let loc2 = r.headers()["location"].to_str().unwrap().to_string();
+    let id2 = loc2.rsplit('/').next().unwrap().to_string();
+    let r = s
+        .http
+        .patch(s.u(&loc2))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(file[..6 * MIB].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, info2) = s.get(&format!("{loc2}/info")).await;
+    let mp2 = info2["multipart_upload_id"].as_str().unwrap().to_string();
+    let key2 = format!("p/imgapi/uploads/{}/{id2}", &id2[..3]);
+    let before = client
+        .list_parts()
+        .bucket(&s3.bucket)
+        .key(&key2)
+        .upload_id(&mp2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        before.parts().len(),
+        1,
+        "one full part sent before termination"
+    );
+    let r = s
+        .http
+        .delete(s.u(&loc2))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let after = client
+        .list_parts()
+        .bucket(&s3.bucket)
+        .key(&key2)
+        .upload_id(&mp2)
+        .send()
+        .await;
+    assert!(
+        after.as_ref().map(|p| p.parts().is_empty()).unwrap_or(true),
+        "aborted: {after:?}"
+    );
+    assert!(
+        walk_files(&s.data_dir().join("staging")).is_empty(),
+        "staging freed"
+    );
+}
+
+fn walk_files(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk_files(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

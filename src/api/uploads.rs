@@ -179,6 +179,12 @@ pub fn upload_json(u: &Upload) -> serde_json::Value {
     if !u.metadata.is_empty() {
         v["metadata"] = json!(u.metadata);
     }
+    if let Some(m) = &u.s3 {
+        // Progress of the S3 multipart upload behind it.
+        v["parts_sent"] = json!(m.parts.len());
+        v["multipart_upload_id"] = json!(m.upload_id);
+        v["bytes_in_parts"] = json!(m.staged_from);
+    }
     v
 }
 

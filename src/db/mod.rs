@@ -22,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_registrations",
         include_str!("../../sql/0003_registrations.sql"),
     ),
+    (
+        "0004_upload_parts",
+        include_str!("../../sql/0004_upload_parts.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.
@@ -145,6 +149,24 @@ fn poisoned<T>(_: std::sync::PoisonError<T>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sql_file_is_a_migration() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".sql")
+                    .to_string()
+            })
+            .collect();
+        files.sort();
+        let names: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(files, names);
+    }
 
     #[test]
     fn migrations_apply_once() {

@@ -61,10 +61,30 @@ pub struct Upload {
     pub expires_at: String,
     /// Size-and-mtime stamp of the object at `path` when the upload completed.
     pub data_mtime: Option<String>,
+    /// The S3 multipart upload the bytes go to (S3 stores only).
+    pub s3: Option<MultipartState>,
+}
+
+/// An upload's S3 multipart state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartState {
+    pub key: String,
+    pub upload_id: String,
+    pub parts: Vec<Part>,
+    /// Offset of the first byte not yet sent as a part (the staging file's start).
+    pub staged_from: u64,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    pub n: i32,
+    pub etag: String,
+    pub size: u64,
 }
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -102,6 +122,18 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
         updated_at: r.get(17)?,
         expires_at: r.get(18)?,
         data_mtime: r.get(19)?,
+        s3: match (
+            r.get::<_, Option<String>>(20)?,
+            r.get::<_, Option<String>>(21)?,
+        ) {
+            (Some(key), Some(upload_id)) => Some(MultipartState {
+                key,
+                upload_id,
+                parts: serde_json::from_str(&r.get::<_, String>(22)?).unwrap_or_default(),
+                staged_from: r.get::<_, i64>(23)? as u64,
+            }),
+            _ => None,
+        },
     };
     Ok((up, r.get(4)?))
 }
@@ -114,7 +146,7 @@ fn finish(row: (Upload, String)) -> Result<Upload> {
 
 pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"),
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"),
         params![
             u.id.to_string(),
             u.owner.map(|o| o.to_string()),
@@ -136,6 +168,11 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
             u.updated_at,
             u.expires_at,
             u.data_mtime,
+            u.s3.as_ref().map(|m| m.key.clone()),
+            u.s3.as_ref().map(|m| m.upload_id.clone()),
+            serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
+                .map_err(Error::internal)?,
+            u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
         ],
     )?;
     Ok(())
@@ -145,7 +182,8 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
 pub fn update(c: &Connection, u: &Upload) -> Result<()> {
     let n = c.execute(
         "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
-         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13, store=?14 WHERE id=?1",
+         error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13, store=?14, \
+         s3_key=?15, s3_upload_id=?16, parts=?17, staged_from=?18 WHERE id=?1",
         params![
             u.id.to_string(),
             u.offset as i64,
@@ -161,6 +199,11 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
             u.expires_at,
             u.data_mtime,
             u.store,
+            u.s3.as_ref().map(|m| m.key.clone()),
+            u.s3.as_ref().map(|m| m.upload_id.clone()),
+            serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
+                .map_err(Error::internal)?,
+            u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
         ],
     )?;
     if n == 0 {

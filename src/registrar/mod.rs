@@ -469,6 +469,24 @@ impl Registrar {
                     }
                     return Ok((d, true));
                 }
+                if job.store == DEST_STOR && dest.as_fs().is_none() {
+                    // The upload is already an object in this store: a
+                    // server-side copy into the image's place, then drop it.
+                    match src_store.head(&job.source_key).await? {
+                        Some(m) => {
+                            dest.copy_within(&job.source_key, &dest_key, m.etag.as_deref())
+                                .await?;
+                            let _ = src_store.delete(&job.source_key).await;
+                        }
+                        None if dest.head(&dest_key).await?.is_some() => {} // moved by an earlier attempt
+                        None => {
+                            return Err(JobError::Permanent(Error::FileNotFound(
+                                "the upload's bytes are gone".into(),
+                            )));
+                        }
+                    }
+                    return Ok((d, true));
+                }
             }
         }
         // Slow path: stream the object once, hashing it into the image's

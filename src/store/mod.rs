@@ -63,6 +63,14 @@ impl PendingWrite {
 }
 
 impl Store {
+    /// The S3 store behind this one, if it is one.
+    pub fn as_s3(&self) -> Option<&S3Store> {
+        match self {
+            Store::S3(s) => Some(s),
+            Store::Fs(_) => None,
+        }
+    }
+
     /// The directory store behind this one, if it is one.
     pub fn as_fs(&self) -> Option<&FsStore> {
         match self {

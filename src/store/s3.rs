@@ -304,6 +304,86 @@ impl S3Store {
         Ok(())
     }
 
+    /// The configured part size, in bytes.
+    pub fn part_size(&self) -> u64 {
+        self.part_size as u64
+    }
+
+    /// Start a multipart upload of `key` (a tus upload's object); its id.
+    pub async fn create_multipart(&self, key: &str) -> Result<String> {
+        let up = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(up.upload_id().unwrap_or_default().to_string())
+    }
+
+    /// Send part `n`; returns its ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        n: i32,
+        body: Bytes,
+    ) -> Result<String> {
+        let r = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .upload_id(upload_id)
+            .part_number(n)
+            .body(S3Body::from(body))
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(r.e_tag().unwrap_or_default().to_string())
+    }
+
+    /// Complete a multipart upload from its (number, etag) parts.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<()> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(e).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    /// Abort a multipart upload (its parts are freed).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
     /// Start a multipart write of `key`; nothing is visible until commit.
     pub async fn begin_write(&self, key: &str) -> Result<PendingS3Write> {
         let k = self.k(key)?;

@@ -194,13 +194,30 @@ impl Uploads {
         let store = self
             .data_store(path.as_ref().map(|p| p.store()).unwrap_or("manta"))
             .to_string();
+        let area = format!(
+            "{}/uploads/{}/{id}",
+            namespace::RESERVED_LOGIN,
+            &id.to_string()[..3]
+        );
         let data_key = match store.as_str() {
             "assets" => format!("imgapi-uploads/{id}"),
-            _ => format!(
-                "{}/uploads/{}/{id}",
-                namespace::RESERVED_LOGIN,
-                &id.to_string()[..3]
-            ),
+            "staging" => staging_key(&area, 0),
+            _ => area.clone(),
+        };
+        // Bytes bound for an object store go to one S3 multipart upload.
+        let target_name = path.as_ref().map(|p| p.store()).unwrap_or("manta");
+        let s3 = match self.stores.by_name(target_name)?.as_s3() {
+            Some(s3store) if length > 0 => {
+                let key = path.as_ref().map(|p| p.key.clone()).unwrap_or(area);
+                let upload_id = s3store.create_multipart(&key).await?;
+                Some(q::MultipartState {
+                    key,
+                    upload_id,
+                    parts: vec![],
+                    staged_from: 0,
+                })
+            }
+            _ => None,
         };
         let now = now_iso();
         let up = Upload {
@@ -223,6 +240,7 @@ impl Uploads {
             updated_at: now,
             expires_at: expiry_from_now(self.cfg.expire_after_secs),
             data_mtime: None,
+            s3,
         };
         // Create the (empty) data file before the row, so a row always has one.
         self.fs(&up.store)?
@@ -332,7 +350,10 @@ impl Uploads {
             })?),
         };
         let fs = self.fs(&up.store)?;
-        let mut writer = fs.open_append(&up.data_key, up.offset).await?;
+        let staged_from = up.s3.as_ref().map(|m| m.staged_from).unwrap_or(0);
+        let mut writer = fs
+            .open_append(&up.data_key, up.offset - staged_from)
+            .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
         let mut received = 0u64;
         let mut body = std::pin::pin!(body);
@@ -380,7 +401,7 @@ impl Uploads {
         }
         if let Err(e) = writer.finish().await {
             // e.g. ENOSPC: nothing of this request counts; cut it back.
-            let _ = fs.truncate(&up.data_key, up.offset).await;
+            let _ = fs.truncate(&up.data_key, up.offset - staged_from).await;
             return Err(e);
         }
         up.hash = hasher.finish_state().await?;
@@ -392,7 +413,85 @@ impl Uploads {
         if up.offset == up.length {
             return self.complete(up).await;
         }
+        if up.s3.is_some() {
+            // The bytes are durable here; full parts go to S3 now, or at a
+            // later PATCH if the store is unreachable.
+            if let Err(e) = self.flush_parts(&mut up, false).await {
+                tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
+            }
+        }
         Ok(up)
+    }
+
+    /// Send the staged bytes as S3 parts: every full part, or (`last`) all of
+    /// them. Then keep the rest in a new staging file and record the parts.
+    async fn flush_parts(&self, up: &mut Upload, last: bool) -> Result<()> {
+        let Some(m) = up.s3.clone() else {
+            return Ok(());
+        };
+        let target = self.stores.by_name(self.target_store(up))?;
+        let s3 = target
+            .as_s3()
+            .ok_or_else(|| Error::internal("multipart upload without S3"))?;
+        let part = s3.part_size();
+        let staged = up.offset - m.staged_from;
+        let mut sent = 0u64;
+        let mut parts = m.parts.clone();
+        let fs = self.fs(&up.store)?;
+        while staged - sent >= part || (last && (staged > sent || parts.is_empty())) {
+            let size = (staged - sent).min(part);
+            let mut body = fs.get(&up.data_key, Some(sent..sent + size)).await?;
+            let mut buf = bytes::BytesMut::with_capacity(size as usize);
+            while let Some(c) = body.next().await {
+                buf.extend_from_slice(&c?);
+            }
+            let n = parts.len() as i32 + 1;
+            let etag = s3
+                .upload_part(&m.key, &m.upload_id, n, buf.freeze())
+                .await?;
+            parts.push(q::Part { n, etag, size });
+            sent += size;
+            if size == 0 {
+                break;
+            }
+        }
+        if sent == 0 && !(last && parts.len() > m.parts.len()) {
+            return Ok(());
+        }
+        // The rest goes to a staging file named after its first offset.
+        let new_from = m.staged_from + sent;
+        let area = up
+            .data_key
+            .rsplit_once('.')
+            .map(|(a, _)| a.to_string())
+            .unwrap_or_default();
+        let new_key = staging_key(&area, new_from);
+        let mut w = fs.open_append(&new_key, 0).await?;
+        if staged > sent {
+            let mut rest = fs.get(&up.data_key, Some(sent..staged)).await?;
+            while let Some(c) = rest.next().await {
+                w.write(c?).await?;
+            }
+        }
+        w.finish().await?;
+        let old_key = std::mem::replace(&mut up.data_key, new_key);
+        up.s3 = Some(q::MultipartState {
+            parts,
+            staged_from: new_from,
+            ..m
+        });
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        let _ = fs.delete(&old_key).await;
+        Ok(())
+    }
+
+    /// The store the finished object belongs in.
+    fn target_store(&self, up: &Upload) -> &'static str {
+        match up.path.as_deref().map(namespace::parse) {
+            Some(Ok(sp)) => sp.store(),
+            _ => "manta",
+        }
     }
 
     /// All bytes are in: record the digests, check `content_md5`, move the
@@ -409,6 +508,26 @@ impl Uploads {
         if mismatch {
             up.state = UploadState::Failed;
             up.error = Some("content_md5 does not match the uploaded bytes".into());
+        } else if let Some(m) = up.s3.clone() {
+            self.flush_parts(&mut up, true).await?;
+            let m2 = up.s3.clone().unwrap_or(m);
+            let target_name = self.target_store(&up);
+            let target = self.stores.by_name(target_name)?;
+            let s3 = target
+                .as_s3()
+                .ok_or_else(|| Error::internal("multipart upload without S3"))?;
+            let parts: Vec<(i32, String)> =
+                m2.parts.iter().map(|p| (p.n, p.etag.clone())).collect();
+            s3.complete_multipart(&m2.key, &m2.upload_id, &parts)
+                .await?;
+            let _ = self.fs(&up.store)?.delete(&up.data_key).await;
+            up.state = UploadState::Complete;
+            up.store = target_name.to_string();
+            up.data_key = m2.key.clone();
+            if up.path.is_some() {
+                up.data_mtime = target.head(&m2.key).await?.map(|m| stamp(&m));
+            }
+            up.s3 = None;
         } else {
             up.state = UploadState::Complete;
             if let Some(p) = &up.path {
@@ -471,6 +590,13 @@ impl Uploads {
         if at_path {
             return;
         }
+        if let Some(m) = &up.s3
+            && let Ok(target) = self.stores.by_name(self.target_store(up))
+            && let Some(s3) = target.as_s3()
+            && let Err(e) = s3.abort_multipart(&m.key, &m.upload_id).await
+        {
+            tracing::warn!(upload.id = %up.id, error = %e, "could not abort the multipart upload");
+        }
         if let Ok(fs) = self.fs(&up.store)
             && let Err(e) = fs.delete(&up.data_key).await
         {
@@ -530,4 +656,9 @@ pub fn stamp(m: &crate::store::ObjectMeta) -> String {
         Some(e) => format!("{}@{e}", m.size),
         None => format!("{}@{}", m.size, m.mtime_ns),
     }
+}
+
+/// The staging file of an upload area whose first byte is at `from`.
+fn staging_key(area: &str, from: u64) -> String {
+    format!("{area}.{from}")
 }
