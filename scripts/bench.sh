@@ -148,3 +148,42 @@ for mode in default fsync; do
   echo "rustus ($mode):  $(mibps "$RUSTUS_S") MiB/s (no hashing$([ "$mode" = fsync ] && echo ', --force-fsync')); imgapi = $(ratio "$RUSTUS_S" "$UP_S") x rustus"
 done
 SIZE_MIB=$SIZE_MIB_SAVED
+
+echo
+echo "== S3 store: ${TUS_MIB} MiB into an S3 server (s3s-fs on loopback) through imgapi vs the AWS CLI"
+if [ ! -x target/bench-venv/bin/aws ]; then
+  python3 -m venv target/bench-venv
+  target/bench-venv/bin/pip install --quiet --disable-pip-version-check awscli
+fi
+S3PORT=18940
+S3PID=$(scripts/s3-server.sh start "$WORK/s3data" "$S3PORT")
+export AWS_ACCESS_KEY_ID=imgapi-test AWS_SECRET_ACCESS_KEY=imgapi-test-secret AWS_DEFAULT_REGION=us-east-1
+AWS="target/bench-venv/bin/aws --endpoint-url http://127.0.0.1:$S3PORT"
+$AWS s3 mb s3://awsbench > /dev/null
+t0=$(now); $AWS s3 cp "$TFILE" s3://awsbench/image.bin > /dev/null; t1=$(now); AWS_S=$(secs "$t0" "$t1")
+echo "aws s3 cp:       $(mibps "$AWS_S") MiB/s (multipart, 8 MiB parts, 10 in flight; no md5/sha1 of the file)"
+cat > "$WORK/s3.toml" <<TOML
+[storage.manta]
+type = "s3"
+endpoint = "http://127.0.0.1:$S3PORT"
+bucket = "imgapibench"
+access_key_id = "imgapi-test"
+secret_access_key = "imgapi-test-secret"
+part_size_mib = 16
+parts_in_flight = 4
+TOML
+rm -rf "$WORK/data"
+"$BIN" --config "$WORK/s3.toml" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" > "$WORK/server.out" 2> "$WORK/server.err" &
+SERVER_PID=$!
+for _ in $(seq 100); do URL=$(sed -n 's/^imgapi listening on //p' "$WORK/server.out"); [ -n "$URL" ] && break; sleep 0.1; done
+read -r S3UP_S S3UP_URL < <($CLIENT upload "$URL/uploads" "$TFILE" 64)
+S3_RSS=$(hwm_mib "$SERVER_PID")
+echo "imgapi tus:      $(mibps "$S3UP_S") MiB/s = $(ratio "$AWS_S" "$S3UP_S") x aws s3 cp (goal >= 0.8); md5+sha1, staged + fsynced locally, 16 MiB parts; peak RSS ${S3_RSS} MiB (goal <= 16x4+64 = 128)"
+UUID=$(curl -sf -XPOST "$URL/images" -H 'content-type: application/json' \
+  -d '{"name":"s3bench","version":"1.0.0","os":"linux","type":"other","owner":"ba28f844-8cb4-f141-882d-46d6251e6a9f"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+t0=$(now)
+curl -sf -XPUT -T "$TFILE" -H 'content-type: application/octet-stream' "$URL/images/$UUID/file?compression=none" > /dev/null
+t1=$(now); S3PUT_S=$(secs "$t0" "$t1")
+echo "AddImageFile:    $(mibps "$S3PUT_S") MiB/s = $(ratio "$AWS_S" "$S3PUT_S") x aws s3 cp (streamed straight into a multipart upload, 4 parts in flight); peak RSS $(hwm_mib "$SERVER_PID") MiB"
+kill "$SERVER_PID" "$S3PID"; wait "$SERVER_PID" 2>/dev/null || true
