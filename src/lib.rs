@@ -10,6 +10,7 @@ pub mod identity;
 pub mod images;
 pub mod locks;
 pub mod manifest;
+pub mod metrics;
 pub mod registrar;
 pub mod store;
 pub mod uploads;

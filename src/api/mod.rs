@@ -2,9 +2,11 @@
 //! headers, Accept-Version, logging and audit), extractors, and thin
 //! handlers that call the services.
 
+mod datasets;
 mod extract;
 mod files;
 mod images;
+mod metrics;
 mod ping;
 mod uploads;
 
@@ -67,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(uploads::tus_headers));
     let inner = Router::new()
         .route("/ping", get(ping::ping))
+        .route("/metrics", get(metrics::metrics))
+        .route("/datasets", get(datasets::list))
+        .route("/datasets/{uuid}", get(datasets::get))
+        .route("/datasets/{uuid}/{file}", get(datasets::file))
         .route("/state", get(ping::admin_get_state))
         .route("/authkeys/reload", post(ping::reload_auth_keys))
         .route("/images", get(images::list).post(images::create))
@@ -147,7 +153,7 @@ pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
 }
 
 /// Every request: request id, Accept-Version, standard headers, logging.
-async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn common(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let rid = req
         .headers()
@@ -158,6 +164,12 @@ async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Res
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let mut req = count_request_bytes(req);
     let span = tracing::info_span!("request", request_id = %rid, %method, %path);
     req.extensions_mut().insert(RequestId(rid.clone()));
     let caller_slot = extract::CallerSlot::default();
@@ -167,14 +179,22 @@ async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Res
             .get("accept-version")
             .and_then(|v| v.to_str().ok()),
     );
-    let mut resp = match version {
+    let resp = match version {
         Ok(v) => {
             req.extensions_mut().insert(v);
             tracing::Instrument::instrument(next.run(req), span.clone()).await
         }
         Err(e) => e.into_response(),
     };
-    let ms = start.elapsed().as_millis();
+    let elapsed = start.elapsed();
+    let ms = elapsed.as_millis();
+    crate::metrics::global().request(
+        &route,
+        method.as_str(),
+        resp.status().as_u16(),
+        elapsed.as_secs_f64(),
+    );
+    let mut resp = count_response_bytes(resp);
     let h = resp.headers_mut();
     h.insert(header::SERVER, hv(&st.server_name));
     h.insert(HeaderName::from_static("x-request-id"), hv(&rid));
@@ -194,7 +214,12 @@ async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Res
             error = err.as_ref().map(|e| e.detail.as_str()).unwrap_or(""), "request failed");
     }
     if is_mutation(&method) {
-        tracing::info!(target: "imgapi::audit", request_id = %rid, caller = %caller, %method, %path,
+        let image = path
+            .strip_prefix("/images/")
+            .and_then(|r| r.split('/').next())
+            .filter(|u| Uuid::parse_str(u).is_ok())
+            .unwrap_or("");
+        tracing::info!(target: "imgapi::audit", request_id = %rid, caller = %caller, %method, %path, image,
             status = status.as_u16(), error_code = err.as_ref().map(|e| e.code).unwrap_or(""),
             error = err.as_ref().filter(|_| status.is_client_error()).map(|e| e.detail.as_str()).unwrap_or(""),
             elapsed_ms = ms as u64, "audit");
@@ -202,6 +227,32 @@ async fn common(State(st): State<AppState>, mut req: Request, next: Next) -> Res
         tracing::debug!(request_id = %rid, %method, %path, status = status.as_u16(), elapsed_ms = ms as u64, "request");
     }
     resp
+}
+
+/// Count request body bytes as they are read.
+fn count_request_bytes(req: Request) -> Request {
+    use futures_util::TryStreamExt;
+    req.map(|b| {
+        axum::body::Body::from_stream(b.into_data_stream().inspect_ok(|c| {
+            crate::metrics::global().add_bytes_in(c.len() as u64);
+        }))
+    })
+}
+
+/// Count response body bytes: at once when the size is known, else as they
+/// stream (file downloads).
+fn count_response_bytes(resp: Response) -> Response {
+    use axum::body::HttpBody;
+    use futures_util::TryStreamExt;
+    if let Some(n) = resp.body().size_hint().exact() {
+        crate::metrics::global().add_bytes_out(n);
+        return resp;
+    }
+    resp.map(|b| {
+        axum::body::Body::from_stream(b.into_data_stream().inspect_ok(|c| {
+            crate::metrics::global().add_bytes_out(c.len() as u64);
+        }))
+    })
 }
 
 fn is_mutation(m: &Method) -> bool {

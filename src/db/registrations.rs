@@ -154,3 +154,13 @@ pub fn pending(c: &Connection) -> Result<Vec<Job>> {
     let rows = st.query_map([], from_row)?;
     rows.map(|r| r.map_err(Error::from)).collect()
 }
+
+/// Number of registrar jobs by outcome (pending, done, failed).
+pub fn count_by_state(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut st =
+        c.prepare("SELECT state, count(*) FROM registrations GROUP BY state ORDER BY state")?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    rows.map(|r| r.map_err(Error::from)).collect()
+}

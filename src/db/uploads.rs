@@ -291,3 +291,12 @@ pub fn unmark_registered(c: &Connection, id: Uuid, image: Uuid) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Number of uploads in each state.
+pub fn count_by_state(c: &Connection) -> Result<Vec<(String, u64)>> {
+    let mut st = c.prepare("SELECT state, count(*) FROM uploads GROUP BY state ORDER BY state")?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    rows.map(|r| r.map_err(Error::from)).collect()
+}

@@ -1,0 +1,74 @@
+//! `GET /metrics`: Prometheus text exposition.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::error::Error;
+
+/// Metrics: request counters and latencies, bytes, uploads by state,
+/// registrar jobs by outcome, log events by level.
+pub async fn metrics(State(st): State<AppState>) -> Result<Response, Error> {
+    let (uploads, jobs, images) = st
+        .db
+        .read(|c| {
+            let images: i64 = c.query_row("SELECT count(*) FROM images", [], |r| r.get(0))?;
+            Ok((
+                crate::db::uploads::count_by_state(c)?,
+                crate::db::registrations::count_by_state(c)?,
+                images,
+            ))
+        })
+        .await?;
+    let mut up_samples: Vec<(String, f64)> = ["uploading", "complete", "failed", "registered"]
+        .iter()
+        .map(|s| (format!("state=\"{s}\""), 0.0))
+        .collect();
+    for (state, n) in uploads {
+        if let Some(x) = up_samples
+            .iter_mut()
+            .find(|(l, _)| *l == format!("state=\"{state}\""))
+        {
+            x.1 = n as f64;
+        }
+    }
+    let mut job_samples: Vec<(String, f64)> = ["pending", "done", "failed"]
+        .iter()
+        .map(|s| (format!("outcome=\"{s}\""), 0.0))
+        .collect();
+    for (state, n) in jobs {
+        if let Some(x) = job_samples
+            .iter_mut()
+            .find(|(l, _)| *l == format!("outcome=\"{state}\""))
+        {
+            x.1 = n as f64;
+        }
+    }
+    let text = crate::metrics::global().render(&[
+        (
+            "imgapi_uploads",
+            "Upload sessions by state (uploading = in progress).",
+            "gauge",
+            up_samples,
+        ),
+        (
+            "imgapi_registrar_jobs",
+            "Registrar jobs by outcome.",
+            "gauge",
+            job_samples,
+        ),
+        (
+            "imgapi_images",
+            "Images stored.",
+            "gauge",
+            vec![(String::new(), images as f64)],
+        ),
+    ]);
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response())
+}

@@ -1,0 +1,221 @@
+//! Process-wide counters for `GET /metrics`: requests by route and status,
+//! latency histograms, bytes in and out, and log events by level (a tracing
+//! layer counts them, so alarms can watch the error and warn counters).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    total: u64,
+}
+
+/// The counters.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    log_events: [AtomicU64; 5],
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::default)
+}
+
+const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+impl Metrics {
+    /// One finished request.
+    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((route.to_string(), method.to_string(), status))
+                .or_default() += 1;
+        }
+        if let Ok(mut m) = self.latency.lock() {
+            let h = m.entry(route.to_string()).or_insert_with(|| Histogram {
+                counts: vec![0; BUCKETS.len()],
+                ..Default::default()
+            });
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.total += 1;
+        }
+    }
+
+    pub fn add_bytes_in(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_bytes_out(&self, n: u64) {
+        self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn log_event(&self, level: &tracing::Level) {
+        let i = match *level {
+            tracing::Level::ERROR => 0,
+            tracing::Level::WARN => 1,
+            tracing::Level::INFO => 2,
+            tracing::Level::DEBUG => 3,
+            tracing::Level::TRACE => 4,
+        };
+        self.log_events[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of the counters, plus `extra` gauges
+    /// computed by the caller (name, help, type, samples of (labels, value)).
+    pub fn render(&self, extra: &[(&str, &str, &str, Vec<(String, f64)>)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP imgapi_http_requests_total HTTP requests by route, method and status."
+        );
+        let _ = writeln!(out, "# TYPE imgapi_http_requests_total counter");
+        if let Ok(m) = self.requests.lock() {
+            for ((route, method, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "imgapi_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP imgapi_http_request_duration_seconds Request latency by route."
+        );
+        let _ = writeln!(out, "# TYPE imgapi_http_request_duration_seconds histogram");
+        if let Ok(m) = self.latency.lock() {
+            for (route, h) in m.iter() {
+                let r = escape(route);
+                for (i, b) in BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "imgapi_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "imgapi_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+                    h.total
+                );
+                let _ = writeln!(
+                    out,
+                    "imgapi_http_request_duration_seconds_sum{{route=\"{r}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "imgapi_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
+                    h.total
+                );
+            }
+        }
+        for (name, help, v) in [
+            (
+                "imgapi_http_request_bytes_total",
+                "Request body bytes received.",
+                &self.bytes_in,
+            ),
+            (
+                "imgapi_http_response_bytes_total",
+                "Response body bytes sent.",
+                &self.bytes_out,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP imgapi_log_events_total Log events by level (alarm on error and warn)."
+        );
+        let _ = writeln!(out, "# TYPE imgapi_log_events_total counter");
+        for (i, l) in LEVELS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "imgapi_log_events_total{{level=\"{l}\"}} {}",
+                self.log_events[i].load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, kind, samples) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A tracing layer counting events by level.
+pub struct CountingLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountingLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        global().log_event(event.metadata().level());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.request("/images/{uuid}", "GET", 200, 0.003);
+        m.request("/images/{uuid}", "GET", 404, 0.2);
+        m.add_bytes_in(10);
+        let t = m.render(&[(
+            "imgapi_uploads",
+            "Uploads by state.",
+            "gauge",
+            vec![("state=\"uploading\"".into(), 2.0)],
+        )]);
+        assert!(t.contains(
+            "imgapi_http_requests_total{route=\"/images/{uuid}\",method=\"GET\",status=\"404\"} 1"
+        ));
+        assert!(t.contains(
+            "imgapi_http_request_duration_seconds_bucket{route=\"/images/{uuid}\",le=\"0.005\"} 1"
+        ));
+        assert!(
+            t.contains("imgapi_http_request_duration_seconds_count{route=\"/images/{uuid}\"} 2")
+        );
+        assert!(t.contains("imgapi_http_request_bytes_total 10"));
+        assert!(t.contains("imgapi_uploads{state=\"uploading\"} 2"));
+    }
+}
