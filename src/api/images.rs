@@ -352,7 +352,34 @@ pub async fn action(
                 .import(&caller, uuid, json_object(body).await?)
                 .await?
         }
-        "import-remote" | "import-from-datacenter" | "export" | "change-stor" => {
+        "change-stor" => {
+            let img = st.images.change_stor(&caller, uuid, p.get("stor")).await?;
+            let opts = RenderOpts { admin_fields: true, ..opts };
+            return Ok(image_response(&img, opts));
+        }
+        "export" => {
+            let path = p.get("manta_path").filter(|s| !s.is_empty()).ok_or_else(|| Error::ValidationFailed {
+                message: "missing \"manta_path\"".into(),
+                errors: vec![crate::error::FieldError::new("manta_path", FieldCode::MissingParameter)],
+            })?;
+            let dir = path.ends_with('/');
+            let sp = crate::store::namespace::parse(path.trim_end_matches('/'))
+                .map_err(|m| Error::invalid_param("manta_path", FieldCode::Invalid, m))?;
+            if sp.store() != "manta" {
+                return Err(Error::invalid_param("manta_path", FieldCode::Invalid, "must be a /{login}/stor/... path"));
+            }
+            st.uploads.check_path_access(&caller, &sp).await?;
+            let (image_key, manifest_key) = st.images.export(&caller, uuid, &sp.key, dir).await?;
+            return Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "manta_url": "",
+                    "image_path": format!("/{image_key}"),
+                    "manifest_path": format!("/{manifest_key}"),
+                }),
+            ));
+        }
+        "import-remote" | "import-from-datacenter" => {
             return Err(Error::NotAvailable(format!(
                 "action \"{action}\" is not available on this server"
             )));
