@@ -46,6 +46,19 @@ pub struct Config {
     pub limits: Limits,
     pub uploads: UploadsConfig,
     pub registrar: RegistrarConfig,
+    /// Image channels (IMGAPI's `channels`); empty: the server has none.
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// One channel.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 impl Default for Config {
@@ -60,6 +73,7 @@ impl Default for Config {
             limits: Limits::default(),
             uploads: UploadsConfig::default(),
             registrar: RegistrarConfig::default(),
+            channels: Vec::new(),
         }
     }
 }
@@ -271,6 +285,16 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        let valid_name = |n: &str| {
+            n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        };
+        if let Some(c) = self.channels.iter().find(|c| !valid_name(&c.name)) {
+            return Err(ConfigError::Invalid(format!("channel name \"{}\" must match ^[a-z][a-z0-9_-]*$", c.name)));
+        }
+        if self.channels.iter().filter(|c| c.default).count() > 1 {
+            return Err(ConfigError::Invalid("at most one channel may be the default".into()));
+        }
         if self.auth == AuthMode::None
             && !self.listen.ip().is_loopback()
             && !self.allow_auth_none_on_network

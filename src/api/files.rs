@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::extract::{ImageUuid, Params};
-use super::images::{check_conditional, image_response, render_opts};
+use super::images::{channel_gate, check_conditional, image_response, render_opts};
 use super::{ApiVersion, AppState, parse_range};
 use crate::error::{Error, FieldCode};
 use crate::identity::Caller;
@@ -38,7 +38,8 @@ pub async fn add_file(
             "adding a file from a source IMGAPI is not available yet".into(),
         ));
     }
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
     if let Some(upload) = p.get("upload").filter(|s| !s.is_empty()) {
         // Attach a finished upload: moved in place, not re-uploaded.
         let upload =
@@ -132,6 +133,7 @@ pub async fn get_file(
             )
         })?,
     };
+    channel_gate(&st, &p, &caller, Some(uuid), false).await?;
     let (img, f) = st.images.file(&caller, uuid, index).await?;
     if let Some(r) = check_conditional(&headers, &f.sha1)? {
         return Ok(r);
@@ -225,7 +227,8 @@ pub async fn add_icon(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
     let params = AddIconParams {
         content_type: headers
             .get(header::CONTENT_TYPE)
@@ -256,8 +259,10 @@ pub async fn get_icon(
     State(st): State<AppState>,
     caller: Caller,
     ImageUuid(uuid): ImageUuid,
+    p: Params,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
+    channel_gate(&st, &p, &caller, Some(uuid), false).await?;
     let (_img, icon, stream) = st.images.icon(&caller, uuid).await?;
     if let Some(r) = check_conditional(&headers, &icon.sha1)? {
         return Ok(r);
@@ -293,7 +298,8 @@ pub async fn delete_icon(
     ImageUuid(uuid): ImageUuid,
     p: Params,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
     let img = st.images.delete_icon(&caller, uuid).await?;
     Ok(image_response(&img, opts))
 }

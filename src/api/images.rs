@@ -12,14 +12,16 @@ use super::extract::{ImageUuid, Params, json_body, json_object, uuid_param};
 use super::{ApiVersion, AppState, json_response};
 use crate::db::images::{ListQuery, StateFilter, TextMatch};
 use crate::error::{Error, FieldCode};
+use super::channels::{ChannelCtx, channel_ctx, known_channel};
 use crate::identity::Caller;
 use crate::manifest::{Image, RenderOpts, State as ImgState, normalize_date};
 
 /// How to render images for this request.
 pub(super) fn render_opts(
+    st: &AppState,
     p: &Params,
     caller: &Caller,
-    _v: ApiVersion,
+    v: ApiVersion,
 ) -> Result<RenderOpts, Error> {
     let admin = p.bool("inclAdminFields")?.unwrap_or(false);
     if admin && !caller.authenticated {
@@ -29,8 +31,28 @@ pub(super) fn render_opts(
     }
     Ok(RenderOpts {
         admin_fields: admin,
-        channels: false,
+        // `channels` only for Accept-Version >= 2 on a server with channels
+        channels: v.0 >= 2 && !st.config.channels.is_empty(),
     })
+}
+
+/// Resolve the request's channel and, for an image endpoint, check that the
+/// image is in it (an image outside the channel is a 404).
+pub(super) async fn channel_gate(
+    st: &AppState,
+    p: &Params,
+    caller: &Caller,
+    uuid: Option<Uuid>,
+    write: bool,
+) -> Result<ChannelCtx, Error> {
+    let ctx = channel_ctx(st, p, write)?;
+    if let (true, Some(u)) = (ctx.is_on(), uuid) {
+        let img = st.images.get(caller, u).await?;
+        if !ctx.contains(&img) {
+            return Err(Error::not_found(format!("image {u} was not found")));
+        }
+    }
+    Ok(ctx)
 }
 
 /// An image response with its `Etag`.
@@ -169,11 +191,13 @@ pub async fn list(
     v: axum::Extension<ApiVersion>,
     p: Params,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    let ctx = channel_gate(&st, &p, &caller, None, false).await?;
     let Some(mut q) = list_query(&st, &p).await? else {
         return Ok(json_response(StatusCode::OK, &Vec::<Value>::new()));
     };
     q.account = caller.account;
+    q.channel = ctx.filter();
     let imgs = st.images.list(&caller, q).await?;
     let out: Vec<Value> = imgs.iter().map(|i| i.render(opts)).collect();
     Ok(json_response(StatusCode::OK, &out))
@@ -188,7 +212,8 @@ pub async fn get_image(
     p: Params,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    channel_gate(&st, &p, &caller, Some(uuid), false).await?;
     let img = st.images.get(&caller, uuid).await?;
     if let Some(r) = check_conditional(&headers, &img.etag())? {
         return Ok(r);
@@ -225,11 +250,12 @@ pub async fn create(
             ));
         }
     }
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    let ctx = channel_gate(&st, &p, &caller, None, true).await?;
     let mut body = json_object(body).await?;
     let file_ref = take_file_ref(&mut body)?;
     let img = match file_ref {
-        None => st.images.create(&caller, body).await?,
+        None => st.images.create(&caller, body, ctx.initial()).await?,
         Some(r) => {
             // Registration: the manifest references a stored object.
             let activate = p.bool("activate")?.unwrap_or(true);
@@ -246,7 +272,8 @@ pub async fn create(
                     })?
                     .min(3600),
             };
-            let img = st.images.prepare_create(&caller, body)?;
+            let mut img = st.images.prepare_create(&caller, body)?;
+            img.channels = ctx.initial();
             st.registrar
                 .register(
                     &caller,
@@ -331,8 +358,11 @@ pub async fn action(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
     let action = p.get("action").unwrap_or("");
+    // Every action but the imports works on an existing image of the channel.
+    let image_exists = !matches!(action, "" | "import" | "import-remote" | "import-from-datacenter");
+    let ctx = channel_gate(&st, &p, &caller, Some(uuid).filter(|_| image_exists), true).await?;
     let img = match action {
         "" => {
             return Err(Error::invalid_param(
@@ -349,7 +379,19 @@ pub async fn action(
                 ));
             }
             st.images
-                .import(&caller, uuid, json_object(body).await?)
+                .import(&caller, uuid, json_object(body).await?, ctx.initial())
+                .await?
+        }
+        "channel-add" if ctx.is_on() => {
+            let body = json_object(body).await?;
+            let target = known_channel(&st, body.get("channel").and_then(Value::as_str))?;
+            st.images
+                .modify(&caller, uuid, None, move |img| {
+                    if !img.channels.contains(&target) {
+                        img.channels.push(target);
+                    }
+                    Ok(())
+                })
                 .await?
         }
         "change-stor" => {
@@ -412,7 +454,25 @@ pub async fn delete(
     State(st): State<AppState>,
     caller: Caller,
     ImageUuid(uuid): ImageUuid,
+    p: Params,
 ) -> Result<Response, Error> {
+    let ctx = channel_gate(&st, &p, &caller, Some(uuid), true).await?;
+    // On a channel server an image in several channels leaves only the
+    // request's channel, unless force_all_channels=true.
+    if let ChannelCtx::One(c) = ctx
+        && !p.bool("force_all_channels")?.unwrap_or(false)
+    {
+        let img = st.images.get(&caller, uuid).await?;
+        if img.channels.len() > 1 {
+            st.images
+                .modify(&caller, uuid, None, move |img| {
+                    img.channels.retain(|x| *x != c);
+                    Ok(())
+                })
+                .await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
     st.images.delete(&caller, uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -426,7 +486,8 @@ pub async fn acl(
     p: Params,
     body: Body,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&p, &caller, v.0)?;
+    let opts = render_opts(&st, &p, &caller, v.0)?;
+    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
     let add = match p.get("action").unwrap_or("add") {
         "" | "add" => true,
         "remove" => false,

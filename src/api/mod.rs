@@ -2,11 +2,13 @@
 //! headers, Accept-Version, logging and audit), extractors, and thin
 //! handlers that call the services.
 
+mod channels;
 mod datasets;
 mod extract;
 mod files;
 mod images;
 mod metrics;
+mod openapi;
 mod ping;
 mod uploads;
 
@@ -69,7 +71,9 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(uploads::tus_headers));
     let inner = Router::new()
         .route("/ping", get(ping::ping))
+        .route("/openapi.json", get(openapi::spec))
         .route("/metrics", get(metrics::metrics))
+        .route("/channels", get(channels::list))
         .route("/datasets", get(datasets::list))
         .route("/datasets/{uuid}", get(datasets::get))
         .route("/datasets/{uuid}/{file}", get(datasets::file))

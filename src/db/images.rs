@@ -49,6 +49,8 @@ pub struct ListQuery {
     /// tag keys that must be present (`tag.key=` with an empty value).
     pub tag_keys: Vec<String>,
     pub billing_tags: Vec<String>,
+    /// Only images in this channel (`Some("*")`: in any channel).
+    pub channel: Option<String>,
     /// Normalised date: published_at >= (asc) or <= (desc) this.
     pub marker: Option<String>,
     pub desc: bool,
@@ -70,6 +72,7 @@ impl Default for ListQuery {
             tags: vec![],
             tag_keys: vec![],
             billing_tags: vec![],
+            channel: None,
             marker: None,
             desc: false,
             limit: 1000,
@@ -85,8 +88,8 @@ fn from_row(json: String) -> Result<Image> {
 pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
     let r = conn.execute(
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
-         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
         rusqlite::params_from_iter(row_params(img)?),
     );
     match r {
@@ -105,7 +108,7 @@ pub fn update(conn: &Connection, img: &Image) -> Result<()> {
     let n = conn.execute(
         "UPDATE images SET owner=?2, name=?3, version=?4, state=?5, activated=?6, disabled=?7, \
          public=?8, type=?9, os=?10, origin=?11, published_at=?12, acl=?13, tags_search=?14, \
-         billing_tags=?15, expires_at=?16, manifest=?17 WHERE uuid=?1",
+         billing_tags=?15, expires_at=?16, manifest=?17, channels=?18 WHERE uuid=?1",
         rusqlite::params_from_iter(row_params(img)?),
     )?;
     if n == 0 {
@@ -145,6 +148,7 @@ fn row_params(img: &Image) -> Result<Vec<SqlValue>> {
             .map(SqlValue::Text)
             .unwrap_or(SqlValue::Null),
         SqlValue::Text(serde_json::to_string(img).map_err(Error::internal)?),
+        SqlValue::Text(j(&img.channels)?),
     ])
 }
 
@@ -269,6 +273,14 @@ pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
         wh.push(format!(
             "EXISTS (SELECT 1 FROM json_each(images.billing_tags) WHERE value = {p})"
         ));
+    }
+    match q.channel.as_deref() {
+        None => {}
+        Some("*") => wh.push("channels != '[]'".to_string()),
+        Some(c) => {
+            let p = arg(&mut args, text(c));
+            wh.push(format!("EXISTS (SELECT 1 FROM json_each(images.channels) WHERE value = {p})"));
+        }
     }
     if let Some(m) = &q.marker {
         let p = arg(&mut args, text(m));

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_upload_parts",
         include_str!("../../sql/0004_upload_parts.sql"),
     ),
+    ("0005_channels", include_str!("../../sql/0005_channels.sql")),
 ];
 
 /// The database: one writer connection, a small pool of readers.

@@ -120,8 +120,9 @@ impl Images {
     }
 
     /// CreateImage.
-    pub async fn create(&self, caller: &Caller, body: Map<String, Value>) -> Result<Image> {
-        let img = self.prepare_create(caller, body)?;
+    pub async fn create(&self, caller: &Caller, body: Map<String, Value>, channels: Vec<String>) -> Result<Image> {
+        let mut img = self.prepare_create(caller, body)?;
+        img.channels = channels;
         self.insert_new(img).await
     }
 
@@ -164,6 +165,7 @@ impl Images {
         caller: &Caller,
         uuid: Uuid,
         mut body: Map<String, Value>,
+        channels: Vec<String>,
     ) -> Result<Image> {
         caller.require_operator()?;
         upgrade_v1(&mut body);
@@ -198,7 +200,8 @@ impl Images {
         body.remove("files");
         body.remove("icon");
         body.entry("v").or_insert(Value::from(2));
-        let img = build_image(body, uuid, true)?;
+        let mut img = build_image(body, uuid, true)?;
+        img.channels = channels;
         // An existing `creating` placeholder is replaced; anything else conflicts.
         let origin = img.origin;
         self.db
