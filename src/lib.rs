@@ -1,6 +1,7 @@
 //! imgapi: an image registry for clouds, wire-compatible with Triton's
 //! IMGAPI. This crate root wires the modules together and runs the server.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod db;

@@ -34,6 +34,21 @@ enum Cmd {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Verify every image file and icon against its manifest (exists, size,
+    /// sha1, md5); exit 1 on any problem.
+    CheckFiles {
+        /// Check sizes only, without reading the files.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Remove expired uploads, expired placeholders and objects in the image
+    /// areas that no image references. Prints what it would delete unless
+    /// --yes is given.
+    Gc {
+        /// Delete (without it this is a dry run).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Manage accounts (auth = "token").
     Account {
         #[command(subcommand)]
@@ -107,8 +122,12 @@ async fn main() -> ExitCode {
     };
     init_tracing(cfg.log_format);
     let res = match cli.cmd {
-        Cmd::Serve { .. } => imgapi::run(cfg, shutdown_signal()).await,
-        Cmd::Migrate => migrate(&cfg),
+        Cmd::Serve { .. } => imgapi::run(cfg, shutdown_signal())
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Cmd::Migrate => migrate(&cfg).map(|()| ExitCode::SUCCESS),
+        Cmd::CheckFiles { quick } => check_files(cfg, quick).await,
+        Cmd::Gc { yes } => gc(cfg, yes).await,
         Cmd::Account {
             cmd:
                 AccountCmd::Create {
@@ -116,10 +135,12 @@ async fn main() -> ExitCode {
                     operator,
                     uuid,
                 },
-        } => account_create(&cfg, &login, operator, uuid).await,
+        } => account_create(&cfg, &login, operator, uuid)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     match res {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             let detail = std::error::Error::source(&e)
                 .map(|s| format!(": {s}"))
@@ -135,6 +156,26 @@ fn migrate(cfg: &Config) -> imgapi::error::Result<()> {
     imgapi::db::Db::open(&cfg.db_path())?;
     println!("database {} is up to date", cfg.db_path().display());
     Ok(())
+}
+
+async fn check_files(cfg: Config, quick: bool) -> imgapi::error::Result<ExitCode> {
+    let state = imgapi::build_state(cfg).await?;
+    let sum = imgapi::admin::check_files(&state, quick, &mut std::io::stdout()).await?;
+    Ok(if sum.problems > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn gc(cfg: Config, yes: bool) -> imgapi::error::Result<ExitCode> {
+    let state = imgapi::build_state(cfg).await?;
+    let sum = imgapi::admin::gc(&state, yes, &mut std::io::stdout()).await?;
+    Ok(if sum.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn account_create(

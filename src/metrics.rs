@@ -37,6 +37,9 @@ pub fn global() -> &'static Metrics {
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
+/// A computed metric: name, help, type, and samples of (labels, value).
+pub type Gauge<'a> = (&'a str, &'a str, &'a str, Vec<(String, f64)>);
+
 impl Metrics {
     /// One finished request.
     pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
@@ -80,7 +83,7 @@ impl Metrics {
 
     /// Prometheus text exposition of the counters, plus `extra` gauges
     /// computed by the caller (name, help, type, samples of (labels, value)).
-    pub fn render(&self, extra: &[(&str, &str, &str, Vec<(String, f64)>)]) -> String {
+    pub fn render(&self, extra: &[Gauge]) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -135,6 +135,66 @@ impl FsStore {
     }
 }
 
+impl FsStore {
+    /// Every file whose key starts with `prefix`, sorted by key (keys are
+    /// relative to the root). The walk starts at the directory `prefix`
+    /// names up to its last `/` and enters only directories that can hold
+    /// such keys; symbolic links are not followed; names that are not UTF-8
+    /// are skipped. Files or directories removed meanwhile are left out.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) if !dir.is_empty() => self.path(dir)?,
+            Some(_) => return Err(Error::internal(format!("invalid prefix {prefix:?}"))),
+            None => self.root.clone(),
+        };
+        let (root, prefix) = (self.root.clone(), prefix.to_string());
+        let out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+            let mut out: Vec<(String, ObjectMeta)> = Vec::new();
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let rd = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if gone(&e) || e.kind() == std::io::ErrorKind::NotADirectory => {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for e in rd {
+                    let e = e?;
+                    let path = e.path();
+                    let Some(key) = path.strip_prefix(&root).ok().and_then(|k| k.to_str()) else {
+                        tracing::warn!(path = %path.display(), "skipping a name that is not UTF-8");
+                        continue;
+                    };
+                    let ft = match e.file_type() {
+                        Ok(ft) => ft,
+                        Err(e) if gone(&e) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if ft.is_dir() {
+                        let as_dir = format!("{key}/");
+                        if as_dir.starts_with(&prefix) || prefix.starts_with(&as_dir) {
+                            stack.push(path);
+                        }
+                    } else if ft.is_file() && key.starts_with(&prefix) {
+                        match e.metadata() {
+                            Ok(m) => out.push((key.to_string(), meta_of(&m))),
+                            Err(e) if gone(&e) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+        .await
+        .map_err(Error::internal)??;
+        Ok(out)
+    }
+}
+
 fn meta_of(m: &std::fs::Metadata) -> ObjectMeta {
     let modified = m
         .modified()

@@ -127,6 +127,15 @@ impl Store {
             Store::S3(s) => s.delete(key).await,
         }
     }
+
+    /// Every object whose key starts with `prefix` (a key prefix, as in S3:
+    /// `images/` lists that "directory"), with its metadata, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        match self {
+            Store::Fs(s) => s.list(prefix).await,
+            Store::S3(s) => s.list(prefix).await,
+        }
+    }
 }
 
 /// Stream `body` into `pending` while hashing it; more than `max` bytes is

@@ -213,6 +213,53 @@ impl S3Store {
         Ok(())
     }
 
+    /// Every object whose key starts with `prefix` (ListObjectsV2, page by
+    /// page), keys without the store's own prefix, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let full = format!("{}{prefix}", self.prefix);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for o in r.contents() {
+                let Some(key) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
+                    continue;
+                };
+                let modified = o
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let mtime = chrono::DateTime::<chrono::Utc>::from(modified);
+                out.push((
+                    key.to_string(),
+                    ObjectMeta {
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        mtime: mtime.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                        mtime_ns: modified
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_nanos())
+                            .unwrap_or(0),
+                        etag: o.e_tag().map(str::to_string),
+                    },
+                ));
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated().unwrap_or(false) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Server-side copy `from` → `to`, only if `from` still has `etag`.
     pub async fn copy(&self, from: &str, to: &str, etag: Option<&str>) -> Result<()> {
         let size = self

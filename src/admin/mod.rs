@@ -1,0 +1,584 @@
+//! The admin verbs that work on stored data: `check-files` (verify every
+//! image file and icon against its manifest) and `gc` (remove expired
+//! uploads, expired placeholders, and objects in the image areas that no
+//! image references). Both print one line per problem or action and a
+//! summary line; neither touches an image whose registration is in progress.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::api::AppState;
+use crate::db::{images as imgq, registrations as jobs, uploads as upq};
+use crate::digest::StreamHasher;
+use crate::error::{Error, Result};
+use crate::manifest::{Image, now_iso};
+use crate::store::{ObjectMeta, Store, image_dir_key, image_file_key, image_icon_key};
+
+/// The stors whose image areas `gc` sweeps.
+const STORS: &[&str] = &["local", "manta"];
+
+/// Objects this recently modified may still be being written (or recorded
+/// in the database) by a running server: `gc` leaves them alone unless no
+/// image could own them.
+pub const GRACE: Duration = Duration::from_secs(3600);
+
+/// Files verified at once by `check-files` (each read streams its object).
+const CHECK_CONCURRENCY: usize = 4;
+
+/// What `check-files` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckSummary {
+    /// Files and icons checked.
+    pub checked: usize,
+    /// Problems reported (one line each).
+    pub problems: usize,
+    /// Images left out because a registration is in progress.
+    pub skipped_images: usize,
+}
+
+/// What `gc` deleted (or, in a dry run, would delete).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcSummary {
+    pub uploads: usize,
+    pub placeholders: usize,
+    pub objects: usize,
+    /// Bytes of the orphaned objects.
+    pub object_bytes: u64,
+    /// Deletions that failed (with `--yes`).
+    pub errors: usize,
+}
+
+/// One stored object an image's manifest describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    uuid: Uuid,
+    /// `file` or `icon`.
+    what: &'static str,
+    stor: String,
+    key: String,
+    size: u64,
+    sha1: String,
+    content_md5: String,
+}
+
+fn targets_of(img: &Image) -> Vec<Target> {
+    let mut out: Vec<Target> = img
+        .files
+        .iter()
+        .map(|f| Target {
+            uuid: img.uuid,
+            what: "file",
+            stor: f.stor.clone(),
+            key: image_file_key(&f.stor, &img.uuid),
+            size: f.size,
+            sha1: f.sha1.clone(),
+            content_md5: f.content_md5.clone(),
+        })
+        .collect();
+    if let Some(i) = &img.icon {
+        out.push(Target {
+            uuid: img.uuid,
+            what: "icon",
+            stor: i.stor.clone(),
+            key: image_icon_key(&i.stor, &img.uuid),
+            size: i.size,
+            sha1: i.sha1.clone(),
+            content_md5: i.content_md5.clone(),
+        });
+    }
+    out
+}
+
+/// An error with its cause, on one line.
+fn describe(e: &Error) -> String {
+    match std::error::Error::source(e) {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}
+
+/// Images whose registrar job has not finished (their objects are in flux).
+async fn busy_images(state: &AppState) -> Result<HashSet<Uuid>> {
+    let pending = state.db.read(jobs::pending).await?;
+    Ok(pending.into_iter().map(|j| j.image_uuid).collect())
+}
+
+/// `imgapi check-files`: verify that every image file and icon exists and
+/// has the size, sha1 and md5 of its manifest (`quick`: the size only).
+/// Prints one line per problem, then a summary.
+pub async fn check_files<W: Write>(
+    state: &AppState,
+    quick: bool,
+    out: &mut W,
+) -> Result<CheckSummary> {
+    let images = state.db.read(imgq::all).await?;
+    let busy = busy_images(state).await?;
+    let mut sum = CheckSummary::default();
+    let mut targets = Vec::new();
+    for img in &images {
+        if busy.contains(&img.uuid) {
+            sum.skipped_images += 1;
+            continue;
+        }
+        targets.extend(targets_of(img));
+    }
+    let stores = &state.images.stores;
+    let mut results = futures_util::stream::iter(targets)
+        .map(|t| async move {
+            let problem = check_one(stores.by_stor(&t.stor), &t, quick).await;
+            (t, problem)
+        })
+        .buffered(if quick { 16 } else { CHECK_CONCURRENCY });
+    while let Some((t, problem)) = results.next().await {
+        sum.checked += 1;
+        let Some(problem) = problem else { continue };
+        // A running server may have replaced the file meanwhile: report
+        // only what still contradicts the current manifest.
+        let uuid = t.uuid;
+        let now = state.db.read(move |c| imgq::get(c, uuid)).await?;
+        let still = now.is_some_and(|img| targets_of(&img).contains(&t))
+            && !busy_images(state).await?.contains(&uuid);
+        if !still {
+            continue;
+        }
+        sum.problems += 1;
+        writeln!(
+            out,
+            "{} {} ({} {}): {problem}",
+            t.uuid, t.what, t.stor, t.key
+        )?;
+    }
+    let mut line = format!(
+        "check-files: {} objects checked ({}), {} problem{}",
+        sum.checked,
+        if quick {
+            "size only"
+        } else {
+            "size, sha1 and md5"
+        },
+        sum.problems,
+        if sum.problems == 1 { "" } else { "s" }
+    );
+    if sum.skipped_images > 0 {
+        line += &format!(
+            ", {} image(s) skipped (registration in progress)",
+            sum.skipped_images
+        );
+    }
+    writeln!(out, "{line}")?;
+    Ok(sum)
+}
+
+/// Check one object; the problem, if any.
+async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<String> {
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => return Some(describe(&e)),
+    };
+    let meta = match store.head(&t.key).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Some("missing".into()),
+        Err(e) => return Some(format!("cannot stat: {}", describe(&e))),
+    };
+    if quick {
+        return (meta.size != t.size)
+            .then(|| format!("size is {}, the manifest says {}", meta.size, t.size));
+    }
+    let digests = async {
+        let mut body = store.get(&t.key, None).await?;
+        let mut h = StreamHasher::new();
+        while let Some(chunk) = body.next().await {
+            h.update(&chunk?).await?;
+        }
+        h.finish().await
+    }
+    .await;
+    let d = match digests {
+        Ok(d) => d,
+        Err(e) => return Some(format!("unreadable: {}", describe(&e))),
+    };
+    let mut bad = Vec::new();
+    if d.size != t.size {
+        bad.push(format!("size is {}, the manifest says {}", d.size, t.size));
+    }
+    if !d.sha1_hex().eq_ignore_ascii_case(&t.sha1) {
+        bad.push(format!(
+            "sha1 is {}, the manifest says {}",
+            d.sha1_hex(),
+            t.sha1
+        ));
+    }
+    if d.md5_base64() != t.content_md5 {
+        bad.push(format!(
+            "md5 is {}, the manifest says {}",
+            d.md5_base64(),
+            t.content_md5
+        ));
+    }
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+/// The key prefix of a stor's image area (`images/`, `imgapi/images/`).
+pub fn image_area(stor: &str) -> String {
+    // image_dir_key is "<area>/<uuid[0:3]>/<uuid>": drop the last two segments.
+    let dir = image_dir_key(stor, &Uuid::nil());
+    let area = dir.rsplitn(3, '/').nth(2).unwrap_or("");
+    format!("{area}/")
+}
+
+/// The image uuid and object name of a key in an image area, if it has the
+/// layout the server writes (`<uuid[0:3]>/<uuid>/<name>`).
+fn parse_area_key<'a>(area: &str, key: &'a str) -> Option<(Uuid, &'a str)> {
+    let rest = key.strip_prefix(area)?;
+    let mut segs = rest.split('/');
+    let (p3, u, name) = (segs.next()?, segs.next()?, segs.next()?);
+    if segs.next().is_some() || name.is_empty() {
+        return None;
+    }
+    let uuid = Uuid::parse_str(u).ok()?;
+    (uuid.to_string() == u && u.get(..3) == Some(p3)).then_some((uuid, name))
+}
+
+/// A temporary file of an atomic write (`.file0.tmp.<id>`).
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp.")
+}
+
+fn age(meta: &ObjectMeta, now_ns: u128) -> Duration {
+    let ns = now_ns.saturating_sub(meta.mtime_ns);
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// Is `now` (from a HEAD) the object that was listed as `then`? By size,
+/// and by ETag where both have one, else by mtime: exactly for files, to
+/// the second for S3 (whose HEAD has whole seconds, and some servers list
+/// no ETags).
+fn unchanged(then: &ObjectMeta, now: &ObjectMeta) -> bool {
+    let same = match (&then.etag, &now.etag) {
+        (Some(a), Some(b)) => a.trim_matches('"') == b.trim_matches('"'),
+        (None, None) => then.mtime_ns == now.mtime_ns,
+        _ => then.mtime_ns / 1_000_000_000 == now.mtime_ns / 1_000_000_000,
+    };
+    same && then.size == now.size
+}
+
+/// An object `gc` removes, and why.
+#[derive(Debug, Clone)]
+struct Orphan {
+    stor: &'static str,
+    key: String,
+    meta: ObjectMeta,
+    why: String,
+}
+
+/// Why an object in an image area is garbage, or None to keep it.
+/// `images` maps the uuids of the images that stay to their state;
+/// `referenced` holds the (stor, key) of every file and icon images name;
+/// `busy` the images whose registration is in progress.
+fn classify(
+    stor: &str,
+    key: &str,
+    meta: &ObjectMeta,
+    now_ns: u128,
+    images: &HashMap<Uuid, &'static str>,
+    referenced: &HashSet<(String, String)>,
+    busy: &HashSet<Uuid>,
+) -> Option<String> {
+    let area = image_area(stor);
+    let recent = age(meta, now_ns) < GRACE;
+    let Some((uuid, name)) = parse_area_key(&area, key) else {
+        return Some("not an image object".into());
+    };
+    if busy.contains(&uuid) {
+        return None; // a registration is writing here
+    }
+    if is_temp_name(name) {
+        return (!recent).then(|| format!("stale temporary file (modified {})", meta.mtime));
+    }
+    if referenced.contains(&(stor.to_string(), key.to_string())) {
+        return None;
+    }
+    match images.get(&uuid) {
+        None => Some(format!("no image {uuid}")),
+        // Just written by AddImageFile, not yet recorded: leave it.
+        Some(_) if recent => None,
+        Some(state) => Some(format!("not referenced by image {uuid} ({state})")),
+    }
+}
+
+/// `imgapi gc`: expired uploads, expired placeholders, and objects in the
+/// image areas of the `local` and `manta` stores that no image references
+/// (stale temporary files older than [`GRACE`] too). With `yes` false it
+/// only prints what it would delete.
+pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<GcSummary> {
+    let verb = if yes { "delete" } else { "would delete" };
+    let mut sum = GcSummary::default();
+    let now = now_iso();
+
+    // 1. Uploads idle past their expiry.
+    let expired = {
+        let now = now.clone();
+        state.db.read(move |c| upq::expired(c, &now)).await?
+    };
+    for u in &expired {
+        writeln!(
+            out,
+            "{verb} upload {}: expired {} ({}, {} of {} bytes)",
+            u.id,
+            u.expires_at,
+            u.state.as_str(),
+            u.offset,
+            u.length
+        )?;
+    }
+    sum.uploads = if yes {
+        state.uploads.reap_expired().await?
+    } else {
+        expired.len()
+    };
+
+    // 2. Expired placeholders, unless their registration is still running.
+    let busy = busy_images(state).await?;
+    let doomed: Vec<Image> = {
+        let (now, busy) = (now.clone(), busy.clone());
+        state
+            .db
+            .read(move |c| {
+                let mut out = Vec::new();
+                for u in imgq::expired_placeholders(c, &now)? {
+                    if busy.contains(&u) {
+                        continue;
+                    }
+                    if let Some(img) = imgq::get(c, u)? {
+                        out.push(img);
+                    }
+                }
+                Ok(out)
+            })
+            .await?
+    };
+    for img in &doomed {
+        writeln!(
+            out,
+            "{verb} placeholder {} ({}, expired {})",
+            img.uuid,
+            img.state().as_str(),
+            img.expires_at.as_deref().unwrap_or("?")
+        )?;
+    }
+    let doomed_uuids: HashSet<Uuid> = doomed.iter().map(|i| i.uuid).collect();
+    if yes {
+        let (now, candidates) = (now.clone(), doomed_uuids.clone());
+        let gone = state
+            .db
+            .write(move |c| {
+                let still: HashSet<Uuid> =
+                    imgq::expired_placeholders(c, &now)?.into_iter().collect();
+                let mut gone = Vec::new();
+                for u in candidates {
+                    let running = jobs::get(c, u)?.is_some_and(|j| j.state == "pending");
+                    if !still.contains(&u) || running {
+                        continue;
+                    }
+                    if let Some(img) = imgq::get(c, u)? {
+                        imgq::delete(c, u)?;
+                        gone.push(img);
+                    }
+                }
+                Ok(gone)
+            })
+            .await?;
+        for img in &gone {
+            state.images.remove_stored(img).await;
+        }
+        sum.placeholders = gone.len();
+    } else {
+        sum.placeholders = doomed.len();
+    }
+
+    // 3. Orphaned objects. The stores are listed before the database is
+    // read: an object is always written after its image row, so whatever
+    // was listed has its image (if any) in what is read next.
+    let mut listed: Vec<(&'static str, String, ObjectMeta)> = Vec::new();
+    for &stor in STORS {
+        let store = state.images.stores.by_stor(stor)?;
+        for (key, meta) in store.list(&image_area(stor)).await? {
+            if !key.ends_with('/') {
+                listed.push((stor, key, meta));
+            }
+        }
+    }
+    let all = state.db.read(imgq::all).await?;
+    let busy = busy_images(state).await?;
+    let mut images: HashMap<Uuid, &'static str> = HashMap::new();
+    let mut referenced: HashSet<(String, String)> = HashSet::new();
+    for img in &all {
+        // (Dry run: the files of a doomed placeholder go with it, so they
+        // are not listed again; anything else under its uuid is an orphan.)
+        for t in targets_of(img) {
+            referenced.insert((t.stor, t.key));
+        }
+        if yes || !doomed_uuids.contains(&img.uuid) {
+            images.insert(img.uuid, img.state().as_str());
+        }
+    }
+    let now_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let orphans: Vec<Orphan> = listed
+        .into_iter()
+        .filter_map(|(stor, key, meta)| {
+            let why = classify(stor, &key, &meta, now_ns, &images, &referenced, &busy)?;
+            Some(Orphan {
+                stor,
+                key,
+                meta,
+                why,
+            })
+        })
+        .collect();
+    for o in &orphans {
+        if yes {
+            let store = state.images.stores.by_stor(o.stor)?;
+            // Not if it was rewritten since it was listed.
+            match store.head(&o.key).await {
+                Ok(Some(m)) if unchanged(&o.meta, &m) => {}
+                Ok(_) => {
+                    writeln!(out, "keep {} {}: changed meanwhile", o.stor, o.key)?;
+                    continue;
+                }
+                Err(e) => {
+                    sum.errors += 1;
+                    writeln!(out, "error {} {}: {}", o.stor, o.key, describe(&e))?;
+                    continue;
+                }
+            }
+            if let Err(e) = store.delete(&o.key).await {
+                sum.errors += 1;
+                writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(&e))?;
+                continue;
+            }
+        }
+        sum.objects += 1;
+        sum.object_bytes += o.meta.size;
+        writeln!(
+            out,
+            "{verb} {} {} ({} bytes): {}",
+            o.stor, o.key, o.meta.size, o.why
+        )?;
+    }
+
+    if yes {
+        writeln!(
+            out,
+            "gc: deleted {} expired upload(s), {} expired placeholder(s), {} orphaned object(s) ({} bytes); {} error(s)",
+            sum.uploads, sum.placeholders, sum.objects, sum.object_bytes, sum.errors
+        )?;
+    } else {
+        writeln!(
+            out,
+            "gc (dry run): would delete {} expired upload(s), {} expired placeholder(s), {} orphaned object(s) ({} bytes); run with --yes to delete",
+            sum.uploads, sum.placeholders, sum.objects, sum.object_bytes
+        )?;
+    }
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(age_secs: u64, now_ns: u128) -> ObjectMeta {
+        ObjectMeta {
+            size: 1,
+            mtime: "t".into(),
+            mtime_ns: now_ns - u128::from(age_secs) * 1_000_000_000,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn image_areas_match_the_key_layout() {
+        assert_eq!(image_area("local"), "images/");
+        assert_eq!(image_area("manta"), "imgapi/images/");
+        let u = Uuid::new_v4();
+        for stor in STORS {
+            let k = image_file_key(stor, &u);
+            assert_eq!(parse_area_key(&image_area(stor), &k), Some((u, "file0")));
+        }
+        let s = u.to_string();
+        assert_eq!(
+            parse_area_key("images/", &format!("images/xyz/{s}/file0")),
+            None
+        );
+        assert_eq!(
+            parse_area_key("images/", &format!("images/{s}/file0")),
+            None
+        );
+        assert_eq!(
+            parse_area_key("images/", &format!("images/{}/{s}/a/b", &s[..3])),
+            None
+        );
+    }
+
+    #[test]
+    fn rewritten_objects_are_noticed() {
+        let m = |size, ns: u128, etag: Option<&str>| ObjectMeta {
+            size,
+            mtime: String::new(),
+            mtime_ns: ns,
+            etag: etag.map(str::to_string),
+        };
+        let s = 1_000_000_000u128;
+        // files: exact mtime
+        assert!(unchanged(&m(1, 5 * s + 7, None), &m(1, 5 * s + 7, None)));
+        assert!(!unchanged(&m(1, 5 * s + 7, None), &m(1, 5 * s + 8, None)));
+        assert!(!unchanged(&m(1, 5, None), &m(2, 5, None)));
+        // S3: ETags (quoted or not), else the second
+        assert!(unchanged(
+            &m(1, 5 * s + 7, Some("\"a\"")),
+            &m(1, 5 * s, Some("a"))
+        ));
+        assert!(!unchanged(&m(1, 5 * s, Some("a")), &m(1, 5 * s, Some("b"))));
+        assert!(unchanged(&m(1, 5 * s + 7, None), &m(1, 5 * s, Some("a"))));
+        assert!(!unchanged(&m(1, 5 * s + 7, None), &m(1, 6 * s, Some("a"))));
+    }
+
+    #[test]
+    fn classification() {
+        let now = 10_000_000_000_000_000u128;
+        let (live, gone, busy_u) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let images: HashMap<Uuid, &'static str> = [(live, "active"), (busy_u, "creating")]
+            .into_iter()
+            .collect();
+        let referenced: HashSet<(String, String)> =
+            [("local".to_string(), image_file_key("local", &live))]
+                .into_iter()
+                .collect();
+        let busy: HashSet<Uuid> = [busy_u].into_iter().collect();
+        let c = |stor: &str, key: &str, age: u64| {
+            classify(stor, key, &meta(age, now), now, &images, &referenced, &busy)
+        };
+        // referenced
+        assert_eq!(c("local", &image_file_key("local", &live), 99_999), None);
+        // same image, other stor: unreferenced, once old enough
+        assert!(c("manta", &image_file_key("manta", &live), 7200).is_some());
+        assert_eq!(c("manta", &image_file_key("manta", &live), 60), None);
+        // no such image: at once
+        assert!(c("local", &image_file_key("local", &gone), 0).is_some());
+        assert!(c("local", &image_icon_key("local", &gone), 0).is_some());
+        // registration in progress: never
+        assert_eq!(c("manta", &image_file_key("manta", &busy_u), 99_999), None);
+        // temporary files: only stale ones
+        let tmp = format!("{}/.file0.tmp.abc", image_dir_key("local", &live));
+        assert_eq!(c("local", &tmp, 60), None);
+        assert!(c("local", &tmp, 7200).is_some());
+        // not the server's layout
+        assert!(c("local", "images/junk", 0).is_some());
+    }
+}

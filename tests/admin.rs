@@ -1,0 +1,418 @@
+//! The admin verbs `imgapi check-files` and `imgapi gc`, run as the real
+//! binary against a running server's data: corrupted, truncated and missing
+//! files; orphaned objects, stale temporary files, expired uploads and
+//! expired placeholders, on the directory stores and on S3.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use imgapi::store::{FsStore, Store};
+use serde_json::json;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Run an admin verb; its exit code and stdout (stderr shown on failure).
+fn run(s: &Server, args: &[&str]) -> (i32, String) {
+    let o = s.admin(args);
+    let out = stdout(&o);
+    eprintln!(
+        "$ imgapi {}\n{out}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), out)
+}
+
+fn local_file(s: &Server, uuid: &str, name: &str) -> PathBuf {
+    s.data_dir()
+        .join(format!("local/images/{}/{uuid}/{name}", &uuid[..3]))
+}
+
+fn write_file(p: &Path, data: &[u8], age: Duration) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - age).unwrap();
+}
+
+async fn file_bytes(s: &Server, uuid: &str) -> (u16, Vec<u8>) {
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{uuid}/file")))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+/// POST /uploads of `len` bytes; the upload's path.
+async fn create_upload(s: &Server, len: u64) -> String {
+    let r = s
+        .http
+        .post(s.u("/uploads"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", len.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+async fn upload_status(s: &Server, loc: &str) -> u16 {
+    s.http
+        .head(s.u(loc))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn check_files_finds_corrupt_truncated_and_missing_files() {
+    let s = Server::start().await;
+    let file = data(200_000, 1);
+    let img = s.create_active(SDC, "good", true, &file).await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+    let other = s.create_active(SDC, "other", true, &data(1000, 2)).await;
+    let o = other["uuid"].as_str().unwrap().to_string();
+    // an icon is checked too
+    let r = s
+        .http
+        .put(s.u(&format!("/images/{o}/icon")))
+        .header("content-type", "image/png")
+        .body(data(500, 3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (code, out) = run(&s, &["check-files"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("3 objects checked"), "{out}");
+    assert!(out.contains(" 0 problems"), "{out}");
+    assert_eq!(run(&s, &["check-files", "--quick"]).0, 0);
+
+    // one byte flipped: same size, other digests
+    let p = local_file(&s, &u, "file0");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100_000] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    let (code, out) = run(&s, &["check-files"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(&u)).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("sha1") && lines[0].contains("md5"),
+        "{out}"
+    );
+    assert!(!lines[0].contains("size is"), "{out}");
+    assert!(!out.contains(&o), "only the bad image is named: {out}");
+    assert!(out.contains("1 problem"), "{out}");
+    let (code, out) = run(&s, &["check-files", "--quick"]);
+    assert_eq!(code, 0, "--quick checks sizes only: {out}");
+
+    // truncated: --quick sees it
+    std::fs::write(&p, &bytes[..150_000]).unwrap();
+    let (code, out) = run(&s, &["check-files", "--quick"]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&u) && out.contains("size is 150000"), "{out}");
+
+    // the icon corrupted
+    let icon = local_file(&s, &o, "icon");
+    std::fs::write(&icon, data(500, 4)).unwrap();
+    let (code, out) = run(&s, &["check-files"]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("{o} icon")), "{out}");
+    assert!(out.contains("2 problems"), "{out}");
+
+    // missing
+    std::fs::remove_file(&p).unwrap();
+    let (code, out) = run(&s, &["check-files", "--quick"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.lines().any(|l| l.contains(&u) && l.contains("missing")),
+        "{out}"
+    );
+    std::fs::write(&p, &file).unwrap();
+    std::fs::write(&icon, data(500, 3)).unwrap();
+    assert_eq!(run(&s, &["check-files"]).0, 0);
+}
+
+#[tokio::test]
+async fn gc_is_a_dry_run_unless_yes() {
+    let s = Server::start_with_config(
+        "[uploads]\nexpire_after_secs = 1\n[registrar]\nplaceholder_lifespan_days = 0\n",
+    )
+    .await;
+    let file = data(100_000, 5);
+    let img = s.create_active(SDC, "kept", true, &file).await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+
+    // an object of no image
+    let orphan_uuid = uuid::Uuid::new_v4().to_string();
+    let orphan = local_file(&s, &orphan_uuid, "file0");
+    write_file(&orphan, b"orphan", Duration::ZERO);
+    // a file0 of an image in a stor it does not use: old, then recent
+    let manta_file = s
+        .data_dir()
+        .join(format!("manta/imgapi/images/{}/{u}/file0", &u[..3]));
+    write_file(&manta_file, b"stray", Duration::from_secs(7200));
+    // temporary files of killed writers: a stale one and a fresh one
+    let stale_tmp = local_file(&s, &u, ".file0.tmp.0123abcd");
+    write_file(&stale_tmp, b"tmp", Duration::from_secs(7200));
+    let fresh_tmp = local_file(&s, &u, ".file0.tmp.4567cdef");
+    write_file(&fresh_tmp, b"tmp", Duration::ZERO);
+    // something outside the image areas is not gc's business
+    let elsewhere = s.data_dir().join("local/other/file0");
+    write_file(&elsewhere, b"x", Duration::from_secs(7200));
+
+    // an expired upload
+    let loc = create_upload(&s, 10).await;
+    let upload_id = loc.rsplit('/').next().unwrap().to_string();
+    // an expired placeholder (lifespan 0) with a file
+    let ph = s
+        .create(
+            None,
+            json!({"name": "ph", "version": "1.0.0", "os": "smartos",
+                "type": "zone-dataset", "owner": SDC}),
+        )
+        .await;
+    let ph = ph["uuid"].as_str().unwrap().to_string();
+    let (st, v) = s
+        .put_bytes(&format!("/images/{ph}/file?compression=none"), data(300, 6))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/images/{ph}?action=update"),
+            json!({"state": "failed"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let ph_file = local_file(&s, &ph, "file0");
+    assert!(ph_file.exists());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let (code, out) = run(&s, &["gc"]);
+    assert_eq!(code, 0);
+    let would = |what: &str| {
+        out.lines()
+            .any(|l| l.starts_with("would delete") && l.contains(what))
+    };
+    assert!(would(&format!("upload {upload_id}")), "{out}");
+    assert!(would(&format!("placeholder {ph}")), "{out}");
+    assert!(would(&orphan_uuid), "{out}");
+    assert!(
+        would(&format!("imgapi/images/{}/{u}/file0", &u[..3])),
+        "{out}"
+    );
+    assert!(would(".file0.tmp.0123abcd"), "{out}");
+    assert!(!out.contains(".file0.tmp.4567cdef"), "{out}");
+    assert!(!out.contains("other/file0"), "{out}");
+    assert!(
+        !out.contains(&format!("local images/{}/{u}/file0 ", &u[..3])),
+        "the live file is kept: {out}"
+    );
+    assert!(
+        !out.contains(&format!("images/{}/{ph}/file0", &ph[..3])),
+        "the placeholder's file goes with it, not as an orphan: {out}"
+    );
+    assert!(
+        out.lines().last().unwrap().contains(
+            "would delete 1 expired upload(s), 1 expired placeholder(s), 3 orphaned object(s)"
+        ),
+        "{out}"
+    );
+    // nothing was deleted
+    for p in [&orphan, &manta_file, &stale_tmp, &fresh_tmp, &ph_file] {
+        assert!(p.exists(), "{} still there", p.display());
+    }
+    assert_eq!(upload_status(&s, &loc).await, 410, "expired but present");
+    assert_eq!(s.get(&format!("/images/{ph}")).await.0, 200);
+
+    let (code, out) = run(&s, &["gc", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("delete") && l.contains(&orphan_uuid)),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap().contains(
+            "deleted 1 expired upload(s), 1 expired placeholder(s), 3 orphaned object(s)"
+        ),
+        "{out}"
+    );
+    for p in [&orphan, &manta_file, &stale_tmp, &ph_file] {
+        assert!(!p.exists(), "{} deleted", p.display());
+    }
+    assert!(
+        !orphan.parent().unwrap().exists(),
+        "empty directories pruned"
+    );
+    assert!(fresh_tmp.exists() && elsewhere.exists());
+    assert_eq!(upload_status(&s, &loc).await, 404);
+    assert_eq!(s.get(&format!("/images/{ph}")).await.0, 404);
+    // the images' files are untouched
+    assert_eq!(file_bytes(&s, &u).await, (200, file.clone()));
+    assert_eq!(run(&s, &["check-files"]).0, 0);
+
+    // nothing left to do
+    let (code, out) = run(&s, &["gc"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(
+        "would delete 0 expired upload(s), 0 expired placeholder(s), 0 orphaned object(s)"
+    ));
+}
+
+#[tokio::test]
+async fn gc_keeps_what_a_registration_in_progress_writes() {
+    let s = Server::start().await;
+    // A pending registrar job for an image (as after a crash mid-registration).
+    let img = s
+        .create(
+            None,
+            json!({"name": "reg", "version": "1.0.0", "os": "smartos",
+                "type": "zone-dataset", "owner": SDC}),
+        )
+        .await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+    let db = rusqlite::Connection::open(s.data_dir().join("imgapi.sqlite")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO registrations (image_uuid, kind, source, store, source_key, content_md5, \
+         compression, activate, state, created_at, updated_at) \
+         VALUES (?1, 'attach', 'path', 'nowhere', 'x', 'AAAAAAAAAAAAAAAAAAAAAA==', 'none', 0, \
+         'pending', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z')",
+        [&u],
+    )
+    .unwrap();
+    let p = s
+        .data_dir()
+        .join(format!("manta/imgapi/images/{}/{u}/file0", &u[..3]));
+    write_file(&p, b"being registered", Duration::from_secs(7200));
+    let (code, out) = run(&s, &["gc", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains(&u), "{out}");
+    assert!(p.exists());
+}
+
+#[tokio::test]
+async fn fs_store_lists_by_key_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::new(dir.path()).unwrap();
+    for k in [
+        "images/abc/x/file0",
+        "images/abd/y/.file0.tmp.1",
+        "imagesX/z",
+        "top",
+    ] {
+        write_file(&fs.root().join(k), k.as_bytes(), Duration::ZERO);
+    }
+    let store = Store::Fs(fs);
+    let keys = |prefix: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list(prefix)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, m)| {
+                    assert_eq!(m.size, k.len() as u64);
+                    k
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        keys("images/").await,
+        ["images/abc/x/file0", "images/abd/y/.file0.tmp.1"]
+    );
+    assert_eq!(keys("images/abc").await, ["images/abc/x/file0"]);
+    assert_eq!(
+        keys("images").await,
+        [
+            "images/abc/x/file0",
+            "images/abd/y/.file0.tmp.1",
+            "imagesX/z"
+        ]
+    );
+    assert_eq!(keys("").await.len(), 4);
+    assert!(keys("nothing/here/").await.is_empty());
+}
+
+#[tokio::test]
+async fn gc_and_check_files_on_s3() {
+    let s3 = S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let client = s3.client();
+    let file = data(300_000, 7);
+    let img = s.create_active(SDC, "s3img", true, &file).await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+    let key = format!("p/imgapi/images/{}/{u}/file0", &u[..3]);
+    let put = |k: String, body: Vec<u8>| {
+        let (client, bucket) = (client.clone(), s3.bucket.clone());
+        async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(k)
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let exists = |k: String| {
+        let (client, bucket) = (client.clone(), s3.bucket.clone());
+        async move {
+            client
+                .head_object()
+                .bucket(bucket)
+                .key(k)
+                .send()
+                .await
+                .is_ok()
+        }
+    };
+    assert_eq!(run(&s, &["check-files"]).0, 0);
+
+    let orphan_uuid = uuid::Uuid::new_v4().to_string();
+    let orphan = format!("p/imgapi/images/{}/{orphan_uuid}/file0", &orphan_uuid[..3]);
+    put(orphan.clone(), b"orphan".to_vec()).await;
+    put("p/someone/stor/x".into(), b"user".to_vec()).await;
+    let (code, out) = run(&s, &["gc"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("would delete manta") && l.contains(&orphan_uuid)),
+        "{out}"
+    );
+    assert!(!out.contains("someone"), "{out}");
+    assert!(exists(orphan.clone()).await);
+    let (code, out) = run(&s, &["gc", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 orphaned object(s)"), "{out}");
+    assert!(!exists(orphan).await);
+    assert!(exists(key.clone()).await && exists("p/someone/stor/x".into()).await);
+    assert_eq!(file_bytes(&s, &u).await, (200, file.clone()));
+
+    // same-size corruption in the bucket
+    let mut bad = file.clone();
+    bad[5] ^= 1;
+    put(key.clone(), bad).await;
+    let (code, out) = run(&s, &["check-files"]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&u) && out.contains("sha1"), "{out}");
+    assert_eq!(run(&s, &["check-files", "--quick"]).0, 0);
+}
