@@ -431,21 +431,15 @@ impl S3Store {
         Ok(())
     }
 
-    /// Start a multipart write of `key`; nothing is visible until commit.
+    /// Start a write of `key`; nothing is visible until commit. Objects
+    /// smaller than a part are one PutObject; larger ones a multipart upload,
+    /// started when the first part is full.
     pub async fn begin_write(&self, key: &str) -> Result<PendingS3Write> {
         let k = self.k(key)?;
-        let up = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&k)
-            .send()
-            .await
-            .map_err(sdk_err)?;
         Ok(PendingS3Write {
             store: Arc::new(self.clone()),
             key: k,
-            upload_id: up.upload_id().unwrap_or_default().to_string(),
+            upload_id: String::new(),
             buf: BytesMut::with_capacity(self.part_size),
             next_part: 1,
             inflight: JoinSet::new(),
@@ -499,6 +493,18 @@ impl PendingS3Write {
         while self.inflight.len() >= self.store.parts_in_flight {
             self.reap_one().await?;
         }
+        if self.upload_id.is_empty() {
+            let up = self
+                .store
+                .client
+                .create_multipart_upload()
+                .bucket(&self.store.bucket)
+                .key(&self.key)
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            self.upload_id = up.upload_id().unwrap_or_default().to_string();
+        }
         let body = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.store.part_size))
             .freeze();
         let n = self.next_part;
@@ -532,7 +538,22 @@ impl PendingS3Write {
     }
 
     pub async fn commit(mut self) -> Result<()> {
-        if !self.buf.is_empty() || self.next_part == 1 {
+        if self.upload_id.is_empty() {
+            // Smaller than one part (or empty): a single PutObject.
+            let body = std::mem::take(&mut self.buf).freeze();
+            self.store
+                .client
+                .put_object()
+                .bucket(&self.store.bucket)
+                .key(&self.key)
+                .body(S3Body::from(body))
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            self.done = true;
+            return Ok(());
+        }
+        if !self.buf.is_empty() {
             self.send_part().await?;
         }
         while !self.inflight.is_empty() {
@@ -560,7 +581,7 @@ impl PendingS3Write {
 
 impl Drop for PendingS3Write {
     fn drop(&mut self) {
-        if self.done {
+        if self.done || self.upload_id.is_empty() {
             return;
         }
         self.inflight.abort_all();
