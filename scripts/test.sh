@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: unit tests, HTTP tests against the real binary,
-# and the real Triton Node.js client (sdc-clients) against the server.
+# the real Triton Node.js client (sdc-clients) against the server, and
+# schemathesis fuzzing of the API from docs/openapi.json (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +34,4 @@ export IMGAPI_TEST_S3_ACCESS_KEY=imgapi-test IMGAPI_TEST_S3_SECRET_KEY=imgapi-te
 
 cargo build --release --bin imgapi
 cargo test --no-fail-fast "$@"
+scripts/fuzz.sh

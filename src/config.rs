@@ -287,13 +287,19 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let valid_name = |n: &str| {
             n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         };
         if let Some(c) = self.channels.iter().find(|c| !valid_name(&c.name)) {
-            return Err(ConfigError::Invalid(format!("channel name \"{}\" must match ^[a-z][a-z0-9_-]*$", c.name)));
+            return Err(ConfigError::Invalid(format!(
+                "channel name \"{}\" must match ^[a-z][a-z0-9_-]*$",
+                c.name
+            )));
         }
         if self.channels.iter().filter(|c| c.default).count() > 1 {
-            return Err(ConfigError::Invalid("at most one channel may be the default".into()));
+            return Err(ConfigError::Invalid(
+                "at most one channel may be the default".into(),
+            ));
         }
         if self.auth == AuthMode::None
             && !self.listen.ip().is_loopback()

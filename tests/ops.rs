@@ -221,42 +221,109 @@ async fn change_stor_and_export() {
     let u = img["uuid"].as_str().unwrap().to_string();
     let (_, v) = s.get(&format!("/images/{u}?inclAdminFields=true")).await;
     assert_eq!(v["files"][0]["stor"], "local");
-    let (st, v) = s.post(&format!("/images/{u}?action=change-stor&stor=manta&account={LUKE}"), json!({})).await;
+    let (st, v) = s
+        .post(
+            &format!("/images/{u}?action=change-stor&stor=manta&account={LUKE}"),
+            json!({}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (403, Some("OperatorOnly")));
-    let (st, v) = s.post(&format!("/images/{u}?action=change-stor"), json!({})).await;
+    let (st, v) = s
+        .post(&format!("/images/{u}?action=change-stor"), json!({}))
+        .await;
     assert_eq!((st, v["errors"][0]["field"].as_str()), (422, Some("stor")));
-    let (st, v) = s.post(&format!("/images/{u}?action=change-stor&stor=tape"), json!({})).await;
-    assert_eq!((st, v["errors"][0]["code"].as_str()), (422, Some("Invalid")));
-    let (st, v) = s.post(&format!("/images/{u}?action=change-stor&stor=manta"), json!({})).await;
+    let (st, v) = s
+        .post(
+            &format!("/images/{u}?action=change-stor&stor=tape"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["errors"][0]["code"].as_str()),
+        (422, Some("Invalid"))
+    );
+    let (st, v) = s
+        .post(
+            &format!("/images/{u}?action=change-stor&stor=manta"),
+            json!({}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["files"][0]["stor"], "manta");
-    assert!(s.data_dir().join(format!("manta/imgapi/images/{}/{u}/file0", &u[..3])).exists());
-    assert!(!s.data_dir().join(format!("local/images/{}/{u}/file0", &u[..3])).exists(), "old copy removed");
-    let r = s.http.get(s.u(&format!("/images/{u}/file"))).send().await.unwrap();
+    assert!(
+        s.data_dir()
+            .join(format!("manta/imgapi/images/{}/{u}/file0", &u[..3]))
+            .exists()
+    );
+    assert!(
+        !s.data_dir()
+            .join(format!("local/images/{}/{u}/file0", &u[..3]))
+            .exists(),
+        "old copy removed"
+    );
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{u}/file")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().to_vec(), file);
     // a corrupted source is refused and nothing changes
-    let p = s.data_dir().join(format!("manta/imgapi/images/{}/{u}/file0", &u[..3]));
+    let p = s
+        .data_dir()
+        .join(format!("manta/imgapi/images/{}/{u}/file0", &u[..3]));
     let mut bad = file.clone();
     bad[10] ^= 1;
     std::fs::write(&p, &bad).unwrap();
-    let (st, v) = s.post(&format!("/images/{u}?action=change-stor&stor=local"), json!({})).await;
+    let (st, v) = s
+        .post(
+            &format!("/images/{u}?action=change-stor&stor=local"),
+            json!({}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (400, Some("Download")));
     let (_, v) = s.get(&format!("/images/{u}?inclAdminFields=true")).await;
     assert_eq!(v["files"][0]["stor"], "manta");
     std::fs::write(&p, &file).unwrap();
     // export to the owner's manta directory
-    let (st, v) = s.post(&format!("/images/{u}?action=export&manta_path=/{VADER}/stor/x/&account={LUKE}"), json!({})).await;
+    let (st, v) = s
+        .post(
+            &format!("/images/{u}?action=export&manta_path=/{VADER}/stor/x/&account={LUKE}"),
+            json!({}),
+        )
+        .await;
     assert_eq!((st, v["code"].as_str()), (422, Some("NotMantaPathOwner")));
-    let (st, v) = s.post(&format!("/images/{u}?action=export&manta_path=/{LUKE}/stor/exports/&account={LUKE}"), json!({})).await;
+    let (st, v) = s
+        .post(
+            &format!("/images/{u}?action=export&manta_path=/{LUKE}/stor/exports/&account={LUKE}"),
+            json!({}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["image_path"], format!("/{LUKE}/stor/exports/movable-1.0.0.zfs"));
-    assert_eq!(v["manifest_path"], format!("/{LUKE}/stor/exports/movable-1.0.0.imgmanifest"));
-    let exported = std::fs::read(s.data_dir().join(format!("manta/{LUKE}/stor/exports/movable-1.0.0.zfs"))).unwrap();
+    assert_eq!(
+        v["image_path"],
+        format!("/{LUKE}/stor/exports/movable-1.0.0.zfs")
+    );
+    assert_eq!(
+        v["manifest_path"],
+        format!("/{LUKE}/stor/exports/movable-1.0.0.imgmanifest")
+    );
+    let exported = std::fs::read(
+        s.data_dir()
+            .join(format!("manta/{LUKE}/stor/exports/movable-1.0.0.zfs")),
+    )
+    .unwrap();
     assert_eq!(exported, file);
     let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(s.data_dir().join(format!("manta/{LUKE}/stor/exports/movable-1.0.0.imgmanifest"))).unwrap(),
+        &std::fs::read(s.data_dir().join(format!(
+            "manta/{LUKE}/stor/exports/movable-1.0.0.imgmanifest"
+        )))
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(m["uuid"], u.as_str());
-    assert_eq!(m["files"][0]["sha1"], hex::encode(sha1::Sha1::digest(&file)));
+    assert_eq!(
+        m["files"][0]["sha1"],
+        hex::encode(sha1::Sha1::digest(&file))
+    );
 }

@@ -68,9 +68,15 @@ pub fn channel_ctx(st: &AppState, p: &Params, write: bool) -> Result<ChannelCtx,
     match p.get("channel").filter(|c| !c.is_empty()) {
         None => match chans.iter().find(|c| c.default) {
             Some(d) => Ok(ChannelCtx::One(d.name.clone())),
-            None => Err(invalid("no channel given and the server has no default channel".into(), FieldCode::MissingParameter)),
+            None => Err(invalid(
+                "no channel given and the server has no default channel".into(),
+                FieldCode::MissingParameter,
+            )),
         },
-        Some("*") if write => Err(invalid("channel \"*\" is only allowed on reads".into(), FieldCode::Invalid)),
+        Some("*") if write => Err(invalid(
+            "channel \"*\" is only allowed on reads".into(),
+            FieldCode::Invalid,
+        )),
         Some("*") => Ok(ChannelCtx::All),
         Some(c) if chans.iter().any(|x| x.name == c) => Ok(ChannelCtx::One(c.to_string())),
         Some(c) => Err(invalid(format!("unknown channel: {c}"), FieldCode::Invalid)),
@@ -82,7 +88,10 @@ pub fn known_channel(st: &AppState, name: Option<&str>) -> Result<String, Error>
     match name {
         Some(n) if st.config.channels.iter().any(|c| c.name == n) => Ok(n.to_string()),
         Some(n) => Err(invalid(format!("unknown channel: {n}"), FieldCode::Invalid)),
-        None => Err(invalid("missing \"channel\"".into(), FieldCode::MissingParameter)),
+        None => Err(invalid(
+            "missing \"channel\"".into(),
+            FieldCode::MissingParameter,
+        )),
     }
 }
 

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::channels::{ChannelCtx, channel_ctx, known_channel};
 use super::extract::{ImageUuid, Params, json_body, json_object, uuid_param};
 use super::{ApiVersion, AppState, json_response};
 use crate::db::images::{ListQuery, StateFilter, TextMatch};
 use crate::error::{Error, FieldCode};
-use super::channels::{ChannelCtx, channel_ctx, known_channel};
 use crate::identity::Caller;
 use crate::manifest::{Image, RenderOpts, State as ImgState, normalize_date};
 
@@ -361,7 +361,10 @@ pub async fn action(
     let opts = render_opts(&st, &p, &caller, v.0)?;
     let action = p.get("action").unwrap_or("");
     // Every action but the imports works on an existing image of the channel.
-    let image_exists = !matches!(action, "" | "import" | "import-remote" | "import-from-datacenter");
+    let image_exists = !matches!(
+        action,
+        "" | "import" | "import-remote" | "import-from-datacenter"
+    );
     let ctx = channel_gate(&st, &p, &caller, Some(uuid).filter(|_| image_exists), true).await?;
     let img = match action {
         "" => {
@@ -396,19 +399,32 @@ pub async fn action(
         }
         "change-stor" => {
             let img = st.images.change_stor(&caller, uuid, p.get("stor")).await?;
-            let opts = RenderOpts { admin_fields: true, ..opts };
+            let opts = RenderOpts {
+                admin_fields: true,
+                ..opts
+            };
             return Ok(image_response(&img, opts));
         }
         "export" => {
-            let path = p.get("manta_path").filter(|s| !s.is_empty()).ok_or_else(|| Error::ValidationFailed {
-                message: "missing \"manta_path\"".into(),
-                errors: vec![crate::error::FieldError::new("manta_path", FieldCode::MissingParameter)],
-            })?;
+            let path = p
+                .get("manta_path")
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| Error::ValidationFailed {
+                    message: "missing \"manta_path\"".into(),
+                    errors: vec![crate::error::FieldError::new(
+                        "manta_path",
+                        FieldCode::MissingParameter,
+                    )],
+                })?;
             let dir = path.ends_with('/');
             let sp = crate::store::namespace::parse(path.trim_end_matches('/'))
                 .map_err(|m| Error::invalid_param("manta_path", FieldCode::Invalid, m))?;
             if sp.store() != "manta" {
-                return Err(Error::invalid_param("manta_path", FieldCode::Invalid, "must be a /{login}/stor/... path"));
+                return Err(Error::invalid_param(
+                    "manta_path",
+                    FieldCode::Invalid,
+                    "must be a /{login}/stor/... path",
+                ));
             }
             st.uploads.check_path_access(&caller, &sp).await?;
             let (image_key, manifest_key) = st.images.export(&caller, uuid, &sp.key, dir).await?;

@@ -279,7 +279,9 @@ pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
         Some("*") => wh.push("channels != '[]'".to_string()),
         Some(c) => {
             let p = arg(&mut args, text(c));
-            wh.push(format!("EXISTS (SELECT 1 FROM json_each(images.channels) WHERE value = {p})"));
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.channels) WHERE value = {p})"
+            ));
         }
     }
     if let Some(m) = &q.marker {

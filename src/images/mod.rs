@@ -120,7 +120,12 @@ impl Images {
     }
 
     /// CreateImage.
-    pub async fn create(&self, caller: &Caller, body: Map<String, Value>, channels: Vec<String>) -> Result<Image> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        body: Map<String, Value>,
+        channels: Vec<String>,
+    ) -> Result<Image> {
         let mut img = self.prepare_create(caller, body)?;
         img.channels = channels;
         self.insert_new(img).await
@@ -889,7 +894,10 @@ async fn copy_verified(
     let mut pending = dst.begin_write(dst_key).await?;
     let d = ingest(&mut pending, body, u64::MAX).await?;
     if d.size != size {
-        return Err(Error::Download(format!("downloaded {} bytes, expected {size}", d.size)));
+        return Err(Error::Download(format!(
+            "downloaded {} bytes, expected {size}",
+            d.size
+        )));
     }
     if d.sha1_hex() != sha1 || d.md5_base64() != md5 {
         return Err(Error::Download(format!(
@@ -904,7 +912,12 @@ async fn copy_verified(
 impl Images {
     /// AdminChangeImageStor: move an image's file to the `local` or `manta`
     /// store, verified on the way; a no-op if it is there already.
-    pub async fn change_stor(&self, caller: &Caller, uuid: Uuid, stor: Option<&str>) -> Result<Image> {
+    pub async fn change_stor(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        stor: Option<&str>,
+    ) -> Result<Image> {
         caller.require_operator()?;
         let stor = match stor {
             None | Some("") => {
@@ -924,7 +937,9 @@ impl Images {
         let _g = self.lock(uuid).await;
         let img = self.get(caller, uuid).await?;
         if img.files.len() > 1 {
-            return Err(Error::NotImplemented("changing the stor of multi-file images is not implemented".into()));
+            return Err(Error::NotImplemented(
+                "changing the stor of multi-file images is not implemented".into(),
+            ));
         }
         let Some(f) = img.files.first().cloned() else {
             return Ok(img); // nothing stored yet
@@ -934,7 +949,16 @@ impl Images {
         }
         let (from, to) = (self.stores.by_stor(&f.stor)?, self.stores.by_stor(&stor)?);
         let (from_key, to_key) = (image_file_key(&f.stor, &uuid), image_file_key(&stor, &uuid));
-        copy_verified(from, &from_key, to, &to_key, f.size, &f.sha1, &f.content_md5).await?;
+        copy_verified(
+            from,
+            &from_key,
+            to,
+            &to_key,
+            f.size,
+            &f.sha1,
+            &f.content_md5,
+        )
+        .await?;
         let new_stor = stor.clone();
         let img = self
             .modify(caller, uuid, None, move |img| {
@@ -954,7 +978,13 @@ impl Images {
     /// ExportImage: write the manifest and the file under `target` (a
     /// manta-store key the caller may write; a trailing `/` names a
     /// directory). Returns (image key, manifest key).
-    pub async fn export(&self, caller: &Caller, uuid: Uuid, target: &str, dir: bool) -> Result<(String, String)> {
+    pub async fn export(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        target: &str,
+        dir: bool,
+    ) -> Result<(String, String)> {
         let img = self.get(caller, uuid).await?;
         caller.check_owner(&img)?;
         let f = img
@@ -969,16 +999,31 @@ impl Images {
             _ => ".zfs",
         };
         let base = if dir {
-            format!("{}/{}-{}", target.trim_end_matches('/'), img.name.replace(['/', ' '], "_"), img.version)
+            format!(
+                "{}/{}-{}",
+                target.trim_end_matches('/'),
+                img.name.replace(['/', ' '], "_"),
+                img.version
+            )
         } else {
             target.to_string()
         };
         let (file_key, manifest_key) = (format!("{base}{ext}"), format!("{base}.imgmanifest"));
         let manta = &self.stores.manta;
         let src = self.stores.by_stor(&f.stor)?;
-        copy_verified(src, &image_file_key(&f.stor, &uuid), manta, &file_key, f.size, &f.sha1, &f.content_md5).await?;
-        let manifest = serde_json::to_vec_pretty(&img.render(crate::manifest::RenderOpts::default()))
-            .map_err(Error::internal)?;
+        copy_verified(
+            src,
+            &image_file_key(&f.stor, &uuid),
+            manta,
+            &file_key,
+            f.size,
+            &f.sha1,
+            &f.content_md5,
+        )
+        .await?;
+        let manifest =
+            serde_json::to_vec_pretty(&img.render(crate::manifest::RenderOpts::default()))
+                .map_err(Error::internal)?;
         let mut w = manta.begin_write(&manifest_key).await?;
         w.write(Bytes::from(manifest)).await?;
         w.commit().await?;
