@@ -489,8 +489,9 @@ impl PendingS3Write {
     }
 
     async fn send_part(&mut self) -> Result<()> {
-        // Bound memory: wait for a slot before taking another part.
-        while self.inflight.len() >= self.store.parts_in_flight {
+        // Bound memory: the part being filled counts as one of the
+        // parts in flight, so at most parts_in_flight parts are in memory.
+        while self.inflight.len() + 1 >= self.store.parts_in_flight.max(2) {
             self.reap_one().await?;
         }
         if self.upload_id.is_empty() {
