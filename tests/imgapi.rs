@@ -313,21 +313,6 @@ async fn b09_b25_image_basics() {
     assert!(files.is_empty(), "deleted image left files: {files:?}");
 }
 
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// The fixtures of images-as-a-user.dc-test.js. Returns name → uuid.
 async fn load_fixtures(s: &Server) -> std::collections::HashMap<String, String> {
     let mut m = std::collections::HashMap::new();

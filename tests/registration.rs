@@ -59,21 +59,6 @@ async fn register(s: &Server, account: &str, body: Value, q: &str) -> (u16, Valu
     s.post(&format!("/images?account={account}{q}"), body).await
 }
 
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// Files under the image area of the manta store.
 fn image_files(s: &Server) -> Vec<std::path::PathBuf> {
     walk(&s.data_dir().join("manta/imgapi/images"))

@@ -521,22 +521,7 @@ async fn tus_upload_is_one_multipart_upload() {
         "aborted: {after:?}"
     );
     assert!(
-        walk_files(&s.data_dir().join("staging")).is_empty(),
+        walk(&s.data_dir().join("staging")).is_empty(),
         "staging freed"
     );
-}
-
-fn walk_files(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk_files(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }

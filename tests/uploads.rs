@@ -556,21 +556,6 @@ async fn target_paths_and_content_md5() {
     assert_eq!(info(&s, &loc).await["state"], "failed");
 }
 
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// SIGKILL at several points of an upload; after each restart HEAD reports
 /// an acknowledged offset and the finished file is byte-identical.
 #[tokio::test]

@@ -377,3 +377,19 @@ fn spawn_s3s_fs(reuse: Option<(u16, PathBuf)>) -> (Child, String, tempfile::Temp
     let _ = child.wait();
     panic!("s3s-fs did not start on port {port}");
 }
+
+/// Every file below `p` (none if it does not exist).
+pub fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
