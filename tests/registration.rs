@@ -10,8 +10,6 @@ use common::*;
 use serde_json::{Value, json};
 use sha1::Digest;
 
-const CT: &str = "application/offset+octet-stream";
-
 fn b64(d: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(d)
 }
@@ -24,29 +22,12 @@ fn sha1_hex(d: &[u8]) -> String {
 
 /// Upload `file` with tus as `account`; returns the upload id.
 async fn upload(s: &Server, file: &[u8], account: Option<&str>, complete: bool) -> String {
-    let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
-    let r = s
-        .http
-        .post(s.u(&format!("/uploads{q}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", file.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let (st, h) = s.tus_create(file.len() as u64, account, &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
     let n = if complete { file.len() } else { file.len() / 2 };
-    let r = s
-        .http
-        .patch(s.u(&format!("{loc}{q}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", "0")
-        .header("content-type", CT)
-        .body(file[..n].to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (st, _, v) = s.tus_patch(&loc, account, 0, file[..n].to_vec()).await;
+    assert_eq!(st, 204, "{v}");
     loc.rsplit('/').next().unwrap().to_string()
 }
 

@@ -183,28 +183,14 @@ async fn pipeline_on_s3() {
 
     // tus upload, then registration by id
     let up = data(7 << 20, 13);
-    let r = s
-        .http
-        .post(s.u(&format!("/uploads?account={LUKE}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", up.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let (st, h) = s.tus_create(up.len() as u64, Some(LUKE), &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
     for (i, c) in up.chunks(3 << 20).enumerate() {
-        let r = s
-            .http
-            .patch(s.u(&format!("{loc}?account={LUKE}")))
-            .header("tus-resumable", "1.0.0")
-            .header("upload-offset", (i * (3 << 20)).to_string())
-            .header("content-type", "application/offset+octet-stream")
-            .body(c.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
+        let (st, _, v) = s
+            .tus_patch(&loc, Some(LUKE), (i * (3 << 20)) as u64, c.to_vec())
+            .await;
+        assert_eq!(st, 204, "{v}");
     }
     let id = loc.rsplit('/').next().unwrap();
     let (st, img) = s

@@ -6,7 +6,6 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 use sha1::Digest;
 
@@ -19,58 +18,11 @@ fn sha1_hex(d: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(d))
 }
 
-/// POST /uploads; returns (status, headers).
-async fn create(
-    s: &Server,
-    len: u64,
-    account: Option<&str>,
-    meta: &[(&str, &str)],
-) -> (u16, HeaderMap) {
-    let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
-    let meta: Vec<String> = meta
-        .iter()
-        .map(|(k, v)| format!("{k} {}", b64(v.as_bytes())))
-        .collect();
-    let mut rb = s
-        .http
-        .post(s.u(&format!("/uploads{q}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", len.to_string());
-    if !meta.is_empty() {
-        rb = rb.header("upload-metadata", meta.join(","));
-    }
-    let r = rb.send().await.unwrap();
-    (r.status().as_u16(), r.headers().clone())
-}
-
 /// Create and return the upload's path (`/uploads/<id>`).
 async fn new_upload(s: &Server, len: u64, account: Option<&str>) -> String {
-    let (st, h) = create(s, len, account, &[("filename", "x.img")]).await;
+    let (st, h) = s.tus_create(len, account, &[("filename", "x.img")]).await;
     assert_eq!(st, 201);
     h["location"].to_str().unwrap().to_string()
-}
-
-async fn patch(
-    s: &Server,
-    loc: &str,
-    account: Option<&str>,
-    offset: u64,
-    body: Vec<u8>,
-) -> (u16, HeaderMap, Value) {
-    let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
-    let r = s
-        .http
-        .patch(s.u(&format!("{loc}{q}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", offset.to_string())
-        .header("content-type", CT)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let h = r.headers().clone();
-    let (st, v) = status_json(r).await;
-    (st, h, v)
 }
 
 async fn head_offset(s: &Server, loc: &str) -> (u16, Option<u64>) {
@@ -119,14 +71,16 @@ async fn options_advertise_the_protocol() {
 async fn chunked_upload_with_digests_and_head() {
     let s = Server::start().await;
     let file = data(3_000_000, 1);
-    let (st, h) = create(&s, file.len() as u64, None, &[("filename", "img.zfs")]).await;
+    let (st, h) = s
+        .tus_create(file.len() as u64, None, &[("filename", "img.zfs")])
+        .await;
     assert_eq!(st, 201);
     assert!(h.get("upload-expires").is_some());
     let loc = h["location"].to_str().unwrap().to_string();
     assert!(loc.starts_with("/uploads/"));
     let mut off = 0u64;
     for c in file.chunks(700_000) {
-        let (st, h, v) = patch(&s, &loc, None, off, c.to_vec()).await;
+        let (st, h, v) = s.tus_patch(&loc, None, off, c.to_vec()).await;
         assert_eq!(st, 204, "{v}");
         off += c.len() as u64;
         assert_eq!(h["upload-offset"], off.to_string().as_str());
@@ -192,7 +146,7 @@ async fn creation_with_upload_and_zero_length() {
     assert_eq!(r.headers()["upload-offset"], "100000");
     let (st, off) = head_offset(&s, r.headers()["location"].to_str().unwrap()).await;
     assert_eq!((st, off), (200, Some(100_000)));
-    let (st, h) = create(&s, 0, None, &[]).await;
+    let (st, h) = s.tus_create(0, None, &[]).await;
     assert_eq!(st, 201);
     let v = info(&s, h["location"].to_str().unwrap()).await;
     assert_eq!(v["state"], "complete");
@@ -203,10 +157,10 @@ async fn creation_with_upload_and_zero_length() {
 async fn protocol_errors() {
     let s = Server::start().await;
     let loc = new_upload(&s, 1000, None).await;
-    let (st, _, _) = patch(&s, &loc, None, 0, vec![1; 100]).await;
+    let (st, _, _) = s.tus_patch(&loc, None, 0, vec![1; 100]).await;
     assert_eq!(st, 204);
     // wrong offset: 409, nothing written
-    let (st, _, v) = patch(&s, &loc, None, 50, vec![2; 10]).await;
+    let (st, _, v) = s.tus_patch(&loc, None, 50, vec![2; 10]).await;
     assert_eq!(
         (st, v["code"].as_str()),
         (409, Some("UploadOffsetMismatch"))
@@ -295,21 +249,21 @@ async fn protocol_errors() {
         .unwrap();
     assert_eq!(r.status(), 400, "unsupported algorithm");
     // past Upload-Length: 413
-    let (st, _, v) = patch(&s, &loc, None, 310, vec![0; 800]).await;
+    let (st, _, v) = s.tus_patch(&loc, None, 310, vec![0; 800]).await;
     assert_eq!(
         (st, v["code"].as_str()),
         (413, Some("UploadLengthExceeded"))
     );
     assert_eq!(head_offset(&s, &loc).await.1, Some(310));
     // unknown upload: 404
-    let (st, _, _) = patch(
-        &s,
-        "/uploads/3560c262-fc65-0242-a446-7c6d1fb482e3",
-        None,
-        0,
-        vec![1],
-    )
-    .await;
+    let (st, _, _) = s
+        .tus_patch(
+            "/uploads/3560c262-fc65-0242-a446-7c6d1fb482e3",
+            None,
+            0,
+            vec![1],
+        )
+        .await;
     assert_eq!(st, 404);
     let (st, _) = head_offset(&s, "/uploads/nope").await;
     assert_eq!(st, 404);
@@ -366,7 +320,7 @@ async fn put_with_content_range() {
 async fn uploads_belong_to_their_account() {
     let s = Server::start().await;
     let loc = new_upload(&s, 100, Some(LUKE)).await;
-    let (st, _, _) = patch(&s, &loc, Some(VADER), 0, vec![1; 10]).await;
+    let (st, _, _) = s.tus_patch(&loc, Some(VADER), 0, vec![1; 10]).await;
     assert_eq!(st, 404, "foreign PATCH");
     let (st, v) = s.get(&format!("{loc}/info?account={VADER}")).await;
     assert_eq!((st, v["code"].as_str()), (404, Some("UploadNotFound")));
@@ -380,7 +334,7 @@ async fn uploads_belong_to_their_account() {
     assert_eq!(r.status(), 404, "foreign DELETE");
     let (st, v) = s.get(&format!("/uploads?account={VADER}")).await;
     assert_eq!((st, v), (200, serde_json::json!([])));
-    let (st, _, _) = patch(&s, &loc, Some(LUKE), 0, vec![1; 10]).await;
+    let (st, _, _) = s.tus_patch(&loc, Some(LUKE), 0, vec![1; 10]).await;
     assert_eq!(st, 204);
     let (st, v) = s.get(&format!("{loc}/info?account={LUKE}")).await;
     assert_eq!((st, v["owner"].as_str()), (200, Some(LUKE)));
@@ -392,15 +346,15 @@ async fn size_and_quota_limits() {
         "[limits]\nmax_file_size = 1000\nmax_bytes_in_flight_per_account = 1500\n",
     )
     .await;
-    let (st, _) = create(&s, 1001, Some(LUKE), &[]).await;
+    let (st, _) = s.tus_create(1001, Some(LUKE), &[]).await;
     assert_eq!(st, 413);
-    let (st, _) = create(&s, 1000, Some(LUKE), &[]).await;
+    let (st, _) = s.tus_create(1000, Some(LUKE), &[]).await;
     assert_eq!(st, 201);
-    let (st, _) = create(&s, 600, Some(LUKE), &[]).await;
+    let (st, _) = s.tus_create(600, Some(LUKE), &[]).await;
     assert_eq!(st, 413, "over the account's bytes in flight");
-    let (st, _) = create(&s, 500, Some(LUKE), &[]).await;
+    let (st, _) = s.tus_create(500, Some(LUKE), &[]).await;
     assert_eq!(st, 201);
-    let (st, _) = create(&s, 600, Some(VADER), &[]).await;
+    let (st, _) = s.tus_create(600, Some(VADER), &[]).await;
     assert_eq!(st, 201, "quota is per account");
     // nothing was stored for the refused ones
     let (_, v) = s.get(&format!("/uploads?account={LUKE}")).await;
@@ -425,7 +379,7 @@ async fn concurrent_patches_never_interleave() {
     let slow = tokio::spawn(slow);
     tx.send(Ok(vec![1u8; 100_000])).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (st, _, v) = patch(&s, &loc, None, 0, vec![2u8; 100_000]).await;
+    let (st, _, v) = s.tus_patch(&loc, None, 0, vec![2u8; 100_000]).await;
     assert!(st == 423 || st == 409, "second PATCH refused, got {st} {v}");
     tx.send(Ok(vec![1u8; 100_000])).await.unwrap();
     drop(tx);
@@ -450,7 +404,7 @@ fn tokio_stream_from<T: Send + 'static>(
 async fn termination_frees_storage() {
     let s = Server::start().await;
     let loc = new_upload(&s, 1_000_000, None).await;
-    patch(&s, &loc, None, 0, vec![5; 500_000]).await;
+    s.tus_patch(&loc, None, 0, vec![5; 500_000]).await;
     let files_before = walk(&s.data_dir().join("manta"));
     assert_eq!(files_before.len(), 1);
     let r = s
@@ -471,12 +425,12 @@ async fn termination_frees_storage() {
 #[tokio::test]
 async fn idle_uploads_expire_and_are_reaped() {
     let mut s = Server::start_with_config("[uploads]\nexpire_after_secs = 1\n").await;
-    let (_, h) = create(&s, 1000, None, &[]).await;
+    let (_, h) = s.tus_create(1000, None, &[]).await;
     let loc = h["location"].to_str().unwrap().to_string();
     assert!(h.get("upload-expires").is_some());
-    patch(&s, &loc, None, 0, vec![1; 10]).await;
+    s.tus_patch(&loc, None, 0, vec![1; 10]).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (st, _, v) = patch(&s, &loc, None, 10, vec![1; 10]).await;
+    let (st, _, v) = s.tus_patch(&loc, None, 10, vec![1; 10]).await;
     assert_eq!((st, v["code"].as_str()), (410, Some("UploadExpired")));
     assert_eq!(head_offset(&s, &loc).await.0, 410);
     // The reaper runs at start-up (then every 10 minutes).
@@ -494,29 +448,31 @@ async fn target_paths_and_content_md5() {
     let s = Server::start().await;
     let file = data(50_000, 4);
     // operator: /assets path
-    let (st, h) = create(&s, 50_000, None, &[("path", "/assets/base/base-1.0.zfs")]).await;
+    let (st, h) = s
+        .tus_create(50_000, None, &[("path", "/assets/base/base-1.0.zfs")])
+        .await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
-    patch(&s, &loc, None, 0, file.clone()).await;
+    s.tus_patch(&loc, None, 0, file.clone()).await;
     assert_eq!(
         std::fs::read(s.data_dir().join("assets/base/base-1.0.zfs")).unwrap(),
         file
     );
     assert_eq!(info(&s, &loc).await["path"], "/assets/base/base-1.0.zfs");
     // an account may not use /assets unless allowed
-    let (st, _) = create(&s, 10, Some(LUKE), &[("path", "/assets/x")]).await;
+    let (st, _) = s.tus_create(10, Some(LUKE), &[("path", "/assets/x")]).await;
     assert_eq!(st, 422);
     // its own manta namespace (by uuid) is fine; another's is not
-    let (st, h) = create(
-        &s,
-        10,
-        Some(LUKE),
-        &[("path", &format!("/{LUKE}/stor/images/a.img"))],
-    )
-    .await;
+    let (st, h) = s
+        .tus_create(
+            10,
+            Some(LUKE),
+            &[("path", &format!("/{LUKE}/stor/images/a.img"))],
+        )
+        .await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
-    patch(&s, &loc, Some(LUKE), 0, vec![3; 10]).await;
+    s.tus_patch(&loc, Some(LUKE), 0, vec![3; 10]).await;
     assert_eq!(
         std::fs::read(s.data_dir().join(format!("manta/{LUKE}/stor/images/a.img"))).unwrap(),
         vec![3; 10]
@@ -527,30 +483,30 @@ async fn target_paths_and_content_md5() {
         format!("/{LUKE}/stor/../../etc/passwd"),
         "relative/x".into(),
     ] {
-        let (st, _) = create(&s, 10, Some(LUKE), &[("path", &bad)]).await;
+        let (st, _) = s.tus_create(10, Some(LUKE), &[("path", &bad)]).await;
         assert_eq!(st, 422, "{bad}");
     }
     // content_md5 is checked on completion
-    let (st, h) = create(
-        &s,
-        4,
-        None,
-        &[("content_md5", &b64(&md5::Md5::digest(b"abcd")))],
-    )
-    .await;
+    let (st, h) = s
+        .tus_create(
+            4,
+            None,
+            &[("content_md5", &b64(&md5::Md5::digest(b"abcd")))],
+        )
+        .await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
-    let (st, _, _) = patch(&s, &loc, None, 0, b"abcd".to_vec()).await;
+    let (st, _, _) = s.tus_patch(&loc, None, 0, b"abcd".to_vec()).await;
     assert_eq!(st, 204);
-    let (_, h) = create(
-        &s,
-        4,
-        None,
-        &[("content_md5", &b64(&md5::Md5::digest(b"abcd")))],
-    )
-    .await;
+    let (_, h) = s
+        .tus_create(
+            4,
+            None,
+            &[("content_md5", &b64(&md5::Md5::digest(b"abcd")))],
+        )
+        .await;
     let loc = h["location"].to_str().unwrap().to_string();
-    let (st, _, v) = patch(&s, &loc, None, 0, b"abce".to_vec()).await;
+    let (st, _, v) = s.tus_patch(&loc, None, 0, b"abce".to_vec()).await;
     assert_eq!((st, v["code"].as_str()), (422, Some("ChecksumMismatch")));
     assert_eq!(v["errors"][0]["field"], "content_md5");
     assert_eq!(info(&s, &loc).await["state"], "failed");
@@ -569,14 +525,14 @@ async fn survives_sigkill_mid_upload() {
     let plan = [0usize, 300_000, 0, 900_000, 1, 0];
     for kill_after in plan {
         // one acknowledged chunk first
-        let (st, _, v) = patch(
-            &s,
-            &loc,
-            None,
-            acked as u64,
-            file[acked..acked + CHUNK].to_vec(),
-        )
-        .await;
+        let (st, _, v) = s
+            .tus_patch(
+                &loc,
+                None,
+                acked as u64,
+                file[acked..acked + CHUNK].to_vec(),
+            )
+            .await;
         assert_eq!(st, 204, "{v}");
         acked += CHUNK;
         if kill_after > 0 {
@@ -613,7 +569,9 @@ async fn survives_sigkill_mid_upload() {
     // finish
     while acked < file.len() {
         let end = (acked + CHUNK).min(file.len());
-        let (st, _, _) = patch(&s, &loc, None, acked as u64, file[acked..end].to_vec()).await;
+        let (st, _, _) = s
+            .tus_patch(&loc, None, acked as u64, file[acked..end].to_vec())
+            .await;
         assert_eq!(st, 204);
         acked = end;
     }
@@ -653,7 +611,9 @@ async fn dropped_connection_keeps_received_bytes() {
     let (_, off) = head_offset(&s, &loc).await;
     let off = off.unwrap() as usize;
     assert!(off > 0 && off <= 1_000_000, "kept what arrived: {off}");
-    let (st, _, _) = patch(&s, &loc, None, off as u64, file[off..].to_vec()).await;
+    let (st, _, _) = s
+        .tus_patch(&loc, None, off as u64, file[off..].to_vec())
+        .await;
     assert_eq!(st, 204);
     assert_eq!(info(&s, &loc).await["sha1"], sha1_hex(&file));
 }
@@ -694,16 +654,11 @@ async fn out_of_space_is_507_and_resumable() {
     const MIB: usize = 1 << 20;
     let file = data(10 * MIB, 7);
     let loc = new_upload(&s, file.len() as u64, None).await;
-    let (st, _, _) = patch(&s, &loc, None, 0, file[..4 * MIB].to_vec()).await;
+    let (st, _, _) = s.tus_patch(&loc, None, 0, file[..4 * MIB].to_vec()).await;
     assert_eq!(st, 204);
-    let (st, _, v) = patch(
-        &s,
-        &loc,
-        None,
-        4 * MIB as u64,
-        file[4 * MIB..8 * MIB].to_vec(),
-    )
-    .await;
+    let (st, _, v) = s
+        .tus_patch(&loc, None, 4 * MIB as u64, file[4 * MIB..8 * MIB].to_vec())
+        .await;
     assert_eq!(
         (st, v["code"].as_str()),
         (507, Some("InsufficientStorage")),
@@ -711,7 +666,9 @@ async fn out_of_space_is_507_and_resumable() {
     );
     assert_eq!(head_offset(&s, &loc).await.1, Some(4 * MIB as u64));
     std::fs::remove_file(&filler).unwrap();
-    let (st, _, v) = patch(&s, &loc, None, 4 * MIB as u64, file[4 * MIB..].to_vec()).await;
+    let (st, _, v) = s
+        .tus_patch(&loc, None, 4 * MIB as u64, file[4 * MIB..].to_vec())
+        .await;
     assert_eq!(st, 204, "{v}");
     assert_eq!(info(&s, &loc).await["sha1"], sha1_hex(&file));
 }

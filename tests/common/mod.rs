@@ -108,6 +108,62 @@ impl Server {
         status_json(r).await
     }
 
+    /// tus creation: POST /uploads as `account` with `Upload-Metadata`
+    /// pairs; returns (status, headers).
+    pub async fn tus_create(
+        &self,
+        len: u64,
+        account: Option<&str>,
+        meta: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap) {
+        use base64::Engine;
+        let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
+        let meta: Vec<String> = meta
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k} {}",
+                    base64::engine::general_purpose::STANDARD.encode(v)
+                )
+            })
+            .collect();
+        let mut rb = self
+            .http
+            .post(self.u(&format!("/uploads{q}")))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", len.to_string());
+        if !meta.is_empty() {
+            rb = rb.header("upload-metadata", meta.join(","));
+        }
+        let r = rb.send().await.expect("POST /uploads");
+        (r.status().as_u16(), r.headers().clone())
+    }
+
+    /// tus PATCH of `body` at `offset` (as `account`); returns (status,
+    /// headers, body).
+    pub async fn tus_patch(
+        &self,
+        loc: &str,
+        account: Option<&str>,
+        offset: u64,
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
+        let r = self
+            .http
+            .patch(self.u(&format!("{loc}{q}")))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("PATCH");
+        let h = r.headers().clone();
+        let (st, v) = status_json(r).await;
+        (st, h, v)
+    }
+
     /// Create an image as `account` (or operator with `owner` in the body).
     pub async fn create(&self, account: Option<&str>, body: Value) -> Value {
         let path = match account {
