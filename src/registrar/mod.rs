@@ -503,18 +503,8 @@ impl Registrar {
         if job.store == DEST_STOR && dest.as_fs().is_none() {
             // Same object store: verify by streaming, then a server-side
             // copy conditioned on the ETag that was verified.
-            let mut hasher = crate::digest::StreamHasher::new();
-            let mut body = body;
-            while let Some(c) = futures_util::StreamExt::next(&mut body).await {
-                let c = c.map_err(Error::from)?;
-                if hasher.size() + c.len() as u64 > self.max_file_size {
-                    return Err(JobError::Permanent(Error::Upload(
-                        "file is larger than max_file_size".into(),
-                    )));
-                }
-                hasher.update(&c).await?;
-            }
-            let d = hasher.finish().await?;
+            let body = futures_util::TryStreamExt::map_err(body, Error::from);
+            let d = crate::store::hash_stream(body, self.max_file_size).await?;
             compare(job, &d)?;
             let etag = before.and_then(|m| m.etag);
             dest.copy_within(&job.source_key, &dest_key, etag.as_deref())

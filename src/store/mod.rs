@@ -144,6 +144,26 @@ pub async fn ingest<S>(pending: &mut PendingWrite, body: S, max: u64) -> Result<
 where
     S: Stream<Item = Result<Bytes>> + Send,
 {
+    digest_stream(Some(pending), body, max).await
+}
+
+/// The digests of a stream, read once (verification without a copy); more
+/// than `max` bytes is 400 Upload.
+pub async fn hash_stream<S>(body: S, max: u64) -> Result<Digests>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
+    digest_stream(None, body, max).await
+}
+
+async fn digest_stream<S>(
+    mut pending: Option<&mut PendingWrite>,
+    body: S,
+    max: u64,
+) -> Result<Digests>
+where
+    S: Stream<Item = Result<Bytes>> + Send,
+{
     let mut hasher = StreamHasher::new();
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
@@ -154,7 +174,9 @@ where
             )));
         }
         hasher.update(&chunk).await?;
-        pending.write(chunk).await?;
+        if let Some(p) = pending.as_deref_mut() {
+            p.write(chunk).await?;
+        }
     }
     hasher.finish().await
 }
