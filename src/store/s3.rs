@@ -435,10 +435,10 @@ impl S3Store {
     /// smaller than a part are one PutObject; larger ones a multipart upload,
     /// started when the first part is full.
     pub async fn begin_write(&self, key: &str) -> Result<PendingS3Write> {
-        let k = self.k(key)?;
+        self.k(key)?; // refuse bad keys now, not at the first part
         Ok(PendingS3Write {
             store: Arc::new(self.clone()),
-            key: k,
+            key: key.to_string(),
             upload_id: String::new(),
             buf: BytesMut::with_capacity(self.part_size),
             next_part: 1,
@@ -465,12 +465,13 @@ where
 /// `part_size` bytes are in memory at once.
 pub struct PendingS3Write {
     store: Arc<S3Store>,
+    /// The store key (without the prefix).
     key: String,
     upload_id: String,
     buf: BytesMut,
     next_part: i32,
-    inflight: JoinSet<Result<CompletedPart>>,
-    parts: Vec<CompletedPart>,
+    inflight: JoinSet<Result<(i32, String)>>,
+    parts: Vec<(i32, String)>,
     done: bool,
 }
 
@@ -495,39 +496,15 @@ impl PendingS3Write {
             self.reap_one().await?;
         }
         if self.upload_id.is_empty() {
-            let up = self
-                .store
-                .client
-                .create_multipart_upload()
-                .bucket(&self.store.bucket)
-                .key(&self.key)
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            self.upload_id = up.upload_id().unwrap_or_default().to_string();
+            self.upload_id = self.store.create_multipart(&self.key).await?;
         }
         let body = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.store.part_size))
             .freeze();
         let n = self.next_part;
         self.next_part += 1;
         let (s, key, id) = (self.store.clone(), self.key.clone(), self.upload_id.clone());
-        self.inflight.spawn(async move {
-            let r = s
-                .client
-                .upload_part()
-                .bucket(&s.bucket)
-                .key(&key)
-                .upload_id(&id)
-                .part_number(n)
-                .body(S3Body::from(body))
-                .send()
-                .await
-                .map_err(sdk_err)?;
-            Ok(CompletedPart::builder()
-                .part_number(n)
-                .e_tag(r.e_tag().unwrap_or_default())
-                .build())
-        });
+        self.inflight
+            .spawn(async move { Ok((n, s.upload_part(&key, &id, n, body).await?)) });
         Ok(())
     }
 
@@ -546,7 +523,7 @@ impl PendingS3Write {
                 .client
                 .put_object()
                 .bucket(&self.store.bucket)
-                .key(&self.key)
+                .key(self.store.k(&self.key)?)
                 .body(S3Body::from(body))
                 .send()
                 .await
@@ -560,21 +537,10 @@ impl PendingS3Write {
         while !self.inflight.is_empty() {
             self.reap_one().await?;
         }
-        self.parts.sort_by_key(|p| p.part_number());
+        self.parts.sort_by_key(|p| p.0);
         self.store
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.store.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(sdk_err)?;
+            .complete_multipart(&self.key, &self.upload_id, &self.parts)
+            .await?;
         self.done = true;
         Ok(())
     }
@@ -589,14 +555,7 @@ impl Drop for PendingS3Write {
         let (s, key, id) = (self.store.clone(), self.key.clone(), self.upload_id.clone());
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(async move {
-                let _ = s
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&s.bucket)
-                    .key(&key)
-                    .upload_id(&id)
-                    .send()
-                    .await;
+                let _ = s.abort_multipart(&key, &id).await;
             });
         }
     }
