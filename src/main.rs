@@ -200,11 +200,15 @@ async fn account_create(
 
 /// Part buffers (MiBs each) must go back to the system when freed, so RSS
 /// stays within part size x parts in flight: a fixed mmap threshold stops
-/// glibc from raising it and keeping freed buffers in the heap.
+/// glibc from raising it and keeping freed buffers in the heap. Smaller
+/// buffers (hyper's ~400 KiB reads) are reused instead: a heap keeps up to
+/// 8 MiB free before trimming, so a streaming upload does not hand pages back
+/// and fault them in again for every read.
 fn limit_heap_retention() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator tuning parameters; called once at start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
     }
 }

@@ -336,6 +336,72 @@ async fn s3_down_is_503_and_recovers() {
     assert_eq!(st, 200);
 }
 
+/// A tus upload while the S3 store goes down: PATCHes still succeed (the
+/// bytes are staged and fsynced locally), the parts wait, and once the store
+/// is back the backlog goes out and the upload completes intact.
+#[tokio::test]
+async fn tus_upload_rides_out_an_s3_outage() {
+    const MIB: usize = 1 << 20;
+    let mut s3 = S3Server::start_own();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let file = data(23 * MIB + 777, 17);
+    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
+    let info_path = format!("{loc}/info");
+    let (st, _, _) = s.tus_patch(&loc, None, 0, file[..7 * MIB].to_vec()).await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        s.get(&info_path).await.1["parts_sent"],
+        1,
+        "one 5 MiB part out, 2 MiB staged"
+    );
+
+    assert!(s3.stop(), "stops its own S3 server");
+    let (st, h, v) = s
+        .tus_patch(&loc, None, 7 * MIB as u64, file[7 * MIB..18 * MIB].to_vec())
+        .await;
+    assert_eq!(st, 204, "staged locally while the store is down: {v}");
+    assert_eq!(h["upload-offset"], (18 * MIB).to_string().as_str());
+    let i = s.get(&info_path).await.1;
+    assert_eq!(
+        (i["parts_sent"].as_u64(), i["offset"].as_u64()),
+        (Some(1), Some(18 * MIB as u64)),
+        "no part went out: {i}"
+    );
+
+    s3.restart();
+    let (st, _, _) = s
+        .tus_patch(
+            &loc,
+            None,
+            18 * MIB as u64,
+            file[18 * MIB..20 * MIB].to_vec(),
+        )
+        .await;
+    assert_eq!(st, 204);
+    let i = s.get(&info_path).await.1;
+    assert_eq!(
+        (i["parts_sent"].as_u64(), i["bytes_in_parts"].as_u64()),
+        (Some(4), Some(20 * MIB as u64)),
+        "the backlog went out: {i}"
+    );
+    let (st, _, _) = s
+        .tus_patch(&loc, None, 20 * MIB as u64, file[20 * MIB..].to_vec())
+        .await;
+    assert_eq!(st, 204);
+    let i = s.get(&info_path).await.1;
+    assert_eq!(i["state"], "complete", "{i}");
+    assert_eq!(i["sha1"], sha1_hex(&file));
+    let r = s.http.get(s.u(&loc)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        sha1_hex(&r.bytes().await.unwrap()),
+        sha1_hex(&file),
+        "the object in S3"
+    );
+}
+
 /// A tus upload to an S3 store is one multipart upload: full parts go out
 /// as they fill, the rest waits in a local staging file; a SIGKILL loses
 /// nothing; completion completes the multipart upload; termination aborts it.

@@ -326,7 +326,7 @@ impl FsStore {
         })
         .await
         .map_err(Error::internal)??;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
         let handle = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             let mut file = file;
             let mut pos = offset;

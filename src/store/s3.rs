@@ -369,7 +369,10 @@ impl S3Store {
         Ok(up.upload_id().unwrap_or_default().to_string())
     }
 
-    /// Send part `n`; returns its ETag.
+    /// Send part `n`; returns its ETag. Part and object bodies are not
+    /// SHA-256-signed (UNSIGNED-PAYLOAD): the SDK's CRC32 checksum, which
+    /// the server verifies, still covers every byte, and signing would hash
+    /// every byte once more on both ends of the connection.
     pub async fn upload_part(
         &self,
         key: &str,
@@ -385,6 +388,8 @@ impl S3Store {
             .upload_id(upload_id)
             .part_number(n)
             .body(S3Body::from(body))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(sdk_err)?;
@@ -437,13 +442,7 @@ impl S3Store {
     pub async fn begin_write(&self, key: &str) -> Result<PendingS3Write> {
         self.k(key)?; // refuse bad keys now, not at the first part
         Ok(PendingS3Write {
-            store: Arc::new(self.clone()),
-            key: key.to_string(),
-            upload_id: String::new(),
-            buf: BytesMut::with_capacity(self.part_size),
-            next_part: 1,
-            inflight: JoinSet::new(),
-            parts: Vec::new(),
+            parts: PartSender::new(Arc::new(self.clone()), key, "", 1, BytesMut::new()),
             done: false,
         })
     }
@@ -461,27 +460,50 @@ where
     sdk_err(e)
 }
 
-/// A multipart upload in progress. At most `parts_in_flight` parts of
-/// `part_size` bytes are in memory at once.
-pub struct PendingS3Write {
+/// Sends the parts of a multipart upload as they fill, several at once. At
+/// most `parts_in_flight` parts of `part_size` bytes are in memory, the one
+/// being filled included.
+pub struct PartSender {
     store: Arc<S3Store>,
     /// The store key (without the prefix).
     key: String,
+    /// Empty until the first part is sent (then created).
     upload_id: String,
     buf: BytesMut,
     next_part: i32,
     inflight: JoinSet<Result<(i32, String)>>,
-    parts: Vec<(i32, String)>,
-    done: bool,
+    sent: Vec<(i32, String)>,
 }
 
-impl PendingS3Write {
-    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        let mut chunk = chunk;
+impl PartSender {
+    /// Parts of `upload_id` (empty: create one when the first part is full)
+    /// from number `first_part` on; `filled` holds bytes already in it.
+    pub fn new(
+        store: Arc<S3Store>,
+        key: &str,
+        upload_id: &str,
+        first_part: i32,
+        filled: BytesMut,
+    ) -> PartSender {
+        let mut buf = BytesMut::with_capacity(store.part_size);
+        buf.extend_from_slice(&filled);
+        PartSender {
+            store,
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            buf,
+            next_part: first_part,
+            inflight: JoinSet::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    /// Add bytes; each part that fills up is sent in the background.
+    pub async fn write(&mut self, mut chunk: &[u8]) -> Result<()> {
         while !chunk.is_empty() {
-            let room = self.store.part_size - self.buf.len();
-            let take = room.min(chunk.len());
-            self.buf.extend_from_slice(&chunk.split_to(take));
+            let take = (self.store.part_size - self.buf.len()).min(chunk.len());
+            self.buf.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
             if self.buf.len() == self.store.part_size {
                 self.send_part().await?;
             }
@@ -490,8 +512,7 @@ impl PendingS3Write {
     }
 
     async fn send_part(&mut self) -> Result<()> {
-        // Bound memory: the part being filled counts as one of the
-        // parts in flight, so at most parts_in_flight parts are in memory.
+        // The part being filled counts as one of the parts in flight.
         while self.inflight.len() + 1 >= self.store.parts_in_flight.max(2) {
             self.reap_one().await?;
         }
@@ -510,36 +531,65 @@ impl PendingS3Write {
 
     async fn reap_one(&mut self) -> Result<()> {
         if let Some(r) = self.inflight.join_next().await {
-            self.parts.push(r.map_err(Error::internal)??);
+            self.sent.push(r.map_err(Error::internal)??);
         }
         Ok(())
     }
 
+    /// Wait for the parts in flight. Returns the parts sent, in order, and
+    /// the bytes not yet in a part.
+    pub async fn finish(mut self) -> Result<(Vec<(i32, String)>, BytesMut)> {
+        while !self.inflight.is_empty() {
+            self.reap_one().await?;
+        }
+        self.sent.sort_by_key(|p| p.0);
+        Ok((
+            std::mem::take(&mut self.sent),
+            std::mem::take(&mut self.buf),
+        ))
+    }
+}
+
+/// A whole-object write in progress: one PutObject, or a multipart upload
+/// once more than a part has come.
+pub struct PendingS3Write {
+    parts: PartSender,
+    done: bool,
+}
+
+impl PendingS3Write {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.parts.write(&chunk).await
+    }
+
     pub async fn commit(mut self) -> Result<()> {
-        if self.upload_id.is_empty() {
+        let p = &mut self.parts;
+        if p.upload_id.is_empty() {
             // Smaller than one part (or empty): a single PutObject.
-            let body = std::mem::take(&mut self.buf).freeze();
-            self.store
+            let body = std::mem::take(&mut p.buf).freeze();
+            p.store
                 .client
                 .put_object()
-                .bucket(&self.store.bucket)
-                .key(self.store.k(&self.key)?)
+                .bucket(&p.store.bucket)
+                .key(p.store.k(&p.key)?)
                 .body(S3Body::from(body))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(sdk_err)?;
             self.done = true;
             return Ok(());
         }
-        if !self.buf.is_empty() {
-            self.send_part().await?;
+        if !p.buf.is_empty() {
+            p.send_part().await?;
         }
-        while !self.inflight.is_empty() {
-            self.reap_one().await?;
+        while !p.inflight.is_empty() {
+            p.reap_one().await?;
         }
-        self.parts.sort_by_key(|p| p.0);
-        self.store
-            .complete_multipart(&self.key, &self.upload_id, &self.parts)
+        p.sent.sort_by_key(|p| p.0);
+        p.store
+            .complete_multipart(&p.key, &p.upload_id, &p.sent)
             .await?;
         self.done = true;
         Ok(())
@@ -548,11 +598,12 @@ impl PendingS3Write {
 
 impl Drop for PendingS3Write {
     fn drop(&mut self) {
-        if self.done || self.upload_id.is_empty() {
+        let p = &mut self.parts;
+        if self.done || p.upload_id.is_empty() {
             return;
         }
-        self.inflight.abort_all();
-        let (s, key, id) = (self.store.clone(), self.key.clone(), self.upload_id.clone());
+        p.inflight.abort_all();
+        let (s, key, id) = (p.store.clone(), p.key.clone(), p.upload_id.clone());
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(async move {
                 let _ = s.abort_multipart(&key, &id).await;

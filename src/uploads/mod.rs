@@ -18,6 +18,7 @@ use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::manifest::now_iso;
 use crate::store::namespace::{self, Namespace};
+use crate::store::s3::PartSender;
 use crate::store::{ByteStream, FsStore, Stores};
 
 /// Upload limits and settings.
@@ -355,6 +356,7 @@ impl Uploads {
             .open_append(&up.data_key, up.offset - staged_from)
             .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
+        let mut tee = self.part_tee(&up).await;
         let mut received = 0u64;
         let mut body = std::pin::pin!(body);
         let mut failure: Option<Error> = None;
@@ -379,6 +381,13 @@ impl Uploads {
                 c.update(&chunk).await?;
             }
             hasher.update(&chunk).await?;
+            if let Some(t) = &mut tee
+                && let Err(e) = t.write(&chunk).await
+            {
+                // The bytes are staged locally too: the parts go later.
+                tracing::warn!(upload.id = %id, error = %e, "could not send a part yet");
+                tee = None;
+            }
             if let Err(e) = writer.write(chunk).await {
                 failure = Some(e);
                 break;
@@ -408,8 +417,15 @@ impl Uploads {
         up.offset += received;
         up.updated_at = now_iso();
         up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
+        let old_staging = match tee {
+            Some(t) => self.record_sent_parts(&mut up, t).await,
+            None => None,
+        };
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
+        if let Some(old) = old_staging {
+            let _ = fs.delete(&old).await;
+        }
         if up.offset == up.length {
             return self.complete(up).await;
         }
@@ -421,6 +437,83 @@ impl Uploads {
             }
         }
         Ok(up)
+    }
+
+    /// For an upload into S3 with less than a part staged: a sender primed
+    /// with the staged bytes, so full parts go out while a PATCH streams in
+    /// (the bytes are staged locally as well; a part that fails is sent
+    /// again from there later).
+    async fn part_tee(&self, up: &Upload) -> Option<PartSender> {
+        let m = up.s3.as_ref()?;
+        let s3 = self.stores.by_name(self.target_store(up)).ok()?.as_s3()?;
+        let staged = up.offset - m.staged_from;
+        if staged >= s3.part_size() {
+            return None; // a backlog from an outage: flush_parts sends it
+        }
+        let mut filled = bytes::BytesMut::with_capacity(staged as usize);
+        if staged > 0 {
+            let mut body = self
+                .fs(&up.store)
+                .ok()?
+                .get(&up.data_key, Some(0..staged))
+                .await
+                .ok()?;
+            while let Some(c) = body.next().await {
+                filled.extend_from_slice(&c.ok()?);
+            }
+        }
+        let first = m.parts.len() as i32 + 1;
+        Some(PartSender::new(
+            Arc::new(s3.clone()),
+            &m.key,
+            &m.upload_id,
+            first,
+            filled,
+        ))
+    }
+
+    /// After a PATCH whose bytes are durable locally: record the parts the
+    /// tee sent and restage only the bytes after them. Returns the staging
+    /// file to delete once the row is committed. On any failure nothing is
+    /// recorded: the staged bytes stay and the parts go again later.
+    async fn record_sent_parts(&self, up: &mut Upload, tee: PartSender) -> Option<String> {
+        let (sent, rest) = match tee.finish().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(upload.id = %up.id, error = %e, "could not send a part yet");
+                return None;
+            }
+        };
+        if sent.is_empty() {
+            return None;
+        }
+        let part = self
+            .stores
+            .by_name(self.target_store(up))
+            .ok()?
+            .as_s3()?
+            .part_size();
+        let m = up.s3.as_mut()?;
+        let new_from = m.staged_from + sent.len() as u64 * part;
+        let new_key = restage_key(&up.data_key, new_from);
+        let fs = self.fs(&up.store).ok()?;
+        let written = async {
+            let mut w = fs.open_append(&new_key, 0).await?;
+            w.write(rest.freeze()).await?;
+            w.finish().await
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(upload.id = %up.id, error = %e, "could not restage the upload");
+            let _ = fs.delete(&new_key).await;
+            return None;
+        }
+        m.parts.extend(sent.into_iter().map(|(n, etag)| q::Part {
+            n,
+            etag,
+            size: part,
+        }));
+        m.staged_from = new_from;
+        Some(std::mem::replace(&mut up.data_key, new_key))
     }
 
     /// Send the staged bytes as S3 parts: every full part, or (`last`) all of
@@ -460,12 +553,7 @@ impl Uploads {
         }
         // The rest goes to a staging file named after its first offset.
         let new_from = m.staged_from + sent;
-        let area = up
-            .data_key
-            .rsplit_once('.')
-            .map(|(a, _)| a.to_string())
-            .unwrap_or_default();
-        let new_key = staging_key(&area, new_from);
+        let new_key = restage_key(&up.data_key, new_from);
         let mut w = fs.open_append(&new_key, 0).await?;
         if staged > sent {
             let mut rest = fs.get(&up.data_key, Some(sent..staged)).await?;
@@ -661,4 +749,10 @@ pub fn stamp(m: &crate::store::ObjectMeta) -> String {
 /// The staging file of an upload area whose first byte is at `from`.
 fn staging_key(area: &str, from: u64) -> String {
     format!("{area}.{from}")
+}
+
+/// The staging file that follows `data_key` (same area) from offset `from`.
+fn restage_key(data_key: &str, from: u64) -> String {
+    let area = data_key.rsplit_once('.').map_or("", |(a, _)| a);
+    staging_key(area, from)
 }

@@ -3,14 +3,16 @@
 //! hashers' serialisable state, so an upload resumed after a restart goes on
 //! hashing without re-reading what it already stored.
 
+mod md5;
+
 use base64::Engine;
 use bytes::Bytes;
-use md5::Md5;
-use md5::digest::common::hazmat::{SerializableState, SerializedState};
+use sha1::digest::common::hazmat::{SerializableState, SerializedState};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use self::md5::Md5;
 use crate::error::{Error, Result};
 
 /// The digests of a whole file.
@@ -33,7 +35,7 @@ impl Digests {
     /// Digests of an in-memory buffer (icons, tests).
     pub fn of(data: &[u8]) -> Digests {
         Digests {
-            md5: Md5::digest(data).into(),
+            md5: Md5::digest(data),
             sha1: Sha1::digest(data).into(),
             size: data.len() as u64,
         }
@@ -58,6 +60,10 @@ impl Default for HashState {
     }
 }
 
+fn restore_md5(bytes: &[u8]) -> Result<Md5> {
+    Md5::deserialize(bytes).ok_or_else(|| Error::internal("bad md5 state"))
+}
+
 fn restore<D: SerializableState>(bytes: &[u8]) -> Result<D> {
     let arr = SerializedState::<D>::try_from(bytes)
         .map_err(|_| Error::internal("bad hash state size"))?;
@@ -67,13 +73,36 @@ fn restore<D: SerializableState>(bytes: &[u8]) -> Result<D> {
 impl HashState {
     /// The digests of the bytes hashed so far.
     pub fn digests(&self) -> Result<Digests> {
-        let md5: Md5 = restore(&self.md5)?;
+        let md5 = restore_md5(&self.md5)?;
         let sha1: Sha1 = restore(&self.sha1)?;
         Ok(Digests {
-            md5: md5.finalize().into(),
+            md5: md5.finalize(),
             sha1: sha1.finalize().into(),
             size: self.size,
         })
+    }
+}
+
+/// What a [`HashThread`] runs: a hash function's update.
+trait Update: Send + 'static {
+    fn feed(&mut self, data: &[u8]);
+}
+
+impl Update for Md5 {
+    fn feed(&mut self, data: &[u8]) {
+        self.update(data)
+    }
+}
+
+impl Update for Sha1 {
+    fn feed(&mut self, data: &[u8]) {
+        Digest::update(self, data)
+    }
+}
+
+impl Update for Sha256 {
+    fn feed(&mut self, data: &[u8]) {
+        Digest::update(self, data)
     }
 }
 
@@ -83,12 +112,15 @@ struct HashThread<D> {
     handle: tokio::task::JoinHandle<D>,
 }
 
-impl<D: Digest + Send + 'static> HashThread<D> {
+impl<D: Update> HashThread<D> {
     fn spawn(mut d: D) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+        // A short queue (8 reads, ~3 MiB): md5 is the slowest stage, and a
+        // deeper queue only lengthens the wait for it at the end of each
+        // request and adds to RSS.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(8);
         let handle = tokio::task::spawn_blocking(move || {
             while let Some(b) = rx.blocking_recv() {
-                d.update(&b);
+                d.feed(&b);
             }
             d
         });
@@ -133,7 +165,7 @@ impl StreamHasher {
     /// Go on from a saved state.
     pub fn resume(state: &HashState) -> Result<StreamHasher> {
         Ok(StreamHasher {
-            md5: HashThread::spawn(restore::<Md5>(&state.md5)?),
+            md5: HashThread::spawn(restore_md5(&state.md5)?),
             sha1: HashThread::spawn(restore::<Sha1>(&state.sha1)?),
             size: state.size,
         })
