@@ -135,6 +135,14 @@ pub struct S3Config {
     pub part_size_mib: u64,
     #[serde(default = "default_parts_in_flight")]
     pub parts_in_flight: usize,
+    /// Seconds to open a connection to the store.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds one attempt of one S3 request may take (a part upload, a
+    /// HEAD, the start of a download); a slow store then fails the request
+    /// with 503 StorageIsDown after the SDK's retries instead of hanging.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
 }
 
 fn default_region() -> String {
@@ -148,6 +156,12 @@ fn default_part_size() -> u64 {
 }
 fn default_parts_in_flight() -> usize {
     4
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    60
 }
 
 impl std::fmt::Debug for S3Config {
@@ -163,6 +177,8 @@ impl std::fmt::Debug for S3Config {
             .field("secret_access_key_file", &self.secret_access_key_file)
             .field("part_size_mib", &self.part_size_mib)
             .field("parts_in_flight", &self.parts_in_flight)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .finish()
     }
 }

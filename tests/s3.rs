@@ -32,6 +32,8 @@ async fn s3_store(s3: &S3Server) -> Store {
         secret_access_key_file: None,
         part_size_mib: 5,
         parts_in_flight: 2,
+        connect_timeout_secs: 5,
+        request_timeout_secs: 60,
     };
     Store::S3(S3Store::new(&cfg).await.expect("connect to S3"))
 }
@@ -334,6 +336,56 @@ async fn s3_down_is_503_and_recovers() {
         .put_bytes(&format!("/images/{ou}/file?compression=none"), file.clone())
         .await;
     assert_eq!(st, 200);
+}
+
+/// A store that accepts connections but never answers: requests fail with
+/// 503 StorageIsDown after `request_timeout_secs` (and the SDK's retries)
+/// instead of hanging, and the server keeps serving everything else.
+#[tokio::test]
+async fn slow_s3_is_503_not_a_hang() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hole.incoming() {
+            held.push(c); // accept, read nothing, answer nothing
+        }
+    });
+    let toml = format!(
+        "[storage.manta]\ntype = \"s3\"\nendpoint = \"{endpoint}\"\nbucket = \"b\"\n\
+         access_key_id = \"k\"\nsecret_access_key = \"s\"\nrequest_timeout_secs = 1\n"
+    );
+    let s = Server::start_with_config(&toml).await;
+    let (st, _) = s.get("/ping").await;
+    assert_eq!(st, 200, "up while the store hangs");
+    let img = s
+        .create(
+            None,
+            json!({"name": "slow", "version": "1", "os": "linux", "type": "other", "owner": SDC}),
+        )
+        .await;
+    let u = img["uuid"].as_str().unwrap().to_string();
+    let t = std::time::Instant::now();
+    let (st, v) = s
+        .put_bytes(
+            &format!("/images/{u}/file?compression=none"),
+            vec![7u8; 1000],
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (503, Some("StorageIsDown")),
+        "{v}"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        t.elapsed()
+    );
+    let (_, v) = s.get(&format!("/images/{u}")).await;
+    assert_eq!(v["files"], json!([]), "manifest untouched");
+    let (st, _) = s.tus_create(1000, None, &[]).await;
+    assert_eq!(st, 503, "a tus upload into the hanging store cannot start");
 }
 
 /// A tus upload while the S3 store goes down: PATCHes still succeed (the

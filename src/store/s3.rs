@@ -6,8 +6,10 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
@@ -99,6 +101,12 @@ impl S3Store {
             .region(Region::new(cfg.region.clone()))
             .credentials_provider(creds)
             .force_path_style(cfg.force_path_style)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.max(1)))
+                    .operation_attempt_timeout(Duration::from_secs(cfg.request_timeout_secs.max(1)))
+                    .build(),
+            )
             .build();
         let store = S3Store {
             client: Client::from_conf(conf),
