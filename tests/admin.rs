@@ -274,6 +274,99 @@ async fn gc_is_a_dry_run_unless_yes() {
     ));
 }
 
+/// Upload data no upload row names (a staging file superseded by a crash
+/// between restaging and commit, bytes whose row is gone) goes after the
+/// grace period; the data of a live upload stays, and it still completes.
+#[tokio::test]
+async fn gc_sweeps_upload_data_no_upload_names() {
+    let s = Server::start().await;
+    let file = data(50_000, 9);
+    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    let (st, _, _) = s.tus_patch(&loc, None, 0, file[..20_000].to_vec()).await;
+    assert_eq!(st, 204);
+    let area = s
+        .data_dir()
+        .join(format!("manta/imgapi/uploads/{}", &id[..3]));
+    let live = area.join(&id);
+    assert!(
+        live.exists(),
+        "the upload's bytes are at {}",
+        live.display()
+    );
+    // idle for two hours: still its upload's data
+    std::fs::File::options()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let superseded = area.join(format!("{id}.12345"));
+    write_file(&superseded, b"old staging", Duration::from_secs(7200));
+    let gone = uuid::Uuid::new_v4().to_string();
+    let rowless = s
+        .data_dir()
+        .join(format!("manta/imgapi/uploads/{}/{gone}", &gone[..3]));
+    write_file(&rowless, b"no row", Duration::from_secs(7200));
+    let assets_gone = uuid::Uuid::new_v4().to_string();
+    let in_assets = s
+        .data_dir()
+        .join(format!("assets/imgapi-uploads/{assets_gone}"));
+    write_file(&in_assets, b"no row", Duration::from_secs(7200));
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let fresh_file = s
+        .data_dir()
+        .join(format!("manta/imgapi/uploads/{}/{fresh}", &fresh[..3]));
+    write_file(&fresh_file, b"being created", Duration::ZERO);
+
+    let (code, out) = run(&s, &["gc"]);
+    assert_eq!(code, 0);
+    let would = |what: &str, why: &str| {
+        out.lines()
+            .any(|l| l.starts_with("would delete") && l.contains(what) && l.contains(why))
+    };
+    assert!(
+        would(
+            &format!("{id}.12345"),
+            &format!("superseded data of upload {id}")
+        ),
+        "{out}"
+    );
+    assert!(would(&gone, &format!("no upload {gone}")), "{out}");
+    assert!(would(&assets_gone, "no upload"), "{out}");
+    assert!(!out.contains(&fresh), "within the grace period: {out}");
+    assert!(
+        !out.lines().any(
+            |l| l.ends_with(&format!("/{id} (20000 bytes)")) || l.contains(&format!("/{id} ("))
+        ),
+        "the live upload's data is kept: {out}"
+    );
+    assert!(out.contains("3 orphaned object(s)"), "{out}");
+
+    let (code, out) = run(&s, &["gc", "--yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("deleted 0 expired upload(s), 0 expired placeholder(s), 3 orphaned object(s)"),
+        "{out}"
+    );
+    for p in [&superseded, &rowless, &in_assets] {
+        assert!(!p.exists(), "{} deleted", p.display());
+    }
+    assert!(live.exists() && fresh_file.exists());
+    let (st, _, _) = s
+        .tus_patch(&loc, None, 20_000, file[20_000..].to_vec())
+        .await;
+    assert_eq!(st, 204);
+    let (_, info) = s.get(&format!("{loc}/info")).await;
+    assert_eq!(info["state"], "complete");
+    assert_eq!(
+        info["sha1"],
+        hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&file))
+    );
+}
+
 #[tokio::test]
 async fn gc_keeps_what_a_registration_in_progress_writes() {
     let s = Server::start().await;
@@ -391,6 +484,12 @@ async fn gc_and_check_files_on_s3() {
     let orphan = format!("p/imgapi/images/{}/{orphan_uuid}/file0", &orphan_uuid[..3]);
     put(orphan.clone(), b"orphan".to_vec()).await;
     put("p/someone/stor/x".into(), b"user".to_vec()).await;
+    // a local staging file of an upload that is gone (S3 uploads stage there)
+    let gone = uuid::Uuid::new_v4().to_string();
+    let staged = s
+        .data_dir()
+        .join(format!("staging/imgapi/uploads/{}/{gone}.0", &gone[..3]));
+    write_file(&staged, b"staged", Duration::from_secs(7200));
     let (code, out) = run(&s, &["gc"]);
     assert_eq!(code, 0);
     assert!(
@@ -398,12 +497,18 @@ async fn gc_and_check_files_on_s3() {
             .any(|l| l.starts_with("would delete manta") && l.contains(&orphan_uuid)),
         "{out}"
     );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("would delete staging") && l.contains(&gone)),
+        "{out}"
+    );
     assert!(!out.contains("someone"), "{out}");
     assert!(exists(orphan.clone()).await);
     let (code, out) = run(&s, &["gc", "--yes"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("1 orphaned object(s)"), "{out}");
+    assert!(out.contains("2 orphaned object(s)"), "{out}");
     assert!(!exists(orphan).await);
+    assert!(!staged.exists());
     assert!(exists(key.clone()).await && exists("p/someone/stor/x".into()).await);
     assert_eq!(file_bytes(&s, &u).await, (200, file.clone()));
 

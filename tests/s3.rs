@@ -388,6 +388,44 @@ async fn slow_s3_is_503_not_a_hang() {
     assert_eq!(st, 503, "a tus upload into the hanging store cannot start");
 }
 
+/// Terminating a finished upload (no target path) removes its object from
+/// the bucket, not only its row.
+#[tokio::test]
+async fn terminating_a_finished_s3_upload_deletes_its_object() {
+    let s3 = S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let file = data(70_000, 18);
+    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    let (st, _, _) = s.tus_patch(&loc, None, 0, file.clone()).await;
+    assert_eq!(st, 204);
+    let key = format!("p/imgapi/uploads/{}/{id}", &id[..3]);
+    let head = |k: String| {
+        let (client, bucket) = (s3.client(), s3.bucket.clone());
+        async move {
+            client
+                .head_object()
+                .bucket(bucket)
+                .key(k)
+                .send()
+                .await
+                .is_ok()
+        }
+    };
+    assert!(head(key.clone()).await, "the finished upload is an object");
+    let r = s
+        .http
+        .delete(s.u(&loc))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(!head(key).await, "terminated: the object is gone");
+}
+
 /// A tus upload while the S3 store goes down: PATCHes still succeed (the
 /// bytes are staged and fsynced locally), the parts wait, and once the store
 /// is back the backlog goes out and the upload completes intact.

@@ -1,7 +1,7 @@
 //! The admin verbs that work on stored data: `check-files` (verify every
 //! image file and icon against its manifest) and `gc` (remove expired
-//! uploads, expired placeholders, and objects in the image areas that no
-//! image references). Both print one line per problem or action and a
+//! uploads, expired placeholders, objects in the image areas that no image
+//! references, and upload data that no upload accounts for). Both print one line per problem or action and a
 //! summary line; neither touches an image whose registration is in progress.
 
 use std::collections::{HashMap, HashSet};
@@ -20,6 +20,13 @@ use crate::store::{ObjectMeta, Store, image_dir_key, image_file_key, image_icon_
 
 /// The stors whose image areas `gc` sweeps.
 const STORS: &[&str] = &["local", "manta"];
+
+/// The stores and prefixes where unfinished uploads keep their bytes.
+const UPLOAD_AREAS: &[(&str, &str)] = &[
+    ("assets", "imgapi-uploads/"),
+    ("manta", "imgapi/uploads/"),
+    ("staging", "imgapi/uploads/"),
+];
 
 /// Objects this recently modified may still be being written (or recorded
 /// in the database) by a running server: `gc` leaves them alone unless no
@@ -310,6 +317,69 @@ fn classify(
     }
 }
 
+/// Everything in the upload areas, listed before the upload rows are read
+/// (a staging file is written before the row that names it is committed).
+/// With a directory manta store, staging is that same directory.
+async fn list_upload_areas(state: &AppState) -> Result<Vec<(&'static str, String, ObjectMeta)>> {
+    let stores = &state.images.stores;
+    let manta_is_dir = stores.by_name("manta")?.as_fs().is_some();
+    let mut listed = Vec::new();
+    for &(name, prefix) in UPLOAD_AREAS {
+        if name == "staging" && manta_is_dir {
+            continue;
+        }
+        for (key, meta) in stores.by_name(name)?.list(prefix).await? {
+            if !key.ends_with('/') {
+                listed.push((name, key, meta));
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// The upload id of a key in an upload area (`.../<id>` or, for a staging
+/// file, `.../<id>.<first offset>`).
+fn upload_id_of(key: &str) -> Option<Uuid> {
+    let name = key.rsplit('/').next()?;
+    let id = name.split_once('.').map_or(name, |(id, _)| id);
+    Uuid::parse_str(id).ok()
+}
+
+/// Upload data that no upload row names (older than [`GRACE`]): staging
+/// files left by a crash between restaging and commit, and bytes whose
+/// upload row is gone.
+async fn upload_orphans(
+    state: &AppState,
+    listed: Vec<(&'static str, String, ObjectMeta)>,
+    now_ns: u128,
+) -> Result<Vec<Orphan>> {
+    let rows = state.db.read(|c| upq::list(c, None)).await?;
+    let live: HashSet<(String, String)> = rows
+        .iter()
+        .map(|u| (u.store.clone(), u.data_key.clone()))
+        .collect();
+    let ids: HashSet<Uuid> = rows.iter().map(|u| u.id).collect();
+    Ok(listed
+        .into_iter()
+        .filter_map(|(stor, key, meta)| {
+            if live.contains(&(stor.to_string(), key.clone())) || age(&meta, now_ns) < GRACE {
+                return None;
+            }
+            let why = match upload_id_of(&key) {
+                Some(id) if ids.contains(&id) => format!("superseded data of upload {id}"),
+                Some(id) => format!("no upload {id}"),
+                None => "not upload data".to_string(),
+            };
+            Some(Orphan {
+                stor,
+                key,
+                meta,
+                why,
+            })
+        })
+        .collect())
+}
+
 /// `imgapi gc`: expired uploads, expired placeholders, and objects in the
 /// image areas of the `local` and `manta` stores that no image references
 /// (stale temporary files older than [`GRACE`] too). With `yes` false it
@@ -403,6 +473,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     // 3. Orphaned objects. The stores are listed before the database is
     // read: an object is always written after its image row, so whatever
     // was listed has its image (if any) in what is read next.
+    let upload_data = list_upload_areas(state).await?;
     let mut listed: Vec<(&'static str, String, ObjectMeta)> = Vec::new();
     for &stor in STORS {
         let store = state.images.stores.by_stor(stor)?;
@@ -442,9 +513,11 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
             })
         })
         .collect();
+    let mut orphans = orphans;
+    orphans.extend(upload_orphans(state, upload_data, now_ns).await?);
     for o in &orphans {
         if yes {
-            let store = state.images.stores.by_stor(o.stor)?;
+            let store = state.images.stores.by_name(o.stor)?;
             // Not if it was rewritten since it was listed.
             match store.head(&o.key).await {
                 Ok(Some(m)) if unchanged(&o.meta, &m) => {}

@@ -685,8 +685,9 @@ impl Uploads {
         {
             tracing::warn!(upload.id = %up.id, error = %e, "could not abort the multipart upload");
         }
-        if let Ok(fs) = self.fs(&up.store)
-            && let Err(e) = fs.delete(&up.data_key).await
+        // In a directory, or (a finished upload without a path) in S3.
+        if let Ok(store) = self.stores.by_name(&up.store)
+            && let Err(e) = store.delete(&up.data_key).await
         {
             tracing::warn!(upload.id = %up.id, error = %e, "could not remove upload data");
         }
