@@ -190,7 +190,7 @@ SERVER_PID=$!
 for _ in $(seq 100); do URL=$(sed -n 's/^imgapi listening on //p' "$WORK/server.out"); [ -n "$URL" ] && break; sleep 0.1; done
 read -r S3UP_S S3UP_URL < <($CLIENT upload "$URL/uploads" "$TFILE" 64)
 S3_RSS=$(hwm_mib "$SERVER_PID")
-echo "imgapi tus:      $(mibps "$S3UP_S") MiB/s = $(ratio "$AWS_S" "$S3UP_S") x aws s3 cp (goal >= 0.8); md5+sha1, staged + fsynced locally, 16 MiB parts; peak RSS ${S3_RSS} MiB (goal <= 16x4+64 = 128)"
+echo "imgapi tus:      $(mibps "$S3UP_S") MiB/s = $(ratio "$AWS_S" "$S3UP_S") x aws s3 cp (goal >= 0.8); md5+sha1, staged + fsynced locally, 16 MiB parts sent while each PATCH streams in; peak RSS ${S3_RSS} MiB (goal <= 16x4+64 = 128)"
 UUID=$(curl -sf -XPOST "$URL/images" -H 'content-type: application/json' \
   -d '{"name":"s3bench","version":"1.0.0","os":"linux","type":"other","owner":"ba28f844-8cb4-f141-882d-46d6251e6a9f"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
