@@ -141,6 +141,8 @@ pub struct S3Config {
     /// Seconds one attempt of one S3 request may take (a part upload, a
     /// HEAD, the start of a download); a slow store then fails the request
     /// with 503 StorageIsDown after the SDK's retries instead of hanging.
+    /// Server-side copies and multipart completions, whose time grows with
+    /// the object, get an hour.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
 }

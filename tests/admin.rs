@@ -330,7 +330,7 @@ async fn gc_sweeps_upload_data_no_upload_names() {
     assert!(
         would(
             &format!("{id}.12345"),
-            &format!("superseded data of upload {id}")
+            &format!("staging file of upload {id}, which no longer stages")
         ),
         "{out}"
     );
@@ -490,6 +490,28 @@ async fn gc_and_check_files_on_s3() {
         .data_dir()
         .join(format!("staging/imgapi/uploads/{}/{gone}.0", &gone[..3]));
     write_file(&staged, b"staged", Duration::from_secs(7200));
+    // a live upload into S3, one 5 MiB part sent and 2 MiB staged from
+    // offset 5 MiB; old staging files before and after that offset
+    const MIB: usize = 1 << 20;
+    let (st, h) = s.tus_create(10 * MIB as u64, None, &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
+    let up = loc.rsplit('/').next().unwrap().to_string();
+    let body = data(10 * MIB, 8);
+    let (st, _, _) = s.tus_patch(&loc, None, 0, body[..7 * MIB].to_vec()).await;
+    assert_eq!(st, 204);
+    let up_area = s
+        .data_dir()
+        .join(format!("staging/imgapi/uploads/{}", &up[..3]));
+    let current = up_area.join(format!("{up}.{}", 5 * MIB));
+    assert!(
+        current.exists(),
+        "staged from the first byte after the part"
+    );
+    let behind = up_area.join(format!("{up}.0"));
+    write_file(&behind, b"superseded", Duration::from_secs(7200));
+    let ahead = up_area.join(format!("{up}.{}", 9 * MIB));
+    write_file(&ahead, b"a crashed restage", Duration::from_secs(7200));
     let (code, out) = run(&s, &["gc"]);
     assert_eq!(code, 0);
     assert!(
@@ -504,11 +526,33 @@ async fn gc_and_check_files_on_s3() {
     );
     assert!(!out.contains("someone"), "{out}");
     assert!(exists(orphan.clone()).await);
+    assert!(
+        out.lines().any(|l| l.starts_with("would delete staging")
+            && l.contains(&format!("{up}.0 "))
+            && l.contains("superseded staging file")),
+        "{out}"
+    );
+    assert!(!out.contains(&format!("{up}.{}", 9 * MIB)), "{out}");
+    assert!(!out.contains(&format!("{up}.{}", 5 * MIB)), "{out}");
     let (code, out) = run(&s, &["gc", "--yes"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("2 orphaned object(s)"), "{out}");
+    assert!(out.contains("3 orphaned object(s)"), "{out}");
     assert!(!exists(orphan).await);
-    assert!(!staged.exists());
+    assert!(!staged.exists() && !behind.exists());
+    assert!(
+        current.exists() && ahead.exists(),
+        "the live upload's files stay"
+    );
+    let (st, _, _) = s
+        .tus_patch(&loc, None, 7 * MIB as u64, body[7 * MIB..].to_vec())
+        .await;
+    assert_eq!(st, 204);
+    let (_, info) = s.get(&format!("{loc}/info")).await;
+    assert_eq!(info["state"], "complete", "{info}");
+    assert_eq!(
+        info["sha1"],
+        hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&body))
+    );
     assert!(exists(key.clone()).await && exists("p/someone/stor/x".into()).await);
     assert_eq!(file_bytes(&s, &u).await, (200, file.clone()));
 

@@ -337,17 +337,22 @@ async fn list_upload_areas(state: &AppState) -> Result<Vec<(&'static str, String
     Ok(listed)
 }
 
-/// The upload id of a key in an upload area (`.../<id>` or, for a staging
-/// file, `.../<id>.<first offset>`).
-fn upload_id_of(key: &str) -> Option<Uuid> {
+/// The upload id of a key in an upload area (`.../<id>`), and for a staging
+/// file (`.../<id>.<first offset>`) that offset.
+fn upload_key_parts(key: &str) -> Option<(Uuid, Option<u64>)> {
     let name = key.rsplit('/').next()?;
-    let id = name.split_once('.').map_or(name, |(id, _)| id);
-    Uuid::parse_str(id).ok()
+    let (id, from) = match name.split_once('.') {
+        Some((id, from)) => (id, Some(from.parse().ok()?)),
+        None => (name, None),
+    };
+    Some((Uuid::parse_str(id).ok()?, from))
 }
 
-/// Upload data that no upload row names (older than [`GRACE`]): staging
-/// files left by a crash between restaging and commit, and bytes whose
-/// upload row is gone.
+/// Upload data that no upload row names (older than [`GRACE`]). Of an
+/// upload that still exists only staging files it has moved past go: those
+/// before its current one (a crash between restaging and commit), or all of
+/// them once it no longer stages. Anything else of a live upload stays,
+/// whatever the row says (a crash between two steps of its completion).
 async fn upload_orphans(
     state: &AppState,
     listed: Vec<(&'static str, String, ObjectMeta)>,
@@ -358,17 +363,28 @@ async fn upload_orphans(
         .iter()
         .map(|u| (u.store.clone(), u.data_key.clone()))
         .collect();
-    let ids: HashSet<Uuid> = rows.iter().map(|u| u.id).collect();
+    let staged_from: HashMap<Uuid, Option<u64>> = rows
+        .iter()
+        .map(|u| (u.id, u.s3.as_ref().map(|m| m.staged_from)))
+        .collect();
     Ok(listed
         .into_iter()
         .filter_map(|(stor, key, meta)| {
             if live.contains(&(stor.to_string(), key.clone())) || age(&meta, now_ns) < GRACE {
                 return None;
             }
-            let why = match upload_id_of(&key) {
-                Some(id) if ids.contains(&id) => format!("superseded data of upload {id}"),
-                Some(id) => format!("no upload {id}"),
+            let why = match upload_key_parts(&key) {
                 None => "not upload data".to_string(),
+                Some((id, from)) => match staged_from.get(&id) {
+                    None => format!("no upload {id}"),
+                    Some(None) if from.is_some() => {
+                        format!("staging file of upload {id}, which no longer stages")
+                    }
+                    Some(Some(current)) if from.is_some_and(|f| f < *current) => {
+                        format!("superseded staging file of upload {id}")
+                    }
+                    Some(_) => return None,
+                },
             };
             Some(Orphan {
                 stor,

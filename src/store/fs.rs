@@ -303,6 +303,7 @@ impl FsStore {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)?;
             }
+            let existed = p.exists();
             let mut o = std::fs::OpenOptions::new();
             o.write(true);
             if new {
@@ -311,6 +312,10 @@ impl FsStore {
                 o.create(true).truncate(false);
             }
             let mut f = o.open(&p)?;
+            if !existed && let Some(dir) = p.parent() {
+                // The new name is durable before any row names it.
+                std::fs::File::open(dir)?.sync_all()?;
+            }
             let len = f.metadata()?.len();
             if len < offset {
                 return Err(std::io::Error::other(format!(

@@ -24,6 +24,11 @@ use crate::error::{Error, Result};
 /// Objects above this are copied with UploadPartCopy (S3's CopyObject limit).
 const MAX_SINGLE_COPY: u64 = 5 << 30;
 
+/// Per-attempt limit for requests whose work grows with the object, not the
+/// request (a server-side copy of up to 5 GiB, completing a multipart upload
+/// of thousands of parts): the store answers only when it is done.
+const LONG_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// An S3 bucket (and key prefix) as a store.
 #[derive(Clone)]
 pub struct S3Store {
@@ -32,6 +37,7 @@ pub struct S3Store {
     prefix: String,
     part_size: usize,
     parts_in_flight: usize,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -114,6 +120,7 @@ impl S3Store {
             prefix: cfg.prefix.clone(),
             part_size: (cfg.part_size_mib.max(5) << 20) as usize,
             parts_in_flight: cfg.parts_in_flight.max(1),
+            connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
         };
         match store
             .client
@@ -142,6 +149,16 @@ impl S3Store {
             },
         }
         Ok(store)
+    }
+
+    /// The timeouts of a long request (see [`LONG_REQUEST_TIMEOUT`]).
+    fn long_request(&self) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::default().timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(self.connect_timeout)
+                .operation_attempt_timeout(LONG_REQUEST_TIMEOUT)
+                .build(),
+        )
     }
 
     /// The object key of a store key.
@@ -286,7 +303,11 @@ impl S3Store {
             if let Some(t) = etag {
                 req = req.copy_source_if_match(t);
             }
-            req.send().await.map_err(|e| copy_err(e, from))?;
+            req.customize()
+                .config_override(self.long_request())
+                .send()
+                .await
+                .map_err(|e| copy_err(e, from))?;
             return Ok(());
         }
         // Multipart copy, 1 GiB parts.
@@ -319,7 +340,12 @@ impl S3Store {
                 if let Some(t) = etag {
                     req = req.copy_source_if_match(t);
                 }
-                let r = req.send().await.map_err(|e| copy_err(e, from))?;
+                let r = req
+                    .customize()
+                    .config_override(self.long_request())
+                    .send()
+                    .await
+                    .map_err(|e| copy_err(e, from))?;
                 let tag = r
                     .copy_part_result()
                     .and_then(|c| c.e_tag())
@@ -353,6 +379,8 @@ impl S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .customize()
+            .config_override(self.long_request())
             .send()
             .await
             .map_err(sdk_err)?;
@@ -425,6 +453,8 @@ impl S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .customize()
+            .config_override(self.long_request())
             .send()
             .await
             .map_err(sdk_err)?;
@@ -493,8 +523,8 @@ impl PartSender {
         first_part: i32,
         filled: BytesMut,
     ) -> PartSender {
-        let mut buf = BytesMut::with_capacity(store.part_size);
-        buf.extend_from_slice(&filled);
+        let mut buf = filled;
+        buf.reserve(store.part_size.saturating_sub(buf.len()));
         PartSender {
             store,
             key: key.to_string(),

@@ -37,6 +37,18 @@ pub struct Uploads {
     stores: Stores,
     cfg: Arc<UploadsConfig>,
     busy: Arc<Mutex<HashSet<Uuid>>>,
+    tee_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// PATCHes that may send S3 parts while their body streams in, at once.
+/// Each holds up to `parts_in_flight` parts in memory; other PATCHes stage
+/// their bytes and send them afterwards, one part at a time.
+const TEE_SLOTS: usize = 2;
+
+/// A PATCH's parts on their way to S3, and the slot that allows it.
+struct Tee {
+    parts: PartSender,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A request's per-chunk checksum: algorithm and expected digest.
@@ -72,6 +84,7 @@ impl Uploads {
             stores,
             cfg: Arc::new(cfg),
             busy: Arc::new(Mutex::new(HashSet::new())),
+            tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
         }
     }
 
@@ -356,7 +369,7 @@ impl Uploads {
             .open_append(&up.data_key, up.offset - staged_from)
             .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
-        let mut tee = self.part_tee(&up).await;
+        let mut tee = self.part_tee(&up, content_length).await;
         let mut received = 0u64;
         let mut body = std::pin::pin!(body);
         let mut failure: Option<Error> = None;
@@ -382,7 +395,7 @@ impl Uploads {
             }
             hasher.update(&chunk).await?;
             if let Some(t) = &mut tee
-                && let Err(e) = t.write(&chunk).await
+                && let Err(e) = t.parts.write(&chunk).await
             {
                 // The bytes are staged locally too: the parts go later.
                 tracing::warn!(upload.id = %id, error = %e, "could not send a part yet");
@@ -443,14 +456,18 @@ impl Uploads {
     /// with the staged bytes, so full parts go out while a PATCH streams in
     /// (the bytes are staged locally as well; a part that fails is sent
     /// again from there later).
-    async fn part_tee(&self, up: &Upload) -> Option<PartSender> {
+    async fn part_tee(&self, up: &Upload, content_length: Option<u64>) -> Option<Tee> {
         let m = up.s3.as_ref()?;
         let s3 = self.stores.by_name(self.target_store(up)).ok()?.as_s3()?;
         let staged = up.offset - m.staged_from;
         if staged >= s3.part_size() {
             return None; // a backlog from an outage: flush_parts sends it
         }
-        let mut filled = bytes::BytesMut::with_capacity(staged as usize);
+        if content_length.is_some_and(|l| staged + l < s3.part_size()) {
+            return None; // fills no part: nothing to send, nothing to read back
+        }
+        let slot = self.tee_slots.clone().try_acquire_owned().ok()?;
+        let mut filled = bytes::BytesMut::with_capacity(s3.part_size() as usize);
         if staged > 0 {
             let mut body = self
                 .fs(&up.store)
@@ -463,21 +480,18 @@ impl Uploads {
             }
         }
         let first = m.parts.len() as i32 + 1;
-        Some(PartSender::new(
-            Arc::new(s3.clone()),
-            &m.key,
-            &m.upload_id,
-            first,
-            filled,
-        ))
+        Some(Tee {
+            parts: PartSender::new(Arc::new(s3.clone()), &m.key, &m.upload_id, first, filled),
+            _slot: slot,
+        })
     }
 
     /// After a PATCH whose bytes are durable locally: record the parts the
     /// tee sent and restage only the bytes after them. Returns the staging
     /// file to delete once the row is committed. On any failure nothing is
     /// recorded: the staged bytes stay and the parts go again later.
-    async fn record_sent_parts(&self, up: &mut Upload, tee: PartSender) -> Option<String> {
-        let (sent, rest) = match tee.finish().await {
+    async fn record_sent_parts(&self, up: &mut Upload, tee: Tee) -> Option<String> {
+        let (sent, rest) = match tee.parts.finish().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(upload.id = %up.id, error = %e, "could not send a part yet");
@@ -586,6 +600,7 @@ impl Uploads {
     /// bytes to the target path if one was given.
     async fn complete(&self, mut up: Upload) -> Result<Upload> {
         let d = up.hash.digests()?;
+        let mut leftover: Option<(String, String)> = None;
         up.md5 = Some(d.md5_base64());
         up.sha1 = Some(d.sha1_hex());
         up.updated_at = now_iso();
@@ -608,7 +623,7 @@ impl Uploads {
                 m2.parts.iter().map(|p| (p.n, p.etag.clone())).collect();
             s3.complete_multipart(&m2.key, &m2.upload_id, &parts)
                 .await?;
-            let _ = self.fs(&up.store)?.delete(&up.data_key).await;
+            leftover = Some((up.store.clone(), up.data_key.clone()));
             up.state = UploadState::Complete;
             up.store = target_name.to_string();
             up.data_key = m2.key.clone();
@@ -632,7 +647,7 @@ impl Uploads {
                         w.write(c?).await?;
                     }
                     w.commit().await?;
-                    let _ = self.fs(&up.store)?.delete(&up.data_key).await;
+                    leftover = Some((up.store.clone(), up.data_key.clone()));
                     up.store = sp.store().to_string();
                 }
                 up.data_mtime = target.head(&sp.key).await?.map(|m| stamp(&m));
@@ -641,6 +656,12 @@ impl Uploads {
         }
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
+        // The staged copy goes only once the row names the object.
+        if let Some((store, key)) = leftover
+            && let Ok(fs) = self.fs(&store)
+        {
+            let _ = fs.delete(&key).await;
+        }
         if mismatch {
             return Err(Error::ChecksumMismatch {
                 message: format!(
