@@ -421,12 +421,14 @@ impl Uploads {
             let writer_error = writer.abort().await?;
             return Err(writer_error.unwrap_or(e));
         }
-        if let Err(e) = writer.finish().await {
+        // The fsync and the hash threads' last chunks run at the same time.
+        let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
+        if let Err(e) = written {
             // e.g. ENOSPC: nothing of this request counts; cut it back.
             let _ = fs.truncate(&up.data_key, up.offset - staged_from).await;
             return Err(e);
         }
-        up.hash = hasher.finish_state().await?;
+        up.hash = hashed?;
         up.offset += received;
         up.updated_at = now_iso();
         up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
