@@ -667,3 +667,119 @@ async fn tus_upload_is_one_multipart_upload() {
         "staging freed"
     );
 }
+
+/// A crash that cuts the completion of a tus upload into S3 short is
+/// finished when the server starts again: (a) before completion ran (the
+/// last part still staged), (b) after the multipart upload was completed in
+/// the bucket but before the row said so.
+#[tokio::test]
+async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
+    const MIB: usize = 1 << 20;
+    let s3 = S3Server::start();
+    let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let db = |d: &std::path::Path| rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
+    let id_of = |loc: &str| loc.rsplit('/').next().unwrap().to_string();
+
+    // (a) all but the last byte in: parts 1 and 2 sent, 2 MiB + 4 staged
+    let a = data(12 * MIB + 5, 31);
+    let (_, h) = s.tus_create(a.len() as u64, None, &[]).await;
+    let loc_a = h["location"].to_str().unwrap().to_string();
+    let (st, _, _) = s
+        .tus_patch(&loc_a, None, 0, a[..a.len() - 1].to_vec())
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(s.get(&format!("{loc_a}/info")).await.1["parts_sent"], 2);
+
+    // (b) 7 MiB: the row as the last PATCH left it before completing (part 1
+    // sent; the last 2 MiB went as part 2 and its commit named both parts)
+    let b = data(7 * MIB, 32);
+    let (_, h) = s.tus_create(b.len() as u64, None, &[]).await;
+    let loc_b = h["location"].to_str().unwrap().to_string();
+    let (st, _, _) = s.tus_patch(&loc_b, None, 0, b[..6 * MIB].to_vec()).await;
+    assert_eq!(st, 204);
+    let id_b = id_of(&loc_b);
+    let (data_key, parts, mp_id): (String, String, String) = db(&s.data_dir())
+        .query_row(
+            "SELECT data_key, parts, s3_upload_id FROM uploads WHERE id = ?1",
+            [&id_b],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let mut parts: Vec<serde_json::Value> = serde_json::from_str(&parts).unwrap();
+    assert_eq!(parts.len(), 1);
+    let (st, _, _) = s
+        .tus_patch(&loc_b, None, 6 * MIB as u64, b[6 * MIB..].to_vec())
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(s.get(&format!("{loc_b}/info")).await.1["state"], "complete");
+    parts.push(json!({"n": 2, "size": 2 * MIB,
+        "etag": format!("\"{}\"", hex::encode(md5::Md5::digest(&b[5 * MIB..])))}));
+    let last_staging = data_key.replace(&format!(".{}", 5 * MIB), &format!(".{}", 7 * MIB));
+
+    let (md5_a, sha1_a) = Server::hash_state_of(&a).await;
+    let (id_a, a_last) = (id_of(&loc_a), a[a.len() - 1]);
+    let parts = serde_json::to_string(&parts).unwrap();
+    let (ib, key_b) = (
+        id_b.clone(),
+        format!("imgapi/uploads/{}/{id_b}", &id_b[..3]),
+    );
+    s.restart_hard_with(move |d| {
+        use std::io::Write;
+        let c = db(d);
+        let staged: String = c
+            .query_row("SELECT data_key FROM uploads WHERE id = ?1", [&id_a], |r| r.get(0))
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("staging").join(&staged))
+            .unwrap();
+        f.write_all(&[a_last]).unwrap();
+        f.sync_all().unwrap();
+        c.execute(
+            "UPDATE uploads SET offset = length, md5_state = ?2, sha1_state = ?3 WHERE id = ?1",
+            rusqlite::params![id_a, md5_a, sha1_a],
+        )
+        .unwrap();
+        let p = d.join("staging").join(&last_staging);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"").unwrap();
+        let n = c
+            .execute(
+                "UPDATE uploads SET state = 'uploading', md5 = NULL, sha1 = NULL, store = 'staging', \
+                 data_key = ?2, s3_key = ?3, s3_upload_id = ?6, parts = ?4, \
+                 staged_from = ?5, data_mtime = NULL WHERE id = ?1",
+                rusqlite::params![ib, last_staging, key_b, parts, 7 * MIB as i64, mp_id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    })
+    .await;
+
+    let mut done = (json!(null), json!(null));
+    for _ in 0..100 {
+        done = (
+            s.get(&format!("{loc_a}/info")).await.1,
+            s.get(&format!("{loc_b}/info")).await.1,
+        );
+        if done.0["state"] == "complete" && done.1["state"] == "complete" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (&done.0["state"], &done.1["state"]),
+        (&json!("complete"), &json!("complete")),
+        "{done:?}"
+    );
+    assert_eq!(done.0["sha1"], sha1_hex(&data(12 * MIB + 5, 31)));
+    assert_eq!(done.1["sha1"], sha1_hex(&b));
+    for (loc, want) in [(&loc_a, data(12 * MIB + 5, 31)), (&loc_b, b.clone())] {
+        let r = s.http.get(s.u(loc)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            sha1_hex(&r.bytes().await.unwrap()),
+            sha1_hex(&want),
+            "the object in S3"
+        );
+    }
+}

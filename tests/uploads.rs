@@ -672,3 +672,121 @@ async fn out_of_space_is_507_and_resumable() {
     assert_eq!(st, 204, "{v}");
     assert_eq!(info(&s, &loc).await["sha1"], sha1_hex(&file));
 }
+
+/// A crash that cuts the completion of an upload short (after its last
+/// PATCH was acknowledged) is finished when the server starts again: both
+/// before the bytes moved to the target path and after they moved but before
+/// the row said so.
+#[tokio::test]
+async fn completion_cut_short_by_a_crash_is_finished_at_restart() {
+    let mut s = Server::start().await;
+    let db = |d: &std::path::Path| rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
+
+    // (a) crash after the last bytes were committed, before completion ran
+    let a = data(50_000, 21);
+    let (st, h) = s
+        .tus_create(
+            a.len() as u64,
+            None,
+            &[("path", "/assets/base/stalled-a.zfs")],
+        )
+        .await;
+    assert_eq!(st, 201);
+    let loc_a = h["location"].to_str().unwrap().to_string();
+    let id_a = loc_a.rsplit('/').next().unwrap().to_string();
+    let (st, _, _) = s.tus_patch(&loc_a, None, 0, a[..49_999].to_vec()).await;
+    assert_eq!(st, 204);
+
+    // (b) crash after the bytes moved to the path, before the row said so
+    let b = data(40_000, 22);
+    let (st, h) = s
+        .tus_create(
+            b.len() as u64,
+            None,
+            &[("path", "/assets/base/stalled-b.zfs")],
+        )
+        .await;
+    assert_eq!(st, 201);
+    let loc_b = h["location"].to_str().unwrap().to_string();
+    let id_b = loc_b.rsplit('/').next().unwrap().to_string();
+    let (st, _, _) = s.tus_patch(&loc_b, None, 0, b.clone()).await;
+    assert_eq!(st, 204);
+    assert_eq!(info(&s, &loc_b).await["state"], "complete");
+
+    let (md5_a, sha1_a) = Server::hash_state_of(&a).await;
+    let (ia, ib) = (id_a.clone(), id_b.clone());
+    s.restart_hard_with(move |d| {
+        // (a): the last byte durable and committed with the offset
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join(format!("assets/imgapi-uploads/{ia}")))
+            .unwrap();
+        f.write_all(&a[49_999..]).unwrap();
+        f.sync_all().unwrap();
+        let c = db(d);
+        c.execute(
+            "UPDATE uploads SET offset = length, md5_state = ?2, sha1_state = ?3 WHERE id = ?1",
+            rusqlite::params![ia, md5_a, sha1_a],
+        )
+        .unwrap();
+        // (b): the row as it was before completion's commit
+        let n = c
+            .execute(
+                "UPDATE uploads SET state = 'uploading', md5 = NULL, sha1 = NULL, \
+                 store = 'assets', data_key = 'imgapi-uploads/' || id, data_mtime = NULL WHERE id = ?1",
+                rusqlite::params![ib],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    })
+    .await;
+
+    // finished at start-up, in the background: wait for it
+    let mut ok = false;
+    for _ in 0..50 {
+        let (ia, ib) = (info(&s, &loc_a).await, info(&s, &loc_b).await);
+        if ia["state"] == "complete" && ib["state"] == "complete" {
+            assert_eq!(
+                ia["sha1"],
+                hex::encode(sha1::Sha1::digest(data(50_000, 21)))
+            );
+            assert_eq!(ib["sha1"], hex::encode(sha1::Sha1::digest(&b)));
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "both uploads finished: {} {}",
+        info(&s, &loc_a).await,
+        info(&s, &loc_b).await
+    );
+    assert_eq!(
+        std::fs::read(s.data_dir().join("assets/base/stalled-a.zfs")).unwrap(),
+        data(50_000, 21)
+    );
+    assert_eq!(
+        std::fs::read(s.data_dir().join("assets/base/stalled-b.zfs")).unwrap(),
+        b
+    );
+    assert!(
+        !s.data_dir()
+            .join(format!("assets/imgapi-uploads/{id_a}"))
+            .exists()
+    );
+    // and they register like any finished upload
+    for (id, bytes) in [(&id_a, data(50_000, 21)), (&id_b, b.clone())] {
+        let (st, img) = s
+            .post(
+                "/images",
+                serde_json::json!({"name": "stalled", "version": "1", "os": "linux", "type": "other",
+                    "owner": "00000000-0000-0000-0000-000000000000",
+                    "files": [{"upload": id, "compression": "none",
+                        "content_md5": base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&bytes))}]}),
+            )
+            .await;
+        assert_eq!((st, img["state"].as_str()), (200, Some("active")), "{img}");
+    }
+}

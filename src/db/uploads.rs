@@ -246,6 +246,16 @@ pub fn bytes_in_flight(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
     Ok(n as u64)
 }
 
+/// Uploads with every byte in but not completed: a crash cut their
+/// completion short.
+pub fn stalled(c: &Connection) -> Result<Vec<Upload>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM uploads WHERE state = 'uploading' AND offset = length"
+    ))?;
+    let rows = st.query_map([], from_row)?;
+    rows.map(|r| finish(r?)).collect()
+}
+
 /// Unfinished uploads idle past their expiry.
 pub fn expired(c: &Connection, now: &str) -> Result<Vec<Upload>> {
     let mut st = c.prepare(&format!(

@@ -205,6 +205,8 @@ impl Uploads {
             }
         };
         let id = Uuid::new_v4();
+        // Held until created (and, when empty, completed): not yet "stalled".
+        let _busy = self.lock(id)?;
         let store = self
             .data_store(path.as_ref().map(|p| p.store()).unwrap_or("manta"))
             .to_string();
@@ -730,6 +732,107 @@ impl Uploads {
     }
 
     /// Remove uploads idle past their expiry; returns how many.
+    /// Finish uploads whose last bytes were acknowledged but whose
+    /// completion a crash cut short (before it started, or after the object
+    /// was in place but before the row said so). Returns how many were
+    /// finished.
+    pub async fn finish_stalled(&self) -> Result<usize> {
+        let stalled = self.db.read(q::stalled).await?;
+        let mut finished = 0;
+        for up in stalled {
+            let id = up.id;
+            let Ok(_busy) = self.lock(id) else {
+                continue; // a request is completing it right now
+            };
+            let Some(up) = self.db.read(move |c| q::get(c, id)).await? else {
+                continue;
+            };
+            if up.state != UploadState::Uploading || up.offset != up.length {
+                continue;
+            }
+            let err = match self.complete(up.clone()).await {
+                Ok(_) => {
+                    finished += 1;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let now = self.db.read(move |c| q::get(c, id)).await?;
+            if now.is_some_and(|u| u.state != UploadState::Uploading) {
+                finished += 1; // e.g. failed on content_md5: finished all the same
+                continue;
+            }
+            match self.completed_before(&up).await {
+                Some(done) => {
+                    let row = done.clone();
+                    self.db.write(move |c| q::update(c, &row)).await?;
+                    if up.store != done.store
+                        && let Ok(fs) = self.fs(&up.store)
+                    {
+                        let _ = fs.delete(&up.data_key).await;
+                    }
+                    tracing::info!(upload.id = %id, "finished an upload whose completion was cut short");
+                    finished += 1;
+                }
+                None => {
+                    tracing::warn!(upload.id = %id, error = %err, "could not finish a stalled upload yet");
+                }
+            }
+        }
+        Ok(finished)
+    }
+
+    /// If `up`'s bytes are already where completion puts them (the object
+    /// in S3 with this upload's md5 or multipart ETag; the file renamed to
+    /// its path), the row completion would have written.
+    async fn completed_before(&self, up: &Upload) -> Option<Upload> {
+        let d = up.hash.digests().ok()?;
+        let mut done = up.clone();
+        done.state = UploadState::Complete;
+        done.md5 = Some(d.md5_base64());
+        done.sha1 = Some(d.sha1_hex());
+        done.updated_at = now_iso();
+        if let Some(m) = &up.s3 {
+            let name = self.target_store(up);
+            let target = self.stores.by_name(name).ok()?;
+            let meta = target.head(&m.key).await.ok()??;
+            let etag = meta
+                .etag
+                .as_deref()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string();
+            let ours =
+                etag == hex::encode(d.md5) || multipart_etag(&m.parts).is_some_and(|e| e == etag);
+            if meta.size != up.length || !ours {
+                return None;
+            }
+            done.store = name.to_string();
+            done.data_key = m.key.clone();
+            done.s3 = None;
+            if up.path.is_some() {
+                done.data_mtime = Some(stamp(&meta));
+            }
+            return Some(done);
+        }
+        let sp = namespace::parse(up.path.as_deref()?).ok()?;
+        let staged = self.fs(&up.store).ok()?.head(&up.data_key).await.ok()?;
+        let meta = self
+            .stores
+            .by_name(sp.store())
+            .ok()?
+            .head(&sp.key)
+            .await
+            .ok()??;
+        if staged.is_some() || meta.size != up.length {
+            return None;
+        }
+        done.store = sp.store().to_string();
+        done.data_key = sp.key.clone();
+        done.data_mtime = Some(stamp(&meta));
+        Some(done)
+    }
+
     pub async fn reap_expired(&self) -> Result<usize> {
         let now = now_iso();
         let gone = self
@@ -750,11 +853,15 @@ impl Uploads {
     }
 }
 
-/// Reap expired uploads every 10 minutes.
+/// Reap expired uploads and finish stalled ones, at start-up and every 10
+/// minutes.
 pub async fn reap_forever(uploads: Uploads) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tick.tick().await;
+        if let Err(e) = uploads.finish_stalled().await {
+            tracing::warn!(error = %e, "finishing stalled uploads failed");
+        }
         if let Err(e) = uploads.reap_expired().await {
             tracing::warn!(error = %e, "upload reaper failed");
         }
@@ -768,6 +875,20 @@ pub fn stamp(m: &crate::store::ObjectMeta) -> String {
         Some(e) => format!("{}@{e}", m.size),
         None => format!("{}@{}", m.size, m.mtime_ns),
     }
+}
+
+/// The ETag S3 gives an object completed from `parts`: the md5 of their
+/// binary md5s, then `-` and their count.
+fn multipart_etag(parts: &[q::Part]) -> Option<String> {
+    let mut cat = Vec::with_capacity(parts.len() * 16);
+    for p in parts {
+        cat.extend(hex::decode(p.etag.trim_matches('"')).ok()?);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(crate::digest::Digests::of(&cat).md5),
+        parts.len()
+    ))
 }
 
 /// The staging file of an upload area whose first byte is at `from`.

@@ -57,6 +57,27 @@ impl Server {
         self.url = wait_listening(&mut self.child);
     }
 
+    /// Kill (SIGKILL), let `f` change the stopped server's data directory
+    /// (as a crash at some exact point would have left it), start again.
+    pub async fn restart_hard_with(&mut self, f: impl FnOnce(&Path)) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        f(&self.data_dir());
+        self.child = spawn(self.dir.path(), self.config.as_deref()).0;
+        self.url = wait_listening(&mut self.child);
+    }
+
+    /// The full-file hasher state an upload row holds once every byte of
+    /// `data` is in (md5_state, sha1_state).
+    pub async fn hash_state_of(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut h = imgapi::digest::StreamHasher::new();
+        h.update(&bytes::Bytes::copy_from_slice(data))
+            .await
+            .unwrap();
+        let st = h.finish_state().await.unwrap();
+        (st.md5, st.sha1)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
