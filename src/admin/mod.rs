@@ -197,7 +197,7 @@ async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<Str
     }
     let digests = async {
         let mut body = store.get(&t.key, None).await?;
-        let mut h = StreamHasher::new();
+        let mut h = StreamHasher::new()?;
         while let Some(chunk) = body.next().await {
             h.update(&chunk?).await?;
         }

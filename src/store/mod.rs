@@ -164,7 +164,7 @@ async fn digest_stream<S>(
 where
     S: Stream<Item = Result<Bytes>> + Send,
 {
-    let mut hasher = StreamHasher::new();
+    let mut hasher = StreamHasher::new()?;
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;

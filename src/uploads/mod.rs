@@ -361,7 +361,7 @@ impl Uploads {
         }
         let chunk_sum = match &checksum {
             None => None,
-            Some(c) => Some(ChunkChecksum::new(&c.algo).ok_or_else(|| {
+            Some(c) => Some(ChunkChecksum::new(&c.algo)?.ok_or_else(|| {
                 Error::InvalidHeader(format!("unsupported checksum algorithm \"{}\"", c.algo))
             })?),
         };

@@ -70,7 +70,7 @@ impl Server {
     /// The full-file hasher state an upload row holds once every byte of
     /// `data` is in (md5_state, sha1_state).
     pub async fn hash_state_of(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let mut h = imgapi::digest::StreamHasher::new();
+        let mut h = imgapi::digest::StreamHasher::new().unwrap();
         h.update(&bytes::Bytes::copy_from_slice(data))
             .await
             .unwrap();
