@@ -574,13 +574,24 @@ impl PartSender {
         Ok(())
     }
 
-    /// Wait for the parts in flight. Returns the parts sent, in order, and
-    /// the bytes not yet in a part.
-    pub async fn finish(mut self) -> Result<(Vec<(i32, String)>, BytesMut)> {
+    /// The size of every part but the last, in bytes.
+    pub fn part_size(&self) -> u64 {
+        self.store.part_size()
+    }
+
+    /// Wait for the parts in flight; then `sent` holds them all, in order.
+    async fn drain(&mut self) -> Result<()> {
         while !self.inflight.is_empty() {
             self.reap_one().await?;
         }
         self.sent.sort_by_key(|p| p.0);
+        Ok(())
+    }
+
+    /// Wait for the parts in flight. Returns the parts sent, in order, and
+    /// the bytes not yet in a part.
+    pub async fn finish(mut self) -> Result<(Vec<(i32, String)>, BytesMut)> {
+        self.drain().await?;
         Ok((
             std::mem::take(&mut self.sent),
             std::mem::take(&mut self.buf),
@@ -622,10 +633,7 @@ impl PendingS3Write {
         if !p.buf.is_empty() {
             p.send_part().await?;
         }
-        while !p.inflight.is_empty() {
-            p.reap_one().await?;
-        }
-        p.sent.sort_by_key(|p| p.0);
+        p.drain().await?;
         p.store
             .complete_multipart(&p.key, &p.upload_id, &p.sent)
             .await?;

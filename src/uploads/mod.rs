@@ -471,18 +471,10 @@ impl Uploads {
             return None; // fills no part: nothing to send, nothing to read back
         }
         let slot = self.tee_slots.clone().try_acquire_owned().ok()?;
-        let mut filled = bytes::BytesMut::with_capacity(s3.part_size() as usize);
-        if staged > 0 {
-            let mut body = self
-                .fs(&up.store)
-                .ok()?
-                .get(&up.data_key, Some(0..staged))
-                .await
-                .ok()?;
-            while let Some(c) = body.next().await {
-                filled.extend_from_slice(&c.ok()?);
-            }
-        }
+        let fs = self.fs(&up.store).ok()?;
+        let filled = read_range(fs, &up.data_key, 0..staged, s3.part_size())
+            .await
+            .ok()?;
         let first = m.parts.len() as i32 + 1;
         Some(Tee {
             parts: PartSender::new(Arc::new(s3.clone()), &m.key, &m.upload_id, first, filled),
@@ -495,6 +487,7 @@ impl Uploads {
     /// file to delete once the row is committed. On any failure nothing is
     /// recorded: the staged bytes stay and the parts go again later.
     async fn record_sent_parts(&self, up: &mut Upload, tee: Tee) -> Option<String> {
+        let part = tee.parts.part_size();
         let (sent, rest) = match tee.parts.finish().await {
             Ok(r) => r,
             Err(e) => {
@@ -505,12 +498,6 @@ impl Uploads {
         if sent.is_empty() {
             return None;
         }
-        let part = self
-            .stores
-            .by_name(self.target_store(up))
-            .ok()?
-            .as_s3()?
-            .part_size();
         let m = up.s3.as_mut()?;
         let new_from = m.staged_from + sent.len() as u64 * part;
         let new_key = restage_key(&up.data_key, new_from);
@@ -551,11 +538,7 @@ impl Uploads {
         let fs = self.fs(&up.store)?;
         while staged - sent >= part || (last && (staged > sent || parts.is_empty())) {
             let size = (staged - sent).min(part);
-            let mut body = fs.get(&up.data_key, Some(sent..sent + size)).await?;
-            let mut buf = bytes::BytesMut::with_capacity(size as usize);
-            while let Some(c) = body.next().await {
-                buf.extend_from_slice(&c?);
-            }
+            let buf = read_range(fs, &up.data_key, sent..sent + size, size).await?;
             let n = parts.len() as i32 + 1;
             let etag = s3
                 .upload_part(&m.key, &m.upload_id, n, buf.freeze())
@@ -889,6 +872,24 @@ fn multipart_etag(parts: &[q::Part]) -> Option<String> {
         hex::encode(crate::digest::Digests::of(&cat).md5),
         parts.len()
     ))
+}
+
+/// Bytes `range` of `key` in memory, in a buffer with room for `capacity`.
+async fn read_range(
+    fs: &FsStore,
+    key: &str,
+    range: std::ops::Range<u64>,
+    capacity: u64,
+) -> Result<bytes::BytesMut> {
+    let mut buf = bytes::BytesMut::with_capacity(capacity as usize);
+    if range.is_empty() {
+        return Ok(buf);
+    }
+    let mut body = fs.get(key, Some(range)).await?;
+    while let Some(c) = body.next().await {
+        buf.extend_from_slice(&c?);
+    }
+    Ok(buf)
 }
 
 /// The staging file of an upload area whose first byte is at `from`.

@@ -51,10 +51,7 @@ impl Server {
 
     /// Kill (SIGKILL) and start again on a new port with the same data.
     pub async fn restart_hard(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn(self.dir.path(), self.config.as_deref()).0;
-        self.url = wait_listening(&mut self.child);
+        self.restart_hard_with(|_| {}).await;
     }
 
     /// Kill (SIGKILL), let `f` change the stopped server's data directory
