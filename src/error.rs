@@ -383,6 +383,9 @@ pub struct LoggedError {
     pub detail: String,
 }
 
+/// `Retry-After` of a 503 StorageIsDown, in seconds.
+pub const RETRY_AFTER_SECS: &str = "5";
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -405,6 +408,13 @@ impl IntoResponse for Error {
             json,
         )
             .into_response();
+        if matches!(self, Error::StorageIsDown(_)) {
+            // The store is expected back: tell clients when to try again.
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         let detail = match std::error::Error::source(&self) {
             Some(src) => format!("{self}: {src}"),
             None => self.to_string(),

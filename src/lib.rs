@@ -87,11 +87,30 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
     })
 }
 
+/// How long start-up spends finishing uploads whose completion a crash cut
+/// short before it opens the listener; what is left (the store is down) is
+/// finished on first access or by the reaper.
+const STARTUP_FINISH_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Finish, before serving, the uploads whose last byte was acknowledged
+/// but whose completion a crash cut short.
+async fn finish_stalled_uploads(uploads: &uploads::Uploads) {
+    match tokio::time::timeout(STARTUP_FINISH_LIMIT, uploads.finish_stalled()).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(uploads = n, "finished uploads cut short by a crash"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "finishing stalled uploads failed"),
+        Err(_) => {
+            tracing::warn!("finishing stalled uploads takes long; going on in the background")
+        }
+    }
+}
+
 /// Serve until `shutdown` resolves; in-flight requests finish first.
 /// Prints `imgapi listening on http://ADDR` on stdout once bound.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let listen = cfg.listen;
     let state = build_state(cfg).await?;
+    finish_stalled_uploads(&state.uploads).await;
     let reaper = tokio::spawn(images::reap_placeholders_forever(state.images.clone()));
     let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
     let registrar = tokio::spawn(state.registrar.clone().work_forever());

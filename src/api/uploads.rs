@@ -183,7 +183,7 @@ pub fn upload_json(u: &Upload) -> serde_json::Value {
         // Progress of the S3 multipart upload behind it.
         v["parts_sent"] = json!(m.parts.len());
         v["multipart_upload_id"] = json!(m.upload_id);
-        v["bytes_in_parts"] = json!(m.staged_from);
+        v["bytes_in_parts"] = json!(crate::uploads::bytes_in_parts(m));
     }
     v
 }

@@ -2,10 +2,13 @@
 //! SQLite. Each PATCH appends bytes while md5 and sha1 run on other threads;
 //! the bytes are fsynced and the new offset and hasher state committed
 //! together before the PATCH is acknowledged, so a crash loses at most the
-//! unacknowledged chunk and resuming never re-reads stored bytes.
+//! unacknowledged chunk and resuming never re-reads stored bytes. Once the
+//! last byte is acknowledged the upload is complete for every reader: a
+//! completion a crash cut short is finished before anything reads it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -36,7 +39,7 @@ pub struct Uploads {
     db: Db,
     stores: Stores,
     cfg: Arc<UploadsConfig>,
-    busy: Arc<Mutex<HashSet<Uuid>>>,
+    locks: UploadLocks,
     tee_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -57,19 +60,66 @@ pub struct Checksum {
     pub digest: Vec<u8>,
 }
 
-/// Holds an upload busy for one request; released on drop.
+/// One async lock per upload in use: a request that changes an upload
+/// holds it (a second PATCH is refused with 423 at once), and a reader that
+/// finds a completion in progress waits for it.
+#[derive(Clone, Default)]
+struct UploadLocks(Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// Holds an upload busy; released on drop.
 struct BusyGuard {
-    set: Arc<Mutex<HashSet<Uuid>>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: UploadLocks,
     id: Uuid,
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.id);
+        self.guard.take();
+        if let Ok(mut m) = self.locks.0.lock()
+            && m.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            m.remove(&self.id);
         }
     }
 }
+
+impl UploadLocks {
+    fn entry(&self, id: Uuid) -> Result<Arc<tokio::sync::Mutex<()>>> {
+        let mut m = self.0.lock().map_err(|_| Error::internal("poisoned"))?;
+        Ok(m.entry(id).or_default().clone())
+    }
+
+    fn guard(&self, id: Uuid, g: tokio::sync::OwnedMutexGuard<()>) -> BusyGuard {
+        BusyGuard {
+            guard: Some(g),
+            locks: self.clone(),
+            id,
+        }
+    }
+
+    /// The upload's lock, or 423 if a request holds it.
+    fn try_lock(&self, id: Uuid) -> Result<BusyGuard> {
+        let g = self
+            .entry(id)?
+            .try_lock_owned()
+            .map_err(|_| Error::UploadLocked(id))?;
+        Ok(self.guard(id, g))
+    }
+
+    /// The upload's lock, waiting up to `wait` for the request holding it.
+    async fn lock(&self, id: Uuid, wait: Duration) -> Result<BusyGuard> {
+        let l = self.entry(id)?;
+        match tokio::time::timeout(wait, l.lock_owned()).await {
+            Ok(g) => Ok(self.guard(id, g)),
+            Err(_) => Err(Error::UploadLocked(id)),
+        }
+    }
+}
+
+/// How long a request that needs an upload's completion waits for another
+/// request that is completing it.
+const SETTLE_WAIT: Duration = Duration::from_secs(60);
 
 fn expiry_from_now(secs: u64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
@@ -83,7 +133,7 @@ impl Uploads {
             db,
             stores,
             cfg: Arc::new(cfg),
-            busy: Arc::new(Mutex::new(HashSet::new())),
+            locks: UploadLocks::default(),
             tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
         }
     }
@@ -110,14 +160,7 @@ impl Uploads {
     }
 
     fn lock(&self, id: Uuid) -> Result<BusyGuard> {
-        let mut s = self.busy.lock().map_err(|_| Error::internal("poisoned"))?;
-        if !s.insert(id) {
-            return Err(Error::UploadLocked(id));
-        }
-        Ok(BusyGuard {
-            set: self.busy.clone(),
-            id,
-        })
+        self.locks.try_lock(id)
     }
 
     /// May `caller` write to the storage path `p`?
@@ -293,8 +336,21 @@ impl Uploads {
         Ok(up)
     }
 
-    /// The caller's upload (404 for unknown or foreign ids).
+    /// The caller's upload (404 for unknown or foreign ids), settled: an
+    /// upload whose every byte is acknowledged but whose completion a crash
+    /// cut short is completed first, so every reader (HEAD, `/info`, the
+    /// registrar) sees it complete. If that cannot be done now (the store
+    /// is down) the error says so (503), rather than the row's `uploading`.
     pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Upload> {
+        let up = self.owned(caller, id).await?;
+        if is_stalled(&up) {
+            return self.settle(id).await;
+        }
+        Ok(up)
+    }
+
+    /// The caller's upload as the row has it (404 for unknown or foreign ids).
+    async fn owned(&self, caller: &Caller, id: Uuid) -> Result<Upload> {
         caller.require_auth()?;
         let up = self.db.read(move |c| q::get(c, id)).await?;
         match up {
@@ -304,14 +360,35 @@ impl Uploads {
         }
     }
 
-    /// The caller's uploads.
+    /// Complete a stalled upload under its lock (waiting for a request that
+    /// is completing it right now); the upload as it is then.
+    async fn settle(&self, id: Uuid) -> Result<Upload> {
+        let _busy = self.locks.lock(id, SETTLE_WAIT).await?;
+        let up = self
+            .db
+            .read(move |c| q::get(c, id))
+            .await?
+            .ok_or(Error::UploadNotFound(id))?;
+        if !is_stalled(&up) {
+            return Ok(up);
+        }
+        self.finish_one(up).await
+    }
+
+    /// The caller's uploads (stalled ones settled where that can be done now).
     pub async fn list(&self, caller: &Caller) -> Result<Vec<Upload>> {
         caller.require_auth()?;
         let owner = caller.account;
         if owner.is_none() && !caller.operator {
             return Ok(vec![]);
         }
-        self.db.read(move |c| q::list(c, owner)).await
+        let mut ups = self.db.read(move |c| q::list(c, owner)).await?;
+        for up in ups.iter_mut().filter(|u| is_stalled(u)) {
+            if let Ok(done) = self.settle(up.id).await {
+                *up = done;
+            }
+        }
+        Ok(ups)
     }
 
     /// Append a request body at `offset` (tus PATCH, or PUT with Content-Range).
@@ -332,7 +409,7 @@ impl Uploads {
         self.get(caller, id).await?; // 404 before 423 for foreign ids
         let _busy = self.lock(id)?;
         // Read under the lock: another request may have just finished.
-        let mut up = self.get(caller, id).await?;
+        let mut up = self.owned(caller, id).await?;
         if up.state != UploadState::Uploading {
             if offset == up.offset && content_length.unwrap_or(0) == 0 {
                 return Ok(up); // an empty PATCH at the end: nothing to do
@@ -434,15 +511,11 @@ impl Uploads {
         up.offset += received;
         up.updated_at = now_iso();
         up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
-        let old_staging = match tee {
-            Some(t) => self.record_sent_parts(&mut up, t).await,
-            None => None,
-        };
+        if let Some(t) = tee {
+            self.record_sent_parts(&mut up, t).await;
+        }
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
-        if let Some(old) = old_staging {
-            let _ = fs.delete(&old).await;
-        }
         if up.offset == up.length {
             return self.complete(up).await;
         }
@@ -456,23 +529,25 @@ impl Uploads {
         Ok(up)
     }
 
-    /// For an upload into S3 with less than a part staged: a sender primed
-    /// with the staged bytes, so full parts go out while a PATCH streams in
+    /// For an upload into S3 with less than a part unsent: a sender primed
+    /// with the unsent bytes, so full parts go out while a PATCH streams in
     /// (the bytes are staged locally as well; a part that fails is sent
     /// again from there later).
     async fn part_tee(&self, up: &Upload, content_length: Option<u64>) -> Option<Tee> {
         let m = up.s3.as_ref()?;
         let s3 = self.stores.by_name(self.target_store(up)).ok()?.as_s3()?;
-        let staged = up.offset - m.staged_from;
-        if staged >= s3.part_size() {
+        let sent = bytes_in_parts(m);
+        let unsent = up.offset - sent;
+        if unsent >= s3.part_size() {
             return None; // a backlog from an outage: flush_parts sends it
         }
-        if content_length.is_some_and(|l| staged + l < s3.part_size()) {
+        if content_length.is_some_and(|l| unsent + l < s3.part_size()) {
             return None; // fills no part: nothing to send, nothing to read back
         }
         let slot = self.tee_slots.clone().try_acquire_owned().ok()?;
         let fs = self.fs(&up.store).ok()?;
-        let filled = read_range(fs, &up.data_key, 0..staged, s3.part_size())
+        let at = sent.checked_sub(m.staged_from)?;
+        let filled = read_range(fs, &up.data_key, at..at + unsent, s3.part_size())
             .await
             .ok()?;
         let first = m.parts.len() as i32 + 1;
@@ -483,48 +558,32 @@ impl Uploads {
     }
 
     /// After a PATCH whose bytes are durable locally: record the parts the
-    /// tee sent and restage only the bytes after them. Returns the staging
-    /// file to delete once the row is committed. On any failure nothing is
+    /// tee sent (committed with the PATCH's row). On any failure nothing is
     /// recorded: the staged bytes stay and the parts go again later.
-    async fn record_sent_parts(&self, up: &mut Upload, tee: Tee) -> Option<String> {
+    async fn record_sent_parts(&self, up: &mut Upload, tee: Tee) {
         let part = tee.parts.part_size();
-        let (sent, rest) = match tee.parts.finish().await {
-            Ok(r) => r,
+        let sent = match tee.parts.finish().await {
+            Ok((sent, _rest)) => sent,
             Err(e) => {
                 tracing::warn!(upload.id = %up.id, error = %e, "could not send a part yet");
-                return None;
+                return;
             }
         };
-        if sent.is_empty() {
-            return None;
+        if let Some(m) = up.s3.as_mut() {
+            m.parts.extend(sent.into_iter().map(|(n, etag)| q::Part {
+                n,
+                etag,
+                size: part,
+            }));
         }
-        let m = up.s3.as_mut()?;
-        let new_from = m.staged_from + sent.len() as u64 * part;
-        let new_key = restage_key(&up.data_key, new_from);
-        let fs = self.fs(&up.store).ok()?;
-        let written = async {
-            let mut w = fs.open_append(&new_key, 0).await?;
-            w.write(rest.freeze()).await?;
-            w.finish().await
-        };
-        if let Err(e) = written.await {
-            tracing::warn!(upload.id = %up.id, error = %e, "could not restage the upload");
-            let _ = fs.delete(&new_key).await;
-            return None;
-        }
-        m.parts.extend(sent.into_iter().map(|(n, etag)| q::Part {
-            n,
-            etag,
-            size: part,
-        }));
-        m.staged_from = new_from;
-        Some(std::mem::replace(&mut up.data_key, new_key))
     }
 
-    /// Send the staged bytes as S3 parts: every full part, or (`last`) all of
-    /// them. Then keep the rest in a new staging file and record the parts.
+    /// Send the staged bytes not yet in a part as S3 parts: every full part,
+    /// or (`last`) all of them; then record the parts. The staged bytes stay
+    /// until the upload is complete: should the store lose an unfinished
+    /// multipart upload, they are sent again from here.
     async fn flush_parts(&self, up: &mut Upload, last: bool) -> Result<()> {
-        let Some(m) = up.s3.clone() else {
+        let Some(mut m) = up.s3.clone() else {
             return Ok(());
         };
         let target = self.stores.by_name(self.target_store(up))?;
@@ -532,47 +591,62 @@ impl Uploads {
             .as_s3()
             .ok_or_else(|| Error::internal("multipart upload without S3"))?;
         let part = s3.part_size();
-        let staged = up.offset - m.staged_from;
-        let mut sent = 0u64;
-        let mut parts = m.parts.clone();
         let fs = self.fs(&up.store)?;
-        while staged - sent >= part || (last && (staged > sent || parts.is_empty())) {
-            let size = (staged - sent).min(part);
-            let buf = read_range(fs, &up.data_key, sent..sent + size, size).await?;
-            let n = parts.len() as i32 + 1;
+        let mut sent = bytes_in_parts(&m);
+        let before = m.parts.len();
+        while up.offset - sent >= part || (last && (up.offset > sent || m.parts.is_empty())) {
+            let size = (up.offset - sent).min(part);
+            let at = sent
+                .checked_sub(m.staged_from)
+                .ok_or_else(|| Error::internal("staged bytes start after the parts"))?;
+            let buf = read_range(fs, &up.data_key, at..at + size, size).await?;
+            let n = m.parts.len() as i32 + 1;
             let etag = s3
                 .upload_part(&m.key, &m.upload_id, n, buf.freeze())
                 .await?;
-            parts.push(q::Part { n, etag, size });
+            m.parts.push(q::Part { n, etag, size });
             sent += size;
             if size == 0 {
                 break;
             }
         }
-        if sent == 0 && !(last && parts.len() > m.parts.len()) {
+        if m.parts.len() == before {
             return Ok(());
         }
-        // The rest goes to a staging file named after its first offset.
-        let new_from = m.staged_from + sent;
-        let new_key = restage_key(&up.data_key, new_from);
-        let mut w = fs.open_append(&new_key, 0).await?;
-        if staged > sent {
-            let mut rest = fs.get(&up.data_key, Some(sent..staged)).await?;
-            while let Some(c) = rest.next().await {
-                w.write(c?).await?;
-            }
+        up.s3 = Some(m);
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        Ok(())
+    }
+
+    /// An S3 upload whose multipart upload the store lost (a store whose
+    /// completion is not atomic, cut short by a crash: neither the upload
+    /// nor the object exists any more) is sent again from its staged bytes,
+    /// in a new multipart upload. Returns false if that cannot be done.
+    async fn restart_multipart(&self, up: &mut Upload) -> Result<bool> {
+        let Some(m) = up.s3.clone() else {
+            return Ok(false);
+        };
+        let target = self.stores.by_name(self.target_store(up))?;
+        let Some(s3) = target.as_s3() else {
+            return Ok(false);
+        };
+        let staged = self.fs(&up.store)?.head(&up.data_key).await?;
+        let all_staged = m.staged_from == 0 && staged.is_some_and(|s| s.size >= up.offset);
+        if !all_staged || target.head(&m.key).await?.is_some() {
+            return Ok(false);
         }
-        w.finish().await?;
-        let old_key = std::mem::replace(&mut up.data_key, new_key);
+        let _ = s3.abort_multipart(&m.key, &m.upload_id).await;
+        let upload_id = s3.create_multipart(&m.key).await?;
+        tracing::warn!(upload.id = %up.id, "the store lost the multipart upload; sending the staged bytes again");
         up.s3 = Some(q::MultipartState {
-            parts,
-            staged_from: new_from,
+            upload_id,
+            parts: vec![],
             ..m
         });
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
-        let _ = fs.delete(&old_key).await;
-        Ok(())
+        Ok(true)
     }
 
     /// The store the finished object belongs in.
@@ -714,11 +788,11 @@ impl Uploads {
             .await
     }
 
-    /// Remove uploads idle past their expiry; returns how many.
     /// Finish uploads whose last bytes were acknowledged but whose
     /// completion a crash cut short (before it started, or after the object
     /// was in place but before the row said so). Returns how many were
-    /// finished.
+    /// finished. Runs at start-up before the listener opens, and
+    /// periodically; readers settle such an upload themselves on access.
     pub async fn finish_stalled(&self) -> Result<usize> {
         let stalled = self.db.read(q::stalled).await?;
         let mut finished = 0;
@@ -730,39 +804,50 @@ impl Uploads {
             let Some(up) = self.db.read(move |c| q::get(c, id)).await? else {
                 continue;
             };
-            if up.state != UploadState::Uploading || up.offset != up.length {
+            if !is_stalled(&up) {
                 continue;
             }
-            let err = match self.complete(up.clone()).await {
-                Ok(_) => {
-                    finished += 1;
-                    continue;
-                }
-                Err(e) => e,
-            };
-            let now = self.db.read(move |c| q::get(c, id)).await?;
-            if now.is_some_and(|u| u.state != UploadState::Uploading) {
-                finished += 1; // e.g. failed on content_md5: finished all the same
-                continue;
-            }
-            match self.completed_before(&up).await {
-                Some(done) => {
-                    let row = done.clone();
-                    self.db.write(move |c| q::update(c, &row)).await?;
-                    if up.store != done.store
-                        && let Ok(fs) = self.fs(&up.store)
-                    {
-                        let _ = fs.delete(&up.data_key).await;
-                    }
-                    tracing::info!(upload.id = %id, "finished an upload whose completion was cut short");
-                    finished += 1;
-                }
-                None => {
-                    tracing::warn!(upload.id = %id, error = %err, "could not finish a stalled upload yet");
+            match self.finish_one(up).await {
+                Ok(_) => finished += 1,
+                Err(e) => {
+                    tracing::warn!(upload.id = %id, error = %e, "could not finish a stalled upload yet")
                 }
             }
         }
         Ok(finished)
+    }
+
+    /// Complete a stalled upload (its lock held): complete it now, or
+    /// recognise that an interrupted completion already put the bytes in
+    /// place. The upload as it is then; the error if neither can be done
+    /// now (e.g. 503 while the store is down).
+    async fn finish_one(&self, up: Upload) -> Result<Upload> {
+        let id = up.id;
+        let err = match self.complete(up.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        if let Some(now) = self.db.read(move |c| q::get(c, id)).await?
+            && now.state != UploadState::Uploading
+        {
+            return Ok(now); // e.g. failed on content_md5: finished all the same
+        }
+        let Some(done) = self.completed_before(&up).await else {
+            let mut again = up.clone();
+            if self.restart_multipart(&mut again).await.unwrap_or(false) {
+                return self.complete(again).await;
+            }
+            return Err(err);
+        };
+        let row = done.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        if up.store != done.store
+            && let Ok(fs) = self.fs(&up.store)
+        {
+            let _ = fs.delete(&up.data_key).await;
+        }
+        tracing::info!(upload.id = %id, "finished an upload whose completion was cut short");
+        Ok(done)
     }
 
     /// If `up`'s bytes are already where completion puts them (the object
@@ -816,6 +901,7 @@ impl Uploads {
         Some(done)
     }
 
+    /// Remove uploads idle past their expiry; returns how many.
     pub async fn reap_expired(&self) -> Result<usize> {
         let now = now_iso();
         let gone = self
@@ -851,6 +937,11 @@ pub async fn reap_forever(uploads: Uploads) {
     }
 }
 
+/// Every byte acknowledged, the completion not recorded: a crash cut it short.
+fn is_stalled(up: &Upload) -> bool {
+    up.state == UploadState::Uploading && up.offset == up.length
+}
+
 /// A stamp that changes when an object is rewritten: its size and ETag
 /// (object stores) or mtime (directories).
 pub fn stamp(m: &crate::store::ObjectMeta) -> String {
@@ -874,6 +965,11 @@ fn multipart_etag(parts: &[q::Part]) -> Option<String> {
     ))
 }
 
+/// Bytes of an upload already sent as S3 parts (the first unsent byte).
+pub fn bytes_in_parts(m: &q::MultipartState) -> u64 {
+    m.parts.iter().map(|p| p.size).sum()
+}
+
 /// Bytes `range` of `key` in memory, in a buffer with room for `capacity`.
 async fn read_range(
     fs: &FsStore,
@@ -895,10 +991,4 @@ async fn read_range(
 /// The staging file of an upload area whose first byte is at `from`.
 fn staging_key(area: &str, from: u64) -> String {
     format!("{area}.{from}")
-}
-
-/// The staging file that follows `data_key` (same area) from offset `from`.
-fn restage_key(data_key: &str, from: u64) -> String {
-    let area = data_key.rsplit_once('.').map_or("", |(a, _)| a);
-    staging_key(area, from)
 }
