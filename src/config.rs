@@ -208,12 +208,20 @@ impl Default for Limits {
 pub struct UploadsConfig {
     /// Idle uploads expire after this many seconds (default 7 days).
     pub expire_after_secs: u64,
+    /// Uploads an account may have open (not registered) at once; beyond
+    /// it, creation is 429 TooManyRequests (default 1000).
+    pub max_open_per_account: u64,
+    /// Upload requests (PATCH/PUT bodies) an account may stream at once;
+    /// beyond it, 429 TooManyRequests (default 16).
+    pub max_streaming_per_account: usize,
 }
 
 impl Default for UploadsConfig {
     fn default() -> Self {
         UploadsConfig {
             expire_after_secs: 7 * 24 * 3600,
+            max_open_per_account: 1000,
+            max_streaming_per_account: 16,
         }
     }
 }

@@ -99,6 +99,8 @@ pub enum Error {
     #[error("{0}")]
     QuotaExceeded(String),
     #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
     RangeNotSatisfiable(String),
     #[error("upload {0} was not found")]
     UploadNotFound(Uuid),
@@ -193,6 +195,7 @@ impl Error {
             Error::BadRequest(_) => "BadRequestError",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::QuotaExceeded(_) => "QuotaExceeded",
+            Error::TooManyRequests(_) => "TooManyRequests",
             Error::RangeNotSatisfiable(_) => "RequestedRangeNotSatisfiable",
             Error::UploadNotFound(_) => "UploadNotFound",
             Error::UploadExpired(_) => "UploadExpired",
@@ -238,6 +241,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::UploadNotFound(_) => StatusCode::NOT_FOUND,
             Error::UploadExpired(_) => StatusCode::GONE,
@@ -291,6 +295,7 @@ impl Error {
             Error::BadRequest("x".into()),
             Error::MethodNotAllowed("x".into()),
             Error::QuotaExceeded("x".into()),
+            Error::TooManyRequests("x".into()),
             Error::RangeNotSatisfiable("x".into()),
             Error::UploadNotFound(u),
             Error::UploadExpired(u),
@@ -347,6 +352,7 @@ fn exhaustive(e: &Error) {
         | Error::BadRequest(_)
         | Error::MethodNotAllowed(_)
         | Error::QuotaExceeded(_)
+        | Error::TooManyRequests(_)
         | Error::RangeNotSatisfiable(_)
         | Error::UploadNotFound(_)
         | Error::UploadExpired(_)

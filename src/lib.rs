@@ -57,6 +57,8 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
             max_file_size: cfg.limits.max_file_size,
             max_bytes_in_flight_per_account: cfg.limits.max_bytes_in_flight_per_account,
             expire_after_secs: cfg.uploads.expire_after_secs,
+            max_open_per_account: cfg.uploads.max_open_per_account,
+            max_streaming_per_account: cfg.uploads.max_streaming_per_account,
             assets_allowed: cfg.storage.assets.allowed_accounts.clone(),
         },
     );

@@ -24,6 +24,7 @@ const STORS: &[&str] = &["local", "manta"];
 /// The stores and prefixes where unfinished uploads keep their bytes.
 const UPLOAD_AREAS: &[(&str, &str)] = &[
     ("assets", "imgapi-uploads/"),
+    ("assets", crate::uploads::ASSETS_UPLOAD_AREA),
     ("manta", "imgapi/uploads/"),
     ("staging", "imgapi/uploads/"),
 ];

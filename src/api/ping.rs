@@ -70,6 +70,7 @@ fn with_message(e: Error, m: &str) -> Error {
         Error::BadRequest(_) => Error::BadRequest(m),
         Error::MethodNotAllowed(_) => Error::MethodNotAllowed(m),
         Error::QuotaExceeded(_) => Error::QuotaExceeded(m),
+        Error::TooManyRequests(_) => Error::TooManyRequests(m),
         Error::RangeNotSatisfiable(_) => Error::RangeNotSatisfiable(m),
         e => e,
     }

@@ -72,10 +72,26 @@ fn parse_u64_header(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Erro
 }
 
 /// `Upload-Metadata: key base64,key2 base64`.
+/// Largest `Upload-Metadata` header accepted, in bytes.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Most `Upload-Metadata` keys accepted.
+pub const MAX_METADATA_KEYS: usize = 32;
+
 fn parse_metadata(v: Option<String>) -> Result<BTreeMap<String, String>, Error> {
     let mut out = BTreeMap::new();
     let Some(v) = v else { return Ok(out) };
+    if v.len() > MAX_METADATA_BYTES {
+        return Err(Error::InvalidHeader(format!(
+            "Upload-Metadata is {} bytes; at most {MAX_METADATA_BYTES} are accepted",
+            v.len()
+        )));
+    }
     for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if out.len() == MAX_METADATA_KEYS {
+            return Err(Error::InvalidHeader(format!(
+                "Upload-Metadata has more than {MAX_METADATA_KEYS} keys"
+            )));
+        }
         let mut it = pair.splitn(2, ' ');
         let key = it.next().unwrap_or("").to_string();
         let val = match it.next().map(str::trim) {
@@ -346,8 +362,25 @@ pub async fn put(
             (Ok(a), Ok(b)) if b >= a => (a, b),
             _ => return Err(Error::InvalidHeader(format!("bad Content-Range \"{cr}\""))),
         };
-        (a, b - a + 1)
+        let len = (b - a).checked_add(1).filter(|_| b < cur.length);
+        let Some(len) = len else {
+            let mut r = Error::RangeNotSatisfiable(format!(
+                "Content-Range \"{cr}\" goes past Upload-Length {}",
+                cur.length
+            ))
+            .into_response();
+            set(&mut r, "upload-offset", &cur.offset.to_string());
+            return Ok(r);
+        };
+        (a, len)
     };
+    if let Some(cl) = parse_u64_header(&headers, "content-length")?
+        && cl != len
+    {
+        return Err(Error::InvalidHeader(format!(
+            "Content-Length {cl} differs from the {len} bytes of Content-Range \"{cr}\""
+        )));
+    }
     if start != cur.offset {
         let mut r = Error::RangeNotSatisfiable(format!(
             "Content-Range starts at {start}, the upload is at {}",
@@ -443,8 +476,49 @@ pub async fn info(
 }
 
 /// `GET /uploads`: the caller's sessions.
-pub async fn list(State(st): State<AppState>, caller: Caller) -> Result<Response, Error> {
-    let ups = st.uploads.list(&caller).await?;
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    p: super::extract::Params,
+) -> Result<Response, Error> {
+    if let Some((k, _)) =
+        p.0.iter()
+            .find(|(k, _)| !matches!(k.as_str(), "limit" | "marker" | "account"))
+    {
+        return Err(Error::invalid_param(
+            k,
+            crate::error::FieldCode::Invalid,
+            format!("unknown parameter \"{k}\" (GET /uploads takes limit, marker and account)"),
+        ));
+    }
+    let limit = match p.get("limit").filter(|s| !s.is_empty()) {
+        None => crate::uploads::MAX_LIST,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=crate::uploads::MAX_LIST).contains(n))
+            .ok_or_else(|| {
+                Error::invalid_param(
+                    "limit",
+                    crate::error::FieldCode::Invalid,
+                    format!(
+                        "invalid limit \"{l}\": a number from 1 to {}",
+                        crate::uploads::MAX_LIST
+                    ),
+                )
+            })?,
+    };
+    let marker = match p.get("marker").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(m) => Some(Uuid::parse_str(m).map_err(|_| {
+            Error::invalid_param(
+                "marker",
+                crate::error::FieldCode::Invalid,
+                format!("invalid marker \"{m}\": not an upload id"),
+            )
+        })?),
+    };
+    let ups = st.uploads.list(&caller, limit, marker).await?;
     let out: Vec<_> = ups.iter().map(upload_json).collect();
     Ok(json_response(StatusCode::OK, &out))
 }

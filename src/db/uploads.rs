@@ -236,10 +236,44 @@ pub fn list(c: &Connection, owner: Option<Uuid>) -> Result<Vec<Upload>> {
     rows.map(|r| finish(r?)).collect()
 }
 
+/// A page of the uploads of `owner` (None: all), newest first: at most
+/// `limit`, after the upload `after` (its created_at and id) if given.
+pub fn list_page(
+    c: &Connection,
+    owner: Option<Uuid>,
+    after: Option<(String, Uuid)>,
+    limit: u32,
+) -> Result<Vec<Upload>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM uploads WHERE (?1 IS NULL OR owner = ?1) \
+         AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id > ?3)) \
+         ORDER BY created_at DESC, id LIMIT ?4"
+    ))?;
+    let (at, id) = match after {
+        Some((at, id)) => (Some(at), Some(id.to_string())),
+        None => (None, None),
+    };
+    let rows = st.query_map(
+        params![owner.map(|o| o.to_string()), at, id, limit as i64],
+        from_row,
+    )?;
+    rows.map(|r| finish(r?)).collect()
+}
+
 /// Bytes `owner` has in unfinished uploads (their declared lengths).
 pub fn bytes_in_flight(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
     let n: i64 = c.query_row(
         "SELECT COALESCE(SUM(length), 0) FROM uploads WHERE owner IS ?1 AND state = 'uploading'",
+        params![owner.map(|o| o.to_string())],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
+}
+
+/// Uploads `owner` has open (not registered to an image).
+pub fn open_count(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
+    let n: i64 = c.query_row(
+        "SELECT count(*) FROM uploads WHERE owner IS ?1 AND state != 'registered'",
         params![owner.map(|o| o.to_string())],
         |r| r.get(0),
     )?;

@@ -231,11 +231,26 @@ impl Registrar {
                         "upload {id} is already registered to an image"
                     )));
                 }
-                UploadState::Failed => {
+                UploadState::Failed
+                    if up
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("content_md5")) =>
+                {
                     return Err(Error::ChecksumMismatch {
                         message: format!("upload {id} failed its content_md5 check"),
                         errors: vec![FieldError::new("content_md5", FieldCode::Mismatch)],
                     });
+                }
+                UploadState::Failed => {
+                    return Err(Error::invalid_param(
+                        "files[0].upload",
+                        FieldCode::Invalid,
+                        format!(
+                            "upload {id} failed: {}",
+                            up.error.as_deref().unwrap_or("unknown reason")
+                        ),
+                    ));
                 }
                 UploadState::Complete => {}
             }

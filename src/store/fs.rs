@@ -1,7 +1,7 @@
 //! A store in a local directory. Writes go to a temporary sibling name in
 //! 1 MiB batches, are fsynced, then renamed into place.
 
-use std::io::{SeekFrom, Write};
+use std::io::SeekFrom;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -223,23 +223,11 @@ pub struct PendingFsWrite {
 
 impl PendingFsWrite {
     pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
-        let a = self
-            .appender
+        self.appender
             .as_mut()
-            .ok_or_else(|| Error::internal("write after failure"))?;
-        if a.write(chunk).await.is_err() {
-            // The writer thread stopped: report its own error (e.g. ENOSPC).
-            let a = self
-                .appender
-                .take()
-                .ok_or_else(|| Error::internal("writer gone"))?;
-            return Err(a
-                .finish()
-                .await
-                .err()
-                .unwrap_or_else(|| Error::internal("writer stopped")));
-        }
-        Ok(())
+            .ok_or_else(|| Error::internal("write after commit"))?
+            .write(chunk)
+            .await
     }
 
     pub async fn commit(mut self) -> Result<()> {
@@ -271,15 +259,27 @@ impl Drop for PendingFsWrite {
     }
 }
 
-/// Appends a stream of chunks to a file at a given offset, on a dedicated
-/// writer thread; writeback of what was written starts as it goes so the
-/// final fsync is short.
+/// Appends a stream of chunks to a file at a given offset. Chunks are
+/// gathered into batches, each written by a blocking-pool task while the
+/// next batch is received; a blocking thread is held only while bytes are
+/// written, never while the request body waits on the network (a stalled
+/// client holds no thread). Writeback of what was written starts as it goes
+/// so the final fsync is short.
 pub struct FsAppender {
-    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
-    handle: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
-    path: PathBuf,
+    file: std::sync::Arc<std::fs::File>,
+    /// Where the next batch goes.
+    pos: u64,
+    /// Writeback started up to here.
+    synced: u64,
+    batch: Vec<bytes::Bytes>,
+    batch_len: usize,
+    /// The batch being written.
+    inflight: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     start: u64,
 }
+
+/// Bytes gathered before a batch is handed to a blocking write.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Start writeback every this many bytes.
 const WRITEBACK_EVERY: u64 = 8 << 20;
@@ -331,25 +331,13 @@ impl FsStore {
         })
         .await
         .map_err(Error::internal)??;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
-        let handle = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let mut file = file;
-            let mut pos = offset;
-            let mut synced = offset;
-            while let Some(b) = rx.blocking_recv() {
-                file.write_all(&b)?;
-                pos += b.len() as u64;
-                if pos - synced >= WRITEBACK_EVERY {
-                    start_writeback(&file, synced, pos - synced);
-                    synced = pos;
-                }
-            }
-            Ok(file)
-        });
         Ok(FsAppender {
-            tx,
-            handle,
-            path,
+            file: std::sync::Arc::new(file),
+            pos: offset,
+            synced: offset,
+            batch: Vec::new(),
+            batch_len: 0,
+            inflight: None,
             start: offset,
         })
     }
@@ -404,18 +392,60 @@ fn start_writeback(f: &std::fs::File, offset: u64, len: u64) {
 fn start_writeback(_f: &std::fs::File, _offset: u64, _len: u64) {}
 
 impl FsAppender {
+    /// Add a chunk; a full batch is handed to a blocking write once the
+    /// previous one is done. An error is the writer's own (e.g. out of space).
     pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
-        if self.tx.send(chunk).await.is_err() {
-            // The writer stopped: its error is reported by `finish`.
-            return Err(Error::internal("upload writer stopped"));
+        self.batch_len += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_len >= BATCH_BYTES {
+            self.write_batch().await?;
         }
         Ok(())
     }
 
-    /// Wait for the writer and make everything written durable.
-    pub async fn finish(self) -> Result<()> {
-        drop(self.tx);
-        let file = self.handle.await.map_err(Error::internal)??;
+    /// Wait for the batch in flight, then start writing the gathered one.
+    async fn write_batch(&mut self) -> Result<()> {
+        self.wait().await?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let bufs = std::mem::take(&mut self.batch);
+        let at = self.pos;
+        self.pos += std::mem::take(&mut self.batch_len) as u64;
+        let writeback = (self.pos - self.synced >= WRITEBACK_EVERY).then(|| {
+            let r = (self.synced, self.pos - self.synced);
+            self.synced = self.pos;
+            r
+        });
+        let file = self.file.clone();
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut off = at;
+            for b in &bufs {
+                file.write_all_at(b, off)?;
+                off += b.len() as u64;
+            }
+            if let Some((from, len)) = writeback {
+                start_writeback(&file, from, len);
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    /// Wait for the batch in flight, if any.
+    async fn wait(&mut self) -> Result<()> {
+        if let Some(h) = self.inflight.take() {
+            h.await.map_err(Error::internal)??;
+        }
+        Ok(())
+    }
+
+    /// Write what is left and make everything written durable.
+    pub async fn finish(mut self) -> Result<()> {
+        self.write_batch().await?;
+        self.wait().await?;
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(Error::internal)??;
@@ -424,18 +454,12 @@ impl FsAppender {
 
     /// Stop and cut the file back to where this append started. Returns the
     /// writer's own error, if it failed (e.g. out of space).
-    pub async fn abort(self) -> Result<Option<Error>> {
-        drop(self.tx);
-        let writer_error = match self.handle.await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(Error::from(e)),
-            Err(e) => Some(Error::internal(e)),
-        };
-        let (p, start) = (self.path.clone(), self.start);
+    pub async fn abort(mut self) -> Result<Option<Error>> {
+        let writer_error = self.wait().await.err();
+        let (file, start) = (self.file.clone(), self.start);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let f = std::fs::OpenOptions::new().write(true).open(&p)?;
-            f.set_len(start)?;
-            f.sync_all()
+            file.set_len(start)?;
+            file.sync_all()
         })
         .await
         .map_err(Error::internal)??;

@@ -30,6 +30,8 @@ pub struct UploadsConfig {
     pub max_file_size: u64,
     pub max_bytes_in_flight_per_account: u64,
     pub expire_after_secs: u64,
+    pub max_open_per_account: u64,
+    pub max_streaming_per_account: usize,
     pub assets_allowed: Vec<Uuid>,
 }
 
@@ -40,6 +42,7 @@ pub struct Uploads {
     stores: Stores,
     cfg: Arc<UploadsConfig>,
     locks: UploadLocks,
+    streaming: Streaming,
     tee_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -117,6 +120,61 @@ impl UploadLocks {
     }
 }
 
+/// Where unfinished uploads to the assets store keep their bytes. Its
+/// leading dot keeps it out of every `/assets/...` path.
+pub const ASSETS_UPLOAD_AREA: &str = ".imgapi-uploads/";
+
+/// Most uploads `GET /uploads` answers with at once (and its default).
+pub const MAX_LIST: u32 = 1000;
+
+/// Counts the upload requests each account is streaming.
+#[derive(Clone)]
+struct Streaming {
+    counts: Arc<Mutex<HashMap<Option<Uuid>, usize>>>,
+    max: usize,
+}
+
+/// One streaming request of an account; counted until dropped.
+struct StreamSlot {
+    streaming: Streaming,
+    owner: Option<Uuid>,
+}
+
+impl Streaming {
+    fn enter(&self, owner: Option<Uuid>) -> Result<StreamSlot> {
+        let mut m = self
+            .counts
+            .lock()
+            .map_err(|_| Error::internal("poisoned"))?;
+        let n = m.entry(owner).or_default();
+        if *n >= self.max {
+            return Err(Error::TooManyRequests(format!(
+                "the account is streaming {n} upload requests at once (at most {}); \
+                 retry when one ends",
+                self.max
+            )));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            streaming: self.clone(),
+            owner,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.streaming.counts.lock()
+            && let Some(n) = m.get_mut(&self.owner)
+        {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.owner);
+            }
+        }
+    }
+}
+
 /// How long a request that needs an upload's completion waits for another
 /// request that is completing it.
 const SETTLE_WAIT: Duration = Duration::from_secs(60);
@@ -129,11 +187,16 @@ fn expiry_from_now(secs: u64) -> String {
 
 impl Uploads {
     pub fn new(db: Db, stores: Stores, cfg: UploadsConfig) -> Uploads {
+        let max_streaming = cfg.max_streaming_per_account;
         Uploads {
             db,
             stores,
             cfg: Arc::new(cfg),
             locks: UploadLocks::default(),
+            streaming: Streaming {
+                counts: Arc::default(),
+                max: max_streaming,
+            },
             tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
         }
     }
@@ -188,8 +251,15 @@ impl Uploads {
                 }
             }
             Namespace::Manta { owner } => {
-                if *owner == account.to_string() {
-                    return Ok(());
+                // A UUID-shaped owner names an account uuid, never a login.
+                if let Ok(u) = Uuid::parse_str(owner) {
+                    if u == account {
+                        return Ok(());
+                    }
+                    return Err(Error::NotMantaPathOwner(format!(
+                        "account {account} may not use {} (namespace of \"{owner}\")",
+                        p.path
+                    )));
                 }
                 let acct = self
                     .db
@@ -259,7 +329,8 @@ impl Uploads {
             &id.to_string()[..3]
         );
         let data_key = match store.as_str() {
-            "assets" => format!("imgapi-uploads/{id}"),
+            // A dot segment: no /assets path can name it.
+            "assets" => format!("{ASSETS_UPLOAD_AREA}{id}"),
             "staging" => staging_key(&area, 0),
             _ => area.clone(),
         };
@@ -308,12 +379,20 @@ impl Uploads {
             .finish()
             .await?;
         let quota = self.cfg.max_bytes_in_flight_per_account;
+        let max_open = self.cfg.max_open_per_account;
         let owner = up.owner;
         let row = up.clone();
         let res = self
             .db
             .write(move |c| {
                 if owner.is_some() {
+                    let open = q::open_count(c, owner)?;
+                    if open >= max_open {
+                        return Err(Error::TooManyRequests(format!(
+                            "the account has {open} uploads open (at most {max_open}): \
+                             register or terminate some first"
+                        )));
+                    }
                     let used = q::bytes_in_flight(c, owner)?;
                     if used + row.length > quota {
                         return Err(Error::QuotaExceeded(format!(
@@ -375,14 +454,37 @@ impl Uploads {
         self.finish_one(up).await
     }
 
-    /// The caller's uploads (stalled ones settled where that can be done now).
-    pub async fn list(&self, caller: &Caller) -> Result<Vec<Upload>> {
+    /// The caller's uploads, newest first, at most `limit` of them, after
+    /// the upload `marker` (one of the caller's own) if given. Stalled ones
+    /// are settled where that can be done now.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Upload>> {
         caller.require_auth()?;
         let owner = caller.account;
         if owner.is_none() && !caller.operator {
             return Ok(vec![]);
         }
-        let mut ups = self.db.read(move |c| q::list(c, owner)).await?;
+        let after = match marker {
+            None => None,
+            Some(m) => {
+                let up = self.owned(caller, m).await.map_err(|_| {
+                    Error::invalid_param(
+                        "marker",
+                        FieldCode::Invalid,
+                        format!("invalid marker \"{m}\": no such upload of yours"),
+                    )
+                })?;
+                Some((up.created_at, up.id))
+            }
+        };
+        let mut ups = self
+            .db
+            .read(move |c| q::list_page(c, owner, after, limit))
+            .await?;
         for up in ups.iter_mut().filter(|u| is_stalled(u)) {
             if let Ok(done) = self.settle(up.id).await {
                 *up = done;
@@ -410,6 +512,7 @@ impl Uploads {
         let _busy = self.lock(id)?;
         // Read under the lock: another request may have just finished.
         let mut up = self.owned(caller, id).await?;
+        let _slot = self.streaming.enter(up.owner)?;
         if up.state != UploadState::Uploading {
             if offset == up.offset && content_length.unwrap_or(0) == 0 {
                 return Ok(up); // an empty PATCH at the end: nothing to do
@@ -461,6 +564,12 @@ impl Uploads {
                     break;
                 }
             };
+            if content_length.is_some_and(|l| received + chunk.len() as u64 > l) {
+                failure = Some(Error::InvalidHeader(
+                    "the body is longer than the request declared".into(),
+                ));
+                break;
+            }
             if received + chunk.len() as u64 > remaining {
                 failure = Some(Error::UploadLengthExceeded(format!(
                     "the body goes past Upload-Length {}",
@@ -698,7 +807,10 @@ impl Uploads {
                 let sp = namespace::parse(p).map_err(Error::internal)?;
                 let target = self.stores.by_name(sp.store())?;
                 if up.store == sp.store() {
-                    self.fs(&up.store)?.rename(&up.data_key, &sp.key).await?;
+                    let moved = self.fs(&up.store)?.rename(&up.data_key, &sp.key).await;
+                    if let Err(e) = moved {
+                        return self.fail_at_path(up, e).await;
+                    }
                 } else {
                     // Into the object store: stream the staged bytes there.
                     let body = self.fs(&up.store)?.get(&up.data_key, None).await?;
@@ -738,6 +850,25 @@ impl Uploads {
             });
         }
         Ok(up)
+    }
+
+    /// The bytes cannot be put at the upload's path (a directory stands
+    /// there, a file stands where a directory must be, a name too long for
+    /// the file system): the upload fails for good, with a reason its owner
+    /// sees (`/info`), and can be terminated; other errors are returned as
+    /// they are (the completion is tried again later).
+    async fn fail_at_path(&self, mut up: Upload, e: Error) -> Result<Upload> {
+        let Some(why) = path_error(&e) else {
+            return Err(e);
+        };
+        let path = up.path.clone().unwrap_or_default();
+        let msg = format!("the upload cannot be stored at {path}: {why}");
+        up.state = UploadState::Failed;
+        up.error = Some(msg.clone());
+        up.updated_at = now_iso();
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        Err(Error::invalid_param("path", FieldCode::Invalid, msg))
     }
 
     /// Terminate an upload: its row and bytes go at once. A completed upload
@@ -934,6 +1065,21 @@ pub async fn reap_forever(uploads: Uploads) {
         if let Err(e) = uploads.reap_expired().await {
             tracing::warn!(error = %e, "upload reaper failed");
         }
+    }
+}
+
+/// Why a file-system error means a path can never hold the upload (as
+/// opposed to a passing failure), in words for its owner.
+fn path_error(e: &Error) -> Option<&'static str> {
+    let Error::Internal(cause) = e else {
+        return None;
+    };
+    let io = cause.downcast_ref::<std::io::Error>()?;
+    match io.raw_os_error()? {
+        libc::EISDIR | libc::EEXIST | libc::ENOTEMPTY => Some("a directory is there"),
+        libc::ENOTDIR => Some("a file stands where a directory must be"),
+        libc::ENAMETOOLONG => Some("a name in it is too long"),
+        _ => None,
     }
 }
 
