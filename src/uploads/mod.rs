@@ -323,7 +323,7 @@ impl Uploads {
                         )));
                     }
                 }
-                q::insert(c, &row)
+                Ok(q::insert(c, &row)?)
             })
             .await;
         if let Err(e) = res {
@@ -911,7 +911,7 @@ impl Uploads {
                 for u in &ups {
                     q::delete(c, u.id)?;
                 }
-                Ok(ups)
+                Ok::<_, Error>(ups)
             })
             .await?;
         for up in &gone {
