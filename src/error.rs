@@ -1,9 +1,8 @@
-//! The one error type of the service, its IMGAPI wire code and HTTP status,
-//! and its JSON body `{code, message, errors?}`. 5xx bodies never carry the
-//! internal cause: it is logged with the request id instead.
+//! The one error type of the service, its IMGAPI wire code and HTTP status.
+//! The variant list is written once, in the `errors!` table below; the JSON
+//! body `{code, message, errors?}` is rendered by `api::error`. 5xx messages
+//! never carry the internal cause: it is logged with the request id instead.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -45,100 +44,141 @@ impl FieldError {
     }
 }
 
-/// Every error the server can answer with.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
+/// The error table: one row per variant, giving its fields and `Display`
+/// message, its wire code, its HTTP status and a sample built from a message
+/// (`catalog`, Ping's `?error=CODE`). The enum, `code()`, `status()` and
+/// `samples()` are generated from these rows, so they cannot drift apart.
+macro_rules! errors {
+    ($(
+        $(#[$meta:meta])*
+        $variant:ident $( { $($fname:ident : $fty:ty),* $(,)? } )? $( ( $( $(#[$fattr:meta])* $tty:ty ),* ) )?
+            => $code:literal, $status:literal, |$m:ident| $sample:expr;
+    )*) => {
+        /// Every error the server can answer with.
+        #[derive(Debug, thiserror::Error)]
+        pub enum Error {
+            $(
+                $(#[$meta])*
+                $variant $( { $($fname : $fty),* } )? $( ( $( $(#[$fattr])* $tty ),* ) )?,
+            )*
+        }
+
+        impl Error {
+            /// The IMGAPI wire code (`body.code`).
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $( Error::$variant { .. } => $code, )*
+                }
+            }
+
+            /// The HTTP status code.
+            pub fn status(&self) -> u16 {
+                match self {
+                    $( Error::$variant { .. } => $status, )*
+                }
+            }
+
+            /// One sample of every variant, carrying `message` where the
+            /// variant has a free-text message (5xx keep their generic ones).
+            pub fn samples(message: &str) -> Vec<Error> {
+                use Error::*;
+                vec![ $( { let $m: &str = message; $sample }, )* ]
+            }
+        }
+    };
+}
+
+errors! {
     #[error("{message}")]
-    ValidationFailed {
-        message: String,
-        errors: Vec<FieldError>,
-    },
+    ValidationFailed { message: String, errors: Vec<FieldError> }
+        => "ValidationFailed", 422, |m| ValidationFailed { message: m.into(), errors: vec![] };
     #[error("{message}")]
-    InvalidParameter {
-        message: String,
-        errors: Vec<FieldError>,
-    },
+    InvalidParameter { message: String, errors: Vec<FieldError> }
+        => "InvalidParameter", 422, |m| InvalidParameter { message: m.into(), errors: vec![] };
     #[error("{0}")]
-    ResourceNotFound(String),
+    ResourceNotFound(String) => "ResourceNotFound", 404, |m| ResourceNotFound(m.into());
     #[error("cannot modify files on activated image {0}")]
-    ImageFilesImmutable(Uuid),
+    ImageFilesImmutable(Uuid) => "ImageFilesImmutable", 422, |_m| ImageFilesImmutable(Uuid::nil());
     #[error("image \"{0}\" is already activated")]
-    ImageAlreadyActivated(Uuid),
+    ImageAlreadyActivated(Uuid) => "ImageAlreadyActivated", 422, |_m| ImageAlreadyActivated(Uuid::nil());
     #[error("image \"{0}\" cannot be activated: it has no file")]
-    NoActivationNoFile(Uuid),
+    NoActivationNoFile(Uuid) => "NoActivationNoFile", 422, |_m| NoActivationNoFile(Uuid::nil());
     #[error("this endpoint may only be called by an operator")]
-    OperatorOnly,
+    OperatorOnly => "OperatorOnly", 403, |_m| OperatorOnly;
     #[error("image uuid \"{0}\" already exists")]
-    ImageUuidAlreadyExists(Uuid),
+    ImageUuidAlreadyExists(Uuid) => "ImageUuidAlreadyExists", 409, |_m| ImageUuidAlreadyExists(Uuid::nil());
     #[error("{0}")]
-    Upload(String),
+    Upload(String) => "Upload", 400, |m| Upload(m.into());
     #[error("{0}")]
-    Download(String),
+    Download(String) => "Download", 400, |m| Download(m.into());
     #[error("account {account} is not the owner of image {image}")]
-    NotImageOwner { account: Uuid, image: Uuid },
+    NotImageOwner { account: Uuid, image: Uuid }
+        => "NotImageOwner", 422, |_m| NotImageOwner { account: Uuid::nil(), image: Uuid::nil() };
     #[error("origin image \"{0}\" does not exist")]
-    OriginDoesNotExist(Uuid),
+    OriginDoesNotExist(Uuid) => "OriginDoesNotExist", 422, |_m| OriginDoesNotExist(Uuid::nil());
     #[error("{0}")]
-    ImageHasDependentImages(String),
+    ImageHasDependentImages(String) => "ImageHasDependentImages", 422, |m| ImageHasDependentImages(m.into());
     #[error("{0}")]
-    NotAvailable(String),
+    NotAvailable(String) => "NotAvailable", 501, |m| NotAvailable(m.into());
     #[error("{0}")]
-    NotImplemented(String),
+    NotImplemented(String) => "NotImplemented", 400, |m| NotImplemented(m.into());
     #[error("{0}")]
-    InvalidVersion(String),
+    InvalidVersion(String) => "InvalidVersion", 400, |m| InvalidVersion(m.into());
     #[error("{0}")]
-    PreconditionFailed(String),
+    PreconditionFailed(String) => "PreconditionFailed", 412, |m| PreconditionFailed(m.into());
     #[error("{0}")]
-    Unauthorized(String),
+    Unauthorized(String) => "UnauthorizedError", 401, |m| Unauthorized(m.into());
     #[error("{0}")]
-    InvalidHeader(String),
+    InvalidHeader(String) => "InvalidHeader", 400, |m| InvalidHeader(m.into());
     #[error("{0}")]
-    BadRequest(String),
+    BadRequest(String) => "BadRequestError", 400, |m| BadRequest(m.into());
     #[error("{0}")]
-    MethodNotAllowed(String),
+    MethodNotAllowed(String) => "MethodNotAllowed", 405, |m| MethodNotAllowed(m.into());
     #[error("{0}")]
-    QuotaExceeded(String),
+    QuotaExceeded(String) => "QuotaExceeded", 413, |m| QuotaExceeded(m.into());
     #[error("{0}")]
-    TooManyRequests(String),
+    TooManyRequests(String) => "TooManyRequests", 429, |m| TooManyRequests(m.into());
     #[error("{0}")]
-    RangeNotSatisfiable(String),
+    RangeNotSatisfiable(String) => "RequestedRangeNotSatisfiable", 416, |m| RangeNotSatisfiable(m.into());
     #[error("upload {0} was not found")]
-    UploadNotFound(Uuid),
+    UploadNotFound(Uuid) => "UploadNotFound", 404, |_m| UploadNotFound(Uuid::nil());
     #[error("upload {0} has expired")]
-    UploadExpired(Uuid),
+    UploadExpired(Uuid) => "UploadExpired", 410, |_m| UploadExpired(Uuid::nil());
     #[error("Upload-Offset {given} does not match the current offset {current}")]
-    UploadOffsetMismatch { given: u64, current: u64 },
+    UploadOffsetMismatch { given: u64, current: u64 }
+        => "UploadOffsetMismatch", 409, |_m| UploadOffsetMismatch { given: 0, current: 0 };
     #[error("upload {0} is busy with another request; retry after it ends")]
-    UploadLocked(Uuid),
+    UploadLocked(Uuid) => "UploadLocked", 423, |_m| UploadLocked(Uuid::nil());
     #[error("{0}")]
-    UploadChecksumMismatch(String),
+    UploadChecksumMismatch(String) => "UploadChecksumMismatch", 460, |m| UploadChecksumMismatch(m.into());
     #[error("{0}")]
-    UploadLengthExceeded(String),
+    UploadLengthExceeded(String) => "UploadLengthExceeded", 413, |m| UploadLengthExceeded(m.into());
     #[error("{0}")]
-    UnsupportedMediaType(String),
+    UnsupportedMediaType(String) => "UnsupportedMediaType", 415, |m| UnsupportedMediaType(m.into());
     #[error("{0}")]
-    TusVersionUnsupported(String),
+    TusVersionUnsupported(String) => "TusVersionUnsupported", 412, |m| TusVersionUnsupported(m.into());
     #[error("upload {0} is not complete")]
-    UploadIncomplete(Uuid),
+    UploadIncomplete(Uuid) => "UploadIncomplete", 422, |_m| UploadIncomplete(Uuid::nil());
     #[error("{0}")]
-    FileNotFound(String),
+    FileNotFound(String) => "FileNotFound", 422, |m| FileNotFound(m.into());
     #[error("{0}")]
-    NotMantaPathOwner(String),
+    NotMantaPathOwner(String) => "NotMantaPathOwner", 422, |m| NotMantaPathOwner(m.into());
     #[error("{message}")]
-    ChecksumMismatch {
-        message: String,
-        errors: Vec<FieldError>,
-    },
+    ChecksumMismatch { message: String, errors: Vec<FieldError> }
+        => "ChecksumMismatch", 422, |m| ChecksumMismatch { message: m.into(), errors: vec![] };
     #[error("{0}")]
-    FileInUse(String),
+    FileInUse(String) => "FileInUse", 409, |m| FileInUse(m.into());
     #[error("the storage backend is unavailable, retry later")]
-    StorageIsDown(#[source] anyhow_lite::Cause),
+    StorageIsDown(#[source] anyhow_lite::Cause) => "StorageIsDown", 503, |m| StorageIsDown(m.into());
     #[error("the store is out of space")]
-    InsufficientStorage(#[source] anyhow_lite::Cause),
+    InsufficientStorage(#[source] anyhow_lite::Cause) => "InsufficientStorage", 507, |m| InsufficientStorage(m.into());
     /// Anything unexpected. The cause is logged, never sent.
     #[error("internal error")]
-    Internal(#[source] anyhow_lite::Cause),
+    Internal(#[source] anyhow_lite::Cause) => "InternalError", 500, |m| Internal(m.into());
 }
+
+/// `Retry-After` of a 503 StorageIsDown, in seconds.
+pub const RETRY_AFTER_SECS: &str = "5";
 
 /// A boxed cause for internal errors (kept out of response bodies).
 pub mod anyhow_lite {
@@ -170,272 +210,51 @@ impl Error {
         Error::ResourceNotFound(message.into())
     }
 
-    /// The IMGAPI wire code (`body.code`).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::ValidationFailed { .. } => "ValidationFailed",
-            Error::InvalidParameter { .. } => "InvalidParameter",
-            Error::ResourceNotFound(_) => "ResourceNotFound",
-            Error::ImageFilesImmutable(_) => "ImageFilesImmutable",
-            Error::ImageAlreadyActivated(_) => "ImageAlreadyActivated",
-            Error::NoActivationNoFile(_) => "NoActivationNoFile",
-            Error::OperatorOnly => "OperatorOnly",
-            Error::ImageUuidAlreadyExists(_) => "ImageUuidAlreadyExists",
-            Error::Upload(_) => "Upload",
-            Error::Download(_) => "Download",
-            Error::NotImageOwner { .. } => "NotImageOwner",
-            Error::OriginDoesNotExist(_) => "OriginDoesNotExist",
-            Error::ImageHasDependentImages(_) => "ImageHasDependentImages",
-            Error::NotAvailable(_) => "NotAvailable",
-            Error::NotImplemented(_) => "NotImplemented",
-            Error::InvalidVersion(_) => "InvalidVersion",
-            Error::PreconditionFailed(_) => "PreconditionFailed",
-            Error::Unauthorized(_) => "UnauthorizedError",
-            Error::InvalidHeader(_) => "InvalidHeader",
-            Error::BadRequest(_) => "BadRequestError",
-            Error::MethodNotAllowed(_) => "MethodNotAllowed",
-            Error::QuotaExceeded(_) => "QuotaExceeded",
-            Error::TooManyRequests(_) => "TooManyRequests",
-            Error::RangeNotSatisfiable(_) => "RequestedRangeNotSatisfiable",
-            Error::UploadNotFound(_) => "UploadNotFound",
-            Error::UploadExpired(_) => "UploadExpired",
-            Error::UploadOffsetMismatch { .. } => "UploadOffsetMismatch",
-            Error::UploadLocked(_) => "UploadLocked",
-            Error::UploadChecksumMismatch(_) => "UploadChecksumMismatch",
-            Error::UploadLengthExceeded(_) => "UploadLengthExceeded",
-            Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            Error::TusVersionUnsupported(_) => "TusVersionUnsupported",
-            Error::UploadIncomplete(_) => "UploadIncomplete",
-            Error::FileNotFound(_) => "FileNotFound",
-            Error::NotMantaPathOwner(_) => "NotMantaPathOwner",
-            Error::ChecksumMismatch { .. } => "ChecksumMismatch",
-            Error::FileInUse(_) => "FileInUse",
-            Error::StorageIsDown(_) => "StorageIsDown",
-            Error::InsufficientStorage(_) => "InsufficientStorage",
-            Error::Internal(_) => "InternalError",
-        }
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::ValidationFailed { .. }
-            | Error::InvalidParameter { .. }
-            | Error::ImageFilesImmutable(_)
-            | Error::ImageAlreadyActivated(_)
-            | Error::NoActivationNoFile(_)
-            | Error::NotImageOwner { .. }
-            | Error::OriginDoesNotExist(_)
-            | Error::ImageHasDependentImages(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::ResourceNotFound(_) => StatusCode::NOT_FOUND,
-            Error::OperatorOnly => StatusCode::FORBIDDEN,
-            Error::ImageUuidAlreadyExists(_) => StatusCode::CONFLICT,
-            Error::Upload(_)
-            | Error::Download(_)
-            | Error::NotImplemented(_)
-            | Error::InvalidVersion(_)
-            | Error::InvalidHeader(_)
-            | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::NotAvailable(_) => StatusCode::NOT_IMPLEMENTED,
-            Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
-            Error::UploadNotFound(_) => StatusCode::NOT_FOUND,
-            Error::UploadExpired(_) => StatusCode::GONE,
-            Error::UploadOffsetMismatch { .. } => StatusCode::CONFLICT,
-            Error::UploadLocked(_) => StatusCode::LOCKED,
-            Error::UploadChecksumMismatch(_) => {
-                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+    /// For `map_err` on an image insert: a uuid that exists (a conflict) is
+    /// `ImageUuidAlreadyExists`, any other database error is internal.
+    pub fn uuid_taken(uuid: Uuid) -> impl FnOnce(crate::db::DbError) -> Error {
+        move |e| {
+            if e.is_conflict() {
+                Error::ImageUuidAlreadyExists(uuid)
+            } else {
+                e.into()
             }
-            Error::UploadLengthExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::TusVersionUnsupported(_) => StatusCode::PRECONDITION_FAILED,
-            Error::UploadIncomplete(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::FileNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::NotMantaPathOwner(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::ChecksumMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::FileInUse(_) => StatusCode::CONFLICT,
-            Error::StorageIsDown(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// One instance of every variant: the list `docs/errors.md` must match.
-    /// Adding a variant without adding it here fails to compile (see `exhaustive`).
     pub fn catalog() -> Vec<Error> {
-        let u = Uuid::nil();
-        let c = || -> anyhow_lite::Cause { "x".into() };
-        let all = vec![
-            Error::validation(vec![]),
-            Error::invalid_param("x", FieldCode::Invalid, "x"),
-            Error::not_found("x"),
-            Error::ImageFilesImmutable(u),
-            Error::ImageAlreadyActivated(u),
-            Error::NoActivationNoFile(u),
-            Error::OperatorOnly,
-            Error::ImageUuidAlreadyExists(u),
-            Error::Upload("x".into()),
-            Error::Download("x".into()),
-            Error::NotImageOwner {
-                account: u,
-                image: u,
-            },
-            Error::OriginDoesNotExist(u),
-            Error::ImageHasDependentImages("x".into()),
-            Error::NotAvailable("x".into()),
-            Error::NotImplemented("x".into()),
-            Error::InvalidVersion("x".into()),
-            Error::PreconditionFailed("x".into()),
-            Error::Unauthorized("x".into()),
-            Error::InvalidHeader("x".into()),
-            Error::BadRequest("x".into()),
-            Error::MethodNotAllowed("x".into()),
-            Error::QuotaExceeded("x".into()),
-            Error::TooManyRequests("x".into()),
-            Error::RangeNotSatisfiable("x".into()),
-            Error::UploadNotFound(u),
-            Error::UploadExpired(u),
-            Error::UploadOffsetMismatch {
-                given: 0,
-                current: 0,
-            },
-            Error::UploadLocked(u),
-            Error::UploadChecksumMismatch("x".into()),
-            Error::UploadLengthExceeded("x".into()),
-            Error::UnsupportedMediaType("x".into()),
-            Error::TusVersionUnsupported("x".into()),
-            Error::UploadIncomplete(u),
-            Error::FileNotFound("x".into()),
-            Error::NotMantaPathOwner("x".into()),
-            Error::ChecksumMismatch {
-                message: "x".into(),
-                errors: vec![],
-            },
-            Error::FileInUse("x".into()),
-            Error::StorageIsDown(c()),
-            Error::InsufficientStorage(c()),
-            Error::Internal(c()),
-        ];
-        for e in &all {
-            exhaustive(e);
+        Error::samples("x")
+    }
+
+    /// A sample of the error whose wire code is `code`, carrying `message`
+    /// where the variant has a free-text message.
+    pub fn sample(code: &str, message: &str) -> Option<Error> {
+        Error::samples(message)
+            .into_iter()
+            .find(|e| e.code() == code)
+    }
+}
+
+/// The database layer's errors on the wire: a row that vanished under an
+/// update keeps its IMGAPI answer; everything else a service did not map
+/// itself (a conflict it did not expect, SQLite, corrupt rows, a failed
+/// task) is an InternalError whose cause is logged.
+impl From<crate::db::DbError> for Error {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::{DbError, Entity};
+        match e {
+            DbError::NotFound {
+                entity: Entity::Image,
+                id,
+            } => Error::not_found(format!("image {id} does not exist")),
+            DbError::NotFound {
+                entity: Entity::Upload,
+                id,
+            } => Error::UploadNotFound(id),
+            DbError::Io(e) => Error::from(e),
+            e => Error::internal(e),
         }
-        all
-    }
-}
-
-/// A match without a wildcard: a new variant must be added to `catalog`.
-fn exhaustive(e: &Error) {
-    match e {
-        Error::ValidationFailed { .. }
-        | Error::InvalidParameter { .. }
-        | Error::ResourceNotFound(_)
-        | Error::ImageFilesImmutable(_)
-        | Error::ImageAlreadyActivated(_)
-        | Error::NoActivationNoFile(_)
-        | Error::OperatorOnly
-        | Error::ImageUuidAlreadyExists(_)
-        | Error::Upload(_)
-        | Error::Download(_)
-        | Error::NotImageOwner { .. }
-        | Error::OriginDoesNotExist(_)
-        | Error::ImageHasDependentImages(_)
-        | Error::NotAvailable(_)
-        | Error::NotImplemented(_)
-        | Error::InvalidVersion(_)
-        | Error::PreconditionFailed(_)
-        | Error::Unauthorized(_)
-        | Error::InvalidHeader(_)
-        | Error::BadRequest(_)
-        | Error::MethodNotAllowed(_)
-        | Error::QuotaExceeded(_)
-        | Error::TooManyRequests(_)
-        | Error::RangeNotSatisfiable(_)
-        | Error::UploadNotFound(_)
-        | Error::UploadExpired(_)
-        | Error::UploadOffsetMismatch { .. }
-        | Error::UploadLocked(_)
-        | Error::UploadChecksumMismatch(_)
-        | Error::UploadLengthExceeded(_)
-        | Error::UnsupportedMediaType(_)
-        | Error::TusVersionUnsupported(_)
-        | Error::UploadIncomplete(_)
-        | Error::FileNotFound(_)
-        | Error::NotMantaPathOwner(_)
-        | Error::ChecksumMismatch { .. }
-        | Error::FileInUse(_)
-        | Error::StorageIsDown(_)
-        | Error::InsufficientStorage(_)
-        | Error::Internal(_) => {}
-    }
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
-}
-
-/// Marker put in response extensions so the logging middleware can log the
-/// full cause of an error response.
-#[derive(Clone)]
-pub struct LoggedError {
-    pub code: &'static str,
-    pub detail: String,
-}
-
-/// `Retry-After` of a 503 StorageIsDown, in seconds.
-pub const RETRY_AFTER_SECS: &str = "5";
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let errors = match &self {
-            Error::ValidationFailed { errors, .. }
-            | Error::InvalidParameter { errors, .. }
-            | Error::ChecksumMismatch { errors, .. } => Some(errors.as_slice()),
-            _ => None,
-        };
-        let message = self.to_string();
-        let body = Body {
-            code: self.code(),
-            message,
-            errors,
-        };
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut resp = (
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            json,
-        )
-            .into_response();
-        if matches!(self, Error::StorageIsDown(_)) {
-            // The store is expected back: tell clients when to try again.
-            resp.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
-        }
-        let detail = match std::error::Error::source(&self) {
-            Some(src) => format!("{self}: {src}"),
-            None => self.to_string(),
-        };
-        resp.extensions_mut().insert(LoggedError {
-            code: self.code(),
-            detail,
-        });
-        resp
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::internal(e)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldCode, Result};
 use crate::manifest::Image;
 
 /// The identity a request acts with.
@@ -82,6 +82,70 @@ impl Caller {
                 image: img.uuid,
             }),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Logins that name a storage namespace of the service or an administrative
+/// role; refused (in any case) for accounts.
+pub const RESERVED_LOGINS: &[&str] = &["imgapi", "assets", "admin", "root", "operator"];
+
+/// Check a new account's login: like Triton's, `^[a-zA-Z][a-zA-Z0-9_.@-]{2,63}$`;
+/// not one of `RESERVED_LOGINS`; and not UUID-shaped (hyphenated or not),
+/// since a storage path's owner segment (`/{login or uuid}/stor/...`) is
+/// matched against both logins and account uuids: such a login could name
+/// another account's namespace.
+pub fn check_login(login: &str) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::invalid_param(
+            "login",
+            FieldCode::Invalid,
+            format!("invalid login \"{login}\"{why}"),
+        ))
+    };
+    let mut chars = login.chars();
+    let shaped = (3..=64).contains(&login.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+    if !shaped {
+        return refuse("");
+    }
+    if RESERVED_LOGINS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(login))
+    {
+        return refuse(": it is reserved");
+    }
+    if Uuid::parse_str(login).is_ok() {
+        return refuse(": a login may not be a UUID (account uuids name storage namespaces)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins() {
+        for ok in ["alice", "root-op", "b0b", "a.b@c_d-e", "deadbeef"] {
+            assert!(check_login(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "ab",
+            "1abc",
+            "a b",
+            "imgapi",
+            "assets",
+            "Admin",
+            "root",
+            "operator",
+            "a0b6b534-2547-11e2-b758-63a2afd747d1",
+            "A0B6B534-2547-11E2-B758-63A2AFD747D1",
+            "a0b6b534254711e2b75863a2afd747d1",
+        ] {
+            assert!(check_login(bad).is_err(), "{bad}");
         }
     }
 }

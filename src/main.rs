@@ -187,9 +187,22 @@ async fn account_create(
 ) -> imgapi::error::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)?;
     let db = imgapi::db::Db::open(&cfg.db_path())?;
+    imgapi::identity::check_login(login)?;
     let login = login.to_string();
     let (acct, token) = db
-        .write(move |c| imgapi::db::accounts::create(c, &login, operator, uuid))
+        .write(move |c| {
+            imgapi::db::accounts::create(c, &login, operator, uuid).map_err(|e| {
+                if e.is_conflict() {
+                    imgapi::error::Error::invalid_param(
+                        "login",
+                        imgapi::error::FieldCode::Invalid,
+                        format!("account \"{login}\" already exists"),
+                    )
+                } else {
+                    e.into()
+                }
+            })
+        })
         .await?;
     println!("uuid: {}", acct.uuid);
     println!("login: {}", acct.login);

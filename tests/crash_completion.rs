@@ -10,16 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
-use sha1::Digest;
 
 const MIB: usize = 1 << 20;
-
-fn md5_b64(d: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(d))
-}
 
 /// A random fraction in [0, 1).
 fn rand01() -> f64 {

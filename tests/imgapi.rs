@@ -3,17 +3,8 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
-use sha1::Digest;
-
-fn sha1_hex(d: &[u8]) -> String {
-    hex::encode(sha1::Sha1::digest(d))
-}
-fn md5_b64(d: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(d))
-}
 
 #[tokio::test]
 async fn b01_b03_ping() {

@@ -5,20 +5,8 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
-use sha1::Digest;
-
-fn b64(d: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(d)
-}
-fn md5_b64(d: &[u8]) -> String {
-    b64(&md5::Md5::digest(d))
-}
-fn sha1_hex(d: &[u8]) -> String {
-    hex::encode(sha1::Sha1::digest(d))
-}
 
 /// Upload `file` with tus as `account`; returns the upload id.
 async fn upload(s: &Server, file: &[u8], account: Option<&str>, complete: bool) -> String {

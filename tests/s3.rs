@@ -13,13 +13,6 @@ use imgapi::store::{FsStore, S3Store, Store};
 use serde_json::json;
 use sha1::Digest;
 
-fn md5_b64(d: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(d))
-}
-fn sha1_hex(d: &[u8]) -> String {
-    hex::encode(sha1::Sha1::digest(d))
-}
-
 async fn s3_store(s3: &S3Server) -> Store {
     let cfg = S3Config {
         endpoint: s3.endpoint.clone(),

@@ -14,9 +14,6 @@ const CT: &str = "application/offset+octet-stream";
 fn b64(d: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(d)
 }
-fn sha1_hex(d: &[u8]) -> String {
-    hex::encode(sha1::Sha1::digest(d))
-}
 
 /// Create and return the upload's path (`/uploads/<id>`).
 async fn new_upload(s: &Server, len: u64, account: Option<&str>) -> String {

@@ -444,7 +444,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
                         out.push(img);
                     }
                 }
-                Ok(out)
+                Ok::<_, Error>(out)
             })
             .await?
     };
@@ -467,7 +467,8 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
                     imgq::expired_placeholders(c, &now)?.into_iter().collect();
                 let mut gone = Vec::new();
                 for u in candidates {
-                    let running = jobs::get(c, u)?.is_some_and(|j| j.state == "pending");
+                    let running =
+                        jobs::get(c, u)?.is_some_and(|j| j.state == jobs::JobState::Pending);
                     if !still.contains(&u) || running {
                         continue;
                     }
@@ -476,7 +477,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
                         gone.push(img);
                     }
                 }
-                Ok(gone)
+                Ok::<_, Error>(gone)
             })
             .await?;
         for img in &gone {

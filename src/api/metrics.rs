@@ -10,17 +10,11 @@ use crate::error::Error;
 /// Metrics: request counters and latencies, bytes, uploads by state,
 /// registrar jobs by outcome, log events by level.
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, Error> {
-    let (uploads, jobs, images) = st
-        .db
-        .read(|c| {
-            let images: i64 = c.query_row("SELECT count(*) FROM images", [], |r| r.get(0))?;
-            Ok((
-                crate::db::uploads::count_by_state(c)?,
-                crate::db::registrations::count_by_state(c)?,
-                images,
-            ))
-        })
-        .await?;
+    let crate::db::stats::Counts {
+        images,
+        uploads,
+        jobs,
+    } = st.db.read(crate::db::stats::counts).await?;
     let mut up_samples: Vec<(String, f64)> = ["uploading", "complete", "failed", "registered"]
         .iter()
         .map(|s| (format!("state=\"{s}\""), 0.0))

@@ -4,6 +4,7 @@
 
 mod channels;
 mod datasets;
+mod error;
 mod extract;
 mod files;
 mod images;
@@ -25,8 +26,9 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::{Error, LoggedError};
+use crate::error::Error;
 use crate::images::Images;
+use error::LoggedError;
 
 pub use extract::RequestId;
 

@@ -28,52 +28,16 @@ pub async fn ping(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// `?error=X` returns a sample error of that code (IMGAPI's Ping).
+/// `?error=X` returns a sample error of that code (IMGAPI's Ping); 5xx
+/// samples keep their generic messages.
 fn sample_error(code: &str) -> Error {
     let code = code.strip_suffix("Error").unwrap_or(code);
-    let found = Error::catalog().into_iter().find(|e| {
-        let c = e.code();
-        c == code || c.strip_suffix("Error") == Some(code)
-    });
-    match found {
-        Some(Error::ValidationFailed { .. }) => Error::ValidationFailed {
-            message: "boom".into(),
-            errors: vec![],
-        },
-        Some(Error::InvalidParameter { .. }) => Error::InvalidParameter {
-            message: "boom".into(),
-            errors: vec![],
-        },
-        // 5xx samples keep their generic messages.
-        Some(e) if e.status().is_server_error() => e,
-        Some(e) => with_message(e, "boom"),
-        None => Error::InvalidParameter {
+    Error::sample(code, "boom")
+        .or_else(|| Error::sample(&format!("{code}Error"), "boom"))
+        .unwrap_or_else(|| Error::InvalidParameter {
             message: format!("unknown error code \"{code}\""),
             errors: vec![FieldError::new("error", FieldCode::Missing)],
-        },
-    }
-}
-
-fn with_message(e: Error, m: &str) -> Error {
-    let m = m.to_string();
-    match e {
-        Error::ResourceNotFound(_) => Error::ResourceNotFound(m),
-        Error::Upload(_) => Error::Upload(m),
-        Error::Download(_) => Error::Download(m),
-        Error::ImageHasDependentImages(_) => Error::ImageHasDependentImages(m),
-        Error::NotAvailable(_) => Error::NotAvailable(m),
-        Error::NotImplemented(_) => Error::NotImplemented(m),
-        Error::InvalidVersion(_) => Error::InvalidVersion(m),
-        Error::PreconditionFailed(_) => Error::PreconditionFailed(m),
-        Error::Unauthorized(_) => Error::Unauthorized(m),
-        Error::InvalidHeader(_) => Error::InvalidHeader(m),
-        Error::BadRequest(_) => Error::BadRequest(m),
-        Error::MethodNotAllowed(_) => Error::MethodNotAllowed(m),
-        Error::QuotaExceeded(_) => Error::QuotaExceeded(m),
-        Error::TooManyRequests(_) => Error::TooManyRequests(m),
-        Error::RangeNotSatisfiable(_) => Error::RangeNotSatisfiable(m),
-        e => e,
-    }
+        })
 }
 
 /// AdminGetState: `GET /state` (operators).
@@ -82,10 +46,7 @@ pub async fn admin_get_state(
     caller: Caller,
 ) -> Result<Response, Error> {
     caller.require_operator()?;
-    let count = st
-        .db
-        .read(|c| Ok(c.query_row("SELECT count(*) FROM images", [], |r| r.get::<_, i64>(0))?))
-        .await?;
+    let count = st.db.read(crate::db::stats::image_count).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({

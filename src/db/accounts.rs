@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::Digest;
 use uuid::Uuid;
 
-use crate::error::{Error, FieldCode, Result};
+use super::{DbError, Result};
 
 /// An account that may authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,50 +28,26 @@ pub fn new_token() -> String {
     )
 }
 
-/// Logins: like Triton's, `^[a-zA-Z][a-zA-Z0-9_.@-]{2,63}$`; `imgapi` and
-/// `assets` are reserved (they name storage namespaces of the service).
-pub fn valid_login(login: &str) -> bool {
-    let mut chars = login.chars();
-    (3..=64).contains(&login.len())
-        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
-        && !matches!(login, "imgapi" | "assets")
-}
-
 /// Create an account with a first token; returns the account and the token.
+/// The caller has validated `login` (`identity::check_login`); a login or
+/// uuid that exists is `DbError::Conflict`.
 pub fn create(
     conn: &Connection,
     login: &str,
     operator: bool,
     uuid: Option<Uuid>,
 ) -> Result<(Account, String)> {
-    if !valid_login(login) {
-        return Err(Error::invalid_param(
-            "login",
-            FieldCode::Invalid,
-            format!("invalid login \"{login}\""),
-        ));
-    }
     let acct = Account {
         uuid: uuid.unwrap_or_else(Uuid::new_v4),
         login: login.to_string(),
         operator,
     };
     let now = crate::manifest::now_iso();
-    let r = conn.execute(
+    conn.execute(
         "INSERT INTO accounts (uuid, login, operator, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![acct.uuid.to_string(), acct.login, operator as i64, now],
-    );
-    if let Err(rusqlite::Error::SqliteFailure(e, _)) = &r
-        && e.code == rusqlite::ErrorCode::ConstraintViolation
-    {
-        return Err(Error::invalid_param(
-            "login",
-            FieldCode::Invalid,
-            format!("account \"{login}\" already exists"),
-        ));
-    }
-    r?;
+    )
+    .map_err(|e| DbError::conflict("account", e))?;
     let token = new_token();
     conn.execute(
         "INSERT INTO tokens (token_sha256, account, created_at) VALUES (?1, ?2, ?3)",
@@ -97,7 +73,7 @@ pub fn by_token(conn: &Connection, token: &str) -> Result<Option<Account>> {
     .optional()?
     .map(|(u, login, op)| {
         Ok(Account {
-            uuid: u.parse().map_err(Error::internal)?,
+            uuid: u.parse().map_err(DbError::corrupt("account uuid"))?,
             login,
             operator: op != 0,
         })

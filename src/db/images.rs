@@ -4,7 +4,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use super::{DbError, Entity, Result};
 use crate::manifest::{Image, State, normalize_date};
 
 /// A `name`/`version` filter: exact, or substring with a leading `~`.
@@ -81,10 +81,10 @@ impl Default for ListQuery {
 }
 
 fn from_row(json: String) -> Result<Image> {
-    serde_json::from_str(&json).map_err(Error::internal)
+    serde_json::from_str(&json).map_err(DbError::corrupt("image manifest"))
 }
 
-/// Insert a new image; an existing uuid is `ImageUuidAlreadyExists`.
+/// Insert a new image; an existing uuid is `DbError::Conflict`.
 pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
     let r = conn.execute(
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
@@ -92,18 +92,11 @@ pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
          VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
         rusqlite::params_from_iter(row_params(img)?),
     );
-    match r {
-        Ok(_) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(Error::ImageUuidAlreadyExists(img.uuid))
-        }
-        Err(e) => Err(e.into()),
-    }
+    r.map(|_| ())
+        .map_err(|e| DbError::conflict("image uuid", e))
 }
 
-/// Replace the stored image with the same uuid.
+/// Replace the stored image with the same uuid (`DbError::NotFound` if none).
 pub fn update(conn: &Connection, img: &Image) -> Result<()> {
     let n = conn.execute(
         "UPDATE images SET owner=?2, name=?3, version=?4, state=?5, activated=?6, disabled=?7, \
@@ -112,10 +105,10 @@ pub fn update(conn: &Connection, img: &Image) -> Result<()> {
         rusqlite::params_from_iter(row_params(img)?),
     )?;
     if n == 0 {
-        return Err(Error::not_found(format!(
-            "image {} does not exist",
-            img.uuid
-        )));
+        return Err(DbError::NotFound {
+            entity: Entity::Image,
+            id: img.uuid,
+        });
     }
     Ok(())
 }
@@ -147,13 +140,13 @@ fn row_params(img: &Image) -> Result<Vec<SqlValue>> {
             .clone()
             .map(SqlValue::Text)
             .unwrap_or(SqlValue::Null),
-        SqlValue::Text(serde_json::to_string(img).map_err(Error::internal)?),
+        SqlValue::Text(serde_json::to_string(img).map_err(DbError::corrupt("image manifest"))?),
         SqlValue::Text(j(&img.channels)?),
     ])
 }
 
 fn j<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(Error::internal)
+    serde_json::to_string(v).map_err(DbError::corrupt("image column"))
 }
 
 pub fn get(conn: &Connection, uuid: Uuid) -> Result<Option<Image>> {
@@ -180,7 +173,7 @@ pub fn dependents(conn: &Connection, uuid: Uuid) -> Result<Vec<Uuid>> {
     let rows = st.query_map(params![uuid.to_string()], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for r in rows {
-        out.push(r?.parse().map_err(Error::internal)?);
+        out.push(r?.parse().map_err(DbError::corrupt("image uuid"))?);
     }
     Ok(out)
 }
@@ -194,7 +187,7 @@ pub fn expired_placeholders(conn: &Connection, now: &str) -> Result<Vec<Uuid>> {
     let rows = st.query_map(params![now], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for r in rows {
-        out.push(r?.parse().map_err(Error::internal)?);
+        out.push(r?.parse().map_err(DbError::corrupt("image uuid"))?);
     }
     Ok(out)
 }

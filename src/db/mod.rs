@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod images;
 pub mod registrations;
+pub mod stats;
 pub mod uploads;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,81 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, Transaction};
 
-use crate::error::{Error, Result};
+use uuid::Uuid;
+
+/// Results of the database layer.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// What a row that should exist is (for `DbError::NotFound`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Image,
+    Upload,
+}
+
+/// The errors of the database layer. Services map the ones they expect
+/// (`Conflict`, `NotFound`); the service error maps the rest to InternalError.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A unique constraint refused the row (an image uuid, a login that exists).
+    #[error("{what} already exists: {source}")]
+    Conflict {
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The row to change does not exist.
+    #[error("{entity:?} {id} does not exist")]
+    NotFound { entity: Entity, id: Uuid },
+    /// A stored value that does not decode (or a value that does not encode).
+    #[error("corrupt row data ({what}): {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// A thread panicked while holding a connection lock.
+    #[error("database lock poisoned")]
+    Poisoned,
+    /// The database directory could not be created.
+    #[error("database directory: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl DbError {
+    /// For `map_err`: a value of `what` that does not decode or encode.
+    pub(crate) fn corrupt<C>(what: &'static str) -> impl FnOnce(C) -> DbError
+    where
+        C: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        move |source| DbError::Corrupt {
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// A unique-constraint violation as `Conflict`, other errors as `Sqlite`.
+    pub(crate) fn conflict(what: &'static str, e: rusqlite::Error) -> DbError {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                DbError::Conflict { what, source: e }
+            }
+            _ => DbError::Sqlite(e),
+        }
+    }
+
+    /// Is this a unique-constraint conflict?
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, DbError::Conflict { .. })
+    }
+}
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -80,7 +155,7 @@ impl Db {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<Db> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).map_err(DbError::Io)?;
         }
         let mut writer = open_conn(path, false)?;
         migrate(&mut writer)?;
@@ -93,11 +168,13 @@ impl Db {
         })
     }
 
-    /// Run `f` on a read connection, off the async runtime.
-    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    /// Run `f` on a read connection, off the async runtime. `f` may return
+    /// the database's own errors or a service's (any `E: From<DbError>`).
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let inner = self.inner.clone();
         let span = tracing::Span::current();
@@ -106,7 +183,7 @@ impl Db {
                 let conn = inner.readers.lock().map_err(poisoned)?.pop();
                 let conn = match conn {
                     Some(c) => c,
-                    None => open_conn(&inner.path, true)?,
+                    None => open_conn(&inner.path, true).map_err(DbError::from)?,
                 };
                 let out = f(&conn);
                 let mut pool = inner.readers.lock().map_err(poisoned)?;
@@ -117,34 +194,35 @@ impl Db {
             })
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(|e| E::from(DbError::Task(e)))?
     }
 
     /// Run `f` in a write transaction, off the async runtime. Writes are
     /// serialised; the transaction commits only if `f` returns Ok.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction) -> Result<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
     {
         let inner = self.inner.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
                 let mut conn = inner.writer.lock().map_err(poisoned)?;
-                let tx = conn.transaction()?;
+                let tx = conn.transaction().map_err(DbError::from)?;
                 let out = f(&tx)?;
-                tx.commit()?;
+                tx.commit().map_err(DbError::from)?;
                 Ok(out)
             })
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(|e| E::from(DbError::Task(e)))?
     }
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> Error {
-    Error::internal("database lock poisoned")
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> DbError {
+    DbError::Poisoned
 }
 
 #[cfg(test)]

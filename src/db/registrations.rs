@@ -1,18 +1,110 @@
 //! SQL for registrar jobs.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use super::{DbError, Result};
+
+/// An enum stored as one of a fixed set of lowercase strings: `as_str`,
+/// `parse`, `Display`, and rusqlite `ToSql`/`FromSql` (an unknown string in
+/// a row is a `FromSqlError`).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The stored (and wire) text.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),*
+                }
+            }
+
+            /// The value stored as `s`.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $name::parse(s).ok_or_else(|| {
+                    FromSqlError::Other(format!("bad {} {s:?}", stringify!($name)).into())
+                })
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// What a job does.
+    JobKind {
+        /// A new image (`POST /images` with a file reference).
+        Register = "register",
+        /// A file for an existing image (AddImageFile `?upload=`).
+        Attach = "attach",
+    }
+}
+
+text_enum! {
+    /// Where a job's bytes come from.
+    JobSource {
+        /// A finished upload.
+        Upload = "upload",
+        /// An object at a storage path.
+        Path = "path",
+    }
+}
+
+text_enum! {
+    /// A job's progress.
+    JobState {
+        Pending = "pending",
+        Done = "done",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// An image file's compression (the manifest's `COMPRESSIONS`).
+    Compression {
+        Gzip = "gzip",
+        Bzip2 = "bzip2",
+        Xz = "xz",
+        None = "none",
+    }
+}
 
 /// A registrar job.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub image_uuid: Uuid,
-    /// `register` (a new image) or `attach` (a file for an existing image).
-    pub kind: String,
-    /// `upload` or `path`.
-    pub source: String,
+    pub kind: JobKind,
+    pub source: JobSource,
     pub upload_id: Option<Uuid>,
     /// Store holding the source object: `manta` or `assets`.
     pub store: String,
@@ -20,11 +112,10 @@ pub struct Job {
     pub content_md5: String,
     pub sha1: Option<String>,
     pub size: Option<u64>,
-    pub compression: String,
+    pub compression: Compression,
     pub dataset_guid: Option<String>,
     pub activate: bool,
-    /// `pending`, `done` or `failed`.
-    pub state: String,
+    pub state: JobState,
     pub attempts: u32,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -104,7 +195,7 @@ pub fn get(c: &Connection, image: Uuid) -> Result<Option<Job>> {
 pub fn set_state(
     c: &Connection,
     image: Uuid,
-    state: &str,
+    state: JobState,
     error: Option<(&str, &str)>,
     now: &str,
 ) -> Result<()> {
@@ -134,7 +225,7 @@ pub fn bump_attempts(c: &Connection, image: Uuid) -> Result<u32> {
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| Error::internal("job vanished"))?;
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     Ok(n as u32)
 }
 
@@ -152,7 +243,7 @@ pub fn pending(c: &Connection) -> Result<Vec<Job>> {
         "SELECT {COLS} FROM registrations WHERE state = 'pending' ORDER BY created_at"
     ))?;
     let rows = st.query_map([], from_row)?;
-    rows.map(|r| r.map_err(Error::from)).collect()
+    rows.map(|r| r.map_err(DbError::from)).collect()
 }
 
 /// Number of registrar jobs by outcome (pending, done, failed).
@@ -162,5 +253,27 @@ pub fn count_by_state(c: &Connection) -> Result<Vec<(String, u64)>> {
     let rows = st.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
     })?;
-    rows.map(|r| r.map_err(Error::from)).collect()
+    rows.map(|r| r.map_err(DbError::from)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressions_are_the_manifests() {
+        let ours: Vec<&str> = Compression::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(ours, crate::manifest::COMPRESSIONS);
+    }
+
+    #[test]
+    fn text_round_trips_and_unknown_is_an_error() {
+        let c = Connection::open_in_memory().unwrap();
+        for s in JobState::ALL {
+            let back: JobState = c.query_row("SELECT ?1", params![s], |r| r.get(0)).unwrap();
+            assert_eq!(back, *s);
+        }
+        let bad: rusqlite::Result<JobKind> = c.query_row("SELECT 'other'", [], |r| r.get(0));
+        assert!(bad.is_err());
+    }
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::{DbError, Entity, Result};
 use crate::digest::HashState;
-use crate::error::{Error, Result};
 
 /// The state of an upload session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,11 @@ impl UploadState {
             "complete" => UploadState::Complete,
             "failed" => UploadState::Failed,
             "registered" => UploadState::Registered,
-            _ => return Err(Error::internal(format!("bad upload state {s:?}"))),
+            _ => {
+                return Err(DbError::corrupt("upload state")(format!(
+                    "bad upload state {s:?}"
+                )));
+            }
         })
     }
 }
@@ -156,7 +160,7 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
             u.store,
             u.data_key,
             u.path,
-            serde_json::to_string(&u.metadata).map_err(Error::internal)?,
+            serde_json::to_string(&u.metadata).map_err(DbError::corrupt("upload metadata"))?,
             u.content_md5,
             u.hash.md5,
             u.hash.sha1,
@@ -171,7 +175,7 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
             u.s3.as_ref().map(|m| m.key.clone()),
             u.s3.as_ref().map(|m| m.upload_id.clone()),
             serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
-                .map_err(Error::internal)?,
+                .map_err(DbError::corrupt("upload parts"))?,
             u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
         ],
     )?;
@@ -202,12 +206,15 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
             u.s3.as_ref().map(|m| m.key.clone()),
             u.s3.as_ref().map(|m| m.upload_id.clone()),
             serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
-                .map_err(Error::internal)?,
+                .map_err(DbError::corrupt("upload parts"))?,
             u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
         ],
     )?;
     if n == 0 {
-        return Err(Error::UploadNotFound(u.id));
+        return Err(DbError::NotFound {
+            entity: Entity::Upload,
+            id: u.id,
+        });
     }
     Ok(())
 }
@@ -299,32 +306,41 @@ pub fn expired(c: &Connection, now: &str) -> Result<Vec<Upload>> {
     rows.map(|r| finish(r?)).collect()
 }
 
-/// Claim a complete upload for `image` (atomically: a second claim fails
-/// with FileInUse). The caller has checked ownership.
-pub fn mark_registered(c: &Connection, id: Uuid, image: Uuid, now: &str) -> Result<()> {
+/// Why an upload could not be claimed for an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRefused {
+    /// No such upload.
+    Unknown,
+    /// Already claimed by an image (the one recorded, if any).
+    Registered(Option<Uuid>),
+    /// Its content_md5 check failed.
+    Failed,
+    /// Not every byte is in yet.
+    Incomplete,
+}
+
+/// Claim a complete upload for `image` (atomically: a second claim is
+/// refused with `ClaimRefused::Registered`). The caller has checked ownership.
+pub fn mark_registered(
+    c: &Connection,
+    id: Uuid,
+    image: Uuid,
+    now: &str,
+) -> Result<Result<(), ClaimRefused>> {
     let n = c.execute(
         "UPDATE uploads SET state = 'registered', image_uuid = ?2, updated_at = ?3 \
          WHERE id = ?1 AND state = 'complete'",
         params![id.to_string(), image.to_string(), now],
     )?;
     if n == 1 {
-        return Ok(());
+        return Ok(Ok(()));
     }
-    match get(c, id)? {
-        None => Err(Error::UploadNotFound(id)),
-        Some(u) if u.state == UploadState::Registered => Err(Error::FileInUse(format!(
-            "upload {id} is already registered to image {}",
-            u.image_uuid.map(|i| i.to_string()).unwrap_or_default()
-        ))),
-        Some(u) if u.state == UploadState::Failed => Err(Error::ChecksumMismatch {
-            message: format!("upload {id} failed its content_md5 check"),
-            errors: vec![crate::error::FieldError::new(
-                "content_md5",
-                crate::error::FieldCode::Mismatch,
-            )],
-        }),
-        Some(_) => Err(Error::UploadIncomplete(id)),
-    }
+    Ok(Err(match get(c, id)? {
+        None => ClaimRefused::Unknown,
+        Some(u) if u.state == UploadState::Registered => ClaimRefused::Registered(u.image_uuid),
+        Some(u) if u.state == UploadState::Failed => ClaimRefused::Failed,
+        Some(_) => ClaimRefused::Incomplete,
+    }))
 }
 
 /// Give a claimed upload back (its registration failed early).
@@ -342,5 +358,5 @@ pub fn count_by_state(c: &Connection) -> Result<Vec<(String, u64)>> {
     let rows = st.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
     })?;
-    rows.map(|r| r.map_err(Error::from)).collect()
+    rows.map(|r| r.map_err(DbError::from)).collect()
 }

@@ -104,7 +104,7 @@ impl Images {
         } else if !caller.operator {
             query.account = caller.account;
         }
-        self.db.read(move |c| q::list(c, &query)).await
+        Ok(self.db.read(move |c| q::list(c, &query)).await?)
     }
 
     /// The `published_at` of a marker image (ListImages `marker=<uuid>`).
@@ -221,7 +221,7 @@ impl Images {
                         q::update(c, &img)?
                     }
                     Some(_) => return Err(Error::ImageUuidAlreadyExists(img.uuid)),
-                    None => q::insert(c, &img)?,
+                    None => q::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?,
                 }
                 Ok(img)
             })
@@ -237,7 +237,7 @@ impl Images {
                 {
                     return Err(Error::OriginDoesNotExist(o));
                 }
-                q::insert(c, &img)?;
+                q::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
                 Ok(img)
             })
             .await
@@ -867,7 +867,7 @@ impl Images {
                         gone.push(img);
                     }
                 }
-                Ok(gone)
+                Ok::<_, Error>(gone)
             })
             .await?;
         for img in &gone {

@@ -15,9 +15,9 @@ use base64::Engine;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::db::registrations::{self as jobs, Job};
-use crate::db::uploads::{self as upq, Upload, UploadState};
-use crate::db::{Db, images as imgq};
+use crate::db::registrations::{self as jobs, Compression, Job, JobKind, JobSource, JobState};
+use crate::db::uploads::{self as upq, ClaimRefused, Upload, UploadState};
+use crate::db::{Db, DbError, images as imgq};
 use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -71,6 +71,12 @@ impl From<Error> for JobError {
     }
 }
 
+impl From<DbError> for JobError {
+    fn from(e: DbError) -> Self {
+        JobError::from(Error::from(e))
+    }
+}
+
 /// Give up on transient errors after this many attempts.
 const MAX_ATTEMPTS: u32 = 5;
 
@@ -82,6 +88,22 @@ fn mismatch(field: &str, stated: &str, actual: &str) -> Error {
             FieldCode::Mismatch,
             format!("stored bytes have {actual}"),
         )],
+    }
+}
+
+/// The wire error for an upload that could not be claimed.
+fn claim_refused(id: Uuid, r: ClaimRefused) -> Error {
+    match r {
+        ClaimRefused::Unknown => Error::UploadNotFound(id),
+        ClaimRefused::Registered(image) => Error::FileInUse(format!(
+            "upload {id} is already registered to image {}",
+            image.map(|i| i.to_string()).unwrap_or_default()
+        )),
+        ClaimRefused::Failed => Error::ChecksumMismatch {
+            message: format!("upload {id} failed its content_md5 check"),
+            errors: vec![FieldError::new("content_md5", FieldCode::Mismatch)],
+        },
+        ClaimRefused::Incomplete => Error::UploadIncomplete(id),
     }
 }
 
@@ -196,7 +218,7 @@ impl Registrar {
         &self,
         caller: &Caller,
         image: Uuid,
-        kind: &str,
+        kind: JobKind,
         r: &FileRef,
         activate: bool,
     ) -> Result<Job> {
@@ -204,18 +226,23 @@ impl Registrar {
         let now = now_iso();
         let mut job = Job {
             image_uuid: image,
-            kind: kind.into(),
-            source: String::new(),
+            kind,
+            source: if r.upload.is_some() {
+                JobSource::Upload
+            } else {
+                JobSource::Path
+            },
             upload_id: None,
             store: String::new(),
             source_key: String::new(),
             content_md5: r.content_md5.clone().unwrap_or_default(),
             sha1: r.sha1.clone().map(|s| s.to_ascii_lowercase()),
             size: r.size,
-            compression: r.compression.clone().unwrap_or_default(),
+            compression: Compression::parse(r.compression.as_deref().unwrap_or_default())
+                .ok_or_else(|| Error::internal("compression not checked"))?,
             dataset_guid: r.dataset_guid.clone().filter(|g| !g.is_empty()),
             activate,
-            state: "pending".into(),
+            state: JobState::Pending,
             attempts: 0,
             error_code: None,
             error_message: None,
@@ -254,7 +281,7 @@ impl Registrar {
                 }
                 UploadState::Complete => {}
             }
-            job.source = "upload".into();
+            job.source = JobSource::Upload;
             job.upload_id = Some(id);
             job.store = up.store.clone();
             job.source_key = up.data_key.clone();
@@ -269,7 +296,7 @@ impl Registrar {
             if store.head(&sp.key).await?.is_none() {
                 return Err(Error::FileNotFound(format!("{p} does not exist")));
             }
-            job.source = "path".into();
+            job.source = JobSource::Path;
             job.store = sp.store().into();
             job.source_key = sp.key;
         }
@@ -301,7 +328,7 @@ impl Registrar {
     ) -> Result<Image> {
         caller.require_auth()?;
         let job = self
-            .resolve(caller, img.uuid, "register", &r, activate)
+            .resolve(caller, img.uuid, JobKind::Register, &r, activate)
             .await?;
         img.placeholder = Some(Placeholder::Creating);
         let uuid = img.uuid;
@@ -314,11 +341,12 @@ impl Registrar {
                 {
                     return Err(Error::OriginDoesNotExist(o));
                 }
-                imgq::insert(c, &img)?;
+                imgq::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {
-                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?;
+                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?
+                        .map_err(|r| claim_refused(id, r))?;
                 }
-                jobs::insert(c, &row)
+                Ok(jobs::insert(c, &row)?)
             })
             .await?;
         self.run_or_wait(job, wait).await?;
@@ -348,7 +376,9 @@ impl Registrar {
                 return Err(Error::UploadIncomplete(id));
             }
         }
-        let job = self.resolve(caller, uuid, "attach", &r, false).await?;
+        let job = self
+            .resolve(caller, uuid, JobKind::Attach, &r, false)
+            .await?;
         let row = job.clone();
         self.db
             .write(move |c| {
@@ -358,9 +388,10 @@ impl Registrar {
                     )));
                 }
                 if let Some(id) = row.upload_id {
-                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?;
+                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?
+                        .map_err(|r| claim_refused(id, r))?;
                 }
-                jobs::insert(c, &row)
+                Ok(jobs::insert(c, &row)?)
             })
             .await?;
         // An attach is synchronous: the caller gets the outcome.
@@ -382,7 +413,7 @@ impl Registrar {
         }
         let job = self.db.read(move |c| jobs::get(c, uuid)).await?;
         match job {
-            Some(j) if j.state == "failed" => {
+            Some(j) if j.state == JobState::Failed => {
                 let err = self.forget_failed(&j).await?;
                 Err(err)
             }
@@ -396,17 +427,17 @@ impl Registrar {
     async fn forget_failed(&self, j: &Job) -> Result<Error> {
         let job = j.clone();
         let _g = self.locks.lock(job.image_uuid).await;
-        let kind = job.kind.clone();
+        let kind = job.kind;
         self.db
             .write(move |c| {
-                if kind == "register" {
+                if kind == JobKind::Register {
                     imgq::delete(c, job.image_uuid)?;
                 }
                 jobs::delete(c, job.image_uuid)?;
                 if let Some(id) = job.upload_id {
                     upq::unmark_registered(c, id, job.image_uuid)?;
                 }
-                Ok(())
+                Ok::<_, Error>(())
             })
             .await?;
         let code = j.error_code.clone().unwrap_or_default();
@@ -460,7 +491,7 @@ impl Registrar {
         let dest_key = image_file_key(DEST_STOR, &uuid);
         let src_store = self.stores.by_name(&job.store)?;
         // Fast path: a finished upload in the private upload area is moved.
-        if job.source == "upload" {
+        if job.source == JobSource::Upload {
             let up = {
                 let id = job
                     .upload_id
@@ -554,7 +585,7 @@ impl Registrar {
                 let file = ImageFile {
                     sha1: d.sha1_hex(),
                     size: d.size,
-                    compression: job.compression.clone(),
+                    compression: job.compression.as_str().to_string(),
                     dataset_guid: job.dataset_guid.clone(),
                     stor: DEST_STOR.into(),
                     content_md5: d.md5_base64(),
@@ -570,7 +601,7 @@ impl Registrar {
                         };
                         let old = img.files.clone();
                         img.files = vec![file];
-                        if job2.kind == "register" {
+                        if job2.kind == JobKind::Register {
                             img.placeholder = None;
                             img.error = None;
                             if job2.activate {
@@ -581,8 +612,8 @@ impl Registrar {
                             }
                         }
                         imgq::update(c, &img)?;
-                        jobs::set_state(c, uuid, "done", None, &now_iso())?;
-                        Ok(Some(old))
+                        jobs::set_state(c, uuid, JobState::Done, None, &now_iso())?;
+                        Ok::<_, Error>(Some(old))
                     })
                     .await?;
                 match old {
@@ -613,14 +644,14 @@ impl Registrar {
                 tracing::warn!(image.uuid = %uuid, code = e.code(), error = %e, "registration failed");
                 let (code, message) = (e.code().to_string(), e.to_string());
                 let lifespan = self.placeholder_lifespan_days;
-                let kind = job.kind.clone();
+                let kind = job.kind;
                 let upload = job.upload_id;
                 self.db
                     .write(move |c| {
                         if let Some(id) = upload {
                             upq::unmark_registered(c, id, uuid)?; // the upload may be registered again
                         }
-                        if kind == "register"
+                        if kind == JobKind::Register
                             && let Some(mut img) = imgq::get(c, uuid)?
                         {
                             img.placeholder = Some(Placeholder::Failed);
@@ -629,12 +660,18 @@ impl Registrar {
                             img.expires_at = Some(exp.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
                             imgq::update(c, &img)?;
                         }
-                        jobs::set_state(c, uuid, "failed", Some((&code, &message)), &now_iso())
+                        jobs::set_state(
+                            c,
+                            uuid,
+                            JobState::Failed,
+                            Some((&code, &message)),
+                            &now_iso(),
+                        )
                     })
                     .await?;
                 // A new image keeps no bytes; an attach left the old file alone
                 // (a refused stream is never committed).
-                if job.kind == "register" {
+                if job.kind == JobKind::Register {
                     let _ = self
                         .stores
                         .by_stor(DEST_STOR)?

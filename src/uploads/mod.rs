@@ -402,7 +402,7 @@ impl Uploads {
                         )));
                     }
                 }
-                q::insert(c, &row)
+                Ok(q::insert(c, &row)?)
             })
             .await;
         if let Err(e) = res {
@@ -1042,7 +1042,7 @@ impl Uploads {
                 for u in &ups {
                     q::delete(c, u.id)?;
                 }
-                Ok(ups)
+                Ok::<_, Error>(ups)
             })
             .await?;
         for up in &gone {

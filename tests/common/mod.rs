@@ -467,3 +467,16 @@ pub fn walk(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Hex SHA-1 of `d` (the `sha1` of image files).
+pub fn sha1_hex(d: &[u8]) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(d))
+}
+
+/// Base64 MD5 of `d` (`content_md5`).
+pub fn md5_b64(d: &[u8]) -> String {
+    use base64::Engine;
+    use md5::Digest;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(d))
+}

@@ -1,0 +1,75 @@
+//! How an `Error` goes on the wire: the HTTP status and the JSON body
+//! `{code, message, errors?}`. 5xx bodies never carry the internal cause:
+//! it goes into a `LoggedError` response extension for the logging
+//! middleware instead.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::{Error, FieldError};
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+/// Marker put in response extensions so the logging middleware can log the
+/// full cause of an error response.
+#[derive(Clone)]
+pub struct LoggedError {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let errors = match &self {
+            Error::ValidationFailed { errors, .. }
+            | Error::InvalidParameter { errors, .. }
+            | Error::ChecksumMismatch { errors, .. } => Some(errors.as_slice()),
+            _ => None,
+        };
+        let message = self.to_string();
+        let body = Body {
+            code: self.code(),
+            message,
+            errors,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
+        if matches!(self, Error::StorageIsDown(_)) {
+            // The store is expected back: tell clients when to try again.
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(crate::error::RETRY_AFTER_SECS),
+            );
+        }
+        let detail = match std::error::Error::source(&self) {
+            Some(src) => format!("{self}: {src}"),
+            None => self.to_string(),
+        };
+        resp.extensions_mut().insert(LoggedError {
+            code: self.code(),
+            detail,
+        });
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_is_a_valid_http_status() {
+        for e in Error::catalog() {
+            assert!(StatusCode::from_u16(e.status()).is_ok(), "{}", e.code());
+        }
+    }
+}
