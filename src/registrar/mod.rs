@@ -292,12 +292,11 @@ impl Registrar {
         let uuid = img.uuid;
         let row = job.clone();
         let origin = img.origin;
+        let origin_caller = caller.clone();
         self.db
             .write(move |c| {
-                if let Some(o) = origin
-                    && imgq::get(c, o)?.is_none()
-                {
-                    return Err(Error::OriginDoesNotExist(o));
+                if let Some(o) = origin {
+                    crate::images::check_origin(c, &origin_caller, o)?;
                 }
                 imgq::insert(c, &img)?;
                 if let Some(id) = row.upload_id {
