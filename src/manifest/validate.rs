@@ -815,6 +815,27 @@ mod tests {
     }
 
     #[test]
+    fn acl_is_a_set_and_sizes_are_bounded() {
+        let mut m = base();
+        let a = "91ba0e64-2547-11e2-a972-df579e5fddb3";
+        m.insert("acl".into(), json!([a, a]));
+        normalize(&mut m);
+        assert_eq!(m["acl"], json!([a]));
+        let many: Vec<String> = (0..=MAX_ACL)
+            .map(|i| format!("00000000-0000-0000-0000-{i:012}"))
+            .collect();
+        m.insert("acl".into(), json!(many));
+        m.insert(
+            "users".into(),
+            json!([{"name": "n".repeat(MAX_USER_NAME_LEN + 1)}]),
+        );
+        let f = fields(&m);
+        assert!(f.contains(&("acl".into(), FieldCode::Invalid)), "{f:?}");
+        assert!(f.contains(&("users".into(), FieldCode::Invalid)), "{f:?}");
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
     fn v1_upgrade() {
         let mut m = json!({"name":"fauxnodejs","version":"1.4.0","os":"smartos","type":"zone-dataset",
             "creator_uuid":"352971aa-31ba-496c-9ade-a379feaecd52","created_at":"2012-10-11T23:50:24.000Z",

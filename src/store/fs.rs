@@ -621,3 +621,90 @@ impl FsAppender {
         Ok(writer_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    async fn put(s: &FsStore, key: &str, data: &'static [u8]) -> Result<()> {
+        let mut w = s.begin_write(key).await?;
+        w.write(bytes::Bytes::from_static(data)).await?;
+        w.commit().await
+    }
+
+    #[tokio::test]
+    async fn links_are_not_followed_and_modes_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("f"), b"outside").unwrap();
+        let s = FsStore::new(root.path().join("store")).unwrap();
+        std::fs::create_dir_all(s.root().join("a")).unwrap();
+        std::os::unix::fs::symlink(out.path().join("f"), s.root().join("a/link")).unwrap();
+        std::os::unix::fs::symlink(out.path(), s.root().join("a/dir")).unwrap();
+        for key in ["a/link", "a/dir/f"] {
+            assert!(s.head(key).await.unwrap().is_none(), "{key}");
+            assert!(matches!(
+                s.get(key, None).await,
+                Err(Error::ResourceNotFound(_))
+            ));
+        }
+        for key in ["a/dir/new", "a/dir/sub/new"] {
+            assert!(matches!(
+                put(&s, key, b"x").await,
+                Err(Error::InvalidParameter { .. })
+            ));
+        }
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+        // Deleting through a link removes nothing outside.
+        s.delete("a/dir/f").await.unwrap();
+        assert!(out.path().join("f").exists());
+
+        put(&s, "b/c/obj", b"data").await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&s.root().join("b/c/obj")), 0o600);
+        assert_eq!(mode(&s.root().join("b/c")), 0o700);
+        assert_eq!(mode(&s.root().join("b")), 0o700);
+    }
+
+    #[tokio::test]
+    async fn unusable_paths_are_4xx_and_long_names_work() {
+        let root = tempfile::tempdir().unwrap();
+        let s = FsStore::new(root.path()).unwrap();
+        put(&s, "f", b"file").await.unwrap();
+        std::fs::create_dir_all(s.root().join("d")).unwrap();
+        assert!(s.head("f/below").await.unwrap().is_none());
+        assert!(s.head("d").await.unwrap().is_none());
+        assert!(matches!(
+            s.get("d", None).await,
+            Err(Error::ResourceNotFound(_))
+        ));
+        assert!(matches!(
+            s.get("f/below", None).await,
+            Err(Error::ResourceNotFound(_))
+        ));
+        for key in ["f/below", "d"] {
+            assert!(
+                matches!(
+                    put(&s, key, b"x").await,
+                    Err(Error::InvalidParameter { .. })
+                ),
+                "{key}"
+            );
+        }
+        assert!(matches!(
+            s.open_append("d", 0).await,
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            s.rename("f", "d").await,
+            Err(Error::InvalidParameter { .. })
+        ));
+        // A 255-byte name: its temporary name still fits.
+        let long = "é".repeat(127);
+        put(&s, &format!("x/{long}"), b"long").await.unwrap();
+        assert_eq!(s.head(&format!("x/{long}")).await.unwrap().unwrap().size, 4);
+        s.remove_stale_tmp(&format!("x/{long}")).await.unwrap();
+        assert!(tmp_prefix(&long).len() + 32 <= 255);
+    }
+}
