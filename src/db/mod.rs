@@ -97,18 +97,20 @@ impl Db {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        let restrict = |p: &Path| -> std::io::Result<()> {
-            match std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+        // (A file of another owner cannot be changed: say so, go on.)
+        let restrict = |p: &Path| {
+            if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %p.display(), error = %e, "could not make the database file 0600");
             }
         };
-        restrict(path)?;
+        restrict(path);
         let mut writer = open_conn(path, false)?;
         for suffix in ["-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
             p.push(suffix);
-            restrict(Path::new(&p))?;
+            restrict(Path::new(&p));
         }
         migrate(&mut writer)?;
         Ok(Db {
