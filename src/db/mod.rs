@@ -154,10 +154,41 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
 impl Db {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> Result<Db> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(DbError::Io)?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(DbError::Io)?;
         }
+        // The database is readable by the service's user only (0600,
+        // whatever the umask): created so here, tightened if it exists.
+        // SQLite gives the -wal and -shm files the mode of the database.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(DbError::Io)?;
+        // (A file of another owner cannot be changed: say so, go on.)
+        let restrict = |p: &Path| {
+            if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %p.display(), error = %e, "could not make the database file 0600");
+            }
+        };
+        restrict(path);
         let mut writer = open_conn(path, false)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            restrict(Path::new(&p));
+        }
         migrate(&mut writer)?;
         Ok(Db {
             inner: Arc::new(Inner {

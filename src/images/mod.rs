@@ -3,6 +3,8 @@
 //! visibility and ownership; all state changes are read-modify-write
 //! transactions in SQLite.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value};
@@ -13,7 +15,8 @@ use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::manifest::validate::{
-    ADMIN_MUTABLE, CREATE_KEYS, IMPORT_EXTRA_KEYS, MUTABLE, normalize, upgrade_v1,
+    ADMIN_MUTABLE, CREATE_KEYS, IMPORT_EXTRA_KEYS, MAX_ACL, MUTABLE, check_limits, normalize,
+    upgrade_v1,
 };
 use crate::manifest::{
     COMPRESSIONS, Ctx, Icon, Image, ImageFile, Placeholder, State, now_iso, validate_manifest,
@@ -128,7 +131,7 @@ impl Images {
     ) -> Result<Image> {
         let mut img = self.prepare_create(caller, body)?;
         img.channels = channels;
-        self.insert_new(img).await
+        self.insert_new(caller, img).await
     }
 
     /// CreateImage's checks: the new, unactivated image (not yet stored).
@@ -228,14 +231,13 @@ impl Images {
             .await
     }
 
-    async fn insert_new(&self, img: Image) -> Result<Image> {
+    async fn insert_new(&self, caller: &Caller, img: Image) -> Result<Image> {
         let origin = img.origin;
+        let caller = caller.clone();
         self.db
             .write(move |c| {
-                if let Some(o) = origin
-                    && q::get(c, o)?.is_none()
-                {
-                    return Err(Error::OriginDoesNotExist(o));
+                if let Some(o) = origin {
+                    check_origin(c, &caller, o)?;
                 }
                 q::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
                 Ok(img)
@@ -255,6 +257,23 @@ impl Images {
     where
         F: FnOnce(&mut Image) -> Result<()> + Send + 'static,
     {
+        self.modify_tx(caller, uuid, if_match, move |_, img| f(img))
+            .await
+    }
+
+    /// `modify` whose closure also reads the database (in the same
+    /// transaction). The closure runs inside the one writer: keep it cheap
+    /// (validate what can be validated before).
+    async fn modify_tx<F>(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        if_match: Option<String>,
+        f: F,
+    ) -> Result<Image>
+    where
+        F: FnOnce(&rusqlite::Transaction, &mut Image) -> Result<()> + Send + 'static,
+    {
         caller.require_auth()?;
         let caller = caller.clone();
         self.db
@@ -265,7 +284,7 @@ impl Images {
                 };
                 caller.check_owner(&img)?;
                 check_if_match(if_match.as_deref(), &img)?;
-                f(&mut img)?;
+                f(c, &mut img)?;
                 q::update(c, &img)?;
                 Ok(img)
             })
@@ -303,7 +322,9 @@ impl Images {
         .await
     }
 
-    /// AddImageAcl / RemoveImageAcl.
+    /// AddImageAcl / RemoveImageAcl. The ACL is a set (each account once)
+    /// of at most `MAX_ACL` accounts; an add that would pass the limit
+    /// changes nothing (422 InvalidParameter `acl`).
     pub async fn change_acl(
         &self,
         caller: &Caller,
@@ -311,15 +332,24 @@ impl Images {
         add: bool,
         accounts: Vec<Uuid>,
     ) -> Result<Image> {
+        // Checks of the request itself run before the writer is taken.
+        let mut seen = HashSet::with_capacity(accounts.len());
+        let accounts: Vec<Uuid> = accounts.into_iter().filter(|a| seen.insert(*a)).collect();
+        if add && accounts.len() > MAX_ACL {
+            return Err(acl_too_large(accounts.len()));
+        }
         self.modify(caller, uuid, None, move |img| {
             if add {
-                for a in accounts {
-                    if !img.acl.contains(&a) {
-                        img.acl.push(a);
-                    }
+                let mut have = HashSet::with_capacity(img.acl.len() + accounts.len());
+                img.acl.retain(|a| have.insert(*a));
+                img.acl
+                    .extend(accounts.into_iter().filter(|a| have.insert(*a)));
+                if img.acl.len() > MAX_ACL {
+                    return Err(acl_too_large(img.acl.len()));
                 }
             } else {
-                img.acl.retain(|a| !accounts.contains(a));
+                let gone: HashSet<Uuid> = accounts.into_iter().collect();
+                img.acl.retain(|a| !gone.contains(a));
             }
             Ok(())
         })
@@ -340,9 +370,24 @@ impl Images {
                 errors: vec![],
             });
         }
+        // Sizes of what is given are checked before the writer is taken
+        // (the merged image is checked again inside).
+        let mut given = body.clone();
+        given.retain(|_, v| !v.is_null());
+        normalize(&mut given);
+        let errs = check_limits(&given);
+        if !errs.is_empty() {
+            return Err(Error::validation(errs));
+        }
+        drop(given);
         let acting_for_account = caller.account.is_some() || !caller.operator;
         let lifespan = self.placeholder_lifespan_days;
-        self.modify(caller, uuid, if_match, move |img| {
+        let new_origin = body
+            .get("origin")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let update_caller = caller.clone();
+        self.modify_tx(caller, uuid, if_match, move |c, img| {
             let mut errs = Vec::new();
             for k in body.keys() {
                 let k = k.as_str();
@@ -417,6 +462,16 @@ impl Images {
             if let Some(s) = state {
                 apply_state(&mut updated, s, lifespan)?;
             }
+            // A new origin must be another image the caller can see.
+            if new_origin.is_some()
+                && let Some(o) = updated.origin
+                && img.origin != Some(o)
+            {
+                if o == uuid {
+                    return Err(Error::OriginDoesNotExist(o));
+                }
+                check_origin(c, &update_caller, o)?;
+            }
             *img = updated;
             Ok(())
         })
@@ -438,9 +493,25 @@ impl Images {
                 caller2.check_owner(&img)?;
                 let deps = q::dependents(c, uuid)?;
                 if !deps.is_empty() {
-                    let list: Vec<String> = deps.iter().map(Uuid::to_string).collect();
-                    let shown = if list.len() >= 10 {
-                        format!("{} and {} more...", list[..5].join(", "), list.len() - 5)
+                    // Name only dependents the caller may see (IMGAPI: all
+                    // of fewer than 10, else 5 and a count).
+                    let limit = if deps.len() >= 10 { 5 } else { deps.len() };
+                    let mut list: Vec<String> = Vec::new();
+                    for d in &deps {
+                        if list.len() == limit {
+                            break;
+                        }
+                        if q::get(c, *d)?.is_some_and(|i| caller2.can_see(&i)) {
+                            list.push(d.to_string());
+                        }
+                    }
+                    let shown = if list.len() < deps.len() {
+                        let more = deps.len() - list.len();
+                        if list.is_empty() {
+                            format!("{more} not visible to you")
+                        } else {
+                            format!("{} and {more} more...", list.join(", "))
+                        }
                     } else {
                         list.join(", ")
                     };
@@ -748,6 +819,23 @@ fn not_found(uuid: Uuid) -> Error {
     Error::not_found(format!("image {uuid} was not found"))
 }
 
+/// An `origin` must be an image the caller can see; one it cannot see is
+/// answered exactly as a missing one (no existence oracle).
+pub fn check_origin(c: &rusqlite::Connection, caller: &Caller, origin: Uuid) -> Result<()> {
+    match q::get(c, origin)? {
+        Some(o) if caller.can_see(&o) => Ok(()),
+        _ => Err(Error::OriginDoesNotExist(origin)),
+    }
+}
+
+fn acl_too_large(n: usize) -> Error {
+    Error::invalid_param(
+        "acl",
+        FieldCode::Invalid,
+        format!("an image \"acl\" may hold at most {MAX_ACL} accounts ({n} given or resulting)"),
+    )
+}
+
 /// Operator `state` updates.
 fn apply_state(img: &mut Image, s: State, lifespan_days: u64) -> Result<()> {
     match s {
@@ -1000,15 +1088,25 @@ impl Images {
         };
         let base = if dir {
             format!(
-                "{}/{}-{}",
+                "{}/{}",
                 target.trim_end_matches('/'),
-                img.name.replace(['/', ' '], "_"),
-                img.version
+                export_stem(&img.name, &img.version)
             )
         } else {
             target.to_string()
         };
         let (file_key, manifest_key) = (format!("{base}{ext}"), format!("{base}.imgmanifest"));
+        // The names must be valid storage paths (a long last segment plus
+        // the suffix may not be).
+        for k in [&file_key, &manifest_key] {
+            crate::store::namespace::parse(&format!("/{k}")).map_err(|m| {
+                Error::invalid_param(
+                    "manta_path",
+                    FieldCode::Invalid,
+                    format!("cannot export to this path: {m}"),
+                )
+            })?;
+        }
         let manta = &self.stores.manta;
         let src = self.stores.by_stor(&f.stor)?;
         copy_verified(
@@ -1020,13 +1118,70 @@ impl Images {
             &f.sha1,
             &f.content_md5,
         )
-        .await?;
+        .await
+        .map_err(as_manta_path)?;
         let manifest =
             serde_json::to_vec_pretty(&img.render(crate::manifest::RenderOpts::default()))
                 .map_err(Error::internal)?;
-        let mut w = manta.begin_write(&manifest_key).await?;
+        let mut w = manta
+            .begin_write(&manifest_key)
+            .await
+            .map_err(as_manta_path)?;
         w.write(Bytes::from(manifest)).await?;
-        w.commit().await?;
+        w.commit().await.map_err(as_manta_path)?;
         Ok((file_key, manifest_key))
+    }
+}
+
+/// The file name stem of an exported image: `{name}-{version}` with every
+/// character but ASCII letters, digits, `.`, `_`, `+` and `-` replaced by
+/// `_`, no leading `.`, at most 200 bytes (room for the suffix in a
+/// 255-byte name).
+fn export_stem(name: &str, version: &str) -> String {
+    let mut stem: String = format!("{name}-{version}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if stem.starts_with('.') {
+        stem.replace_range(..1, "_");
+    }
+    stem.truncate(200);
+    stem
+}
+
+/// A store's "path cannot be used" error, named for ExportImage's parameter.
+fn as_manta_path(e: Error) -> Error {
+    match e {
+        Error::InvalidParameter {
+            message,
+            mut errors,
+        } => {
+            for f in &mut errors {
+                if f.field == "path" {
+                    f.field = "manta_path".into();
+                }
+            }
+            Error::InvalidParameter { message, errors }
+        }
+        e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_stems_are_one_safe_segment() {
+        assert_eq!(export_stem("my image/x", "1.0//2"), "my_image_x-1.0__2");
+        assert_eq!(export_stem(".hidden", "1"), "_hidden-1");
+        let long = export_stem(&"é".repeat(300), "1");
+        assert!(long.len() <= 200 && !long.contains('/'));
     }
 }

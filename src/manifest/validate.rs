@@ -83,6 +83,41 @@ pub const TYPES: &[&str] = &[
 ];
 pub const OSES: &[&str] = &["smartos", "linux", "windows", "bsd", "illumos", "other"];
 
+/// Size limits of a manifest (hardening: every image write happens in the
+/// one SQLite writer transaction, so an image record stays small and every
+/// check of it cheap). Over a limit is 422 ValidationFailed (CreateImage,
+/// AdminImportImage, UpdateImage) or InvalidParameter (AddImageAcl) naming
+/// the field. Lengths are in bytes of UTF-8 (or of JSON where said).
+///
+/// Accounts in `acl`.
+pub const MAX_ACL: usize = 1000;
+/// Keys in `tags`.
+pub const MAX_TAGS: usize = 100;
+/// Length of a `tags` key.
+pub const MAX_TAG_KEY_LEN: usize = 128;
+/// Length of a `tags` value, as JSON.
+pub const MAX_TAG_VALUE_LEN: usize = 1024;
+/// Items in `billing_tags` (each at most 128 characters, as IMGAPI).
+pub const MAX_BILLING_TAGS: usize = 100;
+/// Keys in `traits`.
+pub const MAX_TRAITS: usize = 100;
+/// Length of a `traits` key.
+pub const MAX_TRAIT_KEY_LEN: usize = 128;
+/// Length of a `traits` value, as JSON.
+pub const MAX_TRAIT_VALUE_LEN: usize = 1024;
+/// Items in `users`.
+pub const MAX_USERS: usize = 100;
+/// Length of a `users[].name`.
+pub const MAX_USER_NAME_LEN: usize = 128;
+/// Size of `requirements`, as JSON.
+pub const MAX_REQUIREMENTS_LEN: usize = 16 * 1024;
+/// Items in `inherited_directories`.
+pub const MAX_INHERITED_DIRECTORIES: usize = 100;
+/// Length of an `inherited_directories` item.
+pub const MAX_INHERITED_DIRECTORY_LEN: usize = 1024;
+/// Size of the whole manifest, as JSON.
+pub const MAX_MANIFEST_LEN: usize = 256 * 1024;
+
 /// What the validation needs to know beyond the fields.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ctx {
@@ -177,6 +212,144 @@ pub fn normalize(raw: &mut Map<String, Value>) {
     {
         raw.insert("image_size".into(), Value::from(n));
     }
+    // `acl` is a set: each account once, first occurrence kept.
+    if let Some(Value::Array(items)) = raw.get_mut("acl") {
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        items.retain(|v| match v.as_str() {
+            Some(s) => seen.insert(s.to_string()),
+            None => true,
+        });
+    }
+}
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_string(v)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX)
+}
+
+/// The size limits (`MAX_*`) of the fields present in `raw`, and of `raw`
+/// as a whole. Fields of the wrong type are left to `validate_manifest`.
+/// Linear in the size of `raw`: callers run it before taking the writer.
+pub fn check_limits(raw: &Map<String, Value>) -> Vec<FieldError> {
+    use FieldCode::Invalid;
+    let mut errs = Vec::new();
+    let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
+    if let Some(Value::Array(a)) = get("acl")
+        && a.len() > MAX_ACL
+    {
+        errs.push(err(
+            "acl",
+            Invalid,
+            &format!("too many accounts in \"acl\": {}, max {MAX_ACL}", a.len()),
+        ));
+    }
+    if let Some(Value::Object(t)) = get("tags") {
+        if t.len() > MAX_TAGS {
+            errs.push(err(
+                "tags",
+                Invalid,
+                &format!("too many \"tags\": {}, max {MAX_TAGS}", t.len()),
+            ));
+        } else if t
+            .iter()
+            .any(|(k, v)| k.len() > MAX_TAG_KEY_LEN || json_len(v) > MAX_TAG_VALUE_LEN)
+        {
+            errs.push(err(
+                "tags",
+                Invalid,
+                &format!(
+                    "a \"tags\" key is longer than {MAX_TAG_KEY_LEN} bytes or a value longer than {MAX_TAG_VALUE_LEN} bytes as JSON"
+                ),
+            ));
+        }
+    }
+    if let Some(Value::Array(a)) = get("billing_tags")
+        && a.len() > MAX_BILLING_TAGS
+    {
+        errs.push(err(
+            "billing_tags",
+            Invalid,
+            &format!(
+                "too many \"billing_tags\": {}, max {MAX_BILLING_TAGS}",
+                a.len()
+            ),
+        ));
+    }
+    if let Some(Value::Object(t)) = get("traits") {
+        if t.len() > MAX_TRAITS {
+            errs.push(err(
+                "traits",
+                Invalid,
+                &format!("too many \"traits\": {}, max {MAX_TRAITS}", t.len()),
+            ));
+        } else if t
+            .iter()
+            .any(|(k, v)| k.len() > MAX_TRAIT_KEY_LEN || json_len(v) > MAX_TRAIT_VALUE_LEN)
+        {
+            errs.push(err(
+                "traits",
+                Invalid,
+                &format!(
+                    "a \"traits\" key is longer than {MAX_TRAIT_KEY_LEN} bytes or a value longer than {MAX_TRAIT_VALUE_LEN} bytes as JSON"
+                ),
+            ));
+        }
+    }
+    if let Some(Value::Array(a)) = get("users") {
+        if a.len() > MAX_USERS {
+            errs.push(err(
+                "users",
+                Invalid,
+                &format!("too many \"users\": {}, max {MAX_USERS}", a.len()),
+            ));
+        } else if a.iter().any(|u| {
+            u.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.len() > MAX_USER_NAME_LEN)
+        }) {
+            errs.push(err(
+                "users",
+                Invalid,
+                &format!("a \"users\" name is longer than {MAX_USER_NAME_LEN} bytes"),
+            ));
+        }
+    }
+    if let Some(v @ Value::Object(_)) = get("requirements")
+        && json_len(v) > MAX_REQUIREMENTS_LEN
+    {
+        errs.push(err(
+            "requirements",
+            Invalid,
+            &format!("\"requirements\" is longer than {MAX_REQUIREMENTS_LEN} bytes as JSON"),
+        ));
+    }
+    if let Some(Value::Array(a)) = get("inherited_directories")
+        && (a.len() > MAX_INHERITED_DIRECTORIES
+            || a.iter().any(|d| {
+                d.as_str()
+                    .is_some_and(|d| d.len() > MAX_INHERITED_DIRECTORY_LEN)
+            }))
+    {
+        errs.push(err(
+            "inherited_directories",
+            Invalid,
+            &format!(
+                "at most {MAX_INHERITED_DIRECTORIES} \"inherited_directories\" of at most {MAX_INHERITED_DIRECTORY_LEN} bytes each"
+            ),
+        ));
+    }
+    let len = serde_json::to_string(raw)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if len > MAX_MANIFEST_LEN {
+        errs.push(err(
+            "manifest",
+            Invalid,
+            &format!("the image manifest is {len} bytes as JSON, max {MAX_MANIFEST_LEN}"),
+        ));
+    }
+    errs
 }
 
 fn err(field: &str, code: FieldCode, msg: &str) -> FieldError {
@@ -421,6 +594,7 @@ pub fn validate_manifest(raw: &Map<String, Value>, ctx: Ctx) -> Vec<FieldError> 
     {
         errs.push(err("urn", Invalid, "must be a string"));
     }
+    errs.extend(check_limits(raw));
     errs
 }
 
@@ -637,6 +811,27 @@ mod tests {
         let f = fields(&m);
         assert!(f.contains(&("requirements.max_ram".into(), FieldCode::Invalid)));
         assert!(f.contains(&("frob".into(), FieldCode::Invalid)));
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn acl_is_a_set_and_sizes_are_bounded() {
+        let mut m = base();
+        let a = "91ba0e64-2547-11e2-a972-df579e5fddb3";
+        m.insert("acl".into(), json!([a, a]));
+        normalize(&mut m);
+        assert_eq!(m["acl"], json!([a]));
+        let many: Vec<String> = (0..=MAX_ACL)
+            .map(|i| format!("00000000-0000-0000-0000-{i:012}"))
+            .collect();
+        m.insert("acl".into(), json!(many));
+        m.insert(
+            "users".into(),
+            json!([{"name": "n".repeat(MAX_USER_NAME_LEN + 1)}]),
+        );
+        let f = fields(&m);
+        assert!(f.contains(&("acl".into(), FieldCode::Invalid)), "{f:?}");
+        assert!(f.contains(&("users".into(), FieldCode::Invalid)), "{f:?}");
         assert_eq!(f.len(), 2);
     }
 

@@ -334,19 +334,18 @@ impl Registrar {
         let uuid = img.uuid;
         let row = job.clone();
         let origin = img.origin;
+        let origin_caller = caller.clone();
         self.db
             .write(move |c| {
-                if let Some(o) = origin
-                    && imgq::get(c, o)?.is_none()
-                {
-                    return Err(Error::OriginDoesNotExist(o));
+                if let Some(o) = origin {
+                    crate::images::check_origin(c, &origin_caller, o)?;
                 }
                 imgq::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {
                     upq::mark_registered(c, id, row.image_uuid, &now_iso())?
                         .map_err(|r| claim_refused(id, r))?;
                 }
-                Ok(jobs::insert(c, &row)?)
+                Ok::<_, Error>(jobs::insert(c, &row)?)
             })
             .await?;
         self.run_or_wait(job, wait).await?;

@@ -1,15 +1,130 @@
 //! A store in a local directory. Writes go to a temporary sibling name in
 //! 1 MiB batches, are fsynced, then renamed into place.
+//!
+//! Keys never leave the root: every directory between the root and an
+//! object must be a real directory (a symbolic link there refuses the key),
+//! objects are opened with `O_NOFOLLOW`, and only regular files are
+//! objects. Files the store creates are 0600, directories 0700. A key that
+//! cannot be a file here (a component is a file or a directory or a link,
+//! or a name is too long) is a 4xx, never a 500, and messages never name
+//! keys (they are logged).
 
 use std::io::SeekFrom;
 use std::ops::Range;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use super::{ByteStream, ObjectMeta, valid_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldCode, Result};
+
+/// Mode of the files the store creates.
+const FILE_MODE: u32 = 0o600;
+/// Mode of the directories the store creates.
+const DIR_MODE: u32 = 0o700;
+
+/// The error of a key that cannot name a file in this store (422
+/// InvalidParameter `path`; callers with another field name rename it).
+/// The key goes to the log only.
+pub fn unusable_path(key: &str, why: &dyn std::fmt::Display) -> Error {
+    tracing::debug!(key, error = %why, "storage path cannot be used");
+    Error::invalid_param(
+        "path",
+        FieldCode::Invalid,
+        "the storage path cannot be used: a component of it is a file, a directory or a link, or a name is too long",
+    )
+}
+
+/// A stored object that is not there (or is not a regular file).
+pub fn object_not_found(key: &str) -> Error {
+    tracing::debug!(key, "stored object not found");
+    Error::not_found("the stored object does not exist")
+}
+
+/// An I/O error that says the path cannot be a file here (rather than a
+/// failure of the store).
+fn is_path_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::IsADirectory | K::NotADirectory | K::InvalidFilename | K::DirectoryNotEmpty
+    ) || matches!(
+        e.raw_os_error(),
+        Some(libc::EISDIR | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ELOOP | libc::ENOTEMPTY)
+    )
+}
+
+fn not_found(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
+}
+
+/// The file path of `key` under `root`, checking every directory on the
+/// way: each existing one must be a directory and not a symbolic link
+/// (ELOOP otherwise, ENOTDIR for a file). With `create`, missing
+/// directories are created (0700). Blocking.
+fn checked_path(root: &Path, key: &str, create: bool) -> std::io::Result<PathBuf> {
+    let mut p = root.to_path_buf();
+    let mut segs: Vec<&str> = key.split('/').collect();
+    let last = segs.pop().unwrap_or_default();
+    for d in segs {
+        p.push(d);
+        let mut m = std::fs::symlink_metadata(&p);
+        if create && m.as_ref().is_err_and(not_found) {
+            match std::fs::DirBuilder::new().mode(DIR_MODE).create(&p) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    m = std::fs::symlink_metadata(&p);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let m = m?;
+        if m.file_type().is_symlink() {
+            return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        if !m.is_dir() {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+    }
+    p.push(last);
+    Ok(p)
+}
+
+/// Open options that never follow a symbolic link at the last component
+/// (nor block on a FIFO).
+fn open_options() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .mode(FILE_MODE);
+    o
+}
+
+/// The prefix of the temporary names of writes of `name`, short enough that
+/// the temporary name fits in 255 bytes whatever `name` is.
+fn tmp_prefix(name: &str) -> String {
+    if name.len() <= 200 {
+        format!(".{name}.tmp.")
+    } else {
+        use sha1::Digest;
+        let h = hex::encode(sha1::Sha1::digest(name.as_bytes()));
+        let mut cut = 160;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!(".{}~{}.tmp.", &name[..cut], &h[..16])
+    }
+}
+
+/// Map a blocking task's I/O error of `key`: path errors are 4xx.
+fn map_io(key: &str, e: std::io::Error) -> Error {
+    if is_path_error(&e) {
+        unusable_path(key, &e)
+    } else {
+        e.into()
+    }
+}
 
 /// A directory-backed store.
 #[derive(Clone, Debug)]
@@ -20,7 +135,10 @@ pub struct FsStore {
 impl FsStore {
     pub fn new(root: impl Into<PathBuf>) -> Result<FsStore> {
         let root = root.into();
-        std::fs::create_dir_all(&root)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&root)?;
         Ok(FsStore { root })
     }
 
@@ -28,10 +146,12 @@ impl FsStore {
         &self.root
     }
 
-    /// The file path of `key`; refuses keys that could escape the root.
+    /// The file path of `key`; refuses keys that could escape the root
+    /// (4xx: keys of user paths end up here). Directories on the way are
+    /// not checked: the operations below use `checked_path`.
     pub fn path(&self, key: &str) -> Result<PathBuf> {
         if !valid_key(key) {
-            return Err(Error::internal(format!("invalid store key {key:?}")));
+            return Err(unusable_path(key, &"invalid store key"));
         }
         Ok(self.root.join(key))
     }
@@ -39,9 +159,10 @@ impl FsStore {
     pub async fn begin_write(&self, key: &str) -> Result<PendingFsWrite> {
         let dest = self.path(key)?;
         let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("obj");
+        let tmp_name = format!("{}{}", tmp_prefix(name), uuid::Uuid::new_v4().simple());
         let tmp_key = match key.rsplit_once('/') {
-            Some((dir, _)) => format!("{dir}/.{name}.tmp.{}", uuid::Uuid::new_v4().simple()),
-            None => format!(".{name}.tmp.{}", uuid::Uuid::new_v4().simple()),
+            Some((dir, _)) => format!("{dir}/{tmp_name}"),
+            None => tmp_name,
         };
         let tmp = self.root.join(&tmp_key);
         let appender = self.open_append_new(&tmp_key).await?;
@@ -49,6 +170,8 @@ impl FsStore {
             appender: Some(appender),
             tmp,
             dest,
+            root: self.root.clone(),
+            key: key.to_string(),
             done: false,
         })
     }
@@ -56,14 +179,18 @@ impl FsStore {
     /// Remove temporary files a killed writer of `key` left behind.
     pub async fn remove_stale_tmp(&self, key: &str) -> Result<()> {
         let dest = self.path(key)?;
-        let (Some(dir), Some(name)) = (
-            dest.parent().map(Path::to_path_buf),
-            dest.file_name().and_then(|n| n.to_str()),
-        ) else {
+        let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
             return Ok(());
         };
-        let prefix = format!(".{name}.tmp.");
+        let prefix = tmp_prefix(name);
+        let (root, key) = (self.root.clone(), key.to_string());
         tokio::task::spawn_blocking(move || {
+            let Some(dir) = checked_path(&root, &key, false)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+            else {
+                return;
+            };
             if let Ok(rd) = std::fs::read_dir(&dir) {
                 for e in rd.flatten() {
                     if e.file_name()
@@ -80,23 +207,40 @@ impl FsStore {
         Ok(())
     }
 
+    /// Size and mtime of the regular file at `key`; None if there is none
+    /// (absent, a directory, a link, or a path that cannot be a file).
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let p = self.path(key)?;
-        match tokio::fs::metadata(&p).await {
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
+        let m = tokio::task::spawn_blocking(move || {
+            checked_path(&root, &k, false).and_then(std::fs::symlink_metadata)
+        })
+        .await
+        .map_err(Error::internal)?;
+        match m {
             Ok(m) if m.is_file() => Ok(Some(meta_of(&m))),
             Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if not_found(&e) || is_path_error(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
+    /// Stream the regular file at `key` (or `range` of it); anything else is
+    /// 404 with a message that does not name the key.
     pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let p = self.path(key)?;
-        let mut f = match tokio::fs::File::open(&p).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::not_found(format!("object {key} does not exist")));
-            }
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
+        let f = tokio::task::spawn_blocking(move || -> std::io::Result<Option<std::fs::File>> {
+            let p = checked_path(&root, &k, false)?;
+            let f = open_options().read(true).open(p)?;
+            Ok(f.metadata()?.is_file().then_some(f))
+        })
+        .await
+        .map_err(Error::internal)?;
+        let mut f = match f {
+            Ok(Some(f)) => tokio::fs::File::from_std(f),
+            Ok(None) => return Err(object_not_found(key)),
+            Err(e) if not_found(&e) || is_path_error(&e) => return Err(object_not_found(key)),
             Err(e) => return Err(e.into()),
         };
         let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match range {
@@ -111,9 +255,15 @@ impl FsStore {
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let p = self.path(key)?;
-        let root = self.root.clone();
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let p = match checked_path(&root, &k, false) {
+                Ok(p) => p,
+                // Nothing of this store can be there.
+                Err(e) if not_found(&e) || is_path_error(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -142,15 +292,30 @@ impl FsStore {
     /// such keys; symbolic links are not followed; names that are not UTF-8
     /// are skipped. Files or directories removed meanwhile are left out.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
-        let start = match prefix.rsplit_once('/') {
-            Some((dir, _)) if !dir.is_empty() => self.path(dir)?,
+        let start_key = match prefix.rsplit_once('/') {
+            Some((dir, _)) if !dir.is_empty() => {
+                self.path(dir)?;
+                Some(dir.to_string())
+            }
             Some(_) => return Err(Error::internal(format!("invalid prefix {prefix:?}"))),
-            None => self.root.clone(),
+            None => None,
         };
         let (root, prefix) = (self.root.clone(), prefix.to_string());
         let out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
             let mut out: Vec<(String, ObjectMeta)> = Vec::new();
+            let start = match start_key {
+                None => root.clone(),
+                // The start directory itself must not be (below) a link.
+                Some(k) => match checked_path(&root, &format!("{k}/x"), false) {
+                    Ok(p) => match p.parent() {
+                        Some(d) => d.to_path_buf(),
+                        None => return Ok(out),
+                    },
+                    Err(e) if gone(&e) || is_path_error(&e) => return Ok(out),
+                    Err(e) => return Err(e),
+                },
+            };
             let mut stack = vec![start];
             while let Some(dir) = stack.pop() {
                 let rd = match std::fs::read_dir(&dir) {
@@ -218,6 +383,8 @@ pub struct PendingFsWrite {
     appender: Option<FsAppender>,
     tmp: PathBuf,
     dest: PathBuf,
+    root: PathBuf,
+    key: String,
     done: bool,
 }
 
@@ -236,8 +403,11 @@ impl PendingFsWrite {
             .take()
             .ok_or_else(|| Error::internal("commit after failure"))?;
         a.finish().await?;
-        let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
+        let (tmp, root, key) = (self.tmp.clone(), self.root.clone(), self.key.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // The directories on the way are checked again: the rename
+            // must land inside the root.
+            let dest = checked_path(&root, &key, false)?;
             std::fs::rename(&tmp, &dest)?;
             if let Some(dir) = dest.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
@@ -245,7 +415,9 @@ impl PendingFsWrite {
             Ok(())
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(Error::internal)?
+        .map_err(|e| map_io(&self.key, e))?;
+        debug_assert!(self.dest.ends_with(&self.key));
         self.done = true;
         Ok(())
     }
@@ -297,14 +469,12 @@ impl FsStore {
     }
 
     async fn appender(&self, key: &str, offset: u64, new: bool) -> Result<FsAppender> {
-        let path = self.path(key)?;
-        let p = path.clone();
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let existed = p.exists();
-            let mut o = std::fs::OpenOptions::new();
+            let p = checked_path(&root, &k, true)?;
+            let existed = std::fs::symlink_metadata(&p).is_ok();
+            let mut o = open_options();
             o.write(true);
             if new {
                 o.create_new(true);
@@ -312,6 +482,9 @@ impl FsStore {
                 o.create(true).truncate(false);
             }
             let mut f = o.open(&p)?;
+            if !f.metadata()?.is_file() {
+                return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+            }
             if !existed && let Some(dir) = p.parent() {
                 // The new name is durable before any row names it.
                 std::fs::File::open(dir)?.sync_all()?;
@@ -330,7 +503,8 @@ impl FsStore {
             Ok(f)
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(Error::internal)?
+        .map_err(|e| map_io(key, e))?;
         Ok(FsAppender {
             file: std::sync::Arc::new(file),
             pos: offset,
@@ -344,24 +518,28 @@ impl FsStore {
 
     /// Cut the file at `key` back to `len` bytes (discarding a refused chunk).
     pub async fn truncate(&self, key: &str, len: u64) -> Result<()> {
-        let p = self.path(key)?;
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+            let p = checked_path(&root, &k, false)?;
+            let f = open_options().write(true).open(&p)?;
             f.set_len(len)?;
             f.sync_all()
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(Error::internal)?
+        .map_err(|e| map_io(key, e))?;
         Ok(())
     }
 
     /// Atomically move `from` to `to` (same store), replacing `to`.
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let (a, b) = (self.path(from)?, self.path(to)?);
+        self.path(from)?;
+        self.path(to)?;
+        let (root, f, t) = (self.root.clone(), from.to_string(), to.to_string());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if let Some(dir) = b.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+            let a = checked_path(&root, &f, false)?;
+            let b = checked_path(&root, &t, true)?;
             std::fs::rename(&a, &b)?;
             if let Some(dir) = b.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
@@ -369,7 +547,8 @@ impl FsStore {
             Ok(())
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(Error::internal)?
+        .map_err(|e| map_io(to, e))?;
         Ok(())
     }
 }
@@ -464,5 +643,92 @@ impl FsAppender {
         .await
         .map_err(Error::internal)??;
         Ok(writer_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    async fn put(s: &FsStore, key: &str, data: &'static [u8]) -> Result<()> {
+        let mut w = s.begin_write(key).await?;
+        w.write(bytes::Bytes::from_static(data)).await?;
+        w.commit().await
+    }
+
+    #[tokio::test]
+    async fn links_are_not_followed_and_modes_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("f"), b"outside").unwrap();
+        let s = FsStore::new(root.path().join("store")).unwrap();
+        std::fs::create_dir_all(s.root().join("a")).unwrap();
+        std::os::unix::fs::symlink(out.path().join("f"), s.root().join("a/link")).unwrap();
+        std::os::unix::fs::symlink(out.path(), s.root().join("a/dir")).unwrap();
+        for key in ["a/link", "a/dir/f"] {
+            assert!(s.head(key).await.unwrap().is_none(), "{key}");
+            assert!(matches!(
+                s.get(key, None).await,
+                Err(Error::ResourceNotFound(_))
+            ));
+        }
+        for key in ["a/dir/new", "a/dir/sub/new"] {
+            assert!(matches!(
+                put(&s, key, b"x").await,
+                Err(Error::InvalidParameter { .. })
+            ));
+        }
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+        // Deleting through a link removes nothing outside.
+        s.delete("a/dir/f").await.unwrap();
+        assert!(out.path().join("f").exists());
+
+        put(&s, "b/c/obj", b"data").await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&s.root().join("b/c/obj")), 0o600);
+        assert_eq!(mode(&s.root().join("b/c")), 0o700);
+        assert_eq!(mode(&s.root().join("b")), 0o700);
+    }
+
+    #[tokio::test]
+    async fn unusable_paths_are_4xx_and_long_names_work() {
+        let root = tempfile::tempdir().unwrap();
+        let s = FsStore::new(root.path()).unwrap();
+        put(&s, "f", b"file").await.unwrap();
+        std::fs::create_dir_all(s.root().join("d")).unwrap();
+        assert!(s.head("f/below").await.unwrap().is_none());
+        assert!(s.head("d").await.unwrap().is_none());
+        assert!(matches!(
+            s.get("d", None).await,
+            Err(Error::ResourceNotFound(_))
+        ));
+        assert!(matches!(
+            s.get("f/below", None).await,
+            Err(Error::ResourceNotFound(_))
+        ));
+        for key in ["f/below", "d"] {
+            assert!(
+                matches!(
+                    put(&s, key, b"x").await,
+                    Err(Error::InvalidParameter { .. })
+                ),
+                "{key}"
+            );
+        }
+        assert!(matches!(
+            s.open_append("d", 0).await,
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            s.rename("f", "d").await,
+            Err(Error::InvalidParameter { .. })
+        ));
+        // A 255-byte name: its temporary name still fits.
+        let long = "é".repeat(127);
+        put(&s, &format!("x/{long}"), b"long").await.unwrap();
+        assert_eq!(s.head(&format!("x/{long}")).await.unwrap().unwrap().size, 4);
+        s.remove_stale_tmp(&format!("x/{long}")).await.unwrap();
+        assert!(tmp_prefix(&long).len() + 32 <= 255);
     }
 }

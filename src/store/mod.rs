@@ -181,14 +181,20 @@ where
     hasher.finish().await
 }
 
-/// Check a relative object key: non-empty segments, no `.`/`..`, no control
-/// characters, no backslashes, bounded length.
+/// Longest segment of a key or storage path, in bytes (NAME_MAX of common
+/// file systems).
+pub const MAX_SEGMENT_LEN: usize = 255;
+
+/// Check a relative object key: non-empty segments of at most
+/// `MAX_SEGMENT_LEN` bytes, no `.`/`..`, no control characters, no
+/// backslashes, bounded length.
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 1024
         && !key.starts_with('/')
         && key.split('/').all(|seg| {
             !seg.is_empty()
+                && seg.len() <= MAX_SEGMENT_LEN
                 && seg != "."
                 && seg != ".."
                 && !seg.chars().any(|c| c.is_control() || c == '\\')

@@ -47,6 +47,12 @@ pub fn parse(p: &str) -> Result<StoragePath, String> {
         if s.is_empty() {
             return Err("path has an empty segment".into());
         }
+        if s.len() > super::MAX_SEGMENT_LEN {
+            return Err(format!(
+                "path segments may not be longer than {} bytes",
+                super::MAX_SEGMENT_LEN
+            ));
+        }
         if *s == "." || *s == ".." {
             return Err("path may not contain '.' or '..' segments".into());
         }
@@ -112,5 +118,8 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         assert!(parse(&format!("/t/stor/{}", "a".repeat(1100))).is_err());
+        assert!(parse(&format!("/t/stor/{}", "a".repeat(256))).is_err());
+        assert!(parse(&format!("/t/stor/{}", "a".repeat(255))).is_ok());
+        assert!(parse(&format!("/t/stor/{}/x", "é".repeat(128))).is_err());
     }
 }

@@ -216,7 +216,7 @@ impl S3Store {
         let o = match req.send().await {
             Ok(o) => o,
             Err(e) if is_not_found(&e) => {
-                return Err(Error::not_found(format!("object {key} does not exist")));
+                return Err(super::fs::object_not_found(key));
             }
             Err(e) => return Err(sdk_err(e)),
         };
@@ -290,7 +290,10 @@ impl S3Store {
         let size = self
             .head(from)
             .await?
-            .ok_or_else(|| Error::FileNotFound(format!("{from} does not exist")))?
+            .ok_or_else(|| {
+                tracing::debug!(key = from, "copy source not found");
+                Error::FileNotFound("the source object does not exist".into())
+            })?
             .size;
         let src = format!("{}/{}", self.bucket, self.k(from)?);
         if size <= MAX_SINGLE_COPY {
