@@ -443,6 +443,25 @@ mod tests {
     }
 
     #[test]
+    fn server_table_and_new_keys() {
+        let c: Config = toml::from_str(
+            "allowed_hosts = [\"imgapi.internal\"]\nmetrics_public = true\n\
+             [server]\nidle_timeout_secs = 5\nmax_connections = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.allowed_hosts, vec!["imgapi.internal".to_string()]);
+        assert!(c.metrics_public);
+        assert_eq!(c.server.idle_timeout_secs, 5);
+        assert_eq!(c.server.header_read_timeout_secs, 30);
+        assert_eq!(c.server.max_connections, 10);
+        assert!(c.check().is_ok());
+        assert!(toml::from_str::<Config>("[server]\nfrobnicate = 1\n").is_err());
+        let mut z = Config::default();
+        z.server.body_stall_timeout_secs = 0;
+        assert!(z.check().is_err());
+    }
+
+    #[test]
     fn auth_none_refused_off_loopback() {
         let c = Config {
             listen: "0.0.0.0:8080".parse().unwrap(),

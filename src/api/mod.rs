@@ -185,8 +185,9 @@ async fn method_not_allowed(req: Request) -> Error {
 /// of ours that satisfies the range.
 pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
     let raw = h.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("~1");
-    let req = semver::VersionReq::parse(raw)
-        .map_err(|_| Error::InvalidVersion(format!("{raw} is not a valid version range")))?;
+    let req = semver::VersionReq::parse(raw).map_err(|_| {
+        Error::InvalidVersion(format!("{} is not a valid version range", clip(raw, 100)))
+    })?;
     API_VERSIONS
         .iter()
         .rev()
@@ -194,7 +195,8 @@ pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
         .map(|v| ApiVersion(v.major))
         .ok_or_else(|| {
             Error::InvalidVersion(format!(
-                "{raw} is not supported by this server (versions 1.0.0, 2.0.0)"
+                "{} is not supported by this server (versions 1.0.0, 2.0.0)",
+                clip(raw, 100)
             ))
         })
 }
