@@ -439,3 +439,30 @@ async fn sigterm_lets_in_flight_requests_finish() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_disconnected() {
+    let s = Server::start_with_config(&server_toml(30, 30, 1, 64)).await;
+    let size = 48 << 20;
+    let img = s.create_active(VADER, "big", true, &vec![5u8; size]).await;
+    let u = img["uuid"].as_str().unwrap();
+    let mut c = TcpStream::connect(s.addr()).await.unwrap();
+    c.write_all(format!("GET /images/{u}/file HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Read nothing for a while: the server's writes stall and it gives up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let start = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await {
+            Err(_) => panic!("the stalled download was not closed"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+    }
+    assert!(got < size, "the whole file arrived: {got}");
+    assert_eq!(s.get("/ping").await.0, 200);
+}
