@@ -42,6 +42,13 @@ pub struct Config {
     pub allow_auth_none_on_network: bool,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// With `auth = "none"`: `Host` names accepted besides loopback names
+    /// and addresses (a browser page elsewhere cannot then reach the API
+    /// through DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// `GET /metrics` without an operator token in `auth = "token"` mode.
+    pub metrics_public: bool,
+    pub server: ServerConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
     pub uploads: UploadsConfig,
@@ -69,11 +76,43 @@ impl Default for Config {
             auth: AuthMode::None,
             allow_auth_none_on_network: false,
             log_format: LogFormat::Text,
+            allowed_hosts: Vec::new(),
+            metrics_public: false,
+            server: ServerConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             uploads: UploadsConfig::default(),
             registrar: RegistrarConfig::default(),
             channels: Vec::new(),
+        }
+    }
+}
+
+/// Connection handling: timeouts and the connection limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Seconds a client may take to send a whole request head once it
+    /// started one; then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress.
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may deliver no byte while the server waits
+    /// for one (the request then fails like a dropped connection; a tus
+    /// upload keeps what it received), and seconds a response may wait
+    /// for a client that reads nothing.
+    pub body_stall_timeout_secs: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            body_stall_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -337,6 +376,16 @@ impl Config {
                 self.listen
             )));
         }
+        let sv = &self.server;
+        if sv.header_read_timeout_secs == 0
+            || sv.idle_timeout_secs == 0
+            || sv.body_stall_timeout_secs == 0
+            || sv.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server: timeouts and max_connections must be at least 1".into(),
+            ));
+        }
         if let MantaConfig::S3(s3) = &self.storage.manta {
             if s3.part_size_mib < 5 {
                 return Err(ConfigError::Invalid(
@@ -399,6 +448,25 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("SUPERSECRET"));
+    }
+
+    #[test]
+    fn server_table_and_new_keys() {
+        let c: Config = toml::from_str(
+            "allowed_hosts = [\"imgapi.internal\"]\nmetrics_public = true\n\
+             [server]\nidle_timeout_secs = 5\nmax_connections = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.allowed_hosts, vec!["imgapi.internal".to_string()]);
+        assert!(c.metrics_public);
+        assert_eq!(c.server.idle_timeout_secs, 5);
+        assert_eq!(c.server.header_read_timeout_secs, 30);
+        assert_eq!(c.server.max_connections, 10);
+        assert!(c.check().is_ok());
+        assert!(toml::from_str::<Config>("[server]\nfrobnicate = 1\n").is_err());
+        let mut z = Config::default();
+        z.server.body_stall_timeout_secs = 0;
+        assert!(z.check().is_err());
     }
 
     #[test]

@@ -42,7 +42,18 @@ pub type Gauge<'a> = (&'a str, &'a str, &'a str, Vec<(String, f64)>);
 
 impl Metrics {
     /// One finished request.
+    /// Labels come from closed sets: `route` is a route template (or
+    /// `unmatched`), an unknown `method` is counted as `other`.
     pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
+        let route = if route.len() > 200 {
+            "unmatched"
+        } else {
+            route
+        };
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((route.to_string(), method.to_string(), status))
                 .or_default() += 1;
@@ -220,5 +231,14 @@ mod tests {
         );
         assert!(t.contains("imgapi_http_request_bytes_total 10"));
         assert!(t.contains("imgapi_uploads{state=\"uploading\"} 2"));
+    }
+
+    #[test]
+    fn unknown_methods_are_other() {
+        let m = Metrics::default();
+        m.request("unmatched", &"X".repeat(5000), 405, 0.001);
+        let t = m.render(&[]);
+        assert!(t.contains("method=\"other\""));
+        assert!(!t.contains("XXXX"));
     }
 }

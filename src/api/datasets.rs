@@ -32,6 +32,13 @@ fn base_url(h: &HeaderMap) -> String {
     let host = h
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        // Repeated in every dataset: only a plausible host[:port].
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 262
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
         .unwrap_or("127.0.0.1");
     format!("http://{host}")
 }

@@ -134,10 +134,13 @@ impl FromRequestParts<AppState> for Caller {
                 match auth {
                     None => Caller::anonymous(),
                     Some(h) => {
+                        // The scheme is case-insensitive (RFC 9110 11.1).
                         let token = h
-                            .strip_prefix("Bearer ")
-                            .or_else(|| h.strip_prefix("bearer "))
-                            .map(str::trim)
+                            .trim_start()
+                            .split_once(' ')
+                            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                            .map(|(_, t)| t.trim())
+                            .filter(|t| !t.is_empty())
                             .ok_or_else(|| Error::Unauthorized("expected a Bearer token".into()))?
                             .to_string();
                         let acct = st

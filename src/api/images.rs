@@ -87,8 +87,39 @@ pub(super) fn check_conditional(h: &HeaderMap, etag: &str) -> Result<Option<Resp
     Ok(None)
 }
 
+/// Most `tag.K` filters, and most `billing_tag` filters, of one ListImages.
+pub const MAX_LIST_FILTERS: usize = 32;
+/// Most query parameters of one ListImages.
+pub const MAX_LIST_PARAMS: usize = 128;
+
 /// Build ListImages' query from the request parameters.
-async fn list_query(st: &AppState, p: &Params) -> Result<Option<ListQuery>, Error> {
+async fn list_query(
+    st: &AppState,
+    p: &Params,
+    caller: &Caller,
+) -> Result<Option<ListQuery>, Error> {
+    for (field, n) in [
+        (
+            "tag",
+            p.0.iter().filter(|(k, _)| k.starts_with("tag.")).count(),
+        ),
+        ("billing_tag", p.all("billing_tag").count()),
+    ] {
+        if n > MAX_LIST_FILTERS {
+            return Err(Error::invalid_param(
+                field,
+                FieldCode::Invalid,
+                format!("too many \"{field}\" filters: {n} (at most {MAX_LIST_FILTERS})"),
+            ));
+        }
+    }
+    if p.0.len() > MAX_LIST_PARAMS {
+        return Err(Error::invalid_param(
+            "query",
+            FieldCode::Invalid,
+            format!("too many query parameters (at most {MAX_LIST_PARAMS})"),
+        ));
+    }
     let mut q = ListQuery {
         state: match p.get("state").unwrap_or("active") {
             "" | "active" => StateFilter::Only(ImgState::Active),
@@ -171,7 +202,15 @@ async fn list_query(st: &AppState, p: &Params) -> Result<Option<ListQuery>, Erro
     }
     if let Some(m) = p.get("marker").filter(|s| !s.is_empty()) {
         q.marker = match Uuid::parse_str(m) {
-            Ok(u) => st.images.marker_date(u).await?,
+            // Looked up with the caller's visibility: an image the caller
+            // may not see is a 404 exactly like a missing one.
+            Ok(u) => st
+                .images
+                .get(caller, u)
+                .await?
+                .published_at
+                .as_deref()
+                .and_then(normalize_date),
             Err(_) => Some(normalize_date(m).ok_or_else(|| {
                 Error::invalid_param(
                     "marker",
@@ -193,7 +232,7 @@ pub async fn list(
 ) -> Result<Response, Error> {
     let opts = render_opts(&st, &p, &caller, v.0)?;
     let ctx = channel_gate(&st, &p, &caller, None, false).await?;
-    let Some(mut q) = list_query(&st, &p).await? else {
+    let Some(mut q) = list_query(&st, &p, &caller).await? else {
         return Ok(json_response(StatusCode::OK, &Vec::<Value>::new()));
     };
     q.account = caller.account;

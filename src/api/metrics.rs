@@ -5,11 +5,23 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::config::AuthMode;
 use crate::error::Error;
+use crate::identity::Caller;
 
 /// Metrics: request counters and latencies, bytes, uploads by state,
 /// registrar jobs by outcome, log events by level.
-pub async fn metrics(State(st): State<AppState>) -> Result<Response, Error> {
+/// In `auth = "token"` mode only operators may read them, unless
+/// `metrics_public = true`.
+pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Response, Error> {
+    if st.config.auth == AuthMode::Token && !st.config.metrics_public {
+        if !caller.authenticated {
+            return Err(Error::Unauthorized(
+                "metrics require an operator token (or metrics_public = true)".into(),
+            ));
+        }
+        caller.require_operator()?;
+    }
     let crate::db::stats::Counts {
         images,
         uploads,

@@ -115,28 +115,71 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::map_request(method_override))
 }
 
+/// Methods the API knows; `X-HTTP-Method-Override` may name only these.
+const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// An `X-HTTP-Method-Override` that names no known method (refused in
+/// [`common`], so the error carries the standard headers).
+#[derive(Clone)]
+struct BadMethodOverride;
+
 async fn method_override(mut req: Request) -> Request {
     if req.method() == Method::POST
-        && let Some(m) = req
-            .headers()
-            .get("x-http-method-override")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Method::from_bytes(v.trim().to_ascii_uppercase().as_bytes()).ok())
+        && let Some(v) = req.headers().get("x-http-method-override")
     {
-        *req.method_mut() = m;
+        let known = v
+            .to_str()
+            .ok()
+            .map(|v| v.trim().to_ascii_uppercase())
+            .and_then(|v| KNOWN_METHODS.into_iter().find(|m| m.as_str() == v));
+        match known {
+            Some(m) => *req.method_mut() = m,
+            None => {
+                req.extensions_mut().insert(BadMethodOverride);
+            }
+        }
     }
     req
 }
 
+/// The method as a metrics label and in logs: a known method, else `other`.
+pub(crate) fn method_label(m: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|k| *k == m)
+        .map(Method::as_str)
+        .unwrap_or("other")
+}
+
+/// At most `max` bytes of `s` (on a char boundary), for logs and messages.
+pub(crate) fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut i = max;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    &s[..i]
+}
+
 async fn not_found(req: Request) -> Error {
-    Error::not_found(format!("{} does not exist", req.uri().path()))
+    Error::not_found(format!("{} does not exist", clip(req.uri().path(), 1024)))
 }
 
 async fn method_not_allowed(req: Request) -> Error {
     Error::MethodNotAllowed(format!(
         "{} is not allowed on {}",
-        req.method(),
-        req.uri().path()
+        clip(req.method().as_str(), 32),
+        clip(req.uri().path(), 1024)
     ))
 }
 
@@ -144,8 +187,9 @@ async fn method_not_allowed(req: Request) -> Error {
 /// of ours that satisfies the range.
 pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
     let raw = h.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("~1");
-    let req = semver::VersionReq::parse(raw)
-        .map_err(|_| Error::InvalidVersion(format!("{raw} is not a valid version range")))?;
+    let req = semver::VersionReq::parse(raw).map_err(|_| {
+        Error::InvalidVersion(format!("{} is not a valid version range", clip(raw, 100)))
+    })?;
     API_VERSIONS
         .iter()
         .rev()
@@ -153,7 +197,8 @@ pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
         .map(|v| ApiVersion(v.major))
         .ok_or_else(|| {
             Error::InvalidVersion(format!(
-                "{raw} is not supported by this server (versions 1.0.0, 2.0.0)"
+                "{} is not supported by this server (versions 1.0.0, 2.0.0)",
+                clip(raw, 100)
             ))
         })
 }
@@ -168,8 +213,9 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
         .filter(|s| !s.is_empty() && s.len() <= 200)
         .map(str::to_string)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Logged and counted values come from closed sets or are clipped.
+    let method = method_label(req.method());
+    let path = clip(req.uri().path(), 1024).to_string();
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -185,7 +231,7 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
             .get("accept-version")
             .and_then(|v| v.to_str().ok()),
     );
-    let resp = match version {
+    let resp = match version.and_then(|v| guard(&st, &req, &route).map(|()| v)) {
         Ok(v) => {
             req.extensions_mut().insert(v);
             tracing::Instrument::instrument(next.run(req), span.clone()).await
@@ -196,7 +242,7 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
     let ms = elapsed.as_millis();
     crate::metrics::global().request(
         &route,
-        method.as_str(),
+        method,
         resp.status().as_u16(),
         elapsed.as_secs_f64(),
     );
@@ -219,7 +265,7 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
         tracing::error!(request_id = %rid, %method, %path, status = status.as_u16(),
             error = err.as_ref().map(|e| e.detail.as_str()).unwrap_or(""), "request failed");
     }
-    if is_mutation(&method) {
+    if is_mutation(method) {
         let image = path
             .strip_prefix("/images/")
             .and_then(|r| r.split('/').next())
@@ -261,11 +307,133 @@ fn count_response_bytes(resp: Response) -> Response {
     })
 }
 
-fn is_mutation(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    )
+fn is_mutation(m: &str) -> bool {
+    matches!(m, "POST" | "PUT" | "DELETE" | "PATCH")
+}
+
+/// Checks of every request before its handler: the method override, the
+/// query string's size, `Host` and `Origin` in `auth = "none"` mode, and the
+/// `Content-Type` of JSON endpoints.
+fn guard(st: &AppState, req: &Request, route: &str) -> Result<(), Error> {
+    if req.extensions().get::<BadMethodOverride>().is_some() {
+        return Err(Error::BadRequest(
+            "X-HTTP-Method-Override must name one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+                .into(),
+        ));
+    }
+    if req.uri().query().map_or(0, str::len) > MAX_QUERY {
+        return Err(Error::BadRequest(format!(
+            "the query string is longer than {MAX_QUERY} bytes"
+        )));
+    }
+    if st.config.auth == crate::config::AuthMode::None {
+        check_host(&st.config, req.headers())?;
+    }
+    if is_mutation(req.method().as_str()) && route != "unmatched" && !binary_body_route(route) {
+        check_json_content_type(req.headers())?;
+    }
+    Ok(())
+}
+
+/// Longest query string accepted, in bytes.
+pub const MAX_QUERY: usize = 16 << 10;
+
+/// Routes whose request body is not JSON (files, icons, tus).
+fn binary_body_route(route: &str) -> bool {
+    route == "/images/{uuid}/file"
+        || route == "/images/{uuid}/icon"
+        || route.starts_with("/uploads")
+}
+
+/// A JSON endpoint takes a body only as `application/json` (a web page can
+/// send `text/plain` or a form anywhere without asking; it cannot send JSON
+/// to another origin without a CORS preflight, which this server refuses).
+/// An empty body without `Content-Type` is fine.
+fn check_json_content_type(h: &axum::http::HeaderMap) -> Result<(), Error> {
+    let ct = h.get(header::CONTENT_TYPE);
+    let is_json = ct.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/json")
+    });
+    if is_json {
+        return Ok(());
+    }
+    let empty = match h.get(header::CONTENT_LENGTH) {
+        Some(n) => n.to_str().ok().and_then(|n| n.trim().parse::<u64>().ok()) == Some(0),
+        None => !h.contains_key(header::TRANSFER_ENCODING),
+    };
+    if ct.is_none() && empty {
+        return Ok(());
+    }
+    Err(Error::UnsupportedMediaType(format!(
+        "this endpoint takes a JSON body: Content-Type must be application/json, not \"{}\"",
+        clip(ct.and_then(|v| v.to_str().ok()).unwrap_or(""), 100)
+    )))
+}
+
+/// With `auth = "none"` every caller is an operator, so only requests that
+/// name this server by a loopback name or address, the listen address, or
+/// an `allowed_hosts` entry are served: a web page reaching it through DNS
+/// rebinding, or posting to it from another origin, is refused.
+fn check_host(cfg: &Config, h: &axum::http::HeaderMap) -> Result<(), Error> {
+    if let Some(v) = h.get(header::HOST) {
+        let host = v.to_str().ok().and_then(host_of);
+        if !host.is_some_and(|x| host_allowed(cfg, x)) {
+            return Err(Error::InvalidHeader(format!(
+                "Host \"{}\" is not a name of this server (with auth = \"none\" only loopback \
+                 hosts and allowed_hosts are served)",
+                clip(v.to_str().unwrap_or(""), 100)
+            )));
+        }
+    }
+    if let Some(v) = h.get(header::ORIGIN) {
+        let host = v
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .and_then(|(_, rest)| host_of(rest));
+        if !host.is_some_and(|x| host_allowed(cfg, x)) {
+            return Err(Error::InvalidHeader(format!(
+                "Origin \"{}\" may not use this server (with auth = \"none\" only pages on \
+                 loopback hosts and allowed_hosts are served)",
+                clip(v.to_str().unwrap_or(""), 100)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The host of `host[:port]` or `[v6]:port`, without brackets.
+fn host_of(v: &str) -> Option<&str> {
+    let v = v.trim();
+    if let Some(rest) = v.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']')?;
+        return (tail.is_empty() || tail.starts_with(':')).then_some(h);
+    }
+    let h = match v.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => return None,
+        None => v,
+    };
+    (!h.is_empty()).then_some(h)
+}
+
+fn host_allowed(cfg: &Config, host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>()
+        && (ip.is_loopback() || ip == cfg.listen.ip())
+    {
+        return true;
+    }
+    cfg.allowed_hosts
+        .iter()
+        .any(|a| a.trim_end_matches('.').eq_ignore_ascii_case(host))
 }
 
 fn hv(s: &str) -> HeaderValue {

@@ -480,3 +480,53 @@ pub fn md5_b64(d: &[u8]) -> String {
     use md5::Digest;
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(d))
 }
+
+impl Server {
+    /// `imgapi account create --login LOGIN [--operator]`: (uuid, token).
+    pub fn account(&self, login: &str, operator: bool) -> (String, String) {
+        let mut args = vec!["account", "create", "--login", login];
+        if operator {
+            args.push("--operator");
+        }
+        let out = self.admin(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        (get("uuid:"), get("token:"))
+    }
+
+    /// The server's `host:port`.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+
+    /// Send `req` as is on a new connection and read until the server
+    /// closes it (send `Connection: close`); at most 20 s.
+    pub async fn raw(&self, req: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(self.addr()).await.unwrap();
+        c.write_all(req).await.unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(20), c.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn raw_status(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
