@@ -23,9 +23,19 @@ use config::{Config, MantaConfig};
 use error::{Error, Result};
 use store::{FsStore, Store, Stores};
 
+/// Create the data directory (and its parents) readable by the service's
+/// user only (0700, whatever the umask); an existing one is left as it is.
+pub fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Open the database and stores named by `cfg`.
 pub async fn build_state(cfg: Config) -> Result<api::AppState> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    create_data_dir(&cfg.data_dir)?;
     let db = db::Db::open(&cfg.db_path())?;
     let manta = match &cfg.storage.manta {
         MantaConfig::Fs { .. } => {

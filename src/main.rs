@@ -153,7 +153,7 @@ async fn main() -> ExitCode {
 }
 
 fn migrate(cfg: &Config) -> imgapi::error::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    imgapi::create_data_dir(&cfg.data_dir)?;
     imgapi::db::Db::open(&cfg.db_path())?;
     println!("database {} is up to date", cfg.db_path().display());
     Ok(())
@@ -185,7 +185,7 @@ async fn account_create(
     operator: bool,
     uuid: Option<uuid::Uuid>,
 ) -> imgapi::error::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    imgapi::create_data_dir(&cfg.data_dir)?;
     let db = imgapi::db::Db::open(&cfg.db_path())?;
     imgapi::identity::check_login(login)?;
     let login = login.to_string();

@@ -321,3 +321,15 @@ async fn an_impossible_path_fails_the_upload_visibly() {
     assert_eq!(head_offset(&s, &loc).await.0, 404);
     assert!(dir.join("inside").is_dir(), "the directory is untouched");
 }
+
+/// The data directory the server creates is private to its user.
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start().await;
+    let mode = std::fs::metadata(s.data_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+}

@@ -64,6 +64,10 @@ pub fn parse(p: &str) -> Result<StoragePath, String> {
         }
     }
     match segs.as_slice() {
+        ["assets", "imgapi-uploads", ..] => {
+            // Where older versions kept unfinished uploads to the assets store.
+            Err("the path /assets/imgapi-uploads is reserved".into())
+        }
         ["assets", rest @ ..] if !rest.is_empty() => Ok(StoragePath {
             ns: Namespace::Assets,
             key: rest.join("/"),
@@ -114,6 +118,7 @@ mod tests {
             "/assets/.hidden",
             "/trent/stor/a\u{0}b",
             "/trent/stor/a\\b",
+            "/assets/imgapi-uploads/x",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
