@@ -181,7 +181,7 @@ async fn kill_loop(
 async fn s3_kill_during_final_patch_always_registers() {
     let s3 = S3Server::start();
     let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
-    let hits = kill_loop(&mut s, 6 * MIB, None, 2, 24).await;
+    let hits = kill_loop(&mut s, 6 * MIB, None, 1, 20).await;
     assert!(hits >= 1, "no trial hit the completion window");
 }
 
@@ -189,7 +189,7 @@ async fn s3_kill_during_final_patch_always_registers() {
 async fn local_kill_during_final_patch_always_registers() {
     let mut s = Server::start().await;
     let path = format!("/{SDC}/stor/crash");
-    kill_loop(&mut s, 6 * MIB, Some(&path), 1, 10).await;
+    kill_loop(&mut s, 6 * MIB, Some(&path), 1, 6).await;
 }
 
 /// A stalled S3 upload (every byte acknowledged, completion cut short) while

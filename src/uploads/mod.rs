@@ -1068,17 +1068,24 @@ pub async fn reap_forever(uploads: Uploads) {
     }
 }
 
-/// Why a file-system error means a path can never hold the upload (as
-/// opposed to a passing failure), in words for its owner.
-fn path_error(e: &Error) -> Option<&'static str> {
-    let Error::Internal(cause) = e else {
-        return None;
-    };
-    let io = cause.downcast_ref::<std::io::Error>()?;
-    match io.raw_os_error()? {
-        libc::EISDIR | libc::EEXIST | libc::ENOTEMPTY => Some("a directory is there"),
-        libc::ENOTDIR => Some("a file stands where a directory must be"),
-        libc::ENAMETOOLONG => Some("a name in it is too long"),
+/// Why an error means a path can never hold the upload (as opposed to a
+/// passing failure), in words for its owner: the store refused the path,
+/// or the file system did.
+fn path_error(e: &Error) -> Option<String> {
+    match e {
+        Error::InvalidParameter { message, errors } if errors.iter().any(|f| f.field == "path") => {
+            Some(message.clone())
+        }
+        Error::Internal(cause) => {
+            let io = cause.downcast_ref::<std::io::Error>()?;
+            let why = match io.raw_os_error()? {
+                libc::EISDIR | libc::EEXIST | libc::ENOTEMPTY => "a directory is there",
+                libc::ENOTDIR => "a file stands where a directory must be",
+                libc::ENAMETOOLONG => "a name in it is too long",
+                _ => return None,
+            };
+            Some(why.to_string())
+        }
         _ => None,
     }
 }
