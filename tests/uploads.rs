@@ -717,7 +717,7 @@ async fn completion_cut_short_by_a_crash_is_finished_at_restart() {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(d.join(format!("assets/imgapi-uploads/{ia}")))
+            .open(d.join(format!("assets/.imgapi-uploads/{ia}")))
             .unwrap();
         f.write_all(&a[49_999..]).unwrap();
         f.sync_all().unwrap();
@@ -731,7 +731,7 @@ async fn completion_cut_short_by_a_crash_is_finished_at_restart() {
         let n = c
             .execute(
                 "UPDATE uploads SET state = 'uploading', md5 = NULL, sha1 = NULL, \
-                 store = 'assets', data_key = 'imgapi-uploads/' || id, data_mtime = NULL WHERE id = ?1",
+                 store = 'assets', data_key = '.imgapi-uploads/' || id, data_mtime = NULL WHERE id = ?1",
                 rusqlite::params![ib],
             )
             .unwrap();
@@ -739,7 +739,7 @@ async fn completion_cut_short_by_a_crash_is_finished_at_restart() {
     })
     .await;
 
-    // finished at start-up, in the background: wait for it
+    // finished at start-up, before the listener opened
     let mut ok = false;
     for _ in 0..50 {
         let (ia, ib) = (info(&s, &loc_a).await, info(&s, &loc_b).await);
@@ -770,7 +770,7 @@ async fn completion_cut_short_by_a_crash_is_finished_at_restart() {
     );
     assert!(
         !s.data_dir()
-            .join(format!("assets/imgapi-uploads/{id_a}"))
+            .join(format!("assets/.imgapi-uploads/{id_a}"))
             .exists()
     );
     // and they register like any finished upload
