@@ -20,21 +20,6 @@ fn rand01() -> f64 {
     (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
 
-async fn head_offset(s: &Server, loc: &str) -> (u16, Option<u64>, reqwest::header::HeaderMap) {
-    let r = s
-        .http
-        .head(s.u(loc))
-        .header("tus-resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    let off = r
-        .headers()
-        .get("upload-offset")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    (r.status().as_u16(), off, r.headers().clone())
-}
-
 /// Register upload `id` as a new image; the response.
 async fn register(s: &Server, id: &str, file: &[u8], name: &str) -> (u16, Value) {
     s.post(
@@ -88,7 +73,7 @@ async fn trial(
     tokio::time::sleep(delay).await;
     s.restart_hard().await;
     let answered = matches!(patch.await.unwrap(), Ok(204));
-    let (st, off, _) = head_offset(s, &loc).await;
+    let (st, off, _) = s.tus_head(&loc).await;
     assert_eq!(st, 200, "HEAD after the restart");
     let off = off.unwrap();
     let len = file.len() as u64;
@@ -235,7 +220,7 @@ async fn s3_down_during_recovery_is_503_then_completes() {
         .unwrap();
     })
     .await;
-    let (st, _, h) = head_offset(&s, &loc).await;
+    let (st, _, h) = s.tus_head(&loc).await;
     assert_eq!(st, 503, "HEAD while the store is down");
     assert!(h.get("retry-after").is_some(), "503 has Retry-After");
     let (st, v) = s.get(&format!("{loc}/info")).await;
@@ -251,7 +236,7 @@ async fn s3_down_during_recovery_is_503_then_completes() {
         "{v}"
     );
     s3.restart();
-    let (st, off, _) = head_offset(&s, &loc).await;
+    let (st, off, _) = s.tus_head(&loc).await;
     assert_eq!((st, off), (200, Some(file.len() as u64)));
     let (_, v) = s.get(&format!("{loc}/info")).await;
     assert_eq!(v["state"], "complete", "{v}");

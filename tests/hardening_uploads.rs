@@ -16,18 +16,8 @@ use tokio::io::AsyncWriteExt;
 const CT: &str = "application/offset+octet-stream";
 
 async fn head_offset(s: &Server, loc: &str) -> (u16, Option<u64>) {
-    let r = s
-        .http
-        .head(s.u(loc))
-        .header("tus-resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    let off = r
-        .headers()
-        .get("upload-offset")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    (r.status().as_u16(), off)
+    let (st, off, _) = s.tus_head(loc).await;
+    (st, off)
 }
 
 async fn new_upload(s: &Server, len: u64, account: Option<&str>) -> String {

@@ -1215,27 +1215,7 @@ async fn list_is_never_stale() {
 #[tokio::test]
 async fn token_auth() {
     let s = Server::start_with_config("auth = \"token\"\n").await;
-    let mk = |login: &str, op: bool| {
-        let mut args = vec!["account", "create", "--login", login];
-        if op {
-            args.push("--operator");
-        }
-        let out = s.admin(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        let get = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        (get("uuid:"), get("token:"))
-    };
+    let mk = |login: &str, op: bool| s.account(login, op);
     let (alice, alice_tok) = mk("alice", false);
     let (_bob, bob_tok) = mk("bob", false);
     let (_op, op_tok) = mk("root-op", true);

@@ -23,18 +23,8 @@ async fn new_upload(s: &Server, len: u64, account: Option<&str>) -> String {
 }
 
 async fn head_offset(s: &Server, loc: &str) -> (u16, Option<u64>) {
-    let r = s
-        .http
-        .head(s.u(loc))
-        .header("tus-resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    let off = r
-        .headers()
-        .get("upload-offset")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    (r.status().as_u16(), off)
+    let (st, off, _) = s.tus_head(loc).await;
+    (st, off)
 }
 
 async fn info(s: &Server, loc: &str) -> Value {

@@ -269,18 +269,18 @@ pub fn list_page(
 
 /// Bytes `owner` has in unfinished uploads (their declared lengths).
 pub fn bytes_in_flight(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
-    let n: i64 = c.query_row(
-        "SELECT COALESCE(SUM(length), 0) FROM uploads WHERE owner IS ?1 AND state = 'uploading'",
-        params![owner.map(|o| o.to_string())],
-        |r| r.get(0),
-    )?;
-    Ok(n as u64)
+    owner_sum(c, "COALESCE(SUM(length), 0)", "state = 'uploading'", owner)
 }
 
 /// Uploads `owner` has open (not registered to an image).
 pub fn open_count(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
+    owner_sum(c, "count(*)", "state != 'registered'", owner)
+}
+
+/// An aggregate `what` over the uploads of `owner` that match `filter`.
+fn owner_sum(c: &Connection, what: &str, filter: &str, owner: Option<Uuid>) -> Result<u64> {
     let n: i64 = c.query_row(
-        "SELECT count(*) FROM uploads WHERE owner IS ?1 AND state != 'registered'",
+        &format!("SELECT {what} FROM uploads WHERE owner IS ?1 AND {filter}"),
         params![owner.map(|o| o.to_string())],
         |r| r.get(0),
     )?;

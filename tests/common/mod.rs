@@ -530,3 +530,21 @@ pub fn raw_status(resp: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+impl Server {
+    /// tus HEAD of `loc`: (status, Upload-Offset, headers).
+    pub async fn tus_head(&self, loc: &str) -> (u16, Option<u64>, reqwest::header::HeaderMap) {
+        let r = self
+            .http
+            .head(self.u(loc))
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        let off = r
+            .headers()
+            .get("upload-offset")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        (r.status().as_u16(), off, r.headers().clone())
+    }
+}
