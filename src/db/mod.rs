@@ -1,6 +1,7 @@
 //! SQLite metadata: the connection handles, migrations from `sql/`, and all
-//! SQL of the service (images, accounts). Every call runs in
-//! `spawn_blocking`, keeping the caller's tracing span.
+//! SQL of the service (images, accounts). Every call runs on the
+//! database's own threads (one writer, a few readers, bounded queues), never
+//! the runtime's blocking pool, keeping the caller's tracing span.
 
 pub mod accounts;
 pub mod images;
@@ -8,7 +9,7 @@ pub mod registrations;
 pub mod stats;
 pub mod uploads;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, Transaction};
@@ -48,12 +49,9 @@ pub enum DbError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
-    /// The blocking task running the query panicked or was cancelled.
-    #[error("database task failed: {0}")]
-    Task(#[source] tokio::task::JoinError),
-    /// A thread panicked while holding a connection lock.
-    #[error("database lock poisoned")]
-    Poisoned,
+    /// The query panicked, or the database threads are gone.
+    #[error("the database thread did not answer")]
+    Gone,
     /// The database directory could not be created.
     #[error("database directory: {0}")]
     Io(#[source] std::io::Error),
@@ -111,9 +109,56 @@ pub struct Db {
 }
 
 struct Inner {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    /// Queries for the reader threads (each has its own read-only connection).
+    readers: tokio::sync::mpsc::Sender<Job>,
+    /// Transactions for the one writer thread.
+    writer: tokio::sync::mpsc::Sender<Job>,
+}
+
+/// A query for a database thread: it gets the thread's connection.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Threads that run read queries. The database has threads of its own, not
+/// the runtime's blocking pool: requests that hold blocking threads (file
+/// I/O) can never leave database work without one.
+const READER_THREADS: usize = 4;
+
+/// Queries waiting for each kind of thread; callers beyond it wait (async)
+/// for a place.
+const QUEUE: usize = 256;
+
+/// Run the jobs of `rx` on `conn` until every sender is gone. A job that
+/// panics drops its answer (its caller gets `DbError::Gone`); the thread
+/// goes on.
+fn serve(mut conn: Connection, rx: Arc<Mutex<tokio::sync::mpsc::Receiver<Job>>>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(mut r) => r.blocking_recv(),
+            Err(_) => return,
+        };
+        let Some(job) = job else { return };
+        let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("a database query panicked");
+        }
+    }
+}
+
+/// Start `conns.len()` threads named `name` serving one queue.
+fn spawn_threads(
+    name: &str,
+    conns: Vec<Connection>,
+) -> Result<tokio::sync::mpsc::Sender<Job>, DbError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Job>(QUEUE);
+    let rx = Arc::new(Mutex::new(rx));
+    for conn in conns {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || serve(conn, rx))
+            .map_err(DbError::Io)?;
+    }
+    Ok(tx)
 }
 
 fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
@@ -190,16 +235,18 @@ impl Db {
             restrict(Path::new(&p));
         }
         migrate(&mut writer)?;
+        let readers = (0..READER_THREADS)
+            .map(|_| open_conn(path, true))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Db {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
+                readers: spawn_threads("imgapi-db-read", readers)?,
+                writer: spawn_threads("imgapi-db-write", vec![writer])?,
             }),
         })
     }
 
-    /// Run `f` on a read connection, off the async runtime. `f` may return
+    /// Run `f` on a read connection, on a database thread. `f` may return
     /// the database's own errors or a service's (any `E: From<DbError>`).
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -207,28 +254,10 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                let conn = inner.readers.lock().map_err(poisoned)?.pop();
-                let conn = match conn {
-                    Some(c) => c,
-                    None => open_conn(&inner.path, true).map_err(DbError::from)?,
-                };
-                let out = f(&conn);
-                let mut pool = inner.readers.lock().map_err(poisoned)?;
-                if pool.len() < 8 {
-                    pool.push(conn);
-                }
-                out
-            })
-        })
-        .await
-        .map_err(|e| E::from(DbError::Task(e)))?
+        run(&self.inner.readers, move |c| f(c)).await
     }
 
-    /// Run `f` in a write transaction, off the async runtime. Writes are
+    /// Run `f` in a write transaction, on the writer thread. Writes are
     /// serialised; the transaction commits only if `f` returns Ok.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -236,24 +265,31 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                let mut conn = inner.writer.lock().map_err(poisoned)?;
-                let tx = conn.transaction().map_err(DbError::from)?;
-                let out = f(&tx)?;
-                tx.commit().map_err(DbError::from)?;
-                Ok(out)
-            })
+        run(&self.inner.writer, move |c| {
+            let tx = c.transaction().map_err(DbError::from)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(DbError::from)?;
+            Ok(out)
         })
         .await
-        .map_err(|e| E::from(DbError::Task(e)))?
     }
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> DbError {
-    DbError::Poisoned
+/// Queue `f` for a thread of `queue` (waiting for a place if it is full)
+/// and wait for its answer; `f` keeps the caller's tracing span.
+async fn run<T, E, F>(queue: &tokio::sync::mpsc::Sender<Job>, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let span = tracing::Span::current();
+    let job: Job = Box::new(move |c| {
+        let _ = tx.send(span.in_scope(|| f(c)));
+    });
+    queue.send(job).await.map_err(|_| E::from(DbError::Gone))?;
+    rx.await.map_err(|_| E::from(DbError::Gone))?
 }
 
 #[cfg(test)]
