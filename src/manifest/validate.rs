@@ -866,6 +866,32 @@ mod tests {
     }
 
     #[test]
+    fn null_is_invalid_and_missing_is_missing() {
+        let mut m = base();
+        m.insert("os".into(), Value::Null);
+        m.insert("acl".into(), Value::Null);
+        m.remove("name");
+        let f = fields(&m);
+        assert!(f.contains(&("os".into(), FieldCode::Invalid)), "{f:?}");
+        assert!(f.contains(&("acl".into(), FieldCode::Invalid)), "{f:?}");
+        assert!(f.contains(&("name".into(), FieldCode::MissingParameter)));
+        m.remove("v");
+        assert!(fields(&m).contains(&("v".into(), FieldCode::MissingParameter)));
+    }
+
+    #[test]
+    fn single_strings_become_arrays_but_public_stays_strict() {
+        let mut m = base();
+        m.insert("billing_tags".into(), json!("x"));
+        m.insert("public".into(), json!("true"));
+        m.insert("disabled".into(), json!("false"));
+        normalize(&mut m);
+        assert_eq!(m["billing_tags"], json!(["x"]));
+        assert_eq!(m["disabled"], json!(false));
+        assert_eq!(fields(&m), [("public".to_string(), FieldCode::Invalid)]);
+    }
+
+    #[test]
     fn v1_upgrade() {
         let mut m = json!({"name":"fauxnodejs","version":"1.4.0","os":"smartos","type":"zone-dataset",
             "creator_uuid":"352971aa-31ba-496c-9ade-a379feaecd52","created_at":"2012-10-11T23:50:24.000Z",
