@@ -133,6 +133,8 @@ errors! {
     #[error("{0}")]
     BadRequest(String) => "BadRequestError", 400, |m| BadRequest(m.into());
     #[error("{0}")]
+    InvalidContent(String) => "InvalidContent", 400, |m| InvalidContent(m.into());
+    #[error("{0}")]
     MethodNotAllowed(String) => "MethodNotAllowed", 405, |m| MethodNotAllowed(m.into());
     #[error("{0}")]
     QuotaExceeded(String) => "QuotaExceeded", 413, |m| QuotaExceeded(m.into());

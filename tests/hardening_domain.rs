@@ -197,6 +197,7 @@ async fn manifest_fields_and_size_are_bounded() {
         .map(|i| format!("/d{i}/{}", "x".repeat(1000)))
         .collect();
     let mut m = base("huge");
+    m["v"] = json!(2);
     m["uuid"] = json!(id);
     m["owner"] = json!(LUKE);
     m["tags"] = json!(tags);
@@ -209,6 +210,7 @@ async fn manifest_fields_and_size_are_bounded() {
     assert_eq!(st, 404);
     // Import with an ACL over the limit.
     let mut m = base("importacl");
+    m["v"] = json!(2);
     m["uuid"] = json!(id);
     m["owner"] = json!(LUKE);
     m["acl"] = json!(uuids(1001));

@@ -786,7 +786,7 @@ async fn b61_b65_create_validation() {
     b["name"] = json!("what-a_piece.of junk");
     let (st, v) = s.post("/images", b).await;
     assert_eq!((st, v["v"].as_u64()), (200, Some(2)));
-    // bad JSON is a clear 400
+    // bad JSON is a clear 400, InvalidContent like IMGAPI (restify)
     let r = s
         .http
         .post(s.u("/images"))
@@ -796,7 +796,7 @@ async fn b61_b65_create_validation() {
         .await
         .unwrap();
     let (st, v) = status_json(r).await;
-    assert_eq!((st, v["code"].as_str()), (400, Some("BadRequestError")));
+    assert_eq!((st, v["code"].as_str()), (400, Some("InvalidContent")));
 }
 
 /// Behaviours 66–69, 71, 73: activation, files, actions, deletion.

@@ -59,10 +59,11 @@ impl Params {
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
-    /// A boolean parameter ("true"/"false"); anything else is 422.
+    /// A boolean parameter: exactly "true" or "false"; anything else
+    /// (the empty string too) is 422 InvalidParameter `{name, Invalid}`.
     pub fn bool(&self, name: &str) -> Result<Option<bool>, Error> {
         match self.get(name) {
-            None | Some("") => Ok(None),
+            None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
             Some(v) => Err(Error::invalid_param(
@@ -194,7 +195,27 @@ pub async fn json_body(body: Body) -> Result<Value, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidContent(format!("Invalid JSON: {e}")))
+}
+
+/// A JSON body that should be an object; `None` when there is no body or
+/// it is not an object (UpdateImage answers that `{body, MissingParameter}`).
+pub async fn json_object_opt(body: Body) -> Result<Option<serde_json::Map<String, Value>>, Error> {
+    let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+        .await
+        .map_err(|_| {
+            Error::BadRequest(format!(
+                "request body is larger than {MAX_JSON_BODY} bytes or unreadable"
+            ))
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(Error::InvalidContent(format!("Invalid JSON: {e}"))),
+    }
 }
 
 /// A JSON body that must be an object.

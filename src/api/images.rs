@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::channels::{ChannelCtx, channel_ctx, known_channel};
-use super::extract::{ImageUuid, Params, json_body, json_object, uuid_param};
+use super::extract::{ImageUuid, Params, json_body, json_object, json_object_opt, uuid_param};
 use super::{ApiVersion, AppState, json_response};
 use crate::db::images::{ListQuery, StateFilter, TextMatch};
 use crate::error::{Error, FieldCode};
@@ -415,6 +415,8 @@ pub async fn action(
         }
         "import" => {
             caller.require_operator()?;
+            // Accepted for compatibility (owners are not checked here).
+            p.bool("skip_owner_check")?;
             if p.get("source").is_some_and(|s| !s.is_empty()) {
                 return Err(Error::NotAvailable(
                     "import from a source IMGAPI is not available yet".into(),
@@ -490,7 +492,7 @@ pub async fn action(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             st.images
-                .update(&caller, uuid, json_object(body).await?, if_match)
+                .update(&caller, uuid, json_object_opt(body).await?, if_match)
                 .await?
         }
         a => {

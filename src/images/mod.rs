@@ -15,8 +15,8 @@ use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::manifest::validate::{
-    ADMIN_MUTABLE, CREATE_KEYS, IMPORT_EXTRA_KEYS, MAX_ACL, MUTABLE, check_limits, normalize,
-    upgrade_v1,
+    ADMIN_MUTABLE, CREATE_KEYS, DELETABLE, IMPORT_EXTRA_KEYS, MAX_ACL, MUTABLE, ZVOL_FIELDS,
+    check_limits, is_uuid, normalize, upgrade_v1,
 };
 use crate::manifest::{
     COMPRESSIONS, Ctx, Icon, Image, ImageFile, Placeholder, State, now_iso, validate_manifest,
@@ -150,7 +150,7 @@ impl Images {
         let mut body = body;
         if let Some(a) = caller.account {
             match body.get("owner") {
-                None | Some(Value::Null) => {
+                None => {
                     body.insert("owner".into(), Value::String(a.to_string()));
                 }
                 Some(o) if o.as_str() != Some(a.to_string().as_str()) => {
@@ -177,26 +177,21 @@ impl Images {
     ) -> Result<Image> {
         caller.require_operator()?;
         upgrade_v1(&mut body);
-        match body.get("uuid").and_then(Value::as_str) {
-            None => {
-                return Err(Error::invalid_param(
-                    "uuid",
-                    FieldCode::MissingParameter,
-                    "missing \"uuid\"",
-                ));
-            }
-            Some(b) if b != uuid.to_string() => {
-                return Err(Error::invalid_param(
-                    "uuid",
-                    FieldCode::Invalid,
-                    format!("URL UUID, \"{uuid}\" and body UUID, \"{b}\" do not match"),
-                ));
-            }
-            _ => {}
+        // A missing or non-string uuid is a mismatch with the URL's, as in
+        // IMGAPI (`{uuid, Invalid}`).
+        let b = body.get("uuid").map_or_else(
+            || "undefined".to_string(),
+            |b| b.as_str().map_or_else(|| b.to_string(), str::to_string),
+        );
+        if b != uuid.to_string() {
+            return Err(Error::invalid_param(
+                "uuid",
+                FieldCode::Invalid,
+                format!("URL UUID, \"{uuid}\" and body UUID, \"{b}\" do not match"),
+            ));
         }
         if let Some(p) = body.get("published_at")
             && !p.is_string()
-            && !p.is_null()
         {
             return Err(Error::invalid_param(
                 "published_at",
@@ -206,8 +201,6 @@ impl Images {
         }
         body.remove("state");
         body.remove("files");
-        body.remove("icon");
-        body.entry("v").or_insert(Value::from(2));
         let mut img = build_image(body, uuid, true)?;
         img.channels = channels;
         // An existing `creating` placeholder is replaced; anything else conflicts.
@@ -356,14 +349,22 @@ impl Images {
         .await
     }
 
-    /// UpdateImage: mutable fields (operators: admin fields too); `null` deletes.
+    /// UpdateImage: mutable fields (operators: admin fields too); `null`
+    /// deletes the optional fields (`DELETABLE`) and is invalid for the
+    /// others. `None` is a request without a body.
     pub async fn update(
         &self,
         caller: &Caller,
         uuid: Uuid,
-        body: Map<String, Value>,
+        body: Option<Map<String, Value>>,
         if_match: Option<String>,
     ) -> Result<Image> {
+        let Some(body) = body else {
+            return Err(Error::ValidationFailed {
+                message: "missing request body".into(),
+                errors: vec![FieldError::new("body", FieldCode::MissingParameter)],
+            });
+        };
         if body.is_empty() {
             return Err(Error::ValidationFailed {
                 message: "invalid image update data: no parameters provided".into(),
@@ -405,6 +406,12 @@ impl Images {
                             "Can only be updated on unactivated images",
                         ));
                     }
+                } else if k == "channels" {
+                    errs.push(FieldError::msg(
+                        k,
+                        FieldCode::Invalid,
+                        "channels are changed with ChannelAddImage and DeleteImage",
+                    ));
                 } else if !MUTABLE.contains(&k) {
                     errs.push(FieldError::msg(
                         k,
@@ -430,7 +437,9 @@ impl Images {
                     new_state = Some(v);
                     continue;
                 }
-                if v.is_null() {
+                let deletable = DELETABLE.contains(&k.as_str())
+                    || (ZVOL_FIELDS.contains(&k.as_str()) && img.type_ != "zvol");
+                if v.is_null() && deletable {
                     raw.remove(&k);
                 } else {
                     raw.insert(k, v);
@@ -453,10 +462,12 @@ impl Images {
                 return Err(Error::validation(errs));
             }
             let mut updated: Image = serde_json::from_value(Value::Object(raw)).map_err(|e| {
+                // Validation should have refused whatever does not deserialize.
+                tracing::warn!(error = %e, "a validated update does not deserialize");
                 Error::validation(vec![FieldError::msg(
-                    "body",
+                    "manifest",
                     FieldCode::Invalid,
-                    e.to_string(),
+                    "invalid image data",
                 )])
             })?;
             if let Some(s) = state {
@@ -871,20 +882,21 @@ fn apply_state(img: &mut Image, s: State, lifespan_days: u64) -> Result<()> {
 }
 
 /// Check CreateImage/AdminImportImage keys, validate, and build an
-/// unactivated image.
+/// unactivated image. A field given as `null` is invalid like any other
+/// value of the wrong type (IMGAPI does not read `null` as "not given").
 fn build_image(mut body: Map<String, Value>, uuid: Uuid, import: bool) -> Result<Image> {
     body.remove("files");
     body.remove("state");
     body.remove("channels");
-    if !import {
-        body.remove("icon");
-    }
+    // The zvol fields of another type are extra parameters too, as in
+    // IMGAPI (which only takes them from a zvol's manifest).
+    let zvol = body.get("type").and_then(Value::as_str) == Some("zvol");
     let extra: Vec<String> = body
         .keys()
         .filter(|k| {
             let k = k.as_str();
             let known = CREATE_KEYS.contains(&k) || (import && IMPORT_EXTRA_KEYS.contains(&k));
-            !known
+            !known || (!zvol && ZVOL_FIELDS.contains(&k))
         })
         .cloned()
         .collect();
@@ -908,24 +920,39 @@ fn build_image(mut body: Map<String, Value>, uuid: Uuid, import: bool) -> Result
     body.insert("uuid".into(), Value::String(uuid.to_string()));
     body.entry("public").or_insert(Value::Bool(false));
     body.entry("disabled").or_insert(Value::Bool(false));
-    let errs = validate_manifest(&body, Ctx::default());
+    let mut errs = validate_manifest(&body, Ctx::default());
+    // An icon is added with AddImageIcon, never in a manifest.
+    if body.contains_key("icon") {
+        errs.push(FieldError::msg(
+            "icon",
+            FieldCode::Invalid,
+            "\"icon\" cannot be set: use AddImageIcon",
+        ));
+    }
+    // An origin that is a string but not a UUID names no image: IMGAPI
+    // answers it as OriginDoesNotExist once the rest is valid.
+    let bad_origin = body
+        .get("origin")
+        .and_then(Value::as_str)
+        .is_some_and(|o| !is_uuid(o));
+    if bad_origin {
+        errs.retain(|e| e.field != "origin");
+    }
     if !errs.is_empty() {
         return Err(Error::validation(errs));
     }
-    body.insert("activated".into(), Value::Bool(false));
-    if body
-        .get("published_at")
-        .is_some_and(|p| p.as_str() == Some(""))
-    {
-        body.remove("published_at");
+    if bad_origin {
+        return Err(Error::OriginDoesNotExist(Uuid::nil()));
     }
-    // null means absent
-    body.retain(|_, v| !v.is_null());
+    body.remove("icon");
+    body.insert("activated".into(), Value::Bool(false));
     serde_json::from_value(Value::Object(body)).map_err(|e| {
+        // Validation should have refused whatever does not deserialize.
+        tracing::warn!(error = %e, "a validated manifest does not deserialize");
         Error::validation(vec![FieldError::msg(
-            "body",
+            "manifest",
             FieldCode::Invalid,
-            e.to_string(),
+            "invalid image data",
         )])
     })
 }

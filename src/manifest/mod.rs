@@ -241,8 +241,9 @@ impl Image {
         if !self.acl.is_empty() {
             m.insert("acl".into(), json!(self.acl));
         }
+        // Like IMGAPI's serializer: optional strings only when non-empty.
         let opt_str = |m: &mut Map<String, Value>, k: &str, v: &Option<String>| {
-            if let Some(v) = v {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
                 m.insert(k.into(), json!(v));
             }
         };
@@ -259,8 +260,9 @@ impl Image {
         if let Some(u) = &self.users {
             m.insert("users".into(), u.clone());
         }
-        if let Some(g) = self.generate_passwords {
-            m.insert("generate_passwords".into(), json!(g));
+        // Emitted only when true (IMGAPI: "only if raw value truthy").
+        if self.generate_passwords == Some(true) {
+            m.insert("generate_passwords".into(), json!(true));
         }
         if let Some(d) = &self.inherited_directories {
             m.insert("inherited_directories".into(), json!(d));

@@ -49,7 +49,6 @@ pub const MUTABLE: &[&str] = &[
     "homepage",
     "eula",
     "public",
-    "type",
     "os",
     "acl",
     "requirements",
@@ -62,6 +61,29 @@ pub const MUTABLE: &[&str] = &[
     "cpu_type",
     "image_size",
 ];
+
+/// Optional fields UpdateImage may delete by giving them as `null`. A
+/// `null` for any other field is `{field, Invalid}` (IMGAPI stores the
+/// null and its validation refuses it). The zvol fields are deletable only
+/// on images that are not zvols (where they are absent anyway).
+pub const DELETABLE: &[&str] = &[
+    "description",
+    "homepage",
+    "eula",
+    "acl",
+    "requirements",
+    "users",
+    "tags",
+    "inherited_directories",
+    "generate_passwords",
+    "billing_tags",
+    "traits",
+    "error",
+    "origin",
+];
+
+/// The fields a zvol requires and any other type must not have.
+pub const ZVOL_FIELDS: &[&str] = &["nic_driver", "disk_driver", "cpu_type", "image_size"];
 
 /// Fields only an operator may change with UpdateImage.
 pub const ADMIN_MUTABLE: &[&str] = &[
@@ -188,10 +210,11 @@ fn is_platform_stamp(s: &str) -> bool {
         && s[..4].parse::<u32>().map(|y| y >= 2012).unwrap_or(false)
 }
 
-/// Coerce the loose input forms IMGAPI accepts: "true"/"false" booleans, a
-/// single acl string, a numeric-string image_size.
+/// Coerce the loose input forms IMGAPI accepts: "true"/"false" for
+/// `disabled` and `generate_passwords`, a single `acl` or `billing_tags`
+/// string, a numeric-string image_size.
 pub fn normalize(raw: &mut Map<String, Value>) {
-    for k in ["disabled", "public", "generate_passwords"] {
+    for k in ["disabled", "generate_passwords"] {
         if let Some(Value::String(s)) = raw.get(k) {
             let b = match s.as_str() {
                 "true" => Some(true),
@@ -203,9 +226,11 @@ pub fn normalize(raw: &mut Map<String, Value>) {
             }
         }
     }
-    if let Some(Value::String(s)) = raw.get("acl") {
-        let s = s.clone();
-        raw.insert("acl".into(), Value::Array(vec![Value::String(s)]));
+    for k in ["acl", "billing_tags"] {
+        if let Some(Value::String(s)) = raw.get(k) {
+            let s = s.clone();
+            raw.insert(k.into(), Value::Array(vec![Value::String(s)]));
+        }
     }
     if let Some(Value::String(s)) = raw.get("image_size")
         && let Ok(n) = s.parse::<u64>()
@@ -358,16 +383,21 @@ fn err(field: &str, code: FieldCode, msg: &str) -> FieldError {
 
 /// Validate the manifest fields present in `raw` and the required ones.
 /// Internal keys (activated, placeholder, files, icon objects) are ignored.
+/// A field given as `null` is present and invalid (as in IMGAPI): callers
+/// remove the nulls that mean "delete" first. A missing required field is
+/// `MissingParameter`.
 pub fn validate_manifest(raw: &Map<String, Value>, ctx: Ctx) -> Vec<FieldError> {
     use FieldCode::*;
     let mut errs = Vec::new();
-    let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
+    let get = |k: &str| raw.get(k);
     let is_zvol = get("type").and_then(Value::as_str) == Some("zvol");
 
-    if let Some(v) = get("v")
-        && v.as_u64().is_none()
-    {
-        errs.push(err("v", Invalid, "must be a non-negative integer"));
+    match get("v") {
+        None => errs.push(err("v", MissingParameter, "v is required")),
+        Some(v) if v.as_u64().is_none() => {
+            errs.push(err("v", Invalid, "\"v\" must be a positive integer"))
+        }
+        _ => {}
     }
     if let Some(v) = get("uuid")
         && !v.as_str().is_some_and(is_uuid)
@@ -405,14 +435,14 @@ pub fn validate_manifest(raw: &Map<String, Value>, ctx: Ctx) -> Vec<FieldError> 
             "image version has invalid characters (only alpha-numeric characters and \".\", \"-\", \"_\", \"+\" and \"/\" are allowed)",
         )),
     }
-    if let Some(v) = get("description")
-        && v.as_str().is_none_or(|s| s.chars().count() > 10240)
-    {
-        errs.push(err(
+    match get("description") {
+        Some(Value::String(s)) if s.chars().count() > 10240 => errs.push(err(
             "description",
             Invalid,
             "image description is too long, max 10240 characters",
-        ));
+        )),
+        Some(Value::String(_)) | None => {}
+        Some(_) => errs.push(err("description", Invalid, "must be a string")),
     }
     for k in ["homepage", "eula"] {
         if let Some(v) = get(k)
@@ -429,7 +459,7 @@ pub fn validate_manifest(raw: &Map<String, Value>, ctx: Ctx) -> Vec<FieldError> 
         if let Some(v) = get(k)
             && !v.is_boolean()
         {
-            errs.push(err(k, Invalid, "must be a boolean"));
+            errs.push(err(k, Invalid, &format!("\"{k}\" must be a boolean")));
         }
     }
     if let Some(v) = get("error")
@@ -833,6 +863,32 @@ mod tests {
         assert!(f.contains(&("acl".into(), FieldCode::Invalid)), "{f:?}");
         assert!(f.contains(&("users".into(), FieldCode::Invalid)), "{f:?}");
         assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn null_is_invalid_and_missing_is_missing() {
+        let mut m = base();
+        m.insert("os".into(), Value::Null);
+        m.insert("acl".into(), Value::Null);
+        m.remove("name");
+        let f = fields(&m);
+        assert!(f.contains(&("os".into(), FieldCode::Invalid)), "{f:?}");
+        assert!(f.contains(&("acl".into(), FieldCode::Invalid)), "{f:?}");
+        assert!(f.contains(&("name".into(), FieldCode::MissingParameter)));
+        m.remove("v");
+        assert!(fields(&m).contains(&("v".into(), FieldCode::MissingParameter)));
+    }
+
+    #[test]
+    fn single_strings_become_arrays_but_public_stays_strict() {
+        let mut m = base();
+        m.insert("billing_tags".into(), json!("x"));
+        m.insert("public".into(), json!("true"));
+        m.insert("disabled".into(), json!("false"));
+        normalize(&mut m);
+        assert_eq!(m["billing_tags"], json!(["x"]));
+        assert_eq!(m["disabled"], json!(false));
+        assert_eq!(fields(&m), [("public".to_string(), FieldCode::Invalid)]);
     }
 
     #[test]
