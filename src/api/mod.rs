@@ -11,6 +11,7 @@ mod images;
 mod metrics;
 mod openapi;
 mod ping;
+mod range;
 mod uploads;
 
 use std::sync::Arc;
@@ -446,38 +447,4 @@ pub(crate) fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Re
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => Error::internal(e).into_response(),
     }
-}
-
-/// Parse a single `bytes=` range against `size`. `Ok(None)`: serve it all.
-pub(crate) fn parse_range(h: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
-    let Some(spec) = h.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None); // multiple ranges: serve the whole file
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    let r = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        size.saturating_sub(n)..size
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            b.parse::<u64>()
-                .map_err(|_| ())?
-                .saturating_add(1)
-                .min(size)
-        };
-        if start >= size || start >= end {
-            return Err(());
-        }
-        start..end
-    };
-    Ok(Some(r))
 }
