@@ -14,10 +14,6 @@ use crate::config::AuthMode;
 use crate::error::{Error, FieldCode};
 use crate::identity::Caller;
 
-/// The request id (echoed client `x-request-id` or a new UUID).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// Where the caller extractor records who called, for the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct CallerSlot(Arc<Mutex<String>>);
