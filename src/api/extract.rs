@@ -14,10 +14,6 @@ use crate::config::AuthMode;
 use crate::error::{Error, FieldCode};
 use crate::identity::Caller;
 
-/// The request id (echoed client `x-request-id` or a new UUID).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// Where the caller extractor records who called, for the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct CallerSlot(Arc<Mutex<String>>);
@@ -229,5 +225,86 @@ pub async fn json_object(body: Body) -> Result<serde_json::Map<String, Value>, E
                 FieldCode::MissingParameter,
             )],
         }),
+    }
+}
+
+/// What an endpoint's preamble does besides extracting the caller and the
+/// query (see [`ImageCtx`]).
+pub(super) trait Preamble: Send + Sync + 'static {
+    /// Whether the endpoint renders images (and so checks `inclAdminFields`).
+    const RENDER: bool = true;
+    /// Checks of the query that come before the others.
+    fn precheck(_p: &Params) -> Result<(), Error> {
+        Ok(())
+    }
+    /// Whether the endpoint works on the existing image of the path, which
+    /// must then be in the request's channel.
+    fn on_image(_p: &Params) -> bool {
+        true
+    }
+}
+
+/// The preamble of an endpoint that renders images.
+pub(super) struct Render;
+impl Preamble for Render {}
+
+/// The preamble of an endpoint that renders no image (files, icons, delete).
+pub(super) struct NoRender;
+impl Preamble for NoRender {
+    const RENDER: bool = false;
+}
+
+/// The common preamble of the image endpoints, in this order: the caller,
+/// the image uuid of the path (if the route has one), the query, the
+/// checks of `K`, the render options (`inclAdminFields`, Accept-Version)
+/// and the request's channel (`?channel=`; `*` only on GET and HEAD), with
+/// the image of the path checked to be in it.
+pub(super) struct ImageCtx<K = Render> {
+    pub caller: Caller,
+    /// The image uuid of the path (nil on routes without one).
+    pub uuid: Uuid,
+    pub params: Params,
+    /// Default when `K` renders no image.
+    pub opts: crate::manifest::RenderOpts,
+    pub channel: super::channels::ChannelCtx,
+    _kind: std::marker::PhantomData<K>,
+}
+
+impl<K: Preamble> FromRequestParts<AppState> for ImageCtx<K> {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, st).await?;
+        let has_uuid = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|m| m.as_str().contains("{uuid}"));
+        let uuid = match has_uuid {
+            true => Some(ImageUuid::from_request_parts(parts, st).await?.0),
+            false => None,
+        };
+        let params = Params::parse(parts.uri.query());
+        K::precheck(&params)?;
+        let opts = match K::RENDER {
+            true => {
+                let v = parts.extensions.get::<super::ApiVersion>().copied();
+                let v = v.ok_or_else(|| Error::internal("no negotiated API version"))?;
+                super::images::render_opts(st, &params, &caller, v)?
+            }
+            false => Default::default(),
+        };
+        let write = !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        let image = uuid.filter(|_| K::on_image(&params));
+        let channel = super::images::channel_gate(st, &params, &caller, image, write).await?;
+        Ok(ImageCtx {
+            caller,
+            uuid: uuid.unwrap_or_default(),
+            params,
+            opts,
+            channel,
+            _kind: std::marker::PhantomData,
+        })
     }
 }

@@ -7,11 +7,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::extract::{ImageUuid, Params};
-use super::images::{channel_gate, check_conditional, image_response, render_opts};
-use super::{ApiVersion, AppState, parse_range};
+use super::AppState;
+use super::extract::{ImageCtx, NoRender, Params, Preamble};
+use super::images::{check_conditional, image_response};
+use super::range::{IfRange, ranged};
 use crate::error::{Error, FieldCode};
-use crate::identity::Caller;
 use crate::images::{AddFileParams, AddIconParams};
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -23,45 +23,29 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 /// Bytes of a refused upload we still read so the connection stays usable.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
+/// AddImageFile's preamble: a `source` IMGAPI is refused first.
+pub(super) struct AddFile;
+impl Preamble for AddFile {
+    fn precheck(p: &Params) -> Result<(), Error> {
+        if p.get("source").is_some_and(|s| !s.is_empty()) {
+            return Err(Error::NotAvailable(
+                "adding a file from a source IMGAPI is not available yet".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// AddImageFile: `PUT /images/{uuid}/file?compression=…[&sha1=…]`.
 pub async fn add_file(
     State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
+    ctx: ImageCtx<AddFile>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    if p.get("source").is_some_and(|s| !s.is_empty()) {
-        return Err(Error::NotAvailable(
-            "adding a file from a source IMGAPI is not available yet".into(),
-        ));
-    }
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
+    let (caller, uuid, p) = (&ctx.caller, ctx.uuid, &ctx.params);
     if let Some(upload) = p.get("upload").filter(|s| !s.is_empty()) {
-        // Attach a finished upload: moved in place, not re-uploaded.
-        let upload =
-            uuid::Uuid::parse_str(upload).map_err(|_| Error::UploadNotFound(uuid::Uuid::nil()))?;
-        let img = st.images.get(&caller, uuid).await?;
-        let r = crate::registrar::FileRef {
-            upload: Some(upload),
-            compression: Some(p.get("compression").unwrap_or("").to_string())
-                .filter(|c| !c.is_empty()),
-            sha1: p.get("sha1").filter(|s| !s.is_empty()).map(str::to_string),
-            dataset_guid: p.get("dataset_guid").map(str::to_string),
-            ..Default::default()
-        };
-        if r.compression.is_none() {
-            return Err(Error::invalid_param(
-                "compression",
-                FieldCode::Missing,
-                "missing \"compression\"",
-            ));
-        }
-        let img = st.registrar.attach(&caller, &img, r).await?;
-        return Ok(image_response(&img, opts));
+        return attach_upload(&st, &ctx, upload).await;
     }
     let params = AddFileParams {
         compression: p.get("compression").map(str::to_string),
@@ -76,15 +60,44 @@ pub async fn add_file(
     let declared = params.content_length;
     let res = st
         .images
-        .add_file(&caller, uuid, params, stream.by_ref())
+        .add_file(caller, uuid, params, stream.by_ref())
         .await;
     match res {
-        Ok(img) => Ok(image_response(&img, opts)),
+        Ok(img) => Ok(image_response(&img, ctx.opts)),
         Err(e) => {
             drain(stream, declared).await;
             Err(e)
         }
     }
+}
+
+/// AddImageFile with `?upload=ID`: attach a finished upload, moved in
+/// place, not re-uploaded.
+async fn attach_upload(
+    st: &AppState,
+    ctx: &ImageCtx<AddFile>,
+    upload: &str,
+) -> Result<Response, Error> {
+    let (caller, p) = (&ctx.caller, &ctx.params);
+    let upload =
+        uuid::Uuid::parse_str(upload).map_err(|_| Error::UploadNotFound(uuid::Uuid::nil()))?;
+    let img = st.images.get(caller, ctx.uuid).await?;
+    let r = crate::registrar::FileRef {
+        upload: Some(upload),
+        compression: Some(p.get("compression").unwrap_or("").to_string()).filter(|c| !c.is_empty()),
+        sha1: p.get("sha1").filter(|s| !s.is_empty()).map(str::to_string),
+        dataset_guid: p.get("dataset_guid").map(str::to_string),
+        ..Default::default()
+    };
+    if r.compression.is_none() {
+        return Err(Error::invalid_param(
+            "compression",
+            FieldCode::Missing,
+            "missing \"compression\"",
+        ));
+    }
+    let img = st.registrar.attach(caller, &img, r).await?;
+    Ok(image_response(&img, ctx.opts))
 }
 
 /// Read what is left of a refused body (bounded in bytes and time), so
@@ -114,127 +127,105 @@ fn http_date(iso: &str) -> Option<String> {
     Some(httpdate::fmt_http_date(std::time::SystemTime::from(t)))
 }
 
-/// GetImageFile: `GET /images/{uuid}/file[?index=N]`, with `Content-MD5`,
-/// `Etag` (sha1), `Last-Modified`, Range/206/416 and If-Range.
-pub async fn get_file(
-    State(st): State<AppState>,
-    caller: Caller,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
-    headers: HeaderMap,
-) -> Result<Response, Error> {
-    let index = match p.get("index").filter(|s| !s.is_empty()) {
-        None => 0,
+/// GetImageFile's preamble: a bad `index` is refused first.
+pub(super) struct GetFile;
+impl Preamble for GetFile {
+    const RENDER: bool = false;
+    fn precheck(p: &Params) -> Result<(), Error> {
+        file_index(p).map(drop)
+    }
+}
+
+/// `?index=N` of GetImageFile (default 0).
+fn file_index(p: &Params) -> Result<usize, Error> {
+    match p.get("index").filter(|s| !s.is_empty()) {
+        None => Ok(0),
         Some(i) => i.parse::<usize>().map_err(|_| {
             Error::invalid_param(
                 "index",
                 FieldCode::Invalid,
                 format!("invalid index: \"{i}\""),
             )
-        })?,
-    };
-    channel_gate(&st, &p, &caller, Some(uuid), false).await?;
-    let (img, f) = st.images.file(&caller, uuid, index).await?;
-    if let Some(r) = check_conditional(&headers, &f.sha1)? {
-        return Ok(r);
+        }),
     }
-    let last_modified = http_date(&f.mtime);
+}
+
+/// `If-Modified-Since` (when no `If-None-Match` is sent) at or after
+/// `last_modified`.
+fn not_modified_since(headers: &HeaderMap, last_modified: Option<&str>) -> bool {
     if let (Some(ims), Some(lm)) = (
         headers
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| v.to_str().ok()),
-        last_modified.as_deref(),
+        last_modified,
     ) && headers.get(header::IF_NONE_MATCH).is_none()
         && let (Ok(since), Ok(modified)) = (
             httpdate::parse_http_date(ims),
             httpdate::parse_http_date(lm),
         )
-        && modified <= since
     {
+        return modified <= since;
+    }
+    false
+}
+
+/// GetImageFile: `GET /images/{uuid}/file[?index=N]`, with `Content-MD5`,
+/// `Etag` (sha1), `Last-Modified`, Range/206/416 and If-Range.
+pub async fn get_file(
+    State(st): State<AppState>,
+    ctx: ImageCtx<GetFile>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let index = file_index(&ctx.params)?;
+    let (img, f) = st.images.file(&ctx.caller, ctx.uuid, index).await?;
+    if let Some(r) = check_conditional(&headers, &f.sha1)? {
+        return Ok(r);
+    }
+    let last_modified = http_date(&f.mtime);
+    if not_modified_since(&headers, last_modified.as_deref()) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    let mut range = None;
-    if let Some(r) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        let if_range_ok = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-            None => true,
-            Some(ir) => {
-                let t = ir.trim().trim_matches('"');
-                t == f.sha1 || Some(ir.trim()) == last_modified.as_deref()
-            }
-        };
-        if if_range_ok {
-            match parse_range(r, f.size) {
-                Ok(r) => range = r,
-                Err(()) => {
-                    let mut resp = Error::RangeNotSatisfiable(format!(
-                        "range not satisfiable for a file of {} bytes",
-                        f.size
-                    ))
-                    .into_response();
-                    resp.headers_mut().insert(
-                        header::CONTENT_RANGE,
-                        HeaderValue::from_str(&format!("bytes */{}", f.size))
-                            .map_err(Error::internal)?,
-                    );
-                    return Ok(resp);
-                }
-            }
-        }
-    }
-    let stream = st.images.open_file(&img, &f, range.clone()).await?;
-    let mut resp = Response::new(Body::from_stream(stream));
-    let h = resp.headers_mut();
-    let set = |h: &mut HeaderMap, k: header::HeaderName, v: &str| -> Result<(), Error> {
-        h.insert(k, HeaderValue::from_str(v).map_err(Error::internal)?);
-        Ok(())
+    let if_range = IfRange {
+        etag: &f.sha1,
+        last_modified: last_modified.as_deref(),
     };
-    set(h, header::CONTENT_TYPE, "application/octet-stream")?;
-    set(h, header::ETAG, &format!("\"{}\"", f.sha1))?;
-    set(h, header::ACCEPT_RANGES, "bytes")?;
-    if let Some(lm) = &last_modified {
-        set(h, header::LAST_MODIFIED, lm)?;
+    let unsatisfiable = || format!("range not satisfiable for a file of {} bytes", f.size);
+    let open = |r| st.images.open_file(&img, &f, r);
+    let mut resp = ranged(&headers, f.size, Some(if_range), unsatisfiable, open).await?;
+    if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Ok(resp);
     }
-    match range {
-        Some(r) => {
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            let h = resp.headers_mut();
-            set(
-                h,
-                header::CONTENT_RANGE,
-                &format!("bytes {}-{}/{}", r.start, r.end - 1, f.size),
-            )?;
-            set(h, header::CONTENT_LENGTH, &(r.end - r.start).to_string())?;
-        }
-        None => {
-            set(h, header::CONTENT_LENGTH, &f.size.to_string())?;
-            set(
-                h,
-                header::HeaderName::from_static("content-md5"),
-                &f.content_md5,
-            )?;
-        }
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, hv(&format!("\"{}\"", f.sha1))?);
+    if let Some(lm) = &last_modified {
+        h.insert(header::LAST_MODIFIED, hv(lm)?);
+    }
+    if resp.status() == StatusCode::OK {
+        let md5 = hv(&f.content_md5)?;
+        resp.headers_mut()
+            .insert(header::HeaderName::from_static("content-md5"), md5);
     }
     Ok(resp)
+}
+
+/// A header value; one that cannot be is a server error.
+fn hv(v: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(v).map_err(Error::internal)
 }
 
 /// AddImageIcon: `PUT /images/{uuid}/icon` with an image/png|jpeg|gif body.
 pub async fn add_icon(
     State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
+    ctx: ImageCtx,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
     let params = AddIconParams {
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string()),
-        sha1: p.get("sha1").map(str::to_string),
+        sha1: ctx.params.get("sha1").map(str::to_string),
         content_length: content_length(&headers),
     };
     let declared = params.content_length;
@@ -243,10 +234,10 @@ pub async fn add_icon(
         .map_err(|e| Error::Upload(format!("error reading the request body: {e}")));
     match st
         .images
-        .add_icon(&caller, uuid, params, stream.by_ref())
+        .add_icon(&ctx.caller, ctx.uuid, params, stream.by_ref())
         .await
     {
-        Ok(img) => Ok(image_response(&img, opts)),
+        Ok(img) => Ok(image_response(&img, ctx.opts)),
         Err(e) => {
             drain(stream, declared).await;
             Err(e)
@@ -257,13 +248,10 @@ pub async fn add_icon(
 /// GetImageIcon: `GET /images/{uuid}/icon`.
 pub async fn get_icon(
     State(st): State<AppState>,
-    caller: Caller,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
+    ctx: ImageCtx<NoRender>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    channel_gate(&st, &p, &caller, Some(uuid), false).await?;
-    let (_img, icon, stream) = st.images.icon(&caller, uuid).await?;
+    let (_img, icon, stream) = st.images.icon(&ctx.caller, ctx.uuid).await?;
     if let Some(r) = check_conditional(&headers, &icon.sha1)? {
         return Ok(r);
     }
@@ -291,32 +279,7 @@ pub async fn get_icon(
 }
 
 /// DeleteImageIcon: `DELETE /images/{uuid}/icon` → 200 image.
-pub async fn delete_icon(
-    State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
-) -> Result<Response, Error> {
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
-    let img = st.images.delete_icon(&caller, uuid).await?;
-    Ok(image_response(&img, opts))
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::api::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(0..10)));
-        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=50-1000", 100), Ok(Some(50..100)));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
-        assert_eq!(parse_range("bytes=5-2", 100), Err(()));
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(parse_range("items=0-1", 100), Ok(None));
-    }
+pub async fn delete_icon(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response, Error> {
+    let img = st.images.delete_icon(&ctx.caller, ctx.uuid).await?;
+    Ok(image_response(&img, ctx.opts))
 }

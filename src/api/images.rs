@@ -9,7 +9,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::channels::{ChannelCtx, channel_ctx, known_channel};
-use super::extract::{ImageUuid, Params, json_body, json_object, json_object_opt, uuid_param};
+use super::extract::{
+    ImageCtx, NoRender, Params, Preamble, json_body, json_object, json_object_opt, uuid_param,
+};
 use super::{ApiVersion, AppState, json_response};
 use crate::db::images::{ListQuery, StateFilter, TextMatch};
 use crate::error::{Error, FieldCode};
@@ -98,6 +100,24 @@ async fn list_query(
     p: &Params,
     caller: &Caller,
 ) -> Result<Option<ListQuery>, Error> {
+    check_list_size(p)?;
+    let mut q = ListQuery {
+        state: list_state(p)?,
+        ..ListQuery::default()
+    };
+    if let Some(o) = p.get("owner").filter(|s| !s.is_empty()) {
+        match Uuid::parse_str(o) {
+            Ok(u) => q.owner = Some(u),
+            Err(_) => return Ok(None), // matches nothing
+        }
+    }
+    list_filters(p, &mut q)?;
+    list_page(st, p, caller, &mut q).await?;
+    Ok(Some(q))
+}
+
+/// ListImages' bounds on filters and parameters.
+fn check_list_size(p: &Params) -> Result<(), Error> {
     for (field, n) in [
         (
             "tag",
@@ -120,29 +140,27 @@ async fn list_query(
             format!("too many query parameters (at most {MAX_LIST_PARAMS})"),
         ));
     }
-    let mut q = ListQuery {
-        state: match p.get("state").unwrap_or("active") {
-            "" | "active" => StateFilter::Only(ImgState::Active),
-            "all" => StateFilter::All,
-            s => match ImgState::parse(s) {
-                Some(s) => StateFilter::Only(s),
-                None => {
-                    return Err(Error::invalid_param(
-                        "state",
-                        FieldCode::Invalid,
-                        format!("invalid state: \"{s}\""),
-                    ));
-                }
-            },
-        },
-        ..ListQuery::default()
-    };
-    if let Some(o) = p.get("owner").filter(|s| !s.is_empty()) {
-        match Uuid::parse_str(o) {
-            Ok(u) => q.owner = Some(u),
-            Err(_) => return Ok(None), // matches nothing
-        }
+    Ok(())
+}
+
+/// `?state=` (default `active`).
+fn list_state(p: &Params) -> Result<StateFilter, Error> {
+    match p.get("state").unwrap_or("active") {
+        "" | "active" => Ok(StateFilter::Only(ImgState::Active)),
+        "all" => Ok(StateFilter::All),
+        s => ImgState::parse(s).map(StateFilter::Only).ok_or_else(|| {
+            Error::invalid_param(
+                "state",
+                FieldCode::Invalid,
+                format!("invalid state: \"{s}\""),
+            )
+        }),
     }
+}
+
+/// The filters of ListImages but `state` and `owner`: name, version, type,
+/// os, public, origin, tags and billing tags.
+fn list_filters(p: &Params, q: &mut ListQuery) -> Result<(), Error> {
     q.name = p
         .get("name")
         .filter(|s| !s.is_empty())
@@ -177,6 +195,16 @@ async fn list_query(
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
+    Ok(())
+}
+
+/// ListImages' page: `limit`, `sort` and `marker` (an image uuid or a date).
+async fn list_page(
+    st: &AppState,
+    p: &Params,
+    caller: &Caller,
+    q: &mut ListQuery,
+) -> Result<(), Error> {
     if let Some(l) = p.get("limit").filter(|s| !s.is_empty()) {
         match l.parse::<u64>() {
             Ok(n) => q.limit = n.min(1000) as u32,
@@ -220,111 +248,97 @@ async fn list_query(
             })?),
         };
     }
-    Ok(Some(q))
+    Ok(())
 }
 
 /// ListImages: `GET /images`.
-pub async fn list(
-    State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    p: Params,
-) -> Result<Response, Error> {
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    let ctx = channel_gate(&st, &p, &caller, None, false).await?;
-    let Some(mut q) = list_query(&st, &p, &caller).await? else {
+pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response, Error> {
+    let (caller, p) = (&ctx.caller, &ctx.params);
+    let Some(mut q) = list_query(&st, p, caller).await? else {
         return Ok(json_response(StatusCode::OK, &Vec::<Value>::new()));
     };
     q.account = caller.account;
-    q.channel = ctx.filter();
-    let imgs = st.images.list(&caller, q).await?;
-    let out: Vec<Value> = imgs.iter().map(|i| i.render(opts)).collect();
+    q.channel = ctx.channel.filter();
+    let imgs = st.images.list(caller, q).await?;
+    let out: Vec<Value> = imgs.iter().map(|i| i.render(ctx.opts)).collect();
     Ok(json_response(StatusCode::OK, &out))
 }
 
 /// GetImage: `GET /images/{uuid}`.
 pub async fn get_image(
     State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
+    ctx: ImageCtx,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    channel_gate(&st, &p, &caller, Some(uuid), false).await?;
-    let img = st.images.get(&caller, uuid).await?;
+    let img = st.images.get(&ctx.caller, ctx.uuid).await?;
     if let Some(r) = check_conditional(&headers, &img.etag())? {
         return Ok(r);
     }
-    Ok(image_response(&img, opts))
+    Ok(image_response(&img, ctx.opts))
+}
+
+/// CreateImage's preamble: the other actions of `POST /images` are
+/// refused first.
+pub(super) struct CreateAction;
+impl Preamble for CreateAction {
+    fn precheck(p: &Params) -> Result<(), Error> {
+        match p.get("action").unwrap_or("") {
+            "" => Ok(()),
+            "create-from-vm" => Err(Error::NotAvailable(
+                "custom image creation is not currently available".into(),
+            )),
+            a @ ("import-docker-image" | "import-lxd-image") => Err(Error::NotAvailable(format!(
+                "action \"{a}\" is not available on this server"
+            ))),
+            a => Err(Error::invalid_param(
+                "action",
+                FieldCode::Invalid,
+                format!("\"{a}\" is not a valid action"),
+            )),
+        }
+    }
 }
 
 /// CreateImage: `POST /images` (other actions of IMGAPI answer 501).
 pub async fn create(
     State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    p: Params,
+    ctx: ImageCtx<CreateAction>,
     body: Body,
 ) -> Result<Response, Error> {
-    match p.get("action").unwrap_or("") {
-        "" => {}
-        "create-from-vm" => {
-            return Err(Error::NotAvailable(
-                "custom image creation is not currently available".into(),
-            ));
-        }
-        "import-docker-image" | "import-lxd-image" => {
-            return Err(Error::NotAvailable(format!(
-                "action \"{}\" is not available on this server",
-                p.get("action").unwrap_or("")
-            )));
-        }
-        a => {
-            return Err(Error::invalid_param(
-                "action",
-                FieldCode::Invalid,
-                format!("\"{a}\" is not a valid action"),
-            ));
-        }
-    }
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    let ctx = channel_gate(&st, &p, &caller, None, true).await?;
+    let (caller, p) = (&ctx.caller, &ctx.params);
     let mut body = json_object(body).await?;
-    let file_ref = take_file_ref(&mut body)?;
-    let img = match file_ref {
-        None => st.images.create(&caller, body, ctx.initial()).await?,
+    let img = match take_file_ref(&mut body)? {
+        None => {
+            st.images
+                .create(caller, body, ctx.channel.initial())
+                .await?
+        }
         Some(r) => {
             // Registration: the manifest references a stored object.
             let activate = p.bool("activate")?.unwrap_or(true);
-            let wait = match p.get("wait").filter(|s| !s.is_empty()) {
-                None => st.config.registrar.wait_secs,
-                Some(w) => w
-                    .parse::<u64>()
-                    .map_err(|_| {
-                        Error::invalid_param(
-                            "wait",
-                            FieldCode::Invalid,
-                            format!("invalid wait: \"{w}\""),
-                        )
-                    })?
-                    .min(3600),
-            };
-            let mut img = st.images.prepare_create(&caller, body)?;
-            img.channels = ctx.initial();
+            let wait = wait_param(p, st.config.registrar.wait_secs)?;
+            let mut img = st.images.prepare_create(caller, body)?;
+            img.channels = ctx.channel.initial();
             st.registrar
-                .register(
-                    &caller,
-                    img,
-                    r,
-                    activate,
-                    std::time::Duration::from_secs(wait),
-                )
+                .register(caller, img, r, activate, wait)
                 .await?
         }
     };
-    Ok(image_response(&img, opts))
+    Ok(image_response(&img, ctx.opts))
+}
+
+/// `?wait=SECONDS` of a registration (at most an hour).
+fn wait_param(p: &Params, default: u64) -> Result<std::time::Duration, Error> {
+    let secs = match p.get("wait").filter(|s| !s.is_empty()) {
+        None => default,
+        Some(w) => w
+            .parse::<u64>()
+            .map_err(|_| {
+                Error::invalid_param("wait", FieldCode::Invalid, format!("invalid wait: \"{w}\""))
+            })?
+            .min(3600),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// A registration's `files`: exactly one item referencing an `upload` or a
@@ -387,25 +401,28 @@ fn take_file_ref(
     Ok(Some(r))
 }
 
+/// The preamble of `POST /images/{uuid}?action=…`: every action but the
+/// imports works on an existing image of the channel.
+pub(super) struct ImageAction;
+impl Preamble for ImageAction {
+    fn on_image(p: &Params) -> bool {
+        !matches!(
+            p.get("action").unwrap_or(""),
+            "" | "import" | "import-remote" | "import-from-datacenter"
+        )
+    }
+}
+
 /// `POST /images/{uuid}?action=…`: import, activate, enable, disable, update.
 pub async fn action(
     State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
+    ctx: ImageCtx<ImageAction>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    let action = p.get("action").unwrap_or("");
-    // Every action but the imports works on an existing image of the channel.
-    let image_exists = !matches!(
-        action,
-        "" | "import" | "import-remote" | "import-from-datacenter"
-    );
-    let ctx = channel_gate(&st, &p, &caller, Some(uuid).filter(|_| image_exists), true).await?;
-    let img = match action {
+    let (caller, uuid) = (&ctx.caller, ctx.uuid);
+    let mut opts = ctx.opts;
+    let img = match ctx.params.get("action").unwrap_or("") {
         "" => {
             return Err(Error::invalid_param(
                 "action",
@@ -413,87 +430,29 @@ pub async fn action(
                 "no image \"action\" was specified",
             ));
         }
-        "import" => {
-            caller.require_operator()?;
-            // Accepted for compatibility (owners are not checked here).
-            p.bool("skip_owner_check")?;
-            if p.get("source").is_some_and(|s| !s.is_empty()) {
-                return Err(Error::NotAvailable(
-                    "import from a source IMGAPI is not available yet".into(),
-                ));
-            }
-            st.images
-                .import(&caller, uuid, json_object(body).await?, ctx.initial())
-                .await?
-        }
-        "channel-add" if ctx.is_on() => {
-            let body = json_object(body).await?;
-            let target = known_channel(&st, body.get("channel").and_then(Value::as_str))?;
-            st.images
-                .modify(&caller, uuid, None, move |img| {
-                    if !img.channels.contains(&target) {
-                        img.channels.push(target);
-                    }
-                    Ok(())
-                })
-                .await?
-        }
+        "import" => import(&st, &ctx, body).await?,
+        "channel-add" if ctx.channel.is_on() => channel_add(&st, &ctx, body).await?,
         "change-stor" => {
-            let img = st.images.change_stor(&caller, uuid, p.get("stor")).await?;
-            let opts = RenderOpts {
-                admin_fields: true,
-                ..opts
-            };
-            return Ok(image_response(&img, opts));
+            opts.admin_fields = true;
+            let stor = ctx.params.get("stor");
+            st.images.change_stor(caller, uuid, stor).await?
         }
-        "export" => {
-            let path = p
-                .get("manta_path")
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| Error::ValidationFailed {
-                    message: "missing \"manta_path\"".into(),
-                    errors: vec![crate::error::FieldError::new(
-                        "manta_path",
-                        FieldCode::MissingParameter,
-                    )],
-                })?;
-            let dir = path.ends_with('/');
-            let sp = crate::store::namespace::parse(path.trim_end_matches('/'))
-                .map_err(|m| Error::invalid_param("manta_path", FieldCode::Invalid, m))?;
-            if sp.store() != "manta" {
-                return Err(Error::invalid_param(
-                    "manta_path",
-                    FieldCode::Invalid,
-                    "must be a /{login}/stor/... path",
-                ));
-            }
-            st.uploads.check_path_access(&caller, &sp).await?;
-            let (image_key, manifest_key) = st.images.export(&caller, uuid, &sp.key, dir).await?;
-            return Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "manta_url": "",
-                    "image_path": format!("/{image_key}"),
-                    "manifest_path": format!("/{manifest_key}"),
-                }),
-            ));
-        }
-        "import-remote" | "import-from-datacenter" => {
+        "export" => return export(&st, &ctx).await,
+        a @ ("import-remote" | "import-from-datacenter") => {
             return Err(Error::NotAvailable(format!(
-                "action \"{action}\" is not available on this server"
+                "action \"{a}\" is not available on this server"
             )));
         }
-        "activate" => st.images.activate(&caller, uuid).await?,
-        "enable" => st.images.set_disabled(&caller, uuid, false).await?,
-        "disable" => st.images.set_disabled(&caller, uuid, true).await?,
+        "activate" => st.images.activate(caller, uuid).await?,
+        "enable" => st.images.set_disabled(caller, uuid, false).await?,
+        "disable" => st.images.set_disabled(caller, uuid, true).await?,
         "update" => {
             let if_match = headers
                 .get(header::IF_MATCH)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            st.images
-                .update(&caller, uuid, json_object_opt(body).await?, if_match)
-                .await?
+            let body = json_object_opt(body).await?;
+            st.images.update(caller, uuid, body, if_match).await?
         }
         a => {
             return Err(Error::invalid_param(
@@ -506,23 +465,94 @@ pub async fn action(
     Ok(image_response(&img, opts))
 }
 
+/// AdminImportImage: `?action=import` (operators only).
+async fn import(st: &AppState, ctx: &ImageCtx<ImageAction>, body: Body) -> Result<Image, Error> {
+    ctx.caller.require_operator()?;
+    // Accepted for compatibility (owners are not checked here).
+    ctx.params.bool("skip_owner_check")?;
+    if ctx.params.get("source").is_some_and(|s| !s.is_empty()) {
+        return Err(Error::NotAvailable(
+            "import from a source IMGAPI is not available yet".into(),
+        ));
+    }
+    let manifest = json_object(body).await?;
+    let channels = ctx.channel.initial();
+    st.images
+        .import(&ctx.caller, ctx.uuid, manifest, channels)
+        .await
+}
+
+/// ChannelAddImage: `?action=channel-add` with `{"channel": NAME}`.
+async fn channel_add(
+    st: &AppState,
+    ctx: &ImageCtx<ImageAction>,
+    body: Body,
+) -> Result<Image, Error> {
+    let body = json_object(body).await?;
+    let target = known_channel(st, body.get("channel").and_then(Value::as_str))?;
+    st.images
+        .modify(&ctx.caller, ctx.uuid, None, move |img| {
+            if !img.channels.contains(&target) {
+                img.channels.push(target);
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// ExportImage: `?action=export&manta_path=…` (a file or a `/` directory).
+async fn export(st: &AppState, ctx: &ImageCtx<ImageAction>) -> Result<Response, Error> {
+    let path = ctx
+        .params
+        .get("manta_path")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::ValidationFailed {
+            message: "missing \"manta_path\"".into(),
+            errors: vec![crate::error::FieldError::new(
+                "manta_path",
+                FieldCode::MissingParameter,
+            )],
+        })?;
+    let dir = path.ends_with('/');
+    let sp = crate::store::namespace::parse(path.trim_end_matches('/'))
+        .map_err(|m| Error::invalid_param("manta_path", FieldCode::Invalid, m))?;
+    if sp.store() != "manta" {
+        return Err(Error::invalid_param(
+            "manta_path",
+            FieldCode::Invalid,
+            "must be a /{login}/stor/... path",
+        ));
+    }
+    st.uploads.check_path_access(&ctx.caller, &sp).await?;
+    let (image_key, manifest_key) = st
+        .images
+        .export(&ctx.caller, ctx.uuid, &sp.key, dir)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "manta_url": "",
+            "image_path": format!("/{image_key}"),
+            "manifest_path": format!("/{manifest_key}"),
+        }),
+    ))
+}
+
 /// DeleteImage: `DELETE /images/{uuid}` → 204.
 pub async fn delete(
     State(st): State<AppState>,
-    caller: Caller,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
+    ctx: ImageCtx<NoRender>,
 ) -> Result<Response, Error> {
-    let ctx = channel_gate(&st, &p, &caller, Some(uuid), true).await?;
+    let (caller, uuid) = (&ctx.caller, ctx.uuid);
     // On a channel server an image in several channels leaves only the
     // request's channel, unless force_all_channels=true.
-    if let ChannelCtx::One(c) = ctx
-        && !p.bool("force_all_channels")?.unwrap_or(false)
+    if let ChannelCtx::One(c) = ctx.channel
+        && !ctx.params.bool("force_all_channels")?.unwrap_or(false)
     {
-        let img = st.images.get(&caller, uuid).await?;
+        let img = st.images.get(caller, uuid).await?;
         if img.channels.len() > 1 {
             st.images
-                .modify(&caller, uuid, None, move |img| {
+                .modify(caller, uuid, None, move |img| {
                     img.channels.retain(|x| *x != c);
                     Ok(())
                 })
@@ -530,22 +560,13 @@ pub async fn delete(
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
-    st.images.delete(&caller, uuid).await?;
+    st.images.delete(caller, uuid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// AddImageAcl / RemoveImageAcl: `POST /images/{uuid}/acl?action=add|remove`.
-pub async fn acl(
-    State(st): State<AppState>,
-    caller: Caller,
-    v: axum::Extension<ApiVersion>,
-    ImageUuid(uuid): ImageUuid,
-    p: Params,
-    body: Body,
-) -> Result<Response, Error> {
-    let opts = render_opts(&st, &p, &caller, v.0)?;
-    channel_gate(&st, &p, &caller, Some(uuid), true).await?;
-    let add = match p.get("action").unwrap_or("add") {
+pub async fn acl(State(st): State<AppState>, ctx: ImageCtx, body: Body) -> Result<Response, Error> {
+    let add = match ctx.params.get("action").unwrap_or("add") {
         "" | "add" => true,
         "remove" => false,
         a => {
@@ -580,6 +601,9 @@ pub async fn acl(
             }
         }
     }
-    let img = st.images.change_acl(&caller, uuid, add, accounts).await?;
-    Ok(image_response(&img, opts))
+    let img = st
+        .images
+        .change_acl(&ctx.caller, ctx.uuid, add, accounts)
+        .await?;
+    Ok(image_response(&img, ctx.opts))
 }

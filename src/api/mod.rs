@@ -11,6 +11,7 @@ mod images;
 mod metrics;
 mod openapi;
 mod ping;
+mod range;
 mod uploads;
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -29,8 +32,6 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::images::Images;
 use error::LoggedError;
-
-pub use extract::RequestId;
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -107,7 +108,11 @@ pub fn router(state: AppState) -> Router {
         .merge(tus)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(request_trace())
         .layer(middleware::from_fn_with_state(state.clone(), common))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_bad_request_id))
         .with_state(state);
     // X-HTTP-Method-Override (tus core) must apply before routing.
     Router::new()
@@ -203,16 +208,63 @@ pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
         })
 }
 
-/// Every request: request id, Accept-Version, standard headers, logging.
+/// A client's `x-request-id` is kept only when it is non-empty, at most 200
+/// bytes and printable; else [`SetRequestIdLayer`] makes a new UUID.
+async fn drop_bad_request_id(mut req: Request) -> Request {
+    let ok = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|s| !s.is_empty() && s.len() <= 200);
+    if !ok {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// [`TraceLayer`] with [`request_span`] and no events.
+type RequestTrace = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&Request) -> tracing::Span,
+    (),
+    (),
+    (),
+    (),
+    (),
+>;
+
+/// The span of a request's handler: its request id, method and path (no
+/// events of its own: [`common`] logs).
+fn request_trace() -> RequestTrace {
+    TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&Request) -> tracing::Span)
+        .on_request(())
+        .on_response(())
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+fn request_span(req: &Request) -> tracing::Span {
+    let rid = request_id(req.headers());
+    let method = method_label(req.method());
+    let path = clip(req.uri().path(), 1024);
+    tracing::info_span!("request", request_id = %rid, %method, %path)
+}
+
+/// The request id, set by [`SetRequestIdLayer`].
+fn request_id(h: &axum::http::HeaderMap) -> &str {
+    h.get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Every request: Accept-Version, standard headers, logging.
 async fn common(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let rid = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 200)
-        .map(str::to_string)
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let rid = request_id(req.headers()).to_string();
     // Logged and counted values come from closed sets or are clipped.
     let method = method_label(req.method());
     let path = clip(req.uri().path(), 1024).to_string();
@@ -222,8 +274,6 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let mut req = count_request_bytes(req);
-    let span = tracing::info_span!("request", request_id = %rid, %method, %path);
-    req.extensions_mut().insert(RequestId(rid.clone()));
     let caller_slot = extract::CallerSlot::default();
     req.extensions_mut().insert(caller_slot.clone());
     let version = negotiate_version(
@@ -234,7 +284,7 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
     let resp = match version.and_then(|v| guard(&st, &req, &route).map(|()| v)) {
         Ok(v) => {
             req.extensions_mut().insert(v);
-            tracing::Instrument::instrument(next.run(req), span.clone()).await
+            next.run(req).await
         }
         Err(e) => e.into_response(),
     };
@@ -249,7 +299,6 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
     let mut resp = count_response_bytes(resp);
     let h = resp.headers_mut();
     h.insert(header::SERVER, hv(&st.server_name));
-    h.insert(HeaderName::from_static("x-request-id"), hv(&rid));
     h.insert(
         HeaderName::from_static("x-response-time"),
         hv(&ms.to_string()),
@@ -446,38 +495,4 @@ pub(crate) fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Re
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => Error::internal(e).into_response(),
     }
-}
-
-/// Parse a single `bytes=` range against `size`. `Ok(None)`: serve it all.
-pub(crate) fn parse_range(h: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
-    let Some(spec) = h.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None); // multiple ranges: serve the whole file
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    let r = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        size.saturating_sub(n)..size
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            b.parse::<u64>()
-                .map_err(|_| ())?
-                .saturating_add(1)
-                .min(size)
-        };
-        if start >= size || start >= end {
-            return Err(());
-        }
-        start..end
-    };
-    Ok(Some(r))
 }

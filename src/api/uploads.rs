@@ -14,7 +14,8 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AppState, json_response, parse_range};
+use super::range::ranged;
+use super::{AppState, json_response};
 use crate::db::uploads::Upload;
 use crate::digest::CHECKSUM_ALGORITHMS;
 use crate::error::Error;
@@ -425,41 +426,14 @@ pub async fn get_data(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let up = st.uploads.get(&caller, parse_id(&id)?).await?;
-    let range = match h(&headers, "range") {
-        None => None,
-        Some(r) => match parse_range(&r, up.offset) {
-            Ok(r) => r,
-            Err(()) => {
-                let mut resp =
-                    Error::RangeNotSatisfiable(format!("the upload holds {} bytes", up.offset))
-                        .into_response();
-                set(
-                    &mut resp,
-                    "content-range",
-                    &format!("bytes */{}", up.offset),
-                );
-                return Ok(resp);
-            }
-        },
-    };
-    let stream = st.uploads.open_data(&up, range.clone()).await?;
-    let mut r = Response::new(Body::from_stream(stream));
-    set(&mut r, "content-type", "application/octet-stream");
-    set(&mut r, "accept-ranges", "bytes");
+    let unsatisfiable = || format!("the upload holds {} bytes", up.offset);
+    let open = |r| st.uploads.open_data(&up, r);
+    let mut r = ranged(&headers, up.offset, None, unsatisfiable, open).await?;
+    if r.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Ok(r);
+    }
     set(&mut r, "upload-offset", &up.offset.to_string());
     set(&mut r, "upload-length", &up.length.to_string());
-    match range {
-        Some(rg) => {
-            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            set(
-                &mut r,
-                "content-range",
-                &format!("bytes {}-{}/{}", rg.start, rg.end - 1, up.offset),
-            );
-            set(&mut r, "content-length", &(rg.end - rg.start).to_string());
-        }
-        None => set(&mut r, "content-length", &up.offset.to_string()),
-    }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
