@@ -179,24 +179,8 @@ impl FromRequestParts<AppState> for Caller {
 /// Largest JSON body accepted.
 pub const MAX_JSON_BODY: usize = 2 << 20;
 
-/// Read a JSON body; an empty body is `{}`.
-pub async fn json_body(body: Body) -> Result<Value, Error> {
-    let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
-        .await
-        .map_err(|_| {
-            Error::BadRequest(format!(
-                "request body is larger than {MAX_JSON_BODY} bytes or unreadable"
-            ))
-        })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Object(Default::default()));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidContent(format!("Invalid JSON: {e}")))
-}
-
-/// A JSON body that should be an object; `None` when there is no body or
-/// it is not an object (UpdateImage answers that `{body, MissingParameter}`).
-pub async fn json_object_opt(body: Body) -> Result<Option<serde_json::Map<String, Value>>, Error> {
+/// Read a JSON body; `None` for an empty (or all-blank) body.
+async fn read_json(body: Body) -> Result<Option<Value>, Error> {
     let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
         .await
         .map_err(|_| {
@@ -207,10 +191,24 @@ pub async fn json_object_opt(body: Body) -> Result<Option<serde_json::Map<String
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(Some(m)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(Error::InvalidContent(format!("Invalid JSON: {e}"))),
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::InvalidContent(format!("Invalid JSON: {e}")))
+}
+
+/// Read a JSON body; an empty body is `{}`.
+pub async fn json_body(body: Body) -> Result<Value, Error> {
+    Ok(read_json(body)
+        .await?
+        .unwrap_or_else(|| Value::Object(Default::default())))
+}
+
+/// A JSON body that should be an object; `None` when there is no body or
+/// it is not an object (UpdateImage answers that `{body, MissingParameter}`).
+pub async fn json_object_opt(body: Body) -> Result<Option<serde_json::Map<String, Value>>, Error> {
+    match read_json(body).await? {
+        Some(Value::Object(m)) => Ok(Some(m)),
+        _ => Ok(None),
     }
 }
 

@@ -253,6 +253,36 @@ fn json_len(v: &Value) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// The limits of an object field (`tags`, `traits`): at most `max` keys,
+/// each at most `key_max` bytes, each value at most `value_max` bytes as JSON.
+fn check_map(
+    errs: &mut Vec<FieldError>,
+    field: &str,
+    t: &Map<String, Value>,
+    max: usize,
+    key_max: usize,
+    value_max: usize,
+) {
+    if t.len() > max {
+        errs.push(err(
+            field,
+            FieldCode::Invalid,
+            &format!("too many \"{field}\": {}, max {max}", t.len()),
+        ));
+    } else if t
+        .iter()
+        .any(|(k, v)| k.len() > key_max || json_len(v) > value_max)
+    {
+        errs.push(err(
+            field,
+            FieldCode::Invalid,
+            &format!(
+                "a \"{field}\" key is longer than {key_max} bytes or a value longer than {value_max} bytes as JSON"
+            ),
+        ));
+    }
+}
+
 /// The size limits (`MAX_*`) of the fields present in `raw`, and of `raw`
 /// as a whole. Fields of the wrong type are left to `validate_manifest`.
 /// Linear in the size of `raw`: callers run it before taking the writer.
@@ -270,24 +300,14 @@ pub fn check_limits(raw: &Map<String, Value>) -> Vec<FieldError> {
         ));
     }
     if let Some(Value::Object(t)) = get("tags") {
-        if t.len() > MAX_TAGS {
-            errs.push(err(
-                "tags",
-                Invalid,
-                &format!("too many \"tags\": {}, max {MAX_TAGS}", t.len()),
-            ));
-        } else if t
-            .iter()
-            .any(|(k, v)| k.len() > MAX_TAG_KEY_LEN || json_len(v) > MAX_TAG_VALUE_LEN)
-        {
-            errs.push(err(
-                "tags",
-                Invalid,
-                &format!(
-                    "a \"tags\" key is longer than {MAX_TAG_KEY_LEN} bytes or a value longer than {MAX_TAG_VALUE_LEN} bytes as JSON"
-                ),
-            ));
-        }
+        check_map(
+            &mut errs,
+            "tags",
+            t,
+            MAX_TAGS,
+            MAX_TAG_KEY_LEN,
+            MAX_TAG_VALUE_LEN,
+        );
     }
     if let Some(Value::Array(a)) = get("billing_tags")
         && a.len() > MAX_BILLING_TAGS
@@ -302,24 +322,14 @@ pub fn check_limits(raw: &Map<String, Value>) -> Vec<FieldError> {
         ));
     }
     if let Some(Value::Object(t)) = get("traits") {
-        if t.len() > MAX_TRAITS {
-            errs.push(err(
-                "traits",
-                Invalid,
-                &format!("too many \"traits\": {}, max {MAX_TRAITS}", t.len()),
-            ));
-        } else if t
-            .iter()
-            .any(|(k, v)| k.len() > MAX_TRAIT_KEY_LEN || json_len(v) > MAX_TRAIT_VALUE_LEN)
-        {
-            errs.push(err(
-                "traits",
-                Invalid,
-                &format!(
-                    "a \"traits\" key is longer than {MAX_TRAIT_KEY_LEN} bytes or a value longer than {MAX_TRAIT_VALUE_LEN} bytes as JSON"
-                ),
-            ));
-        }
+        check_map(
+            &mut errs,
+            "traits",
+            t,
+            MAX_TRAITS,
+            MAX_TRAIT_KEY_LEN,
+            MAX_TRAIT_VALUE_LEN,
+        );
     }
     if let Some(Value::Array(a)) = get("users") {
         if a.len() > MAX_USERS {
