@@ -1068,23 +1068,14 @@ pub async fn reap_forever(uploads: Uploads) {
     }
 }
 
-/// Why an error means a path can never hold the upload (as opposed to a
-/// passing failure), in words for its owner: the store refused the path,
-/// or the file system did.
+/// The store's answer that a path can never hold the upload (a directory
+/// there, a file in the way, a name too long), in words for its owner; the
+/// store classifies the file-system errors, so other errors are passing
+/// ones (the completion is tried again later).
 fn path_error(e: &Error) -> Option<String> {
     match e {
         Error::InvalidParameter { message, errors } if errors.iter().any(|f| f.field == "path") => {
             Some(message.clone())
-        }
-        Error::Internal(cause) => {
-            let io = cause.downcast_ref::<std::io::Error>()?;
-            let why = match io.raw_os_error()? {
-                libc::EISDIR | libc::EEXIST | libc::ENOTEMPTY => "a directory is there",
-                libc::ENOTDIR => "a file stands where a directory must be",
-                libc::ENAMETOOLONG => "a name in it is too long",
-                _ => return None,
-            };
-            Some(why.to_string())
         }
         _ => None,
     }
