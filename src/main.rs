@@ -1,10 +1,13 @@
-//! The `imgapi` command: the server and its admin verbs.
+//! The `imgapi` command: the server and its admin verbs, and the client
+//! verbs (in `client/`) that talk to a server over HTTP.
+
+mod client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use imgapi::config::{Config, LogFormat, Overrides};
 
 #[derive(Parser)]
@@ -54,6 +57,51 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AccountCmd,
     },
+    #[command(flatten)]
+    Client(client::ClientCmd),
+    /// Write the man pages (imgapi.1 and one per verb) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write into (docs/man in the source tree).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The command line, with `--help` listing the server verbs and the client
+/// verbs in two groups.
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let subs: Vec<(String, String)> = cmd
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| {
+            let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+            (c.get_name().to_string(), about)
+        })
+        .collect();
+    let w = subs.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(4);
+    let group = |client: bool| -> String {
+        subs.iter()
+            .filter(|(n, _)| client::VERBS.contains(&n.as_str()) == client)
+            .map(|(n, a)| format!("  {n:<w$}  {a}\n"))
+            .collect()
+    };
+    let template = format!(
+        "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n\
+         Server commands (act on a data directory):\n{}\n\
+         Client commands (act on a server: --url or IMGAPI_URL):\n{}  {:<w$}  \
+         Print this message or the help of the given command\n\n\
+         Options:\n{{options}}{{after-help}}",
+        group(false),
+        group(true),
+        "help",
+    );
+    cmd.help_template(template).after_help(
+        "Client verbs exit 0 when done, 1 when the server refused (its error code is printed), \
+         2 on a usage error, 3 when the server could not be reached after retries, \
+         4 when transferred bytes failed verification.",
+    )
 }
 
 #[derive(Subcommand)]
@@ -104,7 +152,13 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     limit_heap_retention();
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = match cli.cmd {
+        Cmd::Client(c) => return client::run(c).await,
+        Cmd::Man { out } => return write_man(&out),
+        cmd => Cli { cmd, ..cli },
+    };
     let listen = match &cli.cmd {
         Cmd::Serve { listen } => *listen,
         _ => None,
@@ -139,6 +193,7 @@ async fn main() -> ExitCode {
         } => account_create(&cfg, &login, operator, uuid)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Cmd::Client(_) | Cmd::Man { .. } => unreachable!("dispatched above"),
     };
     match res {
         Ok(code) => code,
@@ -147,6 +202,18 @@ async fn main() -> ExitCode {
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
             eprintln!("imgapi: {e}{detail}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `imgapi man --out DIR`: the man pages of the same clap definition.
+fn write_man(out: &std::path::Path) -> ExitCode {
+    let res = std::fs::create_dir_all(out).and_then(|()| clap_mangen::generate_to(command(), out));
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imgapi: {}: {e}", out.display());
             ExitCode::FAILURE
         }
     }

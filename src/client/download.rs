@@ -1,0 +1,234 @@
+//! Verified, resumable downloads of image files: bytes go to `OUT.partial`,
+//! an interrupted transfer goes on with `Range` from what the partial file
+//! holds, and the whole is checked against `Content-MD5` and the manifest's
+//! sha1 and size before it is renamed to `OUT`. A mismatch deletes the
+//! partial file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::error::{ClientError, Result, local};
+use super::hashes::Hashes;
+use super::http::{Attempt, Http, backoff, classify, refused, watch};
+use super::types::Image;
+
+/// Bytes read at a time when hashing what the partial file already holds.
+const READ: usize = 1 << 20;
+
+fn partial_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+/// Hashes the first `len` bytes of `p`.
+async fn hash_file(p: &Path, len: u64) -> Result<Hashes> {
+    let p = p.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(&p)?;
+        let mut h = Hashes::default();
+        let mut buf = vec![0u8; READ];
+        while h.size < len {
+            let n = (len - h.size).min(READ as u64) as usize;
+            f.read_exact_at(&mut buf[..n], h.size)?;
+            h.update(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(h)
+    })
+    .await
+    .map_err(|e| local("hash", e))?
+    .map_err(|e| local("hash", e))
+}
+
+/// What one GET came to.
+enum Got {
+    /// The partial file now ends at this size (done or cut short).
+    Progress(String),
+    Restart,
+}
+
+/// Downloads image `uuid`'s file to `out`.
+pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
+    let ipath = format!("/images/{uuid}");
+    let raw = http
+        .json("get image", || {
+            http.small(Method::GET, &ipath, Default::default())
+        })
+        .await?;
+    let img: Image = serde_json::from_value(raw)
+        .map_err(|e| ClientError::Transport(format!("get image: unexpected answer: {e}")))?;
+    let Some(mf) = img.files.first().cloned() else {
+        return Err(refused(
+            404,
+            "ResourceNotFound",
+            format!("image {uuid} has no file"),
+        ));
+    };
+    let partial = partial_path(out);
+    let mut have = match std::fs::metadata(&partial) {
+        Ok(m) if m.len() <= mf.size => m.len(),
+        Ok(_) => {
+            std::fs::remove_file(&partial).map_err(|e| local(partial.display(), e))?;
+            0
+        }
+        Err(_) => 0,
+    };
+    let mut hashes = hash_file(&partial, have).await.unwrap_or_default();
+    if hashes.size != have {
+        have = 0;
+    }
+    let resumed_from = have;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&partial)
+        .await
+        .map_err(|e| local(partial.display(), e))?;
+    f.set_len(have)
+        .await
+        .map_err(|e| local(partial.display(), e))?;
+    let mut content_md5: Option<String> = None;
+    let received = Arc::new(AtomicU64::new(0));
+    let pb = super::output::bar(mf.size, http.conn.json, "download");
+    let fpath = format!("/images/{uuid}/file");
+    let mut failures = 0u32;
+    while have < mf.size {
+        pb.set_position(have);
+        let start = have;
+        let res = {
+            let mut rb = http.req(Method::GET, &fpath);
+            if start > 0 {
+                rb = rb.header("range", format!("bytes={start}-"));
+            }
+            let progress = Arc::new(AtomicU64::new(0));
+            let step = async {
+                let r = match rb.send().await {
+                    Err(e) => return Ok(Got::Progress(super::http::chain(&e))),
+                    Ok(r) => r,
+                };
+                match r.status() {
+                    StatusCode::OK if start > 0 => return Ok(Got::Restart),
+                    StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Got::Restart),
+                    _ => {}
+                }
+                let r = match classify(r).await? {
+                    Attempt::Done(r) => r,
+                    Attempt::Retry { why, .. } => return Ok(Got::Progress(why)),
+                };
+                if let Some(m) = r.headers().get("content-md5").and_then(|v| v.to_str().ok()) {
+                    content_md5 = Some(m.to_string());
+                }
+                let mut body = r.bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = match chunk {
+                        Ok(c) => c,
+                        Err(e) => return Ok(Got::Progress(super::http::chain(&e))),
+                    };
+                    if have + chunk.len() as u64 > mf.size {
+                        return Err(ClientError::Verify(format!(
+                            "the server sent more than the manifest's size {}",
+                            mf.size
+                        )));
+                    }
+                    f.write_all(&chunk)
+                        .await
+                        .map_err(|e| local(partial.display(), e))?;
+                    hashes.update(&chunk);
+                    have += chunk.len() as u64;
+                    received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    pb.set_position(have);
+                }
+                Ok(Got::Progress(String::new()))
+            };
+            watch(step, &progress, http.conn.stall).await
+        };
+        let why = match res {
+            None => format!("no progress for {}s (stalled)", http.conn.stall.as_secs()),
+            Some(Err(e)) => {
+                pb.abandon();
+                drop(f);
+                if matches!(e, ClientError::Verify(_)) {
+                    let _ = std::fs::remove_file(&partial);
+                }
+                return Err(e);
+            }
+            Some(Ok(Got::Restart)) => {
+                f.set_len(0)
+                    .await
+                    .map_err(|e| local(partial.display(), e))?;
+                have = 0;
+                hashes = Hashes::default();
+                "the server ignored the range; starting over".into()
+            }
+            Some(Ok(Got::Progress(why))) => why,
+        };
+        f.flush().await.map_err(|e| local(partial.display(), e))?;
+        if have >= mf.size {
+            break;
+        }
+        if have > start {
+            failures = 0;
+        } else {
+            if failures >= http.conn.retries {
+                pb.abandon();
+                return Err(ClientError::Transport(format!(
+                    "download of {uuid} failed after {} attempt(s): {why}; \
+                     run the same command again to resume",
+                    failures + 1
+                )));
+            }
+            let d = backoff(failures);
+            failures += 1;
+            tokio::time::sleep(d).await;
+        }
+        if !why.is_empty() && !http.conn.json {
+            pb.suspend(|| eprintln!("imgapi: download at {have}: {why}; resuming"));
+        }
+    }
+    pb.finish_and_clear();
+    f.sync_all()
+        .await
+        .map_err(|e| local(partial.display(), e))?;
+    drop(f);
+    let size = hashes.size;
+    let (md5, sha1) = hashes.finish();
+    let mut bad = vec![];
+    if size != mf.size {
+        bad.push(format!("size {size}, manifest says {}", mf.size));
+    }
+    if sha1 != mf.sha1 {
+        bad.push(format!("sha1 {sha1}, manifest says {}", mf.sha1));
+    }
+    for (what, want) in [
+        ("Content-MD5", content_md5.as_deref()),
+        ("the manifest's content_md5", mf.content_md5.as_deref()),
+    ] {
+        if let Some(w) = want
+            && w != md5
+        {
+            bad.push(format!("md5 {md5}, {what} says {w}"));
+        }
+    }
+    if !bad.is_empty() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(ClientError::Verify(format!(
+            "{} failed verification ({}); the partial file was deleted",
+            out.display(),
+            bad.join("; ")
+        )));
+    }
+    std::fs::rename(&partial, out).map_err(|e| local(out.display(), e))?;
+    Ok(json!({
+        "uuid": uuid, "path": out, "size": size, "sha1": sha1, "content_md5": md5,
+        "resumed_from": resumed_from, "bytes_received": received.load(Ordering::Relaxed),
+    }))
+}

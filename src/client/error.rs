@@ -1,0 +1,70 @@
+//! The client's errors and the process exit code each maps to: 1 the server
+//! refused (its error code is printed), 2 usage, 3 transport failure after
+//! retries, 4 downloaded or uploaded bytes failed verification.
+
+use std::process::ExitCode;
+
+use super::types::ErrorBody;
+
+/// Why a client verb failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Bad arguments or input files (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The server answered with an IMGAPI error (exit 1).
+    #[error("{}: {} (HTTP {status})", body.code, body.message)]
+    Server { status: u16, body: ErrorBody },
+    /// The server could not be reached, or kept failing, after the retries
+    /// (exit 3).
+    #[error("{0}")]
+    Transport(String),
+    /// Bytes did not match their digests (exit 4).
+    #[error("{0}")]
+    Verify(String),
+    /// A local file could not be read or written (exit 2).
+    #[error("{0}")]
+    Local(String),
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+impl ClientError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Server { .. } => 1,
+            ClientError::Usage(_) | ClientError::Local(_) => 2,
+            ClientError::Transport(_) => 3,
+            ClientError::Verify(_) => 4,
+        }
+    }
+
+    /// Print to stderr (with the error's field details) and give the exit code.
+    pub fn report(&self, json: bool) -> ExitCode {
+        if json {
+            let v = match self {
+                ClientError::Server { status, body } => serde_json::json!({
+                    "error": {"status": status, "code": body.code, "message": body.message,
+                              "errors": body.errors.iter().map(|e| serde_json::json!({
+                                  "field": e.field, "code": e.code, "message": e.message,
+                              })).collect::<Vec<_>>()}
+                }),
+                other => serde_json::json!({"error": {"message": other.to_string()}}),
+            };
+            eprintln!("{v}");
+        } else {
+            eprintln!("imgapi: {self}");
+            if let ClientError::Server { body, .. } = self {
+                for e in &body.errors {
+                    let m = e.message.as_deref().unwrap_or("");
+                    eprintln!("  {}: {} {m}", e.field, e.code);
+                }
+            }
+        }
+        ExitCode::from(self.exit_code())
+    }
+}
+
+pub fn local(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Local(format!("{what}: {e}"))
+}

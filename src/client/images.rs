@@ -1,0 +1,428 @@
+//! The image verbs: publish (upload, register, wait for `active`), list,
+//! get, update, activate, disable, enable, delete, ACL changes; and the
+//! upload-session verbs (list, abort).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::config::state_dir;
+use super::error::{ClientError, Result, local};
+use super::http::Http;
+use super::output;
+use super::state::StateStore;
+use super::tus;
+use super::types::ErrorBody;
+
+/// Longest `?wait=` asked of the server per request; longer waits poll.
+const SERVER_WAIT: u64 = 30;
+
+/// The compression named by a file's first bytes.
+pub fn guess_compression(head: &[u8]) -> &'static str {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        "gzip"
+    } else if head.starts_with(b"BZh") {
+        "bzip2"
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        "xz"
+    } else {
+        "none"
+    }
+}
+
+fn read_head(p: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).map_err(|e| local(p.display(), e))?;
+    let mut buf = vec![0u8; 6];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(local(p.display(), e)),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn read_manifest(p: &Path) -> Result<Map<String, Value>> {
+    let s = std::fs::read(p).map_err(|e| ClientError::Usage(format!("{}: {e}", p.display())))?;
+    match serde_json::from_slice(&s) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ClientError::Usage(format!(
+            "{}: the manifest must be a JSON object",
+            p.display()
+        ))),
+        Err(e) => Err(ClientError::Usage(format!(
+            "{}: not JSON: {e}",
+            p.display()
+        ))),
+    }
+}
+
+/// The registration body: the manifest with `files[0]` pointing at the
+/// upload and stating its digests (and the guessed compression if absent).
+pub fn registration(
+    mut manifest: Map<String, Value>,
+    up: &tus::Uploaded,
+    head: &[u8],
+) -> Result<Value> {
+    let mut file = match manifest.remove("files") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Array(a)) if a.is_empty() => Map::new(),
+        Some(Value::Array(mut a)) if a.len() == 1 => match a.remove(0) {
+            Value::Object(o) => o,
+            _ => {
+                return Err(ClientError::Usage(
+                    "the manifest's files[0] must be an object".into(),
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(ClientError::Usage(
+                "the manifest's files must be a list of one file".into(),
+            ));
+        }
+    };
+    for k in ["upload", "path", "manta_path", "stor"] {
+        file.remove(k);
+    }
+    file.insert("upload".into(), json!(up.id));
+    file.insert("content_md5".into(), json!(up.content_md5));
+    if !file.get("compression").is_some_and(Value::is_string) {
+        file.insert("compression".into(), json!(guess_compression(head)));
+    }
+    manifest.insert("files".into(), json!([file]));
+    Ok(Value::Object(manifest))
+}
+
+/// Polls the image until it leaves `creating` or `deadline` passes.
+async fn wait_state(http: &Http, mut img: Value, deadline: Instant) -> Result<Value> {
+    let mut delay = Duration::from_millis(200);
+    while img["state"] == "creating" {
+        if Instant::now() >= deadline {
+            return Err(ClientError::Transport(format!(
+                "image {} is still being verified (state creating); \
+                 check it later with `imgapi images get {}`",
+                img["uuid"].as_str().unwrap_or("?"),
+                img["uuid"].as_str().unwrap_or("?")
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+        img = get_image(http, img["uuid"].as_str().unwrap_or_default()).await?;
+    }
+    Ok(img)
+}
+
+pub async fn get_image(http: &Http, uuid: &str) -> Result<Value> {
+    let p = format!("/images/{uuid}");
+    http.json("get image", || http.small(Method::GET, &p, Duration::ZERO))
+        .await
+}
+
+/// `imgapi publish`.
+pub async fn publish(
+    http: &Http,
+    manifest: &Path,
+    file: &Path,
+    wait: u64,
+    chunk: u64,
+) -> Result<Value> {
+    let m = read_manifest(manifest)?;
+    let head = read_head(file)?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let up = tus::upload(http, file, None, chunk).await?;
+    let done = |img: Value| -> Result<Value> {
+        tus::forget(&up.key);
+        if img["state"] == "failed" {
+            let body =
+                serde_json::from_value::<ErrorBody>(img["error"].clone()).unwrap_or(ErrorBody {
+                    code: "ImageFailed".into(),
+                    message: format!("image {} failed", img["uuid"]),
+                    errors: vec![],
+                });
+            return Err(ClientError::Server { status: 422, body });
+        }
+        Ok(json!({"image": img, "upload": up.to_json()}))
+    };
+    // A previous run registered it already (and died before forgetting).
+    if up.info["state"] == "registered"
+        && let Some(u) = up.info["image_uuid"].as_str()
+    {
+        let img = get_image(http, u).await?;
+        return done(wait_state(http, img, deadline).await?);
+    }
+    let body = registration(m, &up, &head)?;
+    let w = wait.min(SERVER_WAIT);
+    let path = format!("/images?wait={w}");
+    let res = http
+        .json("register image", || {
+            http.small(Method::POST, &path, Duration::from_secs(w))
+                .json(&body)
+        })
+        .await;
+    let img = match res {
+        Ok(img) => img,
+        // An earlier attempt of ours got through before its answer was lost.
+        Err(ClientError::Server { body, .. }) if body.code == "FileInUse" => {
+            let info = http
+                .json("upload info", || {
+                    http.small(
+                        Method::GET,
+                        &format!("/uploads/{}/info", up.id),
+                        Duration::ZERO,
+                    )
+                })
+                .await?;
+            match info["image_uuid"].as_str() {
+                Some(u) => get_image(http, u).await?,
+                None => return Err(ClientError::Server { status: 409, body }),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    done(wait_state(http, img, deadline).await?)
+}
+
+/// ListImages filters.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ListFilters {
+    /// Images owned by this account uuid.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Name (`~sub` for a substring).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Version (`~sub` for a substring).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Type, e.g. zone-dataset, zvol (`!type` to exclude).
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// OS, e.g. smartos, linux.
+    #[arg(long)]
+    pub os: Option<String>,
+    /// Public (true) or private (false) images only.
+    #[arg(long)]
+    pub public: Option<bool>,
+    /// State: active (default), unactivated, disabled, creating, failed, all.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Tag filter KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Billing tag (repeatable).
+    #[arg(long = "billing-tag")]
+    pub billing_tags: Vec<String>,
+    /// Channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// At most this many images (server maximum 1000).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Start after this image uuid (paging).
+    #[arg(long)]
+    pub marker: Option<String>,
+    /// Sort, e.g. published_at.desc.
+    #[arg(long)]
+    pub sort: Option<String>,
+}
+
+impl ListFilters {
+    pub fn query(&self) -> Result<String> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        let pairs = [
+            ("owner", self.owner.clone()),
+            ("name", self.name.clone()),
+            ("version", self.version.clone()),
+            ("type", self.kind.clone()),
+            ("os", self.os.clone()),
+            ("public", self.public.map(|b| b.to_string())),
+            ("state", self.state.clone()),
+            ("channel", self.channel.clone()),
+            ("limit", self.limit.map(|l| l.to_string())),
+            ("marker", self.marker.clone()),
+            ("sort", self.sort.clone()),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.append_pair(k, &v);
+            }
+        }
+        for t in &self.tags {
+            let (k, v) = t
+                .split_once('=')
+                .ok_or_else(|| ClientError::Usage(format!("--tag \"{t}\": expected KEY=VALUE")))?;
+            q.append_pair(&format!("tag.{k}"), v);
+        }
+        for b in &self.billing_tags {
+            q.append_pair("billing_tag", b);
+        }
+        Ok(q.finish())
+    }
+}
+
+pub async fn list(http: &Http, f: &ListFilters) -> Result<()> {
+    let q = f.query()?;
+    let path = if q.is_empty() {
+        "/images".to_string()
+    } else {
+        format!("/images?{q}")
+    };
+    let v = http
+        .json("list images", || {
+            http.small(Method::GET, &path, Duration::ZERO)
+        })
+        .await?;
+    if http.conn.json {
+        output::json(&v);
+    } else {
+        print!(
+            "{}",
+            output::images_table(v.as_array().map(Vec::as_slice).unwrap_or(&[]))
+        );
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE` pairs (VALUE as JSON when it parses, else a string) merged
+/// over a JSON object file.
+pub fn update_body(pairs: &[String], file: Option<&Path>) -> Result<Value> {
+    let mut m = match file {
+        Some(p) => read_manifest(p)?,
+        None => Map::new(),
+    };
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| ClientError::Usage(format!("\"{p}\": expected KEY=VALUE")))?;
+        let v = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+        m.insert(k.to_string(), v);
+    }
+    if m.is_empty() {
+        return Err(ClientError::Usage(
+            "nothing to update: give KEY=VALUE pairs or --file".into(),
+        ));
+    }
+    Ok(Value::Object(m))
+}
+
+/// `POST /images/{uuid}?action=...` (update, activate, enable, disable).
+pub async fn action(http: &Http, uuid: &str, action: &str, body: Value) -> Result<Value> {
+    let p = format!("/images/{uuid}?action={action}");
+    http.json(action, || {
+        http.small(Method::POST, &p, Duration::ZERO).json(&body)
+    })
+    .await
+}
+
+pub async fn acl(http: &Http, uuid: &str, action: &str, accounts: &[String]) -> Result<Value> {
+    let p = format!("/images/{uuid}/acl?action={action}");
+    http.json("acl", || {
+        http.small(Method::POST, &p, Duration::ZERO).json(&accounts)
+    })
+    .await
+}
+
+pub async fn delete(http: &Http, uuid: &str) -> Result<()> {
+    let p = format!("/images/{uuid}");
+    http.send("delete image", || {
+        http.small(Method::DELETE, &p, Duration::ZERO)
+    })
+    .await?;
+    Ok(())
+}
+
+/// `imgapi uploads list`: the caller's sessions on the server, and which
+/// of them this machine can resume.
+pub async fn uploads_list(http: &Http) -> Result<()> {
+    let v = http
+        .json("list uploads", || {
+            http.small(Method::GET, "/uploads", Duration::ZERO)
+        })
+        .await?;
+    let mut ups = v.as_array().cloned().unwrap_or_default();
+    let local_entries = StateStore::open(state_dir()?)
+        .map(|s| s.list())
+        .unwrap_or_default();
+    for u in &mut ups {
+        if let Some((_, e)) = local_entries
+            .iter()
+            .find(|(_, e)| e.url == http.conn.url && u["id"] == e.upload_id.as_str())
+        {
+            u["local_file"] = json!(e.file.path);
+        }
+    }
+    if http.conn.json {
+        output::json(&Value::Array(ups));
+    } else {
+        print!("{}", output::uploads_table(&ups));
+    }
+    Ok(())
+}
+
+/// `imgapi uploads abort ID`: ends the session on the server and forgets it
+/// locally.
+pub async fn uploads_abort(http: &Http, id: &str) -> Result<()> {
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(ClientError::Usage(format!("\"{id}\" is not an upload id")));
+    }
+    let p = format!("/uploads/{id}");
+    let res = http
+        .send("abort upload", || {
+            http.small(Method::DELETE, &p, Duration::ZERO)
+                .header("tus-resumable", "1.0.0")
+        })
+        .await;
+    if let Ok(s) = StateStore::open(state_dir()?) {
+        s.remove_upload(&http.conn.url, id);
+    }
+    res?;
+    if http.conn.json {
+        output::json(&json!({"id": id, "aborted": true}));
+    } else {
+        println!("aborted upload {id}");
+    }
+    Ok(())
+}
+
+/// Refuses a uuid argument that is not one (before any request).
+pub fn check_uuid(what: &str, s: &str) -> Result<()> {
+    if uuid::Uuid::parse_str(s).is_err() {
+        return Err(ClientError::Usage(format!("{what} \"{s}\" is not a uuid")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_from_magic_bytes() {
+        assert_eq!(guess_compression(&[0x1f, 0x8b, 8, 0]), "gzip");
+        assert_eq!(guess_compression(b"BZh91AY"), "bzip2");
+        assert_eq!(guess_compression(&[0xfd, b'7', b'z', b'X', b'Z', 0]), "xz");
+        assert_eq!(guess_compression(b"\0\0\0"), "none");
+        assert_eq!(guess_compression(b""), "none");
+    }
+
+    #[test]
+    fn tag_filters_become_tag_dot_keys() {
+        let f = ListFilters {
+            tags: vec!["role=db".into()],
+            state: Some("all".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.query().unwrap(), "state=all&tag.role=db");
+        let bad = ListFilters {
+            tags: vec!["x".into()],
+            ..Default::default()
+        };
+        assert!(matches!(bad.query(), Err(ClientError::Usage(_))));
+    }
+}

@@ -1,0 +1,331 @@
+//! The client verbs of the `imgapi` binary (they act on a server URL, not a
+//! data directory): publish, upload, images, file, uploads. Their clap
+//! definitions live here; `main.rs` flattens them into the command line.
+
+pub mod config;
+pub mod download;
+pub mod error;
+pub mod hashes;
+pub mod http;
+pub mod images;
+pub mod output;
+pub mod state;
+pub mod tus;
+pub mod types;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use config::ConnArgs;
+use error::Result;
+use http::Http;
+
+/// The names of the client verbs (for the grouped `--help`).
+pub const VERBS: &[&str] = &["publish", "upload", "images", "file", "uploads"];
+
+const PUBLISH_EXAMPLES: &str = "\
+Examples:
+  imgapi publish -m nodejs-1.2.8.imgmanifest -f nodejs-1.2.8.zfs.gz
+  IMGAPI_URL=https://images.example.com IMGAPI_TOKEN=... imgapi publish -m m.json -f disk.zfs.xz --wait 600
+  # interrupted (Ctrl-C, kill -9, network or server gone)? run the same command again:
+  # it resumes from the bytes the server already has.";
+
+const UPLOAD_EXAMPLES: &str = "\
+Examples:
+  imgapi upload disk.zfs.gz
+  imgapi upload --path /jdoe/stor/images/disk.zfs.gz disk.zfs.gz
+  imgapi upload --json disk.zfs.gz | jq -r .id";
+
+const IMAGES_EXAMPLES: &str = "\
+Examples:
+  imgapi images list --name '~node' --os smartos
+  imgapi images list --state all --json
+  imgapi images get 2b683a82-a066-11e3-97ab-2faa44701c5a
+  imgapi images update UUID description='a better base' tags='{\"role\":\"db\"}'
+  imgapi images disable UUID
+  imgapi images acl add UUID 91ba0e64-2547-11e2-a972-df579e5fddb3";
+
+const FILE_EXAMPLES: &str = "\
+Examples:
+  imgapi file get 2b683a82-a066-11e3-97ab-2faa44701c5a -o base-64.zfs.gz
+  # interrupted? the same command resumes from base-64.zfs.gz.partial";
+
+const UPLOADS_EXAMPLES: &str = "\
+Examples:
+  imgapi uploads list
+  imgapi uploads abort 3560c262-fc65-0242-a446-7c6d1fb482e3";
+
+/// The client verbs.
+#[derive(Subcommand, Debug)]
+pub enum ClientCmd {
+    /// Upload an image file (resumably) and register it with its manifest;
+    /// waits until the image is active and prints it.
+    #[command(after_help = PUBLISH_EXAMPLES)]
+    Publish(PublishArgs),
+    /// Upload a file resumably (no registration); prints the upload id,
+    /// size, sha1 and content_md5.
+    #[command(after_help = UPLOAD_EXAMPLES)]
+    Upload(UploadArgs),
+    /// List, show and change images.
+    #[command(after_help = IMAGES_EXAMPLES)]
+    Images {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        cmd: ImagesCmd,
+    },
+    /// Download an image file, resumably, verified against its digests.
+    #[command(after_help = FILE_EXAMPLES)]
+    File {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        cmd: FileCmd,
+    },
+    /// Show or end your upload sessions on the server.
+    #[command(after_help = UPLOADS_EXAMPLES)]
+    Uploads {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(subcommand)]
+        cmd: UploadsCmd,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// The image manifest (JSON): name, version, os, type, ... ; its
+    /// files[0] may give compression (else guessed from the file).
+    #[arg(short, long, value_name = "MANIFEST.json")]
+    pub manifest: PathBuf,
+    /// The image file.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Seconds to wait for the image to become active.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub wait: u64,
+    /// MiB per upload request.
+    #[arg(long, hide = true, default_value_t = 8)]
+    pub chunk_mib: u64,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct UploadArgs {
+    /// The file to upload.
+    pub file: PathBuf,
+    /// Storage path to write: /LOGIN/stor/... or /assets/...
+    #[arg(long)]
+    pub path: Option<String>,
+    /// MiB per upload request.
+    #[arg(long, hide = true, default_value_t = 8)]
+    pub chunk_mib: u64,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImagesCmd {
+    /// List images (ListImages filters as flags).
+    List(images::ListFilters),
+    /// Show one image.
+    Get { uuid: String },
+    /// Change an image's fields: KEY=VALUE pairs (VALUE is JSON when it
+    /// parses as JSON) and/or a JSON object file.
+    Update {
+        uuid: String,
+        #[arg(value_name = "KEY=VALUE")]
+        fields: Vec<String>,
+        /// A JSON object of fields to change.
+        #[arg(short, long, value_name = "FILE.json")]
+        file: Option<PathBuf>,
+    },
+    /// Activate an image whose file is added.
+    Activate { uuid: String },
+    /// Disable an image (hidden from provisioning).
+    Disable { uuid: String },
+    /// Enable a disabled image.
+    Enable { uuid: String },
+    /// Delete an image and its file.
+    Delete { uuid: String },
+    /// Add or remove accounts of an image's ACL.
+    Acl {
+        #[command(subcommand)]
+        cmd: AclCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AclCmd {
+    /// Give accounts access to a private image.
+    Add {
+        uuid: String,
+        #[arg(required = true, value_name = "ACCOUNT")]
+        accounts: Vec<String>,
+    },
+    /// Take accounts off an image's ACL.
+    Remove {
+        uuid: String,
+        #[arg(required = true, value_name = "ACCOUNT")]
+        accounts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FileCmd {
+    /// Download an image's file into OUT (via OUT.partial, resumed after any
+    /// interruption), verified against its md5, sha1 and size.
+    Get {
+        uuid: String,
+        /// Where to write the file.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UploadsCmd {
+    /// List your upload sessions (and which this machine can resume).
+    List,
+    /// End an upload session and free its bytes.
+    Abort { id: String },
+}
+
+impl ClientCmd {
+    fn conn(&self) -> &ConnArgs {
+        match self {
+            ClientCmd::Publish(a) => &a.conn,
+            ClientCmd::Upload(a) => &a.conn,
+            ClientCmd::Images { conn, .. }
+            | ClientCmd::File { conn, .. }
+            | ClientCmd::Uploads { conn, .. } => conn,
+        }
+    }
+}
+
+fn chunk_bytes(mib: u64) -> Result<u64> {
+    if mib == 0 || mib > 1024 {
+        return Err(error::ClientError::Usage(
+            "--chunk-mib must be from 1 to 1024".into(),
+        ));
+    }
+    Ok(mib << 20)
+}
+
+/// Runs a client verb; prints its result and gives the exit code.
+pub async fn run(cmd: ClientCmd) -> ExitCode {
+    let as_json = cmd.conn().json;
+    match run_inner(cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(as_json),
+    }
+}
+
+async fn run_inner(cmd: ClientCmd) -> Result<()> {
+    let http = Http::new(cmd.conn().resolve()?)?;
+    let js = http.conn.json;
+    match cmd {
+        ClientCmd::Publish(a) => {
+            let chunk = chunk_bytes(a.chunk_mib)?;
+            let v = images::publish(&http, &a.manifest, &a.file, a.wait, chunk).await?;
+            if js {
+                output::json(&v);
+            } else {
+                let img = &v["image"];
+                let keep = [
+                    "uuid", "name", "version", "os", "type", "state", "owner", "public",
+                ];
+                let mut o = serde_json::Map::new();
+                for k in keep {
+                    if !img[k].is_null() {
+                        o.insert(k.into(), img[k].clone());
+                    }
+                }
+                o.insert("sha1".into(), img["files"][0]["sha1"].clone());
+                o.insert("size".into(), img["files"][0]["size"].clone());
+                if v["upload"]["resumed_from"].as_u64().unwrap_or(0) > 0 {
+                    o.insert("resumed_from".into(), v["upload"]["resumed_from"].clone());
+                }
+                print!("{}", output::fields(&serde_json::Value::Object(o)));
+            }
+        }
+        ClientCmd::Upload(a) => {
+            let chunk = chunk_bytes(a.chunk_mib)?;
+            let up = tus::upload(&http, &a.file, a.path.as_deref(), chunk).await?;
+            tus::forget(&up.key);
+            let mut v = up.to_json();
+            if let Some(p) = up.info.get("path") {
+                v["path"] = p.clone();
+            }
+            output::show(&v, js);
+        }
+        ClientCmd::Images { cmd, .. } => images_cmd(&http, cmd).await?,
+        ClientCmd::File {
+            cmd: FileCmd::Get { uuid, output: out },
+            ..
+        } => {
+            images::check_uuid("image", &uuid)?;
+            let v = download::file_get(&http, &uuid, &out).await?;
+            output::show(&v, js);
+        }
+        ClientCmd::Uploads { cmd, .. } => match cmd {
+            UploadsCmd::List => images::uploads_list(&http).await?,
+            UploadsCmd::Abort { id } => images::uploads_abort(&http, &id).await?,
+        },
+    }
+    Ok(())
+}
+
+async fn images_cmd(http: &Http, cmd: ImagesCmd) -> Result<()> {
+    let js = http.conn.json;
+    let show = |v: serde_json::Value| output::show(&v, js);
+    match cmd {
+        ImagesCmd::List(f) => images::list(http, &f).await?,
+        ImagesCmd::Get { uuid } => {
+            images::check_uuid("image", &uuid)?;
+            show(images::get_image(http, &uuid).await?)
+        }
+        ImagesCmd::Update { uuid, fields, file } => {
+            images::check_uuid("image", &uuid)?;
+            let body = images::update_body(&fields, file.as_deref())?;
+            show(images::action(http, &uuid, "update", body).await?)
+        }
+        ImagesCmd::Activate { uuid } => {
+            images::check_uuid("image", &uuid)?;
+            show(images::action(http, &uuid, "activate", json!({})).await?)
+        }
+        ImagesCmd::Disable { uuid } => {
+            images::check_uuid("image", &uuid)?;
+            show(images::action(http, &uuid, "disable", json!({})).await?)
+        }
+        ImagesCmd::Enable { uuid } => {
+            images::check_uuid("image", &uuid)?;
+            show(images::action(http, &uuid, "enable", json!({})).await?)
+        }
+        ImagesCmd::Delete { uuid } => {
+            images::check_uuid("image", &uuid)?;
+            images::delete(http, &uuid).await?;
+            if js {
+                output::json(&json!({"uuid": uuid, "deleted": true}));
+            } else {
+                println!("deleted image {uuid}");
+            }
+        }
+        ImagesCmd::Acl { cmd } => {
+            let (uuid, action, accounts) = match cmd {
+                AclCmd::Add { uuid, accounts } => (uuid, "add", accounts),
+                AclCmd::Remove { uuid, accounts } => (uuid, "remove", accounts),
+            };
+            images::check_uuid("image", &uuid)?;
+            for a in &accounts {
+                images::check_uuid("account", a)?;
+            }
+            show(images::acl(http, &uuid, action, &accounts).await?)
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! What the client prints: tables and key/value lists for people, JSON for
+//! scripts (`--json`), and progress bars (on a terminal only).
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+/// A progress bar over `total` bytes, drawn on stderr only when stderr is a
+/// terminal and the output is not JSON; hidden otherwise.
+pub fn bar(total: u64, json: bool, label: &str) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(label.to_string());
+    pb
+}
+
+/// Prints `v` as pretty JSON on stdout.
+pub fn json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// A text table: a header row and rows, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The table of `images list`.
+pub fn images_table(images: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            let published = i["published_at"]
+                .as_str()
+                .map(|s| s.get(..10).unwrap_or(s).to_string())
+                .unwrap_or_else(|| "-".into());
+            vec![
+                cell(&i["uuid"]),
+                cell(&i["name"]),
+                cell(&i["version"]),
+                cell(&i["os"]),
+                cell(&i["type"]),
+                cell(&i["state"]),
+                published,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "UUID",
+            "NAME",
+            "VERSION",
+            "OS",
+            "TYPE",
+            "STATE",
+            "PUBLISHED",
+        ],
+        &rows,
+    )
+}
+
+/// An object as `key: value` lines (nested values as compact JSON).
+pub fn fields(v: &Value) -> String {
+    let Some(o) = v.as_object() else {
+        return cell(v) + "\n";
+    };
+    let w = o.keys().map(|k| k.len()).max().unwrap_or(0);
+    o.iter()
+        .map(|(k, v)| format!("{:<w$}  {}\n", format!("{k}:"), cell(v), w = w + 1))
+        .collect()
+}
+
+/// Prints `v` as JSON (`--json`) or as fields.
+pub fn show(v: &Value, as_json: bool) {
+    if as_json {
+        json(v)
+    } else {
+        print!("{}", fields(v))
+    }
+}
+
+/// The table of `uploads list`.
+pub fn uploads_table(ups: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = ups
+        .iter()
+        .map(|u| {
+            vec![
+                cell(&u["id"]),
+                cell(&u["state"]),
+                format!("{}/{}", cell(&u["offset"]), cell(&u["length"])),
+                u["path"]
+                    .as_str()
+                    .or(u["metadata"]["filename"].as_str())
+                    .unwrap_or("-")
+                    .to_string(),
+                cell(&u["expires_at"]),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATE", "OFFSET/LENGTH", "FILE", "EXPIRES"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns() {
+        let t = table(
+            &["A", "BB"],
+            &[vec!["xxx".into(), "y".into()], vec!["z".into(), "w".into()]],
+        );
+        assert_eq!(t, "A    BB\nxxx  y\nz    w\n");
+    }
+}

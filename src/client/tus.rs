@@ -1,0 +1,416 @@
+//! Resumable uploads (tus 1.0): create a session, send the file in chunks,
+//! and after any interruption (the client killed, the network or the server
+//! gone) go on from the offset the server acknowledged (`HEAD`), never
+//! re-sending those bytes. The whole-file hashes are saved with each
+//! acknowledged chunk in the state store, so a resume does not re-read them.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use bytes::Bytes;
+use indicatif::ProgressBar;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::config::state_dir;
+use super::error::{ClientError, Result, local};
+use super::hashes::Hashes;
+use super::http::{Attempt, Http, backoff, chain, classify, watch};
+use super::state::{self, Entry, FileId, StateStore};
+
+/// Bytes handed to the connection at a time (the unit of progress).
+const SLICE: usize = 256 << 10;
+/// Bytes read at a time when hashing local bytes the server already has.
+const READ: u64 = 1 << 20;
+
+/// A finished upload.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub id: String,
+    pub size: u64,
+    pub sha1: String,
+    pub content_md5: String,
+    /// The offset the server already had when this run started.
+    pub resumed_from: u64,
+    /// Bytes this run sent.
+    pub bytes_sent: u64,
+    /// The state entry (removed by the caller once the upload is used).
+    pub key: String,
+    /// The server's view of the upload (`GET /uploads/{id}/info`).
+    pub info: Value,
+}
+
+impl Uploaded {
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id, "size": self.size, "sha1": self.sha1,
+            "content_md5": self.content_md5, "resumed_from": self.resumed_from,
+            "bytes_sent": self.bytes_sent,
+        })
+    }
+}
+
+fn tus(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    rb.header("tus-resumable", "1.0.0")
+}
+
+fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
+    r.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+fn env_u64(k: &str) -> Option<u64> {
+    std::env::var(k).ok()?.parse().ok()
+}
+
+/// `HEAD /uploads/{id}`: (offset, length).
+pub async fn head(http: &Http, id: &str) -> Result<(u64, u64)> {
+    let path = format!("/uploads/{id}");
+    let r = http
+        .send("HEAD upload", || {
+            tus(http.small(Method::HEAD, &path, Default::default()))
+        })
+        .await?;
+    match (
+        header_u64(&r, "upload-offset"),
+        header_u64(&r, "upload-length"),
+    ) {
+        (Some(o), Some(l)) => Ok((o, l)),
+        _ => Err(ClientError::Transport(
+            "HEAD upload: no Upload-Offset/Upload-Length in the answer".into(),
+        )),
+    }
+}
+
+/// `POST /uploads`: a new session; its id.
+async fn create(http: &Http, size: u64, file: &Path, target: Option<&str>) -> Result<String> {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut meta = vec![];
+    if let Some(name) = file.file_name() {
+        meta.push(format!("filename {}", b64(&name.to_string_lossy())));
+    }
+    if let Some(t) = target {
+        meta.push(format!("path {}", b64(t)));
+    }
+    let meta = meta.join(",");
+    let r = http
+        .send("create upload", || {
+            let mut rb = tus(http.small(Method::POST, "/uploads", Default::default()))
+                .header("upload-length", size.to_string());
+            if !meta.is_empty() {
+                rb = rb.header("upload-metadata", meta.as_str());
+            }
+            rb
+        })
+        .await?;
+    let loc = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let id = loc
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    if id.is_empty() {
+        return Err(ClientError::Transport(
+            "create upload: no Location in the answer".into(),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// Reads `len` bytes of `file` at `at`.
+async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Result<Bytes> {
+    let f = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+    })
+    .await
+    .map_err(|e| local("read", e))?
+    .map_err(|e| local("read", e))
+}
+
+/// Brings `h` to `to` bytes of `file`, reading only what it lacks (from the
+/// start when it is past `to`).
+async fn hash_to(file: &Arc<std::fs::File>, h: Hashes, to: u64) -> Result<Hashes> {
+    let f = file.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut h = if h.size > to { Hashes::default() } else { h };
+        let mut buf = vec![0u8; READ as usize];
+        while h.size < to {
+            let n = (to - h.size).min(READ) as usize;
+            f.read_exact_at(&mut buf[..n], h.size)?;
+            h.update(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(h)
+    })
+    .await
+    .map_err(|e| local("read", e))?
+    .map_err(|e| local("read", e))
+}
+
+/// What a PATCH came to.
+enum Patched {
+    Offset(u64),
+    Retry(String, Option<std::time::Duration>),
+}
+
+/// One PATCH of `data` at `offset`, dropped when it stalls.
+async fn patch(
+    http: &Http,
+    id: &str,
+    offset: u64,
+    data: Bytes,
+    sent: &Arc<AtomicU64>,
+    pb: &ProgressBar,
+) -> Result<Patched> {
+    let len = data.len();
+    let slices: Vec<Bytes> = (0..len)
+        .step_by(SLICE)
+        .map(|i| data.slice(i..(i + SLICE).min(len)))
+        .collect();
+    let progress = Arc::new(AtomicU64::new(0));
+    let (p2, s2, pb2) = (progress.clone(), sent.clone(), pb.clone());
+    let stream = futures_util::stream::iter(slices.into_iter().map(move |s| {
+        let n = s.len() as u64;
+        let now = p2.fetch_add(n, Ordering::Relaxed) + n;
+        s2.fetch_add(n, Ordering::Relaxed);
+        pb2.set_position(offset + now);
+        Ok::<_, std::io::Error>(s)
+    }));
+    let rb = tus(http.req(Method::PATCH, &format!("/uploads/{id}")))
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .header("content-length", len.to_string())
+        .body(reqwest::Body::wrap_stream(stream));
+    let Some(res) = watch(rb.send(), &progress, http.conn.stall).await else {
+        return Ok(Patched::Retry(
+            format!("no progress for {}s (stalled)", http.conn.stall.as_secs()),
+            None,
+        ));
+    };
+    let r = match res {
+        Err(e) => return Ok(Patched::Retry(chain(&e), None)),
+        Ok(r) => r,
+    };
+    if r.status().as_u16() == 409 || r.status().as_u16() == 460 {
+        // Offset conflict or a damaged chunk: find out where the server is.
+        let st = r.status().as_u16();
+        return Ok(Patched::Retry(format!("PATCH answered {st}"), None));
+    }
+    match classify(r).await? {
+        Attempt::Retry { why, after } => Ok(Patched::Retry(why, after)),
+        Attempt::Done(r) => match header_u64(&r, "upload-offset") {
+            Some(o) => Ok(Patched::Offset(o)),
+            None => Ok(Patched::Retry("PATCH: no Upload-Offset".into(), None)),
+        },
+    }
+}
+
+/// Uploads `path` (to storage path `target` if given), resuming a previous
+/// run's session when the state store has one for this file and server.
+pub async fn upload(
+    http: &Http,
+    path: &Path,
+    target: Option<&str>,
+    chunk: u64,
+) -> Result<Uploaded> {
+    let fid = FileId::of(path)?;
+    let size = fid.size;
+    let key = state::key(&http.conn.url, http.conn.account.as_deref(), target, &fid);
+    let store = StateStore::open(state_dir()?)?;
+    let file = Arc::new(std::fs::File::open(&fid.path).map_err(|e| local(path.display(), e))?);
+    let mut entry = None;
+    let mut server_offset = 0;
+    if let Some(e) = store.load(&key) {
+        match head(http, &e.upload_id).await {
+            Ok((o, l)) if l == size => {
+                server_offset = o;
+                entry = Some(e);
+            }
+            Ok(_) | Err(ClientError::Server { .. }) => store.remove(&key),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut entry = match entry {
+        Some(e) => e,
+        None => {
+            let id = create(http, size, path, target).await?;
+            let e = Entry {
+                url: http.conn.url.clone(),
+                account: http.conn.account.clone(),
+                target: target.map(String::from),
+                file: fid.clone(),
+                upload_id: id,
+                hashes: Hashes::default().save(),
+                created_at: chrono::Utc::now().to_rfc3339(),
+            };
+            store.save(&key, &e)?;
+            e
+        }
+    };
+    let id = entry.upload_id.clone();
+    let saved = Hashes::restore(&entry.hashes).unwrap_or_default();
+    let mut hashes = hash_to(&file, saved, server_offset).await?;
+    let mut offset = server_offset;
+    let resumed_from = offset;
+    let pb = super::output::bar(size, http.conn.json, "upload");
+    pb.set_position(offset);
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut failures = 0u32;
+    let abort_after = env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
+    let pause_after = env_u64("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
+    let mut paused = false;
+    while offset < size {
+        let len = chunk.min(size - offset);
+        let data = read_at(&file, offset, len).await?;
+        let d2 = data.clone();
+        let mut next = hashes.clone();
+        let hashing = tokio::task::spawn_blocking(move || {
+            next.update(&d2);
+            next
+        });
+        let res = patch(http, &id, offset, data, &sent, &pb).await;
+        let next = hashing.await.map_err(|e| local("hash", e))?;
+        match res {
+            Err(e) => {
+                if let ClientError::Server {
+                    status: 404 | 410, ..
+                } = e
+                {
+                    store.remove(&key);
+                }
+                pb.abandon();
+                return Err(e);
+            }
+            Ok(Patched::Offset(o)) if o == offset + len => {
+                hashes = next;
+                offset = o;
+                failures = 0;
+            }
+            Ok(Patched::Offset(o)) => {
+                hashes = hash_to(&file, hashes, o).await?;
+                offset = o;
+            }
+            Ok(Patched::Retry(why, after)) => {
+                if failures >= http.conn.retries {
+                    pb.abandon();
+                    return Err(ClientError::Transport(format!(
+                        "upload {id} failed after {} attempt(s): {why}; \
+                         run the same command again to resume",
+                        failures + 1
+                    )));
+                }
+                let d = after.unwrap_or_else(|| backoff(failures));
+                if !http.conn.json {
+                    pb.suspend(|| {
+                        eprintln!(
+                            "imgapi: upload at {offset}: {why}; resuming in {:.1}s",
+                            d.as_secs_f64()
+                        )
+                    });
+                }
+                tokio::time::sleep(d).await;
+                failures += 1;
+                let o = match head(http, &id).await {
+                    Ok((o, _)) => o,
+                    Err(e @ ClientError::Server { .. }) => {
+                        store.remove(&key);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
+                hashes = hash_to(&file, hashes, o).await?;
+                offset = o;
+                pb.set_position(offset);
+                continue;
+            }
+        }
+        if abort_after.is_some_and(|n| offset >= n) {
+            // Test hook: die as `kill -9` would, after the server
+            // acknowledged bytes and before the state file says so.
+            // SAFETY: kill(2) on our own pid.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        entry.hashes = hashes.save();
+        store.save(&key, &entry)?;
+        if !paused && pause_after.is_some_and(|n| offset >= n) {
+            paused = true;
+            test_pause().await;
+        }
+    }
+    pb.finish_and_clear();
+    let now = FileId::of(path)?;
+    if now.size != fid.size || now.mtime_ns != fid.mtime_ns {
+        store.remove(&key);
+        return Err(ClientError::Verify(format!(
+            "{} changed while it was uploaded; run the command again",
+            path.display()
+        )));
+    }
+    let (content_md5, sha1) = hashes.finish();
+    let info = check_server_digests(http, &id, &content_md5, &sha1).await?;
+    Ok(Uploaded {
+        id,
+        size,
+        sha1,
+        content_md5,
+        resumed_from,
+        bytes_sent: sent.load(Ordering::Relaxed),
+        key,
+        info,
+    })
+}
+
+/// Test hook: create `IMGAPI_CLIENT_TEST_PAUSE_FILE` and wait until it is
+/// removed (the test restarts the server meanwhile).
+async fn test_pause() {
+    let Some(p) = std::env::var_os("IMGAPI_CLIENT_TEST_PAUSE_FILE") else {
+        return;
+    };
+    let p = std::path::PathBuf::from(p);
+    if std::fs::write(&p, b"paused").is_err() {
+        return;
+    }
+    while p.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The server's digests of the finished upload must be ours.
+async fn check_server_digests(http: &Http, id: &str, md5: &str, sha1: &str) -> Result<Value> {
+    let path = format!("/uploads/{id}/info");
+    let info = http
+        .json("upload info", || {
+            http.small(Method::GET, &path, Default::default())
+        })
+        .await?;
+    for (k, ours) in [("content_md5", md5), ("sha1", sha1)] {
+        if let Some(theirs) = info[k].as_str()
+            && theirs != ours
+        {
+            return Err(ClientError::Verify(format!(
+                "upload {id}: the server's {k} {theirs} differs from the file's {ours}"
+            )));
+        }
+    }
+    Ok(info)
+}
+
+/// Forgets the state entry of a finished upload.
+pub fn forget(key: &str) {
+    if let Ok(d) = state_dir()
+        && let Ok(s) = StateStore::open(d)
+    {
+        s.remove(key);
+    }
+}
