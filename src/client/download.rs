@@ -87,8 +87,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
     let resumed_from = have;
     let mut f = tokio::fs::OpenOptions::new()
         .create(true)
-        .write(true)
-        .truncate(false)
+        .append(true)
         .open(&partial)
         .await
         .map_err(|e| local(partial.display(), e))?;

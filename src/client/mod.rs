@@ -59,6 +59,8 @@ Examples:
   imgapi uploads abort 3560c262-fc65-0242-a446-7c6d1fb482e3";
 
 /// The client verbs.
+// Parsed once per process: boxing the large variants would gain nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ClientCmd {
     /// Upload an image file (resumably) and register it with its manifest;
@@ -128,6 +130,7 @@ pub struct UploadArgs {
     pub conn: ConnArgs,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ImagesCmd {
     /// List images (ListImages filters as flags).

@@ -1,0 +1,602 @@
+//! The client verbs of the `imgapi` binary against the real server: publish
+//! end to end, resumed after the client is SIGKILLed and after the server is
+//! restarted mid-upload (sending only the missing bytes), verified resumable
+//! downloads, the image verbs, exit codes, `--json`, and the man pages.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+use serde_json::{Value, json};
+
+const MIB: usize = 1 << 20;
+
+/// The client, run against `url` with its state in `state`.
+fn imgapi(url: &str, state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
+    c.env("IMGAPI_URL", url)
+        .env("IMGAPI_STATE_DIR", state)
+        .env("IMGAPI_RETRIES", "8")
+        .env_remove("IMGAPI_TOKEN")
+        .env_remove("IMGAPI_ACCOUNT")
+        .env_remove("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES")
+        .env_remove("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
+    c
+}
+
+fn run(url: &str, state: &Path, args: &[&str]) -> Output {
+    imgapi(url, state).args(args).output().expect("run imgapi")
+}
+
+fn stdout_json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+/// A gzip-looking file of `n` bytes (the client guesses its compression).
+fn gz_file(dir: &Path, n: usize, seed: u32) -> (PathBuf, Vec<u8>) {
+    let mut d = data(n, seed);
+    d[..3].copy_from_slice(&[0x1f, 0x8b, 0x08]);
+    let p = dir.join(format!("image-{seed}.zfs.gz"));
+    std::fs::write(&p, &d).unwrap();
+    (p, d)
+}
+
+fn manifest(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.json"));
+    let m = json!({"v": 2, "name": name, "version": "1.0.0", "os": "smartos",
+                   "type": "zone-dataset"});
+    std::fs::write(&p, m.to_string()).unwrap();
+    p
+}
+
+/// The server's count of request body bytes received (`/metrics`).
+async fn bytes_in(url: &str) -> u64 {
+    let t = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    t.lines()
+        .find_map(|l| l.strip_prefix("imgapi_http_request_bytes_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("imgapi_http_request_bytes_total") as u64
+}
+
+/// The file of image `uuid` as the server serves it.
+async fn served(url: &str, uuid: &str) -> Vec<u8> {
+    let r = reqwest::get(format!("{url}/images/{uuid}/file"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// Upload sessions of `account` on the server.
+async fn server_uploads(url: &str, account: &str) -> Vec<Value> {
+    let r = reqwest::get(format!("{url}/uploads?account={account}"))
+        .await
+        .unwrap();
+    r.json::<Value>().await.unwrap().as_array().unwrap().clone()
+}
+
+fn state_entries(state: &Path) -> usize {
+    std::fs::read_dir(state)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("upload-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn publish_registers_an_active_image_and_file_get_downloads_it() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 3 * MIB + 123, 1);
+    let m = manifest(tmp.path(), "e2e");
+    let out = run(
+        &s.url,
+        &state,
+        &[
+            "publish",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            file.to_str().unwrap(),
+            "--account",
+            LUKE,
+            "--json",
+        ],
+    );
+    let v = stdout_json(&out);
+    let img = &v["image"];
+    assert_eq!(img["state"], "active", "{v}");
+    assert_eq!(img["owner"], LUKE);
+    assert_eq!(img["files"][0]["sha1"], sha1_hex(&bytes));
+    assert_eq!(img["files"][0]["size"], bytes.len());
+    assert_eq!(img["files"][0]["compression"], "gzip");
+    assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
+    assert_eq!(v["upload"]["resumed_from"], 0);
+    assert_eq!(
+        state_entries(&state),
+        0,
+        "a finished publish forgets its state"
+    );
+    let uuid = img["uuid"].as_str().unwrap();
+    assert_eq!(served(&s.url, uuid).await, bytes);
+
+    // Human output names the image.
+    let out = run(&s.url, &state, &["images", "get", uuid]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(uuid) && text.contains("e2e"), "{text}");
+
+    // file get: verified, renamed into place.
+    let dest = tmp.path().join("down.zfs.gz");
+    let out = run(
+        &s.url,
+        &state,
+        &["file", "get", uuid, "-o", dest.to_str().unwrap(), "--json"],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["sha1"], sha1_hex(&bytes));
+    assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+    assert!(!tmp.path().join("down.zfs.gz.partial").exists());
+}
+
+#[tokio::test]
+async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 24 * MIB + 7, 2);
+    let m = manifest(tmp.path(), "killed");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "2",
+    ];
+    // The client SIGKILLs itself once the server acknowledged >= 7 MiB, before
+    // its state file records that chunk (the harshest moment).
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (7 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let ups = server_uploads(&s.url, LUKE).await;
+    assert_eq!(ups.len(), 1, "{ups:?}");
+    let at_kill = ups[0]["offset"].as_u64().unwrap();
+    assert!(
+        at_kill >= 7 * MIB as u64 && at_kill < bytes.len() as u64,
+        "{at_kill}"
+    );
+    assert_eq!(state_entries(&state), 1);
+
+    let before = bytes_in(&s.url).await;
+    let v = stdout_json(&imgapi(&s.url, &state).args(args).output().unwrap());
+    let after = bytes_in(&s.url).await;
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], at_kill);
+    let missing = bytes.len() as u64 - at_kill;
+    assert_eq!(v["upload"]["bytes_sent"], missing);
+    // The server received the missing bytes plus the manifest, no more.
+    assert!(
+        after - before >= missing && after - before < missing + 4096,
+        "received {} for {missing} missing bytes",
+        after - before
+    );
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
+    assert_eq!(
+        served(&s.url, v["image"]["uuid"].as_str().unwrap()).await,
+        bytes
+    );
+    assert_eq!(state_entries(&state), 0);
+}
+
+/// A server on a fixed port (so the client's URL stays valid across a
+/// restart), started again with the same data after SIGKILL.
+struct FixedServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl FixedServer {
+    fn start() -> FixedServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Self::spawn(dir.path(), port);
+        FixedServer { child, port, dir }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imgapi"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("IMGAPI_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("server printed nothing").unwrap();
+        assert!(first.starts_with("imgapi listening on "), "{first}");
+        std::thread::spawn(move || for _ in lines {});
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn restart_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), self.port);
+    }
+}
+
+impl Drop for FixedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn publish_goes_on_after_the_server_is_killed_and_restarted_mid_upload() {
+    let mut s = FixedServer::start();
+    let url = s.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 12 * MIB + 5, 3);
+    let m = manifest(tmp.path(), "restarted");
+    let pause = tmp.path().join("paused");
+    // The client stops after 4 MiB are acknowledged, until `pause` is gone.
+    let child = imgapi(&url, &state)
+        .args([
+            "publish",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            file.to_str().unwrap(),
+            "--account",
+            LUKE,
+            "--json",
+            "--chunk-mib",
+            "2",
+        ])
+        .env(
+            "IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES",
+            (4 * MIB).to_string(),
+        )
+        .env("IMGAPI_CLIENT_TEST_PAUSE_FILE", &pause)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(std::time::Instant::now() < deadline, "client never paused");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.restart_hard();
+    let offset = server_uploads(&url, LUKE).await[0]["offset"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(offset, 4 * MIB as u64, "the acknowledged bytes survived");
+    std::fs::remove_file(&pause).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], 0);
+    // At most the chunk in flight when the connection broke is sent again:
+    // the client went on from the server's offset.
+    let sent = v["upload"]["bytes_sent"].as_u64().unwrap();
+    assert!(
+        sent >= bytes.len() as u64 && sent <= (bytes.len() + 2 * MIB) as u64,
+        "sent {sent}"
+    );
+    assert_eq!(
+        served(&url, v["image"]["uuid"].as_str().unwrap()).await,
+        bytes
+    );
+}
+
+#[tokio::test]
+async fn file_get_resumes_a_partial_file_and_refuses_a_corrupt_one() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let bytes = data(3 * MIB + 99, 4);
+    let img = s.create_active(LUKE, "dl", true, &bytes).await;
+    let uuid = img["uuid"].as_str().unwrap();
+    let dest = tmp.path().join("out.img");
+    let partial = tmp.path().join("out.img.partial");
+
+    // An interrupted download left the first 1 MiB + 17 bytes.
+    std::fs::write(&partial, &bytes[..MIB + 17]).unwrap();
+    let out = run(
+        &s.url,
+        &state,
+        &["file", "get", uuid, "-o", dest.to_str().unwrap(), "--json"],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["resumed_from"], MIB + 17);
+    assert_eq!(v["bytes_received"], bytes.len() - MIB - 17);
+    assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+    assert!(!partial.exists());
+
+    // A partial file whose bytes were damaged: the result does not verify,
+    // the partial file is deleted and nothing lands at OUT.
+    let dest2 = tmp.path().join("out2.img");
+    let partial2 = tmp.path().join("out2.img.partial");
+    let mut bad = bytes[..2 * MIB].to_vec();
+    bad[1000] ^= 0xff;
+    std::fs::write(&partial2, &bad).unwrap();
+    let out = run(
+        &s.url,
+        &state,
+        &["file", "get", uuid, "-o", dest2.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed verification"), "{err}");
+    assert!(!partial2.exists());
+    assert!(!dest2.exists());
+}
+
+#[tokio::test]
+async fn image_verbs_change_what_the_server_shows() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("state");
+    let img = s.create_active(LUKE, "verbs", false, b"hello").await;
+    let uuid = img["uuid"].as_str().unwrap();
+    let url = &s.url;
+
+    let v = stdout_json(&run(
+        url,
+        &st,
+        &["images", "list", "--name", "~erb", "--json"],
+    ));
+    assert_eq!(names(&v), vec!["verbs"]);
+    let out = run(url, &st, &["images", "list", "--name", "~erb"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("UUID") && table.contains(uuid), "{table}");
+
+    let v = stdout_json(&run(
+        url,
+        &st,
+        &[
+            "images",
+            "update",
+            uuid,
+            "description=a test image",
+            "tags={\"role\":\"db\"}",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["description"], "a test image");
+    assert_eq!(v["tags"]["role"], "db");
+    let v = stdout_json(&run(
+        url,
+        &st,
+        &["images", "list", "--tag", "role=db", "--json"],
+    ));
+    assert_eq!(names(&v), vec!["verbs"]);
+
+    let v = stdout_json(&run(url, &st, &["images", "disable", uuid, "--json"]));
+    assert_eq!(v["state"], "disabled");
+    let v = stdout_json(&run(url, &st, &["images", "enable", uuid, "--json"]));
+    assert_eq!(v["state"], "active");
+    let v = stdout_json(&run(
+        url,
+        &st,
+        &["images", "acl", "add", uuid, VADER, "--json"],
+    ));
+    assert_eq!(v["acl"], json!([VADER]));
+    let v = stdout_json(&run(
+        url,
+        &st,
+        &["images", "acl", "remove", uuid, VADER, "--json"],
+    ));
+    assert!(v["acl"].as_array().is_none_or(|a| a.is_empty()), "{v}");
+    let out = run(url, &st, &["images", "delete", uuid]);
+    assert!(out.status.success(), "{out:?}");
+    let (code, _) = s.get(&format!("/images/{uuid}")).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn upload_prints_digests_and_uploads_list_and_abort_end_sessions() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), MIB + 3, 5);
+    let v = stdout_json(&run(
+        &s.url,
+        &st,
+        &[
+            "upload",
+            file.to_str().unwrap(),
+            "--account",
+            LUKE,
+            "--json",
+        ],
+    ));
+    assert_eq!(v["size"], bytes.len());
+    assert_eq!(v["sha1"], sha1_hex(&bytes));
+    assert_eq!(v["content_md5"], md5_b64(&bytes));
+    let id = v["id"].as_str().unwrap().to_string();
+
+    let v = stdout_json(&run(
+        &s.url,
+        &st,
+        &["uploads", "list", "--account", LUKE, "--json"],
+    ));
+    assert_eq!(v[0]["id"], id.as_str());
+    assert_eq!(v[0]["state"], "complete");
+    let out = run(&s.url, &st, &["uploads", "abort", &id, "--account", LUKE]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(server_uploads(&s.url, LUKE).await.is_empty());
+}
+
+#[tokio::test]
+async fn exit_codes_tell_refusals_usage_and_transport_apart() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path().join("state");
+    // 1: the server refused; its code is printed.
+    let out = run(
+        &s.url,
+        &st,
+        &["images", "get", "00000000-0000-4000-8000-000000000000"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFound"));
+    let out = run(
+        &s.url,
+        &st,
+        &["images", "list", "--state", "bogus", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stderr).expect("--json errors are JSON");
+    assert!(err["error"]["code"].is_string(), "{err}");
+    // 2: usage.
+    let out = run(&s.url, &st, &["images", "list", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&s.url, &st, &["images", "get", "not-a-uuid"]);
+    assert_eq!(out.status.code(), Some(2));
+    let missing = tmp.path().join("missing.json");
+    let out = run(
+        &s.url,
+        &st,
+        &[
+            "publish",
+            "-m",
+            missing.to_str().unwrap(),
+            "-f",
+            "/dev/null",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // 3: nobody listens there (after the retries).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = imgapi(&format!("http://127.0.0.1:{port}"), &st)
+        .args(["images", "list", "--retries", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+#[test]
+fn help_groups_server_and_client_verbs_and_shows_examples() {
+    let out = Command::new(env!("CARGO_BIN_EXE_imgapi"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let server = text.find("Server commands").expect("server group");
+    let client = text.find("Client commands").expect("client group");
+    let serve = text.find("  serve ").unwrap();
+    let publish = text.find("  publish ").unwrap();
+    assert!(
+        server < serve && serve < client && client < publish,
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_imgapi"))
+        .args(["help", "publish"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+}
+
+/// docs/man holds what `imgapi man` writes from the clap definition.
+/// `UPDATE_MAN=1 cargo test --test client man_pages` rewrites it.
+#[test]
+fn man_pages_are_current() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgapi"))
+        .args(["man", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let read = |d: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".1"))
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            std::fs::read(e.path()).unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let want = read(tmp.path());
+    assert!(want.contains_key("imgapi.1") && want.contains_key("imgapi-publish.1"));
+    if std::env::var_os("UPDATE_MAN").is_some() {
+        std::fs::create_dir_all(&docs).unwrap();
+        for name in read(&docs).keys() {
+            std::fs::remove_file(docs.join(name)).unwrap();
+        }
+        for (name, body) in &want {
+            std::fs::write(docs.join(name), body).unwrap();
+        }
+        return;
+    }
+    let have = read(&docs);
+    let stale: Vec<&String> = want
+        .keys()
+        .chain(have.keys())
+        .filter(|k| want.get(*k) != have.get(*k))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/man is stale ({stale:?}); run UPDATE_MAN=1 cargo test --test client man_pages"
+    );
+}
