@@ -600,3 +600,203 @@ fn man_pages_are_current() {
         "docs/man is stale ({stale:?}); run UPDATE_MAN=1 cargo test --test client man_pages"
     );
 }
+
+/// Which way a [`Relay`] goes silent.
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Up,
+    Down,
+}
+
+/// A TCP relay to the server that, once `after` bytes went `dir`, goes
+/// silent on that connection as a lost network does: it keeps the client's
+/// socket open but forwards nothing more, and drops its side towards the
+/// server. Later connections are relayed normally.
+struct Relay {
+    url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn relay(target: String, dir: Dir, after: u64) -> Relay {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let cut = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let cut_ = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            let Ok(s) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (cut, total) = (cut_.clone(), total.clone());
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = c.into_split();
+                let (mut sr, sw) = s.into_split();
+                let dead = Arc::new(AtomicBool::new(false));
+                // Counts bytes going `d`; true when they cross `after` now.
+                let crosses = |d: Dir, n: usize| {
+                    d == dir
+                        && !cut.load(SeqCst)
+                        && total.fetch_add(n as u64, SeqCst) + n as u64 > after
+                        && !cut.swap(true, SeqCst)
+                };
+                let up = async {
+                    let mut sw = Some(sw);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if dead.load(SeqCst) || crosses(Dir::Up, n) {
+                            dead.store(true, SeqCst);
+                            sw = None;
+                            continue;
+                        }
+                        if let Some(w) = sw.as_mut()
+                            && w.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                };
+                let down = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if dead.load(SeqCst) || crosses(Dir::Down, n) {
+                            dead.store(true, SeqCst);
+                            continue;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    if dead.load(SeqCst) {
+                        // Silent, not closed: the client must notice the stall.
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    Relay { url, cut }
+}
+
+async fn run_async(url: &str, state: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::from(imgapi(url, state))
+        .args(args)
+        .output()
+        .await
+        .expect("run imgapi")
+}
+
+#[tokio::test]
+async fn publish_and_file_get_get_past_a_network_that_goes_silent() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 8 * MIB + 11, 6);
+    let m = manifest(tmp.path(), "silent");
+
+    // Upload: the network goes silent 3 MiB in (in the second chunk).
+    let r = relay(s.addr(), Dir::Up, 3 * MIB as u64).await;
+    let out = run_async(
+        &r.url,
+        &state,
+        &[
+            "publish",
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            file.to_str().unwrap(),
+            "--account",
+            LUKE,
+            "--json",
+            "--chunk-mib",
+            "2",
+            "--stall-timeout",
+            "1",
+        ],
+    )
+    .await;
+    assert!(r.cut.load(std::sync::atomic::Ordering::SeqCst));
+    let v = stdout_json(&out);
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    let sent = v["upload"]["bytes_sent"].as_u64().unwrap();
+    // The stalled chunk, and only it, went again.
+    assert!(
+        sent > bytes.len() as u64 && sent <= (bytes.len() + 2 * MIB) as u64,
+        "sent {sent}"
+    );
+    let uuid = v["image"]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(served(&s.url, &uuid).await, bytes);
+
+    // Download: the network goes silent 2 MiB in; the client resumes with
+    // Range from what it wrote.
+    let r = relay(s.addr(), Dir::Down, 2 * MIB as u64).await;
+    let dest = tmp.path().join("got.gz");
+    let out = run_async(
+        &r.url,
+        &state,
+        &[
+            "file",
+            "get",
+            &uuid,
+            "-o",
+            dest.to_str().unwrap(),
+            "--json",
+            "--stall-timeout",
+            "1",
+        ],
+    )
+    .await;
+    assert!(r.cut.load(std::sync::atomic::Ordering::SeqCst));
+    let v = stdout_json(&out);
+    assert_eq!(v["bytes_received"], bytes.len(), "{v}");
+    assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn client_verbs_work_with_a_token_and_print_the_refusal_of_a_bad_one() {
+    let s = Server::start_with_config("auth = \"token\"\n").await;
+    let (uuid, token) = s.account("jdoe", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), MIB / 2, 7);
+    let m = manifest(tmp.path(), "tokened");
+    let out = imgapi(&s.url, &state)
+        .env("IMGAPI_TOKEN", &token)
+        .args(["publish", "-m", m.to_str().unwrap(), "-f"])
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(v["image"]["owner"], uuid.as_str());
+    assert_eq!(v["image"]["files"][0]["size"], bytes.len());
+
+    let out = imgapi(&s.url, &state)
+        .env("IMGAPI_TOKEN", &token)
+        .args(["upload", "--path", "/jdoe/stor/images/x.zfs.gz", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(v["path"], "/jdoe/stor/images/x.zfs.gz");
+
+    let out = imgapi(&s.url, &state)
+        .env("IMGAPI_TOKEN", "imgapi_wrong")
+        .args(["images", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+}

@@ -200,8 +200,9 @@ async fn patch(
         Err(e) => return Ok(Patched::Retry(chain(&e), None)),
         Ok(r) => r,
     };
-    if r.status().as_u16() == 409 || r.status().as_u16() == 460 {
-        // Offset conflict or a damaged chunk: find out where the server is.
+    if matches!(r.status().as_u16(), 409 | 423 | 460) {
+        // Offset conflict, another request of ours (one we gave up on) still
+        // holding the upload, or a damaged chunk: find out where the server is.
         let st = r.status().as_u16();
         return Ok(Patched::Retry(format!("PATCH answered {st}"), None));
     }
@@ -235,7 +236,11 @@ pub async fn upload(
                 server_offset = o;
                 entry = Some(e);
             }
-            Ok(_) | Err(ClientError::Server { .. }) => store.remove(&key),
+            // Gone (expired, aborted, another server) or not this file.
+            Ok(_)
+            | Err(ClientError::Server {
+                status: 404 | 410, ..
+            }) => store.remove(&key),
             Err(e) => return Err(e),
         }
     }
@@ -321,11 +326,15 @@ pub async fn upload(
                 failures += 1;
                 let o = match head(http, &id).await {
                     Ok((o, _)) => o,
-                    Err(e @ ClientError::Server { .. }) => {
-                        store.remove(&key);
+                    Err(e) => {
+                        if let ClientError::Server {
+                            status: 404 | 410, ..
+                        } = e
+                        {
+                            store.remove(&key);
+                        }
                         return Err(e);
                     }
-                    Err(e) => return Err(e),
                 };
                 hashes = hash_to(&file, hashes, o).await?;
                 offset = o;
