@@ -37,6 +37,9 @@ pub struct Uploaded {
     pub resumed_from: u64,
     /// Bytes this run sent.
     pub bytes_sent: u64,
+    /// Requests this run gave up on and resumed from the server's offset
+    /// (each re-sends at most one chunk).
+    pub retries: u32,
     /// The state entry (removed by the caller once the upload is used).
     pub key: String,
     /// The server's view of the upload (`GET /uploads/{id}/info`).
@@ -48,7 +51,7 @@ impl Uploaded {
         serde_json::json!({
             "id": self.id, "size": self.size, "sha1": self.sha1,
             "content_md5": self.content_md5, "resumed_from": self.resumed_from,
-            "bytes_sent": self.bytes_sent,
+            "bytes_sent": self.bytes_sent, "retries": self.retries,
         })
     }
 }
@@ -270,6 +273,7 @@ pub async fn upload(
     pb.set_position(offset);
     let sent = Arc::new(AtomicU64::new(0));
     let mut failures = 0u32;
+    let mut retries = 0u32;
     let abort_after = env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
     let pause_after = env_u64("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
     let mut paused = false;
@@ -324,6 +328,7 @@ pub async fn upload(
                 }
                 tokio::time::sleep(d).await;
                 failures += 1;
+                retries += 1;
                 let o = match head(http, &id).await {
                     Ok((o, _)) => o,
                     Err(e) => {
@@ -375,6 +380,7 @@ pub async fn upload(
         content_md5,
         resumed_from,
         bytes_sent: sent.load(Ordering::Relaxed),
+        retries,
         key,
         info,
     })
