@@ -808,3 +808,41 @@ async fn client_verbs_work_with_a_token_and_print_the_refusal_of_a_bad_one() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 }
+
+#[tokio::test]
+async fn a_changed_file_starts_a_new_upload_and_ends_the_old_one() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, _) = gz_file(tmp.path(), 3 * MIB, 8);
+    let args = [
+        "upload",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "1",
+    ];
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES", MIB.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let old = server_uploads(&s.url, LUKE).await;
+    assert_eq!(old.len(), 1);
+    // The file changes (content and mtime): nothing of the old upload applies.
+    let (_, bytes) = gz_file(tmp.path(), 3 * MIB, 8);
+    let mut changed = bytes.clone();
+    changed[10] ^= 1;
+    std::fs::write(&file, &changed).unwrap();
+    let v = stdout_json(&imgapi(&s.url, &state).args(args).output().unwrap());
+    assert_eq!(v["resumed_from"], 0);
+    assert_eq!(v["sha1"], sha1_hex(&changed));
+    assert_ne!(v["id"], old[0]["id"]);
+    let now = server_uploads(&s.url, LUKE).await;
+    assert_eq!(now.len(), 1, "the old upload was ended: {now:?}");
+    assert_eq!(now[0]["id"], v["id"]);
+    assert_eq!(state_entries(&state), 0);
+}

@@ -126,6 +126,7 @@ impl StateStore {
 
     pub fn remove(&self, key: &str) {
         let _ = std::fs::remove_file(self.path(key));
+        let _ = std::fs::remove_file(self.dir.join(format!(".upload-{key}.lock")));
     }
 
     /// Every entry, with its key.
@@ -147,6 +148,38 @@ impl StateStore {
             .collect();
         out.sort_by(|a, b| a.1.created_at.cmp(&b.1.created_at));
         out
+    }
+
+    /// Takes the lock of `key` (held until the guard is dropped), so two
+    /// runs never send the same upload at once; `None` when another holds it.
+    pub fn lock(&self, key: &str) -> Result<Option<std::fs::File>> {
+        use std::os::fd::AsRawFd;
+        let p = self.dir.join(format!(".upload-{key}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| local(p.display(), e))?;
+        // SAFETY: flock on a descriptor we own; released when `f` closes.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        Ok((rc == 0).then_some(f))
+    }
+
+    /// Entries of earlier versions of the same file for the same server,
+    /// account and target (the file changed since): their uploads can never
+    /// be resumed.
+    pub fn stale(&self, e: &Entry, key: &str) -> Vec<(String, Entry)> {
+        self.list()
+            .into_iter()
+            .filter(|(k, o)| {
+                k != key
+                    && o.url == e.url
+                    && o.account == e.account
+                    && o.target == e.target
+                    && o.file.path == e.file.path
+            })
+            .collect()
     }
 
     /// Forgets every entry of upload `id` on `url`.
@@ -187,7 +220,15 @@ mod tests {
             hashes: crate::client::hashes::Hashes::default().save(),
             created_at: "now".into(),
         };
+        let held = st.lock(&ka).unwrap().expect("free");
+        assert!(st.lock(&ka).unwrap().is_none(), "held by another");
+        drop(held);
+        assert!(st.lock(&ka).unwrap().is_some());
         st.save(&ka, &e).unwrap();
+        let mut newer = e.clone();
+        newer.file.mtime_ns += 1;
+        assert_eq!(st.stale(&newer, "other-key").len(), 1);
+        assert!(st.stale(&e, &ka).is_empty());
         assert_eq!(st.load(&ka).unwrap().upload_id, "u1");
         assert_eq!(st.list().len(), 1);
         st.remove_upload("http://x", "u1");

@@ -230,6 +230,13 @@ pub async fn upload(
     let size = fid.size;
     let key = state::key(&http.conn.url, http.conn.account.as_deref(), target, &fid);
     let store = StateStore::open(state_dir()?)?;
+    let Some(_lock) = store.lock(&key)? else {
+        return Err(ClientError::Usage(format!(
+            "another imgapi is uploading {} to {} now",
+            path.display(),
+            http.conn.url
+        )));
+    };
     let file = Arc::new(std::fs::File::open(&fid.path).map_err(|e| local(path.display(), e))?);
     let mut entry = None;
     let mut server_offset = 0;
@@ -261,6 +268,14 @@ pub async fn upload(
                 created_at: chrono::Utc::now().to_rfc3339(),
             };
             store.save(&key, &e)?;
+            // Uploads of the file as it was before it changed: end them.
+            for (k, old) in store.stale(&e, &key) {
+                let p = format!("/uploads/{}", old.upload_id);
+                let _ = tus(http.small(Method::DELETE, &p, Default::default()))
+                    .send()
+                    .await;
+                store.remove(&k);
+            }
             e
         }
     };
