@@ -113,8 +113,18 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                     Err(e) => return Ok(Got::Progress(super::http::chain(&e))),
                     Ok(r) => r,
                 };
+                let range_start = r
+                    .headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
                 match r.status() {
                     StatusCode::OK if start > 0 => return Ok(Got::Restart),
+                    StatusCode::PARTIAL_CONTENT if range_start != Some(start) => {
+                        return Ok(Got::Restart);
+                    }
                     StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Got::Restart),
                     _ => {}
                 }

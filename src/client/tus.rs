@@ -303,6 +303,13 @@ pub async fn upload(
         });
         let res = patch(http, &id, offset, data, &sent, &pb).await;
         let next = hashing.await.map_err(|e| local("hash", e))?;
+        let res = match res {
+            Ok(Patched::Offset(o)) if o <= offset => Ok(Patched::Retry(
+                format!("PATCH acknowledged no new bytes (offset {o})"),
+                None,
+            )),
+            r => r,
+        };
         match res {
             Err(e) => {
                 if let ClientError::Server {
