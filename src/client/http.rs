@@ -270,4 +270,46 @@ mod tests {
         }
         assert!(backoff(30) <= MAX_DELAY);
     }
+
+    fn response(status: u16, retry_after: Option<&str>) -> Response {
+        let mut b = axum::http::Response::builder().status(status);
+        if let Some(v) = retry_after {
+            b = b.header("retry-after", v);
+        }
+        Response::from(
+            b.body(r#"{"code":"StorageIsDown","message":"later"}"#)
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn five_hundreds_are_retried_after_retry_after_and_four_hundreds_are_not() {
+        match classify(response(503, Some("7"))).await.unwrap() {
+            Attempt::Retry { why, after } => {
+                assert_eq!(after, Some(Duration::from_secs(7)));
+                assert!(why.contains("StorageIsDown"), "{why}");
+            }
+            Attempt::Done(_) => panic!("503 is not done"),
+        }
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(60));
+        match classify(response(502, Some(&date))).await.unwrap() {
+            Attempt::Retry { after, .. } => {
+                let a = after.unwrap();
+                assert!(
+                    a > Duration::from_secs(50) && a <= Duration::from_secs(60),
+                    "{a:?}"
+                );
+            }
+            Attempt::Done(_) => panic!("502 is not done"),
+        }
+        for st in [400, 404, 409, 422, 429, 501, 507] {
+            match classify(response(st, None)).await {
+                Err(ClientError::Server { status, body }) => {
+                    assert_eq!(status, st);
+                    assert_eq!(body.code, "StorageIsDown");
+                }
+                _ => panic!("{st} must be a refusal"),
+            }
+        }
+    }
 }
