@@ -292,9 +292,22 @@ pub async fn upload(
     let abort_after = env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
     let pause_after = env_u64("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
     let mut paused = false;
+    // The next chunk is read while this one is sent.
+    let mut prefetch: Option<(u64, tokio::task::JoinHandle<Result<Bytes>>)> = None;
     while offset < size {
         let len = chunk.min(size - offset);
-        let data = read_at(&file, offset, len).await?;
+        let data = match prefetch.take() {
+            Some((at, h)) if at == offset => h.await.map_err(|e| local("read", e))??,
+            _ => read_at(&file, offset, len).await?,
+        };
+        let next_at = offset + len;
+        if next_at < size {
+            let (f, n) = (file.clone(), chunk.min(size - next_at));
+            prefetch = Some((
+                next_at,
+                tokio::spawn(async move { read_at(&f, next_at, n).await }),
+            ));
+        }
         let d2 = data.clone();
         let mut next = hashes.clone();
         let hashing = tokio::task::spawn_blocking(move || {
