@@ -29,22 +29,23 @@ fn partial_path(out: &Path) -> PathBuf {
 
 /// Hashes the first `len` bytes of `p`.
 async fn hash_file(p: &Path, len: u64) -> Result<Hashes> {
-    let p = p.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::File::open(&p)?;
-        let mut h = Hashes::default();
-        let mut buf = vec![0u8; READ];
-        while h.size < len {
-            let n = (len - h.size).min(READ as u64) as usize;
-            f.read_exact_at(&mut buf[..n], h.size)?;
-            h.update(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(h)
-    })
-    .await
-    .map_err(|e| local("hash", e))?
-    .map_err(|e| local("hash", e))
+    let f = std::sync::Arc::new(std::fs::File::open(p).map_err(|e| local(p.display(), e))?);
+    let mut h = Hashes::default().feeder()?;
+    while h.size() < len {
+        let (f, at) = (f.clone(), h.size());
+        let n = (len - at).min(READ as u64) as usize;
+        let b = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; n];
+            f.read_exact_at(&mut buf, at)
+                .map(|()| bytes::Bytes::from(buf))
+        })
+        .await
+        .map_err(|e| local("read", e))?
+        .map_err(|e| local(p.display(), e))?;
+        h.update(&b).await?;
+    }
+    h.finish().await
 }
 
 /// What one GET came to.
@@ -81,9 +82,11 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         Err(_) => 0,
     };
     let mut hashes = hash_file(&partial, have).await.unwrap_or_default();
-    if hashes.size != have {
+    if hashes.size() != have {
         have = 0;
+        hashes = Hashes::default();
     }
+    let mut feed = hashes.feeder()?;
     let resumed_from = have;
     let mut f = tokio::fs::OpenOptions::new()
         .create(true)
@@ -150,7 +153,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                     f.write_all(&chunk)
                         .await
                         .map_err(|e| local(partial.display(), e))?;
-                    hashes.update(&chunk);
+                    feed.update(&chunk).await?;
                     have += chunk.len() as u64;
                     received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -175,7 +178,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                     .await
                     .map_err(|e| local(partial.display(), e))?;
                 have = 0;
-                hashes = Hashes::default();
+                feed = Hashes::default().feeder()?;
                 "the server ignored the range; starting over".into()
             }
             Some(Ok(Got::Progress(why))) => why,
@@ -208,8 +211,9 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         .await
         .map_err(|e| local(partial.display(), e))?;
     drop(f);
-    let size = hashes.size;
-    let (md5, sha1) = hashes.finish();
+    let hashes = feed.finish().await?;
+    let size = hashes.size();
+    let (md5, sha1) = hashes.finish()?;
     let mut bad = vec![];
     if size != mf.size {
         bad.push(format!("size {size}, manifest says {}", mf.size));

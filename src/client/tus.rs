@@ -143,20 +143,16 @@ async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Result<Bytes> 
 /// Brings `h` to `to` bytes of `file`, reading only what it lacks (from the
 /// start when it is past `to`).
 async fn hash_to(file: &Arc<std::fs::File>, h: Hashes, to: u64) -> Result<Hashes> {
-    let f = file.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut h = if h.size > to { Hashes::default() } else { h };
-        let mut buf = vec![0u8; READ as usize];
-        while h.size < to {
-            let n = (to - h.size).min(READ) as usize;
-            f.read_exact_at(&mut buf[..n], h.size)?;
-            h.update(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(h)
-    })
-    .await
-    .map_err(|e| local("read", e))?
-    .map_err(|e| local("read", e))
+    let h = if h.size() > to { Hashes::default() } else { h };
+    if h.size() == to {
+        return Ok(h);
+    }
+    let mut f = h.feeder()?;
+    while f.size() < to {
+        let b = read_at(file, f.size(), (to - f.size()).min(READ)).await?;
+        f.update(&b).await?;
+    }
+    f.finish().await
 }
 
 /// What a PATCH came to.
@@ -308,14 +304,9 @@ pub async fn upload(
                 tokio::spawn(async move { read_at(&f, next_at, n).await }),
             ));
         }
-        let d2 = data.clone();
-        let mut next = hashes.clone();
-        let hashing = tokio::task::spawn_blocking(move || {
-            next.update(&d2);
-            next
-        });
+        let hashing = tokio::spawn(hashes.clone().update(data.clone()));
         let res = patch(http, &id, offset, data, &sent, &pb).await;
-        let next = hashing.await.map_err(|e| local("hash", e))?;
+        let next = hashing.await.map_err(|e| local("hash", e))??;
         let res = match res {
             Ok(Patched::Offset(o)) if o <= offset => Ok(Patched::Retry(
                 format!("PATCH acknowledged no new bytes (offset {o})"),
@@ -406,7 +397,7 @@ pub async fn upload(
             path.display()
         )));
     }
-    let (content_md5, sha1) = hashes.finish();
+    let (content_md5, sha1) = hashes.finish()?;
     let info = check_server_digests(http, &id, &content_md5, &sha1).await?;
     Ok(Uploaded {
         id,
