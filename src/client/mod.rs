@@ -136,10 +136,14 @@ pub enum ImagesCmd {
     /// List images (ListImages filters as flags).
     List(images::ListFilters),
     /// Show one image.
-    Get { uuid: String },
+    Get {
+        /// The image's uuid.
+        uuid: String,
+    },
     /// Change an image's fields: KEY=VALUE pairs (VALUE is JSON when it
     /// parses as JSON) and/or a JSON object file.
     Update {
+        /// The image's uuid.
         uuid: String,
         #[arg(value_name = "KEY=VALUE")]
         fields: Vec<String>,
@@ -148,13 +152,25 @@ pub enum ImagesCmd {
         file: Option<PathBuf>,
     },
     /// Activate an image whose file is added.
-    Activate { uuid: String },
+    Activate {
+        /// The image's uuid.
+        uuid: String,
+    },
     /// Disable an image (hidden from provisioning).
-    Disable { uuid: String },
+    Disable {
+        /// The image's uuid.
+        uuid: String,
+    },
     /// Enable a disabled image.
-    Enable { uuid: String },
+    Enable {
+        /// The image's uuid.
+        uuid: String,
+    },
     /// Delete an image and its file.
-    Delete { uuid: String },
+    Delete {
+        /// The image's uuid.
+        uuid: String,
+    },
     /// Add or remove accounts of an image's ACL.
     Acl {
         #[command(subcommand)]
@@ -166,12 +182,14 @@ pub enum ImagesCmd {
 pub enum AclCmd {
     /// Give accounts access to a private image.
     Add {
+        /// The image's uuid.
         uuid: String,
         #[arg(required = true, value_name = "ACCOUNT")]
         accounts: Vec<String>,
     },
     /// Take accounts off an image's ACL.
     Remove {
+        /// The image's uuid.
         uuid: String,
         #[arg(required = true, value_name = "ACCOUNT")]
         accounts: Vec<String>,
@@ -183,6 +201,7 @@ pub enum FileCmd {
     /// Download an image's file into OUT (via OUT.partial, resumed after any
     /// interruption), verified against its md5, sha1 and size.
     Get {
+        /// The image's uuid.
         uuid: String,
         /// Where to write the file.
         #[arg(short, long, value_name = "OUT")]
@@ -195,7 +214,10 @@ pub enum UploadsCmd {
     /// List your upload sessions (and which this machine can resume).
     List,
     /// End an upload session and free its bytes.
-    Abort { id: String },
+    Abort {
+        /// The upload's id.
+        id: String,
+    },
 }
 
 impl ClientCmd {
