@@ -102,7 +102,7 @@ fn command() -> clap::Command {
     cmd.help_template(template).after_help(
         "Client verbs exit 0 when done, 1 when the server refused (its error code is printed), \
          2 on a usage error, 3 when the server could not be reached after retries, \
-         4 when transferred bytes failed verification.",
+         4 when transferred bytes failed verification, 130 when interrupted.",
     )
 }
 

@@ -595,7 +595,7 @@ fn man_pages_are_current() {
         return;
     }
     let have = read(&docs);
-    let stale: Vec<&String> = want
+    let stale: std::collections::BTreeSet<&String> = want
         .keys()
         .chain(have.keys())
         .filter(|k| want.get(*k) != have.get(*k))
@@ -845,4 +845,98 @@ async fn a_changed_file_starts_a_new_upload_and_ends_the_old_one() {
     assert_eq!(now.len(), 1, "the old upload was ended: {now:?}");
     assert_eq!(now[0]["id"], v["id"]);
     assert_eq!(state_entries(&state), 0);
+}
+
+#[tokio::test]
+async fn a_refused_registration_keeps_the_upload_for_the_corrected_rerun() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), MIB + 1, 9);
+    let m = tmp.path().join("m.json");
+    // A manifest stating a wrong sha1: the server refuses the registration.
+    let mut manifest = json!({"v": 2, "name": "fixme", "version": "1.0.0", "os": "smartos",
+        "type": "zone-dataset", "files": [{"sha1": "0".repeat(40)}]});
+    std::fs::write(&m, manifest.to_string()).unwrap();
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+    ];
+    let out = run(&s.url, &state, &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "ChecksumMismatch", "{err}");
+    assert_eq!(state_entries(&state), 1, "the upload is kept for a re-run");
+
+    manifest["files"][0]["sha1"] = json!(sha1_hex(&bytes));
+    std::fs::write(&m, manifest.to_string()).unwrap();
+    let v = stdout_json(&run(&s.url, &state, &args));
+    assert_eq!(v["image"]["state"], "active");
+    assert_eq!(v["upload"]["bytes_sent"], 0, "nothing uploaded again");
+    assert_eq!(v["upload"]["resumed_from"], bytes.len());
+    assert_eq!(state_entries(&state), 0);
+}
+
+#[tokio::test]
+async fn publish_interrupted_with_ctrl_c_resumes_on_the_next_run() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 6 * MIB + 3, 10);
+    let m = manifest(tmp.path(), "ctrlc");
+    let pause = tmp.path().join("paused");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "2",
+    ];
+    let child = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES",
+            (2 * MIB).to_string(),
+        )
+        .env("IMGAPI_CLIENT_TEST_PAUSE_FILE", &pause)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pause.exists() {
+        assert!(std::time::Instant::now() < deadline, "client never paused");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // SAFETY: kill(2) of the child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run the same command again"));
+    let _ = std::fs::remove_file(&pause);
+
+    let v = stdout_json(&run(&s.url, &state, &args));
+    assert_eq!(v["image"]["state"], "active");
+    assert_eq!(v["upload"]["resumed_from"], 2 * MIB);
+    let sent = v["upload"]["bytes_sent"].as_u64().unwrap();
+    let slack = v["upload"]["retries"].as_u64().unwrap() * 2 * MIB as u64;
+    let missing = (bytes.len() - 2 * MIB) as u64;
+    assert!(sent >= missing && sent <= missing + slack, "sent {sent}");
+    assert_eq!(
+        served(&s.url, v["image"]["uuid"].as_str().unwrap()).await,
+        bytes
+    );
 }

@@ -244,9 +244,17 @@ fn chunk_bytes(mib: u64) -> Result<u64> {
 /// Runs a client verb; prints its result and gives the exit code.
 pub async fn run(cmd: ClientCmd) -> ExitCode {
     let as_json = cmd.conn().json;
-    match run_inner(cmd).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => e.report(as_json),
+    tokio::select! {
+        res = run_inner(cmd) => match res {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => e.report(as_json),
+        },
+        // Every acknowledged chunk is already saved: stopping here loses
+        // nothing a re-run cannot resume.
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("imgapi: interrupted; run the same command again to resume");
+            ExitCode::from(130)
+        }
     }
 }
 
