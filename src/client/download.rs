@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::error::{ClientError, Result, local};
 use super::hashes::Hashes;
-use super::http::{Attempt, Http, backoff, classify, refused, watch};
+use super::http::{Attempt, Http, backoff, classify, refused};
 use super::types::Image;
 
 /// Bytes read at a time when hashing what the partial file already holds.
@@ -110,11 +110,15 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
             if start > 0 {
                 rb = rb.header("range", format!("bytes={start}-"));
             }
-            let progress = Arc::new(AtomicU64::new(0));
+            let stall = http.conn.stall;
+            let stalled = format!("no progress for {}s (stalled)", stall.as_secs());
+            // Only network waits are timed out: a write or a hash update is
+            // never cut in half, so the partial file and the hashes agree.
             let step = async {
-                let r = match rb.send().await {
-                    Err(e) => return Ok(Got::Progress(super::http::chain(&e))),
-                    Ok(r) => r,
+                let r = match tokio::time::timeout(stall, rb.send()).await {
+                    Err(_) => return Ok(Got::Progress(stalled)),
+                    Ok(Err(e)) => return Ok(Got::Progress(super::http::chain(&e))),
+                    Ok(Ok(r)) => r,
                 };
                 let range_start = r
                     .headers()
@@ -139,10 +143,12 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                     content_md5 = Some(m.to_string());
                 }
                 let mut body = r.bytes_stream();
-                while let Some(chunk) = body.next().await {
-                    let chunk = match chunk {
-                        Ok(c) => c,
-                        Err(e) => return Ok(Got::Progress(super::http::chain(&e))),
+                loop {
+                    let chunk = match tokio::time::timeout(stall, body.next()).await {
+                        Err(_) => return Ok(Got::Progress(stalled)),
+                        Ok(None) => break,
+                        Ok(Some(Err(e))) => return Ok(Got::Progress(super::http::chain(&e))),
+                        Ok(Some(Ok(c))) => c,
                     };
                     if have + chunk.len() as u64 > mf.size {
                         return Err(ClientError::Verify(format!(
@@ -156,16 +162,14 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                     feed.update(&chunk).await?;
                     have += chunk.len() as u64;
                     received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     pb.set_position(have);
                 }
                 Ok(Got::Progress(String::new()))
             };
-            watch(step, &progress, http.conn.stall).await
+            step.await
         };
         let why = match res {
-            None => format!("no progress for {}s (stalled)", http.conn.stall.as_secs()),
-            Some(Err(e)) => {
+            Err(e) => {
                 pb.abandon();
                 drop(f);
                 if matches!(e, ClientError::Verify(_)) {
@@ -173,7 +177,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                 }
                 return Err(e);
             }
-            Some(Ok(Got::Restart)) => {
+            Ok(Got::Restart) => {
                 f.set_len(0)
                     .await
                     .map_err(|e| local(partial.display(), e))?;
@@ -181,7 +185,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                 feed = Hashes::default().feeder()?;
                 "the server ignored the range; starting over".into()
             }
-            Some(Ok(Got::Progress(why))) => why,
+            Ok(Got::Progress(why)) => why,
         };
         f.flush().await.map_err(|e| local(partial.display(), e))?;
         if have >= mf.size {
