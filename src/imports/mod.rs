@@ -218,12 +218,10 @@ impl Imports {
         let existing = self
             .db
             .write(move |c| {
-                let tx = c.unchecked_transaction()?;
-                if let Some(j) = q::active_for_image(&tx, uuid)? {
+                if let Some(j) = q::active_for_image(c, uuid)? {
                     return Ok(Some(j));
                 }
-                q::insert(&tx, &j)?;
-                tx.commit()?;
+                q::insert(c, &j)?;
                 Ok::<_, crate::db::DbError>(None)
             })
             .await?;

@@ -200,7 +200,7 @@ impl Client {
                     && len != size
                 {
                     return Err(bad(format!(
-                        "the source sends {len} bytes, its manifest says {size}"
+                        "the source sends {len} bytes, its manifest gives size {size}"
                     )));
                 }
                 let content_md5 = header("content-md5");
