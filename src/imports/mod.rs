@@ -608,7 +608,12 @@ impl Imports {
     pub async fn work_forever(self) {
         loop {
             match self.run_pending().await {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 => {
+                    // New jobs may have come in meanwhile; a job whose
+                    // outcome could not be recorded is not retried hot.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "import worker failed"),
             }
