@@ -305,6 +305,9 @@ pub struct ImportsConfig {
     /// Reconnections to a source, per file, that bring no new byte before
     /// the import fails (503 RemoteSourceError).
     pub max_resumes: u32,
+    /// AddImageFileFromSource transfers at once; one more is 429
+    /// TooManyRequests (import jobs run one at a time besides).
+    pub max_file_transfers: usize,
     /// Base URL sent in the `workflow-api` header (where `GET /jobs/{uuid}`
     /// is served); default: this server as the request named it (`Host`).
     pub workflow_api_url: Option<String>,
@@ -323,6 +326,7 @@ impl Default for ImportsConfig {
             request_timeout_secs: 60,
             stall_timeout_secs: 60,
             max_resumes: 5,
+            max_file_transfers: 4,
             workflow_api_url: None,
         }
     }
@@ -435,9 +439,10 @@ impl Config {
         if im.connect_timeout_secs == 0
             || im.request_timeout_secs == 0
             || im.stall_timeout_secs == 0
+            || im.max_file_transfers == 0
         {
             return Err(ConfigError::Invalid(
-                "imports: timeouts must be at least 1".into(),
+                "imports: timeouts and max_file_transfers must be at least 1".into(),
             ));
         }
         if let MantaConfig::S3(s3) = &self.storage.manta {

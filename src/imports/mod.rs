@@ -49,6 +49,8 @@ pub struct Imports {
     staging: PathBuf,
     running: Arc<Mutex<HashSet<Uuid>>>,
     wake: Arc<tokio::sync::Notify>,
+    /// AddImageFileFromSource transfers in progress.
+    transfers: Arc<tokio::sync::Semaphore>,
 }
 
 /// What an import needs of a source's file: from `files[0]` of its manifest.
@@ -74,6 +76,7 @@ impl Imports {
             db,
             images,
             remote: remote::Client::new(&cfg)?,
+            transfers: Arc::new(tokio::sync::Semaphore::new(cfg.max_file_transfers)),
             cfg: Arc::new(cfg),
             max_file_size,
             staging,
@@ -122,6 +125,11 @@ impl Imports {
         if img.activated {
             return Err(Error::ImageFilesImmutable(uuid));
         }
+        let _slot = self.transfers.try_acquire().map_err(|_| {
+            Error::TooManyRequests(
+                "too many file transfers from sources in progress; retry later".into(),
+            )
+        })?;
         let m = self.remote.manifest(src, uuid).await?;
         let spec = self.file_spec(uuid, &m)?;
         let staged = self
