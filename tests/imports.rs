@@ -345,6 +345,23 @@ async fn import_remote_with_origin_chain_resumes_a_cut_transfer() {
     assert_eq!((st, e["errors"][0]["field"].as_str()), (422, Some("bogus")));
     let (st, _) = d.get("/jobs/00000000-0000-4000-8000-000000000000").await;
     assert_eq!(st, 404);
+    let (st, e) = d
+        .get(&format!(
+            "{}?x=1",
+            &job_url[job_url.find("/jobs/").unwrap()..]
+        ))
+        .await;
+    assert_eq!((st, e["errors"][0]["field"].as_str()), (422, Some("x")));
+    let (st, e) = d
+        .post(
+            &format!("/images/{c}?action=import-remote&source={}&sourse=1", s.url),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["errors"][0]["field"].as_str()),
+        (422, Some("sourse"))
+    );
 
     // Importing it again conflicts.
     let (st, e) = d

@@ -20,6 +20,10 @@ pub(super) async fn import_remote(
     headers: &HeaderMap,
 ) -> Result<Response, Error> {
     ctx.caller.require_operator()?;
+    only(
+        &ctx.params,
+        &["action", "source", "skip_owner_check", "channel", "account"],
+    )?;
     let src = st.imports.source(ctx.params.get("source"))?;
     let skip = ctx.params.bool("skip_owner_check")?.unwrap_or(false);
     let job = st
@@ -50,7 +54,9 @@ pub(super) async fn import_remote(
 pub async fn get_job(
     State(st): State<AppState>,
     Path(raw): Path<String>,
+    params: Params,
 ) -> Result<Response, Error> {
+    only(&params, &[])?;
     let uuid = match uuid::Uuid::parse_str(&raw) {
         Ok(u) if raw.len() == 36 => u,
         _ => return Err(Error::not_found(format!("job \"{raw}\" does not exist"))),
@@ -77,6 +83,18 @@ pub async fn image_jobs(
     };
     let list: Vec<Value> = jobs.iter().map(job_json).collect();
     Ok(axum::Json(list).into_response())
+}
+
+/// 422 naming the first parameter not in `known`.
+fn only(p: &Params, known: &[&str]) -> Result<(), Error> {
+    match p.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        Some((k, _)) => Err(Error::invalid_param(
+            k,
+            FieldCode::Invalid,
+            format!("unknown parameter \"{k}\""),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn check_params(p: &Params) -> Result<(), Error> {
