@@ -435,7 +435,12 @@ async fn a_restart_mid_job_resumes_from_the_staged_bytes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(saved >= 8 << 20, "no progress saved");
-    d.restart_hard().await;
+    // A crash also left the staged file of a cut-short AddImageFileFromSource.
+    d.restart_hard_with(|dir| {
+        let p = dir.join("staging/imports/file-0-0.part");
+        std::fs::write(p, b"orphan").unwrap();
+    })
+    .await;
     proxy.set_mode(Mode::Pass);
     let job = wait_job(&d.http, &d.u(&job_path)).await;
     assert_eq!(job["execution"], "succeeded", "{job}");
