@@ -54,7 +54,7 @@ async fn store_contract(store: Store) {
     assert!(store.head(key).await.unwrap().is_none());
     assert!(matches!(
         store.get(key, None).await,
-        Err(imgapi::error::Error::ResourceNotFound(_))
+        Err(imgapi::store::StoreError::NotFound { .. })
     ));
     // A multi-part object (12 MiB > the 5 MiB part size of the S3 store).
     let data = data(12 << 20, 11);

@@ -102,8 +102,9 @@ fn targets_of(img: &Image) -> Vec<Target> {
 }
 
 /// An error with its cause, on one line.
-fn describe(e: &Error) -> String {
-    match std::error::Error::source(e) {
+fn describe(e: impl Into<Error>) -> String {
+    let e = e.into();
+    match std::error::Error::source(&e) {
         Some(s) => format!("{e}: {s}"),
         None => e.to_string(),
     }
@@ -137,7 +138,7 @@ pub async fn check_files<W: Write>(
     let stores = &state.images.stores;
     let mut results = futures_util::stream::iter(targets)
         .map(|t| async move {
-            let problem = check_one(stores.by_stor(&t.stor), &t, quick).await;
+            let problem = check_one(stores.by_stor(&t.stor).map_err(Error::from), &t, quick).await;
             (t, problem)
         })
         .buffered(if quick { 16 } else { CHECK_CONCURRENCY });
@@ -185,12 +186,12 @@ pub async fn check_files<W: Write>(
 async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<String> {
     let store = match store {
         Ok(s) => s,
-        Err(e) => return Some(describe(&e)),
+        Err(e) => return Some(describe(e)),
     };
     let meta = match store.head(&t.key).await {
         Ok(Some(m)) => m,
         Ok(None) => return Some("missing".into()),
-        Err(e) => return Some(format!("cannot stat: {}", describe(&e))),
+        Err(e) => return Some(format!("cannot stat: {}", describe(e))),
     };
     if quick {
         return (meta.size != t.size)
@@ -207,7 +208,7 @@ async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<Str
     .await;
     let d = match digests {
         Ok(d) => d,
-        Err(e) => return Some(format!("unreadable: {}", describe(&e))),
+        Err(e) => return Some(format!("unreadable: {}", describe(e))),
     };
     let mut bad = Vec::new();
     if d.size != t.size {
@@ -545,13 +546,13 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
                 }
                 Err(e) => {
                     sum.errors += 1;
-                    writeln!(out, "error {} {}: {}", o.stor, o.key, describe(&e))?;
+                    writeln!(out, "error {} {}: {}", o.stor, o.key, describe(e))?;
                     continue;
                 }
             }
             if let Err(e) = store.delete(&o.key).await {
                 sum.errors += 1;
-                writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(&e))?;
+                writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(e))?;
                 continue;
             }
         }

@@ -71,6 +71,12 @@ impl From<Error> for JobError {
     }
 }
 
+impl From<crate::store::StoreError> for JobError {
+    fn from(e: crate::store::StoreError) -> Self {
+        JobError::from(Error::from(e))
+    }
+}
+
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
         JobError::from(Error::from(e))

@@ -2,6 +2,7 @@
 //! atomic writes (temporary name, fsync, rename) and ranged streaming reads.
 //! `fs` is a local directory; the S3 backend plugs in beside it.
 
+pub mod error;
 pub mod fs;
 pub mod namespace;
 pub mod s3;
@@ -12,7 +13,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::digest::{Digests, StreamHasher};
-use crate::error::{Error, Result};
+
+pub use error::{Result, StoreError};
 
 pub use fs::FsStore;
 pub use s3::S3Store;
@@ -139,46 +141,48 @@ impl Store {
 }
 
 /// Stream `body` into `pending` while hashing it; more than `max` bytes is
-/// 400 Upload (the pending write is dropped by the caller, leaving nothing).
-pub async fn ingest<S>(pending: &mut PendingWrite, body: S, max: u64) -> Result<Digests>
+/// `StoreError::TooLarge` (the pending write is dropped by the caller,
+/// leaving nothing). The body's own errors come back as they are.
+pub async fn ingest<S, E>(pending: &mut PendingWrite, body: S, max: u64) -> Result<Digests, E>
 where
-    S: Stream<Item = Result<Bytes>> + Send,
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: From<StoreError>,
 {
     digest_stream(Some(pending), body, max).await
 }
 
 /// The digests of a stream, read once (verification without a copy); more
-/// than `max` bytes is 400 Upload.
-pub async fn hash_stream<S>(body: S, max: u64) -> Result<Digests>
+/// than `max` bytes is `StoreError::TooLarge`.
+pub async fn hash_stream<S, E>(body: S, max: u64) -> Result<Digests, E>
 where
-    S: Stream<Item = Result<Bytes>> + Send,
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: From<StoreError>,
 {
     digest_stream(None, body, max).await
 }
 
-async fn digest_stream<S>(
+async fn digest_stream<S, E>(
     mut pending: Option<&mut PendingWrite>,
     body: S,
     max: u64,
-) -> Result<Digests>
+) -> Result<Digests, E>
 where
-    S: Stream<Item = Result<Bytes>> + Send,
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: From<StoreError>,
 {
-    let mut hasher = StreamHasher::new()?;
+    let mut hasher = StreamHasher::new().map_err(StoreError::internal)?;
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         if hasher.size() + chunk.len() as u64 > max {
-            return Err(Error::Upload(format!(
-                "file size exceeds the maximum allowed size, {max} bytes"
-            )));
+            return Err(StoreError::TooLarge { max }.into());
         }
-        hasher.update(&chunk).await?;
+        hasher.update(&chunk).await.map_err(StoreError::internal)?;
         if let Some(p) = pending.as_deref_mut() {
             p.write(chunk).await?;
         }
     }
-    hasher.finish().await
+    Ok(hasher.finish().await.map_err(StoreError::internal)?)
 }
 
 /// Longest segment of a key or storage path, in bytes (NAME_MAX of common
@@ -246,7 +250,7 @@ impl Stores {
         match stor {
             "local" => Ok(&self.local),
             "manta" => Ok(&self.manta),
-            other => Err(Error::internal(format!("unknown stor {other:?}"))),
+            other => Err(StoreError::internal(format!("unknown stor {other:?}"))),
         }
     }
 }

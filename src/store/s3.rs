@@ -17,9 +17,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
+use super::error::{Result, StoreError};
 use super::{ByteStream, ObjectMeta, valid_key};
 use crate::config::S3Config;
-use crate::error::{Error, Result};
 
 /// Objects above this are copied with UploadPartCopy (S3's CopyObject limit).
 const MAX_SINGLE_COPY: u64 = 5 << 30;
@@ -52,27 +52,27 @@ impl std::fmt::Debug for S3Store {
 type Resp = aws_sdk_s3::config::http::HttpResponse;
 
 /// Map an SDK error: unreachable or failing store → 503 StorageIsDown.
-fn sdk_err<E>(e: SdkError<E, Resp>) -> Error
+fn sdk_err<E>(e: SdkError<E, Resp>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &e {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            Error::StorageIsDown(Box::new(e))
+            StoreError::Unavailable(Box::new(e))
         }
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             if status >= 500 {
-                Error::StorageIsDown(Box::new(e))
+                StoreError::Unavailable(Box::new(e))
             } else {
-                Error::internal(format!(
+                StoreError::internal(format!(
                     "s3: {} {}",
                     se.err().code().unwrap_or("error"),
                     se.err().message().unwrap_or("")
                 ))
             }
         }
-        _ => Error::internal(e),
+        _ => StoreError::internal(e),
     }
 }
 
@@ -92,7 +92,7 @@ impl S3Store {
         let secret = match (&cfg.secret_access_key, &cfg.secret_access_key_file) {
             (Some(s), _) => s.clone(),
             (None, Some(p)) => std::fs::read_to_string(p)?.trim().to_string(),
-            (None, None) => return Err(Error::internal("no S3 secret access key configured")),
+            (None, None) => return Err(StoreError::internal("no S3 secret access key configured")),
         };
         let creds = Credentials::new(
             cfg.access_key_id.clone(),
@@ -142,7 +142,7 @@ impl S3Store {
             }
             // Down at start-up: serve anyway; requests get 503 until it is back.
             Err(e) => match sdk_err(e) {
-                Error::StorageIsDown(cause) => {
+                StoreError::Unavailable(cause) => {
                     tracing::warn!(error = %cause, "the S3 store is unreachable; starting anyway");
                 }
                 other => return Err(other),
@@ -164,7 +164,7 @@ impl S3Store {
     /// The object key of a store key.
     fn k(&self, key: &str) -> Result<String> {
         if !valid_key(key) {
-            return Err(Error::internal(format!("invalid store key {key:?}")));
+            return Err(StoreError::internal(format!("invalid store key {key:?}")));
         }
         Ok(format!("{}{key}", self.prefix))
     }
@@ -216,7 +216,7 @@ impl S3Store {
         let o = match req.send().await {
             Ok(o) => o,
             Err(e) if is_not_found(&e) => {
-                return Err(super::fs::object_not_found(key));
+                return Err(StoreError::not_found(key));
             }
             Err(e) => return Err(sdk_err(e)),
         };
@@ -292,7 +292,9 @@ impl S3Store {
             .await?
             .ok_or_else(|| {
                 tracing::debug!(key = from, "copy source not found");
-                Error::FileNotFound("the source object does not exist".into())
+                StoreError::CopySourceNotFound {
+                    key: from.to_string(),
+                }
             })?
             .size;
         let src = format!("{}/{}", self.bucket, self.k(from)?);
@@ -489,14 +491,14 @@ impl S3Store {
     }
 }
 
-fn copy_err<E>(e: SdkError<E, Resp>, from: &str) -> Error
+fn copy_err<E>(e: SdkError<E, Resp>, from: &str) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if let SdkError::ServiceError(se) = &e
         && (se.err().code() == Some("PreconditionFailed") || se.raw().status().as_u16() == 412)
     {
-        return Error::internal(format!("{from} changed after it was verified"));
+        return StoreError::internal(format!("{from} changed after it was verified"));
     }
     sdk_err(e)
 }
@@ -572,7 +574,7 @@ impl PartSender {
 
     async fn reap_one(&mut self) -> Result<()> {
         if let Some(r) = self.inflight.join_next().await {
-            self.sent.push(r.map_err(Error::internal)??);
+            self.sent.push(r.map_err(StoreError::internal)??);
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::identity::Caller;
 use crate::manifest::now_iso;
 use crate::store::namespace::{self, Namespace};
 use crate::store::s3::PartSender;
-use crate::store::{ByteStream, FsStore, Stores};
+use crate::store::{ByteStream, FsStore, StoreError, Stores};
 
 /// Upload limits and settings.
 #[derive(Debug, Clone)]
@@ -590,7 +590,7 @@ impl Uploads {
                 tee = None;
             }
             if let Err(e) = writer.write(chunk).await {
-                failure = Some(e);
+                failure = Some(e.into());
                 break;
             }
         }
@@ -607,14 +607,14 @@ impl Uploads {
         }
         if let Some(e) = failure {
             let writer_error = writer.abort().await?;
-            return Err(writer_error.unwrap_or(e));
+            return Err(writer_error.map(Error::from).unwrap_or(e));
         }
         // The fsync and the hash threads' last chunks run at the same time.
         let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
         if let Err(e) = written {
             // e.g. ENOSPC: nothing of this request counts; cut it back.
             let _ = fs.truncate(&up.data_key, up.offset - staged_from).await;
-            return Err(e);
+            return Err(e.into());
         }
         up.hash = hashed?;
         up.offset += received;
@@ -857,10 +857,11 @@ impl Uploads {
     /// the file system): the upload fails for good, with a reason its owner
     /// sees (`/info`), and can be terminated; other errors are returned as
     /// they are (the completion is tried again later).
-    async fn fail_at_path(&self, mut up: Upload, e: Error) -> Result<Upload> {
-        let Some(why) = path_error(&e) else {
-            return Err(e);
-        };
+    async fn fail_at_path(&self, mut up: Upload, e: StoreError) -> Result<Upload> {
+        if !e.is_unusable_path() {
+            return Err(e.into());
+        }
+        let why = e.to_string();
         let path = up.path.clone().unwrap_or_default();
         let msg = format!("the upload cannot be stored at {path}: {why}");
         up.state = UploadState::Failed;
@@ -913,10 +914,11 @@ impl Uploads {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
         let range = range.unwrap_or(0..up.offset);
-        self.stores
+        Ok(self
+            .stores
             .by_name(&up.store)?
             .get(&up.data_key, Some(range))
-            .await
+            .await?)
     }
 
     /// Finish uploads whose last bytes were acknowledged but whose
@@ -1065,19 +1067,6 @@ pub async fn reap_forever(uploads: Uploads) {
         if let Err(e) = uploads.reap_expired().await {
             tracing::warn!(error = %e, "upload reaper failed");
         }
-    }
-}
-
-/// The store's answer that a path can never hold the upload (a directory
-/// there, a file in the way, a name too long), in words for its owner; the
-/// store classifies the file-system errors, so other errors are passing
-/// ones (the completion is tried again later).
-fn path_error(e: &Error) -> Option<String> {
-    match e {
-        Error::InvalidParameter { message, errors } if errors.iter().any(|f| f.field == "path") => {
-            Some(message.clone())
-        }
-        _ => None,
     }
 }
 
