@@ -4,8 +4,10 @@
 
 pub mod error;
 pub mod fs;
+pub mod name;
 pub mod namespace;
 pub mod s3;
+pub mod session;
 
 use std::ops::Range;
 
@@ -17,7 +19,9 @@ use crate::digest::{Digests, StreamHasher};
 pub use error::{Result, StoreError};
 
 pub use fs::FsStore;
+pub use name::StoreName;
 pub use s3::S3Store;
+pub use session::{Completed, Move, MultipartState, Part, SessionState, SessionWriter};
 
 /// A stream of object bytes.
 pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -65,22 +69,6 @@ impl PendingWrite {
 }
 
 impl Store {
-    /// The S3 store behind this one, if it is one.
-    pub fn as_s3(&self) -> Option<&S3Store> {
-        match self {
-            Store::S3(s) => Some(s),
-            Store::Fs(_) => None,
-        }
-    }
-
-    /// The directory store behind this one, if it is one.
-    pub fn as_fs(&self) -> Option<&FsStore> {
-        match self {
-            Store::Fs(s) => Some(s),
-            Store::S3(_) => None,
-        }
-    }
-
     /// Start an atomic write of `key`.
     pub async fn begin_write(&self, key: &str) -> Result<PendingWrite> {
         match self {
@@ -208,19 +196,20 @@ pub fn valid_key(key: &str) -> bool {
 /// The key of an image's file in the store named by `stor`. In the manta
 /// store the service's own objects live under `imgapi/`, which no account
 /// path can reach.
-pub fn image_file_key(stor: &str, uuid: &uuid::Uuid) -> String {
+pub fn image_file_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     format!("{}/file0", image_dir_key(stor, uuid))
 }
 
 /// The key of an image's icon in the store named by `stor`.
-pub fn image_icon_key(stor: &str, uuid: &uuid::Uuid) -> String {
+pub fn image_icon_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     format!("{}/icon", image_dir_key(stor, uuid))
 }
 
 /// The key prefix ("directory") of an image's objects.
-pub fn image_dir_key(stor: &str, uuid: &uuid::Uuid) -> String {
+pub fn image_dir_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     let u = uuid.to_string();
-    let prefix = if stor == "manta" { "imgapi/" } else { "" };
+    let manta = stor.as_ref() == StoreName::Manta.as_str();
+    let prefix = if manta { "imgapi/" } else { "" };
     format!("{prefix}images/{}/{u}", &u[..3])
 }
 
@@ -236,22 +225,22 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// A store by name: `local`, `manta` or `assets`.
-    pub fn by_name(&self, name: &str) -> Result<&Store> {
+    /// The store named `name`.
+    pub fn get(&self, name: StoreName) -> &Store {
         match name {
-            "assets" => Ok(&self.assets),
-            "staging" => Ok(&self.staging),
-            other => self.by_stor(other),
+            StoreName::Local => &self.local,
+            StoreName::Manta => &self.manta,
+            StoreName::Assets => &self.assets,
+            StoreName::Staging => &self.staging,
         }
     }
 
-    /// The store of an IMGAPI `stor` name.
+    /// The store of an IMGAPI `stor` name (`local` or `manta`), as image
+    /// rows have it.
     pub fn by_stor(&self, stor: &str) -> Result<&Store> {
-        match stor {
-            "local" => Ok(&self.local),
-            "manta" => Ok(&self.manta),
-            other => Err(StoreError::internal(format!("unknown stor {other:?}"))),
-        }
+        StoreName::stor(stor)
+            .map(|n| self.get(n))
+            .ok_or_else(|| StoreError::internal(format!("unknown stor {stor:?}")))
     }
 }
 

@@ -38,7 +38,13 @@ pub struct S3Store {
     part_size: usize,
     parts_in_flight: usize,
     connect_timeout: Duration,
+    tee_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Session requests that may send parts while their body streams in, at
+/// once. Each holds up to `parts_in_flight` parts in memory; other requests
+/// stage their bytes, which are sent afterwards, one part at a time.
+const TEE_SLOTS: usize = 2;
 
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -121,6 +127,7 @@ impl S3Store {
             part_size: (cfg.part_size_mib.max(5) << 20) as usize,
             parts_in_flight: cfg.parts_in_flight.max(1),
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+            tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
         };
         match store
             .client
@@ -390,6 +397,16 @@ impl S3Store {
             .await
             .map_err(sdk_err)?;
         Ok(())
+    }
+
+    /// True if `other` is the same bucket and prefix.
+    pub fn same_place(&self, other: &S3Store) -> bool {
+        self.bucket == other.bucket && self.prefix == other.prefix
+    }
+
+    /// A slot to send parts while a request streams in, if one is free.
+    pub fn tee_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.tee_slots.clone().try_acquire_owned().ok()
     }
 
     /// The configured part size, in bytes.
