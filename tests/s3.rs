@@ -1,6 +1,7 @@
 //! The S3 ("manta") store against a real S3-compatible server: the store
-//! contract suite on both backends (local directory and S3), then the whole
-//! pipeline through a server whose manta store is the S3 bucket.
+//! and session contract suites on both backends (local directory and S3),
+//! then the whole pipeline through a server whose manta store is the S3
+//! bucket.
 
 mod common;
 

@@ -32,8 +32,9 @@ pub enum StoreError {
     /// The stream was longer than the caller allows.
     #[error("file size exceeds the maximum allowed size, {max} bytes")]
     TooLarge { max: u64 },
-    /// The backend lost a resumable write's server-side state (e.g. an S3
-    /// multipart upload); it can be restarted from the staged bytes.
+    /// The backend no longer knows a resumable write's server-side state
+    /// (S3 `NoSuchUpload`: the multipart upload was aborted or lost); the
+    /// session can be restarted from its staged bytes (`restart_session`).
     #[error("the store lost the resumable write")]
     SessionLost,
     /// A file-system error (ENOSPC is the store being full).

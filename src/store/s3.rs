@@ -82,6 +82,20 @@ where
     }
 }
 
+/// Map an error of a multipart call: the server no longer knowing the
+/// upload (`NoSuchUpload`) is `SessionLost`, the rest as `sdk_err`.
+fn multipart_err<E>(e: SdkError<E, Resp>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) if se.err().code() == Some("NoSuchUpload") => {
+            StoreError::SessionLost
+        }
+        _ => sdk_err(e),
+    }
+}
+
 fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, Resp>) -> bool {
     match e {
         SdkError::ServiceError(se) => {
@@ -450,7 +464,7 @@ impl S3Store {
             .disable_payload_signing()
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(multipart_err)?;
         Ok(r.e_tag().unwrap_or_default().to_string())
     }
 
@@ -479,7 +493,7 @@ impl S3Store {
             .config_override(self.long_request())
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(multipart_err)?;
         Ok(())
     }
 

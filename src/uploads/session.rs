@@ -18,7 +18,7 @@ use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::manifest::now_iso;
 use crate::store::namespace;
-use crate::store::{ByteStream, StoreError, StoreName};
+use crate::store::{ByteStream, SessionWriter, StoreError, StoreName};
 
 /// A request's per-chunk checksum: algorithm and expected digest.
 pub struct Checksum {
@@ -41,32 +41,8 @@ impl Uploads {
                 self.cfg.max_file_size
             )));
         }
-        let path = match metadata.get("path").filter(|p| !p.is_empty()) {
-            None => None,
-            Some(p) => {
-                let sp = namespace::parse(p)
-                    .map_err(|m| Error::invalid_param("path", FieldCode::Invalid, m))?;
-                self.check_path_access(caller, &sp).await?;
-                Some(sp)
-            }
-        };
-        let content_md5 = match metadata.get("content_md5").filter(|s| !s.is_empty()) {
-            None => None,
-            Some(m) => {
-                use base64::Engine;
-                let ok = base64::engine::general_purpose::STANDARD
-                    .decode(m)
-                    .is_ok_and(|d| d.len() == 16);
-                if !ok {
-                    return Err(Error::invalid_param(
-                        "content_md5",
-                        FieldCode::Invalid,
-                        "content_md5 must be a base64 MD5 digest",
-                    ));
-                }
-                Some(m.clone())
-            }
-        };
+        let path = self.target_path(caller, &metadata).await?;
+        let content_md5 = content_md5_of(&metadata)?;
         let id = Uuid::new_v4();
         // Held until created (and, when empty, completed): not yet "stalled".
         let _busy = self.lock(id)?;
@@ -130,6 +106,22 @@ impl Uploads {
             return self.complete(up).await;
         }
         Ok(up)
+    }
+
+    /// The upload's target path (metadata `path`), if it has one the caller
+    /// may write to.
+    async fn target_path(
+        &self,
+        caller: &Caller,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Option<namespace::StoragePath>> {
+        let Some(p) = metadata.get("path").filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let sp =
+            namespace::parse(p).map_err(|m| Error::invalid_param("path", FieldCode::Invalid, m))?;
+        self.check_path_access(caller, &sp).await?;
+        Ok(Some(sp))
     }
 
     /// The caller's upload (404 for unknown or foreign ids), settled: an
@@ -215,94 +207,24 @@ impl Uploads {
         // Read under the lock: another request may have just finished.
         let mut up = self.owned(caller, id).await?;
         let _slot = self.streaming.enter(up.owner)?;
-        if up.state != UploadState::Uploading {
-            if offset == up.offset && content_length.unwrap_or(0) == 0 {
-                return Ok(up); // an empty PATCH at the end: nothing to do
-            }
-            return Err(Error::UploadLengthExceeded(format!(
-                "upload {id} is already complete"
-            )));
-        }
-        if up.expires_at < now_iso() {
-            return Err(Error::UploadExpired(id));
-        }
-        if offset != up.offset {
-            return Err(Error::UploadOffsetMismatch {
-                given: offset,
-                current: up.offset,
-            });
+        if !may_append(&up, offset, content_length)? {
+            return Ok(up); // an empty PATCH at the end: nothing to do
         }
         let remaining = up.length - up.offset;
-        if let Some(l) = content_length
-            && l > remaining
-        {
-            return Err(Error::UploadLengthExceeded(format!(
-                "{l} bytes at offset {offset} would go past Upload-Length {}",
-                up.length
-            )));
-        }
-        let chunk_sum = match &checksum {
-            None => None,
-            Some(c) => Some(ChunkChecksum::new(&c.algo)?.ok_or_else(|| {
-                Error::InvalidHeader(format!("unsupported checksum algorithm \"{}\"", c.algo))
-            })?),
-        };
+        let chunk_sum = chunk_checksum(checksum.as_ref())?;
         let mut writer = self
             .stores
             .append(&session_of(&up), self.target_store(&up), content_length)
             .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
-        let mut received = 0u64;
-        let mut body = std::pin::pin!(body);
-        let mut failure: Option<Error> = None;
-        let mut dropped = false;
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(_) => {
-                    dropped = true; // the client went away: keep what arrived
-                    break;
-                }
-            };
-            if content_length.is_some_and(|l| received + chunk.len() as u64 > l) {
-                failure = Some(Error::InvalidHeader(
-                    "the body is longer than the request declared".into(),
-                ));
-                break;
+        let limits = (content_length, remaining, up.length);
+        let received = match receive(body, &mut writer, &mut hasher, chunk_sum, limits).await? {
+            Ok(n) => n,
+            Err(failure) => {
+                let writer_error = writer.abort().await?;
+                return Err(writer_error.map(Error::from).unwrap_or(failure));
             }
-            if received + chunk.len() as u64 > remaining {
-                failure = Some(Error::UploadLengthExceeded(format!(
-                    "the body goes past Upload-Length {}",
-                    up.length
-                )));
-                break;
-            }
-            received += chunk.len() as u64;
-            if let Some(c) = &chunk_sum {
-                c.update(&chunk).await?;
-            }
-            hasher.update(&chunk).await?;
-            // A part that cannot be sent yet goes later from the staged bytes.
-            if let Err(e) = writer.write(chunk).await {
-                failure = Some(e.into());
-                break;
-            }
-        }
-        if failure.is_none()
-            && let (Some(c), Some(sum)) = (&checksum, chunk_sum)
-        {
-            let got = sum.finish().await?;
-            if dropped || got != c.digest {
-                failure = Some(Error::UploadChecksumMismatch(format!(
-                    "the {} checksum of the request body does not match Upload-Checksum; the chunk was discarded",
-                    c.algo
-                )));
-            }
-        }
-        if let Some(e) = failure {
-            let writer_error = writer.abort().await?;
-            return Err(writer_error.map(Error::from).unwrap_or(e));
-        }
+        };
         // The fsync and the hash threads' last chunks run at the same time.
         // (On error, e.g. ENOSPC, nothing of this request counts: the
         // writer cut it back.) The parts sent on the way are recorded with
@@ -456,4 +378,124 @@ impl Uploads {
     ) -> Result<ByteStream> {
         Ok(self.stores.read_session(&session_of(up), range).await?)
     }
+}
+
+/// The `content_md5` of an upload's metadata, checked (a base64 MD5).
+fn content_md5_of(metadata: &BTreeMap<String, String>) -> Result<Option<String>> {
+    let Some(m) = metadata.get("content_md5").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    use base64::Engine;
+    let ok = base64::engine::general_purpose::STANDARD
+        .decode(m)
+        .is_ok_and(|d| d.len() == 16);
+    if !ok {
+        return Err(Error::invalid_param(
+            "content_md5",
+            FieldCode::Invalid,
+            "content_md5 must be a base64 MD5 digest",
+        ));
+    }
+    Ok(Some(m.clone()))
+}
+
+/// May `up` take a request of `content_length` bytes at `offset`? False
+/// for an empty request at the end of a finished upload (nothing to do).
+fn may_append(up: &Upload, offset: u64, content_length: Option<u64>) -> Result<bool> {
+    let id = up.id;
+    if up.state != UploadState::Uploading {
+        if offset == up.offset && content_length.unwrap_or(0) == 0 {
+            return Ok(false);
+        }
+        return Err(Error::UploadLengthExceeded(format!(
+            "upload {id} is already complete"
+        )));
+    }
+    if up.expires_at < now_iso() {
+        return Err(Error::UploadExpired(id));
+    }
+    if offset != up.offset {
+        return Err(Error::UploadOffsetMismatch {
+            given: offset,
+            current: up.offset,
+        });
+    }
+    let remaining = up.length - up.offset;
+    if let Some(l) = content_length
+        && l > remaining
+    {
+        return Err(Error::UploadLengthExceeded(format!(
+            "{l} bytes at offset {offset} would go past Upload-Length {}",
+            up.length
+        )));
+    }
+    Ok(true)
+}
+
+/// The running per-request checksum a request asked for, with what it
+/// must come to.
+fn chunk_checksum(checksum: Option<&Checksum>) -> Result<Option<(ChunkChecksum, &Checksum)>> {
+    let Some(c) = checksum else {
+        return Ok(None);
+    };
+    let sum = ChunkChecksum::new(&c.algo)?.ok_or_else(|| {
+        Error::InvalidHeader(format!("unsupported checksum algorithm \"{}\"", c.algo))
+    })?;
+    Ok(Some((sum, c)))
+}
+
+/// Stream a request body into the session and the hashers, within
+/// `(content_length, remaining, upload length)`. Returns the bytes
+/// received, or (inner error) why the request's bytes must be discarded: a
+/// body longer than declared or past Upload-Length, a writer error, a
+/// checksum that does not match. A client that went away keeps what
+/// arrived (unless a checksum was asked for).
+async fn receive<S>(
+    body: S,
+    writer: &mut SessionWriter,
+    hasher: &mut StreamHasher,
+    chunk_sum: Option<(ChunkChecksum, &Checksum)>,
+    (content_length, remaining, length): (Option<u64>, u64, u64),
+) -> Result<std::result::Result<u64, Error>>
+where
+    S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
+{
+    let mut received = 0u64;
+    let mut body = std::pin::pin!(body);
+    let mut dropped = false;
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            dropped = true; // the client went away: keep what arrived
+            break;
+        };
+        if content_length.is_some_and(|l| received + chunk.len() as u64 > l) {
+            return Ok(Err(Error::InvalidHeader(
+                "the body is longer than the request declared".into(),
+            )));
+        }
+        if received + chunk.len() as u64 > remaining {
+            return Ok(Err(Error::UploadLengthExceeded(format!(
+                "the body goes past Upload-Length {length}"
+            ))));
+        }
+        received += chunk.len() as u64;
+        if let Some((sum, _)) = &chunk_sum {
+            sum.update(&chunk).await?;
+        }
+        hasher.update(&chunk).await?;
+        // A part that cannot be sent yet goes later from the staged bytes.
+        if let Err(e) = writer.write(chunk).await {
+            return Ok(Err(e.into()));
+        }
+    }
+    if let Some((sum, c)) = chunk_sum {
+        let got = sum.finish().await?;
+        if dropped || got != c.digest {
+            return Ok(Err(Error::UploadChecksumMismatch(format!(
+                "the {} checksum of the request body does not match Upload-Checksum; the chunk was discarded",
+                c.algo
+            ))));
+        }
+    }
+    Ok(Ok(received))
 }
