@@ -265,6 +265,28 @@ impl From<crate::db::DbError> for Error {
     }
 }
 
+/// The store's errors on the wire: a key that cannot be a file is 422
+/// InvalidParameter `path` (callers with another field rename it), an
+/// unreachable backend 503 StorageIsDown, a full one 507; what a service
+/// did not map itself is an InternalError whose cause is logged.
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as S;
+        match e {
+            e @ S::UnusablePath { .. } => {
+                Error::invalid_param("path", FieldCode::Invalid, e.to_string())
+            }
+            e @ S::NotFound { .. } => Error::not_found(e.to_string()),
+            e @ S::CopySourceNotFound { .. } => Error::FileNotFound(e.to_string()),
+            S::Unavailable(cause) => Error::StorageIsDown(cause),
+            e @ S::TooLarge { .. } => Error::Upload(e.to_string()),
+            S::Io(e) => Error::from(e),
+            e @ S::SessionLost => Error::internal(e),
+            S::Internal(cause) => Error::Internal(cause),
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         // ENOSPC / EDQUOT: the store is full; the caller may retry later.

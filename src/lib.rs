@@ -58,8 +58,8 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
         staging,
     };
     let default_stor = match cfg.storage.manta {
-        MantaConfig::S3(_) => "manta",
-        MantaConfig::Fs { .. } => "local",
+        MantaConfig::S3(_) => store::StoreName::Manta.as_str(),
+        MantaConfig::Fs { .. } => store::StoreName::Local.as_str(),
     };
     let uploads = uploads::Uploads::new(
         db.clone(),

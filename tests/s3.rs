@@ -1,6 +1,7 @@
 //! The S3 ("manta") store against a real S3-compatible server: the store
-//! contract suite on both backends (local directory and S3), then the whole
-//! pipeline through a server whose manta store is the S3 bucket.
+//! and session contract suites on both backends (local directory and S3),
+//! then the whole pipeline through a server whose manta store is the S3
+//! bucket.
 
 mod common;
 
@@ -9,7 +10,9 @@ use bytes::Bytes;
 use common::*;
 use futures_util::StreamExt;
 use imgapi::config::S3Config;
-use imgapi::store::{FsStore, S3Store, Store};
+use imgapi::store::{
+    ByteStream, Completed, FsStore, S3Store, SessionState, Store, StoreName, Stores,
+};
 use serde_json::json;
 use sha1::Digest;
 
@@ -32,7 +35,10 @@ async fn s3_store(s3: &S3Server) -> Store {
 }
 
 async fn read_all(store: &Store, key: &str, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
-    let mut s = store.get(key, range).await.expect("get");
+    read_all_stream(store.get(key, range).await.expect("get")).await
+}
+
+async fn read_all_stream(mut s: ByteStream) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(c) = s.next().await {
         out.extend_from_slice(&c.unwrap());
@@ -54,7 +60,7 @@ async fn store_contract(store: Store) {
     assert!(store.head(key).await.unwrap().is_none());
     assert!(matches!(
         store.get(key, None).await,
-        Err(imgapi::error::Error::ResourceNotFound(_))
+        Err(imgapi::store::StoreError::NotFound { .. })
     ));
     // A multi-part object (12 MiB > the 5 MiB part size of the S3 store).
     let data = data(12 << 20, 11);
@@ -107,6 +113,215 @@ async fn store_contract_local_directory() {
 async fn store_contract_s3() {
     let s3 = S3Server::start();
     store_contract(s3_store(&s3).await).await;
+}
+
+/// The stores of a server whose manta store is `manta` (staging is manta
+/// itself when that is a directory, as `imgapi::open` sets it up).
+fn stores_with(manta: Store, dir: &std::path::Path) -> Stores {
+    let staging = match &manta {
+        Store::Fs(_) => manta.clone(),
+        Store::S3(_) => Store::Fs(FsStore::new(dir.join("staging")).unwrap()),
+    };
+    Stores {
+        local: Store::Fs(FsStore::new(dir.join("local")).unwrap()),
+        manta,
+        assets: Store::Fs(FsStore::new(dir.join("assets")).unwrap()),
+        staging,
+    }
+}
+
+/// One request's bytes appended to a session; the state as the caller
+/// records it afterwards.
+async fn append(stores: &Stores, state: &mut SessionState, bytes: &[u8]) {
+    let mut w = stores
+        .append(state, StoreName::Manta, Some(bytes.len() as u64))
+        .await
+        .unwrap();
+    for c in bytes.chunks(300_000) {
+        w.write(Bytes::copy_from_slice(c)).await.unwrap();
+    }
+    let sent = w.finish().await.unwrap();
+    state.offset += bytes.len() as u64;
+    if let Some(m) = state.multipart.as_mut() {
+        m.parts.extend(sent);
+    }
+    stores
+        .flush_session(state, StoreName::Manta, false)
+        .await
+        .unwrap();
+}
+
+async fn begin(stores: &Stores, key: &str, staged_key: &str, length: u64) -> SessionState {
+    let staged = stores.staging_for(StoreName::Manta);
+    stores
+        .begin_session(StoreName::Manta, key, staged, staged_key.into(), length)
+        .await
+        .unwrap()
+}
+
+async fn complete(stores: &Stores, state: &mut SessionState, key: &str) -> Completed {
+    stores
+        .flush_session(state, StoreName::Manta, true)
+        .await
+        .unwrap();
+    stores
+        .complete_session(state, StoreName::Manta, Some(key))
+        .await
+        .unwrap()
+}
+
+/// What every store must do with resumable writes (sessions), whatever
+/// its backend: begin / append / complete, abort, resume after a crash.
+async fn session_contract(stores: Stores) {
+    let manta = stores.get(StoreName::Manta).clone();
+    // Begin, append over several requests (12 MiB: parts on S3), complete.
+    let data = data(12 << 20, 7);
+    let key = "u/stor/session/obj";
+    let mut st = begin(&stores, key, "imgapi/uploads/abc/s1", data.len() as u64).await;
+    append(&stores, &mut st, &data[..7 << 20]).await;
+    append(&stores, &mut st, &data[7 << 20..]).await;
+    assert_eq!(
+        read_all_stream(stores.read_session(&st, Some(100..200)).await.unwrap()).await,
+        data[100..200].to_vec()
+    );
+    assert!(
+        manta.head(key).await.unwrap().is_none(),
+        "not visible before complete"
+    );
+    let done = complete(&stores, &mut st, key).await;
+    assert_eq!((done.store, done.key.as_str()), (StoreName::Manta, key));
+    assert_eq!(
+        sha1_hex(&read_all(&manta, key, None).await),
+        sha1_hex(&data)
+    );
+    // A crash after the object was put in place but before the caller
+    // recorded it: the store recognises its own object.
+    let md5 = hex::encode(md5::Md5::digest(&data));
+    let before = stores
+        .completed_before(&st, StoreName::Manta, Some(key), data.len() as u64, &md5)
+        .await;
+    let (name, k, meta) = before.expect("completed before");
+    assert_eq!(
+        (name, k.as_str(), meta.size),
+        (StoreName::Manta, key, data.len() as u64)
+    );
+    if let Some((s, k)) = done.leftover {
+        stores.get(s).delete(&k).await.unwrap();
+    }
+
+    // Resume after a crash: a request dropped before it was acknowledged
+    // counts for nothing; the next one starts at the recorded offset.
+    let key2 = "u/stor/session/resumed";
+    let mut st = begin(&stores, key2, "imgapi/uploads/abc/s2", 11).await;
+    append(&stores, &mut st, b"hello").await;
+    {
+        let mut w = stores.append(&st, StoreName::Manta, None).await.unwrap();
+        w.write(Bytes::from(vec![b'!'; 2 << 20])).await.unwrap();
+        // dropped: the process died before the request was acknowledged
+    }
+    append(&stores, &mut st, b" world").await;
+    let done = complete(&stores, &mut st, key2).await;
+    assert_eq!(read_all(&manta, key2, None).await, b"hello world".to_vec());
+    if let Some((s, k)) = done.leftover {
+        stores.get(s).delete(&k).await.unwrap();
+    }
+
+    // Abort: nothing is left, neither staged bytes nor an object.
+    let key3 = "u/stor/session/aborted";
+    let mut st = begin(&stores, key3, "imgapi/uploads/abc/s3", 6 << 20).await;
+    append(&stores, &mut st, &data[..6 << 20]).await;
+    stores.abort_session(&st, StoreName::Manta).await;
+    let staged = stores.get(st.staged);
+    assert!(staged.head(&st.staged_key).await.unwrap().is_none());
+    assert!(manta.head(key3).await.unwrap().is_none());
+    // Aborting again is harmless.
+    stores.abort_session(&st, StoreName::Manta).await;
+
+    // A key that cannot be an object here is an unusable path.
+    if let Store::Fs(_) = manta {
+        let mut w = manta.begin_write("u/stor/file").await.unwrap();
+        w.write(Bytes::from_static(b"x")).await.unwrap();
+        w.commit().await.unwrap();
+        let mut st = begin(&stores, "u/stor/file/below", "imgapi/uploads/abc/s4", 1).await;
+        append(&stores, &mut st, b"y").await;
+        let e = stores
+            .complete_session(&st, StoreName::Manta, Some("u/stor/file/below"))
+            .await
+            .unwrap_err();
+        assert!(e.is_unusable_path(), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn session_contract_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let manta = Store::Fs(FsStore::new(dir.path().join("manta")).unwrap());
+    let stores = stores_with(manta, dir.path());
+    assert!(!stores.get(StoreName::Manta).supports_server_side_copy());
+    session_contract(stores).await;
+}
+
+#[tokio::test]
+async fn session_contract_s3() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = stores_with(s3_store(&s3).await, dir.path());
+    assert!(stores.get(StoreName::Manta).supports_server_side_copy());
+    assert_eq!(stores.staging_for(StoreName::Manta), StoreName::Staging);
+    session_contract(stores).await;
+}
+
+/// The S3 server lost the multipart upload (its completion is not atomic
+/// and a crash cut it short): completing fails, the session restarts from
+/// its staged bytes in a new multipart upload, and completes.
+#[tokio::test]
+async fn session_survives_a_lost_multipart_upload() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = stores_with(s3_store(&s3).await, dir.path());
+    let data = data(11 << 20, 5);
+    let key = "u/stor/session/lost";
+    let mut st = begin(&stores, key, "imgapi/uploads/abc/l1", data.len() as u64).await;
+    append(&stores, &mut st, &data).await;
+    stores
+        .flush_session(&mut st, StoreName::Manta, true)
+        .await
+        .unwrap();
+    let m = st.multipart.clone().expect("a multipart upload");
+    assert!(m.parts.len() >= 2);
+    let Store::S3(s) = stores.get(StoreName::Manta) else {
+        panic!("an S3 store")
+    };
+    s.abort_multipart(&m.key, &m.upload_id).await.unwrap();
+    assert!(
+        stores
+            .complete_session(&st, StoreName::Manta, Some(key))
+            .await
+            .is_err()
+    );
+    assert!(
+        stores
+            .restart_session(&mut st, StoreName::Manta)
+            .await
+            .unwrap()
+    );
+    let again = st.multipart.clone().unwrap();
+    assert_ne!(again.upload_id, m.upload_id);
+    assert!(again.parts.is_empty());
+    let done = complete(&stores, &mut st, key).await;
+    let manta = stores.get(StoreName::Manta);
+    assert_eq!(sha1_hex(&read_all(manta, key, None).await), sha1_hex(&data));
+    // Once the object exists, there is nothing to restart.
+    assert!(
+        !stores
+            .restart_session(&mut st, StoreName::Manta)
+            .await
+            .unwrap()
+    );
+    if let Some((s, k)) = done.leftover {
+        stores.get(s).delete(&k).await.unwrap();
+        assert!(stores.get(s).head(&k).await.unwrap().is_none());
+    }
 }
 
 #[tokio::test]

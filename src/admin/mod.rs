@@ -16,17 +16,17 @@ use crate::db::{images as imgq, registrations as jobs, uploads as upq};
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
 use crate::manifest::{Image, now_iso};
-use crate::store::{ObjectMeta, Store, image_dir_key, image_file_key, image_icon_key};
+use crate::store::{ObjectMeta, Store, StoreName, image_dir_key, image_file_key, image_icon_key};
 
 /// The stors whose image areas `gc` sweeps.
-const STORS: &[&str] = &["local", "manta"];
+const STORS: &[StoreName] = &[StoreName::Local, StoreName::Manta];
 
 /// The stores and prefixes where unfinished uploads keep their bytes.
-const UPLOAD_AREAS: &[(&str, &str)] = &[
-    ("assets", "imgapi-uploads/"),
-    ("assets", crate::uploads::ASSETS_UPLOAD_AREA),
-    ("manta", "imgapi/uploads/"),
-    ("staging", "imgapi/uploads/"),
+const UPLOAD_AREAS: &[(StoreName, &str)] = &[
+    (StoreName::Assets, "imgapi-uploads/"),
+    (StoreName::Assets, crate::uploads::ASSETS_UPLOAD_AREA),
+    (StoreName::Manta, "imgapi/uploads/"),
+    (StoreName::Staging, "imgapi/uploads/"),
 ];
 
 /// Objects this recently modified may still be being written (or recorded
@@ -102,8 +102,9 @@ fn targets_of(img: &Image) -> Vec<Target> {
 }
 
 /// An error with its cause, on one line.
-fn describe(e: &Error) -> String {
-    match std::error::Error::source(e) {
+fn describe(e: impl Into<Error>) -> String {
+    let e = e.into();
+    match std::error::Error::source(&e) {
         Some(s) => format!("{e}: {s}"),
         None => e.to_string(),
     }
@@ -137,7 +138,7 @@ pub async fn check_files<W: Write>(
     let stores = &state.images.stores;
     let mut results = futures_util::stream::iter(targets)
         .map(|t| async move {
-            let problem = check_one(stores.by_stor(&t.stor), &t, quick).await;
+            let problem = check_one(stores.by_stor(&t.stor).map_err(Error::from), &t, quick).await;
             (t, problem)
         })
         .buffered(if quick { 16 } else { CHECK_CONCURRENCY });
@@ -185,12 +186,12 @@ pub async fn check_files<W: Write>(
 async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<String> {
     let store = match store {
         Ok(s) => s,
-        Err(e) => return Some(describe(&e)),
+        Err(e) => return Some(describe(e)),
     };
     let meta = match store.head(&t.key).await {
         Ok(Some(m)) => m,
         Ok(None) => return Some("missing".into()),
-        Err(e) => return Some(format!("cannot stat: {}", describe(&e))),
+        Err(e) => return Some(format!("cannot stat: {}", describe(e))),
     };
     if quick {
         return (meta.size != t.size)
@@ -207,7 +208,7 @@ async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<Str
     .await;
     let d = match digests {
         Ok(d) => d,
-        Err(e) => return Some(format!("unreadable: {}", describe(&e))),
+        Err(e) => return Some(format!("unreadable: {}", describe(e))),
     };
     let mut bad = Vec::new();
     if d.size != t.size {
@@ -231,7 +232,7 @@ async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<Str
 }
 
 /// The key prefix of a stor's image area (`images/`, `imgapi/images/`).
-pub fn image_area(stor: &str) -> String {
+pub fn image_area(stor: impl AsRef<str>) -> String {
     // image_dir_key is "<area>/<uuid[0:3]>/<uuid>": drop the last two segments.
     let dir = image_dir_key(stor, &Uuid::nil());
     let area = dir.rsplitn(3, '/').nth(2).unwrap_or("");
@@ -277,7 +278,7 @@ fn unchanged(then: &ObjectMeta, now: &ObjectMeta) -> bool {
 /// An object `gc` removes, and why.
 #[derive(Debug, Clone)]
 struct Orphan {
-    stor: &'static str,
+    stor: StoreName,
     key: String,
     meta: ObjectMeta,
     why: String,
@@ -320,16 +321,18 @@ fn classify(
 
 /// Everything in the upload areas, listed before the upload rows are read
 /// (a staging file is written before the row that names it is committed).
-/// With a directory manta store, staging is that same directory.
-async fn list_upload_areas(state: &AppState) -> Result<Vec<(&'static str, String, ObjectMeta)>> {
+/// With a directory manta store, staging is that same directory (listed once).
+async fn list_upload_areas(state: &AppState) -> Result<Vec<(StoreName, String, ObjectMeta)>> {
     let stores = &state.images.stores;
-    let manta_is_dir = stores.by_name("manta")?.as_fs().is_some();
+    let staging_is_manta = stores
+        .get(StoreName::Staging)
+        .same_place(stores.get(StoreName::Manta));
     let mut listed = Vec::new();
     for &(name, prefix) in UPLOAD_AREAS {
-        if name == "staging" && manta_is_dir {
+        if name == StoreName::Staging && staging_is_manta {
             continue;
         }
-        for (key, meta) in stores.by_name(name)?.list(prefix).await? {
+        for (key, meta) in stores.get(name).list(prefix).await? {
             if !key.ends_with('/') {
                 listed.push((name, key, meta));
             }
@@ -356,14 +359,12 @@ fn upload_key_parts(key: &str) -> Option<(Uuid, Option<u64>)> {
 /// whatever the row says (a crash between two steps of its completion).
 async fn upload_orphans(
     state: &AppState,
-    listed: Vec<(&'static str, String, ObjectMeta)>,
+    listed: Vec<(StoreName, String, ObjectMeta)>,
     now_ns: u128,
 ) -> Result<Vec<Orphan>> {
     let rows = state.db.read(|c| upq::list(c, None)).await?;
-    let live: HashSet<(String, String)> = rows
-        .iter()
-        .map(|u| (u.store.clone(), u.data_key.clone()))
-        .collect();
+    let live: HashSet<(StoreName, String)> =
+        rows.iter().map(|u| (u.store, u.data_key.clone())).collect();
     let staged_from: HashMap<Uuid, Option<u64>> = rows
         .iter()
         .map(|u| (u.id, u.s3.as_ref().map(|m| m.staged_from)))
@@ -371,7 +372,7 @@ async fn upload_orphans(
     Ok(listed
         .into_iter()
         .filter_map(|(stor, key, meta)| {
-            if live.contains(&(stor.to_string(), key.clone())) || age(&meta, now_ns) < GRACE {
+            if live.contains(&(stor, key.clone())) || age(&meta, now_ns) < GRACE {
                 return None;
             }
             let why = match upload_key_parts(&key) {
@@ -492,9 +493,9 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     // read: an object is always written after its image row, so whatever
     // was listed has its image (if any) in what is read next.
     let upload_data = list_upload_areas(state).await?;
-    let mut listed: Vec<(&'static str, String, ObjectMeta)> = Vec::new();
+    let mut listed: Vec<(StoreName, String, ObjectMeta)> = Vec::new();
     for &stor in STORS {
-        let store = state.images.stores.by_stor(stor)?;
+        let store = state.images.stores.get(stor);
         for (key, meta) in store.list(&image_area(stor)).await? {
             if !key.ends_with('/') {
                 listed.push((stor, key, meta));
@@ -522,7 +523,15 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     let orphans: Vec<Orphan> = listed
         .into_iter()
         .filter_map(|(stor, key, meta)| {
-            let why = classify(stor, &key, &meta, now_ns, &images, &referenced, &busy)?;
+            let why = classify(
+                stor.as_str(),
+                &key,
+                &meta,
+                now_ns,
+                &images,
+                &referenced,
+                &busy,
+            )?;
             Some(Orphan {
                 stor,
                 key,
@@ -535,7 +544,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     orphans.extend(upload_orphans(state, upload_data, now_ns).await?);
     for o in &orphans {
         if yes {
-            let store = state.images.stores.by_name(o.stor)?;
+            let store = state.images.stores.get(o.stor);
             // Not if it was rewritten since it was listed.
             match store.head(&o.key).await {
                 Ok(Some(m)) if unchanged(&o.meta, &m) => {}
@@ -545,13 +554,13 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
                 }
                 Err(e) => {
                     sum.errors += 1;
-                    writeln!(out, "error {} {}: {}", o.stor, o.key, describe(&e))?;
+                    writeln!(out, "error {} {}: {}", o.stor, o.key, describe(e))?;
                     continue;
                 }
             }
             if let Err(e) = store.delete(&o.key).await {
                 sum.errors += 1;
-                writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(&e))?;
+                writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(e))?;
                 continue;
             }
         }
@@ -598,7 +607,7 @@ mod tests {
         assert_eq!(image_area("local"), "images/");
         assert_eq!(image_area("manta"), "imgapi/images/");
         let u = Uuid::new_v4();
-        for stor in STORS {
+        for &stor in STORS {
             let k = image_file_key(stor, &u);
             assert_eq!(parse_area_key(&image_area(stor), &k), Some((u, "file0")));
         }

@@ -50,7 +50,7 @@ pub struct Upload {
     pub offset: u64,
     pub state: UploadState,
     /// `manta` or `assets`.
-    pub store: String,
+    pub store: crate::store::StoreName,
     pub data_key: String,
     pub path: Option<String>,
     pub metadata: BTreeMap<String, String>,
@@ -69,23 +69,7 @@ pub struct Upload {
     pub s3: Option<MultipartState>,
 }
 
-/// An upload's S3 multipart state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MultipartState {
-    pub key: String,
-    pub upload_id: String,
-    pub parts: Vec<Part>,
-    /// Offset of the first byte not yet sent as a part (the staging file's start).
-    pub staged_from: u64,
-}
-
-/// One uploaded part.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Part {
-    pub n: i32,
-    pub etag: String,
-    pub size: u64,
-}
+pub use crate::store::session::{MultipartState, Part};
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
      md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from";

@@ -689,10 +689,11 @@ impl Images {
         f: &ImageFile,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
-        self.stores
+        Ok(self
+            .stores
             .by_stor(&f.stor)?
             .get(&image_file_key(&f.stor, &img.uuid), range)
-            .await
+            .await?)
     }
 
     /// AddImageIcon.
@@ -1183,8 +1184,8 @@ fn export_stem(name: &str, version: &str) -> String {
 }
 
 /// A store's "path cannot be used" error, named for ExportImage's parameter.
-fn as_manta_path(e: Error) -> Error {
-    match e {
+fn as_manta_path(e: impl Into<Error>) -> Error {
+    match e.into() {
         Error::InvalidParameter {
             message,
             mut errors,

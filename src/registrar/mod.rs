@@ -24,11 +24,11 @@ use crate::identity::Caller;
 use crate::locks::ImageLocks;
 use crate::manifest::{COMPRESSIONS, Image, ImageFile, Placeholder, now_iso};
 use crate::store::namespace;
-use crate::store::{Stores, image_file_key, ingest};
+use crate::store::{Move, StoreName, Stores, image_file_key, ingest};
 use crate::uploads::{Uploads, stamp};
 
 /// Where registered image files go.
-const DEST_STOR: &str = "manta";
+const DEST_STOR: StoreName = StoreName::Manta;
 
 /// A file reference of a registration (`files[0]`) or attach.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +68,12 @@ impl From<Error> for JobError {
             }
             e => JobError::Retry(e),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for JobError {
+    fn from(e: crate::store::StoreError) -> Self {
+        JobError::from(Error::from(e))
     }
 }
 
@@ -283,7 +289,7 @@ impl Registrar {
             }
             job.source = JobSource::Upload;
             job.upload_id = Some(id);
-            job.store = up.store.clone();
+            job.store = up.store.to_string();
             job.source_key = up.data_key.clone();
             if self.trusted_digests(&up).await?.is_some() {
                 compare(&job, &up.hash.digests()?)?;
@@ -292,12 +298,12 @@ impl Registrar {
             let sp = namespace::parse(p)
                 .map_err(|m| Error::invalid_param("files[0].path", FieldCode::Invalid, m))?;
             self.uploads.check_path_access(caller, &sp).await?;
-            let store = self.stores.by_name(sp.store())?;
+            let store = self.stores.get(sp.store());
             if store.head(&sp.key).await?.is_none() {
                 return Err(Error::FileNotFound(format!("{p} does not exist")));
             }
             job.source = JobSource::Path;
-            job.store = sp.store().into();
+            job.store = sp.store().to_string();
             job.source_key = sp.key;
         }
         Ok(job)
@@ -309,7 +315,7 @@ impl Registrar {
         if up.path.is_none() {
             return Ok(Some(up.hash.digests()?));
         }
-        let meta = self.stores.by_name(&up.store)?.head(&up.data_key).await?;
+        let meta = self.stores.get(up.store).head(&up.data_key).await?;
         match (meta, &up.data_mtime) {
             (Some(m), Some(s)) if stamp(&m) == *s => Ok(Some(up.hash.digests()?)),
             _ => Ok(None),
@@ -486,9 +492,12 @@ impl Registrar {
             let u = uuid;
             self.db.write(move |c| jobs::bump_attempts(c, u)).await?
         };
-        let dest = self.stores.by_stor(DEST_STOR)?;
+        let dest = self.stores.get(DEST_STOR);
         let dest_key = image_file_key(DEST_STOR, &uuid);
-        let src_store = self.stores.by_name(&job.store)?;
+        // (A row's store is checked here: a job naming no store fails, and is
+        // retried, as any other.)
+        let src_name: StoreName = job.store.parse().map_err(Error::internal)?;
+        let src_store = self.stores.get(src_name);
         // Fast path: a finished upload in the private upload area is moved.
         if job.source == JobSource::Upload {
             let up = {
@@ -501,36 +510,20 @@ impl Registrar {
             if up.path.is_none() {
                 let d = up.hash.digests()?;
                 compare(job, &d)?;
-                let (src_fs, dst_fs) = (src_store.as_fs(), dest.as_fs());
-                if let (Some(s), Some(t)) = (src_fs, dst_fs)
-                    && s.root() == t.root()
+                // The upload's bytes move into the image's place where the
+                // store can do that itself (a rename; a server-side copy).
+                match self
+                    .stores
+                    .move_object(src_name, &job.source_key, DEST_STOR, &dest_key)
+                    .await?
                 {
-                    if s.head(&job.source_key).await?.is_some() {
-                        s.rename(&job.source_key, &dest_key).await?;
-                    } else if t.head(&dest_key).await?.is_none() {
+                    Move::Moved | Move::AlreadyThere => return Ok((d, true)),
+                    Move::SourceGone => {
                         return Err(JobError::Permanent(Error::FileNotFound(
                             "the upload's bytes are gone".into(),
                         )));
                     }
-                    return Ok((d, true));
-                }
-                if job.store == DEST_STOR && dest.as_fs().is_none() {
-                    // The upload is already an object in this store: a
-                    // server-side copy into the image's place, then drop it.
-                    match src_store.head(&job.source_key).await? {
-                        Some(m) => {
-                            dest.copy_within(&job.source_key, &dest_key, m.etag.as_deref())
-                                .await?;
-                            let _ = src_store.delete(&job.source_key).await;
-                        }
-                        None if dest.head(&dest_key).await?.is_some() => {} // moved by an earlier attempt
-                        None => {
-                            return Err(JobError::Permanent(Error::FileNotFound(
-                                "the upload's bytes are gone".into(),
-                            )));
-                        }
-                    }
-                    return Ok((d, true));
+                    Move::NotHere => {}
                 }
             }
         }
@@ -545,7 +538,7 @@ impl Registrar {
             ))));
         }
         let body = src_store.get(&job.source_key, None).await?;
-        if job.store == DEST_STOR && dest.as_fs().is_none() {
+        if dest.supports_server_side_copy() && src_store.same_place(dest) {
             // Same object store: verify by streaming, then a server-side
             // copy conditioned on the ETag that was verified.
             let body = futures_util::TryStreamExt::map_err(body, Error::from);
@@ -586,7 +579,7 @@ impl Registrar {
                     size: d.size,
                     compression: job.compression.as_str().to_string(),
                     dataset_guid: job.dataset_guid.clone(),
-                    stor: DEST_STOR.into(),
+                    stor: DEST_STOR.to_string(),
                     content_md5: d.md5_base64(),
                     mtime: now_iso(),
                 };
@@ -620,7 +613,7 @@ impl Registrar {
                         // The image was deleted while registering: drop the bytes.
                         let _ = self
                             .stores
-                            .by_stor(DEST_STOR)?
+                            .get(DEST_STOR)
                             .delete(&image_file_key(DEST_STOR, &uuid))
                             .await;
                     }
@@ -673,7 +666,7 @@ impl Registrar {
                 if job.kind == JobKind::Register {
                     let _ = self
                         .stores
-                        .by_stor(DEST_STOR)?
+                        .get(DEST_STOR)
                         .delete(&image_file_key(DEST_STOR, &uuid))
                         .await;
                 }

@@ -17,30 +17,21 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
+use super::error::{Result, StoreError};
 use super::{ByteStream, ObjectMeta, valid_key};
-use crate::error::{Error, FieldCode, Result};
 
 /// Mode of the files the store creates.
 const FILE_MODE: u32 = 0o600;
 /// Mode of the directories the store creates.
 const DIR_MODE: u32 = 0o700;
 
-/// The error of a key that cannot name a file in this store (422
-/// InvalidParameter `path`; callers with another field name rename it).
-/// The key goes to the log only.
-pub fn unusable_path(key: &str, why: &dyn std::fmt::Display) -> Error {
-    tracing::debug!(key, error = %why, "storage path cannot be used");
-    Error::invalid_param(
-        "path",
-        FieldCode::Invalid,
-        "the storage path cannot be used: a component of it is a file, a directory or a link, or a name is too long",
-    )
+/// The error of a key that cannot name a file in this store.
+fn unusable_path(key: &str, why: &dyn std::fmt::Display) -> StoreError {
+    StoreError::unusable_path(key, why.to_string())
 }
 
-/// A stored object that is not there (or is not a regular file).
-pub fn object_not_found(key: &str) -> Error {
-    tracing::debug!(key, "stored object not found");
-    Error::not_found("the stored object does not exist")
+fn object_not_found(key: &str) -> StoreError {
+    StoreError::not_found(key)
 }
 
 /// An I/O error that says the path cannot be a file here (rather than a
@@ -118,11 +109,11 @@ fn tmp_prefix(name: &str) -> String {
 }
 
 /// Map a blocking task's I/O error of `key`: path errors are 4xx.
-fn map_io(key: &str, e: std::io::Error) -> Error {
+fn map_io(key: &str, e: std::io::Error) -> StoreError {
     if is_path_error(&e) {
         unusable_path(key, &e)
     } else {
-        e.into()
+        StoreError::Io(e)
     }
 }
 
@@ -203,7 +194,7 @@ impl FsStore {
             }
         })
         .await
-        .map_err(Error::internal)?;
+        .map_err(StoreError::internal)?;
         Ok(())
     }
 
@@ -216,7 +207,7 @@ impl FsStore {
             checked_path(&root, &k, false).and_then(std::fs::symlink_metadata)
         })
         .await
-        .map_err(Error::internal)?;
+        .map_err(StoreError::internal)?;
         match m {
             Ok(m) if m.is_file() => Ok(Some(meta_of(&m))),
             Ok(_) => Ok(None),
@@ -236,7 +227,7 @@ impl FsStore {
             Ok(f.metadata()?.is_file().then_some(f))
         })
         .await
-        .map_err(Error::internal)?;
+        .map_err(StoreError::internal)?;
         let mut f = match f {
             Ok(Some(f)) => tokio::fs::File::from_std(f),
             Ok(None) => return Err(object_not_found(key)),
@@ -280,7 +271,7 @@ impl FsStore {
             Ok(())
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(StoreError::internal)??;
         Ok(())
     }
 }
@@ -297,7 +288,7 @@ impl FsStore {
                 self.path(dir)?;
                 Some(dir.to_string())
             }
-            Some(_) => return Err(Error::internal(format!("invalid prefix {prefix:?}"))),
+            Some(_) => return Err(StoreError::internal(format!("invalid prefix {prefix:?}"))),
             None => None,
         };
         let (root, prefix) = (self.root.clone(), prefix.to_string());
@@ -355,7 +346,7 @@ impl FsStore {
             Ok(out)
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(StoreError::internal)??;
         Ok(out)
     }
 }
@@ -392,7 +383,7 @@ impl PendingFsWrite {
     pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
         self.appender
             .as_mut()
-            .ok_or_else(|| Error::internal("write after commit"))?
+            .ok_or_else(|| StoreError::internal("write after commit"))?
             .write(chunk)
             .await
     }
@@ -401,7 +392,7 @@ impl PendingFsWrite {
         let a = self
             .appender
             .take()
-            .ok_or_else(|| Error::internal("commit after failure"))?;
+            .ok_or_else(|| StoreError::internal("commit after failure"))?;
         a.finish().await?;
         let (tmp, root, key) = (self.tmp.clone(), self.root.clone(), self.key.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -415,7 +406,7 @@ impl PendingFsWrite {
             Ok(())
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(StoreError::internal)?
         .map_err(|e| map_io(&self.key, e))?;
         debug_assert!(self.dest.ends_with(&self.key));
         self.done = true;
@@ -503,7 +494,7 @@ impl FsStore {
             Ok(f)
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(StoreError::internal)?
         .map_err(|e| map_io(key, e))?;
         Ok(FsAppender {
             file: std::sync::Arc::new(file),
@@ -527,7 +518,7 @@ impl FsStore {
             f.sync_all()
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(StoreError::internal)?
         .map_err(|e| map_io(key, e))?;
         Ok(())
     }
@@ -547,7 +538,7 @@ impl FsStore {
             Ok(())
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(StoreError::internal)?
         .map_err(|e| map_io(to, e))?;
         Ok(())
     }
@@ -615,7 +606,7 @@ impl FsAppender {
     /// Wait for the batch in flight, if any.
     async fn wait(&mut self) -> Result<()> {
         if let Some(h) = self.inflight.take() {
-            h.await.map_err(Error::internal)??;
+            h.await.map_err(StoreError::internal)??;
         }
         Ok(())
     }
@@ -627,13 +618,13 @@ impl FsAppender {
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
-            .map_err(Error::internal)??;
+            .map_err(StoreError::internal)??;
         Ok(())
     }
 
     /// Stop and cut the file back to where this append started. Returns the
     /// writer's own error, if it failed (e.g. out of space).
-    pub async fn abort(mut self) -> Result<Option<Error>> {
+    pub async fn abort(mut self) -> Result<Option<StoreError>> {
         let writer_error = self.wait().await.err();
         let (file, start) = (self.file.clone(), self.start);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -641,7 +632,7 @@ impl FsAppender {
             file.sync_all()
         })
         .await
-        .map_err(Error::internal)??;
+        .map_err(StoreError::internal)??;
         Ok(writer_error)
     }
 }
@@ -670,13 +661,13 @@ mod tests {
             assert!(s.head(key).await.unwrap().is_none(), "{key}");
             assert!(matches!(
                 s.get(key, None).await,
-                Err(Error::ResourceNotFound(_))
+                Err(StoreError::NotFound { .. })
             ));
         }
         for key in ["a/dir/new", "a/dir/sub/new"] {
             assert!(matches!(
                 put(&s, key, b"x").await,
-                Err(Error::InvalidParameter { .. })
+                Err(StoreError::UnusablePath { .. })
             ));
         }
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
@@ -701,28 +692,28 @@ mod tests {
         assert!(s.head("d").await.unwrap().is_none());
         assert!(matches!(
             s.get("d", None).await,
-            Err(Error::ResourceNotFound(_))
+            Err(StoreError::NotFound { .. })
         ));
         assert!(matches!(
             s.get("f/below", None).await,
-            Err(Error::ResourceNotFound(_))
+            Err(StoreError::NotFound { .. })
         ));
         for key in ["f/below", "d"] {
             assert!(
                 matches!(
                     put(&s, key, b"x").await,
-                    Err(Error::InvalidParameter { .. })
+                    Err(StoreError::UnusablePath { .. })
                 ),
                 "{key}"
             );
         }
         assert!(matches!(
             s.open_append("d", 0).await,
-            Err(Error::InvalidParameter { .. })
+            Err(StoreError::UnusablePath { .. })
         ));
         assert!(matches!(
             s.rename("f", "d").await,
-            Err(Error::InvalidParameter { .. })
+            Err(StoreError::UnusablePath { .. })
         ));
         // A 255-byte name: its temporary name still fits.
         let long = "é".repeat(127);

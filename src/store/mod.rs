@@ -2,9 +2,12 @@
 //! atomic writes (temporary name, fsync, rename) and ranged streaming reads.
 //! `fs` is a local directory; the S3 backend plugs in beside it.
 
+pub mod error;
 pub mod fs;
+pub mod name;
 pub mod namespace;
 pub mod s3;
+pub mod session;
 
 use std::ops::Range;
 
@@ -12,10 +15,13 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::digest::{Digests, StreamHasher};
-use crate::error::{Error, Result};
+
+pub use error::{Result, StoreError};
 
 pub use fs::FsStore;
+pub use name::StoreName;
 pub use s3::S3Store;
+pub use session::{Completed, Move, MultipartState, Part, SessionState, SessionWriter};
 
 /// A stream of object bytes.
 pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -63,22 +69,6 @@ impl PendingWrite {
 }
 
 impl Store {
-    /// The S3 store behind this one, if it is one.
-    pub fn as_s3(&self) -> Option<&S3Store> {
-        match self {
-            Store::S3(s) => Some(s),
-            Store::Fs(_) => None,
-        }
-    }
-
-    /// The directory store behind this one, if it is one.
-    pub fn as_fs(&self) -> Option<&FsStore> {
-        match self {
-            Store::Fs(s) => Some(s),
-            Store::S3(_) => None,
-        }
-    }
-
     /// Start an atomic write of `key`.
     pub async fn begin_write(&self, key: &str) -> Result<PendingWrite> {
         match self {
@@ -139,46 +129,48 @@ impl Store {
 }
 
 /// Stream `body` into `pending` while hashing it; more than `max` bytes is
-/// 400 Upload (the pending write is dropped by the caller, leaving nothing).
-pub async fn ingest<S>(pending: &mut PendingWrite, body: S, max: u64) -> Result<Digests>
+/// `StoreError::TooLarge` (the pending write is dropped by the caller,
+/// leaving nothing). The body's own errors come back as they are.
+pub async fn ingest<S, E>(pending: &mut PendingWrite, body: S, max: u64) -> Result<Digests, E>
 where
-    S: Stream<Item = Result<Bytes>> + Send,
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: From<StoreError>,
 {
     digest_stream(Some(pending), body, max).await
 }
 
 /// The digests of a stream, read once (verification without a copy); more
-/// than `max` bytes is 400 Upload.
-pub async fn hash_stream<S>(body: S, max: u64) -> Result<Digests>
+/// than `max` bytes is `StoreError::TooLarge`.
+pub async fn hash_stream<S, E>(body: S, max: u64) -> Result<Digests, E>
 where
-    S: Stream<Item = Result<Bytes>> + Send,
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: From<StoreError>,
 {
     digest_stream(None, body, max).await
 }
 
-async fn digest_stream<S>(
+async fn digest_stream<S, E>(
     mut pending: Option<&mut PendingWrite>,
     body: S,
     max: u64,
-) -> Result<Digests>
+) -> Result<Digests, E>
 where
-    S: Stream<Item = Result<Bytes>> + Send,
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: From<StoreError>,
 {
-    let mut hasher = StreamHasher::new()?;
+    let mut hasher = StreamHasher::new().map_err(StoreError::internal)?;
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         if hasher.size() + chunk.len() as u64 > max {
-            return Err(Error::Upload(format!(
-                "file size exceeds the maximum allowed size, {max} bytes"
-            )));
+            return Err(StoreError::TooLarge { max }.into());
         }
-        hasher.update(&chunk).await?;
+        hasher.update(&chunk).await.map_err(StoreError::internal)?;
         if let Some(p) = pending.as_deref_mut() {
             p.write(chunk).await?;
         }
     }
-    hasher.finish().await
+    Ok(hasher.finish().await.map_err(StoreError::internal)?)
 }
 
 /// Longest segment of a key or storage path, in bytes (NAME_MAX of common
@@ -204,19 +196,20 @@ pub fn valid_key(key: &str) -> bool {
 /// The key of an image's file in the store named by `stor`. In the manta
 /// store the service's own objects live under `imgapi/`, which no account
 /// path can reach.
-pub fn image_file_key(stor: &str, uuid: &uuid::Uuid) -> String {
+pub fn image_file_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     format!("{}/file0", image_dir_key(stor, uuid))
 }
 
 /// The key of an image's icon in the store named by `stor`.
-pub fn image_icon_key(stor: &str, uuid: &uuid::Uuid) -> String {
+pub fn image_icon_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     format!("{}/icon", image_dir_key(stor, uuid))
 }
 
 /// The key prefix ("directory") of an image's objects.
-pub fn image_dir_key(stor: &str, uuid: &uuid::Uuid) -> String {
+pub fn image_dir_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     let u = uuid.to_string();
-    let prefix = if stor == "manta" { "imgapi/" } else { "" };
+    let manta = stor.as_ref() == StoreName::Manta.as_str();
+    let prefix = if manta { "imgapi/" } else { "" };
     format!("{prefix}images/{}/{u}", &u[..3])
 }
 
@@ -232,22 +225,22 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// A store by name: `local`, `manta` or `assets`.
-    pub fn by_name(&self, name: &str) -> Result<&Store> {
+    /// The store named `name`.
+    pub fn get(&self, name: StoreName) -> &Store {
         match name {
-            "assets" => Ok(&self.assets),
-            "staging" => Ok(&self.staging),
-            other => self.by_stor(other),
+            StoreName::Local => &self.local,
+            StoreName::Manta => &self.manta,
+            StoreName::Assets => &self.assets,
+            StoreName::Staging => &self.staging,
         }
     }
 
-    /// The store of an IMGAPI `stor` name.
+    /// The store of an IMGAPI `stor` name (`local` or `manta`), as image
+    /// rows have it.
     pub fn by_stor(&self, stor: &str) -> Result<&Store> {
-        match stor {
-            "local" => Ok(&self.local),
-            "manta" => Ok(&self.manta),
-            other => Err(Error::internal(format!("unknown stor {other:?}"))),
-        }
+        StoreName::stor(stor)
+            .map(|n| self.get(n))
+            .ok_or_else(|| StoreError::internal(format!("unknown stor {stor:?}")))
     }
 }
 

@@ -23,10 +23,10 @@ pub struct StoragePath {
 
 impl StoragePath {
     /// `manta` or `assets`: the store holding the object.
-    pub fn store(&self) -> &'static str {
+    pub fn store(&self) -> super::StoreName {
         match self.ns {
-            Namespace::Manta { .. } => "manta",
-            Namespace::Assets => "assets",
+            Namespace::Manta { .. } => super::StoreName::Manta,
+            Namespace::Assets => super::StoreName::Assets,
         }
     }
 }
@@ -104,7 +104,10 @@ mod tests {
             }
         );
         let p = parse("/assets/base/x.zfs").unwrap();
-        assert_eq!((p.key.as_str(), p.store()), ("base/x.zfs", "assets"));
+        assert_eq!(
+            (p.key.as_str(), p.store()),
+            ("base/x.zfs", super::super::StoreName::Assets)
+        );
         for bad in [
             "trent/stor/x",
             "/trent/stor",

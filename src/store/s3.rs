@@ -17,9 +17,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
+use super::error::{Result, StoreError};
 use super::{ByteStream, ObjectMeta, valid_key};
 use crate::config::S3Config;
-use crate::error::{Error, Result};
 
 /// Objects above this are copied with UploadPartCopy (S3's CopyObject limit).
 const MAX_SINGLE_COPY: u64 = 5 << 30;
@@ -38,7 +38,13 @@ pub struct S3Store {
     part_size: usize,
     parts_in_flight: usize,
     connect_timeout: Duration,
+    tee_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Session requests that may send parts while their body streams in, at
+/// once. Each holds up to `parts_in_flight` parts in memory; other requests
+/// stage their bytes, which are sent afterwards, one part at a time.
+const TEE_SLOTS: usize = 2;
 
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,27 +58,41 @@ impl std::fmt::Debug for S3Store {
 type Resp = aws_sdk_s3::config::http::HttpResponse;
 
 /// Map an SDK error: unreachable or failing store → 503 StorageIsDown.
-fn sdk_err<E>(e: SdkError<E, Resp>) -> Error
+fn sdk_err<E>(e: SdkError<E, Resp>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &e {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            Error::StorageIsDown(Box::new(e))
+            StoreError::Unavailable(Box::new(e))
         }
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             if status >= 500 {
-                Error::StorageIsDown(Box::new(e))
+                StoreError::Unavailable(Box::new(e))
             } else {
-                Error::internal(format!(
+                StoreError::internal(format!(
                     "s3: {} {}",
                     se.err().code().unwrap_or("error"),
                     se.err().message().unwrap_or("")
                 ))
             }
         }
-        _ => Error::internal(e),
+        _ => StoreError::internal(e),
+    }
+}
+
+/// Map an error of a multipart call: the server no longer knowing the
+/// upload (`NoSuchUpload`) is `SessionLost`, the rest as `sdk_err`.
+fn multipart_err<E>(e: SdkError<E, Resp>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) if se.err().code() == Some("NoSuchUpload") => {
+            StoreError::SessionLost
+        }
+        _ => sdk_err(e),
     }
 }
 
@@ -92,7 +112,7 @@ impl S3Store {
         let secret = match (&cfg.secret_access_key, &cfg.secret_access_key_file) {
             (Some(s), _) => s.clone(),
             (None, Some(p)) => std::fs::read_to_string(p)?.trim().to_string(),
-            (None, None) => return Err(Error::internal("no S3 secret access key configured")),
+            (None, None) => return Err(StoreError::internal("no S3 secret access key configured")),
         };
         let creds = Credentials::new(
             cfg.access_key_id.clone(),
@@ -121,6 +141,7 @@ impl S3Store {
             part_size: (cfg.part_size_mib.max(5) << 20) as usize,
             parts_in_flight: cfg.parts_in_flight.max(1),
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+            tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
         };
         match store
             .client
@@ -142,7 +163,7 @@ impl S3Store {
             }
             // Down at start-up: serve anyway; requests get 503 until it is back.
             Err(e) => match sdk_err(e) {
-                Error::StorageIsDown(cause) => {
+                StoreError::Unavailable(cause) => {
                     tracing::warn!(error = %cause, "the S3 store is unreachable; starting anyway");
                 }
                 other => return Err(other),
@@ -164,7 +185,7 @@ impl S3Store {
     /// The object key of a store key.
     fn k(&self, key: &str) -> Result<String> {
         if !valid_key(key) {
-            return Err(Error::internal(format!("invalid store key {key:?}")));
+            return Err(StoreError::internal(format!("invalid store key {key:?}")));
         }
         Ok(format!("{}{key}", self.prefix))
     }
@@ -216,7 +237,7 @@ impl S3Store {
         let o = match req.send().await {
             Ok(o) => o,
             Err(e) if is_not_found(&e) => {
-                return Err(super::fs::object_not_found(key));
+                return Err(StoreError::not_found(key));
             }
             Err(e) => return Err(sdk_err(e)),
         };
@@ -292,7 +313,9 @@ impl S3Store {
             .await?
             .ok_or_else(|| {
                 tracing::debug!(key = from, "copy source not found");
-                Error::FileNotFound("the source object does not exist".into())
+                StoreError::CopySourceNotFound {
+                    key: from.to_string(),
+                }
             })?
             .size;
         let src = format!("{}/{}", self.bucket, self.k(from)?);
@@ -390,6 +413,16 @@ impl S3Store {
         Ok(())
     }
 
+    /// True if `other` is the same bucket and prefix.
+    pub fn same_place(&self, other: &S3Store) -> bool {
+        self.bucket == other.bucket && self.prefix == other.prefix
+    }
+
+    /// A slot to send parts while a request streams in, if one is free.
+    pub fn tee_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.tee_slots.clone().try_acquire_owned().ok()
+    }
+
     /// The configured part size, in bytes.
     pub fn part_size(&self) -> u64 {
         self.part_size as u64
@@ -431,7 +464,7 @@ impl S3Store {
             .disable_payload_signing()
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(multipart_err)?;
         Ok(r.e_tag().unwrap_or_default().to_string())
     }
 
@@ -460,7 +493,7 @@ impl S3Store {
             .config_override(self.long_request())
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(multipart_err)?;
         Ok(())
     }
 
@@ -489,14 +522,14 @@ impl S3Store {
     }
 }
 
-fn copy_err<E>(e: SdkError<E, Resp>, from: &str) -> Error
+fn copy_err<E>(e: SdkError<E, Resp>, from: &str) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     if let SdkError::ServiceError(se) = &e
         && (se.err().code() == Some("PreconditionFailed") || se.raw().status().as_u16() == 412)
     {
-        return Error::internal(format!("{from} changed after it was verified"));
+        return StoreError::internal(format!("{from} changed after it was verified"));
     }
     sdk_err(e)
 }
@@ -572,7 +605,7 @@ impl PartSender {
 
     async fn reap_one(&mut self) -> Result<()> {
         if let Some(r) = self.inflight.join_next().await {
-            self.sent.push(r.map_err(Error::internal)??);
+            self.sent.push(r.map_err(StoreError::internal)??);
         }
         Ok(())
     }

@@ -1,0 +1,540 @@
+//! Resumable writes ("sessions"): bytes that arrive over many requests and
+//! become one object at the end. The bytes are staged in a directory store
+//! (fsynced before a request is acknowledged); when the object belongs in
+//! an object store they also go to a multipart upload as parts fill, and
+//! the staged bytes stay until completion so a multipart upload the server
+//! lost can be sent again. The state to persist between requests is a
+//! plain value (`SessionState`): the caller keeps it (uploads keep it in
+//! their SQLite row) and hands it back; nothing here knows about rows.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+
+use super::error::{Result, StoreError};
+use super::fs::FsAppender;
+use super::s3::PartSender;
+use super::{ByteStream, FsStore, ObjectMeta, S3Store, Store, StoreName, Stores};
+
+/// A multipart upload to an object store: its parts so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartState {
+    /// The object's key in the target store.
+    pub key: String,
+    pub upload_id: String,
+    pub parts: Vec<Part>,
+    /// Offset of the first byte still staged locally (the staging file's start).
+    pub staged_from: u64,
+}
+
+impl MultipartState {
+    /// Bytes already sent as parts (the first unsent byte).
+    pub fn bytes_in_parts(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+
+    /// The ETag an object store gives the object completed from these
+    /// parts: the md5 of their binary md5s, then `-` and their count.
+    pub fn multipart_etag(&self) -> Option<String> {
+        let mut cat = Vec::with_capacity(self.parts.len() * 16);
+        for p in &self.parts {
+            cat.extend(hex::decode(p.etag.trim_matches('"')).ok()?);
+        }
+        Some(format!(
+            "{}-{}",
+            hex::encode(crate::digest::Digests::of(&cat).md5),
+            self.parts.len()
+        ))
+    }
+}
+
+/// One part sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    pub n: i32,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// What a session needs kept between requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    /// The directory store holding the staged bytes, and their key.
+    pub staged: StoreName,
+    pub staged_key: String,
+    /// Bytes acknowledged so far.
+    pub offset: u64,
+    /// The multipart upload, when the object goes to an object store.
+    pub multipart: Option<MultipartState>,
+}
+
+/// Where a finished session's object is, and what is left to remove once
+/// the caller has recorded that.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub store: StoreName,
+    pub key: String,
+    /// The staged copy, to delete after the caller recorded the object.
+    pub leftover: Option<(StoreName, String)>,
+}
+
+/// The outcome of `Stores::move_object`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// Moved (a rename, or a server-side copy then delete).
+    Moved,
+    /// The source is gone but the destination is there (an earlier move).
+    AlreadyThere,
+    /// Neither is there.
+    SourceGone,
+    /// The two stores are not one place: the caller copies by streaming.
+    NotHere,
+}
+
+impl Store {
+    /// True if `other` is the very same place (one directory, one bucket
+    /// and prefix), so objects move between them without copying bytes.
+    pub fn same_place(&self, other: &Store) -> bool {
+        match (self, other) {
+            (Store::Fs(a), Store::Fs(b)) => a.root() == b.root(),
+            (Store::S3(a), Store::S3(b)) => a.same_place(b),
+            _ => false,
+        }
+    }
+
+    /// True if the store copies objects itself (no bytes through us).
+    pub fn supports_server_side_copy(&self) -> bool {
+        matches!(self, Store::S3(_))
+    }
+
+    /// True if the store is a local directory (sessions stage here).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Store::Fs(_))
+    }
+
+    fn fs(&self) -> Result<&FsStore> {
+        match self {
+            Store::Fs(s) => Ok(s),
+            Store::S3(_) => Err(StoreError::internal("staged bytes need a directory store")),
+        }
+    }
+
+    fn s3(&self) -> Option<&S3Store> {
+        match self {
+            Store::S3(s) => Some(s),
+            Store::Fs(_) => None,
+        }
+    }
+}
+
+/// A request's bytes on their way into a session: staged locally, and (for
+/// an object store with less than a part unsent) teed into parts as they
+/// stream in.
+pub struct SessionWriter {
+    staged: FsStore,
+    staged_key: String,
+    start: u64,
+    appender: FsAppender,
+    tee: Option<Tee>,
+}
+
+/// A request's parts on their way to the object store, and the slot that
+/// allows it.
+struct Tee {
+    parts: PartSender,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SessionWriter {
+    /// Add a chunk. A part that cannot be sent is not an error: the bytes
+    /// are staged and the parts go later. A staging error is returned.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if let Some(t) = &mut self.tee
+            && let Err(e) = t.parts.write(&chunk).await
+        {
+            tracing::warn!(error = %e, "could not send a part yet");
+            self.tee = None;
+        }
+        self.appender.write(chunk).await
+    }
+
+    /// Stop and cut the staged bytes back to where this request started.
+    /// Returns the writer's own error, if it failed (e.g. out of space).
+    pub async fn abort(self) -> Result<Option<StoreError>> {
+        self.appender.abort().await
+    }
+
+    /// Make what was written durable, then wait for the parts sent on the
+    /// way; returns them (none if any failed: they go again later). On
+    /// error nothing of this request counts: the staged bytes are cut back.
+    pub async fn finish(self) -> Result<Vec<Part>> {
+        if let Err(e) = self.appender.finish().await {
+            let _ = self.staged.truncate(&self.staged_key, self.start).await;
+            return Err(e);
+        }
+        let Some(tee) = self.tee else {
+            return Ok(vec![]);
+        };
+        let size = tee.parts.part_size();
+        match tee.parts.finish().await {
+            Ok((sent, _rest)) => Ok(sent
+                .into_iter()
+                .map(|(n, etag)| Part { n, etag, size })
+                .collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not send a part yet");
+                Ok(vec![])
+            }
+        }
+    }
+}
+
+/// Bytes `range` of `key` in memory, in a buffer with room for `capacity`.
+async fn read_range(
+    fs: &FsStore,
+    key: &str,
+    range: std::ops::Range<u64>,
+    capacity: u64,
+) -> Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(capacity as usize);
+    if range.is_empty() {
+        return Ok(buf);
+    }
+    let mut body = fs.get(key, Some(range)).await?;
+    while let Some(c) = body.next().await {
+        buf.extend_from_slice(&c?);
+    }
+    Ok(buf)
+}
+
+impl Stores {
+    /// Where a session bound for `target` stages its bytes: the target
+    /// itself when it is a directory, else `staging`.
+    pub fn staging_for(&self, target: StoreName) -> StoreName {
+        match (self.get(target).is_local(), target) {
+            (true, StoreName::Assets) => StoreName::Assets,
+            (true, _) => StoreName::Manta,
+            (false, _) => StoreName::Staging,
+        }
+    }
+
+    /// Begin a session of `length` bytes whose object goes to `target` at
+    /// `target_key`, staged in `staged` at `staged_key` (from
+    /// `staging_for`). The staged file exists (empty) when this returns.
+    pub async fn begin_session(
+        &self,
+        target: StoreName,
+        target_key: &str,
+        staged: StoreName,
+        staged_key: String,
+        length: u64,
+    ) -> Result<SessionState> {
+        let multipart = match self.get(target).s3() {
+            Some(s3) if length > 0 => Some(MultipartState {
+                key: target_key.to_string(),
+                upload_id: s3.create_multipart(target_key).await?,
+                parts: vec![],
+                staged_from: 0,
+            }),
+            _ => None,
+        };
+        // Create the (empty) staged file before the caller records it.
+        self.get(staged)
+            .fs()?
+            .open_append(&staged_key, 0)
+            .await?
+            .finish()
+            .await?;
+        Ok(SessionState {
+            staged,
+            staged_key,
+            offset: 0,
+            multipart,
+        })
+    }
+
+    /// Open the session for a request's bytes at `state.offset`; anything
+    /// staged past it (bytes never acknowledged) is cut off first.
+    /// `content_length`, when known, spares reading staged bytes back for a
+    /// request that fills no part.
+    pub async fn append(
+        &self,
+        state: &SessionState,
+        target: StoreName,
+        content_length: Option<u64>,
+    ) -> Result<SessionWriter> {
+        let fs = self.get(state.staged).fs()?;
+        let staged_from = state.multipart.as_ref().map(|m| m.staged_from).unwrap_or(0);
+        let start = state.offset - staged_from;
+        let appender = fs.open_append(&state.staged_key, start).await?;
+        let tee = self.part_tee(state, target, content_length).await;
+        Ok(SessionWriter {
+            staged: fs.clone(),
+            staged_key: state.staged_key.clone(),
+            start,
+            appender,
+            tee,
+        })
+    }
+
+    /// For a session into an object store with less than a part unsent: a
+    /// sender primed with the unsent bytes, so full parts go out while a
+    /// request streams in (a part that fails is sent again later from the
+    /// staged bytes).
+    async fn part_tee(
+        &self,
+        state: &SessionState,
+        target: StoreName,
+        content_length: Option<u64>,
+    ) -> Option<Tee> {
+        let m = state.multipart.as_ref()?;
+        let s3 = self.get(target).s3()?;
+        let sent = m.bytes_in_parts();
+        let unsent = state.offset - sent;
+        if unsent >= s3.part_size() {
+            return None; // a backlog from an outage: flush sends it
+        }
+        if content_length.is_some_and(|l| unsent + l < s3.part_size()) {
+            return None; // fills no part: nothing to send, nothing to read back
+        }
+        let slot = s3.tee_slot()?;
+        let fs = self.get(state.staged).fs().ok()?;
+        let at = sent.checked_sub(m.staged_from)?;
+        let filled = read_range(fs, &state.staged_key, at..at + unsent, s3.part_size())
+            .await
+            .ok()?;
+        let first = m.parts.len() as i32 + 1;
+        Some(Tee {
+            parts: PartSender::new(Arc::new(s3.clone()), &m.key, &m.upload_id, first, filled),
+            _slot: slot,
+        })
+    }
+
+    /// Send the staged bytes not yet in a part: every full part, or
+    /// (`last`) all of them. Returns true if parts were added to `state`
+    /// (the caller persists it). The staged bytes stay until completion.
+    pub async fn flush_session(
+        &self,
+        state: &mut SessionState,
+        target: StoreName,
+        last: bool,
+    ) -> Result<bool> {
+        let Some(mut m) = state.multipart.clone() else {
+            return Ok(false);
+        };
+        let s3 = self
+            .get(target)
+            .s3()
+            .ok_or_else(|| StoreError::internal("multipart upload without S3"))?;
+        let part = s3.part_size();
+        let fs = self.get(state.staged).fs()?;
+        let mut sent = m.bytes_in_parts();
+        let before = m.parts.len();
+        while state.offset - sent >= part || (last && (state.offset > sent || m.parts.is_empty())) {
+            let size = (state.offset - sent).min(part);
+            let at = sent
+                .checked_sub(m.staged_from)
+                .ok_or_else(|| StoreError::internal("staged bytes start after the parts"))?;
+            let buf = read_range(fs, &state.staged_key, at..at + size, size).await?;
+            let n = m.parts.len() as i32 + 1;
+            let etag = s3
+                .upload_part(&m.key, &m.upload_id, n, buf.freeze())
+                .await?;
+            m.parts.push(Part { n, etag, size });
+            sent += size;
+            if size == 0 {
+                break;
+            }
+        }
+        if m.parts.len() == before {
+            return Ok(false);
+        }
+        state.multipart = Some(m);
+        Ok(true)
+    }
+
+    /// Complete a session whose bytes are all in (the caller has flushed
+    /// and persisted the last parts with `flush_session(.., true)`): the
+    /// object is put in `target` at `dest_key` (or, without one, completed
+    /// where it is). An unusable `dest_key` is `StoreError::UnusablePath`.
+    pub async fn complete_session(
+        &self,
+        state: &SessionState,
+        target: StoreName,
+        dest_key: Option<&str>,
+    ) -> Result<Completed> {
+        let staged = (state.staged, state.staged_key.clone());
+        if let Some(m) = &state.multipart {
+            let s3 = self
+                .get(target)
+                .s3()
+                .ok_or_else(|| StoreError::internal("multipart upload without S3"))?;
+            let parts: Vec<(i32, String)> = m.parts.iter().map(|p| (p.n, p.etag.clone())).collect();
+            s3.complete_multipart(&m.key, &m.upload_id, &parts).await?;
+            return Ok(Completed {
+                store: target,
+                key: m.key.clone(),
+                leftover: Some(staged),
+            });
+        }
+        let Some(dest_key) = dest_key else {
+            return Ok(Completed {
+                store: state.staged,
+                key: state.staged_key.clone(),
+                leftover: None,
+            });
+        };
+        let (from, to) = (self.get(state.staged), self.get(target));
+        if state.staged == target {
+            from.fs()?.rename(&state.staged_key, dest_key).await?;
+            return Ok(Completed {
+                store: target,
+                key: dest_key.to_string(),
+                leftover: None,
+            });
+        }
+        // Into another store: stream the staged bytes there.
+        let mut body = from.get(&state.staged_key, None).await?;
+        let mut w = to.begin_write(dest_key).await?;
+        while let Some(c) = body.next().await {
+            w.write(c?).await?;
+        }
+        w.commit().await?;
+        Ok(Completed {
+            store: target,
+            key: dest_key.to_string(),
+            leftover: Some(staged),
+        })
+    }
+
+    /// After a crash cut a completion short: if the session's object is
+    /// already where completion puts it (in an object store with the md5
+    /// `md5_hex` or the multipart ETag of its parts; renamed to `dest_key`
+    /// with nothing left staged), where it is and its metadata.
+    pub async fn completed_before(
+        &self,
+        state: &SessionState,
+        target: StoreName,
+        dest_key: Option<&str>,
+        length: u64,
+        md5_hex: &str,
+    ) -> Option<(StoreName, String, ObjectMeta)> {
+        if let Some(m) = &state.multipart {
+            let meta = self.get(target).head(&m.key).await.ok()??;
+            let etag = meta
+                .etag
+                .as_deref()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string();
+            let ours = etag == md5_hex || m.multipart_etag().is_some_and(|e| e == etag);
+            if meta.size != length || !ours {
+                return None;
+            }
+            return Some((target, m.key.clone(), meta));
+        }
+        let dest_key = dest_key?;
+        let staged = self
+            .get(state.staged)
+            .fs()
+            .ok()?
+            .head(&state.staged_key)
+            .await
+            .ok()?;
+        let meta = self.get(target).head(dest_key).await.ok()??;
+        if staged.is_some() || meta.size != length {
+            return None;
+        }
+        Some((target, dest_key.to_string(), meta))
+    }
+
+    /// A session whose multipart upload the object store lost (a store
+    /// whose completion is not atomic, cut short by a crash: neither the
+    /// upload nor the object exists any more) starts a new multipart upload
+    /// to send its staged bytes again. Returns false if that cannot be done
+    /// (not every byte is staged, or the object exists).
+    pub async fn restart_session(
+        &self,
+        state: &mut SessionState,
+        target: StoreName,
+    ) -> Result<bool> {
+        let Some(m) = state.multipart.clone() else {
+            return Ok(false);
+        };
+        let target_store = self.get(target);
+        let Some(s3) = target_store.s3() else {
+            return Ok(false);
+        };
+        let staged = self.get(state.staged).fs()?.head(&state.staged_key).await?;
+        let all_staged = m.staged_from == 0 && staged.is_some_and(|s| s.size >= state.offset);
+        if !all_staged || target_store.head(&m.key).await?.is_some() {
+            return Ok(false);
+        }
+        let _ = s3.abort_multipart(&m.key, &m.upload_id).await;
+        let upload_id = s3.create_multipart(&m.key).await?;
+        state.multipart = Some(MultipartState {
+            upload_id,
+            parts: vec![],
+            ..m
+        });
+        Ok(true)
+    }
+
+    /// Give a session up: its multipart upload is aborted and its staged
+    /// bytes (or, once complete without a destination, its object) go.
+    /// Failures are logged: there is nothing the caller could do.
+    pub async fn abort_session(&self, state: &SessionState, target: StoreName) {
+        if let Some(m) = &state.multipart
+            && let Some(s3) = self.get(target).s3()
+            && let Err(e) = s3.abort_multipart(&m.key, &m.upload_id).await
+        {
+            tracing::warn!(error = %e, "could not abort the multipart upload");
+        }
+        if let Err(e) = self.get(state.staged).delete(&state.staged_key).await {
+            tracing::warn!(error = %e, "could not remove upload data");
+        }
+    }
+
+    /// The session's bytes so far (or `range` of them).
+    pub async fn read_session(
+        &self,
+        state: &SessionState,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream> {
+        let range = range.unwrap_or(0..state.offset);
+        self.get(state.staged)
+            .get(&state.staged_key, Some(range))
+            .await
+    }
+
+    /// Move an object between two stores that are one place (a rename in a
+    /// directory; a server-side copy conditioned on the source's ETag, then
+    /// a delete, in an object store). `NotHere` if they are not.
+    pub async fn move_object(
+        &self,
+        from: StoreName,
+        from_key: &str,
+        to: StoreName,
+        to_key: &str,
+    ) -> Result<Move> {
+        let (src, dst) = (self.get(from), self.get(to));
+        if !src.same_place(dst) {
+            return Ok(Move::NotHere);
+        }
+        match src.head(from_key).await? {
+            Some(m) => {
+                match src {
+                    Store::Fs(s) => s.rename(from_key, to_key).await?,
+                    Store::S3(s) => {
+                        s.copy(from_key, to_key, m.etag.as_deref()).await?;
+                        let _ = s.delete(from_key).await;
+                    }
+                }
+                Ok(Move::Moved)
+            }
+            None if dst.head(to_key).await?.is_some() => Ok(Move::AlreadyThere),
+            None => Ok(Move::SourceGone),
+        }
+    }
+}

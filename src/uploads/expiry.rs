@@ -1,0 +1,64 @@
+//! Expiry: uploads idle past their time are reaped (row and bytes), and
+//! a background task does that, and finishes stalled uploads, periodically.
+
+use super::{Uploads, session_of};
+use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::error::{Error, Result};
+use crate::manifest::now_iso;
+
+pub(super) fn expiry_from_now(secs: u64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+impl Uploads {
+    /// Remove uploads idle past their expiry; returns how many.
+    pub async fn reap_expired(&self) -> Result<usize> {
+        let now = now_iso();
+        let gone = self
+            .db
+            .write(move |c| {
+                let ups = q::expired(c, &now)?;
+                for u in &ups {
+                    q::delete(c, u.id)?;
+                }
+                Ok::<_, Error>(ups)
+            })
+            .await?;
+        for up in &gone {
+            tracing::info!(upload.id = %up.id, "reaped expired upload");
+            self.remove_data(up).await;
+        }
+        Ok(gone.len())
+    }
+
+    /// Remove an upload's bytes (a completed upload with a target path
+    /// keeps the object at that path).
+    pub(super) async fn remove_data(&self, up: &Upload) {
+        use tracing::Instrument;
+        let at_path = up.path.is_some() && up.state == UploadState::Complete;
+        if at_path {
+            return;
+        }
+        self.stores
+            .abort_session(&session_of(up), self.target_store(up))
+            .instrument(tracing::warn_span!("upload", upload.id = %up.id))
+            .await;
+    }
+}
+
+/// Reap expired uploads and finish stalled ones, at start-up and every 10
+/// minutes.
+pub async fn reap_forever(uploads: Uploads) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = uploads.finish_stalled().await {
+            tracing::warn!(error = %e, "finishing stalled uploads failed");
+        }
+        if let Err(e) = uploads.reap_expired().await {
+            tracing::warn!(error = %e, "upload reaper failed");
+        }
+    }
+}

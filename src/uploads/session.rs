@@ -1,0 +1,501 @@
+//! Upload sessions (tus `creation`, PATCH, HEAD, termination): create,
+//! append a request body at an offset, complete once every byte is in
+//! (digests, `content_md5`, the object put at its path), terminate. The
+//! bytes themselves go through the store's session API.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::caps::Caps;
+use super::expiry::expiry_from_now;
+use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
+use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::digest::{ChunkChecksum, HashState, StreamHasher};
+use crate::error::{Error, FieldCode, FieldError, Result};
+use crate::identity::Caller;
+use crate::manifest::now_iso;
+use crate::store::namespace;
+use crate::store::{ByteStream, SessionWriter, StoreError, StoreName};
+
+/// A request's per-chunk checksum: algorithm and expected digest.
+pub struct Checksum {
+    pub algo: String,
+    pub digest: Vec<u8>,
+}
+
+impl Uploads {
+    /// Create an upload session (tus `creation`).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        length: u64,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Upload> {
+        caller.require_auth()?;
+        if length > self.cfg.max_file_size {
+            return Err(Error::QuotaExceeded(format!(
+                "Upload-Length {length} is larger than the maximum file size, {}",
+                self.cfg.max_file_size
+            )));
+        }
+        let path = self.target_path(caller, &metadata).await?;
+        let content_md5 = content_md5_of(&metadata)?;
+        let id = Uuid::new_v4();
+        // Held until created (and, when empty, completed): not yet "stalled".
+        let _busy = self.lock(id)?;
+        let target = path.as_ref().map(|p| p.store()).unwrap_or(StoreName::Manta);
+        let staged = self.stores.staging_for(target);
+        let area = format!(
+            "{}/uploads/{}/{id}",
+            namespace::RESERVED_LOGIN,
+            &id.to_string()[..3]
+        );
+        let staged_key = match staged {
+            // A dot segment: no /assets path can name it.
+            StoreName::Assets => format!("{ASSETS_UPLOAD_AREA}{id}"),
+            StoreName::Staging => staging_key(&area, 0),
+            _ => area.clone(),
+        };
+        // Bytes bound for an object store go to one multipart upload; the
+        // (empty) staged file exists before the row, so a row always has one.
+        let target_key = path.as_ref().map(|p| p.key.clone()).unwrap_or(area);
+        let session = self
+            .stores
+            .begin_session(target, &target_key, staged, staged_key, length)
+            .await?;
+        let now = now_iso();
+        let up = Upload {
+            id,
+            owner: caller.account,
+            length,
+            offset: 0,
+            state: UploadState::Uploading,
+            store: session.staged,
+            data_key: session.staged_key,
+            path: path.map(|p| p.path),
+            metadata,
+            content_md5,
+            hash: HashState::default(),
+            md5: None,
+            sha1: None,
+            error: None,
+            image_uuid: None,
+            created_at: now.clone(),
+            updated_at: now,
+            expires_at: expiry_from_now(self.cfg.expire_after_secs),
+            data_mtime: None,
+            s3: session.multipart,
+        };
+        let caps = Caps::of(&self.cfg);
+        let row = up.clone();
+        let res = self
+            .db
+            .write(move |c| {
+                caps.admit(c, &row)?;
+                Ok(q::insert(c, &row)?)
+            })
+            .await;
+        if let Err(e) = res {
+            let _ = self.stores.get(up.store).delete(&up.data_key).await;
+            return Err(e);
+        }
+        if length == 0 {
+            return self.complete(up).await;
+        }
+        Ok(up)
+    }
+
+    /// The upload's target path (metadata `path`), if it has one the caller
+    /// may write to.
+    async fn target_path(
+        &self,
+        caller: &Caller,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Option<namespace::StoragePath>> {
+        let Some(p) = metadata.get("path").filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let sp =
+            namespace::parse(p).map_err(|m| Error::invalid_param("path", FieldCode::Invalid, m))?;
+        self.check_path_access(caller, &sp).await?;
+        Ok(Some(sp))
+    }
+
+    /// The caller's upload (404 for unknown or foreign ids), settled: an
+    /// upload whose every byte is acknowledged but whose completion a crash
+    /// cut short is completed first, so every reader (HEAD, `/info`, the
+    /// registrar) sees it complete. If that cannot be done now (the store
+    /// is down) the error says so (503), rather than the row's `uploading`.
+    pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Upload> {
+        let up = self.owned(caller, id).await?;
+        if is_stalled(&up) {
+            return self.settle(id).await;
+        }
+        Ok(up)
+    }
+
+    /// The caller's upload as the row has it (404 for unknown or foreign ids).
+    pub(super) async fn owned(&self, caller: &Caller, id: Uuid) -> Result<Upload> {
+        caller.require_auth()?;
+        let up = self.db.read(move |c| q::get(c, id)).await?;
+        match up {
+            Some(u) if caller.account.is_none() && caller.operator => Ok(u),
+            Some(u) if u.owner.is_some() && u.owner == caller.account => Ok(u),
+            _ => Err(Error::UploadNotFound(id)),
+        }
+    }
+
+    /// The caller's uploads, newest first, at most `limit` of them, after
+    /// the upload `marker` (one of the caller's own) if given. Stalled ones
+    /// are settled where that can be done now.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        marker: Option<Uuid>,
+    ) -> Result<Vec<Upload>> {
+        caller.require_auth()?;
+        let owner = caller.account;
+        if owner.is_none() && !caller.operator {
+            return Ok(vec![]);
+        }
+        let after = match marker {
+            None => None,
+            Some(m) => {
+                let up = self.owned(caller, m).await.map_err(|_| {
+                    Error::invalid_param(
+                        "marker",
+                        FieldCode::Invalid,
+                        format!("invalid marker \"{m}\": no such upload of yours"),
+                    )
+                })?;
+                Some((up.created_at, up.id))
+            }
+        };
+        let mut ups = self
+            .db
+            .read(move |c| q::list_page(c, owner, after, limit))
+            .await?;
+        for up in ups.iter_mut().filter(|u| is_stalled(u)) {
+            if let Ok(done) = self.settle(up.id).await {
+                *up = done;
+            }
+        }
+        Ok(ups)
+    }
+
+    /// Append a request body at `offset` (tus PATCH, or PUT with Content-Range).
+    /// Returns the upload with its new offset. Bytes received before a dropped
+    /// connection are kept (unless a checksum was asked for).
+    pub async fn append<S>(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        offset: u64,
+        content_length: Option<u64>,
+        checksum: Option<Checksum>,
+        body: S,
+    ) -> Result<Upload>
+    where
+        S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
+    {
+        self.get(caller, id).await?; // 404 before 423 for foreign ids
+        let _busy = self.lock(id)?;
+        // Read under the lock: another request may have just finished.
+        let mut up = self.owned(caller, id).await?;
+        let _slot = self.streaming.enter(up.owner)?;
+        if !may_append(&up, offset, content_length)? {
+            return Ok(up); // an empty PATCH at the end: nothing to do
+        }
+        let remaining = up.length - up.offset;
+        let chunk_sum = chunk_checksum(checksum.as_ref())?;
+        let mut writer = self
+            .stores
+            .append(&session_of(&up), self.target_store(&up), content_length)
+            .await?;
+        let mut hasher = StreamHasher::resume(&up.hash)?;
+        let limits = (content_length, remaining, up.length);
+        let received = match receive(body, &mut writer, &mut hasher, chunk_sum, limits).await? {
+            Ok(n) => n,
+            Err(failure) => {
+                let writer_error = writer.abort().await?;
+                return Err(writer_error.map(Error::from).unwrap_or(failure));
+            }
+        };
+        // The fsync and the hash threads' last chunks run at the same time.
+        // (On error, e.g. ENOSPC, nothing of this request counts: the
+        // writer cut it back.) The parts sent on the way are recorded with
+        // the new offset.
+        let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
+        let sent = written?;
+        up.hash = hashed?;
+        up.offset += received;
+        up.updated_at = now_iso();
+        up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
+        if let Some(m) = up.s3.as_mut() {
+            m.parts.extend(sent);
+        }
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        if up.offset == up.length {
+            return self.complete(up).await;
+        }
+        if up.s3.is_some() {
+            // The bytes are durable here; full parts go to S3 now, or at a
+            // later PATCH if the store is unreachable.
+            if let Err(e) = self.flush_parts(&mut up, false).await {
+                tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
+            }
+        }
+        Ok(up)
+    }
+
+    /// Send the staged bytes not yet in a part: every full part, or
+    /// (`last`) all of them; then record the parts. The staged bytes stay
+    /// until the upload is complete (should the store lose an unfinished
+    /// multipart upload, they are sent again from there).
+    pub(super) async fn flush_parts(&self, up: &mut Upload, last: bool) -> Result<()> {
+        let mut state = session_of(up);
+        if !self
+            .stores
+            .flush_session(&mut state, self.target_store(up), last)
+            .await?
+        {
+            return Ok(());
+        }
+        set_session(up, state);
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        Ok(())
+    }
+
+    /// All bytes are in: record the digests, check `content_md5`, move the
+    /// bytes to the target path if one was given.
+    pub(super) async fn complete(&self, mut up: Upload) -> Result<Upload> {
+        let d = up.hash.digests()?;
+        let mut leftover: Option<(StoreName, String)> = None;
+        up.md5 = Some(d.md5_base64());
+        up.sha1 = Some(d.sha1_hex());
+        up.updated_at = now_iso();
+        let mismatch = up
+            .content_md5
+            .as_ref()
+            .is_some_and(|m| *m != d.md5_base64());
+        if mismatch {
+            up.state = UploadState::Failed;
+            up.error = Some("content_md5 does not match the uploaded bytes".into());
+        } else {
+            self.flush_parts(&mut up, true).await?;
+            let target = self.target_store(&up);
+            let dest_key = match (&up.s3, &up.path) {
+                (None, Some(p)) => Some(namespace::parse(p).map_err(Error::internal)?.key),
+                _ => None,
+            };
+            let done = match self
+                .stores
+                .complete_session(&session_of(&up), target, dest_key.as_deref())
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => return self.fail_at_path(up, e).await,
+            };
+            leftover = done.leftover;
+            up.state = UploadState::Complete;
+            up.store = done.store;
+            up.data_key = done.key;
+            up.s3 = None;
+            if up.path.is_some() {
+                let meta = self.stores.get(up.store).head(&up.data_key).await?;
+                up.data_mtime = meta.map(|m| stamp(&m));
+            }
+        }
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        // The staged copy goes only once the row names the object.
+        if let Some((store, key)) = leftover {
+            let _ = self.stores.get(store).delete(&key).await;
+        }
+        if mismatch {
+            return Err(Error::ChecksumMismatch {
+                message: format!(
+                    "content_md5 {} does not match the md5 of the uploaded bytes, {}",
+                    up.content_md5.as_deref().unwrap_or(""),
+                    d.md5_base64()
+                ),
+                errors: vec![FieldError::msg(
+                    "content_md5",
+                    FieldCode::Mismatch,
+                    d.md5_base64(),
+                )],
+            });
+        }
+        Ok(up)
+    }
+
+    /// The bytes cannot be put at the upload's path (a directory stands
+    /// there, a file stands where a directory must be, a name too long for
+    /// the file system): the upload fails for good, with a reason its owner
+    /// sees (`/info`), and can be terminated; other errors are returned as
+    /// they are (the completion is tried again later).
+    pub(super) async fn fail_at_path(&self, mut up: Upload, e: StoreError) -> Result<Upload> {
+        if !e.is_unusable_path() {
+            return Err(e.into());
+        }
+        let why = e.to_string();
+        let path = up.path.clone().unwrap_or_default();
+        let msg = format!("the upload cannot be stored at {path}: {why}");
+        up.state = UploadState::Failed;
+        up.error = Some(msg.clone());
+        up.updated_at = now_iso();
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        Err(Error::invalid_param("path", FieldCode::Invalid, msg))
+    }
+
+    /// Terminate an upload: its row and bytes go at once. A completed upload
+    /// with a target path keeps the object at that path.
+    pub async fn terminate(&self, caller: &Caller, id: Uuid) -> Result<()> {
+        let up = self.get(caller, id).await?;
+        let _busy = self.lock(id)?;
+        if up.state == UploadState::Registered {
+            return Err(Error::FileInUse(format!(
+                "upload {id} is registered to an image"
+            )));
+        }
+        self.db.write(move |c| q::delete(c, id).map(|_| ())).await?;
+        self.remove_data(&up).await;
+        Ok(())
+    }
+
+    /// The bytes stored so far (or a range of them).
+    pub async fn open_data(
+        &self,
+        up: &Upload,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream> {
+        Ok(self.stores.read_session(&session_of(up), range).await?)
+    }
+}
+
+/// The `content_md5` of an upload's metadata, checked (a base64 MD5).
+fn content_md5_of(metadata: &BTreeMap<String, String>) -> Result<Option<String>> {
+    let Some(m) = metadata.get("content_md5").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    use base64::Engine;
+    let ok = base64::engine::general_purpose::STANDARD
+        .decode(m)
+        .is_ok_and(|d| d.len() == 16);
+    if !ok {
+        return Err(Error::invalid_param(
+            "content_md5",
+            FieldCode::Invalid,
+            "content_md5 must be a base64 MD5 digest",
+        ));
+    }
+    Ok(Some(m.clone()))
+}
+
+/// May `up` take a request of `content_length` bytes at `offset`? False
+/// for an empty request at the end of a finished upload (nothing to do).
+fn may_append(up: &Upload, offset: u64, content_length: Option<u64>) -> Result<bool> {
+    let id = up.id;
+    if up.state != UploadState::Uploading {
+        if offset == up.offset && content_length.unwrap_or(0) == 0 {
+            return Ok(false);
+        }
+        return Err(Error::UploadLengthExceeded(format!(
+            "upload {id} is already complete"
+        )));
+    }
+    if up.expires_at < now_iso() {
+        return Err(Error::UploadExpired(id));
+    }
+    if offset != up.offset {
+        return Err(Error::UploadOffsetMismatch {
+            given: offset,
+            current: up.offset,
+        });
+    }
+    let remaining = up.length - up.offset;
+    if let Some(l) = content_length
+        && l > remaining
+    {
+        return Err(Error::UploadLengthExceeded(format!(
+            "{l} bytes at offset {offset} would go past Upload-Length {}",
+            up.length
+        )));
+    }
+    Ok(true)
+}
+
+/// The running per-request checksum a request asked for, with what it
+/// must come to.
+fn chunk_checksum(checksum: Option<&Checksum>) -> Result<Option<(ChunkChecksum, &Checksum)>> {
+    let Some(c) = checksum else {
+        return Ok(None);
+    };
+    let sum = ChunkChecksum::new(&c.algo)?.ok_or_else(|| {
+        Error::InvalidHeader(format!("unsupported checksum algorithm \"{}\"", c.algo))
+    })?;
+    Ok(Some((sum, c)))
+}
+
+/// Stream a request body into the session and the hashers, within
+/// `(content_length, remaining, upload length)`. Returns the bytes
+/// received, or (inner error) why the request's bytes must be discarded: a
+/// body longer than declared or past Upload-Length, a writer error, a
+/// checksum that does not match. A client that went away keeps what
+/// arrived (unless a checksum was asked for).
+async fn receive<S>(
+    body: S,
+    writer: &mut SessionWriter,
+    hasher: &mut StreamHasher,
+    chunk_sum: Option<(ChunkChecksum, &Checksum)>,
+    (content_length, remaining, length): (Option<u64>, u64, u64),
+) -> Result<std::result::Result<u64, Error>>
+where
+    S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
+{
+    let mut received = 0u64;
+    let mut body = std::pin::pin!(body);
+    let mut dropped = false;
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            dropped = true; // the client went away: keep what arrived
+            break;
+        };
+        if content_length.is_some_and(|l| received + chunk.len() as u64 > l) {
+            return Ok(Err(Error::InvalidHeader(
+                "the body is longer than the request declared".into(),
+            )));
+        }
+        if received + chunk.len() as u64 > remaining {
+            return Ok(Err(Error::UploadLengthExceeded(format!(
+                "the body goes past Upload-Length {length}"
+            ))));
+        }
+        received += chunk.len() as u64;
+        if let Some((sum, _)) = &chunk_sum {
+            sum.update(&chunk).await?;
+        }
+        hasher.update(&chunk).await?;
+        // A part that cannot be sent yet goes later from the staged bytes.
+        if let Err(e) = writer.write(chunk).await {
+            return Ok(Err(e.into()));
+        }
+    }
+    if let Some((sum, c)) = chunk_sum {
+        let got = sum.finish().await?;
+        if dropped || got != c.digest {
+            return Ok(Err(Error::UploadChecksumMismatch(format!(
+                "the {} checksum of the request body does not match Upload-Checksum; the chunk was discarded",
+                c.algo
+            ))));
+        }
+    }
+    Ok(Ok(received))
+}
