@@ -59,7 +59,7 @@ pub(super) async fn channel_gate(
 
 /// An image response with its `Etag`.
 pub(super) fn image_response(img: &Image, opts: RenderOpts) -> Response {
-    let mut r = json_response(StatusCode::OK, &img.render(opts));
+    let mut r = json_response(StatusCode::OK, &img.to_wire(opts));
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", img.etag())) {
         r.headers_mut().insert(header::ETAG, v);
     }
