@@ -9,7 +9,7 @@ mod extract;
 mod files;
 mod images;
 mod metrics;
-mod openapi;
+pub mod openapi;
 mod ping;
 mod range;
 mod uploads;

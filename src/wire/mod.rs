@@ -2,16 +2,20 @@
 //! them) and by clients (which parse server responses with them): the error
 //! body, an image, an upload's info, a registration's file reference and
 //! Ping. Pure data: no axum, no database, no I/O. Field order is the order
-//! of the keys in the server's responses.
+//! of the keys in the server's responses. Their `ToSchema` derives are the
+//! schemas of `docs/openapi.json` (see `api::openapi`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The body of every error response: `{code, message, errors?}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     /// One of the codes in `docs/errors.md`, e.g. `ResourceNotFound`.
+    #[schema(example = "ResourceNotFound")]
     pub code: String,
     pub message: String,
     /// Per-field details (ValidationFailed, InvalidParameter, ChecksumMismatch).
@@ -20,19 +24,22 @@ pub struct ErrorBody {
 }
 
 /// One item of an error body's `errors[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
-    /// `MissingParameter`, `Invalid`, `NotAllowed`, `Missing` or `Mismatch`.
+    /// A [`FieldCode`]; kept as text so that a client reads codes newer
+    /// than itself.
+    #[schema(value_type = FieldCode, inline)]
     pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// `GET /ping`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ping {
     /// Always `pong`.
+    #[schema(value_type = Pong, inline)]
     pub ping: String,
     pub version: String,
     pub imgapi: bool,
@@ -43,14 +50,15 @@ pub struct Ping {
 
 /// An image as IMGAPI serves it (manifest v2). Empty optional fields are
 /// omitted, as IMGAPI's serializer does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Image {
     pub v: u64,
     pub uuid: Uuid,
     pub owner: Uuid,
     pub name: String,
     pub version: String,
-    /// `active`, `unactivated`, `disabled`, `creating` or `failed`.
+    /// An [`ImageState`].
+    #[schema(value_type = ImageState, inline)]
     pub state: String,
     pub disabled: bool,
     pub public: bool,
@@ -60,6 +68,7 @@ pub struct Image {
     pub type_: String,
     pub os: String,
     #[serde(default)]
+    #[schema(required = true)]
     pub files: Vec<ImageFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<Uuid>,
@@ -75,8 +84,10 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub requirements: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub users: Option<Value>,
     /// Only present when true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,9 +109,11 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub billing_tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub traits: Option<Value>,
-    /// Only in state `failed`: `{code?, message}`.
+    /// Only in state `failed`: `{code?, message}` (a [`JobError`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
     /// With Accept-Version >= 2 on a server with channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,7 +121,7 @@ pub struct Image {
 }
 
 /// One item of an image's `files`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ImageFile {
     pub sha1: String,
     pub size: u64,
@@ -122,14 +135,17 @@ pub struct ImageFile {
 
 /// A tus upload session: `GET /uploads/{id}/info`, and each item of
 /// `GET /uploads`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Upload)]
 pub struct UploadInfo {
     pub id: Uuid,
     /// `null` for an operator's upload.
+    #[schema(required = true)]
     pub owner: Option<Uuid>,
     pub offset: u64,
     pub length: u64,
-    /// `uploading`, `complete`, `failed` or `registered`.
+    /// An [`UploadState`].
+    #[schema(value_type = UploadState, inline)]
     pub state: String,
     pub expires_at: String,
     pub created_at: String,
@@ -157,7 +173,8 @@ pub struct UploadInfo {
 /// A registration's file reference, the one item of `files` in a
 /// `POST /images` that registers stored bytes: an upload id or a storage
 /// path, and the digests the client states for them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = FileRef)]
 pub struct RegistrationFile {
     /// A complete upload of the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,8 +185,9 @@ pub struct RegistrationFile {
     /// base64 MD5 of the bytes (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_md5: Option<String>,
-    /// `bzip2`, `gzip`, `xz` or `none` (required).
+    /// Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Compression>, inline)]
     pub compression: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha1: Option<String>,
@@ -180,11 +198,60 @@ pub struct RegistrationFile {
 }
 
 /// The `error` of an image whose registration failed (state `failed`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub message: String,
+}
+
+/// The codes of an error body's `errors[].code` (schema only: the field is
+/// text).
+#[derive(ToSchema)]
+pub enum FieldCode {
+    MissingParameter,
+    Invalid,
+    NotAllowed,
+    Missing,
+    Mismatch,
+}
+
+/// Ping's answer (schema only).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Pong {
+    Pong,
+}
+
+/// An image's state (schema only: `Image::state` is text).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum ImageState {
+    Active,
+    Unactivated,
+    Disabled,
+    Creating,
+    Failed,
+}
+
+/// An upload's state (schema only: `UploadInfo::state` is text).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum UploadState {
+    Uploading,
+    Complete,
+    Failed,
+    Registered,
+}
+
+/// The compressions of an image file (schema only).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Compression {
+    Bzip2,
+    Gzip,
+    Xz,
+    None,
 }
 
 #[cfg(test)]
