@@ -530,11 +530,11 @@ async fn export(st: &AppState, ctx: &ImageCtx<ImageAction>) -> Result<Response, 
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({
-            "manta_url": "",
-            "image_path": format!("/{image_key}"),
-            "manifest_path": format!("/{manifest_key}"),
-        }),
+        &crate::wire::ExportResult {
+            manta_url: String::new(),
+            image_path: format!("/{image_key}"),
+            manifest_path: format!("/{manifest_key}"),
+        },
     ))
 }
 

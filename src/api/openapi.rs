@@ -30,6 +30,8 @@ pub async fn spec() -> impl IntoResponse {
     wire::ImageFile,
     wire::UploadInfo,
     wire::RegistrationFile,
+    wire::Channel,
+    wire::ExportResult,
 )))]
 struct WireDoc;
 
@@ -184,6 +186,8 @@ mod tests {
             "ImageFile",
             "Upload",
             "FileRef",
+            "Channel",
+            "ExportResult",
         ] {
             assert!(s.contains_key(name), "{name} in {:?}", s.keys());
         }

@@ -205,6 +205,25 @@ pub struct JobError {
     pub message: String,
 }
 
+/// One channel of `GET /channels` (servers with channels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Channel {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The channel of requests that name none (only present when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
+}
+
+/// `POST /images/{uuid}?action=export`: where the image was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExportResult {
+    pub manta_url: String,
+    pub image_path: String,
+    pub manifest_path: String,
+}
+
 /// The codes of an error body's `errors[].code` (schema only: the field is
 /// text).
 #[derive(ToSchema)]
