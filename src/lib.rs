@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod registrar;
 pub mod store;
 pub mod uploads;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -243,3 +243,25 @@ async fn server_serves_the_file() {
     assert_eq!(st, 200);
     assert_eq!(v, spec());
 }
+
+/// The wire-type schemas of `docs/openapi.json` are the ones derived from
+/// `imgapi::wire`; `UPDATE_OPENAPI=1 cargo test --test openapi` rewrites
+/// the file with them.
+#[test]
+fn wire_schemas_are_derived_and_current() {
+    let text = read("docs/openapi.json");
+    let derived = imgapi::api::openapi::with_wire_schemas(&text).expect("docs/openapi.json");
+    let want = serde_json::to_string_pretty(&derived).unwrap() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() && text != want {
+        std::fs::write(
+            format!("{}/docs/openapi.json", env!("CARGO_MANIFEST_DIR")),
+            &want,
+        )
+        .unwrap();
+        return;
+    }
+    assert!(
+        text == want,
+        "docs/openapi.json is not current: run UPDATE_OPENAPI=1 cargo test --test openapi"
+    );
+}

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sha1::Digest;
 
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -107,10 +106,7 @@ async fn datasets_for_sdc_6_5() {
     assert_eq!(ds["uuid"], u);
     assert_eq!(ds["creator_uuid"], SDC);
     assert_eq!(ds["urn"], "sdc:sdc:base:1.0.0");
-    assert_eq!(
-        ds["files"][0]["sha1"],
-        hex::encode(sha1::Sha1::digest(&file))
-    );
+    assert_eq!(ds["files"][0]["sha1"], sha1_hex(&file));
     let url = ds["files"][0]["url"].as_str().unwrap();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let r = s.http.get(url).send().await.unwrap();
@@ -322,8 +318,5 @@ async fn change_stor_and_export() {
     )
     .unwrap();
     assert_eq!(m["uuid"], u.as_str());
-    assert_eq!(
-        m["files"][0]["sha1"],
-        hex::encode(sha1::Sha1::digest(&file))
-    );
+    assert_eq!(m["files"][0]["sha1"], sha1_hex(&file));
 }

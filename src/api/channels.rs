@@ -100,5 +100,15 @@ pub async fn list(State(st): State<AppState>) -> Result<Response, Error> {
     if st.config.channels.is_empty() {
         return Err(Error::not_found("/channels does not exist"));
     }
-    Ok(json_response(StatusCode::OK, &st.config.channels))
+    let out: Vec<crate::wire::Channel> = st
+        .config
+        .channels
+        .iter()
+        .map(|c| crate::wire::Channel {
+            name: c.name.clone(),
+            description: c.description.clone(),
+            default: c.default,
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &out))
 }

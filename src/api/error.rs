@@ -3,18 +3,22 @@
 //! it goes into a `LoggedError` response extension for the logging
 //! middleware instead.
 
+use crate::error::{Error, FieldError};
+use crate::wire::{self, ErrorBody};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-use crate::error::{Error, FieldError};
-
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+/// `errors[]` on the wire.
+fn wire_field_errors(errors: &[FieldError]) -> Vec<wire::FieldError> {
+    errors
+        .iter()
+        .map(|e| wire::FieldError {
+            field: e.field.clone(),
+            // The variant name, as `FieldCode` serializes.
+            code: format!("{:?}", e.code),
+            message: e.message.clone(),
+        })
+        .collect()
 }
 
 /// Marker put in response extensions so the logging middleware can log the
@@ -32,13 +36,12 @@ impl IntoResponse for Error {
         let errors = match &self {
             Error::ValidationFailed { errors, .. }
             | Error::InvalidParameter { errors, .. }
-            | Error::ChecksumMismatch { errors, .. } => Some(errors.as_slice()),
+            | Error::ChecksumMismatch { errors, .. } => Some(wire_field_errors(errors)),
             _ => None,
         };
-        let message = self.to_string();
-        let body = Body {
-            code: self.code(),
-            message,
+        let body = ErrorBody {
+            code: self.code().into(),
+            message: self.to_string(),
             errors,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
@@ -70,6 +73,19 @@ mod tests {
     fn every_status_is_a_valid_http_status() {
         for e in Error::catalog() {
             assert!(StatusCode::from_u16(e.status()).is_ok(), "{}", e.code());
+        }
+    }
+
+    #[test]
+    fn field_codes_go_on_the_wire_as_they_serialize() {
+        use crate::error::FieldCode::*;
+        for c in [MissingParameter, Invalid, NotAllowed, Missing, Mismatch] {
+            let fe = FieldError::new("f", c);
+            let w = &wire_field_errors(std::slice::from_ref(&fe))[0];
+            assert_eq!(
+                serde_json::to_value(&fe).unwrap(),
+                serde_json::to_value(w).unwrap()
+            );
         }
     }
 }

@@ -59,7 +59,7 @@ pub(super) async fn channel_gate(
 
 /// An image response with its `Etag`.
 pub(super) fn image_response(img: &Image, opts: RenderOpts) -> Response {
-    let mut r = json_response(StatusCode::OK, &img.render(opts));
+    let mut r = json_response(StatusCode::OK, &img.to_wire(opts));
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", img.etag())) {
         r.headers_mut().insert(header::ETAG, v);
     }
@@ -534,11 +534,11 @@ async fn export(st: &AppState, ctx: &ImageCtx<ImageAction>) -> Result<Response, 
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({
-            "manta_url": "",
-            "image_path": format!("/{image_key}"),
-            "manifest_path": format!("/{manifest_key}"),
-        }),
+        &crate::wire::ExportResult {
+            manta_url: String::new(),
+            image_path: format!("/{image_key}"),
+            manifest_path: format!("/{manifest_key}"),
+        },
     ))
 }
 

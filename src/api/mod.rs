@@ -10,7 +10,7 @@ mod files;
 mod images;
 mod jobs;
 mod metrics;
-mod openapi;
+pub mod openapi;
 mod ping;
 mod range;
 mod uploads;

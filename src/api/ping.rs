@@ -21,10 +21,12 @@ pub async fn ping(
     if let Some(code) = p.get("error").filter(|s| !s.is_empty()) {
         return Err(sample_error(code));
     }
-    let mut body = json!({"ping": "pong", "version": env!("CARGO_PKG_VERSION"), "imgapi": true});
-    if st.config.auth == AuthMode::None || caller.authenticated {
-        body["pid"] = json!(std::process::id());
-    }
+    let body = crate::wire::Ping {
+        ping: "pong".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        imgapi: true,
+        pid: (st.config.auth == AuthMode::None || caller.authenticated).then(std::process::id),
+    };
     Ok(json_response(StatusCode::OK, &body))
 }
 

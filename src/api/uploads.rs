@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::TryStreamExt;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::range::ranged;
@@ -173,36 +172,27 @@ fn parse_id(raw: &str) -> Result<Uuid, Error> {
 }
 
 /// The JSON view of an upload (`GET /uploads/{id}/info`, `GET /uploads`).
-pub fn upload_json(u: &Upload) -> serde_json::Value {
-    let mut v = json!({
-        "id": u.id, "owner": u.owner, "offset": u.offset, "length": u.length,
-        "state": u.state.as_str(), "expires_at": u.expires_at, "created_at": u.created_at,
-    });
-    if let Some(p) = &u.path {
-        v["path"] = json!(p);
+pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
+    // Progress of the S3 multipart upload behind it.
+    let s3 = u.s3.as_ref();
+    crate::wire::UploadInfo {
+        id: u.id,
+        owner: u.owner,
+        offset: u.offset,
+        length: u.length,
+        state: u.state.as_str().into(),
+        expires_at: u.expires_at.clone(),
+        created_at: u.created_at.clone(),
+        path: u.path.clone(),
+        sha1: u.sha1.clone(),
+        content_md5: u.md5.clone(),
+        image_uuid: u.image_uuid,
+        error: u.error.clone(),
+        metadata: u.metadata.clone(),
+        parts_sent: s3.map(|m| m.parts.len() as u64),
+        multipart_upload_id: s3.map(|m| m.upload_id.clone()),
+        bytes_in_parts: s3.map(crate::uploads::bytes_in_parts),
     }
-    if let Some(s) = &u.sha1 {
-        v["sha1"] = json!(s);
-    }
-    if let Some(m) = &u.md5 {
-        v["content_md5"] = json!(m);
-    }
-    if let Some(i) = &u.image_uuid {
-        v["image_uuid"] = json!(i);
-    }
-    if let Some(e) = &u.error {
-        v["error"] = json!(e);
-    }
-    if !u.metadata.is_empty() {
-        v["metadata"] = json!(u.metadata);
-    }
-    if let Some(m) = &u.s3 {
-        // Progress of the S3 multipart upload behind it.
-        v["parts_sent"] = json!(m.parts.len());
-        v["multipart_upload_id"] = json!(m.upload_id);
-        v["bytes_in_parts"] = json!(crate::uploads::bytes_in_parts(m));
-    }
-    v
 }
 
 /// `OPTIONS /uploads`: what this tus server supports.

@@ -4,7 +4,7 @@
 pub mod validate;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 pub use validate::{Ctx, validate_manifest};
@@ -204,96 +204,64 @@ impl Image {
             .collect()
     }
 
-    /// The IMGAPI JSON of this image. Empty optional fields are omitted.
+    /// The IMGAPI JSON of this image (see `to_wire`).
     pub fn render(&self, opts: RenderOpts) -> Value {
-        let mut m = Map::new();
-        m.insert("v".into(), json!(self.v));
-        m.insert("uuid".into(), json!(self.uuid));
-        m.insert("owner".into(), json!(self.owner));
-        m.insert("name".into(), json!(self.name));
-        m.insert("version".into(), json!(self.version));
-        m.insert("state".into(), json!(self.state().as_str()));
-        m.insert("disabled".into(), json!(self.disabled));
-        m.insert("public".into(), json!(self.public));
-        if let Some(p) = &self.published_at {
-            m.insert("published_at".into(), json!(p));
-        }
-        m.insert("type".into(), json!(self.type_));
-        m.insert("os".into(), json!(self.os));
-        let files: Vec<Value> = self
+        serde_json::to_value(self.to_wire(opts)).unwrap_or(Value::Null)
+    }
+
+    /// This image as IMGAPI serves it. Like IMGAPI's serializer: optional
+    /// strings only when non-empty, `generate_passwords` only when true,
+    /// `error` only in state failed, `files[].stor` only for admin fields,
+    /// `channels` only with channels on.
+    pub fn to_wire(&self, opts: RenderOpts) -> crate::wire::Image {
+        use crate::wire;
+        let non_empty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let files = self
             .files
             .iter()
-            .map(|f| {
-                let mut o = Map::new();
-                o.insert("sha1".into(), json!(f.sha1));
-                o.insert("size".into(), json!(f.size));
-                o.insert("compression".into(), json!(f.compression));
-                if let Some(g) = &f.dataset_guid {
-                    o.insert("dataset_guid".into(), json!(g));
-                }
-                if opts.admin_fields {
-                    o.insert("stor".into(), json!(f.stor));
-                }
-                Value::Object(o)
+            .map(|f| wire::ImageFile {
+                sha1: f.sha1.clone(),
+                size: f.size,
+                compression: f.compression.clone(),
+                dataset_guid: f.dataset_guid.clone(),
+                stor: opts.admin_fields.then(|| f.stor.clone()),
             })
             .collect();
-        m.insert("files".into(), Value::Array(files));
-        if !self.acl.is_empty() {
-            m.insert("acl".into(), json!(self.acl));
+        let state = self.state();
+        wire::Image {
+            v: self.v,
+            uuid: self.uuid,
+            owner: self.owner,
+            name: self.name.clone(),
+            version: self.version.clone(),
+            state: state.as_str().into(),
+            disabled: self.disabled,
+            public: self.public,
+            published_at: self.published_at.clone(),
+            type_: self.type_.clone(),
+            os: self.os.clone(),
+            files,
+            acl: self.acl.clone(),
+            description: non_empty(&self.description),
+            homepage: non_empty(&self.homepage),
+            eula: non_empty(&self.eula),
+            icon: self.icon.is_some(),
+            urn: non_empty(&self.urn),
+            requirements: self.requirements.clone(),
+            users: self.users.clone(),
+            generate_passwords: (self.generate_passwords == Some(true)).then_some(true),
+            inherited_directories: self.inherited_directories.clone(),
+            origin: self.origin,
+            nic_driver: non_empty(&self.nic_driver),
+            disk_driver: non_empty(&self.disk_driver),
+            cpu_type: non_empty(&self.cpu_type),
+            image_size: self.image_size,
+            tags: self.tags.clone(),
+            billing_tags: self.billing_tags.clone(),
+            traits: self.traits.clone(),
+            error: self.error.clone().filter(|_| state == State::Failed),
+            channels: opts.channels.then(|| self.channels.clone()),
         }
-        // Like IMGAPI's serializer: optional strings only when non-empty.
-        let opt_str = |m: &mut Map<String, Value>, k: &str, v: &Option<String>| {
-            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-                m.insert(k.into(), json!(v));
-            }
-        };
-        opt_str(&mut m, "description", &self.description);
-        opt_str(&mut m, "homepage", &self.homepage);
-        opt_str(&mut m, "eula", &self.eula);
-        if self.icon.is_some() {
-            m.insert("icon".into(), json!(true));
-        }
-        opt_str(&mut m, "urn", &self.urn);
-        if let Some(r) = &self.requirements {
-            m.insert("requirements".into(), r.clone());
-        }
-        if let Some(u) = &self.users {
-            m.insert("users".into(), u.clone());
-        }
-        // Emitted only when true (IMGAPI: "only if raw value truthy").
-        if self.generate_passwords == Some(true) {
-            m.insert("generate_passwords".into(), json!(true));
-        }
-        if let Some(d) = &self.inherited_directories {
-            m.insert("inherited_directories".into(), json!(d));
-        }
-        if let Some(o) = &self.origin {
-            m.insert("origin".into(), json!(o));
-        }
-        opt_str(&mut m, "nic_driver", &self.nic_driver);
-        opt_str(&mut m, "disk_driver", &self.disk_driver);
-        opt_str(&mut m, "cpu_type", &self.cpu_type);
-        if let Some(s) = self.image_size {
-            m.insert("image_size".into(), json!(s));
-        }
-        if let Some(t) = &self.tags {
-            m.insert("tags".into(), Value::Object(t.clone()));
-        }
-        if !self.billing_tags.is_empty() {
-            m.insert("billing_tags".into(), json!(self.billing_tags));
-        }
-        if let Some(t) = &self.traits {
-            m.insert("traits".into(), t.clone());
-        }
-        if self.state() == State::Failed
-            && let Some(e) = &self.error
-        {
-            m.insert("error".into(), e.clone());
-        }
-        if opts.channels {
-            m.insert("channels".into(), json!(self.channels));
-        }
-        Value::Object(m)
     }
 }
 

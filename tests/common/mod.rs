@@ -2,6 +2,8 @@
 //! its own temporary data directory, and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

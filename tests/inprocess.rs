@@ -1,0 +1,340 @@
+//! Protocol and validation cases driven in process (`common::app`): the
+//! real router, SQLite and local stores, without a binary or a port.
+//! Bodies are parsed with the shared wire types, as a client would.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Method;
+use base64::Engine;
+use common::app::App;
+use common::*;
+use imgapi::wire;
+use serde_json::json;
+
+fn b64(d: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(d)
+}
+
+#[tokio::test]
+async fn tus_options_advertises_the_server() {
+    let app = App::new().await;
+    let r = app
+        .call(Method::OPTIONS, "/uploads", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("tus-version"), "1.0.0");
+    assert_eq!(r.header("tus-resumable"), "1.0.0");
+    let ext: Vec<&str> = r.header("tus-extension").split(',').collect();
+    for e in ["creation", "termination", "checksum", "expiration"] {
+        assert!(ext.contains(&e), "{e} in {ext:?}");
+    }
+    assert!(r.header("tus-max-size").parse::<u64>().unwrap() > 0);
+    assert!(r.header("tus-checksum-algorithm").contains("sha1"));
+}
+
+#[tokio::test]
+async fn tus_head_reports_offset_length_and_no_store() {
+    let app = App::new().await;
+    let loc = app.tus_create(1000).await;
+    let r = app
+        .call(
+            Method::HEAD,
+            &loc,
+            &[("tus-resumable", "1.0.0")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("upload-offset"), "0");
+    assert_eq!(r.header("upload-length"), "1000");
+    assert_eq!(r.header("cache-control"), "no-store");
+    assert!(!r.header("upload-expires").is_empty());
+    assert!(r.body.is_empty());
+}
+
+#[tokio::test]
+async fn tus_patch_header_rules() {
+    let app = App::new().await;
+    let loc = app.tus_create(1000).await;
+    let r = app.tus_patch(&loc, 0, &[], vec![1; 100]).await;
+    assert_eq!((r.status, r.header("upload-offset")), (204, "100"));
+
+    // Wrong offset: 409, nothing written.
+    let r = app.tus_patch(&loc, 50, &[], vec![2; 10]).await;
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (409, "UploadOffsetMismatch")
+    );
+    assert_eq!(app.tus_offset(&loc).await, (200, Some(100)));
+
+    // Wrong content type: 415.
+    let r = app
+        .tus_patch(
+            &loc,
+            100,
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 415);
+
+    // Missing or wrong Tus-Resumable: 412 with Tus-Version.
+    let r = app
+        .call(
+            Method::PATCH,
+            &loc,
+            &[
+                ("upload-offset", "100"),
+                ("content-type", "application/offset+octet-stream"),
+            ],
+            vec![1u8],
+        )
+        .await;
+    assert_eq!((r.status, r.header("tus-version")), (412, "1.0.0"));
+    let r = app
+        .call(
+            Method::POST,
+            "/uploads",
+            &[("tus-resumable", "0.2.2"), ("upload-length", "1")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 412);
+
+    // Bad checksum: 460 and the chunk is discarded; a good one is kept.
+    let chunk = vec![7u8; 200];
+    let bad = format!("sha1 {}", b64(&hex::decode(sha1_hex(b"other")).unwrap()));
+    let good = format!("sha1 {}", b64(&hex::decode(sha1_hex(&chunk)).unwrap()));
+    let r = app
+        .tus_patch(&loc, 100, &[("upload-checksum", &bad)], chunk.clone())
+        .await;
+    assert_eq!(r.status, 460);
+    assert_eq!(app.tus_offset(&loc).await.1, Some(100));
+    let r = app
+        .tus_patch(&loc, 100, &[("upload-checksum", &good)], chunk)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(app.tus_offset(&loc).await.1, Some(300));
+
+    // sha256 is accepted too.
+    use sha2::Digest;
+    let sum = format!("sha256 {}", b64(&sha2::Sha256::digest([1u8; 10])));
+    let r = app
+        .tus_patch(&loc, 300, &[("upload-checksum", &sum)], vec![1; 10])
+        .await;
+    assert_eq!(r.status, 204, "sha256 checksum");
+
+    // An unsupported algorithm: 400.
+    let r = app
+        .tus_patch(&loc, 310, &[("upload-checksum", "crc32 AAAA")], vec![1; 10])
+        .await;
+    assert_eq!(r.status, 400);
+
+    // Past Upload-Length: 413, nothing written.
+    let r = app.tus_patch(&loc, 310, &[], vec![0; 800]).await;
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (413, "UploadLengthExceeded")
+    );
+    assert_eq!(app.tus_offset(&loc).await.1, Some(310));
+
+    // An unknown upload: 404 UploadNotFound.
+    let r = app
+        .tus_patch(
+            "/uploads/3560c262-fc65-0242-a446-7c6d1fb482e3",
+            0,
+            &[],
+            vec![1],
+        )
+        .await;
+    assert_eq!((r.status, r.error().code.as_str()), (404, "UploadNotFound"));
+    assert_eq!(app.tus_offset("/uploads/nope").await.0, 404);
+
+    // Creation without Upload-Length: 400.
+    let r = app
+        .call(
+            Method::POST,
+            "/uploads",
+            &[("tus-resumable", "1.0.0")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // X-HTTP-Method-Override: a POST carrying a PATCH.
+    let r = app
+        .call(
+            Method::POST,
+            &loc,
+            &[
+                ("x-http-method-override", "PATCH"),
+                ("tus-resumable", "1.0.0"),
+                ("upload-offset", "310"),
+                ("content-type", "application/offset+octet-stream"),
+            ],
+            vec![9u8; 690],
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let info: wire::UploadInfo = app.get(&format!("{loc}/info")).await.parse();
+    assert_eq!(info.state, "complete");
+}
+
+#[tokio::test]
+async fn upload_info_parses_as_the_wire_type() {
+    let app = App::new().await;
+    let loc = app.tus_create(4).await;
+    let r = app.tus_patch(&loc, 0, &[], b"abcd".to_vec()).await;
+    assert_eq!(r.status, 204);
+    let r = app.get(&format!("{loc}/info")).await;
+    assert_eq!(r.status, 200);
+    let info: wire::UploadInfo = r.parse();
+    assert_eq!(format!("/uploads/{}", info.id), loc);
+    assert_eq!((info.offset, info.length), (4, 4));
+    assert_eq!(info.state, "complete");
+    assert_eq!(info.sha1.as_deref(), Some(sha1_hex(b"abcd").as_str()));
+    assert_eq!(info.content_md5.as_deref(), Some(md5_b64(b"abcd").as_str()));
+    // What the server sent is exactly what the wire type writes back.
+    assert_eq!(serde_json::to_value(&info).unwrap(), r.json());
+
+    let r = app.get("/uploads").await;
+    let list: Vec<wire::UploadInfo> = r.parse();
+    assert_eq!(list, vec![info]);
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_parameters_are_422_naming_them() {
+    let app = App::new().await;
+    let r = app.get("/uploads?bogus=1").await;
+    assert_eq!(r.status, 422);
+    let e = r.error();
+    assert_eq!(e.code, "InvalidParameter");
+    assert!(e.message.contains("bogus"), "{}", e.message);
+    assert_eq!(e.errors.unwrap()[0].field, "bogus");
+
+    // Invalid values are named the same way.
+    let r = app.get("/images?state=bogus").await;
+    assert_eq!(r.status, 422);
+    let e = r.error();
+    assert_eq!(e.code, "InvalidParameter");
+    assert!(e.errors.unwrap().iter().any(|f| f.field == "state"));
+}
+
+#[tokio::test]
+async fn manifest_validation_errors_name_each_field() {
+    let app = App::new().await;
+    let r = app
+        .post_json(
+            "/images",
+            &json!({"name": "", "version": "1.0.0", "os": "nope", "type": "zone-dataset",
+                    "owner": VADER, "public": "yes"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let e = r.error();
+    assert_eq!(e.code, "ValidationFailed");
+    let errors = e.errors.expect("errors[]");
+    let fields: Vec<&str> = errors.iter().map(|f| f.field.as_str()).collect();
+    for f in ["name", "os", "public"] {
+        assert!(fields.contains(&f), "{f} in {fields:?}");
+    }
+    assert!(
+        errors
+            .iter()
+            .all(|f| f.code == "Invalid" || f.code == "MissingParameter")
+    );
+
+    // A body that is not a JSON object.
+    let r = app
+        .call(
+            Method::POST,
+            "/images",
+            &[("content-type", "application/json")],
+            "[1]",
+        )
+        .await;
+    assert_eq!(r.status / 100, 4);
+    assert!(!r.error().code.is_empty());
+}
+
+#[tokio::test]
+async fn error_bodies_parse_as_the_wire_type() {
+    let app = App::new().await;
+    let r = app
+        .get("/images/3560c262-fc65-0242-a446-7c6d1fb482e3")
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), "application/json");
+    let e = r.error();
+    assert_eq!(e.code, "ResourceNotFound");
+    assert!(e.errors.is_none());
+    assert_eq!(serde_json::to_value(&e).unwrap(), r.json());
+
+    let r = app.get("/no/such/path").await;
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (404, "ResourceNotFound")
+    );
+
+    // Ping's sample errors, with and without errors[].
+    let r = app.get("/ping?error=ValidationFailed").await;
+    let e = r.error();
+    assert_eq!((r.status, e.code.as_str()), (422, "ValidationFailed"));
+    assert_eq!(e.errors, Some(vec![]));
+    let r = app.get("/ping?error=NoSuch").await;
+    assert_eq!(
+        r.error().errors.unwrap(),
+        vec![wire::FieldError {
+            field: "error".into(),
+            code: "Missing".into(),
+            message: None
+        }]
+    );
+    // A 5xx sample keeps its generic message.
+    let r = app.get("/ping?error=InternalError").await;
+    assert_eq!(r.status, 500);
+    assert!(!r.error().message.contains("boom"));
+}
+
+#[tokio::test]
+async fn ping_and_images_parse_as_the_wire_types() {
+    let app = App::new().await;
+    let r = app.get("/ping").await;
+    let p: wire::Ping = r.parse();
+    assert_eq!((p.ping.as_str(), p.imgapi), ("pong", true));
+    assert!(p.pid.is_some(), "auth none shows the pid");
+
+    let r = app
+        .post_json(
+            "/images",
+            &json!({"name": "wire", "version": "1.0.0", "os": "smartos",
+                    "type": "zone-dataset", "owner": VADER, "description": "",
+                    "tags": {"a": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let img: wire::Image = r.parse();
+    assert_eq!(img.state, "unactivated");
+    assert!(img.description.is_none(), "empty strings are omitted");
+    assert!(img.files.is_empty() && !img.icon);
+    assert_eq!(serde_json::to_value(&img).unwrap(), r.json());
+
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/images/{}/file?compression=none", img.uuid),
+            &[("content-type", "application/octet-stream")],
+            b"file bytes".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app
+        .get(&format!("/images/{}?inclAdminFields=true", img.uuid))
+        .await;
+    let img: wire::Image = r.parse();
+    assert_eq!(img.files[0].sha1, sha1_hex(b"file bytes"));
+    assert_eq!(img.files[0].size, 10);
+    assert!(img.files[0].stor.is_some(), "admin fields show stor");
+    assert_eq!(serde_json::to_value(&img).unwrap(), r.json());
+}
