@@ -54,6 +54,7 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub registrar: RegistrarConfig,
     pub imports: ImportsConfig,
+    pub downloads: DownloadsConfig,
     /// Image channels (IMGAPI's `channels`); empty: the server has none.
     pub channels: Vec<ChannelConfig>,
 }
@@ -85,6 +86,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             registrar: RegistrarConfig::default(),
             imports: ImportsConfig::default(),
+            downloads: DownloadsConfig::default(),
             channels: Vec::new(),
         }
     }
@@ -332,6 +334,30 @@ impl Default for ImportsConfig {
     }
 }
 
+/// GetImageFile served by the object store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownloadsConfig {
+    /// With an S3 manta store: a GetImageFile of a file in it that asks for
+    /// it with `?redirect=true` is answered `302 Found` to a presigned URL
+    /// of the object (default false: the bytes always come through imgapi).
+    pub redirect: bool,
+    /// Seconds a presigned URL stays valid (1 to 3600, default 300).
+    pub presign_ttl_secs: u64,
+}
+
+/// Longest life of a presigned download URL, in seconds.
+pub const MAX_PRESIGN_TTL_SECS: u64 = 3600;
+
+impl Default for DownloadsConfig {
+    fn default() -> Self {
+        DownloadsConfig {
+            redirect: false,
+            presign_ttl_secs: 300,
+        }
+    }
+}
+
 /// Command-line overrides (highest precedence).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -435,6 +461,11 @@ impl Config {
                 "server: timeouts and max_connections must be at least 1".into(),
             ));
         }
+        if !(1..=MAX_PRESIGN_TTL_SECS).contains(&self.downloads.presign_ttl_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "downloads: presign_ttl_secs must be 1 to {MAX_PRESIGN_TTL_SECS}"
+            )));
+        }
         let im = &self.imports;
         if im.connect_timeout_secs == 0
             || im.request_timeout_secs == 0
@@ -507,6 +538,22 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("SUPERSECRET"));
+    }
+
+    #[test]
+    fn downloads_table() {
+        let c = Config::default();
+        assert!(!c.downloads.redirect);
+        assert_eq!(c.downloads.presign_ttl_secs, 300);
+        let c: Config =
+            toml::from_str("[downloads]\nredirect = true\npresign_ttl_secs = 60\n").unwrap();
+        assert!(c.downloads.redirect && c.check().is_ok());
+        for bad in [0, MAX_PRESIGN_TTL_SECS + 1] {
+            let mut z = Config::default();
+            z.downloads.presign_ttl_secs = bad;
+            assert!(z.check().is_err(), "{bad}");
+        }
+        assert!(toml::from_str::<Config>("[downloads]\nfrobnicate = 1\n").is_err());
     }
 
     #[test]

@@ -128,12 +128,13 @@ fn http_date(iso: &str) -> Option<String> {
     Some(httpdate::fmt_http_date(std::time::SystemTime::from(t)))
 }
 
-/// GetImageFile's preamble: a bad `index` is refused first.
+/// GetImageFile's preamble: a bad `index` or `redirect` is refused first.
 pub(super) struct GetFile;
 impl Preamble for GetFile {
     const RENDER: bool = false;
     fn precheck(p: &Params) -> Result<(), Error> {
-        file_index(p).map(drop)
+        file_index(p)?;
+        p.bool("redirect").map(drop)
     }
 }
 
@@ -170,8 +171,10 @@ fn not_modified_since(headers: &HeaderMap, last_modified: Option<&str>) -> bool 
     false
 }
 
-/// GetImageFile: `GET /images/{uuid}/file[?index=N]`, with `Content-MD5`,
-/// `Etag` (sha1), `Last-Modified`, Range/206/416 and If-Range.
+/// GetImageFile: `GET /images/{uuid}/file[?index=N][&redirect=true]`, with
+/// `Content-MD5`, `Etag` (sha1), `Last-Modified`, Range/206/416 and
+/// If-Range. With `[downloads] redirect` on and `?redirect=true`, a file in
+/// an S3 store is answered `302 Found` to a presigned URL of its object.
 pub async fn get_file(
     State(st): State<AppState>,
     ctx: ImageCtx<GetFile>,
@@ -185,6 +188,12 @@ pub async fn get_file(
     let last_modified = http_date(&f.mtime);
     if not_modified_since(&headers, last_modified.as_deref()) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    if st.config.downloads.redirect
+        && ctx.params.bool("redirect")? == Some(true)
+        && let Some(resp) = redirect(&st, &img, &f, last_modified.as_deref()).await?
+    {
+        return Ok(resp);
     }
     let if_range = IfRange {
         etag: &f.sha1,
@@ -207,6 +216,36 @@ pub async fn get_file(
             .insert(header::HeaderName::from_static("content-md5"), md5);
     }
     Ok(resp)
+}
+
+/// `302 Found` to a presigned URL of the file's object, with the file's
+/// `Content-MD5`, `ETag` and `Last-Modified` (the object store answers the
+/// URL with its own ETag and no Content-MD5); None if its store cannot
+/// presign (local files), then the bytes are served as usual.
+async fn redirect(
+    st: &AppState,
+    img: &crate::manifest::Image,
+    f: &crate::manifest::ImageFile,
+    last_modified: Option<&str>,
+) -> Result<Option<Response>, Error> {
+    let ttl = std::time::Duration::from_secs(st.config.downloads.presign_ttl_secs);
+    let Some(url) = st.images.file_url(img, f, ttl).await? else {
+        return Ok(None);
+    };
+    let mut resp = StatusCode::FOUND.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, hv(&url)?);
+    // The URL expires: no cache may keep the redirect.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::ETAG, hv(&format!("\"{}\"", f.sha1))?);
+    h.insert(
+        header::HeaderName::from_static("content-md5"),
+        hv(&f.content_md5)?,
+    );
+    if let Some(lm) = last_modified {
+        h.insert(header::LAST_MODIFIED, hv(lm)?);
+    }
+    Ok(Some(resp))
 }
 
 /// A header value; one that cannot be is a server error.

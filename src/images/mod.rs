@@ -696,6 +696,26 @@ impl Images {
             .await?)
     }
 
+    /// A URL the client may download an image file from directly for
+    /// `ttl` (served as `application/octet-stream`), or None if its store
+    /// cannot hand one out (local files).
+    pub async fn file_url(
+        &self,
+        img: &Image,
+        f: &ImageFile,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .stores
+            .by_stor(&f.stor)?
+            .presigned_get(
+                &image_file_key(&f.stor, &img.uuid),
+                ttl,
+                Some("application/octet-stream"),
+            )
+            .await?)
+    }
+
     /// AddImageIcon.
     pub async fn add_icon<S>(
         &self,

@@ -101,6 +101,21 @@ impl Store {
         }
     }
 
+    /// A URL a client may GET the object from directly for `ttl`, without
+    /// other credentials (S3: presigned), answered with `content_type` if
+    /// set; None if the backend cannot (a directory).
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+        content_type: Option<&str>,
+    ) -> Result<Option<String>> {
+        match self {
+            Store::Fs(_) => Ok(None),
+            Store::S3(s) => s.presigned_get(key, ttl, content_type).await.map(Some),
+        }
+    }
+
     /// Copy `from` to `to` inside this store (S3: server-side, only if
     /// `from` still has `etag`). Returns false if the backend cannot.
     pub async fn copy_within(&self, from: &str, to: &str, etag: Option<&str>) -> Result<bool> {

@@ -2,7 +2,8 @@
 //! configured prefix; writes are multipart uploads with bounded memory
 //! (part size x parts in flight), completed on commit and aborted when
 //! dropped; reads stream with Range passed through; copies are server-side
-//! and conditioned on the ETag the caller verified.
+//! and conditioned on the ETag the caller verified; downloads may be
+//! handed to clients as presigned GET URLs.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
@@ -246,6 +248,29 @@ impl S3Store {
             reader,
             256 << 10,
         )))
+    }
+
+    /// A presigned GET URL of the object, valid for `ttl` (at most 7
+    /// days, S3's limit); anyone holding it may read the object until
+    /// then. Computed locally: no request is sent. `content_type`, if set,
+    /// is the `Content-Type` S3 answers the URL with.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: Duration,
+        content_type: Option<&str>,
+    ) -> Result<String> {
+        let cfg = PresigningConfig::expires_in(ttl).map_err(StoreError::internal)?;
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.k(key)?);
+        if let Some(ct) = content_type {
+            req = req.response_content_type(ct);
+        }
+        let signed = req.presigned(cfg).await.map_err(sdk_err)?;
+        Ok(signed.uri().to_string())
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
