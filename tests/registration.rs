@@ -495,3 +495,66 @@ async fn add_image_file_attaches_an_upload() {
         .unwrap();
     assert_eq!(status_json(r).await.1["code"], "ImageFilesImmutable");
 }
+
+/// The seed's example manifests name the stored object `manta_path`: it
+/// registers like `path`. Any other key in a file to register, or a file
+/// with no reference, is a 422 that creates nothing (it never quietly
+/// becomes a plain CreateImage with `files: []`).
+#[tokio::test]
+async fn manta_path_registers_and_unknown_file_keys_are_refused() {
+    let s = Server::start().await;
+    let file = data(1_000_000, 7);
+    let p = s
+        .data_dir()
+        .join(format!("manta/{VADER}/stor/images/nodejs-1.2.8.zfs.bz2"));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, &file).unwrap();
+    let path = format!("/{VADER}/stor/images/nodejs-1.2.8.zfs.bz2");
+    let (st, img) = register(
+        &s,
+        VADER,
+        manifest(
+            "seeded",
+            json!({"manta_path": path, "content_md5": md5_b64(&file), "compression": "bzip2"}),
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(st, 200, "{img}");
+    assert_eq!(img["state"], "active");
+    assert_eq!(img["files"][0]["sha1"], sha1_hex(&file));
+    assert_eq!(img["files"][0]["size"], file.len());
+    assert_eq!(img["files"][0]["compression"], "bzip2");
+
+    let before = s.get(&format!("/images?account={VADER}")).await.1;
+    let n = before.as_array().unwrap().len();
+    let cases = [
+        (
+            json!({"manta_path": path, "content_md5": md5_b64(&file), "mtime": "x"}),
+            "files[0].mtime",
+        ),
+        (
+            json!({"sha1": sha1_hex(&file), "size": 1_000_000}),
+            "files[0].path",
+        ),
+        (
+            json!({"path": path, "manta_path": path, "content_md5": md5_b64(&file)}),
+            "files[0].manta_path",
+        ),
+    ];
+    for (f, field) in cases {
+        let (st, e) = register(&s, VADER, manifest("refused", f), "").await;
+        assert_eq!(st, 422, "{e}");
+        assert_eq!(e["code"], "ValidationFailed", "{e}");
+        assert!(
+            e["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["field"] == field),
+            "{field} named in {e}"
+        );
+    }
+    let after = s.get(&format!("/images?account={VADER}")).await.1;
+    assert_eq!(after.as_array().unwrap().len(), n, "nothing created");
+}

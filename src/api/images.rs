@@ -341,19 +341,76 @@ fn wait_param(p: &Params, default: u64) -> Result<std::time::Duration, Error> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// The keys a registration's `files[0]` may hold (`manta_path` is a synonym
+/// of `path`, as the seed's example manifests name it).
+const FILE_REF_KEYS: [&str; 8] = [
+    "upload",
+    "path",
+    "manta_path",
+    "content_md5",
+    "compression",
+    "sha1",
+    "size",
+    "dataset_guid",
+];
+
 /// A registration's `files`: exactly one item referencing an `upload` or a
-/// `path`. Returns None for a classic CreateImage (no reference).
+/// `path` (or `manta_path`). Returns None for a classic CreateImage (no
+/// `files`, or an empty list). A non-empty `files` that cannot be
+/// registered (no reference, an unknown key) is a 422: it never quietly
+/// becomes a plain CreateImage.
 fn take_file_ref(
     body: &mut serde_json::Map<String, Value>,
 ) -> Result<Option<crate::registrar::FileRef>, Error> {
-    let Some(Value::Array(files)) = body.get("files") else {
-        return Ok(None);
+    let files = match body.get("files") {
+        None => return Ok(None),
+        Some(Value::Array(files)) if files.is_empty() => return Ok(None),
+        Some(Value::Array(files)) => files,
+        Some(_) => {
+            return Err(Error::validation(vec![crate::error::FieldError::msg(
+                "files",
+                FieldCode::Invalid,
+                "files must be an array",
+            )]));
+        }
     };
-    let refs = files
-        .iter()
-        .any(|f| f.get("upload").is_some() || f.get("path").is_some());
-    if !refs {
-        return Ok(None);
+    let mut errors = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let Some(f) = f.as_object() else {
+            errors.push(crate::error::FieldError::msg(
+                format!("files[{i}]"),
+                FieldCode::Invalid,
+                "a file must be an object",
+            ));
+            continue;
+        };
+        for k in f.keys().filter(|k| !FILE_REF_KEYS.contains(&k.as_str())) {
+            errors.push(crate::error::FieldError::msg(
+                format!("files[{i}].{k}"),
+                FieldCode::NotAllowed,
+                format!("unknown key \"{k}\" in a file to register"),
+            ));
+        }
+        if f.get("path").is_some() && f.get("manta_path").is_some() {
+            errors.push(crate::error::FieldError::msg(
+                format!("files[{i}].manta_path"),
+                FieldCode::Invalid,
+                "give path or manta_path, not both",
+            ));
+        }
+        if !["upload", "path", "manta_path"]
+            .iter()
+            .any(|k| f.get(*k).is_some_and(|v| !v.is_null()))
+        {
+            errors.push(crate::error::FieldError::msg(
+                format!("files[{i}].path"),
+                FieldCode::Missing,
+                "a file to register needs an upload or a path (manta_path)",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::validation(errors));
     }
     if files.len() != 1 {
         return Err(Error::validation(vec![crate::error::FieldError::msg(
@@ -390,7 +447,7 @@ fn take_file_ref(
     };
     let r = crate::registrar::FileRef {
         upload,
-        path: s("path"),
+        path: s("path").or_else(|| s("manta_path")),
         content_md5: s("content_md5"),
         compression: s("compression"),
         sha1: s("sha1"),
