@@ -100,6 +100,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0004_upload_parts.sql"),
     ),
     ("0005_channels", include_str!("../../sql/0005_channels.sql")),
+    (
+        "0007_list_indexes",
+        include_str!("../../sql/0007_list_indexes.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.
