@@ -30,15 +30,21 @@ CREATE TABLE image_acl (
     PRIMARY KEY (account, uuid)
 ) STRICT, WITHOUT ROWID;
 
--- `name=~…` and `version=~…`: a case-sensitive trigram index (substrings of
--- 3 characters or more). Its rows are numbered by image_text_ids, not by
--- images' implicit rowid (which VACUUM may renumber).
-CREATE TABLE image_text_ids (
-    id    INTEGER PRIMARY KEY,
-    uuid  TEXT NOT NULL UNIQUE
+-- `name=~…` and `version=~…`: the distinct names and versions (with how
+-- many images have each) and a case-sensitive trigram index of them. A
+-- substring is looked up among the distinct values (few: an image name has
+-- many versions), then the images of the matching values through
+-- images_list_name / images_list_version. Substrings of 3 characters or
+-- more use the trigram index; shorter ones read the distinct values.
+CREATE TABLE image_values (
+    id     INTEGER PRIMARY KEY,
+    col    TEXT NOT NULL,      -- name|version
+    value  TEXT NOT NULL,
+    n      INTEGER NOT NULL,   -- images with this value
+    UNIQUE (col, value)
 ) STRICT;
 CREATE VIRTUAL TABLE image_text USING fts5(
-    uuid UNINDEXED, name, version,
+    value,
     tokenize = 'trigram case_sensitive 1'
 );
 
@@ -49,9 +55,14 @@ CREATE TRIGGER images_list_insert AFTER INSERT ON images BEGIN
         SELECT value, NEW.uuid FROM json_each(NEW.billing_tags);
     INSERT OR IGNORE INTO image_acl (account, uuid)
         SELECT value, NEW.uuid FROM json_each(NEW.acl);
-    INSERT INTO image_text_ids (uuid) VALUES (NEW.uuid);
-    INSERT INTO image_text (rowid, uuid, name, version)
-        VALUES (last_insert_rowid(), NEW.uuid, NEW.name, NEW.version);
+    INSERT INTO image_values (col, value, n) VALUES ('name', NEW.name, 1)
+        ON CONFLICT (col, value) DO UPDATE SET n = n + 1;
+    INSERT INTO image_values (col, value, n) VALUES ('version', NEW.version, 1)
+        ON CONFLICT (col, value) DO UPDATE SET n = n + 1;
+    INSERT INTO image_text (rowid, value)
+        SELECT id, value FROM image_values WHERE col = 'name' AND value = NEW.name AND n = 1;
+    INSERT INTO image_text (rowid, value)
+        SELECT id, value FROM image_values WHERE col = 'version' AND value = NEW.version AND n = 1;
 END;
 
 CREATE TRIGGER images_list_delete AFTER DELETE ON images BEGIN
@@ -61,9 +72,14 @@ CREATE TRIGGER images_list_delete AFTER DELETE ON images BEGIN
         AND tag IN (SELECT value FROM json_each(OLD.billing_tags));
     DELETE FROM image_acl WHERE uuid = OLD.uuid
         AND account IN (SELECT value FROM json_each(OLD.acl));
-    DELETE FROM image_text
-        WHERE rowid = (SELECT id FROM image_text_ids WHERE uuid = OLD.uuid);
-    DELETE FROM image_text_ids WHERE uuid = OLD.uuid;
+    UPDATE image_values SET n = n - 1 WHERE col = 'name' AND value = OLD.name;
+    UPDATE image_values SET n = n - 1 WHERE col = 'version' AND value = OLD.version;
+    DELETE FROM image_text WHERE rowid IN
+        (SELECT id FROM image_values WHERE col = 'name' AND value = OLD.name AND n = 0
+         UNION ALL
+         SELECT id FROM image_values WHERE col = 'version' AND value = OLD.version AND n = 0);
+    DELETE FROM image_values WHERE col = 'name' AND value = OLD.name AND n = 0;
+    DELETE FROM image_values WHERE col = 'version' AND value = OLD.version AND n = 0;
 END;
 
 CREATE TRIGGER images_list_update_tags AFTER UPDATE OF tags_search ON images
@@ -90,10 +106,28 @@ WHEN OLD.acl IS NOT NEW.acl BEGIN
         SELECT value, NEW.uuid FROM json_each(NEW.acl);
 END;
 
-CREATE TRIGGER images_list_update_text AFTER UPDATE OF name, version ON images
-WHEN OLD.name IS NOT NEW.name OR OLD.version IS NOT NEW.version BEGIN
-    UPDATE image_text SET name = NEW.name, version = NEW.version
-        WHERE rowid = (SELECT id FROM image_text_ids WHERE uuid = NEW.uuid);
+CREATE TRIGGER images_list_update_name AFTER UPDATE OF name ON images
+WHEN OLD.name IS NOT NEW.name BEGIN
+    UPDATE image_values SET n = n - 1 WHERE col = 'name' AND value = OLD.name;
+    INSERT INTO image_values (col, value, n) VALUES ('name', NEW.name, 1)
+        ON CONFLICT (col, value) DO UPDATE SET n = n + 1;
+    INSERT INTO image_text (rowid, value)
+        SELECT id, value FROM image_values WHERE col = 'name' AND value = NEW.name AND n = 1;
+    DELETE FROM image_text WHERE rowid IN
+        (SELECT id FROM image_values WHERE col = 'name' AND value = OLD.name AND n = 0);
+    DELETE FROM image_values WHERE col = 'name' AND value = OLD.name AND n = 0;
+END;
+
+CREATE TRIGGER images_list_update_version AFTER UPDATE OF version ON images
+WHEN OLD.version IS NOT NEW.version BEGIN
+    UPDATE image_values SET n = n - 1 WHERE col = 'version' AND value = OLD.version;
+    INSERT INTO image_values (col, value, n) VALUES ('version', NEW.version, 1)
+        ON CONFLICT (col, value) DO UPDATE SET n = n + 1;
+    INSERT INTO image_text (rowid, value)
+        SELECT id, value FROM image_values WHERE col = 'version' AND value = NEW.version AND n = 1;
+    DELETE FROM image_text WHERE rowid IN
+        (SELECT id FROM image_values WHERE col = 'version' AND value = OLD.version AND n = 0);
+    DELETE FROM image_values WHERE col = 'version' AND value = OLD.version AND n = 0;
 END;
 
 -- Backfill from the images already stored.
@@ -103,6 +137,8 @@ INSERT OR IGNORE INTO image_billing_tags (tag, uuid)
     SELECT j.value, i.uuid FROM images i, json_each(i.billing_tags) j;
 INSERT OR IGNORE INTO image_acl (account, uuid)
     SELECT j.value, i.uuid FROM images i, json_each(i.acl) j;
-INSERT INTO image_text_ids (uuid) SELECT uuid FROM images ORDER BY uuid;
-INSERT INTO image_text (rowid, uuid, name, version)
-    SELECT t.id, i.uuid, i.name, i.version FROM images i JOIN image_text_ids t USING (uuid);
+INSERT INTO image_values (col, value, n)
+    SELECT 'name', name, count(*) FROM images GROUP BY name;
+INSERT INTO image_values (col, value, n)
+    SELECT 'version', version, count(*) FROM images GROUP BY version;
+INSERT INTO image_text (rowid, value) SELECT id, value FROM image_values;
