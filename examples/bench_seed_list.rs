@@ -23,7 +23,7 @@ fn owner(n: u64) -> Uuid {
 }
 
 fn image(i: u64, owners: u64, names: u64) -> Image {
-    let public = i % 2 == 0;
+    let public = i.is_multiple_of(2);
     let activated = i % 50 != 1;
     let acl: Vec<Uuid> = if !public && i % 10 == 3 {
         vec![owner((i + 1) % owners)]
@@ -32,6 +32,8 @@ fn image(i: u64, owners: u64, names: u64) -> Image {
     };
     let secs = 1_600_000_000 + i * 37;
     let published = chrono_like(secs);
+    let type_ = ["zone-dataset", "zvol", "lx-dataset", "docker"][(i % 4) as usize];
+    let os = ["smartos", "linux", "windows"][(i % 3) as usize];
     let v = serde_json::json!({
         "v": 2,
         "uuid": Uuid::from_u128(0x1111_0000_0000_4000_8000_0000_0000_0000 + i as u128),
@@ -44,8 +46,8 @@ fn image(i: u64, owners: u64, names: u64) -> Image {
         "disabled": i % 20 == 7,
         "public": public,
         "published_at": if activated { Some(published.clone()) } else { None },
-        "type": ["zone-dataset", "zvol", "lx-dataset", "docker"][(i % 4) as usize],
-        "os": ["smartos", "linux", "windows"][(i % 3) as usize],
+        "type": type_,
+        "os": os,
         "files": [{
             "sha1": format!("{:040x}", i * 2654435761),
             "size": 104857600 + i,
@@ -56,7 +58,7 @@ fn image(i: u64, owners: u64, names: u64) -> Image {
         }],
         "acl": acl,
         "requirements": {"min_platform": {"7.0": "20200101T000000Z"}, "networks": [{"name": "net0", "description": "public"}]},
-        "tags": {"role": if i % 10 == 0 { "os" } else { "app" }, "group": format!("g{}", i % 100)},
+        "tags": {"role": if i.is_multiple_of(10) { "os" } else { "app" }, "group": format!("g{}", i % 100)},
         "billing_tags": [format!("b{}", i % 20)],
     });
     serde_json::from_value(v).expect("a valid image")

@@ -19,8 +19,11 @@ TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release --bin imgapi >/dev/null 2>&1
-BIN=$PWD/target/release/imgapi
+# BENCH_PROFILE=dev: a quick check of the script itself on the debug build.
+PROFILE=${BENCH_PROFILE:-release}
+OUT=$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build --profile "$PROFILE" --bin imgapi >/dev/null 2>&1
+BIN=$OUT/imgapi
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -51,14 +54,14 @@ list_bench() {
   local n=${LIST_IMAGES:-100000} dur=${LIST_SECS:-8}
   echo "== ListImages: $n images (50 owners, 500 names), 32 connections (wrk, 2 threads), ${dur} s per query"
   command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-  cargo build --release --example bench_seed_list --example bench_list_render > /dev/null 2>&1
+  cargo build --profile "$PROFILE" --example bench_seed_list --example bench_list_render > /dev/null 2>&1
   local dir=$WORK/list t0
   rm -rf "$dir"; mkdir -p "$dir"
   t0=$(now)
-  target/release/examples/bench_seed_list "$dir" "$n" 50 500 > "$WORK/owners"
+  "$OUT"/examples/bench_seed_list "$dir" "$n" 50 500 > "$WORK/owners"
   echo "seeded $n images in $(secs "$t0" "$(now)") s; database $(du -sm "$dir" | cut -f1) MiB"
   local o0 o1
-  echo "where a limit=1000 page's time goes (one thread, no HTTP): $(target/release/examples/bench_list_render "$dir")"
+  echo "where a limit=1000 page's time goes (one thread, no HTTP): $("$OUT"/examples/bench_list_render "$dir")"
   o0=$(sed -n 's/^owner 0: //p' "$WORK/owners"); o1=$(sed -n 's/^owner 1: //p' "$WORK/owners")
   start_server "$dir"
   local idle mid
