@@ -212,8 +212,57 @@ pub fn all(conn: &Connection) -> Result<Vec<Image>> {
 /// trigram index) yields rows that are then sorted by their keys. With no filter, `state` (or, for `state=all`,
 /// `published_at`) is the walk.
 pub fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
+    list_sql_dense(q, Dense::default())
+}
+
+/// Side-table filters (tags, billing tags) that hold so many images that
+/// walking an ordered index and checking each row beats sorting them all:
+/// not drivers. [`list`] asks the database; [`list_sql`] assumes none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dense {
+    pub tag: bool,
+    pub billing_tag: bool,
+    pub tag_key: bool,
+}
+
+/// From this many images on, a side-table filter is [`Dense`].
+const DENSE: i64 = 2000;
+
+impl Dense {
+    /// Count (up to [`DENSE`]) the images of the first tag, billing tag
+    /// and tag key of `q`: a bounded read of each side table's index.
+    fn probe(conn: &Connection, q: &ListQuery) -> Result<Dense> {
+        let count = |sql: &str, args: Vec<SqlValue>| -> Result<bool> {
+            let sql = format!("SELECT count(*) FROM ({sql} LIMIT {DENSE})");
+            let n: i64 = conn
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?;
+            Ok(n >= DENSE)
+        };
+        let mut d = Dense::default();
+        if let Some(t) = q.tags.first() {
+            d.tag = count("SELECT 1 FROM image_tags WHERE tag = ?1", vec![text(t)])?;
+        }
+        if let Some(t) = q.billing_tags.first() {
+            d.billing_tag = count(
+                "SELECT 1 FROM image_billing_tags WHERE tag = ?1",
+                vec![text(t)],
+            )?;
+        }
+        if let Some(k) = q.tag_keys.first() {
+            d.tag_key = count(
+                "SELECT 1 FROM image_tags WHERE tag >= ?1 AND tag < ?2",
+                vec![text(&format!("{k}=")), text(&format!("{k}>"))],
+            )?;
+        }
+        Ok(d)
+    }
+}
+
+/// [`list_sql`], with the filters in `dense` not used as drivers.
+pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
     let mut b = Sql::default();
-    let driver = Driver::pick(q);
+    let driver = Driver::pick(q, dense);
     // Columns of the driver's index get their plain name (usable by the
     // index); every other column is written `+col` (checked per row).
     let col_driver = driver.column();
@@ -384,7 +433,7 @@ pub fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
 
 /// ListImages: the filters of IMGAPI and its `account` visibility union.
 pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
-    let (sql, args) = list_sql(q);
+    let (sql, args) = list_sql_dense(q, Dense::probe(conn, q)?);
     let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
     rows.map(|r| from_row(r?)).collect()
@@ -437,7 +486,7 @@ impl Driver {
     /// The most selective filter present, in an order fixed by what each
     /// filter usually selects (an image, a name's versions, an owner's
     /// images, … down to the few values of os, type, public and state).
-    fn pick(q: &ListQuery) -> Driver {
+    fn pick(q: &ListQuery, dense: Dense) -> Driver {
         let exact = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Exact(_)));
         let text =
             |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Contains(s)) if !s.is_empty());
@@ -454,15 +503,15 @@ impl Driver {
             Driver::Column("owner")
         } else if exact(&q.version) {
             Driver::Column("version")
-        } else if !q.tags.is_empty() {
+        } else if !q.tags.is_empty() && !dense.tag {
             Driver::Tag
-        } else if !q.billing_tags.is_empty() {
+        } else if !q.billing_tags.is_empty() && !dense.billing_tag {
             Driver::BillingTag
         } else if text(&q.name) {
             Driver::Text("name")
         } else if text(&q.version) {
             Driver::Text("version")
-        } else if !q.tag_keys.is_empty() {
+        } else if !q.tag_keys.is_empty() && !dense.tag_key {
             Driver::TagKey
         } else if q.os.is_some() {
             Driver::Column("os")
@@ -510,7 +559,11 @@ mod tests {
 
     /// The plan's lines (EXPLAIN QUERY PLAN's `detail` column).
     fn plan(c: &Connection, q: &ListQuery) -> Vec<String> {
-        let (sql, args) = list_sql(q);
+        plan_dense(c, q, Dense::default())
+    }
+
+    fn plan_dense(c: &Connection, q: &ListQuery, dense: Dense) -> Vec<String> {
+        let (sql, args) = list_sql_dense(q, dense);
         let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
             .unwrap()
@@ -723,8 +776,16 @@ mod tests {
         let qs = queries();
         assert!(qs.len() > 800, "{}", qs.len());
         let mut bad = Vec::new();
-        for (name, q) in &qs {
-            let p = plan(&c, q);
+        let all_dense = Dense {
+            tag: true,
+            billing_tag: true,
+            tag_key: true,
+        };
+        for (name, q, dense) in qs
+            .iter()
+            .flat_map(|(n, q)| [(n, q, Dense::default()), (n, q, all_dense)])
+        {
+            let p = plan_dense(&c, q, dense);
             // A SCAN of images is a full scan, unless it walks an index in
             // ListImages' order (no filter at all: state=all, every row).
             let scans = p.iter().any(|l| {
