@@ -4,18 +4,26 @@
 # docs/PERFORMANCE.md.
 #
 #   scripts/bench.sh [SIZE_MIB] [TUS_MIB]   (defaults 2048 and 1024)
+#   scripts/bench.sh list                   (only the ListImages section)
+#
+# The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
 # Peers are installed on first use and cached under target/: @tus/server and
 # @tus/file-store (npm) and rustus (crates.io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONLY_LIST=
+if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-cargo build --release --bin imgapi >/dev/null 2>&1
-BIN=$PWD/target/release/imgapi
+# BENCH_PROFILE=dev: a quick check of the script itself on the debug build.
+PROFILE=${BENCH_PROFILE:-release}
+OUT=$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+cargo build --profile "$PROFILE" --bin imgapi >/dev/null 2>&1
+BIN=$OUT/imgapi
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -34,6 +42,145 @@ start_server() {  # [DATA_DIR] [LISTEN]
   echo "server did not start" >&2; cat "$WORK/server.err" >&2; exit 1
 }
 timed() { local t0 t1; t0=$(now); "$@" > /dev/null; t1=$(now); secs "$t0" "$t1"; echo; }
+
+# ListImages at scale: LIST_IMAGES images (default 100 000; 50 owners,
+# 500 names) inserted straight into the database by SQL (`list_seed`,
+# below: the HTTP API would take far longer) after the server created and
+# migrated it, so the triggers of sql/0007 fill the side tables as for any
+# insert; then wrk with 32 connections on each filter and the common pairs,
+# LIST_SECS seconds each. Each query's req/s is compared with the
+# unfiltered `limit=100` in the same run; goals: >= 0.5x, p99 < 50 ms,
+# server peak RSS < 128 MiB. Needs the sqlite3 CLI (with FTS5) and wrk.
+#
+# Image i: owner i % 50, name img(i % 500), version 1.0.(i / 500); one in
+# two public, one in 20 disabled, one in 50 unactivated; os, type, tags and
+# billing tags cycle through small sets; one private image in ten is
+# shared (acl) with the next owner. The manifest has the fields and shape
+# of what CreateImage stores.
+list_seed() {  # DB N OWNERS NAMES
+  sqlite3 "$1" <<SQL
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = OFF;
+BEGIN;
+WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < $2),
+r AS (SELECT i,
+  printf('11110000-0000-4000-8000-%012x', i) AS uuid,
+  printf('0b0b0000-0000-4000-8000-%012x', i % $3) AS owner,
+  'img' || (i % $4) AS name,
+  '1.0.' || (i / $4) AS version,
+  (i % 50 != 1) AS activated,
+  (i % 20 = 7) AS disabled,
+  (i % 2 = 0) AS public,
+  strftime('%Y-%m-%dT%H:%M:%S.000Z', 1600000000 + i * 37, 'unixepoch') AS published,
+  CASE i % 4 WHEN 0 THEN 'zone-dataset' WHEN 1 THEN 'zvol' WHEN 2 THEN 'lx-dataset' ELSE 'docker' END AS type,
+  CASE i % 3 WHEN 0 THEN 'smartos' WHEN 1 THEN 'linux' ELSE 'windows' END AS os,
+  CASE WHEN i % 2 = 1 AND i % 10 = 3 THEN json_array(printf('0b0b0000-0000-4000-8000-%012x', (i + 1) % $3)) ELSE '[]' END AS acl,
+  CASE WHEN i % 10 = 0 THEN 'os' ELSE 'app' END AS role,
+  'g' || (i % 100) AS grp
+  FROM s)
+INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os,
+  origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels)
+SELECT uuid, owner, name, version,
+  CASE WHEN NOT activated THEN 'unactivated' WHEN disabled THEN 'disabled' ELSE 'active' END,
+  activated, disabled, public, type, os, NULL,
+  CASE WHEN activated THEN published END,
+  acl, json_array('role=' || role, 'group=' || grp), json_array('b' || (i % 20)), NULL,
+  json_object('v', 2, 'uuid', uuid, 'owner', owner, 'name', name, 'version', version,
+    'description', 'Benchmark image ' || i || ': a base image with the usual packages installed.',
+    'homepage', 'https://docs.example.com/images/base',
+    'activated', json(CASE WHEN activated THEN 'true' ELSE 'false' END),
+    'disabled', json(CASE WHEN disabled THEN 'true' ELSE 'false' END),
+    'public', json(CASE WHEN public THEN 'true' ELSE 'false' END),
+    'published_at', CASE WHEN activated THEN published END,
+    'type', type, 'os', os,
+    'files', json_array(json_object('sha1', printf('%040x', i * 2654435761), 'size', 104857600 + i,
+      'compression', 'gzip', 'stor', 'local', 'content_md5', '1B2M2Y8AsgTpgAmY7PhCfg==', 'mtime', published)),
+    'acl', json(acl),
+    'requirements', json('{"min_platform":{"7.0":"20200101T000000Z"},"networks":[{"name":"net0","description":"public"}]}'),
+    'billing_tags', json_array('b' || (i % 20)),
+    'tags', json_object('role', role, 'group', grp)),
+  '[]'
+FROM r;
+COMMIT;
+SQL
+}
+
+list_bench() {
+  local n=${LIST_IMAGES:-100000} dur=${LIST_SECS:-8}
+  echo "== ListImages: $n images (50 owners, 500 names), 32 connections (wrk, 2 threads), ${dur} s per query"
+  command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+  command -v sqlite3 > /dev/null || { echo "the sqlite3 CLI is needed: apt-get install sqlite3" >&2; exit 1; }
+  local dir=$WORK/list t0
+  rm -rf "$dir"; mkdir -p "$dir"
+  start_server "$dir"   # creates and migrates the database
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  t0=$(now)
+  list_seed "$dir/imgapi.sqlite" "$n" 50 500 > /dev/null
+  echo "seeded $n images in $(secs "$t0" "$(now)") s; database $(du -sm "$dir" | cut -f1) MiB"
+  start_server "$dir"
+  local o0=0b0b0000-0000-4000-8000-000000000000 o1=0b0b0000-0000-4000-8000-000000000001
+  local idle mid
+  idle=$(hwm_mib "$SERVER_PID")
+  mid=$(curl -sf "$URL/images?limit=1&marker=2020-09-01T00:00:00.000Z" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["uuid"])')
+  # to milliseconds, from wrk's "1.23ms" / "456.00us" / "1.02s"
+  ms() { awk -v v="$1" 'BEGIN { u = v; sub(/[0-9.]+/, "", u); x = v + 0; if (u == "us") x /= 1000; else if (u == "s") x *= 1000; printf "%.1f", x }'; }
+  local base=0
+  printf '%-44s %7s %9s %7s %8s %s\n' query images "req/s" ratio "p99 ms" goals
+  while IFS='|' read -r label q; do
+    [ -z "$label" ] && continue
+    q=${q//@O0/$o0}; q=${q//@O1/$o1}; q=${q//@MID/$mid}
+    local count out rps p99 non2xx ratio_s ok
+    count=$(curl -sf "$URL/images?$q" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    out=$(wrk -t2 -c32 -d"${dur}s" --latency "$URL/images?$q")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<< "$out")
+    p99=$(ms "$(awk '$1 == "99%" {print $2}' <<< "$out")")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
+    [ -n "$non2xx" ] && { echo "$label: $non2xx non-2xx answers" >&2; exit 1; }
+    [ "$base" = 0 ] && base=$rps
+    ratio_s=$(ratio "$rps" "$base")
+    ok=$(awk -v r="$ratio_s" -v p="$p99" -v l="$q" 'BEGIN { if (l ~ /limit=1000/) print "(memory)"; else print (r >= 0.5 && p < 50) ? "ok" : "MISSED" }')
+    printf '%-44s %7s %9s %7s %8s %s\n' "$label" "$count" "$rps" "$ratio_s" "$p99" "$ok"
+  done <<'QUERIES'
+unfiltered limit=100 (the base)|limit=100
+owner|limit=100&owner=@O0
+name|limit=100&name=img8
+name=~ (trigram)|limit=100&name=~img12
+name=~ (2 chars)|limit=100&name=~g7
+version|limit=100&version=1.0.77
+version=~ (trigram)|limit=100&version=~0.77
+os|limit=100&os=linux
+type|limit=100&type=zvol
+public=true|limit=100&public=true
+public=false|limit=100&public=false
+state=disabled|limit=100&state=disabled
+state=all|limit=100&state=all
+tag.role=os|limit=100&tag.role=os
+tag.role= (key)|limit=100&tag.role=
+billing_tag|limit=100&billing_tag=b3
+account (visibility union)|limit=100&account=@O0
+sort=published_at.desc|limit=100&sort=published_at.desc
+marker (uuid)|limit=100&marker=@MID
+account + name|limit=100&account=@O0&name=img8
+account + name=~|limit=100&account=@O0&name=~img12
+account + os|limit=100&account=@O1&os=linux
+account + tag|limit=100&account=@O1&tag.role=os
+account + public=false|limit=100&account=@O1&public=false
+account + desc + marker|limit=100&account=@O1&sort=published_at.desc&marker=@MID
+owner + name|limit=100&owner=@O0&name=img0
+name + version|limit=100&name=img8&version=1.0.77
+name + desc|limit=100&name=img8&sort=published_at.desc
+os + type|limit=100&os=linux&type=zvol
+unfiltered limit=1000 (body 10x, no ratio goal)|limit=1000
+account limit=1000|limit=1000&account=@O0
+QUERIES
+  echo "server peak RSS: $(hwm_mib "$SERVER_PID") MiB through the run (idle $idle MiB; goal < 128)"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+}
+
+if [ -n "$ONLY_LIST" ]; then
+  list_bench
+  exit 0
+fi
 
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 
@@ -235,3 +382,6 @@ echo "imgapi tus:      $(mibps "$(med 2)") MiB/s = $(medr 1 2) x aws s3 cp (goal
 echo "AddImageFile:    $(mibps "$(med 3)") MiB/s = $(medr 1 3) x aws s3 cp (streamed straight into a multipart upload, 4 parts in flight)"
 echo "server peak RSS: ${S3_RSS} MiB over all rounds (goal <= 16x4+64 = 128)"
 kill "$SERVER_PID" "$S3PID"; wait "$SERVER_PID" 2>/dev/null || true
+
+echo
+list_bench

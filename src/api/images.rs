@@ -260,8 +260,49 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
     q.account = caller.account;
     q.channel = ctx.channel.filter();
     let imgs = st.images.list(caller, q).await?;
-    let out: Vec<Value> = imgs.iter().map(|i| i.render(ctx.opts)).collect();
-    Ok(json_response(StatusCode::OK, &out))
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        list_body(imgs, ctx.opts),
+    )
+        .into_response())
+}
+
+/// Images rendered per stream chunk of a ListImages body.
+const LIST_CHUNK: usize = 32;
+
+/// ListImages' body, byte for byte what `json_response` writes for the
+/// rendered array, produced `LIST_CHUNK` images at a time as the client
+/// reads: a page of 1 000 is never held whole, rendered, in memory.
+fn list_body(imgs: Vec<Image>, opts: RenderOpts) -> Body {
+    if imgs.is_empty() {
+        return Body::from("[]");
+    }
+    let n = imgs.len();
+    let mut imgs = imgs.into_iter().enumerate();
+    let chunks = std::iter::from_fn(move || {
+        let mut buf = Vec::new();
+        for (k, img) in imgs.by_ref().take(LIST_CHUNK) {
+            buf.extend_from_slice(if k == 0 { b"[\n  " } else { b",\n  " });
+            let one = match serde_json::to_vec_pretty(&img.render(opts)) {
+                Ok(one) => one,
+                Err(e) => return Some(Err(std::io::Error::other(e))),
+            };
+            // An array element is indented one level: every line break of
+            // the pretty object gets two spaces (JSON strings hold none).
+            for (i, line) in one.split(|b| *b == b'\n').enumerate() {
+                if i > 0 {
+                    buf.extend_from_slice(b"\n  ");
+                }
+                buf.extend_from_slice(line);
+            }
+            if k + 1 == n {
+                buf.extend_from_slice(b"\n]");
+            }
+        }
+        (!buf.is_empty()).then(|| Ok::<_, std::io::Error>(bytes::Bytes::from(buf)))
+    });
+    Body::from_stream(futures_util::stream::iter(chunks))
 }
 
 /// GetImage: `GET /images/{uuid}`.
@@ -667,4 +708,87 @@ pub async fn acl(State(st): State<AppState>, ctx: ImageCtx, body: Body) -> Resul
         .change_acl(&ctx.caller, ctx.uuid, add, accounts)
         .await?;
     Ok(image_response(&img, ctx.opts))
+}
+
+#[cfg(test)]
+mod list_body_tests {
+    use super::*;
+
+    /// Images with every optional field, some without, odd characters.
+    fn images() -> Vec<Image> {
+        (0..100u32)
+            .map(|i| {
+                let mut v = serde_json::json!({
+                    "v": 2,
+                    "uuid": Uuid::from_u128(i as u128 * 7919),
+                    "owner": Uuid::from_u128(1 + (i % 3) as u128),
+                    "name": format!("img-{i} \"quoted\"\n\t\u{e9}\u{1F600}"),
+                    "version": format!("1.{i}"),
+                    "activated": i % 5 != 0,
+                    "disabled": i % 7 == 0,
+                    "public": i % 2 == 0,
+                    "type": "zone-dataset",
+                    "os": "smartos",
+                    "published_at": "2020-01-01T00:00:00.000Z",
+                    "files": [{"sha1": "ab", "size": i, "compression": "gzip",
+                               "stor": "local", "content_md5": "x", "mtime": "m"}],
+                });
+                let m = v.as_object_mut().unwrap();
+                if i % 2 == 0 {
+                    m.insert("description".into(), "multi\nline\r\n<>&'".into());
+                    m.insert("acl".into(), serde_json::json!([Uuid::from_u128(9)]));
+                    m.insert(
+                        "tags".into(),
+                        serde_json::json!({"a": 1, "b": {"c": [1, "2", null]}}),
+                    );
+                    m.insert(
+                        "requirements".into(),
+                        serde_json::json!({"min_ram": 512, "networks": []}),
+                    );
+                    m.insert("billing_tags".into(), serde_json::json!(["x", ""]));
+                    m.insert("channels".into(), serde_json::json!(["dev"]));
+                }
+                if i % 3 == 0 {
+                    m.insert("homepage".into(), "".into());
+                    m.insert("users".into(), serde_json::json!([{"name": "root"}]));
+                    m.insert("generate_passwords".into(), true.into());
+                }
+                serde_json::from_value(v).unwrap()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_streamed_list_is_the_body_json_response_wrote() {
+        let all = images();
+        for n in [
+            0,
+            1,
+            2,
+            LIST_CHUNK - 1,
+            LIST_CHUNK,
+            LIST_CHUNK + 1,
+            all.len(),
+        ] {
+            for admin_fields in [false, true] {
+                for channels in [false, true] {
+                    let opts = RenderOpts {
+                        admin_fields,
+                        channels,
+                    };
+                    let imgs = all[..n].to_vec();
+                    let out: Vec<Value> = imgs.iter().map(|i| i.render(opts)).collect();
+                    let want = serde_json::to_vec_pretty(&out).unwrap();
+                    let got = axum::body::to_bytes(list_body(imgs, opts), usize::MAX)
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&want),
+                        "{n} images, {opts:?}"
+                    );
+                }
+            }
+        }
+    }
 }

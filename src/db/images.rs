@@ -199,106 +199,215 @@ pub fn all(conn: &Connection) -> Result<Vec<Image>> {
     rows.map(|r| from_row(r?)).collect()
 }
 
-/// ListImages: the filters of IMGAPI and its `account` visibility union.
-pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
-    let mut wh: Vec<String> = Vec::new();
-    let mut args: Vec<SqlValue> = Vec::new();
-    let arg = |args: &mut Vec<SqlValue>, v: SqlValue| -> String {
-        args.push(v);
-        format!("?{}", args.len())
+/// The SQL of a ListImages query and its parameters (see [`list`]).
+///
+/// Every filter is served from an index: one filter, the most selective
+/// one present ("the driver"), picks the rows through its index; the others
+/// are checked on those rows only, their columns written `+col` so that the
+/// planner cannot choose a worse index for them. A column driver's index
+/// ends in (state, published_at, uuid), ListImages' order, so the rows come
+/// sorted and the walk stops at `limit`; a driver through a side table
+/// (tags, billing tags) or several values of a column (`~` matches: the
+/// distinct names or versions holding the substring, found through their
+/// trigram index) yields rows that are then sorted by their keys. With no filter, `state` (or, for `state=all`,
+/// `published_at`) is the walk.
+pub fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
+    list_sql_dense(q, Dense::default())
+}
+
+/// Side-table filters (tags, billing tags) that hold so many images that
+/// walking an ordered index and checking each row beats sorting them all:
+/// not drivers. [`list`] asks the database; [`list_sql`] assumes none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dense {
+    pub tag: bool,
+    pub billing_tag: bool,
+    pub tag_key: bool,
+}
+
+/// From this many images on, a side-table filter is [`Dense`].
+const DENSE: i64 = 2000;
+
+impl Dense {
+    /// Count (up to [`DENSE`]) the images of the first tag, billing tag
+    /// and tag key of `q`: a bounded read of each side table's index.
+    fn probe(conn: &Connection, q: &ListQuery) -> Result<Dense> {
+        let count = |sql: &str, args: Vec<SqlValue>| -> Result<bool> {
+            let sql = format!("SELECT count(*) FROM ({sql} LIMIT {DENSE})");
+            let n: i64 = conn
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?;
+            Ok(n >= DENSE)
+        };
+        let mut d = Dense::default();
+        if let Some(t) = q.tags.first() {
+            d.tag = count("SELECT 1 FROM image_tags WHERE tag = ?1", vec![text(t)])?;
+        }
+        if let Some(t) = q.billing_tags.first() {
+            d.billing_tag = count(
+                "SELECT 1 FROM image_billing_tags WHERE tag = ?1",
+                vec![text(t)],
+            )?;
+        }
+        if let Some(k) = q.tag_keys.first() {
+            d.tag_key = count(
+                "SELECT 1 FROM image_tags WHERE tag >= ?1 AND tag < ?2",
+                vec![text(&format!("{k}=")), text(&format!("{k}>"))],
+            )?;
+        }
+        Ok(d)
+    }
+}
+
+/// [`list_sql`], with the filters in `dense` not used as drivers.
+pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
+    let mut b = Sql::default();
+    let driver = Driver::pick(q, dense);
+    // Columns of the driver's index get their plain name (usable by the
+    // index); every other column is written `+col` (checked per row).
+    let col_driver = driver.column();
+    let col = |c: &str| -> String {
+        if col_driver == Some(c) || (c == "state" && driver.index_has_state()) {
+            c.to_string()
+        } else {
+            format!("+{c}")
+        }
     };
-    let text = |s: &str| SqlValue::Text(s.to_string());
+    let mut wh: Vec<String> = Vec::new();
 
     match q.state {
         StateFilter::All => {}
         StateFilter::Only(s) => {
-            let p = arg(&mut args, text(s.as_str()));
-            wh.push(format!("state = {p}"));
+            let p = b.arg(text(s.as_str()));
+            wh.push(format!("{} = {p}", col("state")));
         }
     }
-    if let Some(o) = q.owner {
-        let p = arg(&mut args, text(&o.to_string()));
-        wh.push(format!("owner = {p}"));
+    if let Some(o) = q.origin {
+        let p = b.arg(text(&o.to_string()));
+        wh.push(format!("{} = {p}", col("origin")));
     }
-    for (col, m) in [("name", &q.name), ("version", &q.version)] {
+    if let Some(o) = q.owner {
+        let p = b.arg(text(&o.to_string()));
+        wh.push(format!("{} = {p}", col("owner")));
+    }
+    for (c, m) in [("name", &q.name), ("version", &q.version)] {
         match m {
             Some(TextMatch::Exact(s)) => {
-                let p = arg(&mut args, text(s));
-                wh.push(format!("{col} = {p}"));
+                let p = b.arg(text(s));
+                wh.push(format!("{} = {p}", col(c)));
             }
             Some(TextMatch::Contains(s)) => {
-                let p = arg(&mut args, text(s));
-                wh.push(format!("instr({col}, {p}) > 0"));
+                // Checked on every row even when the trigram index drives:
+                // `instr` is the definition (case-sensitive, no wildcards).
+                let p = b.arg(text(s));
+                wh.push(format!("instr({c}, {p}) > 0"));
+                if driver == Driver::Text(c) {
+                    // The distinct values holding `s`, then their images.
+                    let hit = if s.chars().count() >= TRIGRAM {
+                        let p = b.arg(text(&fts_phrase(s)));
+                        format!("id IN (SELECT rowid FROM image_text WHERE image_text MATCH {p})")
+                    } else {
+                        format!("instr(value, {p}) > 0")
+                    };
+                    wh.push(format!(
+                        "{c} IN (SELECT value FROM image_values WHERE col = '{c}' AND {hit})"
+                    ));
+                }
             }
             None => {}
         }
     }
     if let Some((neg, t)) = &q.type_ {
-        let p = arg(&mut args, text(t));
-        wh.push(format!("type {} {p}", if *neg { "!=" } else { "=" }));
+        let p = b.arg(text(t));
+        wh.push(format!(
+            "{} {} {p}",
+            col("type"),
+            if *neg { "!=" } else { "=" }
+        ));
     }
     if let Some(os) = &q.os {
-        let p = arg(&mut args, text(os));
-        wh.push(format!("os = {p}"));
+        let p = b.arg(text(os));
+        wh.push(format!("{} = {p}", col("os")));
     }
     if let Some(public) = q.public {
-        let p = arg(&mut args, SqlValue::Integer(public as i64));
-        wh.push(format!("public = {p}"));
+        let p = b.arg(SqlValue::Integer(public as i64));
+        wh.push(format!("{} = {p}", col("public")));
     }
-    if let Some(o) = q.origin {
-        let p = arg(&mut args, text(&o.to_string()));
-        wh.push(format!("origin = {p}"));
+    for (i, t) in q.tags.iter().enumerate() {
+        let p = b.arg(text(t));
+        if i == 0 && driver == Driver::Tag {
+            wh.push(format!(
+                "uuid IN (SELECT uuid FROM image_tags WHERE tag = {p})"
+            ));
+        } else {
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE value = {p})"
+            ));
+        }
     }
-    for t in &q.tags {
-        let p = arg(&mut args, text(t));
-        wh.push(format!(
-            "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE value = {p})"
-        ));
+    for (i, k) in q.tag_keys.iter().enumerate() {
+        let p = b.arg(text(&format!("{k}=")));
+        if i == 0 && driver == Driver::TagKey {
+            // "key=" <= tag < "key>": every tag starting with "key=".
+            let hi = b.arg(text(&format!("{k}>")));
+            wh.push(format!(
+                "uuid IN (SELECT uuid FROM image_tags WHERE tag >= {p} AND tag < {hi})"
+            ));
+        } else {
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE substr(value, 1, length({p})) = {p})"
+            ));
+        }
     }
-    for k in &q.tag_keys {
-        let p = arg(&mut args, text(&format!("{k}=")));
-        wh.push(format!(
-            "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE substr(value, 1, length({p})) = {p})"
-        ));
-    }
-    for t in &q.billing_tags {
-        let p = arg(&mut args, text(t));
-        wh.push(format!(
-            "EXISTS (SELECT 1 FROM json_each(images.billing_tags) WHERE value = {p})"
-        ));
+    for (i, t) in q.billing_tags.iter().enumerate() {
+        let p = b.arg(text(t));
+        if i == 0 && driver == Driver::BillingTag {
+            wh.push(format!(
+                "uuid IN (SELECT uuid FROM image_billing_tags WHERE tag = {p})"
+            ));
+        } else {
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.billing_tags) WHERE value = {p})"
+            ));
+        }
     }
     match q.channel.as_deref() {
         None => {}
         Some("*") => wh.push("channels != '[]'".to_string()),
         Some(c) => {
-            let p = arg(&mut args, text(c));
+            let p = b.arg(text(c));
             wh.push(format!(
                 "EXISTS (SELECT 1 FROM json_each(images.channels) WHERE value = {p})"
             ));
         }
     }
     if let Some(m) = &q.marker {
-        let p = arg(&mut args, text(m));
+        let p = b.arg(text(m));
         wh.push(format!(
-            "published_at {} {p}",
+            "{} {} {p}",
+            if driver.sorted() && (driver == Driver::None || q.state != StateFilter::All) {
+                "published_at"
+            } else {
+                "+published_at"
+            },
             if q.desc { "<=" } else { ">=" }
         ));
     }
     if let Some(a) = q.account {
         // (1) own images; (2) activated public; (3) activated private shared via acl.
         // Others' images only when the state filter is not unactivated/disabled.
-        let p = arg(&mut args, text(&a.to_string()));
+        let p = b.arg(text(&a.to_string()));
         let others = !matches!(
             q.state,
             StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
         );
         if others {
             wh.push(format!(
-                "(owner = {p} OR (activated = 1 AND (public = 1 OR \
-                 EXISTS (SELECT 1 FROM json_each(images.acl) WHERE value = {p}))))"
+                "(+owner = {p} OR (+activated = 1 AND (+public = 1 OR \
+                 uuid IN (SELECT uuid FROM image_acl WHERE account = {p}))))"
             ));
         } else {
-            wh.push(format!("owner = {p}"));
+            wh.push(format!("{} = {p}", col("owner")));
         }
     }
     let where_sql = if wh.is_empty() {
@@ -307,11 +416,872 @@ pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
         format!("WHERE {}", wh.join(" AND "))
     };
     let order = if q.desc { "DESC" } else { "ASC" };
-    let lim = arg(&mut args, SqlValue::Integer(q.limit as i64));
-    let sql = format!(
-        "SELECT manifest FROM images {where_sql} ORDER BY published_at {order}, uuid {order} LIMIT {lim}"
-    );
-    let mut st = conn.prepare(&sql)?;
+    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let order_by = format!("ORDER BY published_at {order}, uuid {order}");
+    let sql = if driver.sorted() {
+        format!("SELECT manifest FROM images {where_sql} {order_by} LIMIT {lim}")
+    } else {
+        // The driver's rows are sorted: only their keys, not their
+        // manifests, then the page's manifests are read.
+        format!(
+            "SELECT manifest FROM images WHERE rowid IN \
+             (SELECT rowid FROM images {where_sql} {order_by} LIMIT {lim}) {order_by}"
+        )
+    };
+    (sql, b.args)
+}
+
+/// ListImages: the filters of IMGAPI and its `account` visibility union.
+pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
+    let (sql, args) = list_sql_dense(q, Dense::probe(conn, q)?);
+    let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
     rows.map(|r| from_row(r?)).collect()
+}
+
+/// Positional parameters of a query being built.
+#[derive(Default)]
+struct Sql {
+    args: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn arg(&mut self, v: SqlValue) -> String {
+        self.args.push(v);
+        format!("?{}", self.args.len())
+    }
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_string())
+}
+
+/// The FTS5 query matching `s` as a substring (a trigram phrase: every
+/// trigram of `s`, in order).
+fn fts_phrase(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The shortest substring the trigram index can find (shorter ones are
+/// looked for in each distinct value).
+const TRIGRAM: usize = 3;
+
+/// The filter whose index picks a ListImages query's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// A column with an index ending in (…, published_at, uuid) or, for
+    /// `origin`, its own index.
+    Column(&'static str),
+    /// The distinct values (and their trigram index), for `~` on this
+    /// column; then the column's index.
+    Text(&'static str),
+    Tag,
+    TagKey,
+    BillingTag,
+    /// No filter: the walk of `images_published_at`.
+    None,
+}
+
+impl Driver {
+    /// The most selective filter present, in an order fixed by what each
+    /// filter usually selects (an image, a name's versions, an owner's
+    /// images, … down to the few values of os, type, public and state).
+    fn pick(q: &ListQuery, dense: Dense) -> Driver {
+        let exact = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Exact(_)));
+        let text =
+            |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Contains(s)) if !s.is_empty());
+        let owner_only = q.account.is_some()
+            && matches!(
+                q.state,
+                StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
+            );
+        if q.origin.is_some() {
+            Driver::Column("origin")
+        } else if exact(&q.name) {
+            Driver::Column("name")
+        } else if q.owner.is_some() || owner_only {
+            Driver::Column("owner")
+        } else if exact(&q.version) {
+            Driver::Column("version")
+        } else if !q.tags.is_empty() && !dense.tag {
+            Driver::Tag
+        } else if !q.billing_tags.is_empty() && !dense.billing_tag {
+            Driver::BillingTag
+        } else if text(&q.name) {
+            Driver::Text("name")
+        } else if text(&q.version) {
+            Driver::Text("version")
+        } else if !q.tag_keys.is_empty() && !dense.tag_key {
+            Driver::TagKey
+        } else if q.os.is_some() {
+            Driver::Column("os")
+        } else if matches!(q.type_, Some((false, _))) {
+            Driver::Column("type")
+        } else if q.public.is_some() {
+            Driver::Column("public")
+        } else if matches!(q.state, StateFilter::Only(_)) {
+            Driver::Column("state")
+        } else {
+            Driver::None
+        }
+    }
+
+    fn column(self) -> Option<&'static str> {
+        match self {
+            Driver::Column(c) | Driver::Text(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Is `state` the second column of the driver's index, used as such?
+    /// (Not for `~` matches: offered `state = ?`, the planner would rather
+    /// walk images_list_state in order than sort the values' images.)
+    fn index_has_state(self) -> bool {
+        matches!(self, Driver::Column(c) if c != "origin")
+    }
+
+    /// Does the driver's walk come in ListImages' order (so a `marker`
+    /// bounds it)?
+    fn sorted(self) -> bool {
+        matches!(self, Driver::Column(c) if c != "origin") || self == Driver::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut c).unwrap();
+        c
+    }
+
+    /// The plan's lines (EXPLAIN QUERY PLAN's `detail` column).
+    fn plan(c: &Connection, q: &ListQuery) -> Vec<String> {
+        plan_dense(c, q, Dense::default())
+    }
+
+    fn plan_dense(c: &Connection, q: &ListQuery, dense: Dense) -> Vec<String> {
+        let (sql, args) = list_sql_dense(q, dense);
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn u(n: u8) -> Uuid {
+        Uuid::from_bytes([n; 16])
+    }
+
+    /// Each documented filter alone, as ListImages builds it.
+    fn filters() -> Vec<(&'static str, ListQuery)> {
+        let d = ListQuery::default;
+        vec![
+            ("none", d()),
+            (
+                "state=all",
+                ListQuery {
+                    state: StateFilter::All,
+                    ..d()
+                },
+            ),
+            (
+                "state=disabled",
+                ListQuery {
+                    state: StateFilter::Only(State::Disabled),
+                    ..d()
+                },
+            ),
+            (
+                "owner",
+                ListQuery {
+                    owner: Some(u(1)),
+                    ..d()
+                },
+            ),
+            (
+                "name",
+                ListQuery {
+                    name: Some(TextMatch::parse("base")),
+                    ..d()
+                },
+            ),
+            (
+                "name~",
+                ListQuery {
+                    name: Some(TextMatch::parse("~bas")),
+                    ..d()
+                },
+            ),
+            (
+                "name~short",
+                ListQuery {
+                    name: Some(TextMatch::parse("~ba")),
+                    ..d()
+                },
+            ),
+            (
+                "version",
+                ListQuery {
+                    version: Some(TextMatch::parse("1.0.0")),
+                    ..d()
+                },
+            ),
+            (
+                "version~",
+                ListQuery {
+                    version: Some(TextMatch::parse("~1.0")),
+                    ..d()
+                },
+            ),
+            (
+                "type",
+                ListQuery {
+                    type_: Some((false, "zone-dataset".into())),
+                    ..d()
+                },
+            ),
+            (
+                "type!",
+                ListQuery {
+                    type_: Some((true, "zone-dataset".into())),
+                    ..d()
+                },
+            ),
+            (
+                "os",
+                ListQuery {
+                    os: Some("smartos".into()),
+                    ..d()
+                },
+            ),
+            (
+                "public",
+                ListQuery {
+                    public: Some(true),
+                    ..d()
+                },
+            ),
+            (
+                "public=false",
+                ListQuery {
+                    public: Some(false),
+                    ..d()
+                },
+            ),
+            (
+                "origin",
+                ListQuery {
+                    origin: Some(u(2)),
+                    ..d()
+                },
+            ),
+            (
+                "tag",
+                ListQuery {
+                    tags: vec!["role=os".into()],
+                    ..d()
+                },
+            ),
+            (
+                "tag2",
+                ListQuery {
+                    tags: vec!["role=os".into(), "k=v".into()],
+                    ..d()
+                },
+            ),
+            (
+                "tagkey",
+                ListQuery {
+                    tag_keys: vec!["role".into()],
+                    ..d()
+                },
+            ),
+            (
+                "billing_tag",
+                ListQuery {
+                    billing_tags: vec!["b".into()],
+                    ..d()
+                },
+            ),
+            (
+                "channel",
+                ListQuery {
+                    channel: Some("dev".into()),
+                    ..d()
+                },
+            ),
+        ]
+    }
+
+    /// Every filter alone and every pair of them, with and without the
+    /// account union, both orders, with and without a marker, and the
+    /// anonymous caller's form (public=true, state=active).
+    fn queries() -> Vec<(String, ListQuery)> {
+        let fs = filters();
+        let mut out = Vec::new();
+        let merge = |a: &ListQuery, b: &ListQuery| {
+            let mut m = a.clone();
+            if !matches!(b.state, StateFilter::Only(State::Active)) {
+                m.state = b.state;
+            }
+            m.owner = m.owner.or(b.owner);
+            m.name = m.name.clone().or(b.name.clone());
+            m.version = m.version.clone().or(b.version.clone());
+            m.type_ = m.type_.clone().or(b.type_.clone());
+            m.os = m.os.clone().or(b.os.clone());
+            m.public = m.public.or(b.public);
+            m.origin = m.origin.or(b.origin);
+            m.tags.extend(b.tags.iter().cloned());
+            m.tag_keys.extend(b.tag_keys.iter().cloned());
+            m.billing_tags.extend(b.billing_tags.iter().cloned());
+            m.channel = m.channel.clone().or(b.channel.clone());
+            m
+        };
+        let mut base: Vec<(String, ListQuery)> = Vec::new();
+        for (i, (na, a)) in fs.iter().enumerate() {
+            base.push((na.to_string(), a.clone()));
+            for (nb, b) in &fs[i + 1..] {
+                base.push((format!("{na}&{nb}"), merge(a, b)));
+            }
+        }
+        for (n, q) in base {
+            for account in [None, Some(u(9))] {
+                for desc in [false, true] {
+                    for marker in [None, Some("2020-01-01T00:00:00.000Z".to_string())] {
+                        let q = ListQuery {
+                            account,
+                            desc,
+                            marker: marker.clone(),
+                            ..q.clone()
+                        };
+                        let name = format!(
+                            "{n} account={} desc={desc} marker={}",
+                            account.is_some(),
+                            marker.is_some()
+                        );
+                        out.push((name, q));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn no_list_query_scans_the_images_table() {
+        let c = conn();
+        let qs = queries();
+        assert!(qs.len() > 800, "{}", qs.len());
+        let mut bad = Vec::new();
+        let all_dense = Dense {
+            tag: true,
+            billing_tag: true,
+            tag_key: true,
+        };
+        for (name, q, dense) in qs
+            .iter()
+            .flat_map(|(n, q)| [(n, q, Dense::default()), (n, q, all_dense)])
+        {
+            let p = plan_dense(&c, q, dense);
+            // A SCAN of images is a full scan, unless it walks an index in
+            // ListImages' order (no filter at all: state=all, every row).
+            let scans = p.iter().any(|l| {
+                l.starts_with("SCAN images")
+                    && !(matches!(q.state, StateFilter::All)
+                        && l.contains("USING INDEX images_published_at"))
+            });
+            // Nor a side table read whole (the trigram index answers a
+            // MATCH: "INDEX 0:M…").
+            let side = p.iter().any(|l| {
+                l.starts_with("SCAN image_")
+                    && !l.starts_with("SCAN image_text VIRTUAL TABLE INDEX 0:M")
+            });
+            let scans = scans || side;
+            if scans {
+                bad.push(format!("{name}:\n    {}", p.join("\n    ")));
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} full scans:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+
+    #[test]
+    fn selective_filters_walk_their_own_index() {
+        let c = conn();
+        let expect = [
+            ("name", "images_list_name"),
+            ("owner", "images_list_owner"),
+            ("version", "images_list_version"),
+            ("os", "images_list_os"),
+            ("type", "images_list_type"),
+            ("public", "images_list_public"),
+            ("none", "images_list_state"),
+            ("origin", "images_origin"),
+            ("tag", "image_tags"),
+            ("tagkey", "image_tags"),
+            ("billing_tag", "image_billing_tags"),
+            ("name~", "image_text"),
+            ("name~", "images_list_name"),
+            ("name~short", "image_values"),
+            ("name~short", "images_list_name"),
+            ("version~", "image_text"),
+            ("version~", "images_list_version"),
+        ];
+        let fs = filters();
+        for (f, idx) in expect {
+            let q = &fs.iter().find(|(n, _)| *n == f).unwrap().1;
+            for account in [None, Some(u(9))] {
+                let q = ListQuery {
+                    account,
+                    ..q.clone()
+                };
+                let p = plan(&c, &q);
+                assert!(
+                    p.iter().any(|l| l.contains(idx)),
+                    "{f} (account {account:?}) does not use {idx}:\n{}",
+                    p.join("\n")
+                );
+            }
+        }
+    }
+
+    /// ListImages before its indexes (issue 13): the reference results.
+    fn old_list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
+        let mut wh: Vec<String> = Vec::new();
+        let mut args: Vec<SqlValue> = Vec::new();
+        let arg = |args: &mut Vec<SqlValue>, v: SqlValue| -> String {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        let text = |s: &str| SqlValue::Text(s.to_string());
+
+        match q.state {
+            StateFilter::All => {}
+            StateFilter::Only(s) => {
+                let p = arg(&mut args, text(s.as_str()));
+                wh.push(format!("state = {p}"));
+            }
+        }
+        if let Some(o) = q.owner {
+            let p = arg(&mut args, text(&o.to_string()));
+            wh.push(format!("owner = {p}"));
+        }
+        for (col, m) in [("name", &q.name), ("version", &q.version)] {
+            match m {
+                Some(TextMatch::Exact(s)) => {
+                    let p = arg(&mut args, text(s));
+                    wh.push(format!("{col} = {p}"));
+                }
+                Some(TextMatch::Contains(s)) => {
+                    let p = arg(&mut args, text(s));
+                    wh.push(format!("instr({col}, {p}) > 0"));
+                }
+                None => {}
+            }
+        }
+        if let Some((neg, t)) = &q.type_ {
+            let p = arg(&mut args, text(t));
+            wh.push(format!("type {} {p}", if *neg { "!=" } else { "=" }));
+        }
+        if let Some(os) = &q.os {
+            let p = arg(&mut args, text(os));
+            wh.push(format!("os = {p}"));
+        }
+        if let Some(public) = q.public {
+            let p = arg(&mut args, SqlValue::Integer(public as i64));
+            wh.push(format!("public = {p}"));
+        }
+        if let Some(o) = q.origin {
+            let p = arg(&mut args, text(&o.to_string()));
+            wh.push(format!("origin = {p}"));
+        }
+        for t in &q.tags {
+            let p = arg(&mut args, text(t));
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE value = {p})"
+            ));
+        }
+        for k in &q.tag_keys {
+            let p = arg(&mut args, text(&format!("{k}=")));
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE substr(value, 1, length({p})) = {p})"
+            ));
+        }
+        for t in &q.billing_tags {
+            let p = arg(&mut args, text(t));
+            wh.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(images.billing_tags) WHERE value = {p})"
+            ));
+        }
+        match q.channel.as_deref() {
+            None => {}
+            Some("*") => wh.push("channels != '[]'".to_string()),
+            Some(c) => {
+                let p = arg(&mut args, text(c));
+                wh.push(format!(
+                    "EXISTS (SELECT 1 FROM json_each(images.channels) WHERE value = {p})"
+                ));
+            }
+        }
+        if let Some(m) = &q.marker {
+            let p = arg(&mut args, text(m));
+            wh.push(format!(
+                "published_at {} {p}",
+                if q.desc { "<=" } else { ">=" }
+            ));
+        }
+        if let Some(a) = q.account {
+            // (1) own images; (2) activated public; (3) activated private shared via acl.
+            // Others' images only when the state filter is not unactivated/disabled.
+            let p = arg(&mut args, text(&a.to_string()));
+            let others = !matches!(
+                q.state,
+                StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
+            );
+            if others {
+                wh.push(format!(
+                    "(owner = {p} OR (activated = 1 AND (public = 1 OR \
+                     EXISTS (SELECT 1 FROM json_each(images.acl) WHERE value = {p}))))"
+                ));
+            } else {
+                wh.push(format!("owner = {p}"));
+            }
+        }
+        let where_sql = if wh.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", wh.join(" AND "))
+        };
+        let order = if q.desc { "DESC" } else { "ASC" };
+        let lim = arg(&mut args, SqlValue::Integer(q.limit as i64));
+        let sql = format!(
+            "SELECT manifest FROM images {where_sql} ORDER BY published_at {order}, uuid {order} LIMIT {lim}"
+        );
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+        rows.map(|r| from_row(r?)).collect()
+    }
+
+    /// A deterministic pseudo-random sequence.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[self.next(xs.len() as u64) as usize]
+        }
+    }
+
+    const NAMES: &[&str] = &[
+        "base",
+        "base-64",
+        "Base",
+        "BASE-64-lts",
+        "minimal",
+        "a",
+        "ab",
+        "abc",
+        "100%_pure",
+        "100_x",
+        "50%",
+        "under_score",
+        "ünïcödé-img",
+        "quote\"name",
+        "x*y?[z]",
+    ];
+    const VERSIONS: &[&str] = &[
+        "1.0.0", "1.0.1", "2.0", "20.4.0", "v1", "1%0", "1_0", "1.", "A",
+    ];
+    const TAGS: &[&str] = &[
+        "role=os", "role=app", "k=v", "k=", "kk=v", "ke=y", "role=OS",
+    ];
+
+    fn image(r: &mut Rng, i: u32) -> Image {
+        let owners: Vec<String> = (1..=4).map(|n| u(n).to_string()).collect();
+        let tags: serde_json::Map<String, serde_json::Value> = (0..r.next(3))
+            .map(|_| {
+                let (k, v) = r.pick(TAGS).split_once('=').unwrap();
+                (k.to_string(), serde_json::Value::String(v.to_string()))
+            })
+            .collect();
+        let acl: Vec<String> = (0..r.next(3))
+            .map(|_| owners[r.next(4) as usize].clone())
+            .collect();
+        let billing: Vec<&str> = (0..r.next(3)).map(|_| r.pick(&["b", "c", "b%"])).collect();
+        let activated = r.next(5) != 0;
+        let published = if activated || r.next(2) == 0 {
+            // Few distinct dates: ties are ordered by uuid.
+            Some(format!("2020-01-0{}T00:00:00.000Z", 1 + r.next(5)))
+        } else {
+            None
+        };
+        let placeholder = match r.next(12) {
+            0 => Some("creating"),
+            1 => Some("failed"),
+            _ => None,
+        };
+        let mut uuid = [0u8; 16];
+        uuid[..4].copy_from_slice(&i.to_be_bytes());
+        uuid[4] = r.next(256) as u8;
+        let v = serde_json::json!({
+            "v": 2,
+            "uuid": Uuid::from_bytes(uuid),
+            "owner": owners[r.next(4) as usize],
+            "name": r.pick(NAMES),
+            "version": r.pick(VERSIONS),
+            "activated": activated,
+            "disabled": r.next(5) == 0,
+            "public": r.next(2) == 0,
+            "placeholder": placeholder,
+            "published_at": published,
+            "type": r.pick(&["zone-dataset", "zvol", "docker"]),
+            "os": r.pick(&["smartos", "linux", "other"]),
+            "origin": if r.next(4) == 0 { Some(u(2 + r.next(2) as u8)) } else { None },
+            "acl": acl,
+            "billing_tags": billing,
+            "tags": if tags.is_empty() { None } else { Some(tags) },
+            "channels": if r.next(3) == 0 { vec!["dev"] } else { vec![] },
+        });
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Queries of the text and tag edge cases, with every caller.
+    fn edge_queries() -> Vec<(String, ListQuery)> {
+        let mut out = Vec::new();
+        let texts = [
+            "~a",
+            "~A",
+            "~ab",
+            "~abc",
+            "~bas",
+            "~Bas",
+            "~ase",
+            "~-64",
+            "~%",
+            "~_",
+            "~%_",
+            "~0%",
+            "~100%",
+            "~_sc",
+            "~ünï",
+            "~cödé",
+            "~\"na",
+            "~e\"n",
+            "~*y?",
+            "~[z]",
+            "~x*y",
+            "~1.0",
+            "~.0.",
+            "~1%0",
+            "~1_",
+            "~",
+            "~zzzz",
+            "abc",
+            "100%_pure",
+            "A",
+        ];
+        for t in texts {
+            for account in [None, Some(u(1)), Some(u(3))] {
+                for (n, q) in [
+                    (
+                        "name",
+                        ListQuery {
+                            name: Some(TextMatch::parse(t)),
+                            ..ListQuery::default()
+                        },
+                    ),
+                    (
+                        "version",
+                        ListQuery {
+                            version: Some(TextMatch::parse(t)),
+                            ..ListQuery::default()
+                        },
+                    ),
+                ] {
+                    for state in [StateFilter::All, StateFilter::Only(State::Active)] {
+                        out.push((
+                            format!("{n}={t} account={account:?} state={state:?}"),
+                            ListQuery {
+                                account,
+                                state,
+                                ..q.clone()
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        for k in ["role", "k", "kk", "r", "ro"] {
+            out.push((
+                format!("tag.{k}="),
+                ListQuery {
+                    tag_keys: vec![k.into()],
+                    ..ListQuery::default()
+                },
+            ));
+        }
+        for t in TAGS {
+            out.push((
+                format!("tag {t}"),
+                ListQuery {
+                    tags: vec![t.to_string()],
+                    state: StateFilter::All,
+                    ..ListQuery::default()
+                },
+            ));
+        }
+        for b in ["b", "c", "b%", "%"] {
+            out.push((
+                format!("billing {b}"),
+                ListQuery {
+                    billing_tags: vec![b.into()],
+                    ..ListQuery::default()
+                },
+            ));
+        }
+        out
+    }
+
+    fn uuids(v: Vec<Image>) -> Vec<Uuid> {
+        v.into_iter().map(|i| i.uuid).collect()
+    }
+
+    fn compare_all(c: &Connection) -> usize {
+        let mut n = 0;
+        // Every pair, with and without the account, both orders, a marker.
+        for (name, q) in queries() {
+            let want = uuids(old_list(c, &q).unwrap());
+            assert_eq!(uuids(list(c, &q).unwrap()), want, "{name} {q:?}");
+            n += usize::from(!want.is_empty());
+        }
+        // Each filter alone and the edge cases, in more states and pages.
+        let mut qs: Vec<(String, ListQuery)> = filters()
+            .into_iter()
+            .flat_map(|(n, q)| {
+                [None, Some(u(1))].map(|account| {
+                    (
+                        n.to_string(),
+                        ListQuery {
+                            account,
+                            ..q.clone()
+                        },
+                    )
+                })
+            })
+            .collect();
+        qs.extend(edge_queries());
+        for (name, q) in qs {
+            // State variants, pages and the anonymous caller's form ride along.
+            let date = Some("2020-01-03T00:00:00.000Z".to_string());
+            for (state, public, limit, marker) in [
+                (q.state, q.public, 1000, q.marker.clone()),
+                (StateFilter::All, q.public, 7, date.clone()),
+                (StateFilter::Only(State::Unactivated), q.public, 1000, None),
+                (StateFilter::Only(State::Active), Some(true), 7, date),
+            ] {
+                let q = ListQuery {
+                    state,
+                    public,
+                    limit,
+                    marker,
+                    ..q.clone()
+                };
+                let want = uuids(old_list(c, &q).unwrap());
+                let got = uuids(list(c, &q).unwrap());
+                assert_eq!(got, want, "{name} {q:?}");
+                n += usize::from(!want.is_empty());
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn every_filter_returns_what_it_returned_before_the_indexes() {
+        let mut c = conn();
+        let mut r = Rng(13);
+        let mut imgs: Vec<Image> = (0..250).map(|i| image(&mut r, i)).collect();
+        let tx = c.transaction().unwrap();
+        for i in &imgs {
+            insert(&tx, i).unwrap();
+        }
+        tx.commit().unwrap();
+        let nonempty = compare_all(&c);
+        assert!(nonempty > 800, "only {nonempty} queries found images");
+
+        // The side tables follow updates (names, tags, acl, billing tags
+        // change) and deletes.
+        let tx = c.transaction().unwrap();
+        for (k, img) in imgs.iter_mut().enumerate() {
+            match k % 4 {
+                0 => {
+                    let fresh = image(&mut r, k as u32);
+                    let uuid = img.uuid;
+                    *img = Image { uuid, ..fresh };
+                    update(&tx, img).unwrap();
+                }
+                1 if k % 8 == 1 => {
+                    assert!(delete(&tx, img.uuid).unwrap());
+                }
+                _ => {}
+            }
+        }
+        tx.commit().unwrap();
+        compare_all(&c);
+        let q = |sql: &str| -> Vec<(String, String, i64)> {
+            let mut st = c.prepare(sql).unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        assert_eq!(
+            q("SELECT col, value, n FROM image_values ORDER BY col, value"),
+            q(
+                "SELECT 'name' c, name v, count(*) FROM images GROUP BY name \
+               UNION ALL SELECT 'version', version, count(*) FROM images GROUP BY version \
+               ORDER BY c, v"
+            )
+        );
+        assert_eq!(
+            q("SELECT 'x', value, rowid FROM image_text ORDER BY rowid"),
+            q("SELECT 'x', value, id FROM image_values ORDER BY id")
+        );
+    }
+
+    #[test]
+    fn the_migration_backfills_images_stored_before_it() {
+        let mut c = Connection::open_in_memory().unwrap();
+        // Migrate up to 0005, store images, then apply the rest.
+        for (_, sql) in super::super::MIGRATIONS
+            .iter()
+            .take_while(|(n, _)| *n < "0007")
+        {
+            c.execute_batch(sql).unwrap();
+        }
+        let before = super::super::MIGRATIONS
+            .iter()
+            .take_while(|(n, _)| *n < "0007")
+            .count();
+        c.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        // Stored without the triggers of 0007.
+        let mut r = Rng(7);
+        for i in 0..200 {
+            insert(&c, &image(&mut r, i)).unwrap();
+        }
+        super::super::migrate(&mut c).unwrap();
+        compare_all(&c);
+    }
 }

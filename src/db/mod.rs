@@ -105,6 +105,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_import_jobs",
         include_str!("../../sql/0006_import_jobs.sql"),
     ),
+    (
+        "0007_list_indexes",
+        include_str!("../../sql/0007_list_indexes.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.
