@@ -53,6 +53,7 @@ pub struct Config {
     pub limits: Limits,
     pub uploads: UploadsConfig,
     pub registrar: RegistrarConfig,
+    pub imports: ImportsConfig,
     /// Image channels (IMGAPI's `channels`); empty: the server has none.
     pub channels: Vec<ChannelConfig>,
 }
@@ -83,6 +84,7 @@ impl Default for Config {
             limits: Limits::default(),
             uploads: UploadsConfig::default(),
             registrar: RegistrarConfig::default(),
+            imports: ImportsConfig::default(),
             channels: Vec::new(),
         }
     }
@@ -283,6 +285,53 @@ impl Default for RegistrarConfig {
     }
 }
 
+/// Imports from another IMGAPI (AdminImportRemoteImage, `?source=`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportsConfig {
+    /// URL prefixes a source must start with (`https://`, `http://10.1.2.3:8080/`,
+    /// ...); a prefix ends at a `/`, `:` or `?` of the URL. Others are
+    /// refused with 422 before any connection is made. Redirects are
+    /// never followed.
+    pub allowed_sources: Vec<String>,
+    /// Seconds to open a connection to a source.
+    pub connect_timeout_secs: u64,
+    /// Seconds a source may take to answer a request's head (and to send
+    /// a whole manifest).
+    pub request_timeout_secs: u64,
+    /// Seconds a file download may deliver no byte; then it is resumed
+    /// with `Range` from the bytes already received.
+    pub stall_timeout_secs: u64,
+    /// Reconnections to a source, per file, that bring no new byte before
+    /// the import fails (503 RemoteSourceError).
+    pub max_resumes: u32,
+    /// AddImageFileFromSource transfers at once; one more is 429
+    /// TooManyRequests (import jobs run one at a time besides).
+    pub max_file_transfers: usize,
+    /// Base URL sent in the `workflow-api` header (where `GET /jobs/{uuid}`
+    /// is served); default: this server as the request named it (`Host`).
+    pub workflow_api_url: Option<String>,
+}
+
+impl Default for ImportsConfig {
+    fn default() -> Self {
+        ImportsConfig {
+            allowed_sources: vec![
+                "https://".into(),
+                "http://127.0.0.1".into(),
+                "http://localhost".into(),
+                "http://[::1]".into(),
+            ],
+            connect_timeout_secs: 10,
+            request_timeout_secs: 60,
+            stall_timeout_secs: 60,
+            max_resumes: 5,
+            max_file_transfers: 4,
+            workflow_api_url: None,
+        }
+    }
+}
+
 /// Command-line overrides (highest precedence).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -384,6 +433,16 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "server: timeouts and max_connections must be at least 1".into(),
+            ));
+        }
+        let im = &self.imports;
+        if im.connect_timeout_secs == 0
+            || im.request_timeout_secs == 0
+            || im.stall_timeout_secs == 0
+            || im.max_file_transfers == 0
+        {
+            return Err(ConfigError::Invalid(
+                "imports: timeouts and max_file_transfers must be at least 1".into(),
             ));
         }
         if let MantaConfig::S3(s3) = &self.storage.manta {

@@ -170,6 +170,11 @@ errors! {
         => "ChecksumMismatch", 422, |m| ChecksumMismatch { message: m.into(), errors: vec![] };
     #[error("{0}")]
     FileInUse(String) => "FileInUse", 409, |m| FileInUse(m.into());
+    #[error("origin image \"{0}\" is not active")]
+    OriginIsNotActive(Uuid) => "OriginIsNotActive", 422, |_m| OriginIsNotActive(Uuid::nil());
+    /// A source IMGAPI failed or answered an error; the message is the remote's.
+    #[error("{0}")]
+    RemoteSourceError(String) => "RemoteSourceError", 503, |m| RemoteSourceError(m.into());
     #[error("the storage backend is unavailable, retry later")]
     StorageIsDown(#[source] anyhow_lite::Cause) => "StorageIsDown", 503, |m| StorageIsDown(m.into());
     #[error("the store is out of space")]

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod error;
 pub mod identity;
 pub mod images;
+pub mod imports;
 pub mod locks;
 pub mod manifest;
 pub mod metrics;
@@ -89,10 +90,18 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
         cfg.registrar.placeholder_lifespan_days,
         locks,
     );
+    let imports = imports::Imports::new(
+        db.clone(),
+        images.clone(),
+        cfg.imports.clone(),
+        cfg.limits.max_file_size,
+        cfg.data_dir.join("staging").join("imports"),
+    )?;
     Ok(api::AppState {
         config: Arc::new(cfg),
         db,
         images,
+        imports,
         uploads,
         registrar,
         server_name: Arc::from(format!("imgapi/{}", env!("CARGO_PKG_VERSION"))),
@@ -127,6 +136,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let reaper = tokio::spawn(images::reap_placeholders_forever(state.images.clone()));
     let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
     let registrar = tokio::spawn(state.registrar.clone().work_forever());
+    let importer = tokio::spawn(state.imports.clone().work_forever());
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -136,6 +146,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     reaper.abort();
     upload_reaper.abort();
     registrar.abort();
+    importer.abort();
     Ok(())
 }
 

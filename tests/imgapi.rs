@@ -1109,7 +1109,6 @@ async fn accept_version_and_not_available() {
                 .to_string(),
         ),
         ("POST", format!("/images/{u}/clone?account={LUKE}")),
-        ("GET", format!("/images/{u}/jobs")),
         (
             "POST",
             format!("/images/{u}?action=import-from-datacenter&datacenter=x"),

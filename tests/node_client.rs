@@ -52,10 +52,13 @@ async fn sdc_clients_imgapi_conformance() {
     ensure_node_modules(&node_dir).await;
 
     let s = common::Server::start().await;
+    // The source of the import-remote check.
+    let source = common::Server::start().await;
     let run = Command::new("node")
         .arg("tests/node/conformance.js")
         .current_dir(root)
         .env("IMGAPI_URL", &s.url)
+        .env("IMGAPI_SOURCE_URL", &source.url)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();

@@ -23,18 +23,9 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 /// Bytes of a refused upload we still read so the connection stays usable.
 const DRAIN_LIMIT: u64 = 64 << 20;
 
-/// AddImageFile's preamble: a `source` IMGAPI is refused first.
+/// AddImageFile's preamble.
 pub(super) struct AddFile;
-impl Preamble for AddFile {
-    fn precheck(p: &Params) -> Result<(), Error> {
-        if p.get("source").is_some_and(|s| !s.is_empty()) {
-            return Err(Error::NotAvailable(
-                "adding a file from a source IMGAPI is not available yet".into(),
-            ));
-        }
-        Ok(())
-    }
-}
+impl Preamble for AddFile {}
 
 /// AddImageFile: `PUT /images/{uuid}/file?compression=…[&sha1=…]`.
 pub async fn add_file(
@@ -46,6 +37,16 @@ pub async fn add_file(
     let (caller, uuid, p) = (&ctx.caller, ctx.uuid, &ctx.params);
     if let Some(upload) = p.get("upload").filter(|s| !s.is_empty()) {
         return attach_upload(&st, &ctx, upload).await;
+    }
+    if p.get("source").is_some() {
+        // AddImageFileFromSource: the file of the same image at the source.
+        let src = st.imports.source(p.get("source"))?;
+        let storage = p.get("storage").map(str::to_string);
+        let img = st
+            .imports
+            .add_file_from_source(caller, uuid, &src, storage)
+            .await?;
+        return Ok(image_response(&img, ctx.opts));
     }
     let params = AddFileParams {
         compression: p.get("compression").map(str::to_string),

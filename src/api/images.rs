@@ -438,7 +438,8 @@ pub async fn action(
             st.images.change_stor(caller, uuid, stor).await?
         }
         "export" => return export(&st, &ctx).await,
-        a @ ("import-remote" | "import-from-datacenter") => {
+        "import-remote" => return super::jobs::import_remote(&st, &ctx, &headers).await,
+        a @ "import-from-datacenter" => {
             return Err(Error::NotAvailable(format!(
                 "action \"{a}\" is not available on this server"
             )));
@@ -470,13 +471,16 @@ async fn import(st: &AppState, ctx: &ImageCtx<ImageAction>, body: Body) -> Resul
     ctx.caller.require_operator()?;
     // Accepted for compatibility (owners are not checked here).
     ctx.params.bool("skip_owner_check")?;
-    if ctx.params.get("source").is_some_and(|s| !s.is_empty()) {
-        return Err(Error::NotAvailable(
-            "import from a source IMGAPI is not available yet".into(),
-        ));
+    let channels = ctx.channel.initial();
+    if ctx.params.get("source").is_some() {
+        // AdminImportImageFromSource: the manifest comes from the source.
+        let src = st.imports.source(ctx.params.get("source"))?;
+        return st
+            .imports
+            .import_from_source(&ctx.caller, ctx.uuid, &src, channels)
+            .await;
     }
     let manifest = json_object(body).await?;
-    let channels = ctx.channel.initial();
     st.images
         .import(&ctx.caller, ctx.uuid, manifest, channels)
         .await

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod files;
 mod images;
+mod jobs;
 mod metrics;
 mod openapi;
 mod ping;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub images: Images,
     pub uploads: crate::uploads::Uploads,
     pub registrar: crate::registrar::Registrar,
+    pub imports: crate::imports::Imports,
     pub server_name: Arc<str>,
 }
 
@@ -103,7 +105,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/images/{uuid}/acl", post(images::acl))
         .route("/images/{uuid}/clone", post(ping::not_available))
-        .route("/images/{uuid}/jobs", get(ping::not_available))
+        .route("/images/{uuid}/jobs", get(jobs::image_jobs))
+        .route("/jobs/{uuid}", get(jobs::get_job))
         .route("/images/{uuid}/push", post(ping::not_available))
         .merge(tus)
         .fallback(not_found)

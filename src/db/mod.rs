@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod images;
+pub mod imports;
 pub mod registrations;
 pub mod stats;
 pub mod uploads;
@@ -100,6 +101,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0004_upload_parts.sql"),
     ),
     ("0005_channels", include_str!("../../sql/0005_channels.sql")),
+    (
+        "0006_import_jobs",
+        include_str!("../../sql/0006_import_jobs.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.

@@ -4,7 +4,8 @@
  * (sdc-clients, lib/imgapi.js) in DC mode (no auth), and checks that what
  * the client gets back is what Triton consumers rely on.
  *
- * Usage: IMGAPI_URL=http://127.0.0.1:PORT node conformance.js
+ * Usage: IMGAPI_URL=http://127.0.0.1:PORT [IMGAPI_SOURCE_URL=http://127.0.0.1:PORT2] node conformance.js
+ * (with IMGAPI_SOURCE_URL, adminImportRemoteImageAndWait imports from it)
  *
  * Prints one line per check ("ok N - ..." / "not ok N - ..."). Stops at the
  * first failing check. Exit code 0 only if every check passed.
@@ -388,6 +389,55 @@ async function main() {
         err = await callErr('getImage', uuid2);
         assertNotFound(err);
     });
+
+    // 11. AdminImportRemoteImage from a second server (IMGAPI_SOURCE_URL),
+    // polled through the workflow-api header as Triton's tools do.
+    var source = process.env.IMGAPI_SOURCE_URL;
+    if (source) {
+        await check('adminImportRemoteImageAndWait imports an image and ' +
+                'its origin from another server', async function () {
+            var src = new IMGAPI({url: source, retry: false});
+            function on(method) {
+                var args = Array.prototype.slice.call(arguments, 1);
+                return new Promise(function (resolve, reject) {
+                    args.push(function (err, x) {
+                        if (err) {
+                            reject(err);
+                        } else {
+                            resolve(x);
+                        }
+                    });
+                    src[method].apply(src, args);
+                });
+            }
+            var manifest = {version: '1.0.0', os: 'smartos',
+                type: 'zone-dataset', owner: VADER, public: true};
+            var base = await on('createImage', Object.assign(
+                {name: 'import-base'}, manifest));
+            await on('addImageFile', {uuid: base.uuid, file: filePath,
+                compression: 'none'});
+            await on('activateImage', base.uuid);
+            var top = await on('createImage', Object.assign(
+                {name: 'import-top', origin: base.uuid}, manifest));
+            await on('addImageFile', {uuid: top.uuid, file: filePath,
+                compression: 'none'});
+            await on('activateImage', top.uuid);
+
+            var r = await call('adminImportRemoteImageAndWait', top.uuid,
+                source, {});
+            var got = r[0];
+            assert.strictEqual(got.uuid, top.uuid, JSON.stringify(got));
+            assert.strictEqual(got.state, 'active', JSON.stringify(got));
+            assert.strictEqual(got.origin, base.uuid, JSON.stringify(got));
+            assert.strictEqual(got.files[0].sha1, fileSha1);
+            r = await call('getImage', base.uuid);
+            assert.strictEqual(r[0].state, 'active', JSON.stringify(r[0]));
+            var err = await callErr('adminImportRemoteImage', top.uuid,
+                source, {});
+            assert.strictEqual(err.statusCode, 409, describeErr(err));
+            src.close();
+        });
+    }
 
     client.close();
     cleanup();
