@@ -354,3 +354,46 @@ async fn import_remote_from_a_refused_source_exits_1_with_not_allowed() {
     let (st, _) = dst.get(&format!("/images/{uuid}")).await;
     assert_eq!(st, 404);
 }
+
+#[tokio::test]
+async fn import_remote_exits_1_with_the_job_error_or_the_source_refusal() {
+    let src = Server::start().await;
+    let dst = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    // An image with no file at the source: the job fails, with its reason.
+    let img = src
+        .create(
+            None,
+            json!({"name": "nofile", "version": "1", "os": "smartos", "type": "zone-dataset",
+                "owner": VADER}),
+        )
+        .await;
+    let uuid = img["uuid"].as_str().unwrap();
+    let out = imgapi(&dst.url, &state)
+        .args(["import-remote", uuid, "--source", &src.url, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let e: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(e["error"]["code"], "RemoteSourceError", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("no file"),
+        "{e}"
+    );
+    let (_, got) = dst.get(&format!("/images/{uuid}")).await;
+    assert_ne!(got["state"], "active", "{got}");
+
+    // An image the source does not have: refused, not retried for long.
+    let missing = "5e3c1b9a-7d2f-4c6e-8a1b-2f3e4d5c6b7a";
+    let out = imgapi(&dst.url, &state)
+        .args(["import-remote", missing, "--source", &src.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RemoteSourceError") && err.contains("ResourceNotFound"),
+        "{err}"
+    );
+}

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::error::{ClientError, Result, local};
-use super::http::Http;
+use super::http::{Attempt, Http};
 use super::images::{get_image, guess_compression};
 use super::output;
 use super::tus;
@@ -476,9 +476,43 @@ async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> 
         q.append_pair("skip_owner_check", "true");
     }
     let path = format!("/images/{uuid}?{}", q.finish());
+    // The source's own refusal (503 RemoteSourceError, e.g. the image is
+    // not there) is tried again only twice, then reported as a refusal.
+    let remote_errors = std::cell::Cell::new(0u32);
     let started = http
-        .json("import-remote", || {
-            http.small(Method::POST, &path, Duration::ZERO)
+        .retrying("import-remote", || async {
+            let r = match http.small(Method::POST, &path, Duration::ZERO).send().await {
+                Err(e) => {
+                    return Ok(Attempt::Retry {
+                        why: super::http::chain(&e),
+                        after: None,
+                    });
+                }
+                Ok(r) => r,
+            };
+            if r.status().is_success() {
+                return r.json::<Value>().await.map(Attempt::Done).or_else(|e| {
+                    Ok(Attempt::Retry {
+                        why: super::http::chain(&e),
+                        after: None,
+                    })
+                });
+            }
+            let status = r.status().as_u16();
+            let body = super::http::error_body(r).await;
+            if body.code == "RemoteSourceError" {
+                remote_errors.set(remote_errors.get() + 1);
+                if remote_errors.get() > 2 {
+                    return Err(ClientError::Server { status, body });
+                }
+            }
+            if matches!(status, 500 | 502 | 503 | 504) {
+                return Ok(Attempt::Retry {
+                    why: format!("{status} {}: {}", body.code, body.message),
+                    after: None,
+                });
+            }
+            Err(ClientError::Server { status, body })
         })
         .await?;
     let Some(job_uuid) = started["job_uuid"].as_str().map(str::to_string) else {
