@@ -435,7 +435,12 @@ async fn a_restart_mid_job_resumes_from_the_staged_bytes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(saved >= 8 << 20, "no progress saved");
-    d.restart_hard().await;
+    // A crash also left the staged file of a cut-short AddImageFileFromSource.
+    d.restart_hard_with(|dir| {
+        let p = dir.join("staging/imports/file-0-0.part");
+        std::fs::write(p, b"orphan").unwrap();
+    })
+    .await;
     proxy.set_mode(Mode::Pass);
     let job = wait_job(&d.http, &d.u(&job_path)).await;
     assert_eq!(job["execution"], "succeeded", "{job}");
@@ -570,6 +575,33 @@ async fn import_and_add_file_from_source() {
         e["message"].as_str().unwrap().contains("ResourceNotFound"),
         "{e}"
     );
+    // An origin that is not active at the source: refused up front.
+    let pa = s
+        .create(
+            None,
+            json!({"name": "unready", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": VADER}),
+        )
+        .await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pb = image(&s, "on-unready", Some(&pa), &bytes).await;
+    let (st, e) = d
+        .post(
+            &format!("/images/{pb}?action=import-remote&source={}", s.url),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (422, Some("OriginIsNotActive")),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains(&pa), "{e}");
+    let (st, _) = d.get(&format!("/images/{pb}/jobs")).await;
+    assert_eq!(st, 404);
+
     // A source that is down.
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let down = format!("http://{}", l.local_addr().unwrap());

@@ -65,7 +65,8 @@ pub async fn get_job(
     Ok(axum::Json(job_json(&job)).into_response())
 }
 
-/// GetImageJobs: `GET /images/{uuid}/jobs[?task=…][&execution=…]`.
+/// GetImageJobs: `GET /images/{uuid}/jobs[?task=…][&execution=…]` (404
+/// for an image the caller cannot see, as IMGAPI).
 pub async fn image_jobs(
     State(st): State<AppState>,
     ctx: ImageCtx<NoRender>,
@@ -81,6 +82,15 @@ pub async fn image_jobs(
         },
         (_, None) => st.imports.image_jobs(ctx.uuid, None).await?,
     };
+    // The image must be visible; operators also see the jobs of an image
+    // that is gone (a failed import removed it).
+    let operator = ctx.caller.require_operator().is_ok();
+    if let Err(e) = st.images.get(&ctx.caller, ctx.uuid).await {
+        let any = operator && !st.imports.image_jobs(ctx.uuid, None).await?.is_empty();
+        if !any {
+            return Err(e);
+        }
+    }
     let list: Vec<Value> = jobs.iter().map(job_json).collect();
     Ok(axum::Json(list).into_response())
 }

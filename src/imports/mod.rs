@@ -611,9 +611,40 @@ impl Imports {
         Ok(n)
     }
 
+    /// Remove staged files no transfer owns any more: those of
+    /// AddImageFileFromSource requests a crash cut short, and those of
+    /// jobs that are over. Run at start-up, before the worker resumes jobs.
+    pub async fn sweep_staging(&self) -> Result<usize> {
+        let live: HashSet<String> = self
+            .db
+            .read(q::unfinished)
+            .await?
+            .iter()
+            .map(|j| format!("job-{}-", j.job_uuid))
+            .collect();
+        let mut rd = tokio::fs::read_dir(&self.staging)
+            .await
+            .map_err(Error::internal)?;
+        let mut n = 0;
+        while let Some(e) = rd.next_entry().await.map_err(Error::internal)? {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owned = name.starts_with("job-") && live.iter().any(|p| name.starts_with(p));
+            if name.ends_with(".part") && !owned {
+                remove_file(&e.path()).await;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The worker: resumes jobs after a restart and runs new ones, one at
     /// a time.
     pub async fn work_forever(self) {
+        match self.sweep_staging().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed staged import files nothing owns"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep the import staging area"),
+        }
         loop {
             match self.run_pending().await {
                 Ok(n) if n > 0 => {
