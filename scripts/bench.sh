@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh [SIZE_MIB] [TUS_MIB]   (defaults 2048 and 1024)
 #   scripts/bench.sh list                   (only the ListImages section)
+#   scripts/bench.sh client                 (only the client verbs: CLIENT_MIB, CLIENT_ROUNDS)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -14,6 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ONLY_LIST=
 if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
+ONLY_CLIENT=
+if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -176,6 +179,62 @@ QUERIES
   echo "server peak RSS: $(hwm_mib "$SERVER_PID") MiB through the run (idle $idle MiB; goal < 128)"
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 }
+
+# ==== client verbs: publish, file get, import-remote (CLIENT_MIB, default 1024) ====
+# Each figure is a ratio to a tool doing the least the same job needs, timed
+# in the same round on the same file (median of CLIENT_ROUNDS rounds):
+#   publish (tus upload + registration + active) / md5sum of the file (goal >= 0.7)
+#   file get (download, md5+sha1 verified, renamed) / curl -o  (goal >= 0.9)
+#   import-remote between two local servers / curl -o of the source's file (goal >= 0.7)
+bench_client() {
+  local mib=${CLIENT_MIB:-1024} rounds=${CLIENT_ROUNDS:-3} d=$WORK/client
+  local f=$d/image.zfs.gz url src_pid dst_pid src dst
+  mkdir -p "$d/state"
+  head -c $((mib * 1024 * 1024)) /dev/urandom > "$f"
+  printf '\x1f\x8b\x08' | dd of="$f" conv=notrunc status=none
+  sync
+  cmb() { awk -v s="$mib" -v t="$1" 'BEGIN { printf "%.1f", s / t }'; }
+  cmed() { awk -v c="$1" '{print $c}' "$d/rounds" | sort -g | sed -n "$(( (rounds + 1) / 2 ))p"; }
+  cmedr() { awk -v a="$1" -v b="$2" '{printf "%.3f\n", $a / $b}' "$d/rounds" | sort -g | sed -n "$(( (rounds + 1) / 2 ))p"; }
+  serve_at() {  # DATA_DIR OUT -> pid in $!, url in OUT
+    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$1" > "$2" 2> "$2.err" &
+  }
+  url_of() { for _ in $(seq 100); do u=$(sed -n 's/^imgapi listening on //p' "$1"); [ -n "$u" ] && { echo "$u"; return; }; sleep 0.1; done; echo "server did not start" >&2; exit 1; }
+  serve_at "$d/src" "$d/src.out"; src_pid=$!; src=$(url_of "$d/src.out")
+  serve_at "$d/dst" "$d/dst.out"; dst_pid=$!; dst=$(url_of "$d/dst.out")
+  printf '{"v":2,"name":"clientbench","version":"1.0.0","os":"smartos","type":"zone-dataset","owner":"ba28f844-8cb4-f141-882d-46d6251e6a9f","public":true}' > "$d/m.json"
+  : > "$d/rounds"
+  for r in $(seq "$rounds"); do
+    sync
+    local m p g c i c2 uuid
+    m=$(timed md5sum "$f")
+    sync
+    local t0 t1; t0=$(now)
+    uuid=$(IMGAPI_URL=$src IMGAPI_STATE_DIR=$d/state "$BIN" publish -m "$d/m.json" -f "$f" --json \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["image"]["uuid"])')
+    t1=$(now); p=$(secs "$t0" "$t1")
+    rm -f "$d/out" "$d/out.curl"
+    g=$(IMGAPI_URL=$src IMGAPI_STATE_DIR=$d/state timed "$BIN" file get "$uuid" -o "$d/out")
+    c=$(timed curl -sf -o "$d/out.curl" "$src/images/$uuid/file")
+    cmp -s "$d/out" "$f" || { echo "file get: bytes differ" >&2; exit 1; }
+    rm -f "$d/out" "$d/out.curl"
+    i=$(IMGAPI_URL=$dst IMGAPI_STATE_DIR=$d/state timed "$BIN" import-remote "$uuid" --source "$src" --json)
+    c2=$(timed curl -sf -o "$d/out.curl" "$src/images/$uuid/file")
+    rm -f "$d/out.curl"
+    echo "$m $p $g $c $i $c2" >> "$d/rounds"
+    echo "round $r: md5sum $(cmb "$m"), publish $(cmb "$p"), file get $(cmb "$g"), curl $(cmb "$c"), import-remote $(cmb "$i"), curl $(cmb "$c2") MiB/s"
+    curl -sf -XDELETE "$src/images/$uuid" > /dev/null
+    curl -sf -XDELETE "$dst/images/$uuid" > /dev/null
+  done
+  echo "publish:         $(cmb "$(cmed 2)") MiB/s = $(cmedr 1 2) x md5sum (goal >= 0.7; ${mib} MiB end to end: upload, register, active)"
+  echo "file get:        $(cmb "$(cmed 3)") MiB/s = $(cmedr 4 3) x curl -o (goal >= 0.9; md5+sha1 verified, renamed into place)"
+  echo "import-remote:   $(cmb "$(cmed 5)") MiB/s = $(cmedr 6 5) x curl -o of the source's file (goal >= 0.7; job polled to its end)"
+  kill "$src_pid" "$dst_pid"; wait "$src_pid" "$dst_pid" 2>/dev/null || true
+}
+if [ -n "$ONLY_CLIENT" ]; then
+  bench_client
+  exit 0
+fi
 
 if [ -n "$ONLY_LIST" ]; then
   list_bench
@@ -383,5 +442,8 @@ echo "AddImageFile:    $(mibps "$(med 3)") MiB/s = $(medr 1 3) x aws s3 cp (stre
 echo "server peak RSS: ${S3_RSS} MiB over all rounds (goal <= 16x4+64 = 128)"
 kill "$SERVER_PID" "$S3PID"; wait "$SERVER_PID" 2>/dev/null || true
 
+echo
+echo "== client verbs: publish, file get, import-remote"
+bench_client
 echo
 list_bench

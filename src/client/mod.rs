@@ -8,6 +8,7 @@ pub mod error;
 pub mod hashes;
 pub mod http;
 pub mod images;
+pub mod imports;
 pub mod output;
 pub mod state;
 pub mod tus;
@@ -24,7 +25,15 @@ use error::Result;
 use http::Http;
 
 /// The names of the client verbs (for the grouped `--help`).
-pub const VERBS: &[&str] = &["publish", "upload", "images", "file", "uploads"];
+pub const VERBS: &[&str] = &[
+    "publish",
+    "upload",
+    "images",
+    "file",
+    "uploads",
+    "import-dir",
+    "import-remote",
+];
 
 const PUBLISH_EXAMPLES: &str = "\
 Examples:
@@ -57,6 +66,18 @@ const UPLOADS_EXAMPLES: &str = "\
 Examples:
   imgapi uploads list
   imgapi uploads abort 3560c262-fc65-0242-a446-7c6d1fb482e3";
+
+const IMPORT_DIR_EXAMPLES: &str = "\
+Examples:
+  # seed a new server from a usbkey's datasets (NAME.imgmanifest + NAME.zfs.gz):
+  imgapi import-dir /usbkey/datasets
+  # interrupted? run it again: active images are skipped, partial ones completed.
+  imgapi import-dir --json /usbkey/datasets | jq -r '.[] | [.uuid, .result] | @tsv'";
+
+const IMPORT_REMOTE_EXAMPLES: &str = "\
+Examples:
+  imgapi import-remote 2b683a82-a066-11e3-97ab-2faa44701c5a --source https://images.smartos.org
+  imgapi import-remote UUID --source https://updates.tritondatacenter.com --all-origins --skip-owner-check";
 
 /// The client verbs.
 // Parsed once per process: boxing the large variants would gain nothing.
@@ -95,6 +116,47 @@ pub enum ClientCmd {
         #[command(subcommand)]
         cmd: UploadsCmd,
     },
+    /// Seed images from a directory of `*.imgmanifest` files and their image
+    /// files (operator): import, upload, activate; active ones are skipped,
+    /// partial ones completed.
+    #[command(after_help = IMPORT_DIR_EXAMPLES)]
+    ImportDir(ImportDirArgs),
+    /// Import an image (and its missing origins) from another IMGAPI, on the
+    /// server (operator); follows the server's job to its end.
+    #[command(after_help = IMPORT_REMOTE_EXAMPLES)]
+    ImportRemote(ImportRemoteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportDirArgs {
+    /// The directory: NAME.imgmanifest files, each with its image file named
+    /// by its files[0] (path or manta_path) or beside it (NAME.zfs.gz,
+    /// NAME.zfs.bz2, NAME.zfs.xz, NAME.zfs, ...).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// MiB per upload request.
+    #[arg(long, hide = true, default_value_t = 8)]
+    pub chunk_mib: u64,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportRemoteArgs {
+    /// The image's uuid.
+    pub uuid: String,
+    /// The source IMGAPI's URL.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// Import each missing origin as its own job first, root first (else the
+    /// server's one job imports them).
+    #[arg(long)]
+    pub all_origins: bool,
+    /// Do not check that the image's owner exists here.
+    #[arg(long)]
+    pub skip_owner_check: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +287,8 @@ impl ClientCmd {
         match self {
             ClientCmd::Publish(a) => &a.conn,
             ClientCmd::Upload(a) => &a.conn,
+            ClientCmd::ImportDir(a) => &a.conn,
+            ClientCmd::ImportRemote(a) => &a.conn,
             ClientCmd::Images { conn, .. }
             | ClientCmd::File { conn, .. }
             | ClientCmd::Uploads { conn, .. } => conn,
@@ -304,6 +368,33 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
             images::check_uuid("image", &uuid)?;
             let v = download::file_get(&http, &uuid, &out).await?;
             output::show(&v, js);
+        }
+        ClientCmd::ImportDir(a) => {
+            let chunk = chunk_bytes(a.chunk_mib)?;
+            imports::import_dir(&http, &a.dir, chunk).await?;
+        }
+        ClientCmd::ImportRemote(a) => {
+            images::check_uuid("image", &a.uuid)?;
+            let v = imports::import_remote(
+                &http,
+                &a.uuid,
+                &a.source,
+                a.all_origins,
+                a.skip_owner_check,
+            )
+            .await?;
+            if js {
+                output::json(&v);
+            } else {
+                let img = &v["image"];
+                let mut o = serde_json::Map::new();
+                for k in ["uuid", "name", "version", "state"] {
+                    o.insert(k.into(), img[k].clone());
+                }
+                o.insert("sha1".into(), img["files"][0]["sha1"].clone());
+                o.insert("size".into(), img["files"][0]["size"].clone());
+                print!("{}", output::fields(&serde_json::Value::Object(o)));
+            }
         }
         ClientCmd::Uploads { cmd, .. } => match cmd {
             UploadsCmd::List => images::uploads_list(&http).await?,

@@ -1,0 +1,596 @@
+//! The import verbs: `import-dir` (seed images from a directory of
+//! `*.imgmanifest` files and their image files, as a headnode does on first
+//! boot: AdminImportImage, resumable upload, AddImageFile, activate;
+//! idempotent) and `import-remote` (drive the server's
+//! AdminImportRemoteImage job and follow it to its end).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::error::{ClientError, Result, local};
+use super::http::{Attempt, Http};
+use super::images::{get_image, guess_compression};
+use super::output;
+use super::tus;
+use super::types::ErrorBody;
+
+/// Image file names tried beside `NAME.imgmanifest`, in this order.
+const FILE_SUFFIXES: &[&str] = &[
+    ".zfs.gz", ".zfs.bz2", ".zfs.xz", ".zfs", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar",
+    ".gz", ".bz2", ".xz", ".file",
+];
+
+/// Time allowed for the server to attach an upload (it verifies the bytes).
+const ATTACH_WAIT: Duration = Duration::from_secs(3600);
+
+/// One `*.imgmanifest` of the directory and its image file.
+#[derive(Debug)]
+pub struct Seed {
+    pub manifest_path: PathBuf,
+    pub manifest: Map<String, Value>,
+    pub uuid: String,
+    pub file: Option<PathBuf>,
+}
+
+impl Seed {
+    fn field(&self, k: &str) -> String {
+        self.manifest
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn file0(&self) -> Option<&Map<String, Value>> {
+        self.manifest.get("files")?.as_array()?.first()?.as_object()
+    }
+}
+
+/// The image file of `manifest`: the base name its `files[0]` gives
+/// (`path`, `manta_path`, `name`) when that exists in `dir`, else
+/// `STEM.zfs.gz` etc. beside the manifest (as the usbkey's
+/// `datasets/NAME.imgmanifest` and `datasets/NAME.zfs.gz` are laid out).
+fn find_file(dir: &Path, stem: &str, m: &Map<String, Value>) -> Option<PathBuf> {
+    let f0 = m
+        .get("files")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_object);
+    if let Some(f0) = f0 {
+        for k in ["path", "manta_path", "name"] {
+            if let Some(name) = f0
+                .get(k)
+                .and_then(Value::as_str)
+                .and_then(|p| Path::new(p).file_name())
+            {
+                let p = dir.join(name);
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    FILE_SUFFIXES
+        .iter()
+        .map(|s| dir.join(format!("{stem}{s}")))
+        .find(|p| p.is_file())
+}
+
+/// The manifests of `dir`, origins before the images built on them.
+pub fn read_dir(dir: &Path) -> Result<Vec<Seed>> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| ClientError::Usage(format!("{}: {e}", dir.display())))?;
+    let mut names: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "imgmanifest") && p.is_file())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(ClientError::Usage(format!(
+            "{}: no *.imgmanifest files",
+            dir.display()
+        )));
+    }
+    let mut seeds = Vec::new();
+    let mut seen = HashSet::new();
+    for p in names {
+        let bytes = std::fs::read(&p).map_err(|e| local(p.display(), e))?;
+        let manifest = match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(ClientError::Usage(format!(
+                    "{}: the manifest must be a JSON object",
+                    p.display()
+                )));
+            }
+            Err(e) => {
+                return Err(ClientError::Usage(format!(
+                    "{}: not JSON: {e}",
+                    p.display()
+                )));
+            }
+        };
+        let uuid = match manifest.get("uuid").and_then(Value::as_str) {
+            Some(u) if uuid::Uuid::parse_str(u).is_ok() => u.to_string(),
+            _ => {
+                return Err(ClientError::Usage(format!(
+                    "{}: the manifest has no valid uuid",
+                    p.display()
+                )));
+            }
+        };
+        if !seen.insert(uuid.clone()) {
+            return Err(ClientError::Usage(format!(
+                "{}: image {uuid} is in two manifests",
+                p.display()
+            )));
+        }
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = find_file(dir, &stem, &manifest);
+        seeds.push(Seed {
+            manifest_path: p,
+            manifest,
+            uuid,
+            file,
+        });
+    }
+    Ok(origins_first(seeds))
+}
+
+/// Orders seeds so that an origin in the set comes before its children
+/// (the server refuses to import an image whose origin it lacks).
+fn origins_first(seeds: Vec<Seed>) -> Vec<Seed> {
+    let index: HashMap<String, usize> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.uuid.clone(), i))
+        .collect();
+    let mut order = Vec::with_capacity(seeds.len());
+    let mut state = vec![0u8; seeds.len()]; // 0 new, 1 visiting, 2 placed
+    fn visit(
+        i: usize,
+        seeds: &[Seed],
+        index: &HashMap<String, usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+    ) {
+        if state[i] != 0 {
+            return; // placed, or a cycle (left to the server to refuse)
+        }
+        state[i] = 1;
+        if let Some(o) = seeds[i].manifest.get("origin").and_then(Value::as_str)
+            && let Some(&j) = index.get(o)
+        {
+            visit(j, seeds, index, state, order);
+        }
+        state[i] = 2;
+        order.push(i);
+    }
+    for i in 0..seeds.len() {
+        visit(i, &seeds, &index, &mut state, &mut order);
+    }
+    let mut slots: Vec<Option<Seed>> = seeds.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// An image that was activated once (active or disabled since).
+fn activated(img: &Value) -> bool {
+    matches!(img["state"].as_str(), Some("active" | "disabled"))
+}
+
+fn not_found(e: &ClientError) -> bool {
+    matches!(e, ClientError::Server { status: 404, .. })
+}
+
+/// What happened to one image of `import-dir`.
+pub enum Outcome {
+    Imported,
+    Skipped,
+    Completed,
+}
+
+impl Outcome {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Imported => "imported",
+            Outcome::Skipped => "skipped",
+            Outcome::Completed => "completed",
+        }
+    }
+}
+
+/// Imports one seed: AdminImportImage (unless the image exists), upload and
+/// attach its file (unless it has one), activate (unless active).
+async fn seed_one(http: &Http, s: &Seed, chunk: u64) -> Result<(Outcome, Value)> {
+    let uuid = &s.uuid;
+    let img = match get_image(http, uuid).await {
+        Ok(img) => Some(img),
+        Err(e) if not_found(&e) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(img) = &img
+        && activated(img)
+    {
+        return Ok((Outcome::Skipped, img.clone()));
+    }
+    let fresh = img.is_none();
+    let mut img = match img {
+        Some(img) => img,
+        None => {
+            let path = format!("/images/{uuid}?action=import");
+            let body = Value::Object(s.manifest.clone());
+            match http
+                .json("import image", || {
+                    http.small(Method::POST, &path, Duration::ZERO).json(&body)
+                })
+                .await
+            {
+                Ok(v) => v,
+                // An earlier attempt of ours got through before its answer
+                // was lost.
+                Err(ClientError::Server { body, .. }) if body.code == "ImageUuidAlreadyExists" => {
+                    get_image(http, uuid).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    if img["state"] == "failed" {
+        return Err(failed(&img));
+    }
+    let has_file = img["files"].as_array().is_some_and(|f| !f.is_empty());
+    if !has_file {
+        let Some(file) = &s.file else {
+            return Err(ClientError::Usage(format!(
+                "{}: no image file found for it",
+                s.manifest_path.display()
+            )));
+        };
+        if let Some(size) = s
+            .file0()
+            .and_then(|f| f.get("size"))
+            .and_then(Value::as_u64)
+        {
+            let have = std::fs::metadata(file)
+                .map_err(|e| local(file.display(), e))?
+                .len();
+            if have != size {
+                return Err(ClientError::Verify(format!(
+                    "{}: {have} bytes, the manifest says {size}",
+                    file.display()
+                )));
+            }
+        }
+        img = attach(http, s, file, chunk).await?;
+    }
+    if !activated(&img) {
+        let path = format!("/images/{uuid}?action=activate");
+        img = match http
+            .json("activate image", || {
+                http.small(Method::POST, &path, Duration::ZERO)
+                    .json(&json!({}))
+            })
+            .await
+        {
+            Ok(img) => img,
+            // An earlier attempt of ours got through before its answer was lost.
+            Err(ClientError::Server { body, .. }) if body.code == "ImageAlreadyActivated" => {
+                get_image(http, uuid).await?
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok((
+        if fresh {
+            Outcome::Imported
+        } else {
+            Outcome::Completed
+        },
+        img,
+    ))
+}
+
+fn failed(img: &Value) -> ClientError {
+    let body = serde_json::from_value::<ErrorBody>(img["error"].clone()).unwrap_or(ErrorBody {
+        code: "ImageFailed".into(),
+        message: format!("image {} failed", img["uuid"]),
+        errors: vec![],
+    });
+    ClientError::Server { status: 422, body }
+}
+
+/// Uploads the seed's file resumably and attaches it to the image
+/// (`PUT /images/{uuid}/file?upload=ID`), checked against the manifest's sha1.
+async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value> {
+    let uuid = &s.uuid;
+    let up = tus::upload(http, file, None, chunk).await?;
+    if let Some(want) = s
+        .file0()
+        .and_then(|f| f.get("sha1"))
+        .and_then(Value::as_str)
+        && want != up.sha1
+    {
+        return Err(ClientError::Verify(format!(
+            "{}: sha1 {} differs from the manifest's {want}",
+            file.display(),
+            up.sha1
+        )));
+    }
+    // A previous run attached it already (and died before forgetting).
+    if up.info["state"] == "registered" && up.info["image_uuid"] == uuid.as_str() {
+        tus::forget(&up.key);
+        return get_image(http, uuid).await;
+    }
+    let compression = match s
+        .file0()
+        .and_then(|f| f.get("compression"))
+        .and_then(Value::as_str)
+    {
+        Some(c) => c.to_string(),
+        None => {
+            use std::io::Read;
+            let mut head = Vec::with_capacity(6);
+            std::fs::File::open(file)
+                .and_then(|f| f.take(6).read_to_end(&mut head))
+                .map_err(|e| local(file.display(), e))?;
+            guess_compression(&head).to_string()
+        }
+    };
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("upload", &up.id)
+        .append_pair("compression", &compression)
+        .append_pair("sha1", &up.sha1);
+    let path = format!("/images/{uuid}/file?{}", q.finish());
+    let res = http
+        .json("attach file", || {
+            http.small(Method::PUT, &path, ATTACH_WAIT)
+        })
+        .await;
+    let img = match res {
+        Ok(img) => img,
+        // An earlier attempt of ours got through before its answer was lost.
+        Err(ClientError::Server { body, .. })
+            if body.code == "FileInUse" || body.code == "ImageFilesImmutable" =>
+        {
+            get_image(http, uuid).await?
+        }
+        Err(e) => return Err(e),
+    };
+    tus::forget(&up.key);
+    if img["state"] == "failed" {
+        return Err(failed(&img));
+    }
+    Ok(img)
+}
+
+/// `imgapi import-dir DIR`: prints the summary; a failed image makes the
+/// verb fail (after the others were tried).
+pub async fn import_dir(http: &Http, dir: &Path, chunk: u64) -> Result<()> {
+    let seeds = read_dir(dir)?;
+    let mut rows = Vec::new();
+    let mut first_err: Option<ClientError> = None;
+    for s in &seeds {
+        let (result, error) = match seed_one(http, s, chunk).await {
+            Ok((o, _)) => (o.as_str(), None),
+            Err(e) => {
+                let msg = e.to_string();
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+                ("failed", Some(msg))
+            }
+        };
+        rows.push(json!({
+            "uuid": s.uuid, "name": s.field("name"), "version": s.field("version"),
+            "manifest": s.manifest_path.display().to_string(),
+            "file": s.file.as_ref().map(|f| f.display().to_string()),
+            "result": result, "error": error,
+        }));
+    }
+    if http.conn.json {
+        output::json(&Value::Array(rows));
+    } else {
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                ["uuid", "name", "version", "result"]
+                    .iter()
+                    .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(&["UUID", "NAME", "VERSION", "RESULT"], &table)
+        );
+        for r in &rows {
+            if let Some(e) = r["error"].as_str() {
+                eprintln!(
+                    "imgapi: {} {}: {e}",
+                    r["uuid"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    // Every image was tried; the first failure gives the exit code.
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// Polling interval of an import job.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The origin chain of `uuid` at the source, root first (without `uuid`).
+async fn source_origins(source: &str, uuid: &str) -> Result<Vec<String>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let mut chain = Vec::new();
+    let mut cur = uuid.to_string();
+    for _ in 0..64 {
+        let u = format!("{}/images/{cur}", source.trim_end_matches('/'));
+        let r = client
+            .get(&u)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(format!("{u}: {}", super::http::chain(&e))))?;
+        if !r.status().is_success() {
+            let st = r.status().as_u16();
+            let body = super::http::error_body(r).await;
+            return Err(ClientError::Server { status: st, body });
+        }
+        let v: Value = r
+            .json()
+            .await
+            .map_err(|e| ClientError::Transport(format!("{u}: {e}")))?;
+        match v["origin"].as_str() {
+            Some(o) if !chain.iter().any(|c| c == o) && o != uuid => {
+                chain.push(o.to_string());
+                cur = o.to_string();
+            }
+            _ => break,
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Starts one AdminImportRemoteImage job and follows it to its end.
+async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> Result<Value> {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("action", "import-remote")
+        .append_pair("source", source);
+    if skip_owner {
+        q.append_pair("skip_owner_check", "true");
+    }
+    let path = format!("/images/{uuid}?{}", q.finish());
+    // The source's own refusal (503 RemoteSourceError, e.g. the image is
+    // not there) is tried again only twice, then reported as a refusal.
+    let remote_errors = std::cell::Cell::new(0u32);
+    let started = http
+        .retrying("import-remote", || async {
+            let r = match http.small(Method::POST, &path, Duration::ZERO).send().await {
+                Err(e) => {
+                    return Ok(Attempt::Retry {
+                        why: super::http::chain(&e),
+                        after: None,
+                    });
+                }
+                Ok(r) => r,
+            };
+            if r.status().is_success() {
+                return r.json::<Value>().await.map(Attempt::Done).or_else(|e| {
+                    Ok(Attempt::Retry {
+                        why: super::http::chain(&e),
+                        after: None,
+                    })
+                });
+            }
+            let status = r.status().as_u16();
+            let body = super::http::error_body(r).await;
+            if body.code == "RemoteSourceError" {
+                remote_errors.set(remote_errors.get() + 1);
+                if remote_errors.get() > 2 {
+                    return Err(ClientError::Server { status, body });
+                }
+            }
+            if matches!(status, 500 | 502 | 503 | 504) {
+                return Ok(Attempt::Retry {
+                    why: format!("{status} {}: {}", body.code, body.message),
+                    after: None,
+                });
+            }
+            Err(ClientError::Server { status, body })
+        })
+        .await?;
+    let Some(job_uuid) = started["job_uuid"].as_str().map(str::to_string) else {
+        return Err(ClientError::Transport(format!(
+            "import-remote: the answer has no job_uuid: {started}"
+        )));
+    };
+    let pb = output::bar(0, http.conn.json, &format!("import {uuid}"));
+    let jpath = format!("/jobs/{job_uuid}");
+    let job = loop {
+        let job = http
+            .json("import job", || {
+                http.small(Method::GET, &jpath, Duration::ZERO)
+            })
+            .await?;
+        if let Some(t) = job["bytes_total"].as_u64()
+            && t > 0
+        {
+            pb.set_length(t);
+        }
+        if let Some(b) = job["bytes_received"].as_u64() {
+            pb.set_position(b);
+        }
+        match job["execution"].as_str() {
+            Some("succeeded") | Some("failed") | Some("canceled") => break job,
+            _ => tokio::time::sleep(POLL).await,
+        }
+    };
+    pb.finish_and_clear();
+    if job["execution"] == "succeeded" {
+        return Ok(job);
+    }
+    let err = job["chain_results"]
+        .as_array()
+        .and_then(|c| c.iter().rev().find(|r| r["error"].is_object()))
+        .map(|r| r["error"].clone())
+        .unwrap_or(Value::Null);
+    let code = err["code"]
+        .as_str()
+        .or(err["name"].as_str())
+        .unwrap_or("ImportFailed")
+        .to_string();
+    let message = err["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("import job {job_uuid} {}", job["execution"]));
+    Err(ClientError::Server {
+        status: 422,
+        body: ErrorBody {
+            code,
+            message,
+            errors: vec![],
+        },
+    })
+}
+
+/// `imgapi import-remote UUID --source URL`: the image as imported, and its
+/// job(s).
+pub async fn import_remote(
+    http: &Http,
+    uuid: &str,
+    source: &str,
+    all_origins: bool,
+    skip_owner: bool,
+) -> Result<Value> {
+    let mut jobs = Vec::new();
+    if all_origins {
+        for o in source_origins(source, uuid).await? {
+            match get_image(http, &o).await {
+                Ok(img) if img["state"] == "active" => continue,
+                Ok(_) => {}
+                Err(e) if not_found(&e) => {}
+                Err(e) => return Err(e),
+            }
+            jobs.push(import_one(http, &o, source, skip_owner).await?);
+        }
+    }
+    jobs.push(import_one(http, uuid, source, skip_owner).await?);
+    let img = get_image(http, uuid).await?;
+    Ok(json!({"image": img, "jobs": jobs}))
+}
