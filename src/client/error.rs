@@ -45,7 +45,7 @@ impl ClientError {
             let v = match self {
                 ClientError::Server { status, body } => serde_json::json!({
                     "error": {"status": status, "code": body.code, "message": body.message,
-                              "errors": body.errors.iter().map(|e| serde_json::json!({
+                              "errors": body.errors.iter().flatten().map(|e| serde_json::json!({
                                   "field": e.field, "code": e.code, "message": e.message,
                               })).collect::<Vec<_>>()}
                 }),
@@ -55,7 +55,7 @@ impl ClientError {
         } else {
             eprintln!("imgapi: {self}");
             if let ClientError::Server { body, .. } = self {
-                for e in &body.errors {
+                for e in body.errors.iter().flatten() {
                     let m = e.message.as_deref().unwrap_or("");
                     eprintln!("  {}: {} {m}", e.field, e.code);
                 }

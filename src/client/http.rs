@@ -178,7 +178,7 @@ pub async fn error_body(r: Response) -> ErrorBody {
     serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
         code: format!("HTTP{}", st.as_u16()),
         message: text.chars().take(200).collect(),
-        errors: vec![],
+        errors: None,
     })
 }
 
@@ -252,7 +252,7 @@ pub fn refused(status: u16, code: &str, message: String) -> ClientError {
         body: ErrorBody {
             code: code.into(),
             message,
-            errors: vec![],
+            errors: None,
         },
     }
 }

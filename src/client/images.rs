@@ -143,7 +143,7 @@ pub async fn publish(
                 serde_json::from_value::<ErrorBody>(img["error"].clone()).unwrap_or(ErrorBody {
                     code: "ImageFailed".into(),
                     message: format!("image {} failed", img["uuid"]),
-                    errors: vec![],
+                    errors: None,
                 });
             return Err(ClientError::Server { status: 422, body });
         }

@@ -302,7 +302,7 @@ fn failed(img: &Value) -> ClientError {
     let body = serde_json::from_value::<ErrorBody>(img["error"].clone()).unwrap_or(ErrorBody {
         code: "ImageFailed".into(),
         message: format!("image {} failed", img["uuid"]),
-        errors: vec![],
+        errors: None,
     });
     ClientError::Server { status: 422, body }
 }
@@ -564,7 +564,7 @@ async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> 
         body: ErrorBody {
             code,
             message,
-            errors: vec![],
+            errors: None,
         },
     })
 }

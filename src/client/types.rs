@@ -1,29 +1,11 @@
-//! The server's JSON shapes the client reads (images, uploads, errors).
-//! Temporary: to be replaced by the shared wire types in `crate::wire` when
-//! the branches are merged.
+//! The server's JSON shapes the client reads. Error bodies are the shared
+//! wire type (`imgapi::wire::ErrorBody`); `Image` is the lenient subset a
+//! download is checked against, so that any IMGAPI's manifest parses.
 
 use serde::Deserialize;
 
-/// An IMGAPI error body: `{code, message, errors?}`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ErrorBody {
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub errors: Vec<FieldError>,
-}
-
-/// One item of an error's `errors` list.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FieldError {
-    #[serde(default)]
-    pub field: String,
-    #[serde(default)]
-    pub code: String,
-    #[serde(default)]
-    pub message: Option<String>,
-}
+/// An IMGAPI error body, `{code, message, errors?}`: the shared wire type.
+pub use imgapi::wire::ErrorBody;
 
 /// The part of an image manifest the client checks a download against
 /// (the raw JSON is what it prints).
