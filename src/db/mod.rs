@@ -105,6 +105,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_import_jobs",
         include_str!("../../sql/0006_import_jobs.sql"),
     ),
+    (
+        "0008_upload_concat",
+        include_str!("../../sql/0008_upload_concat.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.

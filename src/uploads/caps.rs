@@ -140,7 +140,7 @@ impl Caps {
     /// and its bytes within the quota of bytes in unfinished uploads?
     /// Operators' own uploads (no owner) are not capped.
     pub(super) fn admit(&self, c: &rusqlite::Connection, row: &Upload) -> Result<()> {
-        let (owner, quota, max_open) = (row.owner, self.quota, self.max_open);
+        let (owner, max_open) = (row.owner, self.max_open);
         if owner.is_none() {
             return Ok(());
         }
@@ -150,6 +150,17 @@ impl Caps {
                 "the account has {open} uploads open (at most {max_open}): \
                  register or terminate some first"
             )));
+        }
+        self.admit_bytes(c, row)
+    }
+
+    /// Is the owner of `row` within its quota of bytes in unfinished
+    /// uploads with it? (A final upload is admitted by this alone: the
+    /// partials it consumes were counted as open uploads already.)
+    pub(super) fn admit_bytes(&self, c: &rusqlite::Connection, row: &Upload) -> Result<()> {
+        let (owner, quota) = (row.owner, self.quota);
+        if owner.is_none() {
+            return Ok(());
         }
         let used = q::bytes_in_flight(c, owner)?;
         if used + row.length > quota {

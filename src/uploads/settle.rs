@@ -54,6 +54,9 @@ impl Uploads {
                 }
             }
         }
+        if let Err(e) = self.remove_spent_partials(None).await {
+            tracing::warn!(error = %e, "could not remove spent partial uploads");
+        }
         Ok(finished)
     }
 
@@ -63,6 +66,8 @@ impl Uploads {
     /// now (e.g. 503 while the store is down).
     pub(super) async fn finish_one(&self, up: Upload) -> Result<Upload> {
         let id = up.id;
+        // A final upload is filled from its partials first.
+        let up = self.fill(up).await?;
         let err = match self.complete(up.clone()).await {
             Ok(done) => return Ok(done),
             Err(e) => e,
