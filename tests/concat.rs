@@ -61,23 +61,36 @@ async fn info(s: &Server, loc: &str) -> (u16, Value) {
 #[tokio::test]
 async fn interleaved_partials_make_a_final_that_registers() {
     let s = Server::start().await;
-    let file = data(3 * 1024 * KIB + 123, 7);
-    let cut = 1024 * KIB + 5; // uneven halves
+    interleave_final_register(&s, 3 * 1024 * KIB + 123, 1024 * KIB + 5).await;
+}
+
+#[tokio::test]
+async fn s3_interleaved_partials_make_a_final_that_registers() {
+    let s3 = common::S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    // The final spans three 5 MiB parts; the cut is not on a part boundary.
+    interleave_final_register(&s, 11 * 1024 * KIB + 77, 3 * 1024 * KIB + 1).await;
+}
+
+/// Two partials of a `size`-byte file cut at `cut`, PATCHed alternately;
+/// the final made of them; its HEAD, digests, registration and bytes.
+async fn interleave_final_register(s: &Server, size: usize, cut: usize) {
+    let file = data(size, 7);
     let (a, b) = (&file[..cut], &file[cut..]);
-    let pa = partial(&s, a.len(), LUKE).await;
-    let pb = partial(&s, b.len(), LUKE).await;
+    let pa = partial(s, a.len(), LUKE).await;
+    let pb = partial(s, b.len(), LUKE).await;
     // Two partials PATCHed alternately, 256 KiB at a time.
     let chunk = 256 * KIB;
     let (mut oa, mut ob) = (0, 0);
     while oa < a.len() || ob < b.len() {
         if ob < b.len() {
             let end = (ob + chunk).min(b.len());
-            patch_ok(&s, &pb, ob, &b[ob..end]).await;
+            patch_ok(s, &pb, ob, &b[ob..end]).await;
             ob = end;
         }
         if oa < a.len() {
             let end = (oa + chunk).min(a.len());
-            patch_ok(&s, &pa, oa, &a[oa..end]).await;
+            patch_ok(s, &pa, oa, &a[oa..end]).await;
             oa = end;
         }
     }
@@ -85,12 +98,12 @@ async fn interleaved_partials_make_a_final_that_registers() {
     assert_eq!(st, 200);
     assert_eq!(h["upload-concat"], "partial");
     // A partial is no file of its own.
-    let (_, v) = info(&s, &pa).await;
+    let (_, v) = info(s, &pa).await;
     assert_eq!(v["concat"], "partial");
 
     // One URL absolute, one as Location gave it.
     let urls = vec![s.u(&pa), pb.clone()];
-    let (st, loc, v) = final_of(&s, &urls, LUKE).await;
+    let (st, loc, v) = final_of(s, &urls, LUKE).await;
     assert_eq!(st, 201, "{v}");
     let fin = loc.unwrap();
     let (st, off, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
@@ -98,15 +111,15 @@ async fn interleaved_partials_make_a_final_that_registers() {
     assert_eq!(off, Some(file.len() as u64));
     assert_eq!(h["upload-length"], file.len().to_string());
     assert_eq!(h["upload-concat"], format!("final;{pa} {pb}"));
-    let (st, v) = info(&s, &fin).await;
+    let (st, v) = info(s, &fin).await;
     assert_eq!(st, 200);
     assert_eq!(v["state"], "complete");
     assert_eq!(v["sha1"], sha1_hex(&file));
     assert_eq!(v["content_md5"], md5_b64(&file));
     assert_eq!(v["concat"], "final");
     // The partials went once the final was complete.
-    assert_eq!(info(&s, &pa).await.0, 404);
-    assert_eq!(info(&s, &pb).await.0, 404);
+    assert_eq!(info(s, &pa).await.0, 404);
+    assert_eq!(info(s, &pb).await.0, 404);
     // PATCH on a final: 403.
     let (st, _, v) = s
         .tus_patch(&fin, Some(LUKE), file.len() as u64, b"x".to_vec())
@@ -275,6 +288,61 @@ async fn kill_mid_partial_then_resume_and_finish() {
         .await
         .unwrap();
     assert!(got.bytes().await.unwrap() == file);
+}
+
+/// The server killed (SIGKILL) while it fills a final upload from its
+/// partials: whatever the moment, after the restart either the final is
+/// complete with the file's digests (finished at start-up) and the
+/// partials are gone, or there is no final and the partials are free.
+#[tokio::test]
+async fn kill_during_final_fill_finishes_or_frees() {
+    let mut s = Server::start().await;
+    let file = data(24 * 1024 * KIB, 13);
+    let cut = 10 * 1024 * KIB;
+    let pa = partial(&s, cut, LUKE).await;
+    let pb = partial(&s, file.len() - cut, LUKE).await;
+    patch_ok(&s, &pa, 0, &file[..cut]).await;
+    patch_ok(&s, &pb, 0, &file[cut..]).await;
+    let req = s
+        .http
+        .post(s.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-concat", format!("final;{pa} {pb}"))
+        .send();
+    let req = tokio::spawn(req);
+    // The kill lands while the final is filled, or around it.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    s.restart_hard().await;
+    let answered = matches!(req.await, Ok(Ok(r)) if r.status().is_success());
+    println!("POST final answered before the kill: {answered}");
+    let (st, list) = s.get(&format!("/uploads?account={LUKE}")).await;
+    assert_eq!(st, 200);
+    let finals: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["concat"] == "final")
+        .collect();
+    let fin = match finals.as_slice() {
+        [] => {
+            println!("killed before the final was recorded");
+            let (st, loc, v) = final_of(&s, &[pa.clone(), pb.clone()], LUKE).await;
+            assert_eq!(st, 201, "{v}");
+            loc.unwrap()
+        }
+        [f] => {
+            println!("killed with the final recorded: {}", f["state"]);
+            format!("/uploads/{}", f["id"].as_str().unwrap())
+        }
+        _ => panic!("two finals: {list}"),
+    };
+    let (st, v) = info(&s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete", "{v}");
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    assert_eq!(info(&s, &pa).await.0, 404);
+    assert_eq!(info(&s, &pb).await.0, 404);
 }
 
 #[tokio::test]
