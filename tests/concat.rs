@@ -175,7 +175,6 @@ async fn concatenation_errors() {
 
     let done = partial(&s, 10, LUKE).await;
     patch_ok(&s, &done, 0, b"0123456789").await;
-    let open = partial(&s, 10, LUKE).await;
     let foreign = partial(&s, 10, VADER).await;
     let (_, h) = s.tus_create(10, Some(LUKE), &[]).await;
     let plain = h["location"].to_str().unwrap().to_string();
@@ -187,7 +186,6 @@ async fn concatenation_errors() {
         (vec![foreign], 404, "UploadNotFound"),
         (vec![plain], 400, "InvalidHeader"),
         (vec![done.clone(), done.clone()], 400, "InvalidHeader"),
-        (vec![open.clone()], 422, "UploadIncomplete"),
         (vec!["/images/nope".into()], 400, "InvalidHeader"),
         (vec![], 400, "InvalidHeader"),
     ];
@@ -252,6 +250,72 @@ async fn concatenation_errors() {
         st, 404,
         "a used partial is gone once its final completed: {v}"
     );
+}
+
+/// `concatenation-unfinished`: a final created while a partial is still
+/// uploading holds the complete prefix, and completes when that partial does.
+#[tokio::test]
+async fn final_before_its_partials_are_done() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.u("/uploads"))
+        .send()
+        .await
+        .unwrap();
+    let ext = r.headers()["tus-extension"].to_str().unwrap().to_string();
+    assert!(
+        ext.split(',').any(|e| e == "concatenation-unfinished"),
+        "{ext}"
+    );
+    let file = data(1024 * KIB + 999, 21);
+    let (c1, c2) = (300 * KIB + 1, 700 * KIB + 3);
+    let pa = partial(&s, c1, LUKE).await;
+    let pb = partial(&s, c2 - c1, LUKE).await;
+    let pc = partial(&s, file.len() - c2, LUKE).await;
+    patch_ok(&s, &pa, 0, &file[..c1]).await;
+    patch_ok(&s, &pc, 0, &file[c2..]).await;
+    patch_ok(&s, &pb, 0, &file[c1..c1 + 100 * KIB]).await;
+    let (st, loc, v) = final_of(&s, &[pa.clone(), pb.clone(), pc.clone()], LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    // Its offset is the complete prefix: partial a only.
+    let (st, off, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!((st, off), (200, Some(c1 as u64)));
+    assert_eq!(h["upload-length"], file.len().to_string());
+    let (_, v) = info(&s, &fin).await;
+    assert_eq!(v["state"], "uploading");
+    let (_, v) = info(&s, &pb).await;
+    assert_eq!(v["final"], fin.trim_start_matches("/uploads/"));
+    // A partial a final uses: no other final, no termination.
+    let (st, _, v) = final_of(&s, std::slice::from_ref(&pb), LUKE).await;
+    assert_eq!((st, v["code"].as_str()), (409, Some("FileInUse")), "{v}");
+    let r = s
+        .http
+        .delete(s.u(&format!("{pb}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    // The rest of b: the final completes.
+    patch_ok(&s, &pb, 100 * KIB, &file[c1 + 100 * KIB..c2]).await;
+    let (st, v) = info(&s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete", "{v}");
+    assert_eq!(v["offset"], file.len());
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    for p in [&pa, &pb, &pc] {
+        assert_eq!(info(&s, p).await.0, 404);
+    }
+    let got = s
+        .http
+        .get(s.u(&format!("{fin}?account={LUKE}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap() == file);
 }
 
 #[tokio::test]

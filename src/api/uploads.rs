@@ -24,8 +24,7 @@ use crate::identity::Caller;
 use crate::uploads::Checksum;
 
 pub const TUS_VERSION: &str = "1.0.0";
-pub const TUS_EXTENSIONS: &str =
-    "creation,creation-with-upload,termination,checksum,expiration,concatenation";
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration,concatenation,concatenation-unfinished";
 const OFFSET_CT: &str = "application/offset+octet-stream";
 
 fn h(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -318,9 +318,16 @@ pub fn list_page(
     rows.map(|r| finish(r?)).collect()
 }
 
-/// Bytes `owner` has in unfinished uploads (their declared lengths).
+/// Bytes `owner` has in unfinished uploads (their declared lengths; a
+/// final upload of a tus concatenation holds its partials' bytes, counted
+/// with them).
 pub fn bytes_in_flight(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
-    owner_sum(c, "COALESCE(SUM(length), 0)", "state = 'uploading'", owner)
+    owner_sum(
+        c,
+        "COALESCE(SUM(length), 0)",
+        "state = 'uploading' AND concat IS NOT 'final'",
+        owner,
+    )
 }
 
 /// Uploads `owner` has open (not registered to an image).

@@ -141,6 +141,8 @@ impl Caps {
     /// Operators' own uploads (no owner) are not capped.
     pub(super) fn admit(&self, c: &rusqlite::Connection, row: &Upload) -> Result<()> {
         let (owner, max_open) = (row.owner, self.max_open);
+        // (A final upload of a tus concatenation is not admitted here: its
+        // bytes are its partials', admitted with them.)
         if owner.is_none() {
             return Ok(());
         }
@@ -151,17 +153,7 @@ impl Caps {
                  register or terminate some first"
             )));
         }
-        self.admit_bytes(c, row)
-    }
-
-    /// Is the owner of `row` within its quota of bytes in unfinished
-    /// uploads with it? (A final upload is admitted by this alone: the
-    /// partials it consumes were counted as open uploads already.)
-    pub(super) fn admit_bytes(&self, c: &rusqlite::Connection, row: &Upload) -> Result<()> {
-        let (owner, quota) = (row.owner, self.quota);
-        if owner.is_none() {
-            return Ok(());
-        }
+        let quota = self.quota;
         let used = q::bytes_in_flight(c, owner)?;
         if used + row.length > quota {
             return Err(Error::QuotaExceeded(format!(

@@ -1,10 +1,12 @@
-//! tus `concatenation`: partial uploads (ordinary resumable uploads with no
-//! path of their own) and final uploads made of them. A final is created
-//! once its partials are complete; its bytes are then copied from them in
-//! one sequential pass that also hashes them in file order (md5 and sha1
-//! computed once for the whole file), and it completes like any upload.
-//! A crash during that pass leaves a final that settling fills again; the
-//! partials go once their final is finished.
+//! tus `concatenation` and `concatenation-unfinished`: partial uploads
+//! (ordinary resumable uploads with no path of their own) and final
+//! uploads made of them. A final's bytes are copied from its partials in
+//! file order, each partial's in one sequential pass that also hashes them
+//! (md5 and sha1 computed once for the whole file): at creation from the
+//! complete prefix of its partials, then as each next partial completes.
+//! Its offset is that contiguous prefix; once it is the whole length the
+//! final completes like any upload. A crash during a pass leaves a final
+//! that settling fills again; the partials go once their final is finished.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -37,8 +39,9 @@ impl Uploads {
     }
 
     /// Create a final upload (`Upload-Concat: final;...`) from the caller's
-    /// complete, unused partial uploads `parts`, in file order, and fill it
-    /// from them. `declared_length`, if the client sent one, must be the
+    /// unused partial uploads `parts`, in file order, and fill it from those
+    /// complete (`concatenation-unfinished`: the others fill it as they
+    /// complete). `declared_length`, if the client sent one, must be the
     /// sum of theirs.
     pub async fn create_final(
         &self,
@@ -84,9 +87,10 @@ impl Uploads {
             .await
     }
 
-    /// Fill a just-created final upload (its lock held) and complete it.
-    /// If it cannot be filled now, it is removed again (its partials are
-    /// free for another final) and the error returned.
+    /// Fill a just-created final upload (its lock held) from its complete
+    /// partials and complete it if they all are. If it cannot be filled
+    /// now, it is removed again (its partials are free for another final)
+    /// and the error returned.
     pub(super) async fn fill_and_complete(&self, up: Upload) -> Result<Upload> {
         let filled = match self.fill(up.clone()).await {
             Ok(f) => f,
@@ -97,20 +101,24 @@ impl Uploads {
                 return Err(e);
             }
         };
+        if filled.offset < filled.length {
+            return Ok(filled); // concatenation-unfinished: partials to come
+        }
         self.complete(filled).await
     }
 
     /// Copy the bytes of a final upload's partials not yet in it (from its
-    /// offset) into it, hashing them in file order; the upload with every
-    /// byte in (not yet completed).
+    /// offset up to the first partial not complete) into it, hashing them
+    /// in file order, and record the new offset (the contiguous prefix of
+    /// complete partials) with the hash state; the upload as it is then
+    /// (every byte in, not yet completed, once all its partials are).
     pub(super) async fn fill(&self, mut up: Upload) -> Result<Upload> {
         let Concat::Final { parts } = up.concat.clone() else {
             return Ok(up);
         };
-        if up.offset == up.length {
-            return Ok(up);
-        }
-        let mut partials = Vec::with_capacity(parts.len());
+        // The partials of the contiguous complete prefix, and where it ends.
+        let mut ready = Vec::with_capacity(parts.len());
+        let mut end = 0u64;
         for id in parts {
             let p = self
                 .db
@@ -123,13 +131,20 @@ impl Uploads {
                 p
             };
             let ours = matches!(p.concat, Concat::Partial { used_by: Some(f) } if f == up.id);
-            if !ours || p.state != UploadState::Complete {
+            if !ours {
                 return Err(Error::internal(format!(
-                    "partial upload {id} of final upload {} is not complete",
+                    "partial upload {id} is not one of final upload {}",
                     up.id
                 )));
             }
-            partials.push(p);
+            if p.state != UploadState::Complete {
+                break;
+            }
+            end += p.length;
+            ready.push(p);
+        }
+        if end <= up.offset {
+            return Ok(up);
         }
         let mut writer = self
             .stores
@@ -137,7 +152,7 @@ impl Uploads {
             .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
         if let Err(e) = self
-            .copy_partials(up.offset, &partials, &mut writer, &mut hasher)
+            .copy_partials(up.offset, &ready, &mut writer, &mut hasher)
             .await
         {
             let writer_error = writer.abort().await?;
@@ -146,14 +161,43 @@ impl Uploads {
         let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
         let sent = written?;
         up.hash = hashed?;
-        up.offset = up.length;
+        up.offset = end;
         up.updated_at = now_iso();
         if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
         }
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
+        if up.offset < up.length
+            && up.s3.is_some()
+            && let Err(e) = self.flush_parts(&mut up, false).await
+        {
+            tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
+        }
         Ok(up)
+    }
+
+    /// A partial upload `up` just completed: fill its final upload (if it
+    /// has one) with it now, in the background, and complete the final if
+    /// it was the last. (Should that fail, the final is filled on access
+    /// or by the periodic settling.)
+    pub(super) fn partial_completed(&self, up: &Upload) {
+        if !matches!(up.concat, Concat::Partial { .. }) {
+            return;
+        }
+        let (me, id) = (self.clone(), up.id);
+        tokio::spawn(async move {
+            // Read again: a final may have claimed it while it streamed.
+            let Ok(Some(p)) = me.db.read(move |c| q::get(c, id)).await else {
+                return;
+            };
+            let Concat::Partial { used_by: Some(f) } = p.concat else {
+                return;
+            };
+            if let Err(e) = me.settle(f).await {
+                tracing::warn!(upload.id = %f, error = %e, "could not fill the final upload yet");
+            }
+        });
     }
 
     /// Stream the partials' bytes from file offset `from` on into `writer`
@@ -205,7 +249,8 @@ impl Uploads {
     }
 }
 
-/// May `p` go into a new final upload: a complete partial no final uses?
+/// May `p` go into a new final upload: a partial (complete or still
+/// uploading) no final uses?
 fn check_partial(p: &Upload) -> Result<()> {
     let id = p.id;
     match p.concat {
@@ -222,8 +267,7 @@ fn check_partial(p: &Upload) -> Result<()> {
         }
     }
     match p.state {
-        UploadState::Complete => Ok(()),
-        UploadState::Uploading => Err(Error::UploadIncomplete(id)),
+        UploadState::Complete | UploadState::Uploading => Ok(()),
         _ => Err(Error::InvalidHeader(format!(
             "partial upload {id} failed: {}",
             p.error.as_deref().unwrap_or("it cannot be used")

@@ -121,9 +121,8 @@ impl Uploads {
             .db
             .write(move |c| {
                 if let Concat::Final { parts } = &row.concat {
-                    // The partials' bytes become this upload's: only its
-                    // bytes count, and the partials must still be free.
-                    caps.admit_bytes(c, &row)?;
+                    // Its bytes are its partials', admitted with them; they
+                    // must still be free.
                     claim_partials(c, row.id, parts)?;
                 } else {
                     caps.admit(c, &row)?;
@@ -356,6 +355,9 @@ impl Uploads {
         // The staged copy goes only once the row names the object.
         if let Some((store, key)) = leftover {
             let _ = self.stores.get(store).delete(&key).await;
+        }
+        if up.state == UploadState::Complete {
+            self.partial_completed(&up);
         }
         if matches!(up.concat, Concat::Final { .. })
             && let Err(e) = self.remove_spent_partials(Some(up.id)).await

@@ -68,6 +68,9 @@ impl Uploads {
         let id = up.id;
         // A final upload is filled from its partials first.
         let up = self.fill(up).await?;
+        if up.offset < up.length {
+            return Ok(up); // a final whose next partial is not complete yet
+        }
         let err = match self.complete(up.clone()).await {
             Ok(done) => return Ok(done),
             Err(e) => e,
