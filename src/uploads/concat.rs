@@ -116,9 +116,8 @@ impl Uploads {
         let Concat::Final { parts } = up.concat.clone() else {
             return Ok(up);
         };
-        // The partials of the contiguous complete prefix, and where it ends.
+        // The partials of the contiguous complete prefix.
         let mut ready = Vec::with_capacity(parts.len());
-        let mut end = 0u64;
         for id in parts {
             let p = self
                 .db
@@ -140,28 +139,39 @@ impl Uploads {
             if p.state != UploadState::Complete {
                 break;
             }
-            end += p.length;
             ready.push(p);
         }
-        if end <= up.offset {
-            return Ok(up);
+        // One pass per partial, recorded on its own: after a crash the
+        // copy resumes from the last partial recorded.
+        let mut pos = 0u64;
+        for p in &ready {
+            let end = pos + p.length;
+            if end > up.offset {
+                let start = up.offset.saturating_sub(pos);
+                up = self.copy_partial(up, p, start).await?;
+            }
+            pos = end;
         }
+        Ok(up)
+    }
+
+    /// Append the bytes of partial `p` from `start` on to the final `up`,
+    /// hashing them, in one sequential read (nothing buffered); record the
+    /// new offset with the hash state.
+    async fn copy_partial(&self, mut up: Upload, p: &Upload, start: u64) -> Result<Upload> {
         let mut writer = self
             .stores
             .append(&session_of(&up), self.target_store(&up), None)
             .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
-        if let Err(e) = self
-            .copy_partials(up.offset, &ready, &mut writer, &mut hasher)
-            .await
-        {
+        if let Err(e) = stream_into(self, p, start, &mut writer, &mut hasher).await {
             let writer_error = writer.abort().await?;
             return Err(writer_error.map(Error::from).unwrap_or(e));
         }
         let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
         let sent = written?;
         up.hash = hashed?;
-        up.offset = end;
+        up.offset += p.length - start;
         up.updated_at = now_iso();
         if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
@@ -200,35 +210,6 @@ impl Uploads {
         });
     }
 
-    /// Stream the partials' bytes from file offset `from` on into `writer`
-    /// and `hasher`: one sequential read of each, nothing buffered.
-    async fn copy_partials(
-        &self,
-        from: u64,
-        partials: &[Upload],
-        writer: &mut SessionWriter,
-        hasher: &mut StreamHasher,
-    ) -> Result<()> {
-        let mut pos = 0u64;
-        for p in partials {
-            let end = pos + p.length;
-            if end > from {
-                let start = from.max(pos) - pos;
-                let mut body = self
-                    .stores
-                    .read_session(&session_of(p), Some(start..p.length))
-                    .await?;
-                while let Some(chunk) = body.next().await {
-                    let chunk = chunk.map_err(StoreError::from)?;
-                    hasher.update(&chunk).await?;
-                    writer.write(chunk).await?;
-                }
-            }
-            pos = end;
-        }
-        Ok(())
-    }
-
     /// Remove partial uploads whose final is finished (of `of`, or of every
     /// final): their bytes are the final's now. Returns how many went.
     pub(super) async fn remove_spent_partials(&self, of: Option<Uuid>) -> Result<usize> {
@@ -247,6 +228,30 @@ impl Uploads {
         }
         Ok(spent.len())
     }
+}
+
+/// Stream the bytes of partial `p` from `start` on into `writer` and
+/// `hasher`.
+async fn stream_into(
+    uploads: &Uploads,
+    p: &Upload,
+    start: u64,
+    writer: &mut SessionWriter,
+    hasher: &mut StreamHasher,
+) -> Result<()> {
+    if start >= p.length {
+        return Ok(());
+    }
+    let mut body = uploads
+        .stores
+        .read_session(&session_of(p), Some(start..p.length))
+        .await?;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(StoreError::from)?;
+        hasher.update(&chunk).await?;
+        writer.write(chunk).await?;
+    }
+    Ok(())
 }
 
 /// May `p` go into a new final upload: a partial (complete or still
