@@ -257,6 +257,25 @@ async fn concatenation_errors() {
 #[tokio::test]
 async fn final_before_its_partials_are_done() {
     let s = Server::start().await;
+    final_before_partials(&s, 1024 * KIB + 999, 300 * KIB + 1, 700 * KIB + 3).await;
+}
+
+#[tokio::test]
+async fn s3_final_before_its_partials_are_done() {
+    let s3 = common::S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    final_before_partials(
+        &s,
+        12 * 1024 * KIB + 5,
+        3 * 1024 * KIB + 1,
+        8 * 1024 * KIB + 3,
+    )
+    .await;
+}
+
+/// Partials a, b, c of a `size`-byte file cut at `c1` and `c2`; the final
+/// created while b is still uploading.
+async fn final_before_partials(s: &Server, size: usize, c1: usize, c2: usize) {
     let r = s
         .http
         .request(reqwest::Method::OPTIONS, s.u("/uploads"))
@@ -268,27 +287,26 @@ async fn final_before_its_partials_are_done() {
         ext.split(',').any(|e| e == "concatenation-unfinished"),
         "{ext}"
     );
-    let file = data(1024 * KIB + 999, 21);
-    let (c1, c2) = (300 * KIB + 1, 700 * KIB + 3);
-    let pa = partial(&s, c1, LUKE).await;
-    let pb = partial(&s, c2 - c1, LUKE).await;
-    let pc = partial(&s, file.len() - c2, LUKE).await;
-    patch_ok(&s, &pa, 0, &file[..c1]).await;
-    patch_ok(&s, &pc, 0, &file[c2..]).await;
-    patch_ok(&s, &pb, 0, &file[c1..c1 + 100 * KIB]).await;
-    let (st, loc, v) = final_of(&s, &[pa.clone(), pb.clone(), pc.clone()], LUKE).await;
+    let file = data(size, 21);
+    let pa = partial(s, c1, LUKE).await;
+    let pb = partial(s, c2 - c1, LUKE).await;
+    let pc = partial(s, file.len() - c2, LUKE).await;
+    patch_ok(s, &pa, 0, &file[..c1]).await;
+    patch_ok(s, &pc, 0, &file[c2..]).await;
+    patch_ok(s, &pb, 0, &file[c1..c1 + 100 * KIB]).await;
+    let (st, loc, v) = final_of(s, &[pa.clone(), pb.clone(), pc.clone()], LUKE).await;
     assert_eq!(st, 201, "{v}");
     let fin = loc.unwrap();
     // Its offset is the complete prefix: partial a only.
     let (st, off, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
     assert_eq!((st, off), (200, Some(c1 as u64)));
     assert_eq!(h["upload-length"], file.len().to_string());
-    let (_, v) = info(&s, &fin).await;
+    let (_, v) = info(s, &fin).await;
     assert_eq!(v["state"], "uploading");
-    let (_, v) = info(&s, &pb).await;
+    let (_, v) = info(s, &pb).await;
     assert_eq!(v["final"], fin.trim_start_matches("/uploads/"));
     // A partial a final uses: no other final, no termination.
-    let (st, _, v) = final_of(&s, std::slice::from_ref(&pb), LUKE).await;
+    let (st, _, v) = final_of(s, std::slice::from_ref(&pb), LUKE).await;
     assert_eq!((st, v["code"].as_str()), (409, Some("FileInUse")), "{v}");
     let r = s
         .http
@@ -299,15 +317,15 @@ async fn final_before_its_partials_are_done() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 409);
     // The rest of b: the final completes.
-    patch_ok(&s, &pb, 100 * KIB, &file[c1 + 100 * KIB..c2]).await;
-    let (st, v) = info(&s, &fin).await;
+    patch_ok(s, &pb, 100 * KIB, &file[c1 + 100 * KIB..c2]).await;
+    let (st, v) = info(s, &fin).await;
     assert_eq!(st, 200);
     assert_eq!(v["state"], "complete", "{v}");
     assert_eq!(v["offset"], file.len());
     assert_eq!(v["sha1"], sha1_hex(&file));
     assert_eq!(v["content_md5"], md5_b64(&file));
     for p in [&pa, &pb, &pc] {
-        assert_eq!(info(&s, p).await.0, 404);
+        assert_eq!(info(s, p).await.0, 404);
     }
     let got = s
         .http
