@@ -48,6 +48,8 @@ impl Uploads {
                 continue;
             }
             match self.finish_one(up).await {
+                // (A final whose next partial is not complete stays open.)
+                Ok(u) if u.state == UploadState::Uploading => {}
                 Ok(_) => finished += 1,
                 Err(e) => {
                     tracing::warn!(upload.id = %id, error = %e, "could not finish a stalled upload yet")
