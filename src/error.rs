@@ -151,6 +151,8 @@ errors! {
         => "UploadOffsetMismatch", 409, |_m| UploadOffsetMismatch { given: 0, current: 0 };
     #[error("upload {0} is busy with another request; retry after it ends")]
     UploadLocked(Uuid) => "UploadLocked", 423, |_m| UploadLocked(Uuid::nil());
+    #[error("upload {0} is a final concatenation: its bytes come from its partial uploads")]
+    UploadIsFinal(Uuid) => "UploadIsFinal", 403, |_m| UploadIsFinal(Uuid::nil());
     #[error("{0}")]
     UploadChecksumMismatch(String) => "UploadChecksumMismatch", 460, |m| UploadChecksumMismatch(m.into());
     #[error("{0}")]

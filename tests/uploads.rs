@@ -49,7 +49,7 @@ async fn options_advertise_the_protocol() {
     assert_eq!(h["tus-max-size"], "123456789");
     assert_eq!(
         h["tus-extension"],
-        "creation,creation-with-upload,termination,checksum,expiration"
+        "creation,creation-with-upload,termination,checksum,expiration,concatenation,concatenation-unfinished"
     );
     assert_eq!(h["tus-checksum-algorithm"], "md5,sha1,sha256");
 }

@@ -1,5 +1,6 @@
 //! tus 1.0 endpoints under `/uploads` (core, creation,
-//! creation-with-upload, termination, checksum, expiration), the
+//! creation-with-upload, termination, checksum, expiration,
+//! concatenation), the
 //! `Content-Range` PUT form, and the JSON views of upload sessions.
 
 use std::collections::BTreeMap;
@@ -15,14 +16,14 @@ use uuid::Uuid;
 
 use super::range::ranged;
 use super::{AppState, json_response};
-use crate::db::uploads::Upload;
+use crate::db::uploads::{Concat, Upload};
 use crate::digest::CHECKSUM_ALGORITHMS;
 use crate::error::Error;
 use crate::identity::Caller;
 use crate::uploads::Checksum;
 
 pub const TUS_VERSION: &str = "1.0.0";
-pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration";
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration,concatenation,concatenation-unfinished";
 const OFFSET_CT: &str = "application/offset+octet-stream";
 
 fn h(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -118,6 +119,53 @@ fn parse_metadata(v: Option<String>) -> Result<BTreeMap<String, String>, Error> 
     Ok(out)
 }
 
+/// `Upload-Concat`: `partial`, or `final;` then the partials' upload URLs
+/// (absolute or `/uploads/{id}`), space-separated.
+fn parse_concat(v: Option<String>) -> Result<Concat, Error> {
+    let Some(v) = v else {
+        return Ok(Concat::None);
+    };
+    if v == "partial" {
+        return Ok(Concat::Partial { used_by: None });
+    }
+    let Some(list) = v.strip_prefix("final;") else {
+        return Err(Error::InvalidHeader(format!(
+            "Upload-Concat must be \"partial\" or \"final;<upload URLs>\", got \"{v}\""
+        )));
+    };
+    let parts = list
+        .split_whitespace()
+        .map(|url| {
+            let id = url
+                .rsplit_once("/uploads/")
+                .map(|(_, id)| id.trim_end_matches('/'))
+                .and_then(|id| Uuid::parse_str(id).ok());
+            id.ok_or_else(|| {
+                Error::InvalidHeader(format!(
+                    "Upload-Concat: \"{url}\" is not an upload URL (/uploads/<id>)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Concat::Final { parts })
+}
+
+/// The `Upload-Concat` a HEAD answers for an upload, if it has one.
+fn concat_header(c: &Concat) -> Option<String> {
+    match c {
+        Concat::None => None,
+        Concat::Partial { .. } => Some("partial".into()),
+        Concat::Final { parts } => Some(format!(
+            "final;{}",
+            parts
+                .iter()
+                .map(|p| format!("/uploads/{p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+    }
+}
+
 fn encode_metadata(m: &BTreeMap<String, String>) -> String {
     m.iter()
         .map(|(k, v)| {
@@ -189,6 +237,19 @@ pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
         image_uuid: u.image_uuid,
         error: u.error.clone(),
         metadata: u.metadata.clone(),
+        concat: match &u.concat {
+            Concat::None => None,
+            Concat::Partial { .. } => Some("partial".into()),
+            Concat::Final { .. } => Some("final".into()),
+        },
+        final_upload: match &u.concat {
+            Concat::Partial { used_by } => *used_by,
+            _ => None,
+        },
+        partials: match &u.concat {
+            Concat::Final { parts } => Some(parts.clone()),
+            _ => None,
+        },
         parts_sent: s3.map(|m| m.parts.len() as u64),
         multipart_upload_id: s3.map(|m| m.upload_id.clone()),
         bytes_in_parts: s3.map(crate::uploads::bytes_in_parts),
@@ -233,10 +294,24 @@ pub async fn create(
             "Upload-Defer-Length is not supported: send Upload-Length".into(),
         ));
     }
+    let concat = parse_concat(h(&headers, "upload-concat"))?;
+    let metadata = parse_metadata(h(&headers, "upload-metadata"))?;
+    if let Concat::Final { parts } = concat {
+        let declared = parse_u64_header(&headers, "upload-length")?;
+        let up = st
+            .uploads
+            .create_final(&caller, parts, declared, metadata)
+            .await?;
+        let mut r = offset_response(StatusCode::CREATED, &up);
+        set(&mut r, "location", &format!("/uploads/{}", up.id));
+        return Ok(r);
+    }
     let length = parse_u64_header(&headers, "upload-length")?
         .ok_or_else(|| Error::InvalidHeader("Upload-Length is required".into()))?;
-    let metadata = parse_metadata(h(&headers, "upload-metadata"))?;
-    let mut up = st.uploads.create(&caller, length, metadata).await?;
+    let mut up = match concat {
+        Concat::Partial { .. } => st.uploads.create_partial(&caller, length, metadata).await?,
+        _ => st.uploads.create(&caller, length, metadata).await?,
+    };
     let with_body = h(&headers, "content-type").as_deref() == Some(OFFSET_CT)
         && parse_u64_header(&headers, "content-length")?.unwrap_or(1) > 0
         && up.length > 0;
@@ -278,6 +353,9 @@ pub async fn head(
     let mut r = offset_response(StatusCode::OK, &up);
     set(&mut r, "upload-length", &up.length.to_string());
     set(&mut r, "cache-control", "no-store");
+    if let Some(c) = concat_header(&up.concat) {
+        set(&mut r, "upload-concat", &c);
+    }
     if !up.metadata.is_empty() {
         set(&mut r, "upload-metadata", &encode_metadata(&up.metadata));
     }

@@ -109,6 +109,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_list_indexes",
         include_str!("../../sql/0007_list_indexes.sql"),
     ),
+    (
+        "0008_upload_concat",
+        include_str!("../../sql/0008_upload_concat.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.

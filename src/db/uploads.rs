@@ -67,12 +67,26 @@ pub struct Upload {
     pub data_mtime: Option<String>,
     /// The S3 multipart upload the bytes go to (S3 stores only).
     pub s3: Option<MultipartState>,
+    /// Its part in a tus concatenation, if any.
+    pub concat: Concat,
+}
+
+/// An upload's part in a tus concatenation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Concat {
+    /// An ordinary upload.
+    #[default]
+    None,
+    /// A byte range of a final upload (the final that uses it, once one does).
+    Partial { used_by: Option<Uuid> },
+    /// The concatenation of these partial uploads, in file order.
+    Final { parts: Vec<Uuid> },
 }
 
 pub use crate::store::session::{MultipartState, Part};
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -122,6 +136,16 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
             }),
             _ => None,
         },
+        concat: match r.get::<_, Option<String>>(24)?.as_deref() {
+            Some("partial") => Concat::Partial {
+                used_by: uuid_col(r.get(26)?)?,
+            },
+            Some("final") => Concat::Final {
+                parts: serde_json::from_str(&r.get::<_, Option<String>>(25)?.unwrap_or_default())
+                    .unwrap_or_default(),
+            },
+            _ => Concat::None,
+        },
     };
     Ok((up, r.get(4)?))
 }
@@ -134,7 +158,7 @@ fn finish(row: (Upload, String)) -> Result<Upload> {
 
 pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)"),
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)"),
         params![
             u.id.to_string(),
             u.owner.map(|o| o.to_string()),
@@ -161,9 +185,47 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
             serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
                 .map_err(DbError::corrupt("upload parts"))?,
             u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
+            match &u.concat {
+                Concat::None => None,
+                Concat::Partial { .. } => Some("partial"),
+                Concat::Final { .. } => Some("final"),
+            },
+            match &u.concat {
+                Concat::Final { parts } => Some(
+                    serde_json::to_string(parts).map_err(DbError::corrupt("upload concat"))?,
+                ),
+                _ => None,
+            },
+            match &u.concat {
+                Concat::Partial { used_by } => used_by.map(|f| f.to_string()),
+                _ => None,
+            },
         ],
     )?;
     Ok(())
+}
+
+/// Record that the partial upload `id` is used by the final `by` (None:
+/// no longer used).
+pub fn set_used_by(c: &Connection, id: Uuid, by: Option<Uuid>) -> Result<()> {
+    c.execute(
+        "UPDATE uploads SET concat_final = ?2 WHERE id = ?1 AND concat = 'partial'",
+        params![id.to_string(), by.map(|b| b.to_string())],
+    )?;
+    Ok(())
+}
+
+/// Partial uploads whose final (`of`, or any) is finished (complete,
+/// registered or failed for good): their bytes are the final's now, so
+/// they can go.
+pub fn spent_partials(c: &Connection, of: Option<Uuid>) -> Result<Vec<Upload>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {COLS} FROM uploads WHERE concat = 'partial' AND concat_final IN \
+         (SELECT id FROM uploads WHERE concat = 'final' AND state != 'uploading' \
+          AND (?1 IS NULL OR id = ?1))"
+    ))?;
+    let rows = st.query_map(params![of.map(|o| o.to_string())], from_row)?;
+    rows.map(|r| finish(r?)).collect()
 }
 
 /// Save the mutable columns of an upload.
@@ -214,7 +276,12 @@ pub fn get(c: &Connection, id: Uuid) -> Result<Option<Upload>> {
     .transpose()
 }
 
+/// Delete an upload's row; partials a deleted final used are free again.
 pub fn delete(c: &Connection, id: Uuid) -> Result<bool> {
+    c.execute(
+        "UPDATE uploads SET concat_final = NULL WHERE concat_final = ?1",
+        params![id.to_string()],
+    )?;
     Ok(c.execute("DELETE FROM uploads WHERE id = ?1", params![id.to_string()])? > 0)
 }
 
@@ -251,9 +318,16 @@ pub fn list_page(
     rows.map(|r| finish(r?)).collect()
 }
 
-/// Bytes `owner` has in unfinished uploads (their declared lengths).
+/// Bytes `owner` has in unfinished uploads (their declared lengths; a
+/// final upload of a tus concatenation holds its partials' bytes, counted
+/// with them).
 pub fn bytes_in_flight(c: &Connection, owner: Option<Uuid>) -> Result<u64> {
-    owner_sum(c, "COALESCE(SUM(length), 0)", "state = 'uploading'", owner)
+    owner_sum(
+        c,
+        "COALESCE(SUM(length), 0)",
+        "state = 'uploading' AND concat IS NOT 'final'",
+        owner,
+    )
 }
 
 /// Uploads `owner` has open (not registered to an image).
@@ -271,11 +345,11 @@ fn owner_sum(c: &Connection, what: &str, filter: &str, owner: Option<Uuid>) -> R
     Ok(n as u64)
 }
 
-/// Uploads with every byte in but not completed: a crash cut their
-/// completion short.
+/// Uploads with every byte in but not completed (a crash cut their
+/// completion short), and final uploads not yet filled from their partials.
 pub fn stalled(c: &Connection) -> Result<Vec<Upload>> {
     let mut st = c.prepare(&format!(
-        "SELECT {COLS} FROM uploads WHERE state = 'uploading' AND offset = length"
+        "SELECT {COLS} FROM uploads WHERE state = 'uploading' AND (offset = length OR concat = 'final')"
     ))?;
     let rows = st.query_map([], from_row)?;
     rows.map(|r| finish(r?)).collect()
@@ -305,6 +379,7 @@ pub enum ClaimRefused {
 
 /// Claim a complete upload for `image` (atomically: a second claim is
 /// refused with `ClaimRefused::Registered`). The caller has checked ownership.
+/// A partial upload of a tus concatenation is no file of its own (Unknown).
 pub fn mark_registered(
     c: &Connection,
     id: Uuid,
@@ -313,7 +388,7 @@ pub fn mark_registered(
 ) -> Result<Result<(), ClaimRefused>> {
     let n = c.execute(
         "UPDATE uploads SET state = 'registered', image_uuid = ?2, updated_at = ?3 \
-         WHERE id = ?1 AND state = 'complete'",
+         WHERE id = ?1 AND state = 'complete' AND concat IS NOT 'partial'",
         params![id.to_string(), image.to_string(), now],
     )?;
     if n == 1 {
@@ -321,6 +396,7 @@ pub fn mark_registered(
     }
     Ok(Err(match get(c, id)? {
         None => ClaimRefused::Unknown,
+        Some(u) if matches!(u.concat, Concat::Partial { .. }) => ClaimRefused::Unknown,
         Some(u) if u.state == UploadState::Registered => ClaimRefused::Registered(u.image_uuid),
         Some(u) if u.state == UploadState::Failed => ClaimRefused::Failed,
         Some(_) => ClaimRefused::Incomplete,

@@ -140,7 +140,9 @@ impl Caps {
     /// and its bytes within the quota of bytes in unfinished uploads?
     /// Operators' own uploads (no owner) are not capped.
     pub(super) fn admit(&self, c: &rusqlite::Connection, row: &Upload) -> Result<()> {
-        let (owner, quota, max_open) = (row.owner, self.quota, self.max_open);
+        let (owner, max_open) = (row.owner, self.max_open);
+        // (A final upload of a tus concatenation is not admitted here: its
+        // bytes are its partials', admitted with them.)
         if owner.is_none() {
             return Ok(());
         }
@@ -151,6 +153,7 @@ impl Caps {
                  register or terminate some first"
             )));
         }
+        let quota = self.quota;
         let used = q::bytes_in_flight(c, owner)?;
         if used + row.length > quota {
             return Err(Error::QuotaExceeded(format!(

@@ -9,6 +9,7 @@
 //! module keeps the rows, the rules and the locks.
 
 mod caps;
+mod concat;
 mod expiry;
 mod locks;
 mod session;
@@ -81,9 +82,12 @@ impl Uploads {
     }
 }
 
-/// Every byte acknowledged, the completion not recorded: a crash cut it short.
+/// Every byte acknowledged, the completion not recorded: a crash cut it
+/// short. (A final upload still uploading is being filled from its
+/// partials, or a crash cut that short: settling finishes it.)
 fn is_stalled(up: &Upload) -> bool {
-    up.state == UploadState::Uploading && up.offset == up.length
+    up.state == UploadState::Uploading
+        && (up.offset == up.length || matches!(up.concat, q::Concat::Final { .. }))
 }
 
 /// A stamp that changes when an object is rewritten: its size and ETag

@@ -10,9 +10,10 @@ use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::caps::Caps;
+use super::concat::claim_partials;
 use super::expiry::expiry_from_now;
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
-use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::db::uploads::{self as q, Concat, Upload, UploadState};
 use crate::digest::{ChunkChecksum, HashState, StreamHasher};
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -34,7 +35,31 @@ impl Uploads {
         length: u64,
         metadata: BTreeMap<String, String>,
     ) -> Result<Upload> {
+        self.create_with(caller, length, metadata, Concat::None)
+            .await
+    }
+
+    /// Create an upload session of any kind: ordinary, a partial upload,
+    /// or a final upload (whose partials are claimed in the transaction
+    /// that inserts it, and whose bytes are then copied from them).
+    pub(super) async fn create_with(
+        &self,
+        caller: &Caller,
+        length: u64,
+        metadata: BTreeMap<String, String>,
+        concat: Concat,
+    ) -> Result<Upload> {
         caller.require_auth()?;
+        if matches!(concat, Concat::Partial { .. })
+            && metadata.get("path").is_some_and(|p| !p.is_empty())
+        {
+            return Err(Error::invalid_param(
+                "path",
+                FieldCode::NotAllowed,
+                "a partial upload (Upload-Concat: partial) has no path of its own; \
+                 give it to the final upload",
+            ));
+        }
         if length > self.cfg.max_file_size {
             return Err(Error::QuotaExceeded(format!(
                 "Upload-Length {length} is larger than the maximum file size, {}",
@@ -88,19 +113,29 @@ impl Uploads {
             expires_at: expiry_from_now(self.cfg.expire_after_secs),
             data_mtime: None,
             s3: session.multipart,
+            concat,
         };
         let caps = Caps::of(&self.cfg);
         let row = up.clone();
         let res = self
             .db
             .write(move |c| {
-                caps.admit(c, &row)?;
+                if let Concat::Final { parts } = &row.concat {
+                    // Its bytes are its partials', admitted with them; they
+                    // must still be free.
+                    claim_partials(c, row.id, parts)?;
+                } else {
+                    caps.admit(c, &row)?;
+                }
                 Ok(q::insert(c, &row)?)
             })
             .await;
         if let Err(e) = res {
             let _ = self.stores.get(up.store).delete(&up.data_key).await;
             return Err(e);
+        }
+        if matches!(up.concat, Concat::Final { .. }) {
+            return self.fill_and_complete(up).await;
         }
         if length == 0 {
             return self.complete(up).await;
@@ -206,6 +241,9 @@ impl Uploads {
         let _busy = self.lock(id)?;
         // Read under the lock: another request may have just finished.
         let mut up = self.owned(caller, id).await?;
+        if matches!(up.concat, Concat::Final { .. }) {
+            return Err(Error::UploadIsFinal(id));
+        }
         let _slot = self.streaming.enter(up.owner)?;
         if !may_append(&up, offset, content_length)? {
             return Ok(up); // an empty PATCH at the end: nothing to do
@@ -318,6 +356,14 @@ impl Uploads {
         if let Some((store, key)) = leftover {
             let _ = self.stores.get(store).delete(&key).await;
         }
+        if up.state == UploadState::Complete {
+            self.partial_completed(&up);
+        }
+        if matches!(up.concat, Concat::Final { .. })
+            && let Err(e) = self.remove_spent_partials(Some(up.id)).await
+        {
+            tracing::warn!(upload.id = %up.id, error = %e, "could not remove the partial uploads yet");
+        }
         if mismatch {
             return Err(Error::ChecksumMismatch {
                 message: format!(
@@ -363,6 +409,11 @@ impl Uploads {
         if up.state == UploadState::Registered {
             return Err(Error::FileInUse(format!(
                 "upload {id} is registered to an image"
+            )));
+        }
+        if let Concat::Partial { used_by: Some(f) } = up.concat {
+            return Err(Error::FileInUse(format!(
+                "upload {id} is a partial of the final upload {f}"
             )));
         }
         self.db.write(move |c| q::delete(c, id).map(|_| ())).await?;

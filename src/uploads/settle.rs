@@ -48,11 +48,16 @@ impl Uploads {
                 continue;
             }
             match self.finish_one(up).await {
+                // (A final whose next partial is not complete stays open.)
+                Ok(u) if u.state == UploadState::Uploading => {}
                 Ok(_) => finished += 1,
                 Err(e) => {
                     tracing::warn!(upload.id = %id, error = %e, "could not finish a stalled upload yet")
                 }
             }
+        }
+        if let Err(e) = self.remove_spent_partials(None).await {
+            tracing::warn!(error = %e, "could not remove spent partial uploads");
         }
         Ok(finished)
     }
@@ -63,6 +68,11 @@ impl Uploads {
     /// now (e.g. 503 while the store is down).
     pub(super) async fn finish_one(&self, up: Upload) -> Result<Upload> {
         let id = up.id;
+        // A final upload is filled from its partials first.
+        let up = self.fill(up).await?;
+        if up.offset < up.length {
+            return Ok(up); // a final whose next partial is not complete yet
+        }
         let err = match self.complete(up.clone()).await {
             Ok(done) => return Ok(done),
             Err(e) => e,

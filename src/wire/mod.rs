@@ -161,6 +161,15 @@ pub struct UploadInfo {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// tus concatenation: `partial` or `final` (absent on an ordinary upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<String>,
+    /// On a partial upload: the final upload that uses it, once one does.
+    #[serde(default, rename = "final", skip_serializing_if = "Option::is_none")]
+    pub final_upload: Option<Uuid>,
+    /// On a final upload: its partial uploads, in file order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partials: Option<Vec<Uuid>>,
     /// Progress of the S3 multipart upload behind the session (S3 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts_sent: Option<u64>,

@@ -1,0 +1,458 @@
+//! tus `concatenation` (parallel uploads) against the real binary: partial
+//! uploads PATCHed in an interleaving, the final upload made of them, its
+//! digests, registration and download; the errors; a kill -9 in the middle
+//! of a partial; and tus-js-client's `parallelUploads`
+//! (`tests/tus/tus_parallel.js`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{LUKE, Server, VADER, data, md5_b64, sha1_hex, status_json};
+use serde_json::{Value, json};
+
+const KIB: usize = 1024;
+
+/// `POST /uploads` with `Upload-Concat: partial` as `account`; the Location.
+async fn partial(s: &Server, len: usize, account: &str) -> String {
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={account}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", len.to_string())
+        .header("upload-concat", "partial")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// `POST /uploads` with `Upload-Concat: final;<urls>` as `account`.
+async fn final_of(s: &Server, urls: &[String], account: &str) -> (u16, Option<String>, Value) {
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={account}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-concat", format!("final;{}", urls.join(" ")))
+        .send()
+        .await
+        .unwrap();
+    let loc = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    let (st, v) = status_json(r).await;
+    (st, loc, v)
+}
+
+async fn patch_ok(s: &Server, loc: &str, offset: usize, body: &[u8]) {
+    let (st, h, v) = s
+        .tus_patch(loc, Some(LUKE), offset as u64, body.to_vec())
+        .await;
+    assert_eq!(st, 204, "PATCH {loc} at {offset}: {v}");
+    assert_eq!(h["upload-offset"], (offset + body.len()).to_string());
+}
+
+async fn info(s: &Server, loc: &str) -> (u16, Value) {
+    s.get(&format!("{loc}/info?account={LUKE}")).await
+}
+
+#[tokio::test]
+async fn interleaved_partials_make_a_final_that_registers() {
+    let s = Server::start().await;
+    interleave_final_register(&s, 3 * 1024 * KIB + 123, 1024 * KIB + 5).await;
+}
+
+#[tokio::test]
+async fn s3_interleaved_partials_make_a_final_that_registers() {
+    let s3 = common::S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    // The final spans three 5 MiB parts; the cut is not on a part boundary.
+    interleave_final_register(&s, 11 * 1024 * KIB + 77, 3 * 1024 * KIB + 1).await;
+}
+
+/// Two partials of a `size`-byte file cut at `cut`, PATCHed alternately;
+/// the final made of them; its HEAD, digests, registration and bytes.
+async fn interleave_final_register(s: &Server, size: usize, cut: usize) {
+    let file = data(size, 7);
+    let (a, b) = (&file[..cut], &file[cut..]);
+    let pa = partial(s, a.len(), LUKE).await;
+    let pb = partial(s, b.len(), LUKE).await;
+    // Two partials PATCHed alternately, 256 KiB at a time.
+    let chunk = 256 * KIB;
+    let (mut oa, mut ob) = (0, 0);
+    while oa < a.len() || ob < b.len() {
+        if ob < b.len() {
+            let end = (ob + chunk).min(b.len());
+            patch_ok(s, &pb, ob, &b[ob..end]).await;
+            ob = end;
+        }
+        if oa < a.len() {
+            let end = (oa + chunk).min(a.len());
+            patch_ok(s, &pa, oa, &a[oa..end]).await;
+            oa = end;
+        }
+    }
+    let (st, _, h) = s.tus_head(&format!("{pa}?account={LUKE}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["upload-concat"], "partial");
+    // A partial is no file of its own.
+    let (_, v) = info(s, &pa).await;
+    assert_eq!(v["concat"], "partial");
+
+    // One URL absolute, one as Location gave it.
+    let urls = vec![s.u(&pa), pb.clone()];
+    let (st, loc, v) = final_of(s, &urls, LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    let (st, off, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(off, Some(file.len() as u64));
+    assert_eq!(h["upload-length"], file.len().to_string());
+    assert_eq!(h["upload-concat"], format!("final;{pa} {pb}"));
+    let (st, v) = info(s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete");
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    assert_eq!(v["concat"], "final");
+    // The partials went once the final was complete.
+    assert_eq!(info(s, &pa).await.0, 404);
+    assert_eq!(info(s, &pb).await.0, 404);
+    // PATCH on a final: 403.
+    let (st, _, v) = s
+        .tus_patch(&fin, Some(LUKE), file.len() as u64, b"x".to_vec())
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (403, Some("UploadIsFinal")),
+        "{v}"
+    );
+
+    // Registration's fast path, then the bytes back.
+    let img = s
+        .create(
+            Some(LUKE),
+            json!({"name": "concat", "version": "1", "os": "other", "type": "other"}),
+        )
+        .await;
+    let u = img["uuid"].as_str().unwrap();
+    let id = fin.trim_start_matches("/uploads/");
+    let r = s
+        .http
+        .put(s.u(&format!(
+            "/images/{u}/file?account={LUKE}&compression=none&upload={id}&sha1={}",
+            sha1_hex(&file)
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = status_json(r).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["files"][0]["sha1"], sha1_hex(&file));
+    let got = s
+        .http
+        .get(s.u(&format!("/images/{u}/file?account={LUKE}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert!(got.bytes().await.unwrap() == file, "GetImageFile differs");
+}
+
+#[tokio::test]
+async fn concatenation_errors() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.u("/uploads"))
+        .send()
+        .await
+        .unwrap();
+    let ext = r.headers()["tus-extension"].to_str().unwrap().to_string();
+    assert!(ext.split(',').any(|e| e == "concatenation"), "{ext}");
+
+    let done = partial(&s, 10, LUKE).await;
+    patch_ok(&s, &done, 0, b"0123456789").await;
+    let foreign = partial(&s, 10, VADER).await;
+    let (_, h) = s.tus_create(10, Some(LUKE), &[]).await;
+    let plain = h["location"].to_str().unwrap().to_string();
+    let unknown = format!("/uploads/{}", uuid::Uuid::new_v4());
+
+    let code = |v: &Value| v["code"].as_str().unwrap_or("").to_string();
+    let cases: Vec<(Vec<String>, u16, &str)> = vec![
+        (vec![unknown], 404, "UploadNotFound"),
+        (vec![foreign], 404, "UploadNotFound"),
+        (vec![plain], 400, "InvalidHeader"),
+        (vec![done.clone(), done.clone()], 400, "InvalidHeader"),
+        (vec!["/images/nope".into()], 400, "InvalidHeader"),
+        (vec![], 400, "InvalidHeader"),
+    ];
+    for (urls, want, want_code) in cases {
+        let (st, loc, v) = final_of(&s, &urls, LUKE).await;
+        assert_eq!((st, code(&v).as_str()), (want, want_code), "{urls:?}: {v}");
+        assert!(loc.is_none());
+    }
+    // A bad Upload-Concat value.
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "1")
+        .header("upload-concat", "partially")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // A partial has no path of its own.
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "1")
+        .header("upload-concat", "partial")
+        .header("upload-metadata", "path L2x1a2Uvc3Rvci94")
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = status_json(r).await;
+    assert_eq!(
+        (st, v["errors"][0]["field"].as_str()),
+        (422, Some("path")),
+        "{v}"
+    );
+    // A complete partial cannot be registered as an image file.
+    let img = s
+        .create(
+            Some(LUKE),
+            json!({"name": "p", "version": "1", "os": "other", "type": "other"}),
+        )
+        .await;
+    let u = img["uuid"].as_str().unwrap();
+    let pid = done.trim_start_matches("/uploads/");
+    let r = s
+        .http
+        .put(s.u(&format!(
+            "/images/{u}/file?account={LUKE}&compression=none&upload={pid}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    assert!((400..500).contains(&st), "registering a partial: {st}");
+
+    // Used once: its bytes are the final's, the partial is gone after.
+    let (st, _, v) = final_of(&s, std::slice::from_ref(&done), LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _, v) = final_of(&s, std::slice::from_ref(&done), LUKE).await;
+    assert_eq!(
+        st, 404,
+        "a used partial is gone once its final completed: {v}"
+    );
+}
+
+/// `concatenation-unfinished`: a final created while a partial is still
+/// uploading holds the complete prefix, and completes when that partial does.
+#[tokio::test]
+async fn final_before_its_partials_are_done() {
+    let s = Server::start().await;
+    final_before_partials(&s, 1024 * KIB + 999, 300 * KIB + 1, 700 * KIB + 3).await;
+}
+
+#[tokio::test]
+async fn s3_final_before_its_partials_are_done() {
+    let s3 = common::S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    final_before_partials(
+        &s,
+        12 * 1024 * KIB + 5,
+        3 * 1024 * KIB + 1,
+        8 * 1024 * KIB + 3,
+    )
+    .await;
+}
+
+/// Partials a, b, c of a `size`-byte file cut at `c1` and `c2`; the final
+/// created while b is still uploading.
+async fn final_before_partials(s: &Server, size: usize, c1: usize, c2: usize) {
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.u("/uploads"))
+        .send()
+        .await
+        .unwrap();
+    let ext = r.headers()["tus-extension"].to_str().unwrap().to_string();
+    assert!(
+        ext.split(',').any(|e| e == "concatenation-unfinished"),
+        "{ext}"
+    );
+    let file = data(size, 21);
+    let pa = partial(s, c1, LUKE).await;
+    let pb = partial(s, c2 - c1, LUKE).await;
+    let pc = partial(s, file.len() - c2, LUKE).await;
+    patch_ok(s, &pa, 0, &file[..c1]).await;
+    patch_ok(s, &pc, 0, &file[c2..]).await;
+    patch_ok(s, &pb, 0, &file[c1..c1 + 100 * KIB]).await;
+    let (st, loc, v) = final_of(s, &[pa.clone(), pb.clone(), pc.clone()], LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    // Its offset is the complete prefix: partial a only.
+    let (st, off, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!((st, off), (200, Some(c1 as u64)));
+    assert_eq!(h["upload-length"], file.len().to_string());
+    let (_, v) = info(s, &fin).await;
+    assert_eq!(v["state"], "uploading");
+    let (_, v) = info(s, &pb).await;
+    assert_eq!(v["final"], fin.trim_start_matches("/uploads/"));
+    // A partial a final uses: no other final, no termination.
+    let (st, _, v) = final_of(s, std::slice::from_ref(&pb), LUKE).await;
+    assert_eq!((st, v["code"].as_str()), (409, Some("FileInUse")), "{v}");
+    let r = s
+        .http
+        .delete(s.u(&format!("{pb}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    // The rest of b: the final completes.
+    patch_ok(s, &pb, 100 * KIB, &file[c1 + 100 * KIB..c2]).await;
+    let (st, v) = info(s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete", "{v}");
+    assert_eq!(v["offset"], file.len());
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    for p in [&pa, &pb, &pc] {
+        assert_eq!(info(s, p).await.0, 404);
+    }
+    let got = s
+        .http
+        .get(s.u(&format!("{fin}?account={LUKE}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap() == file);
+}
+
+#[tokio::test]
+async fn kill_mid_partial_then_resume_and_finish() {
+    let mut s = Server::start().await;
+    let file = data(2 * 1024 * KIB, 11);
+    let half = file.len() / 2;
+    let pa = partial(&s, half, LUKE).await;
+    let pb = partial(&s, file.len() - half, LUKE).await;
+    patch_ok(&s, &pa, 0, &file[..half / 2]).await;
+    patch_ok(&s, &pb, 0, &file[half..half + 100 * KIB]).await;
+    s.restart_hard().await;
+    // Each partial resumes from its acknowledged offset.
+    let (st, off, h) = s.tus_head(&format!("{pa}?account={LUKE}")).await;
+    assert_eq!((st, off), (200, Some((half / 2) as u64)));
+    assert_eq!(h["upload-concat"], "partial");
+    let (_, off, _) = s.tus_head(&format!("{pb}?account={LUKE}")).await;
+    assert_eq!(off, Some(100 * KIB as u64));
+    patch_ok(&s, &pa, half / 2, &file[half / 2..half]).await;
+    patch_ok(&s, &pb, 100 * KIB, &file[half + 100 * KIB..]).await;
+    let (st, loc, v) = final_of(&s, &[pa, pb], LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    s.restart_hard().await;
+    let (st, v) = info(&s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete");
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    let got = s
+        .http
+        .get(s.u(&format!("{fin}?account={LUKE}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.bytes().await.unwrap() == file);
+}
+
+/// The server killed (SIGKILL) while it fills a final upload from its
+/// partials: whatever the moment, after the restart either the final is
+/// complete with the file's digests (finished at start-up) and the
+/// partials are gone, or there is no final and the partials are free.
+#[tokio::test]
+async fn kill_during_final_fill_finishes_or_frees() {
+    let mut s = Server::start().await;
+    let file = data(24 * 1024 * KIB, 13);
+    let cut = 10 * 1024 * KIB;
+    let pa = partial(&s, cut, LUKE).await;
+    let pb = partial(&s, file.len() - cut, LUKE).await;
+    patch_ok(&s, &pa, 0, &file[..cut]).await;
+    patch_ok(&s, &pb, 0, &file[cut..]).await;
+    let req = s
+        .http
+        .post(s.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-concat", format!("final;{pa} {pb}"))
+        .send();
+    let req = tokio::spawn(req);
+    // The kill lands while the final is filled, or around it.
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    s.restart_hard().await;
+    let answered = matches!(req.await, Ok(Ok(r)) if r.status().is_success());
+    println!("POST final answered before the kill: {answered}");
+    let (st, list) = s.get(&format!("/uploads?account={LUKE}")).await;
+    assert_eq!(st, 200);
+    let finals: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["concat"] == "final")
+        .collect();
+    let fin = match finals.as_slice() {
+        [] => {
+            println!("killed before the final was recorded");
+            let (st, loc, v) = final_of(&s, &[pa.clone(), pb.clone()], LUKE).await;
+            assert_eq!(st, 201, "{v}");
+            loc.unwrap()
+        }
+        [f] => {
+            println!("killed with the final recorded: {}", f["state"]);
+            format!("/uploads/{}", f["id"].as_str().unwrap())
+        }
+        _ => panic!("two finals: {list}"),
+    };
+    let (st, v) = info(&s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete", "{v}");
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    assert_eq!(info(&s, &pa).await.0, 404);
+    assert_eq!(info(&s, &pb).await.0, 404);
+}
+
+#[tokio::test]
+async fn tus_js_client_parallel_uploads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/tus/node_modules/tus-js-client/package.json")
+            .is_file(),
+        "tests/tus/node_modules is missing: run `npm ci` in tests/tus"
+    );
+    let s = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload.bin");
+    std::fs::write(&file, data(3 * 1024 * KIB + 777, 5)).unwrap();
+    let child = tokio::process::Command::new("node")
+        .arg("tests/tus/tus_parallel.js")
+        .current_dir(root)
+        .env("IMGAPI_URL", &s.url)
+        .env("FILE", &file)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .expect("tus_parallel.js timed out")
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "tus_parallel.js failed:\n{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("ok ")));
+}
