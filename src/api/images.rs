@@ -284,7 +284,7 @@ fn list_body(imgs: Vec<Image>, opts: RenderOpts) -> Body {
         let mut buf = Vec::new();
         for (k, img) in imgs.by_ref().take(LIST_CHUNK) {
             buf.extend_from_slice(if k == 0 { b"[\n  " } else { b",\n  " });
-            let one = match serde_json::to_vec_pretty(&img.render(opts)) {
+            let one = match serde_json::to_vec_pretty(&img.to_wire(opts)) {
                 Ok(one) => one,
                 Err(e) => return Some(Err(std::io::Error::other(e))),
             };
