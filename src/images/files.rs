@@ -1,0 +1,297 @@
+//! Image files and icons: AddImageFile, GetImageFile (bytes or a presigned
+//! URL), icons, and removing what an image stored.
+
+use super::*;
+
+impl Images {
+    /// Remove an image's file and icon from their stores (errors only logged:
+    /// the record is already gone).
+    pub async fn remove_stored(&self, img: &Image) {
+        for f in &img.files {
+            if let Ok(store) = self.stores.by_stor(&f.stor)
+                && let Err(e) = store.delete(&image_file_key(&f.stor, &img.uuid)).await
+            {
+                tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove image file");
+            }
+        }
+        if let Some(icon) = &img.icon
+            && let Ok(store) = self.stores.by_stor(&icon.stor)
+            && let Err(e) = store.delete(&image_icon_key(&icon.stor, &img.uuid)).await
+        {
+            tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove icon");
+        }
+    }
+
+    /// AddImageFile: stream the body into the store, checking size, sha1 and
+    /// Content-Length before it replaces any previous file.
+    pub async fn add_file<S>(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        p: AddFileParams,
+        body: S,
+    ) -> Result<Image>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        caller.require_auth()?;
+        let compression = match p.compression.as_deref() {
+            None | Some("") => {
+                return Err(Error::invalid_param(
+                    "compression",
+                    FieldCode::Missing,
+                    "missing \"compression\"",
+                ));
+            }
+            Some(c) if !COMPRESSIONS.contains(&c) => {
+                return Err(Error::invalid_param(
+                    "compression",
+                    FieldCode::Invalid,
+                    format!(
+                        "invalid compression \"{c}\" (must be one of {})",
+                        COMPRESSIONS.join(", ")
+                    ),
+                ));
+            }
+            Some(c) => c.to_string(),
+        };
+        let stor = self.choose_stor(caller, p.storage.as_deref())?;
+        if let Some(len) = p.content_length
+            && len > self.max_file_size
+        {
+            return Err(Error::Upload(format!(
+                "image file size, {len} (from Content-Length) exceeds the maximum allowed size, {}",
+                self.max_file_size
+            )));
+        }
+        let img = self.get(caller, uuid).await?;
+        caller.check_owner(&img)?;
+        if img.activated {
+            return Err(Error::ImageFilesImmutable(uuid));
+        }
+        let store = self.stores.by_stor(stor)?;
+        let key = image_file_key(stor, &uuid);
+        // Stream to a temporary object; checks run before it is committed.
+        let mut pending = store.begin_write(&key).await?;
+        let digests = ingest(&mut pending, body, self.max_file_size).await?;
+        check_file(&digests, p.content_length, p.sha1.as_deref())?;
+        let file = ImageFile {
+            sha1: digests.sha1_hex(),
+            size: digests.size,
+            compression,
+            dataset_guid: p.dataset_guid.filter(|g| !g.is_empty()),
+            stor: stor.to_string(),
+            content_md5: digests.md5_base64(),
+            mtime: now_iso(),
+        };
+        // Commit and record under the image lock, re-checking activation.
+        let _g = self.lock(uuid).await;
+        let cur = self.get(caller, uuid).await?;
+        if cur.activated {
+            return Err(Error::ImageAlreadyActivated(uuid));
+        }
+        pending.commit().await?;
+        let old: Vec<ImageFile> = cur.files.clone();
+        let img = self
+            .modify(caller, uuid, None, move |img| {
+                img.files = vec![file];
+                Ok(())
+            })
+            .await?;
+        for f in old.iter().filter(|f| f.stor != stor) {
+            if let Ok(s) = self.stores.by_stor(&f.stor) {
+                let _ = s.delete(&image_file_key(&f.stor, &uuid)).await;
+            }
+        }
+        Ok(img)
+    }
+
+    /// `?storage=`: operators only; default depends on the configuration.
+    fn choose_stor(&self, caller: &Caller, storage: Option<&str>) -> Result<&'static str> {
+        match storage {
+            None | Some("") => Ok(self.default_stor),
+            Some(_) if caller.account.is_some() || !caller.operator => Err(Error::invalid_param(
+                "storage",
+                FieldCode::NotAllowed,
+                "Parameter cannot be specified by non-operators",
+            )),
+            Some("local") => Ok("local"),
+            Some("manta") => Ok("manta"),
+            Some(s) => Err(Error::invalid_param(
+                "storage",
+                FieldCode::Invalid,
+                format!("invalid storage \"{s}\" (must be one of local, manta)"),
+            )),
+        }
+    }
+
+    /// GetImageFile: the image and its file at `index` (404 if none).
+    pub async fn file(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        index: usize,
+    ) -> Result<(Image, ImageFile)> {
+        let img = self.get(caller, uuid).await?;
+        let f = match img.files.get(index) {
+            Some(f) => f.clone(),
+            None if img.files.is_empty() => {
+                return Err(Error::not_found(format!("image \"{uuid}\" has no file")));
+            }
+            None => {
+                return Err(Error::not_found(format!(
+                    "image \"{uuid}\" has no file at index {index}"
+                )));
+            }
+        };
+        Ok((img, f))
+    }
+
+    /// Open an image file's bytes (or a range of them).
+    pub async fn open_file(
+        &self,
+        img: &Image,
+        f: &ImageFile,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<ByteStream> {
+        Ok(self
+            .stores
+            .by_stor(&f.stor)?
+            .get(&image_file_key(&f.stor, &img.uuid), range)
+            .await?)
+    }
+
+    /// A URL the client may download an image file from directly for
+    /// `ttl` (served as `application/octet-stream`), or None if its store
+    /// cannot hand one out (local files).
+    pub async fn file_url(
+        &self,
+        img: &Image,
+        f: &ImageFile,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .stores
+            .by_stor(&f.stor)?
+            .presigned_get(
+                &image_file_key(&f.stor, &img.uuid),
+                ttl,
+                Some("application/octet-stream"),
+            )
+            .await?)
+    }
+
+    /// AddImageIcon.
+    pub async fn add_icon<S>(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        p: AddIconParams,
+        body: S,
+    ) -> Result<Image>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        caller.require_auth()?;
+        let ct = p.content_type.unwrap_or_default();
+        if !matches!(ct.as_str(), "image/jpeg" | "image/png" | "image/gif") {
+            return Err(Error::Upload(format!(
+                "invalid content-type, {ct}, must be one of image/jpeg, image/png or image/gif"
+            )));
+        }
+        if p.content_length.is_some_and(|l| l > MAX_ICON_SIZE) {
+            return Err(Error::Upload(format!(
+                "icon size exceeds the maximum allowed size, {MAX_ICON_SIZE} bytes"
+            )));
+        }
+        let img = self.get(caller, uuid).await?;
+        caller.check_owner(&img)?;
+        let store = &self.stores.local;
+        let mut pending = store.begin_write(&image_icon_key("local", &uuid)).await?;
+        let digests = ingest(&mut pending, body, MAX_ICON_SIZE).await?;
+        check_file(&digests, p.content_length, p.sha1.as_deref()).map_err(|e| match e {
+            Error::Download(m) => Error::Upload(m),
+            e => e,
+        })?;
+        pending.commit().await?;
+        let icon = Icon {
+            sha1: digests.sha1_hex(),
+            size: digests.size,
+            content_type: ct,
+            content_md5: digests.md5_base64(),
+            mtime: now_iso(),
+            stor: "local".into(),
+        };
+        self.modify(caller, uuid, None, move |img| {
+            img.icon = Some(icon);
+            Ok(())
+        })
+        .await
+    }
+
+    /// GetImageIcon: the image and its icon (404 if none).
+    pub async fn icon(&self, caller: &Caller, uuid: Uuid) -> Result<(Image, Icon, ByteStream)> {
+        let img = self.get(caller, uuid).await?;
+        let icon = img
+            .icon
+            .clone()
+            .ok_or_else(|| Error::not_found(format!("image \"{uuid}\" has no icon")))?;
+        let stream = self
+            .stores
+            .by_stor(&icon.stor)?
+            .get(&image_icon_key(&icon.stor, &uuid), None)
+            .await?;
+        Ok((img, icon, stream))
+    }
+
+    /// DeleteImageIcon.
+    pub async fn delete_icon(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
+        let mut old = None;
+        let img = {
+            let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let slot2 = slot.clone();
+            let img = self
+                .modify(caller, uuid, None, move |img| {
+                    *slot2.lock().map_err(|_| Error::internal("poisoned"))? = img.icon.take();
+                    Ok(())
+                })
+                .await?;
+            if let Ok(mut s) = slot.lock() {
+                old = s.take();
+            }
+            img
+        };
+        if let Some(icon) = old
+            && let Ok(store) = self.stores.by_stor(&icon.stor)
+        {
+            let _ = store.delete(&image_icon_key(&icon.stor, &uuid)).await;
+        }
+        Ok(img)
+    }
+}
+
+/// AddImageFile's after-the-stream checks (IMGAPI answers 400 Download).
+fn check_file(d: &Digests, content_length: Option<u64>, sha1: Option<&str>) -> Result<()> {
+    if d.size == 0 {
+        return Err(Error::Download(
+            "image file size is 0 bytes, empty files are not allowed".into(),
+        ));
+    }
+    if let Some(l) = content_length
+        && l != d.size
+    {
+        return Err(Error::Download(format!(
+            "\"Content-Length\" header, {l}, does not match uploaded size, {}",
+            d.size
+        )));
+    }
+    if let Some(s) = sha1.filter(|s| !s.is_empty())
+        && !s.eq_ignore_ascii_case(&d.sha1_hex())
+    {
+        return Err(Error::Download(format!(
+            "\"sha1\" hash, {s}, does not match the uploaded file sha1 hash, {}",
+            d.sha1_hex()
+        )));
+    }
+    Ok(())
+}

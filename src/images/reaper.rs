@@ -1,0 +1,39 @@
+//! The placeholder reaper: expired `creating`/`failed` images are removed.
+
+use super::*;
+
+/// Delete expired placeholders (failed/creating) every 30 minutes.
+pub async fn reap_placeholders_forever(images: Images) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1800));
+    loop {
+        tick.tick().await;
+        if let Err(e) = images.reap_placeholders().await {
+            tracing::warn!(error = %e, "placeholder reaper failed");
+        }
+    }
+}
+
+impl Images {
+    /// Delete placeholders whose `expires_at` has passed; returns how many.
+    pub async fn reap_placeholders(&self) -> Result<usize> {
+        let now = now_iso();
+        let gone = self
+            .db
+            .write(move |c| {
+                let mut gone = Vec::new();
+                for u in q::expired_placeholders(c, &now)? {
+                    if let Some(img) = q::get(c, u)? {
+                        q::delete(c, u)?;
+                        gone.push(img);
+                    }
+                }
+                Ok::<_, Error>(gone)
+            })
+            .await?;
+        for img in &gone {
+            tracing::info!(image.uuid = %img.uuid, "reaped expired placeholder");
+            self.remove_stored(img).await;
+        }
+        Ok(gone.len())
+    }
+}
