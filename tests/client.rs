@@ -9,41 +9,14 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use common::cli::*;
 use common::*;
 use serde_json::{Value, json};
 
 const MIB: usize = 1 << 20;
 
-/// The client, run against `url` with its state in `state`.
-fn imgapi(url: &str, state: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
-    c.env("IMGAPI_URL", url)
-        .env("IMGAPI_STATE_DIR", state)
-        .env("IMGAPI_RETRIES", "8")
-        .env_remove("IMGAPI_TOKEN")
-        .env_remove("IMGAPI_ACCOUNT")
-        .env_remove("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES")
-        .env_remove("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
-    c
-}
-
 fn run(url: &str, state: &Path, args: &[&str]) -> Output {
     imgapi(url, state).args(args).output().expect("run imgapi")
-}
-
-fn stdout_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
 }
 
 /// A gzip-looking file of `n` bytes (the client guesses its compression).
@@ -61,29 +34,6 @@ fn manifest(dir: &Path, name: &str) -> PathBuf {
                    "type": "zone-dataset"});
     std::fs::write(&p, m.to_string()).unwrap();
     p
-}
-
-/// The server's count of request body bytes received (`/metrics`).
-async fn bytes_in(url: &str) -> u64 {
-    let t = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    t.lines()
-        .find_map(|l| l.strip_prefix("imgapi_http_request_bytes_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("imgapi_http_request_bytes_total") as u64
-}
-
-/// The file of image `uuid` as the server serves it.
-async fn served(url: &str, uuid: &str) -> Vec<u8> {
-    let r = reqwest::get(format!("{url}/images/{uuid}/file"))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.bytes().await.unwrap().to_vec()
 }
 
 /// Upload sessions of `account` on the server.

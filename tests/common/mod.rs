@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cli;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
