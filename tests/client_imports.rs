@@ -199,31 +199,6 @@ async fn import_dir_reports_a_file_that_does_not_match_its_manifest() {
     assert_ne!(img["state"], "active", "{img}");
 }
 
-/// An active image on `s` with `data`.
-async fn source_image(s: &Server, name: &str, origin: Option<&str>, data: &[u8]) -> String {
-    let mut body = json!({"name": name, "version": "1.0.0", "os": "smartos",
-        "type": "zone-dataset", "owner": VADER, "public": true});
-    if let Some(o) = origin {
-        body["origin"] = json!(o);
-    }
-    let uuid = s.create(None, body).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (st, v) = s
-        .put_bytes(
-            &format!("/images/{uuid}/file?compression=none"),
-            data.to_vec(),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = s
-        .post(&format!("/images/{uuid}?action=activate"), json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
-    uuid
-}
-
 #[tokio::test]
 async fn import_remote_copies_an_image_and_its_origin_between_two_servers() {
     let src = Server::start().await;
@@ -231,8 +206,8 @@ async fn import_remote_copies_an_image_and_its_origin_between_two_servers() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let (a, b) = (data(2 * MIB + 3, 21), data(3 * MIB + 1, 22));
-    let origin = source_image(&src, "origin", None, &a).await;
-    let uuid = source_image(&src, "leaf", Some(&origin), &b).await;
+    let origin = active_image(&src, "origin", None, &a).await;
+    let uuid = active_image(&src, "leaf", Some(&origin), &b).await;
     let out = imgapi(&dst.url, &state)
         .args(["import-remote", &uuid, "--source", &src.url, "--json"])
         .output()
@@ -284,7 +259,7 @@ async fn import_remote_from_a_refused_source_exits_1_with_not_allowed() {
     let dst = Server::start_with_config("[imports]\nallowed_sources = [\"https://\"]\n").await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let uuid = source_image(&src, "x", None, &data(1000, 3)).await;
+    let uuid = active_image(&src, "x", None, &data(1000, 3)).await;
     let out = imgapi(&dst.url, &state)
         .args(["import-remote", &uuid, "--source", &src.url])
         .output()

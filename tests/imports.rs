@@ -200,31 +200,6 @@ async fn serve(
     }
 }
 
-/// Create an active image on `s` with `data` and an optional origin.
-async fn image(s: &Server, name: &str, origin: Option<&str>, data: &[u8]) -> String {
-    let mut body = json!({"name": name, "version": "1.0.0", "os": "smartos",
-        "type": "zone-dataset", "owner": VADER, "public": true});
-    if let Some(o) = origin {
-        body["origin"] = json!(o);
-    }
-    let uuid = s.create(None, body).await["uuid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (st, v) = s
-        .put_bytes(
-            &format!("/images/{uuid}/file?compression=none"),
-            data.to_vec(),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = s
-        .post(&format!("/images/{uuid}?action=activate"), json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
-    uuid
-}
-
 /// POST import-remote; returns (job url, body).
 async fn import_remote(d: &Server, uuid: &str, source: &str) -> (String, Value) {
     let r = d
@@ -290,9 +265,9 @@ async fn import_remote_with_origin_chain_resumes_a_cut_transfer() {
     let s = Server::start().await;
     let d = Server::start().await;
     let (da, db, dc) = (data(3 << 20, 1), data(1 << 20, 2), data(2 << 20, 3));
-    let a = image(&s, "base", None, &da).await;
-    let b = image(&s, "mid", Some(&a), &db).await;
-    let c = image(&s, "top", Some(&b), &dc).await;
+    let a = active_image(&s, "base", None, &da).await;
+    let b = active_image(&s, "mid", Some(&a), &db).await;
+    let c = active_image(&s, "top", Some(&b), &dc).await;
     let proxy = Proxy::start(&s.url, Mode::CutOnce(1 << 20)).await;
 
     let (job_url, v) = import_remote(&d, &c, &proxy.url).await;
@@ -381,8 +356,8 @@ async fn a_lying_source_fails_the_job_cleanly_and_a_rerun_succeeds() {
     let s = Server::start().await;
     let d = Server::start().await;
     let (da, dc) = (data(300_000, 4), data(500_000, 5));
-    let a = image(&s, "base", None, &da).await;
-    let c = image(&s, "top", Some(&a), &dc).await;
+    let a = active_image(&s, "base", None, &da).await;
+    let c = active_image(&s, "top", Some(&a), &dc).await;
 
     for (mode, what) in [(Mode::WrongMd5, "md5"), (Mode::WrongSize, "size")] {
         let proxy = Proxy::start(&s.url, mode).await;
@@ -420,7 +395,7 @@ async fn a_restart_mid_job_resumes_from_the_staged_bytes() {
     let s = Server::start().await;
     let mut d = Server::start().await;
     let big = data(12 << 20, 6);
-    let u = image(&s, "big", None, &big).await;
+    let u = active_image(&s, "big", None, &big).await;
     // Hang after 10 MiB: the job saves its offset every 8 MiB.
     let proxy = Proxy::start(&s.url, Mode::HoldOnce(10 << 20)).await;
     let (job_url, v) = import_remote(&d, &u, &proxy.url).await;
@@ -518,7 +493,7 @@ async fn import_and_add_file_from_source() {
     let s = Server::start().await;
     let d = Server::start().await;
     let bytes = data(700_000, 7);
-    let u = image(&s, "plain", None, &bytes).await;
+    let u = active_image(&s, "plain", None, &bytes).await;
 
     // AdminImportImageFromSource: the manifest, unactivated.
     let (st, img) = d
@@ -586,7 +561,7 @@ async fn import_and_add_file_from_source() {
         .as_str()
         .unwrap()
         .to_string();
-    let pb = image(&s, "on-unready", Some(&pa), &bytes).await;
+    let pb = active_image(&s, "on-unready", Some(&pa), &bytes).await;
     let (st, e) = d
         .post(
             &format!("/images/{pb}?action=import-remote&source={}", s.url),

@@ -551,3 +551,31 @@ impl Server {
         (r.status().as_u16(), off, r.headers().clone())
     }
 }
+
+/// An active public image of VADER on `s` with `data` and an optional origin.
+pub async fn active_image(s: &Server, name: &str, origin: Option<&str>, data: &[u8]) -> String {
+    let mut body = serde_json::json!({"name": name, "version": "1.0.0", "os": "smartos",
+        "type": "zone-dataset", "owner": VADER, "public": true});
+    if let Some(o) = origin {
+        body["origin"] = serde_json::json!(o);
+    }
+    let uuid = s.create(None, body).await["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v) = s
+        .put_bytes(
+            &format!("/images/{uuid}/file?compression=none"),
+            data.to_vec(),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/images/{uuid}?action=activate"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    uuid
+}
