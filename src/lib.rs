@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod digest;
@@ -37,6 +38,11 @@ pub fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Open the database and stores named by `cfg`.
 pub async fn build_state(cfg: Config) -> Result<api::AppState> {
+    build_state_with_clock(cfg, clock::Clock::System).await
+}
+
+/// `build_state` with the services reading domain time from `clock`.
+pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<api::AppState> {
     create_data_dir(&cfg.data_dir)?;
     let db = db::Db::open(&cfg.db_path())?;
     let manta = match &cfg.storage.manta {
@@ -59,8 +65,8 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
         staging,
     };
     let default_stor = match cfg.storage.manta {
-        MantaConfig::S3(_) => store::StoreName::Manta.as_str(),
-        MantaConfig::Fs { .. } => store::StoreName::Local.as_str(),
+        MantaConfig::S3(_) => store::StoreName::Manta,
+        MantaConfig::Fs { .. } => store::StoreName::Local,
     };
     let uploads = uploads::Uploads::new(
         db.clone(),
@@ -73,6 +79,7 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
             max_streaming_per_account: cfg.uploads.max_streaming_per_account,
             assets_allowed: cfg.storage.assets.allowed_accounts.clone(),
         },
+        clock.clone(),
     );
     let locks = locks::ImageLocks::default();
     let registrar = registrar::Registrar::new(
@@ -82,6 +89,7 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
         locks.clone(),
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
+        clock.clone(),
     );
     let images = images::Images::new(
         db.clone(),
@@ -90,6 +98,7 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
         locks,
+        clock,
     );
     let imports = imports::Imports::new(
         db.clone(),

@@ -338,3 +338,48 @@ async fn ping_and_images_parse_as_the_wire_types() {
     assert!(img.files[0].stor.is_some(), "admin fields show stor");
     assert_eq!(serde_json::to_value(&img).unwrap(), r.json());
 }
+
+/// Placeholders expire on the services' clock: a failed image lives
+/// `placeholder_lifespan_days`, then one reaper pass removes it and its file.
+#[tokio::test]
+async fn failed_placeholders_expire_and_are_reaped() {
+    let app = App::with_config(|c| c.registrar.placeholder_lifespan_days = 2).await;
+    let r = app
+        .post_json(
+            "/images",
+            &json!({"name": "ph", "version": "1.0.0", "os": "smartos",
+                    "type": "zone-dataset", "owner": VADER}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let uuid = r.parse::<wire::Image>().uuid;
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/images/{uuid}/file?compression=none"),
+            &[("content-type", "application/octet-stream")],
+            b"placeholder bytes".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app
+        .post_json(
+            &format!("/images/{uuid}?action=update"),
+            &json!({"state": "failed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.parse::<wire::Image>().state, "failed");
+    assert!(!walk(&app.data_dir().join("local")).is_empty());
+
+    app.advance(std::time::Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(app.reap().await, (0, 0), "kept for its whole lifespan");
+    assert_eq!(app.get(&format!("/images/{uuid}")).await.status, 200);
+    app.advance(std::time::Duration::from_millis(1));
+    assert_eq!(app.reap().await, (0, 1));
+    assert_eq!(app.get(&format!("/images/{uuid}")).await.status, 404);
+    assert!(
+        walk(&app.data_dir().join("local")).is_empty(),
+        "its file went with it"
+    );
+}

@@ -43,10 +43,17 @@ async fn metrics_count_requests_bytes_uploads_jobs_and_log_events() {
     let p = s.data_dir().join(format!("manta/{LUKE}/stor/x"));
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, b"abc").unwrap();
-    s.post(&format!("/images?account={LUKE}&wait=0"), json!({"name": "x", "version": "1", "os": "linux", "type": "other",
+    let (_, img) = s.post(&format!("/images?account={LUKE}&wait=0"), json!({"name": "x", "version": "1", "os": "linux", "type": "other",
         "files": [{"path": format!("/{LUKE}/stor/x"), "content_md5": "AAAAAAAAAAAAAAAAAAAAAA==", "compression": "none"}]}))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The job runs in the background: wait (bounded) until it has failed.
+    let x = format!("/images/{}?account={LUKE}", img["uuid"].as_str().unwrap());
+    for _ in 0..100 {
+        if s.get(&x).await.1["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let r = s.http.get(s.u("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(

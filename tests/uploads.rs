@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use base64::Engine;
+use common::app::App;
 use common::*;
 use serde_json::Value;
 
@@ -270,21 +273,69 @@ async fn termination_frees_storage() {
     );
 }
 
+/// Expiry in process, on the services' manual clock: each PATCH moves an
+/// upload's expiry `expire_after_secs` on; idle past it, the upload is
+/// refused (410) and one reaper pass removes its row and its bytes.
 #[tokio::test]
 async fn idle_uploads_expire_and_are_reaped() {
-    let mut s = Server::start_with_config("[uploads]\nexpire_after_secs = 1\n").await;
-    let (_, h) = s.tus_create(1000, None, &[]).await;
+    let app = App::with_config(|c| c.uploads.expire_after_secs = 60).await;
+    let minute = Duration::from_secs(60);
+    let loc = app.tus_create(1000).await;
+    let r = app.tus_patch(&loc, 0, &[], vec![1; 10]).await;
+    assert_eq!(r.status, 204);
+    let expires = app.clock.now() + minute;
+    assert_eq!(
+        r.header("upload-expires"),
+        httpdate::fmt_http_date(expires.into())
+    );
+    let v = app.get(&format!("{loc}/info")).await.json();
+    assert_eq!(
+        v["expires_at"],
+        expires.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    );
+    // 59 s idle: still alive, and the PATCH moves the expiry on.
+    app.advance(Duration::from_secs(59));
+    assert_eq!(app.reap().await, (0, 0));
+    let r = app.tus_patch(&loc, 10, &[], vec![1; 10]).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("upload-expires"),
+        httpdate::fmt_http_date((app.clock.now() + minute).into())
+    );
+    // Idle past it: refused, then reaped.
+    app.advance(minute + Duration::from_millis(1));
+    let r = app.tus_patch(&loc, 20, &[], vec![1; 10]).await;
+    assert_eq!((r.status, r.error().code.as_str()), (410, "UploadExpired"));
+    assert_eq!(app.tus_offset(&loc).await.0, 410);
+    assert!(!walk(&app.data_dir().join("manta")).is_empty());
+    assert_eq!(app.reap().await, (1, 0));
+    assert_eq!(app.tus_offset(&loc).await.0, 404);
+    assert!(
+        walk(&app.data_dir().join("manta")).is_empty(),
+        "reaper freed the bytes"
+    );
+}
+
+/// The binary runs the upload reaper at start-up (then every 10 minutes):
+/// an upload that expired while the server was down is gone, bytes and all.
+#[tokio::test]
+async fn the_binary_reaps_expired_uploads_at_start_up() {
+    // expire_after_secs = 0: expired as soon as the clock ticks on.
+    let mut s = Server::start_with_config("[uploads]\nexpire_after_secs = 0\n").await;
+    let (st, h) = s.tus_create(1000, None, &[]).await;
+    assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
-    assert!(h.get("upload-expires").is_some());
-    s.tus_patch(&loc, None, 0, vec![1; 10]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (st, _, v) = s.tus_patch(&loc, None, 10, vec![1; 10]).await;
-    assert_eq!((st, v["code"].as_str()), (410, Some("UploadExpired")));
-    assert_eq!(head_offset(&s, &loc).await.0, 410);
-    // The reaper runs at start-up (then every 10 minutes).
+    assert!(!walk(&s.data_dir().join("manta")).is_empty());
     s.restart_hard().await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(head_offset(&s, &loc).await.0, 404);
+    let mut st = 0;
+    for _ in 0..100 {
+        st = head_offset(&s, &loc).await.0;
+        if st == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(st, 404, "reaped at start-up");
     assert!(
         walk(&s.data_dir().join("manta")).is_empty(),
         "reaper freed the bytes"

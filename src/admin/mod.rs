@@ -15,7 +15,7 @@ use crate::api::AppState;
 use crate::db::{images as imgq, registrations as jobs, uploads as upq};
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
-use crate::manifest::{Image, now_iso};
+use crate::manifest::Image;
 use crate::store::{ObjectMeta, Store, StoreName, image_dir_key, image_file_key, image_icon_key};
 
 /// The stors whose image areas `gc` sweeps.
@@ -80,8 +80,8 @@ fn targets_of(img: &Image) -> Vec<Target> {
         .map(|f| Target {
             uuid: img.uuid,
             what: "file",
-            stor: f.stor.clone(),
-            key: image_file_key(&f.stor, &img.uuid),
+            stor: f.stor.to_string(),
+            key: image_file_key(f.stor, &img.uuid),
             size: f.size,
             sha1: f.sha1.clone(),
             content_md5: f.content_md5.clone(),
@@ -91,8 +91,8 @@ fn targets_of(img: &Image) -> Vec<Target> {
         out.push(Target {
             uuid: img.uuid,
             what: "icon",
-            stor: i.stor.clone(),
-            key: image_icon_key(&i.stor, &img.uuid),
+            stor: i.stor.to_string(),
+            key: image_icon_key(i.stor, &img.uuid),
             size: i.size,
             sha1: i.sha1.clone(),
             content_md5: i.content_md5.clone(),
@@ -405,13 +405,10 @@ async fn upload_orphans(
 pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<GcSummary> {
     let verb = if yes { "delete" } else { "would delete" };
     let mut sum = GcSummary::default();
-    let now = now_iso();
+    let now = state.images.clock.timestamp();
 
     // 1. Uploads idle past their expiry.
-    let expired = {
-        let now = now.clone();
-        state.db.read(move |c| upq::expired(c, &now)).await?
-    };
+    let expired = { state.db.read(move |c| upq::expired(c, now)).await? };
     for u in &expired {
         writeln!(
             out,
@@ -432,12 +429,12 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     // 2. Expired placeholders, unless their registration is still running.
     let busy = busy_images(state).await?;
     let doomed: Vec<Image> = {
-        let (now, busy) = (now.clone(), busy.clone());
+        let busy = busy.clone();
         state
             .db
             .read(move |c| {
                 let mut out = Vec::new();
-                for u in imgq::expired_placeholders(c, &now)? {
+                for u in imgq::expired_placeholders(c, now)? {
                     if busy.contains(&u) {
                         continue;
                     }
@@ -460,12 +457,12 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     }
     let doomed_uuids: HashSet<Uuid> = doomed.iter().map(|i| i.uuid).collect();
     if yes {
-        let (now, candidates) = (now.clone(), doomed_uuids.clone());
+        let candidates = doomed_uuids.clone();
         let gone = state
             .db
             .write(move |c| {
                 let still: HashSet<Uuid> =
-                    imgq::expired_placeholders(c, &now)?.into_iter().collect();
+                    imgq::expired_placeholders(c, now)?.into_iter().collect();
                 let mut gone = Vec::new();
                 for u in candidates {
                     let running =

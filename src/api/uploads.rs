@@ -229,8 +229,8 @@ pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
         offset: u.offset,
         length: u.length,
         state: u.state.as_str().into(),
-        expires_at: u.expires_at.clone(),
-        created_at: u.created_at.clone(),
+        expires_at: u.expires_at.to_string(),
+        created_at: u.created_at.to_string(),
         path: u.path.clone(),
         sha1: u.sha1.clone(),
         content_md5: u.md5.clone(),
@@ -277,7 +277,11 @@ pub async fn options(State(st): State<AppState>) -> Response {
 fn offset_response(status: StatusCode, u: &Upload) -> Response {
     let mut r = status.into_response();
     set(&mut r, "upload-offset", &u.offset.to_string());
-    set(&mut r, "upload-expires", &http_date(&u.expires_at));
+    set(
+        &mut r,
+        "upload-expires",
+        &http_date(&u.expires_at.to_string()),
+    );
     r
 }
 
@@ -345,9 +349,7 @@ pub async fn head(
 ) -> Result<Response, Error> {
     require_tus(&headers)?;
     let up = st.uploads.get(&caller, parse_id(&id)?).await?;
-    if up.state == crate::db::uploads::UploadState::Uploading
-        && up.expires_at < crate::manifest::now_iso()
-    {
+    if up.state == crate::db::uploads::UploadState::Uploading && st.uploads.is_expired(&up) {
         return Err(Error::UploadExpired(up.id));
     }
     let mut r = offset_response(StatusCode::OK, &up);

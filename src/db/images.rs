@@ -179,7 +179,7 @@ pub fn dependents(conn: &Connection, uuid: Uuid) -> Result<Vec<Uuid>> {
 }
 
 /// Placeholders whose `expires_at` has passed.
-pub fn expired_placeholders(conn: &Connection, now: &str) -> Result<Vec<Uuid>> {
+pub fn expired_placeholders(conn: &Connection, now: crate::clock::Timestamp) -> Result<Vec<Uuid>> {
     let mut st = conn.prepare(
         "SELECT uuid FROM images WHERE state IN ('creating','failed') \
          AND expires_at IS NOT NULL AND expires_at < ?1",

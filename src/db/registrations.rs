@@ -5,6 +5,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::{DbError, Result};
+use crate::clock::Timestamp;
+use crate::store::StoreName;
 
 /// An enum stored as one of a fixed set of lowercase strings: `as_str`,
 /// `parse`, `Display`, and rusqlite `ToSql`/`FromSql` (an unknown string in
@@ -107,7 +109,7 @@ pub struct Job {
     pub source: JobSource,
     pub upload_id: Option<Uuid>,
     /// Store holding the source object: `manta` or `assets`.
-    pub store: String,
+    pub store: StoreName,
     pub source_key: String,
     pub content_md5: String,
     pub sha1: Option<String>,
@@ -119,8 +121,8 @@ pub struct Job {
     pub attempts: u32,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 const COLS: &str = "image_uuid, kind, source, upload_id, store, source_key, content_md5, sha1, size, compression, \
@@ -197,7 +199,7 @@ pub fn set_state(
     image: Uuid,
     state: JobState,
     error: Option<(&str, &str)>,
-    now: &str,
+    now: Timestamp,
 ) -> Result<()> {
     c.execute(
         "UPDATE registrations SET state = ?2, error_code = ?3, error_message = ?4, updated_at = ?5 \

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::{DbError, Entity, Result};
+use crate::clock::Timestamp;
 use crate::digest::HashState;
 
 /// The state of an upload session.
@@ -60,9 +61,9 @@ pub struct Upload {
     pub sha1: Option<String>,
     pub error: Option<String>,
     pub image_uuid: Option<Uuid>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub expires_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Timestamp,
     /// Size-and-mtime stamp of the object at `path` when the upload completed.
     pub data_mtime: Option<String>,
     /// The S3 multipart upload the bytes go to (S3 stores only).
@@ -299,7 +300,7 @@ pub fn list(c: &Connection, owner: Option<Uuid>) -> Result<Vec<Upload>> {
 pub fn list_page(
     c: &Connection,
     owner: Option<Uuid>,
-    after: Option<(String, Uuid)>,
+    after: Option<(Timestamp, Uuid)>,
     limit: u32,
 ) -> Result<Vec<Upload>> {
     let mut st = c.prepare(&format!(
@@ -356,7 +357,7 @@ pub fn stalled(c: &Connection) -> Result<Vec<Upload>> {
 }
 
 /// Unfinished uploads idle past their expiry.
-pub fn expired(c: &Connection, now: &str) -> Result<Vec<Upload>> {
+pub fn expired(c: &Connection, now: Timestamp) -> Result<Vec<Upload>> {
     let mut st = c.prepare(&format!(
         "SELECT {COLS} FROM uploads WHERE state IN ('uploading','complete','failed') AND expires_at < ?1"
     ))?;
@@ -384,7 +385,7 @@ pub fn mark_registered(
     c: &Connection,
     id: Uuid,
     image: Uuid,
-    now: &str,
+    now: Timestamp,
 ) -> Result<Result<(), ClaimRefused>> {
     let n = c.execute(
         "UPDATE uploads SET state = 'registered', image_uuid = ?2, updated_at = ?3 \

@@ -8,15 +8,15 @@ impl Images {
     /// the record is already gone).
     pub async fn remove_stored(&self, img: &Image) {
         for f in &img.files {
-            if let Ok(store) = self.stores.by_stor(&f.stor)
-                && let Err(e) = store.delete(&image_file_key(&f.stor, &img.uuid)).await
-            {
+            let store = self.stores.get(f.stor);
+            if let Err(e) = store.delete(&image_file_key(f.stor, &img.uuid)).await {
                 tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove image file");
             }
         }
         if let Some(icon) = &img.icon
-            && let Ok(store) = self.stores.by_stor(&icon.stor)
-            && let Err(e) = store.delete(&image_icon_key(&icon.stor, &img.uuid)).await
+            && let Err(e) = (self.stores.get(icon.stor))
+                .delete(&image_icon_key(icon.stor, &img.uuid))
+                .await
         {
             tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove icon");
         }
@@ -69,7 +69,7 @@ impl Images {
         if img.activated {
             return Err(Error::ImageFilesImmutable(uuid));
         }
-        let store = self.stores.by_stor(stor)?;
+        let store = self.stores.get(stor);
         let key = image_file_key(stor, &uuid);
         // Stream to a temporary object; checks run before it is committed.
         let mut pending = store.begin_write(&key).await?;
@@ -80,9 +80,9 @@ impl Images {
             size: digests.size,
             compression,
             dataset_guid: p.dataset_guid.filter(|g| !g.is_empty()),
-            stor: stor.to_string(),
+            stor,
             content_md5: digests.md5_base64(),
-            mtime: now_iso(),
+            mtime: self.clock.timestamp().into(),
         };
         // Commit and record under the image lock, re-checking activation.
         let _g = self.lock(uuid).await;
@@ -99,15 +99,14 @@ impl Images {
             })
             .await?;
         for f in old.iter().filter(|f| f.stor != stor) {
-            if let Ok(s) = self.stores.by_stor(&f.stor) {
-                let _ = s.delete(&image_file_key(&f.stor, &uuid)).await;
-            }
+            let s = self.stores.get(f.stor);
+            let _ = s.delete(&image_file_key(f.stor, &uuid)).await;
         }
         Ok(img)
     }
 
     /// `?storage=`: operators only; default depends on the configuration.
-    fn choose_stor(&self, caller: &Caller, storage: Option<&str>) -> Result<&'static str> {
+    fn choose_stor(&self, caller: &Caller, storage: Option<&str>) -> Result<StoreName> {
         match storage {
             None | Some("") => Ok(self.default_stor),
             Some(_) if caller.account.is_some() || !caller.operator => Err(Error::invalid_param(
@@ -115,13 +114,13 @@ impl Images {
                 FieldCode::NotAllowed,
                 "Parameter cannot be specified by non-operators",
             )),
-            Some("local") => Ok("local"),
-            Some("manta") => Ok("manta"),
-            Some(s) => Err(Error::invalid_param(
-                "storage",
-                FieldCode::Invalid,
-                format!("invalid storage \"{s}\" (must be one of local, manta)"),
-            )),
+            Some(s) => StoreName::stor(s).ok_or_else(|| {
+                Error::invalid_param(
+                    "storage",
+                    FieldCode::Invalid,
+                    format!("invalid storage \"{s}\" (must be one of local, manta)"),
+                )
+            }),
         }
     }
 
@@ -156,8 +155,8 @@ impl Images {
     ) -> Result<ByteStream> {
         Ok(self
             .stores
-            .by_stor(&f.stor)?
-            .get(&image_file_key(&f.stor, &img.uuid), range)
+            .get(f.stor)
+            .get(&image_file_key(f.stor, &img.uuid), range)
             .await?)
     }
 
@@ -172,9 +171,9 @@ impl Images {
     ) -> Result<Option<String>> {
         Ok(self
             .stores
-            .by_stor(&f.stor)?
+            .get(f.stor)
             .presigned_get(
-                &image_file_key(&f.stor, &img.uuid),
+                &image_file_key(f.stor, &img.uuid),
                 ttl,
                 Some("application/octet-stream"),
             )
@@ -219,8 +218,8 @@ impl Images {
             size: digests.size,
             content_type: ct,
             content_md5: digests.md5_base64(),
-            mtime: now_iso(),
-            stor: "local".into(),
+            mtime: self.clock.timestamp().into(),
+            stor: StoreName::Local,
         };
         self.modify(caller, uuid, None, move |img| {
             img.icon = Some(icon);
@@ -238,8 +237,8 @@ impl Images {
             .ok_or_else(|| Error::not_found(format!("image \"{uuid}\" has no icon")))?;
         let stream = self
             .stores
-            .by_stor(&icon.stor)?
-            .get(&image_icon_key(&icon.stor, &uuid), None)
+            .get(icon.stor)
+            .get(&image_icon_key(icon.stor, &uuid), None)
             .await?;
         Ok((img, icon, stream))
     }
@@ -261,10 +260,9 @@ impl Images {
             }
             img
         };
-        if let Some(icon) = old
-            && let Ok(store) = self.stores.by_stor(&icon.stor)
-        {
-            let _ = store.delete(&image_icon_key(&icon.stor, &uuid)).await;
+        if let Some(icon) = old {
+            let store = self.stores.get(icon.stor);
+            let _ = store.delete(&image_icon_key(icon.stor, &uuid)).await;
         }
         Ok(img)
     }

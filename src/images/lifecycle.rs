@@ -2,6 +2,7 @@
 //! state change one read-modify-write transaction.
 
 use super::*;
+use crate::clock::Timestamp;
 
 impl Images {
     /// CreateImage.
@@ -169,6 +170,7 @@ impl Images {
     /// ActivateImage.
     pub async fn activate(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
         let _g = self.lock(uuid).await;
+        let clock = self.clock.clone();
         self.modify(caller, uuid, None, move |img| {
             if img.activated {
                 return Err(Error::ImageAlreadyActivated(uuid));
@@ -181,7 +183,7 @@ impl Images {
             img.error = None;
             img.expires_at = None;
             if img.published_at.is_none() {
-                img.published_at = Some(now_iso());
+                img.published_at = Some(clock.timestamp().into());
             }
             Ok(())
         })
@@ -265,6 +267,7 @@ impl Images {
         drop(given);
         let acting_for_account = caller.account.is_some() || !caller.operator;
         let lifespan = self.placeholder_lifespan_days;
+        let clock = self.clock.clone();
         let new_origin = body
             .get("origin")
             .and_then(Value::as_str)
@@ -353,7 +356,7 @@ impl Images {
                 )])
             })?;
             if let Some(s) = state {
-                apply_state(&mut updated, s, lifespan)?;
+                apply_state(&mut updated, s, lifespan, clock.timestamp())?;
             }
             // A new origin must be another image the caller can see.
             if new_origin.is_some()
@@ -447,7 +450,7 @@ fn acl_too_large(n: usize) -> Error {
 }
 
 /// Operator `state` updates.
-fn apply_state(img: &mut Image, s: State, lifespan_days: u64) -> Result<()> {
+fn apply_state(img: &mut Image, s: State, lifespan_days: u64, now: Timestamp) -> Result<()> {
     match s {
         State::Creating | State::Failed => {
             img.placeholder = Some(if s == State::Failed {
@@ -456,8 +459,7 @@ fn apply_state(img: &mut Image, s: State, lifespan_days: u64) -> Result<()> {
                 Placeholder::Creating
             });
             img.activated = false;
-            let exp = chrono::Utc::now() + chrono::Duration::days(lifespan_days as i64);
-            img.expires_at = Some(exp.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            img.expires_at = Some(placeholder_expiry(now, lifespan_days).into());
         }
         State::Unactivated => {
             img.placeholder = None;
@@ -473,7 +475,7 @@ fn apply_state(img: &mut Image, s: State, lifespan_days: u64) -> Result<()> {
             img.disabled = s == State::Disabled;
             img.expires_at = None;
             if img.published_at.is_none() {
-                img.published_at = Some(now_iso());
+                img.published_at = Some(now.into());
             }
         }
     }
@@ -554,4 +556,10 @@ fn build_image(mut body: Map<String, Value>, uuid: Uuid, import: bool) -> Result
             "invalid image data",
         )])
     })
+}
+
+/// When a placeholder made at `now` expires (`lifespan_days` later).
+pub fn placeholder_expiry(now: Timestamp, lifespan_days: u64) -> Timestamp {
+    let days = i64::try_from(lifespan_days).unwrap_or(i64::MAX);
+    now.plus(chrono::Duration::try_days(days).unwrap_or(chrono::Duration::MAX))
 }

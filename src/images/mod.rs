@@ -9,6 +9,7 @@ mod lifecycle;
 mod reaper;
 mod transfer;
 
+pub use lifecycle::placeholder_expiry;
 pub use reaper::reap_placeholders_forever;
 
 use std::collections::HashSet;
@@ -27,9 +28,9 @@ use crate::manifest::validate::{
     check_limits, is_uuid, normalize, upgrade_v1,
 };
 use crate::manifest::{
-    COMPRESSIONS, Ctx, Icon, Image, ImageFile, Placeholder, State, now_iso, validate_manifest,
+    COMPRESSIONS, Ctx, Icon, Image, ImageFile, Placeholder, State, validate_manifest,
 };
-use crate::store::{ByteStream, Stores, image_file_key, image_icon_key, ingest};
+use crate::store::{ByteStream, StoreName, Stores, image_file_key, image_icon_key, ingest};
 
 /// Largest icon, in bytes (IMGAPI: 128 KiB).
 pub const MAX_ICON_SIZE: u64 = 128 * 1024;
@@ -40,10 +41,12 @@ pub struct Images {
     pub db: Db,
     pub stores: Stores,
     /// Default `stor` for new files: `manta` when it is an object store, else `local`.
-    pub default_stor: &'static str,
+    pub default_stor: StoreName,
     pub max_file_size: u64,
     pub placeholder_lifespan_days: u64,
     pub locks: crate::locks::ImageLocks,
+    /// Domain time: publication, file mtimes, placeholder expiry.
+    pub clock: crate::clock::Clock,
 }
 
 /// AddImageFile's parameters.
@@ -68,10 +71,11 @@ impl Images {
     pub fn new(
         db: Db,
         stores: Stores,
-        default_stor: &'static str,
+        default_stor: StoreName,
         max_file_size: u64,
         placeholder_lifespan_days: u64,
         locks: crate::locks::ImageLocks,
+        clock: crate::clock::Clock,
     ) -> Images {
         Images {
             db,
@@ -80,6 +84,7 @@ impl Images {
             max_file_size,
             placeholder_lifespan_days,
             locks,
+            clock,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The placeholder reaper: expired `creating`/`failed` images are removed.
+//! The placeholder reaper: expired `creating`/`failed` images are removed
+//! (expired by the service's clock).
 
 use super::*;
 
@@ -16,12 +17,12 @@ pub async fn reap_placeholders_forever(images: Images) {
 impl Images {
     /// Delete placeholders whose `expires_at` has passed; returns how many.
     pub async fn reap_placeholders(&self) -> Result<usize> {
-        let now = now_iso();
+        let now = self.clock.timestamp();
         let gone = self
             .db
             .write(move |c| {
                 let mut gone = Vec::new();
-                for u in q::expired_placeholders(c, &now)? {
+                for u in q::expired_placeholders(c, now)? {
                     if let Some(img) = q::get(c, u)? {
                         q::delete(c, u)?;
                         gone.push(img);

@@ -50,13 +50,10 @@ impl Images {
                     errors: vec![FieldError::new("stor", FieldCode::MissingParameter)],
                 });
             }
-            Some(s @ ("local" | "manta")) => s.to_string(),
-            Some(s) => {
-                return Err(Error::ValidationFailed {
-                    message: format!("invalid stor \"{s}\" (must be local or manta)"),
-                    errors: vec![FieldError::new("stor", FieldCode::Invalid)],
-                });
-            }
+            Some(s) => StoreName::stor(s).ok_or_else(|| Error::ValidationFailed {
+                message: format!("invalid stor \"{s}\" (must be local or manta)"),
+                errors: vec![FieldError::new("stor", FieldCode::Invalid)],
+            })?,
         };
         let _g = self.lock(uuid).await;
         let img = self.get(caller, uuid).await?;
@@ -71,8 +68,8 @@ impl Images {
         if f.stor == stor {
             return Ok(img);
         }
-        let (from, to) = (self.stores.by_stor(&f.stor)?, self.stores.by_stor(&stor)?);
-        let (from_key, to_key) = (image_file_key(&f.stor, &uuid), image_file_key(&stor, &uuid));
+        let (from, to) = (self.stores.get(f.stor), self.stores.get(stor));
+        let (from_key, to_key) = (image_file_key(f.stor, &uuid), image_file_key(stor, &uuid));
         copy_verified(
             from,
             &from_key,
@@ -83,11 +80,10 @@ impl Images {
             &f.content_md5,
         )
         .await?;
-        let new_stor = stor.clone();
         let img = self
             .modify(caller, uuid, None, move |img| {
                 if let Some(f) = img.files.first_mut() {
-                    f.stor = new_stor;
+                    f.stor = stor;
                 }
                 Ok(())
             })
@@ -144,10 +140,10 @@ impl Images {
             })?;
         }
         let manta = &self.stores.manta;
-        let src = self.stores.by_stor(&f.stor)?;
+        let src = self.stores.get(f.stor);
         copy_verified(
             src,
-            &image_file_key(&f.stor, &uuid),
+            &image_file_key(f.stor, &uuid),
             manta,
             &file_key,
             f.size,

@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 pub use validate::{Ctx, validate_manifest};
 
+use crate::store::StoreName;
+
 /// Compression values accepted for image files.
 pub const COMPRESSIONS: &[&str] = &["gzip", "bzip2", "xz", "none"];
 
@@ -21,7 +23,7 @@ pub struct ImageFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_guid: Option<String>,
     /// `local` or `manta` (IMGAPI's store names).
-    pub stor: String,
+    pub stor: StoreName,
     /// base64 MD5 of the bytes, served as `Content-MD5`.
     pub content_md5: String,
     /// When the file was stored (RFC 3339), served as `Last-Modified`.
@@ -36,7 +38,7 @@ pub struct Icon {
     pub content_type: String,
     pub content_md5: String,
     pub mtime: String,
-    pub stor: String,
+    pub stor: StoreName,
 }
 
 /// Placeholder states (IMGAPI's `creating` / `failed`).
@@ -224,7 +226,7 @@ impl Image {
                 size: f.size,
                 compression: f.compression.clone(),
                 dataset_guid: f.dataset_guid.clone(),
-                stor: opts.admin_fields.then(|| f.stor.clone()),
+                stor: opts.admin_fields.then(|| f.stor.to_string()),
             })
             .collect();
         let state = self.state();
@@ -282,11 +284,11 @@ pub fn normalize_date(s: &str) -> Option<String> {
     Some(dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
-/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// The system clock's now as `YYYY-MM-DDTHH:MM:SS.mmmZ`, for bookkeeping
+/// stamps outside the services (account rows, import jobs). The services
+/// read domain time from their injected `crate::clock::Clock`.
 pub fn now_iso() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    crate::clock::Clock::System.timestamp().to_string()
 }
 
 #[cfg(test)]

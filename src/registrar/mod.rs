@@ -15,14 +15,16 @@ use base64::Engine;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::db::registrations::{self as jobs, Compression, Job, JobKind, JobSource, JobState};
 use crate::db::uploads::{self as upq, ClaimRefused, Upload, UploadState};
 use crate::db::{Db, DbError, images as imgq};
 use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
+use crate::images::placeholder_expiry;
 use crate::locks::ImageLocks;
-use crate::manifest::{COMPRESSIONS, Image, ImageFile, Placeholder, now_iso};
+use crate::manifest::{COMPRESSIONS, Image, ImageFile, Placeholder};
 use crate::store::namespace;
 use crate::store::{Move, StoreName, Stores, image_file_key, ingest};
 use crate::uploads::{Uploads, stamp};
@@ -52,6 +54,7 @@ pub struct Registrar {
     max_file_size: u64,
     placeholder_lifespan_days: u64,
     running: Arc<Mutex<HashSet<Uuid>>>,
+    clock: Clock,
 }
 
 /// Why a job could not finish: for good, or for now.
@@ -144,6 +147,7 @@ impl Registrar {
         locks: ImageLocks,
         max_file_size: u64,
         placeholder_lifespan_days: u64,
+        clock: Clock,
     ) -> Registrar {
         Registrar {
             db,
@@ -153,6 +157,7 @@ impl Registrar {
             max_file_size,
             placeholder_lifespan_days,
             running: Arc::new(Mutex::new(HashSet::new())),
+            clock,
         }
     }
 
@@ -229,7 +234,7 @@ impl Registrar {
         activate: bool,
     ) -> Result<Job> {
         Self::check_ref(r)?;
-        let now = now_iso();
+        let now = self.clock.timestamp();
         let mut job = Job {
             image_uuid: image,
             kind,
@@ -239,7 +244,7 @@ impl Registrar {
                 JobSource::Path
             },
             upload_id: None,
-            store: String::new(),
+            store: DEST_STOR,
             source_key: String::new(),
             content_md5: r.content_md5.clone().unwrap_or_default(),
             sha1: r.sha1.clone().map(|s| s.to_ascii_lowercase()),
@@ -252,7 +257,7 @@ impl Registrar {
             attempts: 0,
             error_code: None,
             error_message: None,
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
         };
         if let Some(id) = r.upload {
@@ -289,7 +294,7 @@ impl Registrar {
             }
             job.source = JobSource::Upload;
             job.upload_id = Some(id);
-            job.store = up.store.to_string();
+            job.store = up.store;
             job.source_key = up.data_key.clone();
             if self.trusted_digests(&up).await?.is_some() {
                 compare(&job, &up.hash.digests()?)?;
@@ -303,7 +308,7 @@ impl Registrar {
                 return Err(Error::FileNotFound(format!("{p} does not exist")));
             }
             job.source = JobSource::Path;
-            job.store = sp.store().to_string();
+            job.store = sp.store();
             job.source_key = sp.key;
         }
         Ok(job)
@@ -341,6 +346,7 @@ impl Registrar {
         let row = job.clone();
         let origin = img.origin;
         let origin_caller = caller.clone();
+        let clock = self.clock.clone();
         self.db
             .write(move |c| {
                 if let Some(o) = origin {
@@ -348,7 +354,7 @@ impl Registrar {
                 }
                 imgq::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {
-                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?
+                    upq::mark_registered(c, id, row.image_uuid, clock.timestamp())?
                         .map_err(|r| claim_refused(id, r))?;
                 }
                 Ok::<_, Error>(jobs::insert(c, &row)?)
@@ -385,6 +391,7 @@ impl Registrar {
             .resolve(caller, uuid, JobKind::Attach, &r, false)
             .await?;
         let row = job.clone();
+        let clock = self.clock.clone();
         self.db
             .write(move |c| {
                 if jobs::get(c, uuid)?.is_some() {
@@ -393,7 +400,7 @@ impl Registrar {
                     )));
                 }
                 if let Some(id) = row.upload_id {
-                    upq::mark_registered(c, id, row.image_uuid, &now_iso())?
+                    upq::mark_registered(c, id, row.image_uuid, clock.timestamp())?
                         .map_err(|r| claim_refused(id, r))?;
                 }
                 Ok(jobs::insert(c, &row)?)
@@ -494,9 +501,7 @@ impl Registrar {
         };
         let dest = self.stores.get(DEST_STOR);
         let dest_key = image_file_key(DEST_STOR, &uuid);
-        // (A row's store is checked here: a job naming no store fails, and is
-        // retried, as any other.)
-        let src_name: StoreName = job.store.parse().map_err(Error::internal)?;
+        let src_name = job.store;
         let src_store = self.stores.get(src_name);
         // Fast path: a finished upload in the private upload area is moved.
         if job.source == JobSource::Upload {
@@ -579,11 +584,12 @@ impl Registrar {
                     size: d.size,
                     compression: job.compression.as_str().to_string(),
                     dataset_guid: job.dataset_guid.clone(),
-                    stor: DEST_STOR.to_string(),
+                    stor: DEST_STOR,
                     content_md5: d.md5_base64(),
-                    mtime: now_iso(),
+                    mtime: self.clock.timestamp().into(),
                 };
                 let job2 = job.clone();
+                let clock = self.clock.clone();
                 let old = self
                     .db
                     .write(move |c| {
@@ -599,12 +605,12 @@ impl Registrar {
                             if job2.activate {
                                 img.activated = true;
                                 if img.published_at.is_none() {
-                                    img.published_at = Some(now_iso());
+                                    img.published_at = Some(clock.timestamp().into());
                                 }
                             }
                         }
                         imgq::update(c, &img)?;
-                        jobs::set_state(c, uuid, JobState::Done, None, &now_iso())?;
+                        jobs::set_state(c, uuid, JobState::Done, None, clock.timestamp())?;
                         Ok::<_, Error>(Some(old))
                     })
                     .await?;
@@ -619,9 +625,8 @@ impl Registrar {
                     }
                     Some(old) => {
                         for f in old.iter().filter(|f| f.stor != DEST_STOR) {
-                            if let Ok(s) = self.stores.by_stor(&f.stor) {
-                                let _ = s.delete(&image_file_key(&f.stor, &uuid)).await;
-                            }
+                            let s = self.stores.get(f.stor);
+                            let _ = s.delete(&image_file_key(f.stor, &uuid)).await;
                         }
                         tracing::info!(image.uuid = %uuid, size_bytes = d.size, "registered image file");
                     }
@@ -638,6 +643,7 @@ impl Registrar {
                 let lifespan = self.placeholder_lifespan_days;
                 let kind = job.kind;
                 let upload = job.upload_id;
+                let clock = self.clock.clone();
                 self.db
                     .write(move |c| {
                         if let Some(id) = upload {
@@ -648,8 +654,8 @@ impl Registrar {
                         {
                             img.placeholder = Some(Placeholder::Failed);
                             img.error = Some(json!({"code": code, "message": message}));
-                            let exp = chrono::Utc::now() + chrono::Duration::days(lifespan as i64);
-                            img.expires_at = Some(exp.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+                            let exp = placeholder_expiry(clock.timestamp(), lifespan);
+                            img.expires_at = Some(exp.into());
                             imgq::update(c, &img)?;
                         }
                         jobs::set_state(
@@ -657,7 +663,7 @@ impl Registrar {
                             uuid,
                             JobState::Failed,
                             Some((&code, &message)),
-                            &now_iso(),
+                            clock.timestamp(),
                         )
                     })
                     .await?;

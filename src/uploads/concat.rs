@@ -18,7 +18,6 @@ use crate::db::uploads::{self as q, Concat, Upload, UploadState};
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
 use crate::identity::Caller;
-use crate::manifest::now_iso;
 use crate::store::{SessionWriter, StoreError};
 
 /// Most partial uploads one final upload may list.
@@ -172,7 +171,7 @@ impl Uploads {
         let sent = written?;
         up.hash = hashed?;
         up.offset += p.length - start;
-        up.updated_at = now_iso();
+        up.updated_at = self.now();
         if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
         }

@@ -1,25 +1,42 @@
 //! Expiry: uploads idle past their time are reaped (row and bytes), and
 //! a background task does that, and finishes stalled uploads, periodically.
+//! Domain time (timestamps, expiry) comes from the service's `Clock`.
 
 use super::{Uploads, session_of};
+use crate::clock::{Clock, Timestamp};
 use crate::db::uploads::{self as q, Upload, UploadState};
 use crate::error::{Error, Result};
-use crate::manifest::now_iso;
-
-pub(super) fn expiry_from_now(secs: u64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(secs as i64))
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
 
 impl Uploads {
+    /// The clock uploads are stamped and expired by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, by the service's clock.
+    pub(super) fn now(&self) -> Timestamp {
+        self.clock.timestamp()
+    }
+
+    /// When an upload touched now expires.
+    pub(super) fn expiry_from_now(&self) -> Timestamp {
+        let secs = i64::try_from(self.cfg.expire_after_secs).unwrap_or(i64::MAX);
+        self.now()
+            .plus(chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX))
+    }
+
+    /// Whether an upload is past its expiry (idle too long).
+    pub fn is_expired(&self, up: &Upload) -> bool {
+        up.expires_at < self.now()
+    }
+
     /// Remove uploads idle past their expiry; returns how many.
     pub async fn reap_expired(&self) -> Result<usize> {
-        let now = now_iso();
+        let now = self.now();
         let gone = self
             .db
             .write(move |c| {
-                let ups = q::expired(c, &now)?;
+                let ups = q::expired(c, now)?;
                 for u in &ups {
                     q::delete(c, u.id)?;
                 }

@@ -48,6 +48,7 @@ pub struct Uploads {
     cfg: Arc<UploadsConfig>,
     locks: UploadLocks,
     streaming: Streaming,
+    clock: crate::clock::Clock,
 }
 
 /// Where unfinished uploads to the assets store keep their bytes. Its
@@ -58,7 +59,7 @@ pub const ASSETS_UPLOAD_AREA: &str = ".imgapi-uploads/";
 pub const MAX_LIST: u32 = 1000;
 
 impl Uploads {
-    pub fn new(db: Db, stores: Stores, cfg: UploadsConfig) -> Uploads {
+    pub fn new(db: Db, stores: Stores, cfg: UploadsConfig, clock: crate::clock::Clock) -> Uploads {
         let max_streaming = cfg.max_streaming_per_account;
         Uploads {
             db,
@@ -66,6 +67,7 @@ impl Uploads {
             cfg: Arc::new(cfg),
             locks: UploadLocks::default(),
             streaming: Streaming::new(max_streaming),
+            clock,
         }
     }
 

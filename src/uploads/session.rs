@@ -11,13 +11,12 @@ use uuid::Uuid;
 
 use super::caps::Caps;
 use super::concat::claim_partials;
-use super::expiry::expiry_from_now;
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
+use crate::clock::Timestamp;
 use crate::db::uploads::{self as q, Concat, Upload, UploadState};
 use crate::digest::{ChunkChecksum, HashState, StreamHasher};
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
-use crate::manifest::now_iso;
 use crate::store::namespace;
 use crate::store::{ByteStream, SessionWriter, StoreError, StoreName};
 
@@ -91,7 +90,7 @@ impl Uploads {
             .stores
             .begin_session(target, &target_key, staged, staged_key, length)
             .await?;
-        let now = now_iso();
+        let now = self.now();
         let up = Upload {
             id,
             owner: caller.account,
@@ -108,9 +107,9 @@ impl Uploads {
             sha1: None,
             error: None,
             image_uuid: None,
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
-            expires_at: expiry_from_now(self.cfg.expire_after_secs),
+            expires_at: self.expiry_from_now(),
             data_mtime: None,
             s3: session.multipart,
             concat,
@@ -245,7 +244,7 @@ impl Uploads {
             return Err(Error::UploadIsFinal(id));
         }
         let _slot = self.streaming.enter(up.owner)?;
-        if !may_append(&up, offset, content_length)? {
+        if !may_append(&up, offset, content_length, self.now())? {
             return Ok(up); // an empty PATCH at the end: nothing to do
         }
         let remaining = up.length - up.offset;
@@ -271,8 +270,8 @@ impl Uploads {
         let sent = written?;
         up.hash = hashed?;
         up.offset += received;
-        up.updated_at = now_iso();
-        up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
+        up.updated_at = self.now();
+        up.expires_at = self.expiry_from_now();
         if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
         }
@@ -317,7 +316,7 @@ impl Uploads {
         let mut leftover: Option<(StoreName, String)> = None;
         up.md5 = Some(d.md5_base64());
         up.sha1 = Some(d.sha1_hex());
-        up.updated_at = now_iso();
+        up.updated_at = self.now();
         let mismatch = up
             .content_md5
             .as_ref()
@@ -395,7 +394,7 @@ impl Uploads {
         let msg = format!("the upload cannot be stored at {path}: {why}");
         up.state = UploadState::Failed;
         up.error = Some(msg.clone());
-        up.updated_at = now_iso();
+        up.updated_at = self.now();
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
         Err(Error::invalid_param("path", FieldCode::Invalid, msg))
@@ -452,7 +451,12 @@ fn content_md5_of(metadata: &BTreeMap<String, String>) -> Result<Option<String>>
 
 /// May `up` take a request of `content_length` bytes at `offset`? False
 /// for an empty request at the end of a finished upload (nothing to do).
-fn may_append(up: &Upload, offset: u64, content_length: Option<u64>) -> Result<bool> {
+fn may_append(
+    up: &Upload,
+    offset: u64,
+    content_length: Option<u64>,
+    now: Timestamp,
+) -> Result<bool> {
     let id = up.id;
     if up.state != UploadState::Uploading {
         if offset == up.offset && content_length.unwrap_or(0) == 0 {
@@ -462,7 +466,7 @@ fn may_append(up: &Upload, offset: u64, content_length: Option<u64>) -> Result<b
             "upload {id} is already complete"
         )));
     }
-    if up.expires_at < now_iso() {
+    if up.expires_at < now {
         return Err(Error::UploadExpired(id));
     }
     if offset != up.offset {

@@ -9,7 +9,6 @@ use super::locks::SETTLE_WAIT;
 use super::{Uploads, is_stalled, session_of, set_session, stamp};
 use crate::db::uploads::{self as q, Upload, UploadState};
 use crate::error::{Error, Result};
-use crate::manifest::now_iso;
 use crate::store::namespace;
 
 impl Uploads {
@@ -121,7 +120,7 @@ impl Uploads {
         done.state = UploadState::Complete;
         done.md5 = Some(d.md5_base64());
         done.sha1 = Some(d.sha1_hex());
-        done.updated_at = now_iso();
+        done.updated_at = self.now();
         done.store = store;
         done.data_key = key;
         done.s3 = None;

@@ -1,7 +1,9 @@
 //! In-process harness: the real router (`imgapi::api::router`) over a real
 //! SQLite database and local stores in a temporary data directory, driven
 //! with `tower::ServiceExt::oneshot`: no binary, no port. For protocol and
-//! validation cases; crashes, restarts and S3 stay with `Server`.
+//! validation cases; crashes, restarts and S3 stay with `Server`. Domain
+//! time is a manual clock (`App::clock`) that stands still until the test
+//! advances it; `reap` then runs one pass of the reapers.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request};
@@ -12,6 +14,10 @@ use tower::ServiceExt;
 pub struct App {
     pub router: axum::Router,
     pub dir: tempfile::TempDir,
+    /// The services' clock (manual: it moves only when advanced).
+    pub clock: imgapi::clock::Clock,
+    /// The services behind the router.
+    pub state: imgapi::api::AppState,
 }
 
 /// A response, read whole.
@@ -70,11 +76,44 @@ impl App {
             ..Default::default()
         };
         f(&mut cfg);
-        let state = imgapi::build_state(cfg).await.expect("build_state");
+        let clock = imgapi::clock::Clock::manual(chrono::Utc::now());
+        let state = imgapi::build_state_with_clock(cfg, clock.clone())
+            .await
+            .expect("build_state");
         App {
-            router: imgapi::api::router(state),
+            router: imgapi::api::router(state.clone()),
             dir,
+            clock,
+            state,
         }
+    }
+
+    /// The data directory (`local/`, `manta/`, the database).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Let `d` of domain time pass (nothing runs by itself: see `reap`).
+    pub fn advance(&self, d: std::time::Duration) {
+        self.clock.advance(d);
+    }
+
+    /// One pass of the background reapers, as the server runs them
+    /// periodically: (expired uploads, expired placeholders) removed.
+    pub async fn reap(&self) -> (usize, usize) {
+        let uploads = self
+            .state
+            .uploads
+            .reap_expired()
+            .await
+            .expect("upload reaper");
+        let images = self
+            .state
+            .images
+            .reap_placeholders()
+            .await
+            .expect("placeholder reaper");
+        (uploads, images)
     }
 
     /// Send one request.
