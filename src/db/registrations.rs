@@ -108,8 +108,10 @@ pub struct Job {
     pub kind: JobKind,
     pub source: JobSource,
     pub upload_id: Option<Uuid>,
-    /// Store holding the source object: `manta` or `assets`.
-    pub store: StoreName,
+    /// Store holding the source object: `manta` or `assets`. None when the
+    /// row names no store this server has: that job fails when it runs (and
+    /// only that job; the other rows still read).
+    pub store: Option<StoreName>,
     pub source_key: String,
     pub content_md5: String,
     pub sha1: Option<String>,
@@ -140,7 +142,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Job> {
         kind: r.get(1)?,
         source: r.get(2)?,
         upload_id: r.get::<_, Option<String>>(3)?.map(parse_uuid).transpose()?,
-        store: r.get(4)?,
+        store: r.get::<_, String>(4)?.parse().ok(),
         source_key: r.get(5)?,
         content_md5: r.get(6)?,
         sha1: r.get(7)?,
@@ -277,5 +279,63 @@ mod tests {
         }
         let bad: rusqlite::Result<JobKind> = c.query_row("SELECT 'other'", [], |r| r.get(0));
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn a_job_round_trips_and_an_unknown_store_spoils_only_its_row() {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::db::migrate(&mut c).unwrap();
+        let t = Timestamp::parse("2026-01-02T03:04:05.678Z").unwrap();
+        let job = Job {
+            image_uuid: Uuid::new_v4(),
+            kind: JobKind::Register,
+            source: JobSource::Path,
+            upload_id: None,
+            store: Some(StoreName::Assets),
+            source_key: "base/x.zfs".into(),
+            content_md5: "AAAAAAAAAAAAAAAAAAAAAA==".into(),
+            sha1: None,
+            size: Some(3),
+            compression: Compression::None,
+            dataset_guid: None,
+            activate: true,
+            state: JobState::Pending,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            created_at: t,
+            updated_at: t,
+        };
+        insert(&c, &job).unwrap();
+        let (store, at): (String, String) = c
+            .query_row("SELECT store, created_at FROM registrations", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (store.as_str(), at.as_str()),
+            ("assets", "2026-01-02T03:04:05.678Z")
+        );
+        let back = get(&c, job.image_uuid).unwrap().unwrap();
+        assert_eq!((back.store, back.created_at), (job.store, t));
+
+        let other = Uuid::new_v4();
+        insert(
+            &c,
+            &Job {
+                image_uuid: other,
+                ..job.clone()
+            },
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE registrations SET store = 'nowhere' WHERE image_uuid = ?1",
+            params![other.to_string()],
+        )
+        .unwrap();
+        let jobs = pending(&c).unwrap();
+        assert_eq!(jobs.len(), 2);
+        let bad = jobs.iter().find(|j| j.image_uuid == other).unwrap();
+        assert_eq!(bad.store, None);
     }
 }

@@ -13,12 +13,11 @@ impl Images {
                 tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove image file");
             }
         }
-        if let Some(icon) = &img.icon
-            && let Err(e) = (self.stores.get(icon.stor))
-                .delete(&image_icon_key(icon.stor, &img.uuid))
-                .await
-        {
-            tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove icon");
+        if let Some(icon) = &img.icon {
+            let store = self.stores.get(icon.stor);
+            if let Err(e) = store.delete(&image_icon_key(icon.stor, &img.uuid)).await {
+                tracing::warn!(image.uuid = %img.uuid, error = %e, "could not remove icon");
+            }
         }
     }
 

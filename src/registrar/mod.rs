@@ -244,7 +244,7 @@ impl Registrar {
                 JobSource::Path
             },
             upload_id: None,
-            store: DEST_STOR,
+            store: None,
             source_key: String::new(),
             content_md5: r.content_md5.clone().unwrap_or_default(),
             sha1: r.sha1.clone().map(|s| s.to_ascii_lowercase()),
@@ -294,7 +294,7 @@ impl Registrar {
             }
             job.source = JobSource::Upload;
             job.upload_id = Some(id);
-            job.store = up.store;
+            job.store = Some(up.store);
             job.source_key = up.data_key.clone();
             if self.trusted_digests(&up).await?.is_some() {
                 compare(&job, &up.hash.digests()?)?;
@@ -308,7 +308,7 @@ impl Registrar {
                 return Err(Error::FileNotFound(format!("{p} does not exist")));
             }
             job.source = JobSource::Path;
-            job.store = sp.store();
+            job.store = Some(sp.store());
             job.source_key = sp.key;
         }
         Ok(job)
@@ -501,7 +501,10 @@ impl Registrar {
         };
         let dest = self.stores.get(DEST_STOR);
         let dest_key = image_file_key(DEST_STOR, &uuid);
-        let src_name = job.store;
+        // (A row naming no store fails, and is retried, as any other job.)
+        let src_name = job
+            .store
+            .ok_or_else(|| Error::internal("the job names no known store"))?;
         let src_store = self.stores.get(src_name);
         // Fast path: a finished upload in the private upload area is moved.
         if job.source == JobSource::Upload {
