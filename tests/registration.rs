@@ -5,6 +5,9 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::app::App;
 use common::*;
 use serde_json::{Value, json};
 
@@ -557,4 +560,42 @@ async fn manta_path_registers_and_unknown_file_keys_are_refused() {
     }
     let after = s.get(&format!("/images?account={VADER}")).await.1;
     assert_eq!(after.as_array().unwrap().len(), n, "nothing created");
+}
+
+/// In process, on the services' manual clock: a registration that fails
+/// after the POST returned leaves a failed placeholder, which lives
+/// `placeholder_lifespan_days` by that clock and is then reaped.
+#[tokio::test]
+async fn failed_registration_placeholder_expires_by_the_clock() {
+    let app = App::with_config(|c| c.registrar.placeholder_lifespan_days = 1).await;
+    let p = app.data_dir().join(format!("manta/{LUKE}/stor/x"));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"abc").unwrap();
+    let body = manifest(
+        "bad",
+        json!({"path": format!("/{LUKE}/stor/x"), "content_md5": md5_b64(b"x"), "compression": "none"}),
+    );
+    let r = app
+        .post_json(&format!("/images?account={LUKE}&wait=0"), &body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let u = r.json()["uuid"].as_str().unwrap().to_string();
+    // The job runs in the background: wait (bounded) until it has failed.
+    let mut v = Value::Null;
+    for _ in 0..500 {
+        v = app.get(&format!("/images/{u}?account={LUKE}")).await.json();
+        if v["state"] != "creating" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(v["state"], "failed", "{v}");
+    app.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(app.reap().await, (0, 0), "kept for its whole lifespan");
+    app.advance(Duration::from_millis(1));
+    assert_eq!(app.reap().await, (0, 1));
+    assert_eq!(
+        app.get(&format!("/images/{u}?account={LUKE}")).await.status,
+        404
+    );
 }
