@@ -111,6 +111,7 @@ fn session_of(up: &Upload) -> SessionState {
         staged_key: up.data_key.clone(),
         offset: up.offset,
         multipart: up.s3.clone(),
+        window: None,
     }
 }
 

@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::caps::Caps;
-use super::concat::claim_partials;
+use super::concat::{claim_partials, places_in};
 use super::expiry::expiry_from_now;
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
 use crate::db::uploads::{self as q, Concat, Upload, UploadState};
@@ -19,7 +19,7 @@ use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::manifest::now_iso;
 use crate::store::namespace;
-use crate::store::{ByteStream, SessionWriter, StoreError, StoreName};
+use crate::store::{ByteStream, Completed, SessionWriter, StoreError, StoreName};
 
 /// A request's per-chunk checksum: algorithm and expected digest.
 pub struct Checksum {
@@ -35,19 +35,22 @@ impl Uploads {
         length: u64,
         metadata: BTreeMap<String, String>,
     ) -> Result<Upload> {
-        self.create_with(caller, length, metadata, Concat::None)
+        self.create_with(caller, length, metadata, Concat::None, None)
             .await
     }
 
     /// Create an upload session of any kind: ordinary, a partial upload,
     /// or a final upload (whose partials are claimed in the transaction
-    /// that inserts it, and whose bytes are then copied from them).
+    /// that inserts it, and whose bytes are then copied from them, or,
+    /// given `in_place` (their lengths: none of them has bytes yet, and
+    /// their locks are held), written in place by them).
     pub(super) async fn create_with(
         &self,
         caller: &Caller,
         length: u64,
         metadata: BTreeMap<String, String>,
         concat: Concat,
+        in_place: Option<Vec<u64>>,
     ) -> Result<Upload> {
         caller.require_auth()?;
         if matches!(concat, Concat::Partial { .. })
@@ -87,10 +90,17 @@ impl Uploads {
         // Bytes bound for an object store go to one multipart upload; the
         // (empty) staged file exists before the row, so a row always has one.
         let target_key = path.as_ref().map(|p| p.key.clone()).unwrap_or(area);
+        // A partial is never an object of its own: its bytes stay staged
+        // (or go into its final's), with no multipart upload.
+        let session_target = match concat {
+            Concat::Partial { .. } => staged,
+            _ => target,
+        };
         let session = self
             .stores
-            .begin_session(target, &target_key, staged, staged_key, length)
+            .begin_session(session_target, &target_key, staged, staged_key, length)
             .await?;
+        let places = in_place.map(|lens| places_in(&lens, self.stores.part_runs(target, &lens)));
         let now = now_iso();
         let up = Upload {
             id,
@@ -114,6 +124,7 @@ impl Uploads {
             data_mtime: None,
             s3: session.multipart,
             concat,
+            concat_place: None,
         };
         let caps = Caps::of(&self.cfg);
         let row = up.clone();
@@ -123,7 +134,7 @@ impl Uploads {
                 if let Concat::Final { parts } = &row.concat {
                     // Its bytes are its partials', admitted with them; they
                     // must still be free.
-                    claim_partials(c, row.id, parts)?;
+                    claim_partials(c, row.id, parts, places.as_deref())?;
                 } else {
                     caps.admit(c, &row)?;
                 }
@@ -250,9 +261,10 @@ impl Uploads {
         }
         let remaining = up.length - up.offset;
         let chunk_sum = chunk_checksum(checksum.as_ref())?;
+        let (state, target) = self.session_for(&up).await?;
         let mut writer = self
             .stores
-            .append(&session_of(&up), self.target_store(&up), content_length)
+            .append(&state, target, content_length)
             .await?;
         let mut hasher = StreamHasher::resume(&up.hash)?;
         let limits = (content_length, remaining, up.length);
@@ -273,15 +285,25 @@ impl Uploads {
         up.offset += received;
         up.updated_at = now_iso();
         up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
-        if let Some(m) = up.s3.as_mut() {
+        if let Some(p) = up.concat_place.as_mut() {
+            p.parts.extend(sent);
+        } else if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
         }
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db
+            .write(move |c| {
+                q::update(c, &row)?;
+                if row.concat_place.is_some() {
+                    q::set_place(c, row.id, row.concat_place.as_ref())?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await?;
         if up.offset == up.length {
             return self.complete(up).await;
         }
-        if up.s3.is_some() {
+        if up.s3.is_some() || up.concat_place.as_ref().is_some_and(|p| p.first_part.is_some()) {
             // The bytes are durable here; full parts go to S3 now, or at a
             // later PATCH if the store is unreachable.
             if let Err(e) = self.flush_parts(&mut up, false).await {
@@ -296,13 +318,18 @@ impl Uploads {
     /// until the upload is complete (should the store lose an unfinished
     /// multipart upload, they are sent again from there).
     pub(super) async fn flush_parts(&self, up: &mut Upload, last: bool) -> Result<()> {
-        let mut state = session_of(up);
-        if !self
-            .stores
-            .flush_session(&mut state, self.target_store(up), last)
-            .await?
-        {
+        let (mut state, target) = self.session_for(up).await?;
+        if !self.stores.flush_session(&mut state, target, last).await? {
             return Ok(());
+        }
+        if let Some(p) = up.concat_place.as_mut() {
+            // A partial in place: its parts of its final's multipart upload.
+            p.parts = state.multipart.map(|m| m.parts).unwrap_or_default();
+            let (id, place) = (up.id, p.clone());
+            return Ok(self
+                .db
+                .write(move |c| q::set_place(c, id, Some(&place)))
+                .await?);
         }
         set_session(up, state);
         let row = up.clone();
@@ -332,13 +359,23 @@ impl Uploads {
                 (None, Some(p)) => Some(namespace::parse(p).map_err(Error::internal)?.key),
                 _ => None,
             };
-            let done = match self
-                .stores
-                .complete_session(&session_of(&up), target, dest_key.as_deref())
-                .await
-            {
-                Ok(done) => done,
-                Err(e) => return self.fail_at_path(up, e).await,
+            let done = if up.concat_place.is_some() {
+                // A partial in place: its bytes are its final's; its own
+                // (empty) staged file stays until it is removed.
+                Completed {
+                    store: up.store,
+                    key: up.data_key.clone(),
+                    leftover: None,
+                }
+            } else {
+                match self
+                    .stores
+                    .complete_session(&session_of(&up), target, dest_key.as_deref())
+                    .await
+                {
+                    Ok(done) => done,
+                    Err(e) => return self.fail_at_path(up, e).await,
+                }
             };
             leftover = done.leftover;
             up.state = UploadState::Complete;
@@ -427,7 +464,8 @@ impl Uploads {
         up: &Upload,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
-        Ok(self.stores.read_session(&session_of(up), range).await?)
+        let (state, _) = self.session_for(up).await?;
+        Ok(self.stores.read_session(&state, range).await?)
     }
 }
 
