@@ -620,8 +620,16 @@ async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
     }
     // The first partial done: the final's offset is its length.
     let first = vec![lens[0]; 1];
-    patch_round_robin(&s, &file, &locs[..1], &bounds[..1], &mut offs[..1], &first, 512 * KIB)
-        .await;
+    patch_round_robin(
+        &s,
+        &file,
+        &locs[..1],
+        &bounds[..1],
+        &mut offs[..1],
+        &first,
+        512 * KIB,
+    )
+    .await;
     let (_, v) = info(&s, &fin).await;
     assert_eq!(v["offset"], lens[0], "{v}");
     assert_eq!(v["state"], "uploading");

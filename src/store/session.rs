@@ -385,10 +385,12 @@ impl Stores {
         let fs = self.get(state.staged).fs()?;
         let mut sent = m.bytes_in_parts();
         let before = m.parts.len();
-        // (An empty object is one empty part; a window never sends one.)
-        let empty = m.parts.is_empty() && state.window.is_none();
         let (base, first) = state.window.map_or((0, 1), |w| (w.at, w.first_part));
-        while state.offset - sent >= part || (last && (state.offset > sent || empty)) {
+        // (An empty object is one empty part; a window never sends one.)
+        let whole = state.window.is_none();
+        while state.offset - sent >= part
+            || (last && (state.offset > sent || (whole && m.parts.is_empty())))
+        {
             let size = (state.offset - sent).min(part);
             let at = sent
                 .checked_sub(m.staged_from)
@@ -423,7 +425,9 @@ impl Stores {
         dest_key: Option<&str>,
     ) -> Result<Completed> {
         if state.window.is_some() {
-            return Err(StoreError::internal("a window of a session is not completed"));
+            return Err(StoreError::internal(
+                "a window of a session is not completed",
+            ));
         }
         let staged = (state.staged, state.staged_key.clone());
         if let Some(m) = &state.multipart {

@@ -19,7 +19,7 @@ use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::manifest::now_iso;
 use crate::store::namespace;
-use crate::store::{ByteStream, Completed, SessionWriter, StoreError, StoreName};
+use crate::store::{ByteStream, SessionWriter, StoreError, StoreName};
 
 /// A request's per-chunk checksum: algorithm and expected digest.
 pub struct Checksum {
@@ -262,11 +262,12 @@ impl Uploads {
         let remaining = up.length - up.offset;
         let chunk_sum = chunk_checksum(checksum.as_ref())?;
         let (state, target) = self.session_for(&up).await?;
-        let mut writer = self
-            .stores
-            .append(&state, target, content_length)
-            .await?;
-        let mut hasher = StreamHasher::resume(&up.hash)?;
+        let mut writer = self.stores.append(&state, target, content_length).await?;
+        // A partial written in place is hashed as its final's bytes only.
+        let mut hasher = match up.concat_place {
+            Some(_) => None,
+            None => Some(StreamHasher::resume(&up.hash)?),
+        };
         let limits = (content_length, remaining, up.length);
         let received = match receive(body, &mut writer, &mut hasher, chunk_sum, limits).await? {
             Ok(n) => n,
@@ -279,9 +280,17 @@ impl Uploads {
         // (On error, e.g. ENOSPC, nothing of this request counts: the
         // writer cut it back.) The parts sent on the way are recorded with
         // the new offset.
-        let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
+        let hashed = async {
+            match hasher {
+                Some(h) => h.finish_state().await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (written, hashed) = tokio::join!(writer.finish(), hashed);
         let sent = written?;
-        up.hash = hashed?;
+        if let Some(h) = hashed? {
+            up.hash = h;
+        }
         up.offset += received;
         up.updated_at = now_iso();
         up.expires_at = expiry_from_now(self.cfg.expire_after_secs);
@@ -303,7 +312,12 @@ impl Uploads {
         if up.offset == up.length {
             return self.complete(up).await;
         }
-        if up.s3.is_some() || up.concat_place.as_ref().is_some_and(|p| p.first_part.is_some()) {
+        if up.s3.is_some()
+            || up
+                .concat_place
+                .as_ref()
+                .is_some_and(|p| p.first_part.is_some())
+        {
             // The bytes are durable here; full parts go to S3 now, or at a
             // later PATCH if the store is unreachable.
             if let Err(e) = self.flush_parts(&mut up, false).await {
@@ -340,6 +354,9 @@ impl Uploads {
     /// All bytes are in: record the digests, check `content_md5`, move the
     /// bytes to the target path if one was given.
     pub(super) async fn complete(&self, mut up: Upload) -> Result<Upload> {
+        if up.concat_place.is_some() {
+            return self.complete_in_place(up).await;
+        }
         let d = up.hash.digests()?;
         let mut leftover: Option<(StoreName, String)> = None;
         up.md5 = Some(d.md5_base64());
@@ -359,23 +376,13 @@ impl Uploads {
                 (None, Some(p)) => Some(namespace::parse(p).map_err(Error::internal)?.key),
                 _ => None,
             };
-            let done = if up.concat_place.is_some() {
-                // A partial in place: its bytes are its final's; its own
-                // (empty) staged file stays until it is removed.
-                Completed {
-                    store: up.store,
-                    key: up.data_key.clone(),
-                    leftover: None,
-                }
-            } else {
-                match self
-                    .stores
-                    .complete_session(&session_of(&up), target, dest_key.as_deref())
-                    .await
-                {
-                    Ok(done) => done,
-                    Err(e) => return self.fail_at_path(up, e).await,
-                }
+            let done = match self
+                .stores
+                .complete_session(&session_of(&up), target, dest_key.as_deref())
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => return self.fail_at_path(up, e).await,
             };
             leftover = done.leftover;
             up.state = UploadState::Complete;
@@ -415,6 +422,20 @@ impl Uploads {
                 )],
             });
         }
+        Ok(up)
+    }
+
+    /// A partial written in place has every byte in: the last of the parts
+    /// it sends (if it sends its own) go, and it is complete. Its bytes are
+    /// its final's, hashed as the final's only: it has no digests of its
+    /// own, and its own (empty) staged file stays until it is removed.
+    async fn complete_in_place(&self, mut up: Upload) -> Result<Upload> {
+        self.flush_parts(&mut up, true).await?;
+        up.state = UploadState::Complete;
+        up.updated_at = now_iso();
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        self.partial_completed(&up);
         Ok(up)
     }
 
@@ -542,7 +563,7 @@ fn chunk_checksum(checksum: Option<&Checksum>) -> Result<Option<(ChunkChecksum, 
 async fn receive<S>(
     body: S,
     writer: &mut SessionWriter,
-    hasher: &mut StreamHasher,
+    hasher: &mut Option<StreamHasher>,
     chunk_sum: Option<(ChunkChecksum, &Checksum)>,
     (content_length, remaining, length): (Option<u64>, u64, u64),
 ) -> Result<std::result::Result<u64, Error>>
@@ -571,7 +592,9 @@ where
         if let Some((sum, _)) = &chunk_sum {
             sum.update(&chunk).await?;
         }
-        hasher.update(&chunk).await?;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk).await?;
+        }
         // A part that cannot be sent yet goes later from the staged bytes.
         if let Err(e) = writer.write(chunk).await {
             return Ok(Err(e.into()));
