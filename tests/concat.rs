@@ -683,3 +683,30 @@ async fn s3_final_first_unaligned_partials() {
     let file = data(11 * mib + 77, 34);
     in_place(s, file, &[3 * mib + 1, 7 * mib + 5], false).await;
 }
+
+/// Terminating a final whose partials write in place: a partial that had
+/// written bytes into it fails (they went with it); one with none is free
+/// again for another final.
+#[tokio::test]
+async fn terminating_an_in_place_final_fails_its_written_partials() {
+    let s = Server::start().await;
+    let pa = partial(&s, 1000, LUKE).await;
+    let pb = partial(&s, 1000, LUKE).await;
+    let (st, loc, v) = final_of(&s, &[pa.clone(), pb.clone()], LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    patch_ok(&s, &pa, 0, &[7u8; 500]).await;
+    assert_own_file_empty(&s, &pa);
+    let r = s
+        .http
+        .delete(s.u(&format!("{fin}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (st, v) = info(&s, &pa).await;
+    assert_eq!((st, v["state"].as_str()), (200, Some("failed")), "{v}");
+    let (st, _, v) = final_of(&s, std::slice::from_ref(&pb), LUKE).await;
+    assert_eq!(st, 201, "a partial with no bytes is free again: {v}");
+}

@@ -314,11 +314,17 @@ pub fn get(c: &Connection, id: Uuid) -> Result<Option<Upload>> {
 
 /// Delete an upload's row; partials a deleted final used are free again.
 pub fn delete(c: &Connection, id: Uuid) -> Result<bool> {
-    // Partials that wrote in place into it lose their bytes with it.
+    // Partials that wrote in place into it lose their bytes with it (those
+    // with none yet are simply free again).
     c.execute(
         "UPDATE uploads SET state = 'failed', concat_place = NULL, \
          error = 'its bytes were written into a final upload that was removed' \
-         WHERE concat_final = ?1 AND concat_place IS NOT NULL AND state != 'registered'",
+         WHERE concat_final = ?1 AND concat_place IS NOT NULL AND offset > 0 \
+         AND state != 'registered'",
+        params![id.to_string()],
+    )?;
+    c.execute(
+        "UPDATE uploads SET concat_place = NULL WHERE concat_final = ?1",
         params![id.to_string()],
     )?;
     c.execute(
