@@ -26,6 +26,7 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    concat_bytes_copied: AtomicU64,
     log_events: [AtomicU64; 5],
 }
 
@@ -79,6 +80,11 @@ impl Metrics {
 
     pub fn add_bytes_out(&self, n: u64) {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Bytes a final upload of a tus concatenation copied from its partials.
+    pub fn add_concat_bytes_copied(&self, n: u64) {
+        self.concat_bytes_copied.fetch_add(n, Ordering::Relaxed);
     }
 
     fn log_event(&self, level: &tracing::Level) {
@@ -152,6 +158,11 @@ impl Metrics {
                 "imgapi_http_response_bytes_total",
                 "Response body bytes sent.",
                 &self.bytes_out,
+            ),
+            (
+                "imgapi_concat_bytes_copied_total",
+                "Bytes copied from partial uploads into their final upload (written in place: none).",
+                &self.concat_bytes_copied,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

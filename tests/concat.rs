@@ -455,4 +455,258 @@ async fn tus_js_client_parallel_uploads() {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "tus_parallel.js failed:\n{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("ok ")));
+    // Its partials were done before the final: their bytes were copied.
+    assert!(bytes_copied(&s).await > 0);
+}
+
+/// `imgapi_concat_bytes_copied_total` from `/metrics`.
+async fn bytes_copied(s: &Server) -> u64 {
+    let m = s
+        .http
+        .get(s.u("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix("imgapi_concat_bytes_copied_total "))
+        .expect("imgapi_concat_bytes_copied_total in /metrics")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sizes of the files named `name` (or `name.<offset>`, a staging file)
+/// anywhere under `dir`.
+fn file_sizes(dir: &std::path::Path, name: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            out.extend(file_sizes(&e.path(), name));
+        } else if e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n == name || n.starts_with(&format!("{name}.")))
+        {
+            out.push(e.metadata().unwrap().len());
+        }
+    }
+    out
+}
+
+/// The staged file of upload `loc` holds no bytes (a partial written in
+/// place into its final).
+fn assert_own_file_empty(s: &Server, loc: &str) {
+    let id = loc.trim_start_matches("/uploads/");
+    let sizes = file_sizes(&s.data_dir(), id);
+    assert_eq!(sizes, vec![0], "the staged file of partial {id}");
+}
+
+/// Register `fin` as an image's file with its content_md5; the bytes back.
+async fn register_and_fetch(s: &Server, fin: &str, file: &[u8]) {
+    let img = s
+        .create(
+            Some(LUKE),
+            json!({"name": "inplace", "version": "1", "os": "other", "type": "other"}),
+        )
+        .await;
+    let u = img["uuid"].as_str().unwrap();
+    let id = fin.trim_start_matches("/uploads/");
+    let r = s
+        .http
+        .put(s.u(&format!(
+            "/images/{u}/file?account={LUKE}&compression=none&upload={id}&sha1={}",
+            sha1_hex(file)
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = status_json(r).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["files"][0]["sha1"], sha1_hex(file));
+    let (st, v) = s.get(&format!("/images/{u}?account={LUKE}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["files"][0]["size"], file.len());
+    let got = s
+        .http
+        .get(s.u(&format!("/images/{u}/file?account={LUKE}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(
+        got.headers()["content-md5"].to_str().unwrap(),
+        md5_b64(file)
+    );
+    assert!(got.bytes().await.unwrap() == file, "GetImageFile differs");
+}
+
+/// PATCH the partials `locs` (of `file` cut at `cuts`) round-robin, `chunk`
+/// bytes at a time, until each has `upto[i]` bytes in; `offs` holds their
+/// offsets.
+async fn patch_round_robin(
+    s: &Server,
+    file: &[u8],
+    locs: &[String],
+    bounds: &[(usize, usize)],
+    offs: &mut [usize],
+    upto: &[usize],
+    chunk: usize,
+) {
+    loop {
+        let mut any = false;
+        // Last partial first: its bytes arrive before the ones before it.
+        for i in (0..locs.len()).rev() {
+            let (start, _) = bounds[i];
+            if offs[i] < upto[i] {
+                let end = (offs[i] + chunk).min(upto[i]);
+                patch_ok(s, &locs[i], offs[i], &file[start + offs[i]..start + end]).await;
+                offs[i] = end;
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+}
+
+/// Partials of `file` cut at `cuts`, all created before the final that
+/// lists them (concatenation-unfinished, as `imgapi publish --parallel`
+/// does), then PATCHed round-robin: written in place, nothing copied; a
+/// kill -9 in the middle (with `kill`) then every partial resumes from
+/// its acknowledged offset; the final completes with the file's digests
+/// and registers.
+async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
+    let mut bounds = Vec::new();
+    let mut prev = 0;
+    for c in cuts.iter().copied().chain([file.len()]) {
+        bounds.push((prev, c));
+        prev = c;
+    }
+    let mut locs = Vec::new();
+    for (a, b) in &bounds {
+        locs.push(partial(&s, b - a, LUKE).await);
+    }
+    let (st, loc, v) = final_of(&s, &locs, LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    let (_, off, _) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!(off, Some(0));
+    let lens: Vec<usize> = bounds.iter().map(|(a, b)| b - a).collect();
+    let mut offs = vec![0; locs.len()];
+    // About half of each partial, round-robin.
+    let half: Vec<usize> = lens.iter().map(|l| l / 2 + 1).collect();
+    patch_round_robin(&s, &file, &locs, &bounds, &mut offs, &half, 512 * KIB).await;
+    for l in &locs {
+        assert_own_file_empty(&s, l);
+    }
+    // Nothing complete: the final's offset is still 0.
+    let (_, off, _) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!(off, Some(0));
+    if kill {
+        s.restart_hard().await;
+        for (l, o) in locs.iter().zip(&offs) {
+            let (st, off, h) = s.tus_head(&format!("{l}?account={LUKE}")).await;
+            assert_eq!((st, off), (200, Some(*o as u64)), "{l} after kill -9");
+            assert_eq!(h["upload-concat"], "partial");
+        }
+    }
+    // The first partial done: the final's offset is its length.
+    let first = vec![lens[0]; 1];
+    patch_round_robin(
+        &s,
+        &file,
+        &locs[..1],
+        &bounds[..1],
+        &mut offs[..1],
+        &first,
+        512 * KIB,
+    )
+    .await;
+    let (_, v) = info(&s, &fin).await;
+    assert_eq!(v["offset"], lens[0], "{v}");
+    assert_eq!(v["state"], "uploading");
+    patch_round_robin(&s, &file, &locs, &bounds, &mut offs, &lens, 512 * KIB).await;
+    let (st, v) = info(&s, &fin).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["state"], "complete", "{v}");
+    assert_eq!(v["offset"], file.len());
+    assert_eq!(v["sha1"], sha1_hex(&file));
+    assert_eq!(v["content_md5"], md5_b64(&file));
+    for l in &locs {
+        assert_eq!(info(&s, l).await.0, 404);
+    }
+    assert_eq!(bytes_copied(&s).await, 0, "bytes copied from partials");
+    register_and_fetch(&s, &fin, &file).await;
+}
+
+#[tokio::test]
+async fn final_first_partials_write_in_place() {
+    let s = Server::start().await;
+    let file = data(3 * 1024 * KIB + 333, 31);
+    in_place(s, file, &[1024 * KIB + 7, 2 * 1024 * KIB + 100], false).await;
+}
+
+#[tokio::test]
+async fn final_first_kill_mid_partials_then_resume() {
+    let s = Server::start().await;
+    let file = data(3 * 1024 * KIB + 333, 32);
+    in_place(s, file, &[1024 * KIB + 7, 2 * 1024 * KIB + 100], true).await;
+}
+
+/// On S3, partials whose lengths are whole 5 MiB parts (but the last):
+/// each sends its own run of parts of the final's multipart upload.
+#[tokio::test]
+async fn s3_final_first_part_runs_with_kill() {
+    let s3 = common::S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let mib = 1024 * KIB;
+    let file = data(12 * mib + 4321, 33);
+    in_place(s, file, &[5 * mib, 10 * mib], true).await;
+}
+
+/// On S3, partials cut anywhere: their bytes still go in place into the
+/// final's staged bytes, and the final sends the parts in file order as
+/// its prefix grows.
+#[tokio::test]
+async fn s3_final_first_unaligned_partials() {
+    let s3 = common::S3Server::start();
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let mib = 1024 * KIB;
+    let file = data(11 * mib + 77, 34);
+    in_place(s, file, &[3 * mib + 1, 7 * mib + 5], false).await;
+}
+
+/// Terminating a final whose partials write in place: a partial that had
+/// written bytes into it fails (they went with it); one with none is free
+/// again for another final.
+#[tokio::test]
+async fn terminating_an_in_place_final_fails_its_written_partials() {
+    let s = Server::start().await;
+    let pa = partial(&s, 1000, LUKE).await;
+    let pb = partial(&s, 1000, LUKE).await;
+    let (st, loc, v) = final_of(&s, &[pa.clone(), pb.clone()], LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = loc.unwrap();
+    patch_ok(&s, &pa, 0, &[7u8; 500]).await;
+    assert_own_file_empty(&s, &pa);
+    let r = s
+        .http
+        .delete(s.u(&format!("{fin}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (st, v) = info(&s, &pa).await;
+    assert_eq!((st, v["state"].as_str()), (200, Some("failed")), "{v}");
+    let (st, _, v) = final_of(&s, std::slice::from_ref(&pb), LUKE).await;
+    assert_eq!(st, 201, "a partial with no bytes is free again: {v}");
 }

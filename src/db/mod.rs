@@ -113,6 +113,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_upload_concat",
         include_str!("../../sql/0008_upload_concat.sql"),
     ),
+    (
+        "0009_upload_concat_place",
+        include_str!("../../sql/0009_upload_concat_place.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.

@@ -70,6 +70,20 @@ pub struct Upload {
     pub s3: Option<MultipartState>,
     /// Its part in a tus concatenation, if any.
     pub concat: Concat,
+    /// A partial written in place into its final's bytes (see `ConcatPlace`).
+    pub concat_place: Option<ConcatPlace>,
+}
+
+/// Where a partial upload claimed by a final before any of its bytes
+/// arrived writes them: straight into the final's staged bytes at `at`,
+/// and (object stores, `first_part` set) as parts `first_part..` of the
+/// final's multipart upload, those sent so far in `parts`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConcatPlace {
+    pub at: u64,
+    pub first_part: Option<i32>,
+    #[serde(default)]
+    pub parts: Vec<Part>,
 }
 
 /// An upload's part in a tus concatenation.
@@ -87,7 +101,7 @@ pub enum Concat {
 pub use crate::store::session::{MultipartState, Part};
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -147,6 +161,9 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
             },
             _ => Concat::None,
         },
+        concat_place: r
+            .get::<_, Option<String>>(27)?
+            .and_then(|p| serde_json::from_str(&p).ok()),
     };
     Ok((up, r.get(4)?))
 }
@@ -159,7 +176,7 @@ fn finish(row: (Upload, String)) -> Result<Upload> {
 
 pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27)"),
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)"),
         params![
             u.id.to_string(),
             u.owner.map(|o| o.to_string()),
@@ -201,6 +218,11 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
                 Concat::Partial { used_by } => used_by.map(|f| f.to_string()),
                 _ => None,
             },
+            u.concat_place
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(DbError::corrupt("upload concat place"))?,
         ],
     )?;
     Ok(())
@@ -212,6 +234,20 @@ pub fn set_used_by(c: &Connection, id: Uuid, by: Option<Uuid>) -> Result<()> {
     c.execute(
         "UPDATE uploads SET concat_final = ?2 WHERE id = ?1 AND concat = 'partial'",
         params![id.to_string(), by.map(|b| b.to_string())],
+    )?;
+    Ok(())
+}
+
+/// Record where the partial upload `id` writes its bytes in its final
+/// (None: into its own).
+pub fn set_place(c: &Connection, id: Uuid, place: Option<&ConcatPlace>) -> Result<()> {
+    let json = place
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(DbError::corrupt("upload concat place"))?;
+    c.execute(
+        "UPDATE uploads SET concat_place = ?2 WHERE id = ?1 AND concat = 'partial'",
+        params![id.to_string(), json],
     )?;
     Ok(())
 }
@@ -279,6 +315,19 @@ pub fn get(c: &Connection, id: Uuid) -> Result<Option<Upload>> {
 
 /// Delete an upload's row; partials a deleted final used are free again.
 pub fn delete(c: &Connection, id: Uuid) -> Result<bool> {
+    // Partials that wrote in place into it lose their bytes with it (those
+    // with none yet are simply free again).
+    c.execute(
+        "UPDATE uploads SET state = 'failed', concat_place = NULL, \
+         error = 'its bytes were written into a final upload that was removed' \
+         WHERE concat_final = ?1 AND concat_place IS NOT NULL AND offset > 0 \
+         AND state != 'registered'",
+        params![id.to_string()],
+    )?;
+    c.execute(
+        "UPDATE uploads SET concat_place = NULL WHERE concat_final = ?1",
+        params![id.to_string()],
+    )?;
     c.execute(
         "UPDATE uploads SET concat_final = NULL WHERE concat_final = ?1",
         params![id.to_string()],

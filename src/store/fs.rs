@@ -439,6 +439,9 @@ pub struct FsAppender {
     /// The batch being written.
     inflight: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     start: u64,
+    /// Cut the file back to `start` on abort (false: positional writes into
+    /// a file others write other ranges of).
+    cut_back: bool,
 }
 
 /// Bytes gathered before a batch is handed to a blocking write.
@@ -452,6 +455,36 @@ impl FsStore {
     /// a request that was never acknowledged) is cut off first.
     pub async fn open_append(&self, key: &str, offset: u64) -> Result<FsAppender> {
         self.appender(key, offset, false).await
+    }
+
+    /// Write into the existing file at `key` from `pos` on, leaving the
+    /// rest of it as it is (positional writes: other writers own other
+    /// byte ranges of it, and a gap before `pos` reads as zeros). Nothing
+    /// is cut off, on open or on abort.
+    pub async fn open_at(&self, key: &str, pos: u64) -> Result<FsAppender> {
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let p = checked_path(&root, &k, false)?;
+            let f = open_options().write(true).open(&p)?;
+            if !f.metadata()?.is_file() {
+                return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+            }
+            Ok(f)
+        })
+        .await
+        .map_err(StoreError::internal)?
+        .map_err(|e| map_io(key, e))?;
+        Ok(FsAppender {
+            file: std::sync::Arc::new(file),
+            pos,
+            synced: pos,
+            batch: Vec::new(),
+            batch_len: 0,
+            inflight: None,
+            start: pos,
+            cut_back: false,
+        })
     }
 
     /// A new file (it must not exist yet) to append to from offset 0.
@@ -504,6 +537,7 @@ impl FsStore {
             batch_len: 0,
             inflight: None,
             start: offset,
+            cut_back: true,
         })
     }
 
@@ -626,6 +660,10 @@ impl FsAppender {
     /// writer's own error, if it failed (e.g. out of space).
     pub async fn abort(mut self) -> Result<Option<StoreError>> {
         let writer_error = self.wait().await.err();
+        if !self.cut_back {
+            // Bytes past the acknowledged offset are written over later.
+            return Ok(writer_error);
+        }
         let (file, start) = (self.file.clone(), self.start);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             file.set_len(start)?;

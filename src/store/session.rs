@@ -67,6 +67,21 @@ pub struct SessionState {
     pub offset: u64,
     /// The multipart upload, when the object goes to an object store.
     pub multipart: Option<MultipartState>,
+    /// Set when the session is a byte range of another session's bytes
+    /// (a tus partial upload written in place into its final).
+    pub window: Option<Window>,
+}
+
+/// A session that is the byte range from `at` of a staged file other
+/// writers write other ranges of: its bytes go there by positional writes
+/// (nothing is ever cut off), and, when `multipart` is set, it sends them
+/// as the parts numbered from `first_part` of that multipart upload (the
+/// parts in `multipart.parts` are its own). It is never completed itself:
+/// the session of the whole file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub at: u64,
+    pub first_part: i32,
 }
 
 /// Where a finished session's object is, and what is left to remove once
@@ -137,6 +152,8 @@ pub struct SessionWriter {
     start: u64,
     appender: FsAppender,
     tee: Option<Tee>,
+    /// Cut the staged bytes back to `start` on failure (not in a window).
+    cut_back: bool,
 }
 
 /// A request's parts on their way to the object store, and the slot that
@@ -170,7 +187,9 @@ impl SessionWriter {
     /// error nothing of this request counts: the staged bytes are cut back.
     pub async fn finish(self) -> Result<Vec<Part>> {
         if let Err(e) = self.appender.finish().await {
-            let _ = self.staged.truncate(&self.staged_key, self.start).await;
+            if self.cut_back {
+                let _ = self.staged.truncate(&self.staged_key, self.start).await;
+            }
             return Err(e);
         }
         let Some(tee) = self.tee else {
@@ -251,7 +270,33 @@ impl Stores {
             staged_key,
             offset: 0,
             multipart,
+            window: None,
         })
+    }
+
+    /// For a file of `lengths`-byte ranges written at once into one session
+    /// bound for `target` (tus partial uploads written in place): if that
+    /// session is a multipart upload and each range can be its own run of
+    /// parts, the number of each range's first part. Every range but the
+    /// last must be a whole number of parts (an object store refuses a
+    /// short part that is not the last one); the runs then follow each
+    /// other with no gap (some stores refuse gaps in part numbers), at
+    /// most 10 000 parts in all. None otherwise: the session then sends
+    /// the parts itself, in file order, as its contiguous prefix grows.
+    pub fn part_runs(&self, target: StoreName, lengths: &[u64]) -> Option<Vec<i32>> {
+        let s3 = self.get(target).s3()?;
+        let part = s3.part_size();
+        let mut firsts = Vec::with_capacity(lengths.len());
+        let mut at = 0u64;
+        for (i, len) in lengths.iter().enumerate() {
+            let last = i + 1 == lengths.len();
+            if (!last && len % part != 0) || *len == 0 {
+                return None;
+            }
+            firsts.push(i32::try_from(at / part + 1).ok()?);
+            at += len;
+        }
+        (at.div_ceil(part) <= 10_000).then_some(firsts)
     }
 
     /// Open the session for a request's bytes at `state.offset`; anything
@@ -265,9 +310,17 @@ impl Stores {
         content_length: Option<u64>,
     ) -> Result<SessionWriter> {
         let fs = self.get(state.staged).fs()?;
-        let staged_from = state.multipart.as_ref().map(|m| m.staged_from).unwrap_or(0);
-        let start = state.offset - staged_from;
-        let appender = fs.open_append(&state.staged_key, start).await?;
+        let (start, appender) = match state.window {
+            Some(w) => {
+                let start = w.at + state.offset;
+                (start, fs.open_at(&state.staged_key, start).await?)
+            }
+            None => {
+                let staged_from = state.multipart.as_ref().map(|m| m.staged_from).unwrap_or(0);
+                let start = state.offset - staged_from;
+                (start, fs.open_append(&state.staged_key, start).await?)
+            }
+        };
         let tee = self.part_tee(state, target, content_length).await;
         Ok(SessionWriter {
             staged: fs.clone(),
@@ -275,6 +328,7 @@ impl Stores {
             start,
             appender,
             tee,
+            cut_back: state.window.is_none(),
         })
     }
 
@@ -300,11 +354,11 @@ impl Stores {
         }
         let slot = s3.tee_slot()?;
         let fs = self.get(state.staged).fs().ok()?;
-        let at = sent.checked_sub(m.staged_from)?;
+        let at = sent.checked_sub(m.staged_from)? + state.window.map_or(0, |w| w.at);
         let filled = read_range(fs, &state.staged_key, at..at + unsent, s3.part_size())
             .await
             .ok()?;
-        let first = m.parts.len() as i32 + 1;
+        let first = m.parts.len() as i32 + state.window.map_or(1, |w| w.first_part);
         Some(Tee {
             parts: PartSender::new(Arc::new(s3.clone()), &m.key, &m.upload_id, first, filled),
             _slot: slot,
@@ -331,13 +385,19 @@ impl Stores {
         let fs = self.get(state.staged).fs()?;
         let mut sent = m.bytes_in_parts();
         let before = m.parts.len();
-        while state.offset - sent >= part || (last && (state.offset > sent || m.parts.is_empty())) {
+        let (base, first) = state.window.map_or((0, 1), |w| (w.at, w.first_part));
+        // (An empty object is one empty part; a window never sends one.)
+        let whole = state.window.is_none();
+        while state.offset - sent >= part
+            || (last && (state.offset > sent || (whole && m.parts.is_empty())))
+        {
             let size = (state.offset - sent).min(part);
             let at = sent
                 .checked_sub(m.staged_from)
-                .ok_or_else(|| StoreError::internal("staged bytes start after the parts"))?;
+                .ok_or_else(|| StoreError::internal("staged bytes start after the parts"))?
+                + base;
             let buf = read_range(fs, &state.staged_key, at..at + size, size).await?;
-            let n = m.parts.len() as i32 + 1;
+            let n = m.parts.len() as i32 + first;
             let etag = s3
                 .upload_part(&m.key, &m.upload_id, n, buf.freeze())
                 .await?;
@@ -364,6 +424,11 @@ impl Stores {
         target: StoreName,
         dest_key: Option<&str>,
     ) -> Result<Completed> {
+        if state.window.is_some() {
+            return Err(StoreError::internal(
+                "a window of a session is not completed",
+            ));
+        }
         let staged = (state.staged, state.staged_key.clone());
         if let Some(m) = &state.multipart {
             let s3 = self
@@ -502,7 +567,10 @@ impl Stores {
         state: &SessionState,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
-        let range = range.unwrap_or(0..state.offset);
+        let mut range = range.unwrap_or(0..state.offset);
+        if let Some(w) = state.window {
+            range = w.at + range.start..w.at + range.end;
+        }
         self.get(state.staged)
             .get(&state.staged_key, Some(range))
             .await

@@ -1,12 +1,22 @@
 //! tus `concatenation` and `concatenation-unfinished`: partial uploads
-//! (ordinary resumable uploads with no path of their own) and final
-//! uploads made of them. A final's bytes are copied from its partials in
-//! file order, each partial's in one sequential pass that also hashes them
-//! (md5 and sha1 computed once for the whole file): at creation from the
-//! complete prefix of its partials, then as each next partial completes.
-//! Its offset is that contiguous prefix; once it is the whole length the
-//! final completes like any upload. A crash during a pass leaves a final
-//! that settling fills again; the partials go once their final is finished.
+//! (resumable uploads with no path of their own, staged only) and final
+//! uploads made of them. Two ways to fill a final, chosen when it is
+//! created:
+//! - in place, when none of its partials has bytes yet (the client created
+//!   them all, then the final): each partial's PATCHes go straight into the
+//!   final's staged file at the partial's byte range (positional writes,
+//!   fsynced before the PATCH is acknowledged) and, on an object store
+//!   where the lengths allow it, as the partial's own run of parts of the
+//!   final's multipart upload. Nothing is copied.
+//! - by copy, otherwise: the bytes of each complete partial are copied
+//!   into the final in one sequential pass.
+//!
+//! Either way md5 and sha1 are computed once for the whole file, in file
+//! order: the final's offset is the contiguous prefix of complete
+//! partials, hashed (read back from the final's own staged bytes when in
+//! place) as it grows; once it is the whole length the final completes
+//! like any upload. A crash during a pass leaves a final that settling
+//! fills again; the partials go once their final is finished.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,11 +24,12 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::{Uploads, is_stalled, session_of};
-use crate::db::uploads::{self as q, Concat, Upload, UploadState};
+use crate::db::uploads::{self as q, Concat, ConcatPlace, Upload, UploadState};
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
 use crate::identity::Caller;
-use crate::store::{SessionWriter, StoreError};
+use crate::store::session::Window;
+use crate::store::{MultipartState, SessionState, SessionWriter, StoreError, StoreName};
 
 /// Most partial uploads one final upload may list.
 pub const MAX_CONCAT_PARTS: usize = 64;
@@ -33,8 +44,14 @@ impl Uploads {
         length: u64,
         metadata: BTreeMap<String, String>,
     ) -> Result<Upload> {
-        self.create_with(caller, length, metadata, Concat::Partial { used_by: None })
-            .await
+        self.create_with(
+            caller,
+            length,
+            metadata,
+            Concat::Partial { used_by: None },
+            None,
+        )
+        .await
     }
 
     /// Create a final upload (`Upload-Concat: final;...`) from the caller's
@@ -82,8 +99,67 @@ impl Uploads {
                 "Upload-Length {l} differs from the {length} bytes of the partial uploads"
             )));
         }
-        self.create_with(caller, length, metadata, Concat::Final { parts })
-            .await
+        // In place if no partial has bytes yet; their locks keep it so
+        // until the claim is recorded (a PATCH meanwhile gets 423).
+        let mut guards = Vec::with_capacity(parts.len());
+        let mut lengths = Vec::with_capacity(parts.len());
+        for id in &parts {
+            let Ok(g) = self.lock(*id) else { break };
+            guards.push(g);
+            let id = *id;
+            match self.db.read(move |c| q::get(c, id)).await? {
+                Some(p) if may_write_in_place(&p) => lengths.push(p.length),
+                _ => break,
+            }
+        }
+        let in_place = (lengths.len() == parts.len()).then_some(lengths);
+        if in_place.is_none() {
+            drop(guards); // filling by copy settles the partials: no locks held
+            return self
+                .create_with(caller, length, metadata, Concat::Final { parts }, None)
+                .await;
+        }
+        let up = self
+            .create_with(caller, length, metadata, Concat::Final { parts }, in_place)
+            .await;
+        drop(guards);
+        up
+    }
+
+    /// The store session a request's bytes for `up` go to, and the store
+    /// its object belongs in: its own, or, for a partial written in place,
+    /// its byte range of its final's (and its run of the final's parts).
+    pub(super) async fn session_for(&self, up: &Upload) -> Result<(SessionState, StoreName)> {
+        let (Some(place), Concat::Partial { used_by: Some(f) }) = (&up.concat_place, &up.concat)
+        else {
+            return Ok((session_of(up), self.target_store(up)));
+        };
+        let f = *f;
+        let fin = self
+            .db
+            .read(move |c| q::get(c, f))
+            .await?
+            .ok_or(Error::UploadNotFound(f))?;
+        let multipart = match (place.first_part, &fin.s3) {
+            (Some(_), Some(m)) => Some(MultipartState {
+                key: m.key.clone(),
+                upload_id: m.upload_id.clone(),
+                parts: place.parts.clone(),
+                staged_from: 0,
+            }),
+            _ => None,
+        };
+        let state = SessionState {
+            staged: fin.store,
+            staged_key: fin.data_key.clone(),
+            offset: up.offset,
+            multipart,
+            window: Some(Window {
+                at: place.at,
+                first_part: place.first_part.unwrap_or(1),
+            }),
+        };
+        Ok((state, self.target_store(&fin)))
     }
 
     /// Fill a just-created final upload (its lock held) from its complete
@@ -141,15 +217,75 @@ impl Uploads {
             ready.push(p);
         }
         // One pass per partial, recorded on its own: after a crash the
-        // copy resumes from the last partial recorded.
+        // pass resumes from the last partial recorded.
         let mut pos = 0u64;
         for p in &ready {
             let end = pos + p.length;
             if end > up.offset {
                 let start = up.offset.saturating_sub(pos);
-                up = self.copy_partial(up, p, start).await?;
+                up = if p.concat_place.is_some() {
+                    self.hash_in_place(up, p, pos + start..end).await?
+                } else {
+                    self.copy_partial(up, p, start).await?
+                };
             }
             pos = end;
+        }
+        Ok(up)
+    }
+
+    /// Partial `p` wrote its bytes in place, at `range` of the final `up`:
+    /// hash them from the final's own staged bytes (nothing is copied) and
+    /// record the new offset with the hash state, and the parts `p` sent
+    /// of the final's multipart upload, if it sent them.
+    async fn hash_in_place(
+        &self,
+        mut up: Upload,
+        p: &Upload,
+        range: std::ops::Range<u64>,
+    ) -> Result<Upload> {
+        let mut hasher = StreamHasher::resume(&up.hash)?;
+        let mut body = self
+            .stores
+            .read_session(&session_of(&up), Some(range.clone()))
+            .await?;
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(StoreError::from)?;
+            n += chunk.len() as u64;
+            hasher.update(&chunk).await?;
+        }
+        if n != range.end - range.start {
+            return Err(Error::internal(format!(
+                "final upload {}: {n} bytes where partial {} wrote {}",
+                up.id,
+                p.id,
+                range.end - range.start
+            )));
+        }
+        let place = p.concat_place.as_ref();
+        if let (Some(m), Some(place)) = (up.s3.as_mut(), place)
+            && place.first_part.is_some()
+        {
+            let in_parts: u64 = place.parts.iter().map(|x| x.size).sum();
+            if in_parts != p.length {
+                return Err(Error::internal(format!(
+                    "partial upload {} sent {in_parts} of its {} bytes as parts",
+                    p.id, p.length
+                )));
+            }
+            m.parts.extend(place.parts.iter().cloned());
+        }
+        up.hash = hasher.finish_state().await?;
+        up.offset = range.end;
+        up.updated_at = self.now();
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        if up.offset < up.length
+            && up.s3.is_some()
+            && let Err(e) = self.flush_parts(&mut up, false).await
+        {
+            tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
         }
         Ok(up)
     }
@@ -170,6 +306,7 @@ impl Uploads {
         let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
         let sent = written?;
         up.hash = hashed?;
+        crate::metrics::global().add_concat_bytes_copied(p.length - start);
         up.offset += p.length - start;
         up.updated_at = self.now();
         if let Some(m) = up.s3.as_mut() {
@@ -279,13 +416,58 @@ fn check_partial(p: &Upload) -> Result<()> {
     }
 }
 
+/// May partial `p` write in place into a final: no byte of it in yet (and
+/// no content_md5 of its own to check: its bytes are hashed as the
+/// final's only).
+fn may_write_in_place(p: &Upload) -> bool {
+    p.state == UploadState::Uploading
+        && p.offset == 0
+        && p.length > 0
+        && p.content_md5.is_none()
+        && matches!(p.concat, Concat::Partial { used_by: None })
+}
+
+/// Where partials of `lengths` bytes write in place into their final:
+/// their offsets in it, and their first part numbers (`runs`, from
+/// `Stores::part_runs`) when each sends its own parts.
+pub(super) fn places_in(lengths: &[u64], runs: Option<Vec<i32>>) -> Vec<ConcatPlace> {
+    let mut at = 0;
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(i, len)| {
+            let place = ConcatPlace {
+                at,
+                first_part: runs.as_ref().map(|r| r[i]),
+                parts: vec![],
+            };
+            at += len;
+            place
+        })
+        .collect()
+}
+
 /// Claim the partials `parts` for the final `id`, in the transaction that
-/// inserts it: each must still be a complete partial no final uses.
-pub(super) fn claim_partials(c: &rusqlite::Connection, id: Uuid, parts: &[Uuid]) -> Result<()> {
+/// inserts it: each must still be a partial no final uses. With `places`
+/// (and every partial still without bytes), each writes in place there.
+pub(super) fn claim_partials(
+    c: &rusqlite::Connection,
+    id: Uuid,
+    parts: &[Uuid],
+    places: Option<&[ConcatPlace]>,
+) -> Result<()> {
+    let mut ups = Vec::with_capacity(parts.len());
     for p in parts {
         let up = q::get(c, *p)?.ok_or(Error::UploadNotFound(*p))?;
         check_partial(&up)?;
+        ups.push(up);
+    }
+    let places = places.filter(|_| ups.iter().all(may_write_in_place));
+    for (i, p) in parts.iter().enumerate() {
         q::set_used_by(c, *p, Some(id))?;
+        if let Some(pl) = places.and_then(|pl| pl.get(i)) {
+            q::set_place(c, *p, Some(pl))?;
+        }
     }
     Ok(())
 }

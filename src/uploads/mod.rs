@@ -113,6 +113,7 @@ fn session_of(up: &Upload) -> SessionState {
         staged_key: up.data_key.clone(),
         offset: up.offset,
         multipart: up.s3.clone(),
+        window: None,
     }
 }
 

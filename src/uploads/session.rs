@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::caps::Caps;
-use super::concat::claim_partials;
+use super::concat::{claim_partials, places_in};
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
 use crate::clock::Timestamp;
 use crate::db::uploads::{self as q, Concat, Upload, UploadState};
@@ -34,19 +34,22 @@ impl Uploads {
         length: u64,
         metadata: BTreeMap<String, String>,
     ) -> Result<Upload> {
-        self.create_with(caller, length, metadata, Concat::None)
+        self.create_with(caller, length, metadata, Concat::None, None)
             .await
     }
 
     /// Create an upload session of any kind: ordinary, a partial upload,
     /// or a final upload (whose partials are claimed in the transaction
-    /// that inserts it, and whose bytes are then copied from them).
+    /// that inserts it, and whose bytes are then copied from them, or,
+    /// given `in_place` (their lengths: none of them has bytes yet, and
+    /// their locks are held), written in place by them).
     pub(super) async fn create_with(
         &self,
         caller: &Caller,
         length: u64,
         metadata: BTreeMap<String, String>,
         concat: Concat,
+        in_place: Option<Vec<u64>>,
     ) -> Result<Upload> {
         caller.require_auth()?;
         if matches!(concat, Concat::Partial { .. })
@@ -86,10 +89,17 @@ impl Uploads {
         // Bytes bound for an object store go to one multipart upload; the
         // (empty) staged file exists before the row, so a row always has one.
         let target_key = path.as_ref().map(|p| p.key.clone()).unwrap_or(area);
+        // A partial is never an object of its own: its bytes stay staged
+        // (or go into its final's), with no multipart upload.
+        let session_target = match concat {
+            Concat::Partial { .. } => staged,
+            _ => target,
+        };
         let session = self
             .stores
-            .begin_session(target, &target_key, staged, staged_key, length)
+            .begin_session(session_target, &target_key, staged, staged_key, length)
             .await?;
+        let places = in_place.map(|lens| places_in(&lens, self.stores.part_runs(target, &lens)));
         let now = self.now();
         let up = Upload {
             id,
@@ -113,6 +123,7 @@ impl Uploads {
             data_mtime: None,
             s3: session.multipart,
             concat,
+            concat_place: None,
         };
         let caps = Caps::of(&self.cfg);
         let row = up.clone();
@@ -122,7 +133,7 @@ impl Uploads {
                 if let Concat::Final { parts } = &row.concat {
                     // Its bytes are its partials', admitted with them; they
                     // must still be free.
-                    claim_partials(c, row.id, parts)?;
+                    claim_partials(c, row.id, parts, places.as_deref())?;
                 } else {
                     caps.admit(c, &row)?;
                 }
@@ -249,11 +260,13 @@ impl Uploads {
         }
         let remaining = up.length - up.offset;
         let chunk_sum = chunk_checksum(checksum.as_ref())?;
-        let mut writer = self
-            .stores
-            .append(&session_of(&up), self.target_store(&up), content_length)
-            .await?;
-        let mut hasher = StreamHasher::resume(&up.hash)?;
+        let (state, target) = self.session_for(&up).await?;
+        let mut writer = self.stores.append(&state, target, content_length).await?;
+        // A partial written in place is hashed as its final's bytes only.
+        let mut hasher = match up.concat_place {
+            Some(_) => None,
+            None => Some(StreamHasher::resume(&up.hash)?),
+        };
         let limits = (content_length, remaining, up.length);
         let received = match receive(body, &mut writer, &mut hasher, chunk_sum, limits).await? {
             Ok(n) => n,
@@ -266,21 +279,44 @@ impl Uploads {
         // (On error, e.g. ENOSPC, nothing of this request counts: the
         // writer cut it back.) The parts sent on the way are recorded with
         // the new offset.
-        let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
+        let hashed = async {
+            match hasher {
+                Some(h) => h.finish_state().await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (written, hashed) = tokio::join!(writer.finish(), hashed);
         let sent = written?;
-        up.hash = hashed?;
+        if let Some(h) = hashed? {
+            up.hash = h;
+        }
         up.offset += received;
         up.updated_at = self.now();
         up.expires_at = self.expiry_from_now();
-        if let Some(m) = up.s3.as_mut() {
+        if let Some(p) = up.concat_place.as_mut() {
+            p.parts.extend(sent);
+        } else if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
         }
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db
+            .write(move |c| {
+                q::update(c, &row)?;
+                if row.concat_place.is_some() {
+                    q::set_place(c, row.id, row.concat_place.as_ref())?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await?;
         if up.offset == up.length {
             return self.complete(up).await;
         }
-        if up.s3.is_some() {
+        if up.s3.is_some()
+            || up
+                .concat_place
+                .as_ref()
+                .is_some_and(|p| p.first_part.is_some())
+        {
             // The bytes are durable here; full parts go to S3 now, or at a
             // later PATCH if the store is unreachable.
             if let Err(e) = self.flush_parts(&mut up, false).await {
@@ -295,13 +331,18 @@ impl Uploads {
     /// until the upload is complete (should the store lose an unfinished
     /// multipart upload, they are sent again from there).
     pub(super) async fn flush_parts(&self, up: &mut Upload, last: bool) -> Result<()> {
-        let mut state = session_of(up);
-        if !self
-            .stores
-            .flush_session(&mut state, self.target_store(up), last)
-            .await?
-        {
+        let (mut state, target) = self.session_for(up).await?;
+        if !self.stores.flush_session(&mut state, target, last).await? {
             return Ok(());
+        }
+        if let Some(p) = up.concat_place.as_mut() {
+            // A partial in place: its parts of its final's multipart upload.
+            p.parts = state.multipart.map(|m| m.parts).unwrap_or_default();
+            let (id, place) = (up.id, p.clone());
+            return Ok(self
+                .db
+                .write(move |c| q::set_place(c, id, Some(&place)))
+                .await?);
         }
         set_session(up, state);
         let row = up.clone();
@@ -312,6 +353,9 @@ impl Uploads {
     /// All bytes are in: record the digests, check `content_md5`, move the
     /// bytes to the target path if one was given.
     pub(super) async fn complete(&self, mut up: Upload) -> Result<Upload> {
+        if up.concat_place.is_some() {
+            return self.complete_in_place(up).await;
+        }
         let d = up.hash.digests()?;
         let mut leftover: Option<(StoreName, String)> = None;
         up.md5 = Some(d.md5_base64());
@@ -380,6 +424,20 @@ impl Uploads {
         Ok(up)
     }
 
+    /// A partial written in place has every byte in: the last of the parts
+    /// it sends (if it sends its own) go, and it is complete. Its bytes are
+    /// its final's, hashed as the final's only: it has no digests of its
+    /// own, and its own (empty) staged file stays until it is removed.
+    async fn complete_in_place(&self, mut up: Upload) -> Result<Upload> {
+        self.flush_parts(&mut up, true).await?;
+        up.state = UploadState::Complete;
+        up.updated_at = self.now();
+        let row = up.clone();
+        self.db.write(move |c| q::update(c, &row)).await?;
+        self.partial_completed(&up);
+        Ok(up)
+    }
+
     /// The bytes cannot be put at the upload's path (a directory stands
     /// there, a file stands where a directory must be, a name too long for
     /// the file system): the upload fails for good, with a reason its owner
@@ -426,7 +484,8 @@ impl Uploads {
         up: &Upload,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
-        Ok(self.stores.read_session(&session_of(up), range).await?)
+        let (state, _) = self.session_for(up).await?;
+        Ok(self.stores.read_session(&state, range).await?)
     }
 }
 
@@ -508,7 +567,7 @@ fn chunk_checksum(checksum: Option<&Checksum>) -> Result<Option<(ChunkChecksum, 
 async fn receive<S>(
     body: S,
     writer: &mut SessionWriter,
-    hasher: &mut StreamHasher,
+    hasher: &mut Option<StreamHasher>,
     chunk_sum: Option<(ChunkChecksum, &Checksum)>,
     (content_length, remaining, length): (Option<u64>, u64, u64),
 ) -> Result<std::result::Result<u64, Error>>
@@ -537,7 +596,9 @@ where
         if let Some((sum, _)) = &chunk_sum {
             sum.update(&chunk).await?;
         }
-        hasher.update(&chunk).await?;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk).await?;
+        }
         // A part that cannot be sent yet goes later from the staged bytes.
         if let Err(e) = writer.write(chunk).await {
             return Ok(Err(e.into()));
