@@ -194,11 +194,11 @@ pub enum StateFilter {
 #[derive(Serialize, ToSchema)]
 pub enum SortOrder {
     #[serde(rename = "published_at")]
-    PublishedAt,
+    Default,
     #[serde(rename = "published_at.asc")]
-    PublishedAtAsc,
+    Ascending,
     #[serde(rename = "published_at.desc")]
-    PublishedAtDesc,
+    Descending,
 }
 
 /// CreateImage's query.
