@@ -1,6 +1,8 @@
 //! Import endpoints: AdminImportRemoteImage's answer (with the
 //! `workflow-api` header), the job endpoint it points to (`GET /jobs/{uuid}`,
-//! in the shape of a workflow job), and GetImageJobs.
+//! in the shape of a workflow job), and GetImageJobs. Jobs are rendered
+//! through `wire::Job` ([`wire_job`]), the answer through
+//! `wire::ImportStarted`.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
