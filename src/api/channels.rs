@@ -96,6 +96,19 @@ pub fn known_channel(st: &AppState, name: Option<&str>) -> Result<String, Error>
 }
 
 /// ListChannels: `GET /channels` (404 on a server without channels).
+#[utoipa::path(
+    get,
+    path = "/channels",
+    operation_id = "ListChannels",
+    tag = "images",
+    summary = "ListChannels (404 on a server without channels)",
+    responses(
+        (status = 200, description = "The configured channels", body = [crate::wire::Channel]),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn list(State(st): State<AppState>) -> Result<Response, Error> {
     if st.config.channels.is_empty() {
         return Err(Error::not_found("/channels does not exist"));

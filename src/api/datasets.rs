@@ -100,6 +100,18 @@ async fn dataset_image(st: &AppState, uuid: &str) -> Result<Image, Error> {
 }
 
 /// `GET /datasets`: every active public image, as datasets.
+#[utoipa::path(
+    get,
+    path = "/datasets",
+    operation_id = "ListDatasets",
+    tag = "datasets",
+    summary = "Active public images as DSAPI datasets (SDC 6.5)",
+    responses(
+        (status = 200, description = "Datasets", body = [super::openapi::Dataset]),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, Error> {
     let q = ListQuery {
         public: Some(true),
@@ -117,6 +129,22 @@ pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> Result<Resp
 }
 
 /// `GET /datasets/{uuid}`.
+#[utoipa::path(
+    get,
+    path = "/datasets/{uuid}",
+    operation_id = "GetDataset",
+    tag = "datasets",
+    summary = "One dataset",
+    params(
+        super::openapi::DatasetUuid,
+    ),
+    responses(
+        (status = 200, description = "The dataset", body = super::openapi::Dataset),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn get(
     State(st): State<AppState>,
     Path(uuid): Path<String>,
@@ -130,6 +158,30 @@ pub async fn get(
 }
 
 /// `GET /datasets/{uuid}/{file}`: the dataset's file (its `url`).
+#[utoipa::path(
+    get,
+    path = "/datasets/{uuid}/{file}",
+    operation_id = "GetDatasetFile",
+    tag = "datasets",
+    summary = "A dataset's file (its files[0].url)",
+    params(
+        super::openapi::DatasetUuid,
+        super::openapi::DatasetFile,
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The file",
+            body = super::openapi::Binary,
+            content_type = "application/octet-stream",
+            headers(("Content-MD5" = String), ("Etag" = String, description = "Entity tag")),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn file(
     State(st): State<AppState>,
     Path((uuid, name)): Path<(String, String)>,

@@ -28,6 +28,43 @@ pub(super) struct AddFile;
 impl Preamble for AddFile {}
 
 /// AddImageFile: `PUT /images/{uuid}/file?compression=…[&sha1=…]`.
+#[utoipa::path(
+    put,
+    path = "/images/{uuid}/file",
+    operation_id = "AddImageFile",
+    tag = "files",
+    summary = "AddImageFile",
+    description = "Streams the body to the store computing sha1, md5 and size; `sha1` and \
+        Content-Length are checked (400 Download). With `upload` a complete upload is attached \
+        instead of a body. With `source` (AddImageFileFromSource) the file of the same image at \
+        that IMGAPI is fetched (resumed with Range), verified against its manifest and \
+        Content-MD5, and stored; no body.",
+    params(
+        super::openapi::AddImageFileQuery,
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+    ),
+    request_body(
+        content = Option<super::openapi::Binary>,
+        content_type = "application/octet-stream",
+    ),
+    responses(
+        (status = 200, response = super::openapi::ImageResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 501, response = super::openapi::NotAvailable),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn add_file(
     State(st): State<AppState>,
     ctx: ImageCtx<AddFile>,
@@ -175,6 +212,72 @@ fn not_modified_since(headers: &HeaderMap, last_modified: Option<&str>) -> bool 
 /// `Content-MD5`, `Etag` (sha1), `Last-Modified`, Range/206/416 and
 /// If-Range. With `[downloads] redirect` on and `?redirect=true`, a file in
 /// an S3 store is answered `302 Found` to a presigned URL of its object.
+#[utoipa::path(
+    get,
+    path = "/images/{uuid}/file",
+    operation_id = "GetImageFile",
+    tag = "files",
+    summary = "GetImageFile",
+    params(
+        super::openapi::GetImageFileQuery,
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::RangeHeader,
+        (
+            "If-Range" = Option<String>,
+            Header,
+            description = "Etag (sha1) or Last-Modified; else the whole file",
+        ),
+        super::openapi::IfMatch,
+        super::openapi::IfNoneMatch,
+        ("If-Modified-Since" = Option<String>, Header),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The file",
+            body = super::openapi::Binary,
+            content_type = "application/octet-stream",
+            headers(
+                ("Content-MD5" = String),
+                ("Etag" = String, description = "Entity tag"),
+                ("Accept-Ranges" = String),
+                ("Last-Modified" = String),
+            ),
+        ),
+        (
+            status = 206,
+            description = "The requested range",
+            body = super::openapi::Binary,
+            content_type = "application/octet-stream",
+            headers(("Content-Range" = String)),
+        ),
+        (
+            status = 302,
+            description = "?redirect=true with [downloads] redirect on: the file is at Location, a \
+                presigned URL of the S3 object valid for downloads.presign_ttl_secs (no \
+                credentials needed). Following it, the store answers with its own ETag and no \
+                Content-MD5: keep the Content-MD5 of this response",
+            headers(
+                ("Location" = inline(super::openapi::UriString)),
+                ("Content-MD5" = String),
+                ("Etag" = String, description = "Entity tag"),
+                ("Last-Modified" = String),
+                ("Cache-Control" = inline(super::openapi::NoStore)),
+            ),
+        ),
+        (status = 304, response = super::openapi::NotModified),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 416, response = super::openapi::RangeNotSatisfiable),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn get_file(
     State(st): State<AppState>,
     ctx: ImageCtx<GetFile>,
@@ -254,6 +357,39 @@ fn hv(v: &str) -> Result<HeaderValue, Error> {
 }
 
 /// AddImageIcon: `PUT /images/{uuid}/icon` with an image/png|jpeg|gif body.
+#[utoipa::path(
+    put,
+    path = "/images/{uuid}/icon",
+    operation_id = "AddImageIcon",
+    tag = "files",
+    summary = "AddImageIcon",
+    description = "PNG, JPEG or GIF, at most 128 KiB; another type or a larger body: 400 Upload.",
+    params(
+        super::openapi::ImageUuid,
+        ("sha1" = Option<String>, Query),
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+    ),
+    request_body(
+        content(
+            (super::openapi::Binary = "image/png"),
+            (super::openapi::Binary = "image/jpeg"),
+            (super::openapi::Binary = "image/gif"),
+        ),
+        description = "The icon: PNG, JPEG or GIF, at most 128 KiB",
+    ),
+    responses(
+        (status = 200, response = super::openapi::ImageResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn add_icon(
     State(st): State<AppState>,
     ctx: ImageCtx,
@@ -286,6 +422,40 @@ pub async fn add_icon(
 }
 
 /// GetImageIcon: `GET /images/{uuid}/icon`.
+#[utoipa::path(
+    get,
+    path = "/images/{uuid}/icon",
+    operation_id = "GetImageIcon",
+    tag = "files",
+    summary = "GetImageIcon",
+    params(
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::IfMatch,
+        super::openapi::IfNoneMatch,
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The icon",
+            content(
+                (super::openapi::Binary = "image/png"),
+                (super::openapi::Binary = "image/jpeg"),
+                (super::openapi::Binary = "image/gif"),
+            ),
+            headers(("Etag" = String, description = "Entity tag"), ("Content-MD5" = String)),
+        ),
+        (status = 304, response = super::openapi::NotModified),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn get_icon(
     State(st): State<AppState>,
     ctx: ImageCtx<NoRender>,
@@ -319,6 +489,28 @@ pub async fn get_icon(
 }
 
 /// DeleteImageIcon: `DELETE /images/{uuid}/icon` → 200 image.
+#[utoipa::path(
+    delete,
+    path = "/images/{uuid}/icon",
+    operation_id = "DeleteImageIcon",
+    tag = "files",
+    summary = "DeleteImageIcon",
+    params(
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+    ),
+    responses(
+        (status = 200, response = super::openapi::ImageResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn delete_icon(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response, Error> {
     let img = st.images.delete_icon(&ctx.caller, ctx.uuid).await?;
     Ok(image_response(&img, ctx.opts))

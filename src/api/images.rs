@@ -252,6 +252,31 @@ async fn list_page(
 }
 
 /// ListImages: `GET /images`.
+#[utoipa::path(
+    get,
+    path = "/images",
+    operation_id = "ListImages",
+    tag = "images",
+    summary = "ListImages",
+    description = "Filters combine with AND. Tag filters are `tag.KEY=VALUE` query parameters (any \
+        number; `tag.KEY=` matches the key with any value). Results are sorted by published_at, at \
+        most `limit`.",
+    params(
+        super::openapi::ListImagesQuery,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+        super::openapi::AcceptVersion,
+    ),
+    responses(
+        (status = 200, description = "The images", body = [crate::wire::Image]),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response, Error> {
     let (caller, p) = (&ctx.caller, &ctx.params);
     let Some(mut q) = list_query(&st, p, caller).await? else {
@@ -306,6 +331,32 @@ fn list_body(imgs: Vec<Image>, opts: RenderOpts) -> Body {
 }
 
 /// GetImage: `GET /images/{uuid}`.
+#[utoipa::path(
+    get,
+    path = "/images/{uuid}",
+    operation_id = "GetImage",
+    tag = "images",
+    summary = "GetImage",
+    params(
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+        super::openapi::IfMatch,
+        super::openapi::IfNoneMatch,
+        super::openapi::AcceptVersion,
+    ),
+    responses(
+        (status = 200, response = super::openapi::ImageResponse),
+        (status = 304, response = super::openapi::NotModified),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn get_image(
     State(st): State<AppState>,
     ctx: ImageCtx,
@@ -341,6 +392,84 @@ impl Preamble for CreateAction {
 }
 
 /// CreateImage: `POST /images` (other actions of IMGAPI answer 501).
+#[utoipa::path(
+    post,
+    path = "/images",
+    operation_id = "CreateImage",
+    tag = "images",
+    summary = "CreateImage, or register a stored file (phase two)",
+    description = "Without a file reference: CreateImage (an unactivated image). With `files: \
+        [{upload | path, content_md5, compression, sha1?, size?}]`: registration; the registrar \
+        verifies and moves the bytes and activates the image, waiting up to `wait` seconds (a \
+        longer job returns the image in state `creating`). \
+        `action=create-from-vm|import-docker-image|import-lxd-image` are 501.",
+    params(
+        super::openapi::CreateImageQuery,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+    ),
+    request_body(content = super::openapi::Manifest),
+    responses(
+        (
+            status = 200,
+            description = "The image (a registration that is not done within `wait`: state \
+                creating)",
+            body = crate::wire::Image,
+            headers(("Etag" = String, description = "Entity tag")),
+            links(
+                ("GetImage" = (
+                    operation_id = "GetImage",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("ImageAction" = (
+                    operation_id = "ImageAction",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("DeleteImage" = (
+                    operation_id = "DeleteImage",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("AddImageFile" = (
+                    operation_id = "AddImageFile",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("GetImageFile" = (
+                    operation_id = "GetImageFile",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("AddImageIcon" = (
+                    operation_id = "AddImageIcon",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("GetImageIcon" = (
+                    operation_id = "GetImageIcon",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("DeleteImageIcon" = (
+                    operation_id = "DeleteImageIcon",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+                ("ImageAcl" = (
+                    operation_id = "ImageAcl",
+                    parameters(("uuid" = "$response.body#/uuid")),
+                )),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 501, response = super::openapi::NotAvailable),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn create(
     State(st): State<AppState>,
     ctx: ImageCtx<CreateAction>,
@@ -512,6 +641,52 @@ impl Preamble for ImageAction {
 }
 
 /// `POST /images/{uuid}?action=…`: import, activate, enable, disable, update.
+#[utoipa::path(
+    post,
+    path = "/images/{uuid}",
+    operation_id = "ImageAction",
+    tag = "images",
+    summary = "ActivateImage, UpdateImage, DisableImage, EnableImage, AdminImportImage, \
+        ExportImage, AdminChangeImageStor",
+    description = "`action` selects the operation. import (operators; with `source`, \
+        AdminImportImageFromSource: the manifest comes from that IMGAPI), import-remote \
+        (AdminImportRemoteImage, operators: answers `{image_uuid, job_uuid}` and a `workflow-api` \
+        header; poll `GET {workflow-api}/jobs/{job_uuid}`), activate, enable, disable, update \
+        (`If-Match`), export (`manta_path`), change-stor (`stor`), channel-add (servers with \
+        channels; body `{\"channel\": NAME}`). import-from-datacenter is 501 NotAvailable. A \
+        source not in `[imports] allowed_sources` is 422 `{source, NotAllowed}` before any \
+        connection; a failing source is 503 RemoteSourceError with its message; an origin not \
+        active is 422 OriginIsNotActive. Missing or unknown action: 422.",
+    params(
+        super::openapi::ImageActionQuery,
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+        super::openapi::IfMatch,
+    ),
+    request_body(content = Option<super::openapi::ImageActionBody>),
+    responses(
+        (
+            status = 200,
+            description = "The image (export: where it was written)",
+            body = inline(super::openapi::ImageActionResult),
+            headers(("Etag" = String, description = "Entity tag")),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 501, response = super::openapi::NotAvailable),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn action(
     State(st): State<AppState>,
     ctx: ImageCtx<ImageAction>,
@@ -641,6 +816,35 @@ async fn export(st: &AppState, ctx: &ImageCtx<ImageAction>) -> Result<Response, 
 }
 
 /// DeleteImage: `DELETE /images/{uuid}` → 204.
+#[utoipa::path(
+    delete,
+    path = "/images/{uuid}",
+    operation_id = "DeleteImage",
+    tag = "images",
+    summary = "DeleteImage",
+    description = "Images naming it as `origin` block it (422 ImageHasDependentImages).",
+    params(
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        (
+            "force_all_channels" = Option<bool>,
+            Query,
+            description = "On a server with channels, an image in several channels only leaves the \
+                request's channel unless this is true",
+        ),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn delete(
     State(st): State<AppState>,
     ctx: ImageCtx<NoRender>,
@@ -667,6 +871,30 @@ pub async fn delete(
 }
 
 /// AddImageAcl / RemoveImageAcl: `POST /images/{uuid}/acl?action=add|remove`.
+#[utoipa::path(
+    post,
+    path = "/images/{uuid}/acl",
+    operation_id = "ImageAcl",
+    tag = "images",
+    summary = "AddImageAcl / RemoveImageAcl",
+    params(
+        super::openapi::ImageAclQuery,
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+    ),
+    request_body(content = [uuid::Uuid]),
+    responses(
+        (status = 200, response = super::openapi::ImageResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn acl(State(st): State<AppState>, ctx: ImageCtx, body: Body) -> Result<Response, Error> {
     let add = match ctx.params.get("action").unwrap_or("add") {
         "" | "add" => true,

@@ -13,6 +13,27 @@ use crate::identity::Caller;
 /// registrar jobs by outcome, log events by level.
 /// In `auth = "token"` mode only operators may read them, unless
 /// `metrics_public = true`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "Metrics",
+    tag = "ops",
+    summary = "Prometheus metrics",
+    description = "Requests by route and status, latencies, bytes in and out, uploads by state, \
+        registrar jobs by outcome, images, log events by level.",
+    responses(
+        (
+            status = 200,
+            description = "Prometheus text exposition",
+            body = String,
+            content_type = "text/plain",
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Response, Error> {
     if st.config.auth == AuthMode::Token && !st.config.metrics_public {
         if !caller.authenticated {

@@ -1,53 +1,258 @@
-//! `GET /openapi.json`: the OpenAPI 3 description of every endpoint
-//! (`docs/openapi.json`, compiled in). Its `components.schemas` for the wire
-//! types are derived from `crate::wire` (utoipa `ToSchema`) by
-//! [`with_wire_schemas`]; the paths are still written by hand.
-//! `tests/openapi.rs` checks the file is current (`UPDATE_OPENAPI=1`
-//! rewrites it) and that its paths are exactly the router's.
+//! `GET /openapi.json`: the OpenAPI 3 description of every endpoint,
+//! derived from the code. Each path comes from its handler's
+//! `#[utoipa::path]` (in the handler's file; routes whose handler serves
+//! several live in `openapi/aliases.rs`), listed in [`ApiDoc`]; schemas come
+//! from `crate::wire` (utoipa `ToSchema`) and `openapi/schemas.rs`; shared
+//! parameters and responses from `openapi/params.rs` and
+//! `openapi/responses.rs`. utoipa writes OpenAPI 3.1; [`document`] serves
+//! it in 3.0.3 form. `docs/openapi.json` is a snapshot that
+//! `tests/openapi.rs` checks (`UPDATE_OPENAPI=1` rewrites it).
+
+mod aliases;
+mod params;
+mod responses;
+mod schemas;
+
+use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde_json::{Map, Value};
-use utoipa::OpenApi;
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
+pub(crate) use params::*;
+pub(crate) use responses::*;
+pub(crate) use schemas::*;
+
+use super::{channels, datasets, files, images, jobs, metrics, ping, uploads};
 use crate::wire;
 
-/// The document, compiled in.
-pub const SPEC: &str = include_str!("../../docs/openapi.json");
+/// The document as served: pretty JSON, with a final newline.
+pub static SPEC: LazyLock<String> = LazyLock::new(|| {
+    serde_json::to_string_pretty(&document()).expect("the document serializes") + "\n"
+});
 
 /// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "OpenApi",
+    tag = "ops",
+    summary = "This document",
+    responses(
+        (status = 200, description = "OpenAPI 3 description of every endpoint", body = Object),
+        (status = 400, response = BadRequest),
+    ),
+)]
 pub async fn spec() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], SPEC)
+    ([(header::CONTENT_TYPE, "application/json")], SPEC.as_str())
 }
 
-/// The wire types whose schemas the document carries.
+/// The whole API: every operation, the schemas and the shared responses.
 #[derive(OpenApi)]
-#[openapi(components(schemas(
-    wire::ErrorBody,
-    wire::FieldError,
-    wire::Ping,
-    wire::Image,
-    wire::ImageFile,
-    wire::UploadInfo,
-    wire::RegistrationFile,
-    wire::Channel,
-    wire::ExportResult,
-)))]
-struct WireDoc;
+#[openapi(
+    info(title = "imgapi", description = include_str!("openapi/intro.md")),
+    servers((url = "/")),
+    tags(
+        (name = "ops", description = "Ping, metrics, admin state, this document"),
+        (name = "images", description = "IMGAPI images: manifests, actions, ACLs"),
+        (name = "files", description = "Image files and icons"),
+        (name = "uploads", description = "tus 1.0.0 resumable uploads (phase one of the pipeline)"),
+        (name = "datasets", description = "SDC 6.5 DSAPI read endpoints"),
+        (name = "imports", description = "Import jobs (AdminImportRemoteImage) and their workflow-shaped job endpoint"),
+        (name = "not-available", description = "IMGAPI endpoints this server does not provide: 501 NotAvailable"),
+    ),
+    paths(
+        ping::ping,
+        metrics::metrics,
+        ping::admin_get_state,
+        ping::reload_auth_keys,
+        spec,
+        channels::list,
+        images::list,
+        images::create,
+        images::get_image,
+        images::action,
+        images::delete,
+        files::add_file,
+        files::get_file,
+        aliases::add_image_file_from_url,
+        files::add_icon,
+        aliases::add_image_icon_post,
+        files::get_icon,
+        files::delete_icon,
+        images::acl,
+        aliases::clone_image,
+        jobs::image_jobs,
+        jobs::get_job,
+        aliases::push_docker_image,
+        uploads::list,
+        uploads::create,
+        uploads::options,
+        uploads::get_data,
+        uploads::head,
+        uploads::patch,
+        uploads::put,
+        uploads::delete,
+        aliases::upload_options,
+        uploads::info,
+        datasets::list,
+        datasets::get,
+        datasets::file,
+    ),
+    components(
+        schemas(
+            wire::ErrorBody,
+            wire::FieldError,
+            wire::Ping,
+            AdminState,
+            wire::ImageFile,
+            wire::Image,
+            wire::RegistrationFile,
+            Manifest,
+            ImageActionBody,
+            wire::ExportResult,
+            wire::UploadInfo,
+            Dataset,
+            wire::Channel,
+            Binary,
+            wire::Job,
+            wire::ImportStarted,
+        ),
+        responses(
+            ImageResponse,
+            NotModified,
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            Gone,
+            PreconditionFailed,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            RangeNotSatisfiable,
+            Unprocessable,
+            Locked,
+            ChecksumMismatch,
+            InternalError,
+            NotAvailable,
+            StorageIsDown,
+            InsufficientStorage,
+            TusNoContent,
+        ),
+    ),
+    modifiers(&BearerToken),
+)]
+pub struct ApiDoc;
 
-/// The schemas derived from the wire types, in OpenAPI 3.0 form (the
-/// document is 3.0.3; utoipa writes 3.1).
-pub fn wire_schemas() -> Map<String, Value> {
-    let doc = serde_json::to_value(WireDoc::openapi()).unwrap_or(Value::Null);
-    let mut schemas = match doc.pointer("/components/schemas") {
-        Some(Value::Object(m)) => m.clone(),
-        _ => Map::new(),
-    };
-    for s in schemas.values_mut() {
-        to_openapi_30(s);
-        optional_means_absent(s);
+/// The `bearer` security scheme (auth = "token").
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "Only with `auth = \"token\"`: a token from `imgapi account create`. Without a \
+                 token a caller sees only active public images and may not write.",
+            ))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
-    schemas
+}
+
+/// The document in OpenAPI 3.0.3 form (utoipa writes 3.1): nullability as
+/// `nullable`, single examples as `example`; an optional property or a
+/// parameter is absent rather than `null`.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    doc["openapi"] = Value::from("3.0.3");
+    to_openapi_30(&mut doc);
+    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
+        schemas.values_mut().for_each(optional_means_absent);
+    }
+    let ops = doc
+        .pointer_mut("/paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for op in ops {
+        absent_not_null(op);
+        camel_case_links(op);
+    }
+    doc
+}
+
+/// A parameter or an optional request body is absent, never `null`: no
+/// `nullable` on their schemas (utoipa writes one for an `Option`).
+fn absent_not_null(op: &mut Value) {
+    for p in op
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(Value::Object(s)) = p.get_mut("schema") {
+            s.remove("nullable");
+        }
+    }
+    let bodies = op
+        .pointer_mut("/requestBody/content")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|c| c.values_mut());
+    for media in bodies {
+        if let Some(s) = media.get_mut("schema") {
+            unwrap_nullable(s);
+        }
+    }
+}
+
+/// `{nullable: true, allOf: [X]}` → `X`.
+fn unwrap_nullable(s: &mut Value) {
+    let one = match s.as_object() {
+        Some(m) if m.len() == 2 && m.get("nullable") == Some(&Value::Bool(true)) => {
+            match m.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+                Some([one]) => one.clone(),
+                _ => return,
+            }
+        }
+        _ => return,
+    };
+    *s = one;
+}
+
+/// utoipa 5 writes a response link's fields in snake case
+/// (`operation_id`); OpenAPI names them `operationId`, `operationRef`,
+/// `requestBody`.
+fn camel_case_links(op: &mut Value) {
+    let links = op
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|r| r.values_mut())
+        .filter_map(|r| r.get_mut("links"))
+        .filter_map(Value::as_object_mut)
+        .flat_map(|l| l.values_mut())
+        .filter_map(Value::as_object_mut);
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.into(), v);
+            }
+        }
+    }
 }
 
 /// The wire types omit an optional field rather than send `null`
@@ -73,18 +278,6 @@ fn optional_means_absent(schema: &mut Value) {
             }
         }
     }
-}
-
-/// `document` (OpenAPI JSON) with its wire-type schemas replaced by the
-/// derived ones; every other part is kept as it is.
-pub fn with_wire_schemas(document: &str) -> Result<Value, serde_json::Error> {
-    let mut doc: Value = serde_json::from_str(document)?;
-    if let Some(Value::Object(schemas)) = doc.pointer_mut("/components/schemas") {
-        for (name, schema) in wire_schemas() {
-            schemas.insert(name, schema);
-        }
-    }
-    Ok(doc)
 }
 
 /// Rewrite 3.1 nullability (`type: [T, "null"]`, `oneOf: [{type: null}, X]`)
@@ -134,6 +327,15 @@ fn to_openapi_30(v: &mut Value) {
                 }
             }
             m.remove("propertyNames");
+            // A schema's `examples: [x]` (3.1) is 3.0's `example: x`; the
+            // named `examples` of a parameter or a content are a map.
+            if let Some(Value::Array(ex)) = m.get("examples") {
+                let first = ex.first().cloned();
+                m.remove("examples");
+                if let Some(x) = first {
+                    m.insert("example".into(), x);
+                }
+            }
             // An inline schema wrapped alone in oneOf/allOf (utoipa's form
             // for `inline` fields) is merged into its property.
             for key in ["oneOf", "allOf"] {
@@ -177,7 +379,8 @@ mod tests {
 
     #[test]
     fn the_wire_schemas_are_named_as_the_document_names_them() {
-        let s = wire_schemas();
+        let doc = document();
+        let s = doc["components"]["schemas"].as_object().unwrap();
         for name in [
             "Error",
             "FieldError",
@@ -188,6 +391,8 @@ mod tests {
             "FileRef",
             "Channel",
             "ExportResult",
+            "Job",
+            "ImportStarted",
         ] {
             assert!(s.contains_key(name), "{name} in {:?}", s.keys());
         }

@@ -257,6 +257,27 @@ pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
 }
 
 /// `OPTIONS /uploads`: what this tus server supports.
+#[utoipa::path(
+    options,
+    path = "/uploads",
+    operation_id = "UploadsOptions",
+    tag = "uploads",
+    summary = "tus discovery",
+    responses(
+        (
+            status = 204,
+            description = "What this tus server supports",
+            headers(
+                ("Tus-Resumable" = String, description = "Always 1.0.0"),
+                ("Tus-Version" = String),
+                ("Tus-Extension" = String),
+                ("Tus-Max-Size" = u64),
+                ("Tus-Checksum-Algorithm" = String),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+    ),
+)]
 pub async fn options(State(st): State<AppState>) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     set(&mut r, "tus-version", TUS_VERSION);
@@ -286,6 +307,73 @@ fn offset_response(status: StatusCode, u: &Upload) -> Response {
 }
 
 /// `POST /uploads` (creation, creation-with-upload).
+#[utoipa::path(
+    post,
+    path = "/uploads",
+    operation_id = "CreateUpload",
+    tag = "uploads",
+    summary = "tus creation (and creation-with-upload)",
+    description = "With `Content-Type: application/offset+octet-stream` and a body, the first \
+        bytes are stored at once (a refused body leaves the upload at the offset HEAD reports).",
+    params(
+        super::openapi::Account,
+        super::openapi::TusResumable,
+        (
+            "Upload-Length" = u64,
+            Header,
+            description = "Total size; missing or not an integer: 400 InvalidHeader; over \
+                max_file_size (Tus-Max-Size) or the account's bytes in flight: 413 QuotaExceeded",
+        ),
+        (
+            "Upload-Metadata" = Option<String>,
+            Header,
+            description = "`key base64,key2 base64`; keys filename, path (a storage path of the \
+                caller), content_md5 (base64 MD5, checked at completion). Malformed: 400.",
+        ),
+        ("Upload-Defer-Length" = Option<String>, Header, description = "Not supported: 400"),
+        (
+            "Upload-Concat" = Option<String>,
+            Header,
+            description = "tus concatenation. `partial`: a partial upload (no `path` metadata: \
+                422). `final;/uploads/A /uploads/B` (URLs absolute or as Location gave them, at \
+                most 64): the final upload made of the caller's unused partials in that order, \
+                complete or not (concatenation-unfinished); no Upload-Length needed (if sent, it \
+                must be their sum); its bytes are copied from the partials, its Upload-Offset is \
+                the complete prefix, and it completes (the partials removed) when the last of them \
+                does. Unknown or foreign partial: 404 UploadNotFound; not a partial, listed twice, \
+                malformed: 400 InvalidHeader; used by another final: 409 FileInUse. PATCH/PUT on a \
+                final: 403 UploadIsFinal.",
+        ),
+        super::openapi::UploadChecksum,
+    ),
+    request_body(
+        content = Option<super::openapi::Binary>,
+        content_type = "application/offset+octet-stream",
+    ),
+    responses(
+        (
+            status = 201,
+            description = "Created",
+            headers(
+                ("Location" = String, description = "/uploads/{id}"),
+                ("Tus-Resumable" = String, description = "Always 1.0.0"),
+                ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                (
+                    "Upload-Expires" = String,
+                    description = "When the idle upload expires (HTTP date)"
+                ),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -341,6 +429,47 @@ pub async fn create(
 }
 
 /// `HEAD /uploads/{id}`.
+#[utoipa::path(
+    head,
+    path = "/uploads/{id}",
+    operation_id = "HeadUpload",
+    tag = "uploads",
+    summary = "tus offset",
+    params(
+        super::openapi::UploadId,
+        super::openapi::Account,
+        super::openapi::TusResumable,
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata; \
+                Cache-Control: no-store",
+            headers(
+                ("Tus-Resumable" = String, description = "Always 1.0.0"),
+                ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                ("Upload-Length" = u64),
+                (
+                    "Upload-Expires" = String,
+                    description = "When the idle upload expires (HTTP date)"
+                ),
+                ("Upload-Metadata" = String),
+                (
+                    "Upload-Concat" = String,
+                    description = "`partial`, or `final;/uploads/A /uploads/B` (tus \
+                        concatenation); absent for an ordinary upload"
+                ),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn head(
     State(st): State<AppState>,
     caller: Caller,
@@ -365,6 +494,49 @@ pub async fn head(
 }
 
 /// `PATCH /uploads/{id}`: append at `Upload-Offset`.
+#[utoipa::path(
+    patch,
+    path = "/uploads/{id}",
+    operation_id = "PatchUpload",
+    tag = "uploads",
+    summary = "tus append at Upload-Offset",
+    description = "When it answers 204 the bytes, the new offset and the hash state are on stable \
+        storage.",
+    params(
+        super::openapi::UploadId,
+        super::openapi::Account,
+        super::openapi::TusResumable,
+        (
+            "Upload-Offset" = u64,
+            Header,
+            description = "Must equal the server's offset (409 UploadOffsetMismatch); missing or \
+                malformed: 400",
+        ),
+        super::openapi::UploadChecksum,
+    ),
+    request_body(
+        content = super::openapi::Binary,
+        content_type = "application/offset+octet-stream",
+        description = "Content-Type must be application/offset+octet-stream (else 415)",
+    ),
+    responses(
+        (status = 204, response = super::openapi::TusNoContent),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 410, response = super::openapi::Gone),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 423, response = super::openapi::Locked),
+        (status = 460, response = super::openapi::ChecksumMismatch),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn patch(
     State(st): State<AppState>,
     caller: Caller,
@@ -399,6 +571,55 @@ pub async fn patch(
 
 /// `PUT /uploads/{id}` with `Content-Range: bytes START-END/TOTAL`: the same
 /// append as a PATCH at START; answers with `Range: bytes=0-LAST`.
+#[utoipa::path(
+    put,
+    path = "/uploads/{id}",
+    operation_id = "PutUploadRange",
+    tag = "uploads",
+    summary = "Append with Content-Range (GCS/OCI/curl -T form of PATCH)",
+    description = "`Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL` to query); START \
+        must be the current offset (else 416 with `Range: bytes=0-LAST` and Upload-Offset). \
+        Answers 204 with Upload-Offset and Range.",
+    params(
+        super::openapi::UploadId,
+        super::openapi::Account,
+        (
+            "Content-Range" = String,
+            Header,
+            description = "Missing or malformed, or TOTAL not the Upload-Length: 400 InvalidHeader",
+            example = "bytes 0-99/100",
+        ),
+        super::openapi::UploadChecksum,
+    ),
+    request_body(
+        content = Option<super::openapi::Binary>,
+        content_type = "application/octet-stream",
+    ),
+    responses(
+        (
+            status = 204,
+            description = "Appended",
+            headers(
+                ("Tus-Resumable" = String, description = "Always 1.0.0"),
+                ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                ("Range" = String),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 410, response = super::openapi::Gone),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 416, response = super::openapi::RangeNotSatisfiable),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 423, response = super::openapi::Locked),
+        (status = 460, response = super::openapi::ChecksumMismatch),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
 pub async fn put(
     State(st): State<AppState>,
     caller: Caller,
@@ -477,6 +698,34 @@ pub async fn put(
 }
 
 /// `DELETE /uploads/{id}` (termination).
+#[utoipa::path(
+    delete,
+    path = "/uploads/{id}",
+    operation_id = "DeleteUpload",
+    tag = "uploads",
+    summary = "tus termination",
+    params(
+        super::openapi::UploadId,
+        super::openapi::Account,
+        super::openapi::TusResumable,
+    ),
+    responses(
+        (
+            status = 204,
+            description = "Terminated; storage freed",
+            headers(("Tus-Resumable" = String, description = "Always 1.0.0")),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 423, response = super::openapi::Locked),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn delete(
     State(st): State<AppState>,
     caller: Caller,
@@ -489,6 +738,41 @@ pub async fn delete(
 }
 
 /// `GET /uploads/{id}`: the bytes stored so far, with Range.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}",
+    operation_id = "GetUploadData",
+    tag = "uploads",
+    summary = "The bytes stored so far",
+    params(
+        super::openapi::UploadId,
+        super::openapi::Account,
+        super::openapi::RangeHeader,
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The bytes",
+            body = super::openapi::Binary,
+            content_type = "application/octet-stream",
+            headers(("Upload-Offset" = u64, description = "Bytes stored so far")),
+        ),
+        (
+            status = 206,
+            description = "The requested range",
+            body = super::openapi::Binary,
+            content_type = "application/octet-stream",
+            headers(("Content-Range" = String)),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 416, response = super::openapi::RangeNotSatisfiable),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+    ),
+)]
 pub async fn get_data(
     State(st): State<AppState>,
     caller: Caller,
@@ -510,6 +794,25 @@ pub async fn get_data(
 }
 
 /// `GET /uploads/{id}/info`.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/info",
+    operation_id = "GetUploadInfo",
+    tag = "uploads",
+    summary = "An upload session as JSON",
+    params(
+        super::openapi::UploadId,
+        super::openapi::Account,
+    ),
+    responses(
+        (status = 200, description = "The upload", body = crate::wire::UploadInfo),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn info(
     State(st): State<AppState>,
     caller: Caller,
@@ -520,6 +823,54 @@ pub async fn info(
 }
 
 /// `GET /uploads`: the caller's sessions.
+#[utoipa::path(
+    get,
+    path = "/uploads",
+    operation_id = "ListUploads",
+    tag = "uploads",
+    summary = "The caller's upload sessions",
+    params(
+        super::openapi::Account,
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Upload sessions",
+            body = [crate::wire::UploadInfo],
+            headers(("Tus-Resumable" = String, description = "Always 1.0.0")),
+            links(
+                ("GetUploadData" = (
+                    operation_id = "GetUploadData",
+                    parameters(("id" = "$response.body#/0/id")),
+                )),
+                ("HeadUpload" = (
+                    operation_id = "HeadUpload",
+                    parameters(("id" = "$response.body#/0/id")),
+                )),
+                ("PatchUpload" = (
+                    operation_id = "PatchUpload",
+                    parameters(("id" = "$response.body#/0/id")),
+                )),
+                ("PutUploadRange" = (
+                    operation_id = "PutUploadRange",
+                    parameters(("id" = "$response.body#/0/id")),
+                )),
+                ("DeleteUpload" = (
+                    operation_id = "DeleteUpload",
+                    parameters(("id" = "$response.body#/0/id")),
+                )),
+                ("GetUploadInfo" = (
+                    operation_id = "GetUploadInfo",
+                    parameters(("id" = "$response.body#/0/id")),
+                )),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,

@@ -1,8 +1,8 @@
 //! The JSON shapes on the wire, shared by the server (which renders through
 //! them) and by clients (which parse server responses with them): the error
-//! body, an image, an upload's info, a registration's file reference and
-//! Ping. Pure data: no axum, no database, no I/O. Field order is the order
-//! of the keys in the server's responses. Their `ToSchema` derives are the
+//! body, an image, an upload's info, a registration's file reference,
+//! Ping, and an import job. Pure data: no axum, no database, no I/O.
+//! Field order is the order of the keys in the server's responses. Their `ToSchema` derives are the
 //! schemas of `docs/openapi.json` (see `api::openapi`).
 
 use serde::{Deserialize, Serialize};
@@ -231,6 +231,92 @@ pub struct ExportResult {
     pub manta_url: String,
     pub image_path: String,
     pub manifest_path: String,
+}
+
+/// AdminImportRemoteImage's answer (with a `workflow-api` header)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportStarted {
+    pub image_uuid: Uuid,
+    pub job_uuid: Uuid,
+}
+
+/// An import job (`GET /jobs/{uuid}`, `GET /images/{uuid}/jobs`), in the
+/// shape of a workflow job: what sdc-clients' `*AndWait` helpers poll,
+/// plus byte counters for progress. Every key is always present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub uuid: Uuid,
+    /// The workflow's name: `import-remote-image`.
+    pub name: String,
+    /// `import-remote-image`.
+    pub task: String,
+    /// A [`JobExecution`].
+    #[schema(value_type = JobExecution, inline)]
+    pub execution: String,
+    /// The image the job imports (its origins are imported first).
+    pub image_uuid: Uuid,
+    pub params: JobParams,
+    /// Empty until the job is finished; then one step, `import_image`.
+    pub chain_results: Vec<JobChainResult>,
+    /// bytes fetched from the source so far (progress)
+    pub bytes_received: u64,
+    /// size of every file to import
+    #[schema(required = true)]
+    pub bytes_total: Option<u64>,
+    pub created_at: String,
+    #[schema(required = true)]
+    pub started_at: Option<String>,
+    #[schema(required = true)]
+    pub finished_at: Option<String>,
+}
+
+/// A job's `params`: what it was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobParams {
+    pub task: String,
+    pub image_uuid: Uuid,
+    /// The source IMGAPI's URL.
+    pub source: String,
+    /// The origin images imported before `image_uuid` (origins first).
+    pub origins: Vec<Uuid>,
+    pub skip_owner_check: bool,
+}
+
+/// One step of a finished job's `chain_results`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobChainResult {
+    pub name: String,
+    /// `Image <uuid> imported` when the job succeeded, else empty.
+    pub result: String,
+    pub error: JobChainError,
+    #[schema(required = true)]
+    pub started_at: Option<String>,
+    #[schema(required = true)]
+    pub finished_at: Option<String>,
+}
+
+/// A step's `error`: the failure, or `""` (workflow's form for none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobChainError {
+    /// The failure; `name` and `code` are the same IMGAPI error code.
+    Failed {
+        name: String,
+        code: String,
+        message: String,
+    },
+    /// No failure: `""`.
+    None(String),
+}
+
+/// A job's execution state (schema only: `Job::execution` is text).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum JobExecution {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
 }
 
 /// The codes of an error body's `errors[].code` (schema only: the field is
