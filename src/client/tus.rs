@@ -523,7 +523,7 @@ pub(crate) async fn check_server_digests(http: &Http, id: &str, md5: &str) -> Re
             )));
         }
     }
-    if !info["sha1"].as_str().is_some_and(|s| s.len() == 40) {
+    if info["sha1"].as_str().is_none_or(|s| s.len() != 40) {
         return Err(ClientError::Verify(format!(
             "upload {id}: the server gave no sha1 of the finished upload"
         )));
