@@ -176,6 +176,97 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
     assert_eq!(state_entries(&state), 0);
 }
 
+#[tokio::test]
+async fn publish_in_parallel_killed_mid_way_resumes_every_partial() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 30 * MIB + 5, 11);
+    let m = manifest(tmp.path(), "parallel");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--parallel",
+        "3",
+        "--chunk-mib",
+        "2",
+    ];
+    // SIGKILL once the server acknowledged >= 12 MiB over the three
+    // partials, before the state file records the last chunk.
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (12 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    // Three partials and their final (created before any byte was sent).
+    // The requests the kill cut short may still be ending on the server:
+    // wait until the partials' offsets settle.
+    let offsets = |ups: &[Value]| -> Vec<u64> {
+        ups.iter()
+            .filter(|u| u["concat"] == "partial")
+            .map(|u| u["offset"].as_u64().unwrap())
+            .collect()
+    };
+    let mut ups = server_uploads(&s.url, LUKE).await;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = server_uploads(&s.url, LUKE).await;
+        let same = offsets(&again) == offsets(&ups);
+        ups = again;
+        if same {
+            break;
+        }
+    }
+    assert_eq!(ups.len(), 4, "{ups:?}");
+    assert_eq!(offsets(&ups).len(), 3, "{ups:?}");
+    let at_kill: u64 = offsets(&ups).iter().sum();
+    assert!(
+        at_kill >= 12 * MIB as u64 && at_kill < bytes.len() as u64,
+        "{at_kill}"
+    );
+    assert_eq!(state_entries(&state), 1);
+
+    // The re-run (without --parallel: it resumes as it began).
+    let before = bytes_in(&s.url).await;
+    let v = stdout_json(
+        &imgapi(&s.url, &state)
+            .args(&args[..args.len() - 4])
+            .args(["--chunk-mib", "2"])
+            .output()
+            .unwrap(),
+    );
+    let after = bytes_in(&s.url).await;
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], at_kill);
+    let missing = bytes.len() as u64 - at_kill;
+    let slack = v["upload"]["retries"].as_u64().unwrap() * 2 * MIB as u64;
+    let sent = v["upload"]["bytes_sent"].as_u64().unwrap();
+    assert!(sent >= missing && sent <= missing + slack, "sent {sent}");
+    assert!(
+        after - before >= missing && after - before < missing + slack + 4096,
+        "received {} for {missing} missing bytes",
+        after - before
+    );
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
+    assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
+    assert!(
+        served(&s.url, v["image"]["uuid"].as_str().unwrap()).await == bytes,
+        "served bytes differ"
+    );
+    assert_eq!(state_entries(&state), 0);
+}
+
 /// A server on a fixed port (so the client's URL stays valid across a
 /// restart), started again with the same data after SIGKILL.
 struct FixedServer {

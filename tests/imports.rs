@@ -1,6 +1,7 @@
 //! Imports between two running servers (a source and a destination):
 //! AdminImportRemoteImage jobs with an origin chain, a source cut mid-file
 //! (resumed with Range), a source whose Content-MD5 or size lies, a
+//! source killed mid-file and restarted (resumed with Range), a
 //! destination restarted mid-job, the allow-list, AddImageFileFromSource,
 //! AdminImportImageFromSource and GetImageJobs.
 
@@ -38,6 +39,7 @@ struct Proxy {
     file_bytes: Arc<AtomicU64>,
     armed: Arc<AtomicBool>,
     mode: Arc<std::sync::Mutex<Mode>>,
+    upstream: Arc<std::sync::Mutex<String>>,
 }
 
 impl Proxy {
@@ -50,14 +52,17 @@ impl Proxy {
             file_bytes: Default::default(),
             armed: Arc::new(AtomicBool::new(true)),
             mode: Arc::new(std::sync::Mutex::new(mode)),
+            upstream: Arc::new(std::sync::Mutex::new(
+                upstream.trim_start_matches("http://").to_string(),
+            )),
         };
-        let (heads, bytes, armed, mode) = (
+        let (heads, bytes, armed, mode, upstream) = (
             p.heads.clone(),
             p.file_bytes.clone(),
             p.armed.clone(),
             p.mode.clone(),
+            p.upstream.clone(),
         );
-        let upstream = upstream.trim_start_matches("http://").to_string();
         tokio::spawn(async move {
             while let Ok((c, _)) = l.accept().await {
                 let (heads, bytes, armed, mode, up) = (
@@ -65,7 +70,7 @@ impl Proxy {
                     bytes.clone(),
                     armed.clone(),
                     mode.clone(),
-                    upstream.clone(),
+                    upstream.lock().unwrap().clone(),
                 );
                 tokio::spawn(async move {
                     let m = *mode.lock().unwrap();
@@ -79,6 +84,11 @@ impl Proxy {
     fn set_mode(&self, m: Mode) {
         *self.mode.lock().unwrap() = m;
         self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Forward to another address from now on (a source restarted).
+    fn set_upstream(&self, url: &str) {
+        *self.upstream.lock().unwrap() = url.trim_start_matches("http://").to_string();
     }
 
     fn file_heads(&self) -> Vec<String> {
@@ -432,6 +442,48 @@ async fn a_restart_mid_job_resumes_from_the_staged_bytes() {
     );
     assert!(proxy.file_bytes.load(Ordering::SeqCst) < 2 * big.len() as u64);
     no_bytes_of(&d, "staging/imports/");
+}
+
+#[tokio::test]
+async fn a_source_killed_mid_file_and_restarted_is_resumed_with_range() {
+    let mut s = Server::start().await;
+    let d = Server::start_with_config("[imports]\nstall_timeout_secs = 2\n").await;
+    let big = data(12 << 20, 7);
+    let u = active_image(&s, "big", None, &big).await;
+    // The source's answer stops 5 MiB in; then the source is killed.
+    let proxy = Proxy::start(&s.url, Mode::HoldOnce(5 << 20)).await;
+    let (job_url, _) = import_remote(&d, &u, &proxy.url).await;
+    for _ in 0..600 {
+        if proxy.file_bytes.load(Ordering::SeqCst) >= 5 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        proxy.file_bytes.load(Ordering::SeqCst) >= 5 << 20,
+        "no transfer"
+    );
+    // Killed: the job's resumes find no source (the proxy cannot reach it)
+    // until it is back, on a new port the proxy forwards to.
+    s.restart_hard_with(|_| {}).await;
+    proxy.set_upstream(&s.url);
+    proxy.set_mode(Mode::Pass);
+    let job = wait_job(&d.http, &job_url).await;
+    assert_eq!(job["execution"], "succeeded", "{job}");
+    let (got, md5) = file_of(&d, &u).await;
+    assert!(got == big, "bytes differ");
+    assert_eq!(md5, md5_b64(&big));
+    let heads = proxy.file_heads();
+    assert!(
+        heads
+            .iter()
+            .skip(1)
+            .all(|h| h.to_ascii_lowercase().contains("range: bytes=5242880-")),
+        "{heads:?}"
+    );
+    assert!(heads.len() >= 2, "{heads:?}");
+    assert!(proxy.file_bytes.load(Ordering::SeqCst) < 2 * big.len() as u64);
+    no_bytes_of(&d, "imgapi/imports/job-");
 }
 
 #[tokio::test]

@@ -8,18 +8,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use imgapi::digest::StreamHasher;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::error::{ClientError, Result, local};
-use super::hashes::Hashes;
 use super::http::{Attempt, Http, backoff, classify, refused};
 use super::types::Image;
 
-/// Bytes read at a time when hashing what the partial file already holds.
+/// Bytes read at a time when hashing what the partial file already holds,
+/// and bytes gathered from the network before they are hashed and written
+/// (one hand-off per MiB to each hashing thread, not one per packet).
 const READ: usize = 1 << 20;
+/// The partial file's write buffer.
+const WRITE_BUF: usize = 8 << 20;
+
+fn hasher() -> Result<StreamHasher> {
+    StreamHasher::new().map_err(|e| local("hash", e))
+}
 
 fn partial_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
@@ -27,10 +36,11 @@ fn partial_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Hashes the first `len` bytes of `p`.
-async fn hash_file(p: &Path, len: u64) -> Result<Hashes> {
+/// Hashes the first `len` bytes of `p` (MD5 and SHA-1 on threads of their
+/// own, as for the bytes received).
+async fn hash_file(p: &Path, len: u64) -> Result<StreamHasher> {
     let f = std::sync::Arc::new(std::fs::File::open(p).map_err(|e| local(p.display(), e))?);
-    let mut h = Hashes::default().feeder()?;
+    let mut h = hasher()?;
     while h.size() < len {
         let (f, at) = (f.clone(), h.size());
         let n = (len - at).min(READ as u64) as usize;
@@ -43,9 +53,22 @@ async fn hash_file(p: &Path, len: u64) -> Result<Hashes> {
         .await
         .map_err(|e| local("read", e))?
         .map_err(|e| local(p.display(), e))?;
-        h.update(&b).await?;
+        h.update(&b).await.map_err(|e| local("hash", e))?;
     }
-    h.finish().await
+    Ok(h)
+}
+
+/// Hash `b` and write it to the partial file.
+async fn put(
+    f: &mut BufWriter<tokio::fs::File>,
+    feed: &mut StreamHasher,
+    b: Bytes,
+    partial: &Path,
+) -> Result<()> {
+    feed.update(&b).await.map_err(|e| local("hash", e))?;
+    f.write_all(&b)
+        .await
+        .map_err(|e| local(partial.display(), e))
 }
 
 /// What one GET came to.
@@ -81,14 +104,15 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         }
         Err(_) => 0,
     };
-    let mut hashes = hash_file(&partial, have).await.unwrap_or_default();
-    if hashes.size() != have {
-        have = 0;
-        hashes = Hashes::default();
-    }
-    let mut feed = hashes.feeder()?;
+    let mut feed = match hash_file(&partial, have).await {
+        Ok(h) if h.size() == have => h,
+        _ => {
+            have = 0;
+            hasher()?
+        }
+    };
     let resumed_from = have;
-    let mut f = tokio::fs::OpenOptions::new()
+    let f = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&partial)
@@ -97,6 +121,9 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
     f.set_len(have)
         .await
         .map_err(|e| local(partial.display(), e))?;
+    let mut f = BufWriter::with_capacity(WRITE_BUF, f);
+    // Received bytes not yet hashed and written (at most READ).
+    let mut gathered = BytesMut::with_capacity(READ);
     let mut content_md5: Option<String> = None;
     let received = Arc::new(AtomicU64::new(0));
     let pb = super::output::bar(mf.size, http.conn.json, "download");
@@ -156,21 +183,29 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                             mf.size
                         )));
                     }
-                    f.write_all(&chunk)
-                        .await
-                        .map_err(|e| local(partial.display(), e))?;
-                    feed.update(&chunk).await?;
+                    gathered.extend_from_slice(&chunk);
+                    if gathered.len() >= READ {
+                        let b = gathered.split().freeze();
+                        put(&mut f, &mut feed, b, &partial).await?;
+                    }
                     have += chunk.len() as u64;
                     received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     pb.set_position(have);
                 }
                 Ok(Got::Progress(String::new()))
             };
-            step.await
+            let res = step.await;
+            // What was received counts, whatever ended the request.
+            if !gathered.is_empty() {
+                let b = gathered.split().freeze();
+                put(&mut f, &mut feed, b, &partial).await?;
+            }
+            res
         };
         let why = match res {
             Err(e) => {
                 pb.abandon();
+                let _ = f.flush().await;
                 drop(f);
                 if matches!(e, ClientError::Verify(_)) {
                     let _ = std::fs::remove_file(&partial);
@@ -178,11 +213,13 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                 return Err(e);
             }
             Ok(Got::Restart) => {
-                f.set_len(0)
+                f.flush().await.map_err(|e| local(partial.display(), e))?;
+                f.get_mut()
+                    .set_len(0)
                     .await
                     .map_err(|e| local(partial.display(), e))?;
                 have = 0;
-                feed = Hashes::default().feeder()?;
+                feed = hasher()?;
                 "the server ignored the range; starting over".into()
             }
             Ok(Got::Progress(why)) => why,
@@ -211,13 +248,15 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         }
     }
     pb.finish_and_clear();
-    f.sync_all()
+    f.flush().await.map_err(|e| local(partial.display(), e))?;
+    f.get_mut()
+        .sync_all()
         .await
         .map_err(|e| local(partial.display(), e))?;
     drop(f);
-    let hashes = feed.finish().await?;
-    let size = hashes.size();
-    let (md5, sha1) = hashes.finish()?;
+    let d = feed.finish().await.map_err(|e| local("hash", e))?;
+    let size = d.size;
+    let (md5, sha1) = (d.md5_base64(), d.sha1_hex());
     let mut bad = vec![];
     if size != mf.size {
         bad.push(format!("size {size}, manifest says {}", mf.size));

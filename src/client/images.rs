@@ -131,11 +131,18 @@ pub async fn publish(
     file: &Path,
     wait: u64,
     chunk: u64,
+    parallel: Option<usize>,
 ) -> Result<Value> {
     let m = read_manifest(manifest)?;
     let head = read_head(file)?;
     let deadline = Instant::now() + Duration::from_secs(wait);
-    let up = tus::upload(http, file, None, chunk).await?;
+    let parallel = match parallel {
+        Some(n) => n,
+        None => std::fs::metadata(file)
+            .map(|m| super::parallel::default_parallel(m.len()))
+            .unwrap_or(1),
+    };
+    let up = tus::upload(http, file, None, chunk, parallel).await?;
     let done = |img: Value| -> Result<Value> {
         tus::forget(&up.key);
         if img["state"] == "failed" {

@@ -311,7 +311,7 @@ fn failed(img: &Value) -> ClientError {
 /// (`PUT /images/{uuid}/file?upload=ID`), checked against the manifest's sha1.
 async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value> {
     let uuid = &s.uuid;
-    let up = tus::upload(http, file, None, chunk).await?;
+    let up = tus::upload(http, file, None, chunk, 1).await?;
     if let Some(want) = s
         .file0()
         .and_then(|f| f.get("sha1"))

@@ -10,6 +10,7 @@ pub mod http;
 pub mod images;
 pub mod imports;
 pub mod output;
+pub mod parallel;
 pub mod state;
 pub mod tus;
 pub mod types;
@@ -135,7 +136,7 @@ pub struct ImportDirArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// MiB per upload request.
-    #[arg(long, hide = true, default_value_t = 8)]
+    #[arg(long, hide = true, default_value_t = 64)]
     pub chunk_mib: u64,
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -171,8 +172,13 @@ pub struct PublishArgs {
     /// Seconds to wait for the image to become active.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub wait: u64,
+    /// Send the file as N partial uploads at once (tus concatenation), for
+    /// long or lossy links; default from the file size: 1 below 64 MiB, 2
+    /// below 256 MiB, else 4. An interrupted upload resumes as it began.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub parallel: Option<u16>,
     /// MiB per upload request.
-    #[arg(long, hide = true, default_value_t = 8)]
+    #[arg(long, hide = true, default_value_t = 64)]
     pub chunk_mib: u64,
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -186,7 +192,7 @@ pub struct UploadArgs {
     #[arg(long)]
     pub path: Option<String>,
     /// MiB per upload request.
-    #[arg(long, hide = true, default_value_t = 8)]
+    #[arg(long, hide = true, default_value_t = 64)]
     pub chunk_mib: u64,
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -328,7 +334,8 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
     match cmd {
         ClientCmd::Publish(a) => {
             let chunk = chunk_bytes(a.chunk_mib)?;
-            let v = images::publish(&http, &a.manifest, &a.file, a.wait, chunk).await?;
+            let parallel = a.parallel.map(usize::from);
+            let v = images::publish(&http, &a.manifest, &a.file, a.wait, chunk, parallel).await?;
             if js {
                 output::json(&v);
             } else {
@@ -352,7 +359,7 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
         }
         ClientCmd::Upload(a) => {
             let chunk = chunk_bytes(a.chunk_mib)?;
-            let up = tus::upload(&http, &a.file, a.path.as_deref(), chunk).await?;
+            let up = tus::upload(&http, &a.file, a.path.as_deref(), chunk, 1).await?;
             tus::forget(&up.key);
             let mut v = up.to_json();
             if let Some(p) = up.info.get("path") {

@@ -70,6 +70,26 @@ pub struct Entry {
     /// The offset the server acknowledged, and the hashes of the bytes before it.
     pub hashes: SavedHashes,
     pub created_at: String,
+    /// A parallel upload (`--parallel N`): `upload_id` is its final upload,
+    /// made of these partial uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<Parallel>,
+}
+
+/// The partial uploads of a parallel upload, in file order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parallel {
+    pub parts: Vec<PartState>,
+}
+
+/// One partial upload: bytes `start..start + len` of the file, of which the
+/// server acknowledged `offset`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartState {
+    pub id: String,
+    pub start: u64,
+    pub len: u64,
+    pub offset: u64,
 }
 
 /// The directory of entries.
@@ -219,6 +239,7 @@ mod tests {
             upload_id: "u1".into(),
             hashes: crate::client::hashes::Hashes::default().save(),
             created_at: "now".into(),
+            parallel: None,
         };
         let held = st.lock(&ka).unwrap().expect("free");
         assert!(st.lock(&ka).unwrap().is_none(), "held by another");

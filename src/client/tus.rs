@@ -1,8 +1,11 @@
 //! Resumable uploads (tus 1.0): create a session, send the file in chunks,
 //! and after any interruption (the client killed, the network or the server
 //! gone) go on from the offset the server acknowledged (`HEAD`), never
-//! re-sending those bytes. The whole-file hashes are saved with each
-//! acknowledged chunk in the state store, so a resume does not re-read them.
+//! re-sending those bytes. Each PATCH body is read from the file as it is
+//! sent (memory stays flat whatever the chunk), and every buffer read goes
+//! to the MD5 thread as well (one read of the file; hashing overlaps with
+//! sending). The MD5 state is saved with each acknowledged chunk in the
+//! state store, so a resume does not re-read what was sent.
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -11,18 +14,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use indicatif::ProgressBar;
 use reqwest::Method;
 use serde_json::Value;
 
 use super::config::state_dir;
 use super::error::{ClientError, Result, local};
-use super::hashes::Hashes;
+use super::hashes::{Hashes, Md5Feed};
 use super::http::{Attempt, Http, backoff, chain, classify, watch};
 use super::state::{self, Entry, FileId, StateStore};
 
-/// Bytes handed to the connection at a time (the unit of progress).
-const SLICE: usize = 256 << 10;
+/// Bytes read, hashed and handed to the connection at a time (the unit of
+/// progress).
+const SLICE: u64 = 1 << 20;
+/// Slices read ahead of the connection.
+const READ_AHEAD: usize = 4;
 /// Bytes read at a time when hashing local bytes the server already has.
 const READ: u64 = 1 << 20;
 
@@ -56,7 +63,7 @@ impl Uploaded {
     }
 }
 
-fn tus(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+pub(crate) fn tus(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     rb.header("tus-resumable", "1.0.0")
 }
 
@@ -64,7 +71,7 @@ fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
     r.headers().get(name)?.to_str().ok()?.parse().ok()
 }
 
-fn env_u64(k: &str) -> Option<u64> {
+pub(crate) fn env_u64(k: &str) -> Option<u64> {
     std::env::var(k).ok()?.parse().ok()
 }
 
@@ -89,9 +96,21 @@ pub async fn head(http: &Http, id: &str) -> Result<(u64, u64)> {
 
 /// `POST /uploads`: a new session; its id.
 async fn create(http: &Http, size: u64, file: &Path, target: Option<&str>) -> Result<String> {
+    create_with(http, size, Some(file), target, None).await
+}
+
+/// `POST /uploads` with `Upload-Concat: concat` when given (`partial`, or
+/// `final;URL ...`); the new upload's id.
+pub(crate) async fn create_with(
+    http: &Http,
+    size: u64,
+    file: Option<&Path>,
+    target: Option<&str>,
+    concat: Option<&str>,
+) -> Result<String> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let mut meta = vec![];
-    if let Some(name) = file.file_name() {
+    if let Some(name) = file.and_then(Path::file_name) {
         meta.push(format!("filename {}", b64(&name.to_string_lossy())));
     }
     if let Some(t) = target {
@@ -104,6 +123,9 @@ async fn create(http: &Http, size: u64, file: &Path, target: Option<&str>) -> Re
                 .header("upload-length", size.to_string());
             if !meta.is_empty() {
                 rb = rb.header("upload-metadata", meta.as_str());
+            }
+            if let Some(c) = concat {
+                rb = rb.header("upload-concat", c);
             }
             rb
         })
@@ -129,7 +151,7 @@ async fn create(http: &Http, size: u64, file: &Path, target: Option<&str>) -> Re
 }
 
 /// Reads `len` bytes of `file` at `at`.
-async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Result<Bytes> {
+pub(crate) async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Result<Bytes> {
     let f = file.clone();
     tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; len as usize];
@@ -141,54 +163,89 @@ async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Result<Bytes> 
 }
 
 /// Brings `h` to `to` bytes of `file`, reading only what it lacks (from the
-/// start when it is past `to`).
-async fn hash_to(file: &Arc<std::fs::File>, h: Hashes, to: u64) -> Result<Hashes> {
+/// start when it is past `to`); `feed` is left at that state.
+async fn hash_to(file: &Arc<std::fs::File>, feed: &Md5Feed, h: Hashes, to: u64) -> Result<Hashes> {
     let h = if h.size() > to { Hashes::default() } else { h };
-    if h.size() == to {
+    let mut at = h.size();
+    feed.reset(h.clone()).await?;
+    if at == to {
         return Ok(h);
     }
-    let mut f = h.feeder()?;
-    while f.size() < to {
-        let b = read_at(file, f.size(), (to - f.size()).min(READ)).await?;
-        f.update(&b).await?;
+    while at < to {
+        let b = read_at(file, at, (to - at).min(READ)).await?;
+        at += b.len() as u64;
+        feed.update(b).await?;
     }
-    f.finish().await
+    feed.snapshot().await
 }
 
 /// What a PATCH came to.
-enum Patched {
+pub(crate) enum Patched {
     Offset(u64),
     Retry(String, Option<std::time::Duration>),
 }
 
-/// One PATCH of `data` at `offset`, dropped when it stalls.
-async fn patch(
+/// The bytes `offset..offset + len` of `file` as a request body, read a
+/// slice at a time (a few ahead), each slice fed to `feed` (when given) as
+/// it is handed to the connection, and counted in `progress` and `sent`.
+pub(crate) fn body_of(
+    file: &Arc<std::fs::File>,
+    feed: Option<Md5Feed>,
+    offset: u64,
+    len: u64,
+    progress: &Arc<AtomicU64>,
+    sent: &Arc<AtomicU64>,
+    pb: &ProgressBar,
+) -> reqwest::Body {
+    let end = offset + len;
+    let f = file.clone();
+    let reads = futures_util::stream::iter((offset..end).step_by(SLICE as usize))
+        .map(move |at| {
+            let f = f.clone();
+            async move { read_at(&f, at, (end - at).min(SLICE)).await }
+        })
+        .buffered(READ_AHEAD);
+    let (p2, s2, pb2) = (progress.clone(), sent.clone(), pb.clone());
+    let stream = reads.then(move |r| {
+        let (feed, p2, s2, pb2) = (feed.clone(), p2.clone(), s2.clone(), pb2.clone());
+        async move {
+            let b = r.map_err(|e| std::io::Error::other(e.to_string()))?;
+            if let Some(feed) = &feed {
+                feed.update(b.clone())
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            let n = b.len() as u64;
+            let now = p2.fetch_add(n, Ordering::Relaxed) + n;
+            s2.fetch_add(n, Ordering::Relaxed);
+            pb2.set_position(offset + now);
+            Ok::<_, std::io::Error>(b)
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+/// One PATCH of `len` bytes of `file` (from `file_at`) at upload offset
+/// `offset`, dropped when it stalls.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn patch(
     http: &Http,
     id: &str,
+    file: &Arc<std::fs::File>,
+    feed: Option<Md5Feed>,
+    file_at: u64,
     offset: u64,
-    data: Bytes,
+    len: u64,
     sent: &Arc<AtomicU64>,
     pb: &ProgressBar,
 ) -> Result<Patched> {
-    let len = data.len();
-    let slices: Vec<Bytes> = (0..len)
-        .step_by(SLICE)
-        .map(|i| data.slice(i..(i + SLICE).min(len)))
-        .collect();
     let progress = Arc::new(AtomicU64::new(0));
-    let (p2, s2, pb2) = (progress.clone(), sent.clone(), pb.clone());
-    let stream = futures_util::stream::iter(slices.into_iter().map(move |s| {
-        let n = s.len() as u64;
-        let now = p2.fetch_add(n, Ordering::Relaxed) + n;
-        s2.fetch_add(n, Ordering::Relaxed);
-        pb2.set_position(offset + now);
-        Ok::<_, std::io::Error>(s)
-    }));
+    let body = body_of(file, feed, file_at, len, &progress, sent, pb);
     let rb = tus(http.req(Method::PATCH, &format!("/uploads/{id}")))
         .header("upload-offset", offset.to_string())
         .header("content-type", "application/offset+octet-stream")
         .header("content-length", len.to_string())
-        .body(reqwest::Body::wrap_stream(stream));
+        .body(body);
     let Some(res) = watch(rb.send(), &progress, http.conn.stall).await else {
         return Ok(Patched::Retry(
             format!("no progress for {}s (stalled)", http.conn.stall.as_secs()),
@@ -216,11 +273,14 @@ async fn patch(
 
 /// Uploads `path` (to storage path `target` if given), resuming a previous
 /// run's session when the state store has one for this file and server.
+/// With `parallel` > 1 a new upload is sent as that many partial uploads at
+/// once (tus concatenation); an interrupted upload resumes as it began.
 pub async fn upload(
     http: &Http,
     path: &Path,
     target: Option<&str>,
     chunk: u64,
+    parallel: usize,
 ) -> Result<Uploaded> {
     let fid = FileId::of(path)?;
     let size = fid.size;
@@ -234,6 +294,21 @@ pub async fn upload(
         )));
     };
     let file = Arc::new(std::fs::File::open(&fid.path).map_err(|e| local(path.display(), e))?);
+    let loaded = store.load(&key);
+    let resume_parallel = loaded.as_ref().is_some_and(|e| e.parallel.is_some());
+    if resume_parallel || (loaded.is_none() && parallel > 1 && size > 1) {
+        let job = super::parallel::Job {
+            http,
+            path,
+            target,
+            chunk,
+            fid: &fid,
+            key: &key,
+            store: &store,
+            file,
+        };
+        return job.run(parallel, loaded).await;
+    }
     let mut entry = None;
     let mut server_offset = 0;
     if let Some(e) = store.load(&key) {
@@ -262,22 +337,17 @@ pub async fn upload(
                 upload_id: id,
                 hashes: Hashes::default().save(),
                 created_at: chrono::Utc::now().to_rfc3339(),
+                parallel: None,
             };
             store.save(&key, &e)?;
-            // Uploads of the file as it was before it changed: end them.
-            for (k, old) in store.stale(&e, &key) {
-                let p = format!("/uploads/{}", old.upload_id);
-                let _ = tus(http.small(Method::DELETE, &p, Default::default()))
-                    .send()
-                    .await;
-                store.remove(&k);
-            }
+            end_stale(http, &store, &e, &key).await;
             e
         }
     };
     let id = entry.upload_id.clone();
     let saved = Hashes::restore(&entry.hashes).unwrap_or_default();
-    let mut hashes = hash_to(&file, saved, server_offset).await?;
+    let feed = Md5Feed::start(Hashes::default())?;
+    let mut hashes = hash_to(&file, &feed, saved, server_offset).await?;
     let mut offset = server_offset;
     let resumed_from = offset;
     let pb = super::output::bar(size, http.conn.json, "upload");
@@ -288,25 +358,22 @@ pub async fn upload(
     let abort_after = env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
     let pause_after = env_u64("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
     let mut paused = false;
-    // The next chunk is read while this one is sent.
-    let mut prefetch: Option<(u64, tokio::task::JoinHandle<Result<Bytes>>)> = None;
+    let trace = std::env::var_os("IMGAPI_CLIENT_TRACE").is_some();
     while offset < size {
         let len = chunk.min(size - offset);
-        let data = match prefetch.take() {
-            Some((at, h)) if at == offset => h.await.map_err(|e| local("read", e))??,
-            _ => read_at(&file, offset, len).await?,
-        };
-        let next_at = offset + len;
-        if next_at < size {
-            let (f, n) = (file.clone(), chunk.min(size - next_at));
-            prefetch = Some((
-                next_at,
-                tokio::spawn(async move { read_at(&f, next_at, n).await }),
-            ));
-        }
-        let hashing = tokio::spawn(hashes.clone().update(data.clone()));
-        let res = patch(http, &id, offset, data, &sent, &pb).await;
-        let next = hashing.await.map_err(|e| local("hash", e))??;
+        let t0 = std::time::Instant::now();
+        let res = patch(
+            http,
+            &id,
+            &file,
+            Some(feed.clone()),
+            offset,
+            offset,
+            len,
+            &sent,
+            &pb,
+        )
+        .await;
         let res = match res {
             Ok(Patched::Offset(o)) if o <= offset => Ok(Patched::Retry(
                 format!("PATCH acknowledged no new bytes (offset {o})"),
@@ -314,6 +381,7 @@ pub async fn upload(
             )),
             r => r,
         };
+        let t1 = std::time::Instant::now();
         match res {
             Err(e) => {
                 if let ClientError::Server {
@@ -326,12 +394,12 @@ pub async fn upload(
                 return Err(e);
             }
             Ok(Patched::Offset(o)) if o == offset + len => {
-                hashes = next;
+                hashes = feed.snapshot().await?;
                 offset = o;
                 failures = 0;
             }
             Ok(Patched::Offset(o)) => {
-                hashes = hash_to(&file, hashes, o).await?;
+                hashes = hash_to(&file, &feed, hashes, o).await?;
                 offset = o;
             }
             Ok(Patched::Retry(why, after)) => {
@@ -367,7 +435,7 @@ pub async fn upload(
                         return Err(e);
                     }
                 };
-                hashes = hash_to(&file, hashes, o).await?;
+                hashes = hash_to(&file, &feed, hashes, o).await?;
                 offset = o;
                 pb.set_position(offset);
                 continue;
@@ -383,6 +451,15 @@ pub async fn upload(
         }
         entry.hashes = hashes.save();
         store.save(&key, &entry)?;
+        if trace {
+            let t2 = std::time::Instant::now();
+            eprintln!(
+                "imgapi: PATCH {len} bytes at {}: {:.3}s sent and acknowledged, {:.3}s hash wait + state save",
+                offset - len.min(offset),
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64()
+            );
+        }
         if !paused && pause_after.is_some_and(|n| offset >= n) {
             paused = true;
             test_pause().await;
@@ -397,8 +474,9 @@ pub async fn upload(
             path.display()
         )));
     }
-    let (content_md5, sha1) = hashes.finish()?;
-    let info = check_server_digests(http, &id, &content_md5, &sha1).await?;
+    let content_md5 = hashes.finish()?;
+    let info = check_server_digests(http, &id, &content_md5).await?;
+    let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
     Ok(Uploaded {
         id,
         size,
@@ -414,7 +492,7 @@ pub async fn upload(
 
 /// Test hook: create `IMGAPI_CLIENT_TEST_PAUSE_FILE` and wait until it is
 /// removed (the test restarts the server meanwhile).
-async fn test_pause() {
+pub(crate) async fn test_pause() {
     let Some(p) = std::env::var_os("IMGAPI_CLIENT_TEST_PAUSE_FILE") else {
         return;
     };
@@ -427,24 +505,45 @@ async fn test_pause() {
     }
 }
 
-/// The server's digests of the finished upload must be ours.
-async fn check_server_digests(http: &Http, id: &str, md5: &str, sha1: &str) -> Result<Value> {
+/// The server's MD5 of the finished upload must be ours (its SHA-1 is
+/// taken as it is: the MD5 shows it hashed the bytes we sent).
+pub(crate) async fn check_server_digests(http: &Http, id: &str, md5: &str) -> Result<Value> {
     let path = format!("/uploads/{id}/info");
     let info = http
         .json("upload info", || {
             http.small(Method::GET, &path, Default::default())
         })
         .await?;
-    for (k, ours) in [("content_md5", md5), ("sha1", sha1)] {
-        if let Some(theirs) = info[k].as_str()
-            && theirs != ours
-        {
+    match info["content_md5"].as_str() {
+        Some(theirs) if theirs == md5 => {}
+        theirs => {
             return Err(ClientError::Verify(format!(
-                "upload {id}: the server's {k} {theirs} differs from the file's {ours}"
+                "upload {id}: the server's content_md5 {} differs from the file's {md5}",
+                theirs.unwrap_or("(none)")
             )));
         }
     }
+    if info["sha1"].as_str().is_none_or(|s| s.len() != 40) {
+        return Err(ClientError::Verify(format!(
+            "upload {id}: the server gave no sha1 of the finished upload"
+        )));
+    }
     Ok(info)
+}
+
+/// Uploads of the file as it was before it changed (state entries of
+/// other versions of it for the same server): end them and forget them.
+pub(crate) async fn end_stale(http: &Http, store: &StateStore, e: &Entry, key: &str) {
+    for (k, old) in store.stale(e, key) {
+        let parts = old.parallel.iter().flat_map(|p| p.parts.iter());
+        for id in std::iter::once(&old.upload_id).chain(parts.map(|p| &p.id)) {
+            let p = format!("/uploads/{id}");
+            let _ = tus(http.small(Method::DELETE, &p, Default::default()))
+                .send()
+                .await;
+        }
+        store.remove(&k);
+    }
 }
 
 /// Forgets the state entry of a finished upload.

@@ -3,7 +3,7 @@
 //! hashers' serialisable state, so an upload resumed after a restart goes on
 //! hashing without re-reading what it already stored.
 
-mod md5;
+pub mod md5;
 
 use base64::Engine;
 use bytes::Bytes;

@@ -2,6 +2,7 @@
 //! URL), icons, and removing what an image stored.
 
 use super::*;
+use crate::store::{SessionState, StoreName};
 
 impl Images {
     /// Remove an image's file and icon from their stores (errors only logged:
@@ -34,26 +35,7 @@ impl Images {
         S: Stream<Item = Result<Bytes>> + Send,
     {
         caller.require_auth()?;
-        let compression = match p.compression.as_deref() {
-            None | Some("") => {
-                return Err(Error::invalid_param(
-                    "compression",
-                    FieldCode::Missing,
-                    "missing \"compression\"",
-                ));
-            }
-            Some(c) if !COMPRESSIONS.contains(&c) => {
-                return Err(Error::invalid_param(
-                    "compression",
-                    FieldCode::Invalid,
-                    format!(
-                        "invalid compression \"{c}\" (must be one of {})",
-                        COMPRESSIONS.join(", ")
-                    ),
-                ));
-            }
-            Some(c) => c.to_string(),
-        };
+        let compression = check_compression(p.compression.as_deref())?;
         let stor = self.choose_stor(caller, p.storage.as_deref())?;
         if let Some(len) = p.content_length
             && len > self.max_file_size
@@ -74,15 +56,7 @@ impl Images {
         let mut pending = store.begin_write(&key).await?;
         let digests = ingest(&mut pending, body, self.max_file_size).await?;
         check_file(&digests, p.content_length, p.sha1.as_deref())?;
-        let file = ImageFile {
-            sha1: digests.sha1_hex(),
-            size: digests.size,
-            compression,
-            dataset_guid: p.dataset_guid.filter(|g| !g.is_empty()),
-            stor,
-            content_md5: digests.md5_base64(),
-            mtime: self.clock.timestamp().into(),
-        };
+        let file = file_record(&digests, compression, p.dataset_guid, stor, &self.clock);
         // Commit and record under the image lock, re-checking activation.
         let _g = self.lock(uuid).await;
         let cur = self.get(caller, uuid).await?;
@@ -90,6 +64,92 @@ impl Images {
             return Err(Error::ImageAlreadyActivated(uuid));
         }
         pending.commit().await?;
+        self.record_file(caller, uuid, cur, file).await
+    }
+
+    /// Where AddImageFile with `?storage=` puts the file: its `stor` and
+    /// that store's name (for a caller that streams the bytes into a store
+    /// session itself, then calls [`Images::add_file_from_session`]).
+    pub fn file_target(
+        &self,
+        caller: &Caller,
+        storage: Option<&str>,
+    ) -> Result<(StoreName, StoreName)> {
+        caller.require_auth()?;
+        let stor = self.choose_stor(caller, storage)?;
+        Ok((stor, stor))
+    }
+
+    /// AddImageFile for bytes already in a store session (staged in a
+    /// directory store, resumable) and already hashed once by the caller:
+    /// `digests` are the verified digests of every byte of the session. The
+    /// same checks as [`Images::add_file`] run on them, then the session is
+    /// completed at the image's key (a rename when it is staged in the
+    /// image's own store) and recorded, without reading the bytes again.
+    /// `stor` comes from [`Images::file_target`]. On error the session is
+    /// left as it is (the caller owns it).
+    pub async fn add_file_from_session(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        p: AddFileParams,
+        stor: StoreName,
+        session: &SessionState,
+        digests: &Digests,
+    ) -> Result<Image> {
+        caller.require_auth()?;
+        let compression = check_compression(p.compression.as_deref())?;
+        if digests.size > self.max_file_size {
+            return Err(Error::Upload(format!(
+                "image file size, {} exceeds the maximum allowed size, {}",
+                digests.size, self.max_file_size
+            )));
+        }
+        if session.offset != digests.size {
+            return Err(Error::internal("session and digests differ in size"));
+        }
+        check_file(digests, p.content_length, p.sha1.as_deref())?;
+        let target = stor;
+        let img = self.get(caller, uuid).await?;
+        caller.check_owner(&img)?;
+        if img.activated {
+            return Err(Error::ImageFilesImmutable(uuid));
+        }
+        let file = file_record(digests, compression, p.dataset_guid, stor, &self.clock);
+        let key = image_file_key(stor, &uuid);
+        let _g = self.lock(uuid).await;
+        let cur = self.get(caller, uuid).await?;
+        if cur.activated {
+            return Err(Error::ImageAlreadyActivated(uuid));
+        }
+        let done = self
+            .stores
+            .complete_session(session, target, Some(&key))
+            .await?;
+        if done.store != target || done.key != key {
+            // A multipart session completes at its own key: not for this.
+            return Err(Error::internal(
+                "a session completed away from the image's key",
+            ));
+        }
+        if let Some((s, k)) = &done.leftover
+            && let Err(e) = self.stores.get(*s).delete(k).await
+        {
+            tracing::warn!(image.uuid = %uuid, error = %e, "could not remove staged bytes");
+        }
+        self.record_file(caller, uuid, cur, file).await
+    }
+
+    /// Record `file` as the image's only file (under the image lock, its
+    /// bytes committed), removing a previous file kept in another store.
+    async fn record_file(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        cur: Image,
+        file: ImageFile,
+    ) -> Result<Image> {
+        let stor = file.stor.clone();
         let old: Vec<ImageFile> = cur.files.clone();
         let img = self
             .modify(caller, uuid, None, move |img| {
@@ -264,6 +324,45 @@ impl Images {
             let _ = store.delete(&image_icon_key(icon.stor, &uuid)).await;
         }
         Ok(img)
+    }
+}
+
+/// AddImageFile's `compression` (required, one of IMGAPI's).
+fn check_compression(c: Option<&str>) -> Result<String> {
+    match c {
+        None | Some("") => Err(Error::invalid_param(
+            "compression",
+            FieldCode::Missing,
+            "missing \"compression\"",
+        )),
+        Some(c) if !COMPRESSIONS.contains(&c) => Err(Error::invalid_param(
+            "compression",
+            FieldCode::Invalid,
+            format!(
+                "invalid compression \"{c}\" (must be one of {})",
+                COMPRESSIONS.join(", ")
+            ),
+        )),
+        Some(c) => Ok(c.to_string()),
+    }
+}
+
+/// The file record of verified bytes.
+fn file_record(
+    d: &Digests,
+    compression: String,
+    dataset_guid: Option<String>,
+    stor: StoreName,
+    clock: &crate::clock::Clock,
+) -> ImageFile {
+    ImageFile {
+        sha1: d.sha1_hex(),
+        size: d.size,
+        compression,
+        dataset_guid: dataset_guid.filter(|g| !g.is_empty()),
+        stor,
+        content_md5: d.md5_base64(),
+        mtime: clock.timestamp().into(),
     }
 }
 

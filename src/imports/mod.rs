@@ -1,8 +1,10 @@
 //! Imports from another IMGAPI (ours or Triton's, over the wire API):
 //! AdminImportImageFromSource, AddImageFileFromSource and the durable
-//! AdminImportRemoteImage jobs (origins first, file staged with `Range`
-//! resumes, verified, then handed to the images service). Owns the source
-//! allow-list, the remote client and the jobs' worker.
+//! AdminImportRemoteImage jobs (origins first; the file streamed once into
+//! a store session in the image's store while it is hashed, resumed with
+//! `Range` after a cut, verified, then completed in place by the images
+//! service). Owns the source allow-list, the remote client and the jobs'
+//! worker.
 
 mod remote;
 
@@ -11,10 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::config::ImportsConfig;
@@ -25,6 +25,7 @@ use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::images::{AddFileParams, Images};
 use crate::manifest::{Image, now_iso};
+use crate::store::{SessionState, SessionWriter, StoreName};
 
 pub use remote::Source;
 use remote::{Fail, RemoteFile};
@@ -38,6 +39,15 @@ const MAX_ORIGIN_DEPTH: usize = 100;
 /// Staged bytes between two saved offsets.
 const CHECKPOINT_BYTES: u64 = 8 << 20;
 
+/// Where transfers stage their bytes in a directory store (the image's own
+/// store when it is one, else the staging store): no image key and no
+/// upload area, so `gc` and `check-files` leave it alone.
+const STAGE_AREA: &str = "imgapi/imports/";
+
+/// Received bytes gathered before they go to the hashing threads and the
+/// writer (one hand-off per MiB, not one per network read).
+const GATHER: usize = 1 << 20;
+
 /// The import service.
 #[derive(Clone)]
 pub struct Imports {
@@ -46,6 +56,7 @@ pub struct Imports {
     remote: remote::Client,
     cfg: Arc<ImportsConfig>,
     max_file_size: u64,
+    /// The staging directory of earlier versions (swept at start-up).
     staging: PathBuf,
     running: Arc<Mutex<HashSet<Uuid>>>,
     wake: Arc<tokio::sync::Notify>,
@@ -132,16 +143,19 @@ impl Imports {
         })?;
         let m = self.remote.manifest(src, uuid).await?;
         let spec = self.file_spec(uuid, &m)?;
-        let staged = self
-            .staging
-            .join(format!("file-{uuid}-{}.part", Uuid::new_v4()));
+        let stage = self.stage(
+            caller,
+            storage.as_deref(),
+            format!("file-{uuid}-{}.part", Uuid::new_v4()),
+        )?;
         let res = async {
-            let mut d = Download::new(&staged, 0, None, 0);
-            self.download(src, uuid, &spec, &mut d, None).await?;
-            self.hand_over(caller, uuid, &spec, &staged, storage).await
+            let mut d = Download::new(stage.clone(), 0, None, 0);
+            let (digests, session) = self.download(src, uuid, &spec, &mut d, None).await?;
+            self.hand_over(caller, uuid, &spec, &stage, &session, &digests, storage)
+                .await
         }
         .await;
-        remove_file(&staged).await;
+        self.unstage(&stage).await;
         res
     }
 
@@ -302,10 +316,47 @@ impl Imports {
         })
     }
 
-    /// Fetch the file into `d.path` from `d.offset` on, resuming with
-    /// `Range` after a dropped or stalled connection, hashing as it goes;
-    /// then check size, sha1 and the source's Content-MD5. A mismatch
-    /// deletes the staged bytes. `job` saves progress on the job's row.
+    /// Where a transfer named `name` stages its bytes for an image file
+    /// stored as AddImageFile with `?storage=` would store it.
+    fn stage(&self, caller: &Caller, storage: Option<&str>, name: String) -> Result<Stage> {
+        let (stor, target) = self.images.file_target(caller, storage)?;
+        let staged = if self.images.stores.get(target).is_local() {
+            target
+        } else {
+            StoreName::Staging
+        };
+        Ok(Stage {
+            stor,
+            target,
+            staged,
+            key: format!("{STAGE_AREA}{name}"),
+        })
+    }
+
+    /// The stage of a job's file of `image`.
+    fn job_stage(&self, job: Uuid, image: Uuid) -> Result<Stage> {
+        self.stage(&Caller::operator(), None, format!("job-{job}-{image}.part"))
+    }
+
+    /// Remove a stage's bytes (absent is fine; errors only logged).
+    async fn unstage(&self, stage: &Stage) {
+        let store = self.images.stores.get(stage.staged);
+        match store.head(&stage.key).await {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => {
+                if let Err(e) = store.delete(&stage.key).await {
+                    tracing::warn!(key = %stage.key, error = %e, "could not remove staged import bytes");
+                }
+            }
+        }
+    }
+
+    /// Fetch the file into the stage's session from `d.offset` on, resuming
+    /// with `Range` after a dropped or stalled connection, hashing as it
+    /// goes (one pass: the bytes are written once, where the image file
+    /// ends up); then check size, sha1 and the source's Content-MD5. A
+    /// mismatch deletes the staged bytes. `job` saves progress on the
+    /// job's row. Returns the verified digests and the session, all in.
     async fn download(
         &self,
         src: &Source,
@@ -313,12 +364,12 @@ impl Imports {
         spec: &FileSpec,
         d: &mut Download,
         job: Option<Uuid>,
-    ) -> Result<Digests> {
+    ) -> Result<(Digests, SessionState)> {
         let res = self.download_inner(src, uuid, spec, d, job).await;
         if let Err(Error::RemoteSourceError(_)) = &res
             && d.corrupt
         {
-            remove_file(&d.path).await;
+            self.unstage(&d.stage).await;
         }
         res
     }
@@ -330,20 +381,32 @@ impl Imports {
         spec: &FileSpec,
         d: &mut Download,
         job: Option<Uuid>,
-    ) -> Result<Digests> {
-        let mut file = open_staged(&d.path).await?;
-        let on_disk = file.metadata().await.map_err(Error::internal)?.len();
+    ) -> Result<(Digests, SessionState)> {
+        let stores = &self.images.stores;
+        let stage = d.stage.clone();
+        let on_disk = stores
+            .get(stage.staged)
+            .head(&stage.key)
+            .await?
+            .map(|m| m.size)
+            .unwrap_or(0);
         if on_disk < d.offset || d.offset > spec.size {
             d.offset = 0;
             d.md5 = None;
         }
-        file.set_len(d.offset).await.map_err(Error::internal)?;
-        let mut hasher = rehash(&mut file, d.offset).await?;
-        file.seek(std::io::SeekFrom::Start(d.offset))
-            .await
-            .map_err(Error::internal)?;
+        let mut st = SessionState {
+            staged: stage.staged,
+            staged_key: stage.key.clone(),
+            offset: d.offset,
+            multipart: None,
+            window: None,
+        };
+        let mut hasher = self.rehash(&st).await?;
+        // Opening cuts anything staged past the saved offset.
+        let mut w = Some(stores.append(&st, stage.target, None).await?);
         let mut idle_rounds = 0u32;
-        let mut saved = d.offset;
+        // Received bytes not yet hashed and written (at most GATHER).
+        let mut gathered = bytes::BytesMut::with_capacity(GATHER);
         while d.offset < spec.size {
             let before = d.offset;
             let got = self.remote.file(src, uuid, d.offset, spec.size).await;
@@ -366,13 +429,13 @@ impl Imports {
             } = resp;
             if restart {
                 // The source ignored the Range: start over.
-                file.set_len(0).await.map_err(Error::internal)?;
-                file.seek(std::io::SeekFrom::Start(0))
-                    .await
-                    .map_err(Error::internal)?;
+                if let Some(old) = w.take() {
+                    let _ = old.abort().await;
+                }
+                st.offset = 0;
+                w = Some(stores.append(&st, stage.target, None).await?);
                 hasher = StreamHasher::new()?;
                 d.offset = 0;
-                saved = 0;
             }
             if content_md5.is_some() {
                 d.md5 = content_md5;
@@ -398,15 +461,22 @@ impl Imports {
                         spec.size
                     )));
                 }
-                file.write_all(&chunk).await.map_err(Error::internal)?;
-                hasher.update(&chunk).await?;
                 d.offset += chunk.len() as u64;
                 d.received += chunk.len() as u64;
-                if d.offset - saved >= CHECKPOINT_BYTES {
-                    self.checkpoint(&mut file, job, uuid, d).await?;
-                    saved = d.offset;
+                gathered.extend_from_slice(&chunk);
+                if gathered.len() >= GATHER {
+                    put(&mut hasher, &mut w, &mut gathered).await?;
+                }
+                if job.is_some() && d.offset - st.offset >= CHECKPOINT_BYTES {
+                    put(&mut hasher, &mut w, &mut gathered).await?;
+                    let writer = w
+                        .take()
+                        .ok_or_else(|| Error::internal("no session writer"))?;
+                    self.checkpoint(writer, &mut st, job, uuid, d).await?;
+                    w = Some(stores.append(&st, stage.target, None).await?);
                 }
             }
+            put(&mut hasher, &mut w, &mut gathered).await?;
             if d.offset > before {
                 idle_rounds = 0;
             } else {
@@ -420,7 +490,10 @@ impl Imports {
                 backoff(idle_rounds).await;
             }
         }
-        self.checkpoint(&mut file, job, uuid, d).await?;
+        let writer = w
+            .take()
+            .ok_or_else(|| Error::internal("no session writer"))?;
+        self.checkpoint(writer, &mut st, job, uuid, d).await?;
         let got = hasher.finish().await?;
         let mut errors = Vec::new();
         if got.size != spec.size {
@@ -441,20 +514,22 @@ impl Imports {
                 errors.join(", ")
             )));
         }
-        Ok(got)
+        Ok((got, st))
     }
 
-    /// Make the staged bytes durable, then save the offset.
+    /// Make the staged bytes durable (the writer's end), then save the
+    /// offset on the job's row.
     async fn checkpoint(
         &self,
-        file: &mut tokio::fs::File,
+        w: SessionWriter,
+        st: &mut SessionState,
         job: Option<Uuid>,
         image: Uuid,
         d: &Download,
     ) -> Result<()> {
+        w.finish().await?;
+        st.offset = d.offset;
         let Some(job) = job else { return Ok(()) };
-        file.flush().await.map_err(Error::internal)?;
-        file.sync_data().await.map_err(Error::internal)?;
         let (off, md5, recv) = (d.offset, d.md5.clone(), d.received);
         self.db
             .write(move |c| q::checkpoint(c, job, Some(image), off, md5.as_deref(), recv))
@@ -462,20 +537,36 @@ impl Imports {
         Ok(())
     }
 
-    /// Feed the verified staged file to AddImageFile.
+    /// The hasher state after the session's bytes (a resume after a
+    /// restart re-reads local bytes, never the source's).
+    async fn rehash(&self, st: &SessionState) -> Result<StreamHasher> {
+        let mut h = StreamHasher::new()?;
+        if st.offset == 0 {
+            return Ok(h);
+        }
+        let mut body = self.images.stores.read_session(st, None).await?;
+        while let Some(c) = body.next().await {
+            h.update(&c.map_err(Error::internal)?).await?;
+        }
+        if h.size() != st.offset {
+            return Err(Error::internal("staged bytes shorter than their offset"));
+        }
+        Ok(h)
+    }
+
+    /// Hand the verified session to AddImageFile (completed in place, not
+    /// read again).
+    #[allow(clippy::too_many_arguments)]
     async fn hand_over(
         &self,
         caller: &Caller,
         uuid: Uuid,
         spec: &FileSpec,
-        staged: &Path,
+        stage: &Stage,
+        session: &SessionState,
+        digests: &Digests,
         storage: Option<String>,
     ) -> Result<Image> {
-        let f = tokio::fs::File::open(staged)
-            .await
-            .map_err(Error::internal)?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 << 10)
-            .map_err(|e| Error::internal(format!("reading the staged file: {e}")));
         let p = AddFileParams {
             compression: Some(spec.compression.clone()),
             sha1: Some(spec.sha1.clone()),
@@ -483,11 +574,9 @@ impl Imports {
             storage,
             content_length: Some(spec.size),
         };
-        self.images.add_file(caller, uuid, p, stream).await
-    }
-
-    fn staged_path(&self, job: Uuid, image: Uuid) -> PathBuf {
-        self.staging.join(format!("job-{job}-{image}.part"))
+        self.images
+            .add_file_from_session(caller, uuid, p, stage.stor, session, digests)
+            .await
     }
 
     /// Run one job (unless it already runs here) and record its outcome.
@@ -541,15 +630,16 @@ impl Imports {
             if img.files.is_empty() {
                 let m = self.remote.manifest(&src, uuid).await?;
                 let spec = self.file_spec(uuid, &m)?;
-                let staged = self.staged_path(id, uuid);
+                let stage = self.job_stage(id, uuid)?;
                 let (offset, md5) = match job.current_image {
                     Some(c) if c == uuid => (job.file_offset, job.content_md5.clone()),
                     _ => (0, None),
                 };
-                let mut d = Download::new(&staged, offset, md5, job.bytes_received);
-                self.download(&src, uuid, &spec, &mut d, Some(id)).await?;
-                self.hand_over(&op, uuid, &spec, &staged, None).await?;
-                remove_file(&staged).await;
+                let mut d = Download::new(stage.clone(), offset, md5, job.bytes_received);
+                let (digests, session) = self.download(&src, uuid, &spec, &mut d, Some(id)).await?;
+                self.hand_over(&op, uuid, &spec, &stage, &session, &digests, None)
+                    .await?;
+                self.unstage(&stage).await;
                 let recv = d.received;
                 self.db
                     .write(move |c| q::checkpoint(c, id, None, 0, None, recv))
@@ -565,7 +655,9 @@ impl Imports {
     async fn settle(&self, id: Uuid, outcome: Result<()>) -> Result<()> {
         let job = self.job(id).await?;
         for image in &job.plan {
-            remove_file(&self.staged_path(id, *image)).await;
+            if let Ok(stage) = self.job_stage(id, *image) {
+                self.unstage(&stage).await;
+            }
         }
         let now = now_iso();
         match outcome {
@@ -613,7 +705,9 @@ impl Imports {
 
     /// Remove staged files no transfer owns any more: those of
     /// AddImageFileFromSource requests a crash cut short, and those of
-    /// jobs that are over. Run at start-up, before the worker resumes jobs.
+    /// jobs that are over (in the stage areas of the directory stores, and
+    /// in the staging directory earlier versions used). Run at start-up,
+    /// before the worker resumes jobs.
     pub async fn sweep_staging(&self) -> Result<usize> {
         let live: HashSet<String> = self
             .db
@@ -622,16 +716,35 @@ impl Imports {
             .iter()
             .map(|j| format!("job-{}-", j.job_uuid))
             .collect();
+        let owned =
+            |name: &str| name.starts_with("job-") && live.iter().any(|p| name.starts_with(p));
+        let mut n = 0;
         let mut rd = tokio::fs::read_dir(&self.staging)
             .await
             .map_err(Error::internal)?;
-        let mut n = 0;
         while let Some(e) = rd.next_entry().await.map_err(Error::internal)? {
             let name = e.file_name().to_string_lossy().into_owned();
-            let owned = name.starts_with("job-") && live.iter().any(|p| name.starts_with(p));
-            if name.ends_with(".part") && !owned {
+            if name.ends_with(".part") && !owned(&name) {
                 remove_file(&e.path()).await;
                 n += 1;
+            }
+        }
+        let stores = &self.images.stores;
+        let mut seen: Vec<&crate::store::Store> = Vec::new();
+        for name in [StoreName::Local, StoreName::Manta, StoreName::Staging] {
+            let store = stores.get(name);
+            if !store.is_local() || seen.iter().any(|s| s.same_place(store)) {
+                continue;
+            }
+            seen.push(store);
+            for (key, _) in store.list(STAGE_AREA).await? {
+                let file = key.rsplit('/').next().unwrap_or_default();
+                if file.ends_with(".part") && !owned(file) {
+                    if let Err(e) = store.delete(&key).await {
+                        tracing::warn!(key = %key, error = %e, "could not remove staged import bytes");
+                    }
+                    n += 1;
+                }
             }
         }
         Ok(n)
@@ -661,10 +774,20 @@ impl Imports {
     }
 }
 
+/// Where a transfer stages its bytes: a session in the directory store
+/// `staged` at `key`, completed into `target` (as `stor`).
+#[derive(Debug, Clone)]
+struct Stage {
+    stor: StoreName,
+    target: StoreName,
+    staged: StoreName,
+    key: String,
+}
+
 /// A download in progress: where, how far, what the source said the MD5 is,
 /// and the job's bytes counter.
 struct Download {
-    path: PathBuf,
+    stage: Stage,
     offset: u64,
     md5: Option<String>,
     received: u64,
@@ -673,9 +796,9 @@ struct Download {
 }
 
 impl Download {
-    fn new(path: &Path, offset: u64, md5: Option<String>, received: u64) -> Download {
+    fn new(stage: Stage, offset: u64, md5: Option<String>, received: u64) -> Download {
         Download {
-            path: path.to_path_buf(),
+            stage,
             offset,
             md5,
             received,
@@ -684,41 +807,27 @@ impl Download {
     }
 }
 
+/// Hash and stage the gathered bytes.
+async fn put(
+    hasher: &mut StreamHasher,
+    w: &mut Option<SessionWriter>,
+    gathered: &mut bytes::BytesMut,
+) -> Result<()> {
+    if gathered.is_empty() {
+        return Ok(());
+    }
+    let b = gathered.split().freeze();
+    hasher.update(&b).await?;
+    w.as_mut()
+        .ok_or_else(|| Error::internal("no session writer"))?
+        .write(b)
+        .await?;
+    Ok(())
+}
+
 async fn backoff(round: u32) {
     let ms = 100u64 << round.min(6);
     tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
-async fn open_staged(p: &Path) -> Result<tokio::fs::File> {
-    let mut o = tokio::fs::OpenOptions::new();
-    o.create(true).read(true).write(true).truncate(false);
-    #[cfg(unix)]
-    o.mode(0o600);
-    o.open(p).await.map_err(Error::internal)
-}
-
-/// The hasher state after the first `len` bytes of the staged file (a
-/// resume after a restart re-reads local bytes, never the source's).
-async fn rehash(file: &mut tokio::fs::File, len: u64) -> Result<StreamHasher> {
-    let mut h = StreamHasher::new()?;
-    if len == 0 {
-        return Ok(h);
-    }
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(Error::internal)?;
-    let mut left = len;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = file.read(&mut buf[..want]).await.map_err(Error::internal)?;
-        if n == 0 {
-            return Err(Error::internal("staged file shorter than its offset"));
-        }
-        h.update(&Bytes::copy_from_slice(&buf[..n])).await?;
-        left -= n as u64;
-    }
-    Ok(h)
 }
 
 async fn remove_file(p: &Path) {

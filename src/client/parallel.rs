@@ -1,0 +1,377 @@
+//! Parallel uploads (`imgapi publish --parallel N`, tus concatenation):
+//! the file is cut into N contiguous ranges, each sent as a partial upload
+//! (`Upload-Concat: partial`) on its own connection. The final upload
+//! (`Upload-Concat: final;...`) is created right after the partials, before
+//! any byte is sent, so the server knows from the start where each partial
+//! belongs. The state file keeps the final's and the partials' ids and each
+//! partial's acknowledged offset; a run after any interruption asks the
+//! server (`HEAD`) where every partial is and sends only what it lacks.
+//!
+//! The whole file's MD5 (the `content_md5` the image is registered with) is
+//! computed here, in file order, by one sequential read of the file that
+//! runs beside the sends, its state saved with the upload's state; the
+//! server's MD5 of the final upload must equal it. Taking the server's MD5
+//! instead would leave nothing to check that the server got our bytes.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+
+use super::error::{ClientError, Result, local};
+use super::hashes::{Hashes, Md5Feed};
+use super::http::{Http, backoff};
+use super::state::{Entry, FileId, Parallel, PartState, StateStore};
+use super::tus::{self, Patched, Uploaded};
+
+/// Most partial uploads (the server takes up to 64 per final upload).
+pub const MAX_PARALLEL: usize = 16;
+
+/// Bytes read at a time for the MD5.
+const READ: u64 = 1 << 20;
+/// The MD5's state is published for the state file this often.
+const MD5_SNAPSHOT: u64 = 64 << 20;
+
+/// `--parallel`'s default: one stream for small files, up to four.
+pub fn default_parallel(size: u64) -> usize {
+    match size {
+        s if s < 64 << 20 => 1,
+        s if s < 256 << 20 => 2,
+        _ => 4,
+    }
+}
+
+/// One parallel upload of a file whose state entry is `key`.
+pub struct Job<'a> {
+    pub http: &'a Http,
+    pub path: &'a Path,
+    pub target: Option<&'a str>,
+    pub chunk: u64,
+    pub fid: &'a FileId,
+    pub key: &'a str,
+    pub store: &'a StateStore,
+    pub file: Arc<std::fs::File>,
+}
+
+/// What the sends share: the entry (saved after each acknowledged chunk),
+/// the latest MD5 state, the counters.
+struct Shared {
+    entry: Mutex<Entry>,
+    md5: Mutex<Option<Hashes>>,
+    sent: Arc<AtomicU64>,
+    acked: AtomicU64,
+    retries: AtomicU64,
+}
+
+fn gone(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Server {
+            status: 404 | 410,
+            ..
+        }
+    )
+}
+
+impl Job<'_> {
+    /// Resume `loaded` (a parallel entry) or start a new upload in `n` parts.
+    pub async fn run(self, n: usize, loaded: Option<Entry>) -> Result<Uploaded> {
+        let http = self.http;
+        let size = self.fid.size;
+        let mut entry = None;
+        if let Some(e) = loaded {
+            match tus::head(http, &e.upload_id).await {
+                Ok((_, l)) if l == size && e.parallel.is_some() => entry = Some(e),
+                Ok(_) => self.store.remove(self.key),
+                Err(e) if gone(&e) => self.store.remove(self.key),
+                Err(e) => return Err(e),
+            }
+        }
+        let entry = match entry {
+            Some(e) => e,
+            None => self.create(n).await?,
+        };
+        let final_id = entry.upload_id.clone();
+        let (final_offset, _) = tus::head(http, &final_id).await?;
+        let mut parts = entry.parallel.clone().map(|p| p.parts).unwrap_or_default();
+        if final_offset < size {
+            // Where the server is with each partial.
+            for p in parts.iter_mut().filter(|p| p.offset < p.len) {
+                match tus::head(http, &p.id).await {
+                    Ok((o, _)) => p.offset = o,
+                    Err(e) if gone(&e) => {
+                        // Used up into the final already, or lost.
+                        let (fo, _) = tus::head(http, &final_id).await?;
+                        if fo >= p.start + p.len {
+                            p.offset = p.len;
+                        } else {
+                            self.store.remove(self.key);
+                            return Err(ClientError::Transport(format!(
+                                "partial upload {} of upload {final_id} is gone; \
+                                 run the same command again to start over",
+                                p.id
+                            )));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            for p in &mut parts {
+                p.offset = p.len;
+            }
+        }
+        let resumed_from: u64 = parts.iter().map(|p| p.offset).sum();
+        let saved_md5 = Hashes::restore(&entry.hashes)
+            .filter(|h| h.size() <= size)
+            .unwrap_or_default();
+        let mut entry = entry;
+        if let Some(par) = &mut entry.parallel {
+            par.parts = parts.clone();
+        }
+        let sh = Arc::new(Shared {
+            entry: Mutex::new(entry),
+            md5: Mutex::new(None),
+            sent: Arc::new(AtomicU64::new(0)),
+            acked: AtomicU64::new(resumed_from),
+            retries: AtomicU64::new(0),
+        });
+        let pb = super::output::bar(size, http.conn.json, "upload");
+        pb.set_position(resumed_from);
+        let sends = futures_util::future::join_all(
+            parts
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.offset < p.len)
+                .map(|(i, p)| self.send_part(i, p.clone(), &sh, &pb)),
+        );
+        let (md5, sends) = tokio::join!(self.md5(saved_md5, &sh), sends);
+        for r in sends {
+            if let Err(e) = r {
+                pb.abandon();
+                return Err(e);
+            }
+        }
+        let md5 = md5?;
+        self.wait_final(&final_id).await?;
+        pb.finish_and_clear();
+        let now = FileId::of(self.path)?;
+        if now.size != self.fid.size || now.mtime_ns != self.fid.mtime_ns {
+            self.store.remove(self.key);
+            return Err(ClientError::Verify(format!(
+                "{} changed while it was uploaded; run the command again",
+                self.path.display()
+            )));
+        }
+        let content_md5 = md5.finish()?;
+        let info = tus::check_server_digests(http, &final_id, &content_md5).await?;
+        let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
+        Ok(Uploaded {
+            id: final_id,
+            size,
+            sha1,
+            content_md5,
+            resumed_from,
+            bytes_sent: sh.sent.load(Ordering::Relaxed),
+            retries: sh.retries.load(Ordering::Relaxed) as u32,
+            key: self.key.to_string(),
+            info,
+        })
+    }
+
+    /// Create the partials and then, at once, the final upload; save them.
+    async fn create(&self, n: usize) -> Result<Entry> {
+        let size = self.fid.size;
+        let n = (n.clamp(1, MAX_PARALLEL) as u64).min(size.max(1));
+        let base = size / n;
+        let mut parts = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let start = i * base;
+            let len = if i == n - 1 { size - start } else { base };
+            let id = tus::create_with(self.http, len, None, None, Some("partial")).await?;
+            parts.push(PartState {
+                id,
+                start,
+                len,
+                offset: 0,
+            });
+        }
+        let urls: Vec<String> = parts.iter().map(|p| format!("/uploads/{}", p.id)).collect();
+        let concat = format!("final;{}", urls.join(" "));
+        let final_id =
+            tus::create_with(self.http, size, Some(self.path), self.target, Some(&concat)).await?;
+        let e = Entry {
+            url: self.http.conn.url.clone(),
+            account: self.http.conn.account.clone(),
+            target: self.target.map(String::from),
+            file: self.fid.clone(),
+            upload_id: final_id,
+            hashes: Hashes::default().save(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            parallel: Some(Parallel { parts }),
+        };
+        self.store.save(self.key, &e)?;
+        tus::end_stale(self.http, self.store, &e, self.key).await;
+        Ok(e)
+    }
+
+    /// The file's MD5 in file order, from `from` on (one sequential read).
+    async fn md5(&self, from: Hashes, sh: &Shared) -> Result<Hashes> {
+        let size = self.fid.size;
+        let mut at = from.size();
+        let feed = Md5Feed::start(from)?;
+        let mut next_snapshot = at + MD5_SNAPSHOT;
+        while at < size {
+            let b = tus::read_at(&self.file, at, (size - at).min(READ)).await?;
+            at += b.len() as u64;
+            feed.update(b).await?;
+            if at >= next_snapshot {
+                next_snapshot = at + MD5_SNAPSHOT;
+                let h = feed.snapshot().await?;
+                if let Ok(mut m) = sh.md5.lock() {
+                    *m = Some(h);
+                }
+            }
+        }
+        feed.snapshot().await
+    }
+
+    /// Send partial `i` from its offset to its end, resuming from the
+    /// server's offset after a failed request; its offset is saved after
+    /// each acknowledged chunk.
+    async fn send_part(
+        &self,
+        i: usize,
+        mut p: PartState,
+        sh: &Shared,
+        pb: &ProgressBar,
+    ) -> Result<()> {
+        let http = self.http;
+        let hidden = ProgressBar::hidden();
+        let abort_after = tus::env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
+        let mut failures = 0u32;
+        while p.offset < p.len {
+            let len = self.chunk.min(p.len - p.offset);
+            let res = tus::patch(
+                http,
+                &p.id,
+                &self.file,
+                None,
+                p.start + p.offset,
+                p.offset,
+                len,
+                &sh.sent,
+                &hidden,
+            )
+            .await;
+            let before = p.offset;
+            match res {
+                Err(e) => return Err(e),
+                Ok(Patched::Offset(o)) if o > p.offset && o <= p.len => {
+                    p.offset = o;
+                    failures = 0;
+                }
+                Ok(Patched::Offset(o)) => {
+                    self.retry(
+                        &mut p,
+                        &mut failures,
+                        sh,
+                        format!("PATCH answered offset {o}"),
+                        None,
+                    )
+                    .await?
+                }
+                Ok(Patched::Retry(why, after)) => {
+                    self.retry(&mut p, &mut failures, sh, why, after).await?
+                }
+            }
+            let acked = if p.offset >= before {
+                sh.acked.fetch_add(p.offset - before, Ordering::Relaxed) + (p.offset - before)
+            } else {
+                sh.acked.fetch_sub(before - p.offset, Ordering::Relaxed) - (before - p.offset)
+            };
+            pb.set_position(acked);
+            if abort_after.is_some_and(|n| acked >= n) {
+                // Test hook: die as `kill -9` would, after the server
+                // acknowledged bytes and before the state file says so.
+                // SAFETY: kill(2) on our own pid.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+            let mut e = sh
+                .entry
+                .lock()
+                .map_err(|_| local("state", "poisoned lock"))?;
+            if let Some(par) = &mut e.parallel {
+                par.parts[i].offset = p.offset;
+            }
+            if let Some(h) = sh.md5.lock().ok().and_then(|m| m.clone()) {
+                e.hashes = h.save();
+            }
+            self.store.save(self.key, &e)?;
+        }
+        Ok(())
+    }
+
+    /// After a request given up on: wait, then take the server's offset.
+    async fn retry(
+        &self,
+        p: &mut PartState,
+        failures: &mut u32,
+        sh: &Shared,
+        why: String,
+        after: Option<Duration>,
+    ) -> Result<()> {
+        let http = self.http;
+        if *failures >= http.conn.retries {
+            return Err(ClientError::Transport(format!(
+                "partial upload {} failed after {} attempt(s): {why}; \
+                 run the same command again to resume",
+                p.id,
+                *failures + 1
+            )));
+        }
+        let d = after.unwrap_or_else(|| backoff(*failures));
+        if !http.conn.json {
+            eprintln!(
+                "imgapi: partial upload {} at {}: {why}; resuming in {:.1}s",
+                p.id,
+                p.offset,
+                d.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(d).await;
+        *failures += 1;
+        sh.retries.fetch_add(1, Ordering::Relaxed);
+        let (o, _) = tus::head(http, &p.id).await?;
+        p.offset = o.min(p.len);
+        Ok(())
+    }
+
+    /// Wait until the final upload holds every byte (the server fills it
+    /// from the partials as they complete).
+    async fn wait_final(&self, id: &str) -> Result<()> {
+        let size = self.fid.size;
+        let mut last = (u64::MAX, Instant::now());
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let (o, _) = tus::head(self.http, id).await?;
+            if o >= size {
+                return Ok(());
+            }
+            if o != last.0 {
+                last = (o, Instant::now());
+            } else if last.1.elapsed() >= self.http.conn.stall {
+                return Err(ClientError::Transport(format!(
+                    "the final upload {id} stopped at byte {o} of {size}; \
+                     run the same command again to resume"
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+}
