@@ -17,7 +17,7 @@ the benchmark gets the same client.
          from the partials); prints "<seconds> <final-upload-url>"
   tus_bench_client.py lister URL STOP_FILE
       -> GET URL on one keep-alive connection, again and again, until
-         STOP_FILE exists; prints "<requests> <p50 ms> <p99 ms> <max ms>"
+         STOP_FILE exists (and at least 20 times); prints "<requests> <p50 ms> <p99 ms> <max ms>"
 
 A query string of URL (e.g. `?account=UUID`) is sent with every request.
 """
@@ -139,7 +139,7 @@ def parallel(url, path, n, chunk):
 def lister(url, stop_file):
     c, u = conn_for(url)
     lat = []
-    while not os.path.exists(stop_file):
+    while len(lat) < 20 or not os.path.exists(stop_file):
         t = time.monotonic()
         c.request("GET", with_query(u.path, u))
         r = c.getresponse()
