@@ -78,7 +78,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             f.begin_array(&mut std::io::sink())?;
             f.begin_array_value(&mut std::io::sink(), true)?;
             img.to_wire(opts)
-                .serialize(&mut serde_json::Serializer::with_formatter(&mut body_new, f))?;
+                .serialize(&mut serde_json::Serializer::with_formatter(
+                    &mut body_new,
+                    f,
+                ))?;
         }
         body_new.extend_from_slice(b"\n]");
         new += t.elapsed().as_secs_f64();

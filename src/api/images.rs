@@ -307,7 +307,8 @@ fn list_item(stored: &str, opts: RenderOpts, buf: &mut Vec<u8>) -> serde_json::R
     // A pretty formatter that has opened the array and its first value:
     // what follows is indented as the array's element.
     let mut f = PrettyFormatter::new();
-    f.begin_array(&mut std::io::sink()).map_err(serde_json::Error::io)?;
+    f.begin_array(&mut std::io::sink())
+        .map_err(serde_json::Error::io)?;
     f.begin_array_value(&mut std::io::sink(), true)
         .map_err(serde_json::Error::io)?;
     img.to_wire(opts)

@@ -296,7 +296,10 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
     let w = where_sql(q, dense, None, &mut b);
     let lim = b.arg(SqlValue::Integer(q.limit as i64));
     let sql = if w.driver.sorted() {
-        format!("SELECT manifest FROM images {} {order_by} LIMIT {lim}", w.all())
+        format!(
+            "SELECT manifest FROM images {} {order_by} LIMIT {lim}",
+            w.all()
+        )
     } else if let (Driver::Text(_), Some(acc)) = (w.driver, &w.account) {
         // `~` matches: the candidates' keys are sorted from the column's
         // index alone (it holds state, published_at and uuid), then the
@@ -538,7 +541,11 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
         wh.push(format!(
             "{} = 1 AND {} IN (SELECT uuid FROM image_acl WHERE account = {p})",
             col("activated"),
-            if driver == Driver::Acl { "uuid" } else { "+uuid" }
+            if driver == Driver::Acl {
+                "uuid"
+            } else {
+                "+uuid"
+            }
         ));
     }
     Where {
