@@ -6,6 +6,10 @@
 #   scripts/bench.sh [SIZE_MIB] [TUS_MIB]   (defaults 2048 and 1024)
 #   scripts/bench.sh list                   (only the ListImages section)
 #   scripts/bench.sh client                 (only the client verbs: CLIENT_MIB, CLIENT_ROUNDS)
+#   scripts/bench.sh parallel               (only tus parallel vs single-stream uploads through a
+#                                            WAN proxy: BENCH_MIB, WAN_RTT_MS, WAN_RATE_MIB, PARTS)
+#   scripts/bench.sh concurrent             (only 32 concurrent uploads from 32 accounts with a
+#                                            ListImages reader: CONC_UPLOADS, CONC_MIB)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -17,6 +21,8 @@ ONLY_LIST=
 if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
+ONLY_SECTION=
+case "${1:-}" in parallel|concurrent) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -25,8 +31,13 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # BENCH_PROFILE=dev: a quick check of the script itself on the debug build.
 PROFILE=${BENCH_PROFILE:-release}
 OUT=$PWD/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
-cargo build --profile "$PROFILE" --bin imgapi >/dev/null 2>&1
-BIN=$OUT/imgapi
+# BENCH_BIN=PATH: another imgapi binary (e.g. a build of an earlier commit).
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --profile "$PROFILE" --bin imgapi >/dev/null 2>&1
+  BIN=$OUT/imgapi
+fi
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -118,8 +129,22 @@ list_bench() {
   start_server "$dir"   # creates and migrates the database
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
   t0=$(now)
-  list_seed "$dir/imgapi.sqlite" "$n" 50 500 > /dev/null
-  echo "seeded $n images in $(secs "$t0" "$(now)") s; database $(du -sm "$dir" | cut -f1) MiB"
+  # LIST_SEEDED=DIR: the seeded database is kept in DIR and reused by the
+  # next runs with the same LIST_IMAGES (seeding takes 10 s to minutes).
+  local keep=${LIST_SEEDED:-}
+  if [ -n "$keep" ] && [ -f "$keep/imgapi-$n.sqlite" ]; then
+    cp "$keep/imgapi-$n.sqlite" "$dir/imgapi.sqlite"
+    rm -f "$dir/imgapi.sqlite-wal" "$dir/imgapi.sqlite-shm"
+    echo "seeded database of $n images copied from $keep"
+  else
+    list_seed "$dir/imgapi.sqlite" "$n" 50 500 > /dev/null
+    echo "seeded $n images in $(secs "$t0" "$(now)") s; database $(du -sm "$dir" | cut -f1) MiB"
+    if [ -n "$keep" ]; then
+      mkdir -p "$keep"
+      sqlite3 "$dir/imgapi.sqlite" "PRAGMA wal_checkpoint(TRUNCATE);" > /dev/null
+      cp "$dir/imgapi.sqlite" "$keep/imgapi-$n.sqlite"
+    fi
+  fi
   start_server "$dir"
   local o0=0b0b0000-0000-4000-8000-000000000000 o1=0b0b0000-0000-4000-8000-000000000001
   local idle mid
@@ -247,7 +272,149 @@ if [ -n "$ONLY_LIST" ]; then
   exit 0
 fi
 
+# ==== parallel uploads (tus concatenation) through a WAN link ====
+# examples/wanproxy.rs between the client and the server: WAN_RTT_MS of
+# added round trip (half each way, a delay line) and WAN_RATE_MIB MiB/s per
+# TCP connection and direction (a token bucket per connection), a TCP-like
+# window of bytes in flight. First the proxy alone (curl of a file from a
+# static server, direct and through it, 1 and PARTS connections), so its
+# own ceiling is known; then BENCH_MIB (default 1024) uploaded as one tus
+# stream and as PARTS partial uploads + a final (goal >= 2.5x).
+parallel_bench() {
+  local mib=${BENCH_MIB:-1024} rtt=${WAN_RTT_MS:-50} rate=${WAN_RATE_MIB:-50} parts=${PARTS:-4}
+  local d=$WORK/parallel f t0 t1 hport proxy_pid proxy2_pid purl
+  echo "== parallel uploads: ${mib} MiB through a WAN proxy (+${rtt} ms RTT, ${rate} MiB/s per connection), 1 stream vs ${parts} partials + final"
+  cargo build --profile "$PROFILE" --example wanproxy >/dev/null 2>&1
+  mkdir -p "$d/www"
+  f=$d/www/image.bin
+  head -c $((mib * 1024 * 1024)) /dev/urandom > "$f"
+  sync
+  start_server "$d/data"
+  proxy_up() {  # TARGET_HOSTPORT OUT -> pid in PROXY_PID, address in PROXY
+    "$OUT/examples/wanproxy" --listen 127.0.0.1:0 --to "$1" --rtt-ms "$rtt" --rate-mib "$rate" > "$2" 2>&1 &
+    PROXY_PID=$!
+    for _ in $(seq 100); do
+      PROXY=$(sed -n 's/^wanproxy \([0-9.:]*\) -> .*/\1/p' "$2")
+      [ -n "$PROXY" ] && return
+      sleep 0.1
+    done
+    echo "wanproxy did not start" >&2; cat "$2" >&2; exit 1
+  }
+  # the proxy alone: a static file server, direct and through the proxy
+  hport=$((20000 + RANDOM % 20000))
+  python3 -m http.server "$hport" --bind 127.0.0.1 --directory "$d/www" > /dev/null 2>&1 &
+  local http_pid=$!
+  wait_port "$hport"
+  proxy_up "127.0.0.1:$hport" "$d/proxy-http.out"; proxy2_pid=$PROXY_PID
+  local direct one many
+  dl() { curl -sf -o /dev/null -w '%{speed_download}' "$1" | awk '{ printf "%.1f", $1 / 1048576 }'; }
+  direct=$(dl "http://127.0.0.1:$hport/image.bin")
+  one=$(dl "http://$PROXY/image.bin")
+  local cpids=()
+  t0=$(now)
+  for _ in $(seq "$parts"); do curl -sf -o /dev/null "http://$PROXY/image.bin" & cpids+=($!); done
+  wait "${cpids[@]}"
+  t1=$(now)
+  many=$(awk -v m="$mib" -v n="$parts" -v t="$(secs "$t0" "$t1")" 'BEGIN { printf "%.1f", m * n / t }')
+  sed 's/^/proxy: /' "$d/proxy-http.out"
+  echo "proxy alone (curl of the ${mib} MiB file): direct ${direct} MiB/s; through the proxy, 1 connection ${one} MiB/s, ${parts} connections ${many} MiB/s together"
+  kill "$proxy2_pid" "$http_pid" 2>/dev/null; wait "$proxy2_pid" "$http_pid" 2>/dev/null || true
+
+  proxy_up "${URL#http://}" "$d/proxy.out"
+  purl=http://$PROXY
+  local single par final1 final2 idle_rss
+  idle_rss=$(hwm_mib "$SERVER_PID")
+  sync
+  read -r single final1 < <(python3 scripts/tus_bench_client.py upload "$purl/uploads" "$f" 64)
+  sync
+  read -r par final2 < <(python3 scripts/tus_bench_client.py parallel "$purl/uploads" "$f" "$parts" 64)
+  local want got
+  want=$(sha1sum "$f" | cut -c1-40)
+  for u in "$final1" "$final2"; do
+    got=$(curl -sf "$URL/uploads/${u##*/}/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha1"])')
+    [ "$got" = "$want" ] || { echo "sha1 mismatch for $u: $got != $want" >&2; exit 1; }
+  done
+  local srate prate win
+  srate=$(awk -v m="$mib" -v t="$single" 'BEGIN { printf "%.1f", m / t }')
+  prate=$(awk -v m="$mib" -v t="$par" 'BEGIN { printf "%.1f", m / t }')
+  win=$(sed -n 's/.*window \([0-9]*\) KiB.*/\1/p' "$d/proxy.out")
+  echo "single stream:   ${srate} MiB/s (${single} s; 64 MiB PATCHes on one connection)"
+  echo "${parts} partials:      ${prate} MiB/s (${par} s, until the final upload is complete: partials sent at once, then the final filled from them)"
+  echo "parallel / single: $(ratio "$single" "$par") x (goal >= 2.5)"
+  echo "single stream limits: per-connection cap ${rate} MiB/s (proxy alone, 1 connection: ${one} MiB/s); window ${win} KiB / ${rtt} ms RTT allows $(awk -v w="$win" -v r="$rtt" 'BEGIN { printf "%.0f", w / 1024 / (r / 1000) }') MiB/s; bandwidth-delay product at the cap $(awk -v a="$rate" -v r="$rtt" 'BEGIN { printf "%.1f", a * r / 1000 }') MiB; one idle round trip per PATCH ($(( (mib + 63) / 64 )) PATCHes)"
+  echo "server peak RSS: $(hwm_mib "$SERVER_PID") MiB (idle ${idle_rss} MiB)"
+  kill "$PROXY_PID" "$SERVER_PID" 2>/dev/null; wait "$PROXY_PID" "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$d"
+}
+
+# ==== concurrent uploads: CONC_UPLOADS (32) accounts at once, a ListImages reader ====
+# 10 000 images seeded (list_seed) so that the reader's `limit=100` pages are
+# full; one upload of CONC_MIB (64) alone first (median of 3), then
+# CONC_UPLOADS at once, each from its own account (`?account=`, auth none),
+# while one connection lists images in a loop. Goals: aggregate >= 0.9x one
+# upload alone; slowest upload <= 1.5x the median; list p99 reported.
+concurrent_bench() {
+  local n=${CONC_UPLOADS:-32} mib=${CONC_MIB:-64} d=$WORK/concurrent
+  echo "== concurrent uploads: ${n} x ${mib} MiB from ${n} accounts at once, with a ListImages reader"
+  mkdir -p "$d"
+  start_server "$d/data"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  list_seed "$d/data/imgapi.sqlite" 10000 50 500 > /dev/null
+  start_server "$d/data"
+  local f=$d/image.bin
+  head -c $((mib * 1024 * 1024)) /dev/urandom > "$f"
+  sync
+  local acct i t alone=()
+  acct() { printf 'ac0c0000-0000-4000-8000-%012x' "$1"; }
+  for i in 1 2 3; do
+    sync
+    read -r t _ < <(python3 scripts/tus_bench_client.py upload "$URL/uploads?account=$(acct 999)" "$f" 64)
+    alone+=("$t")
+  done
+  local alone_s
+  alone_s=$(printf '%s\n' "${alone[@]}" | sort -g | sed -n 2p)
+  # the reader alone, 3 s: its p99 with no upload running
+  rm -f "$d/stop"
+  python3 scripts/tus_bench_client.py lister "$URL/images?limit=100" "$d/stop" > "$d/list-idle" &
+  local lpid=$!
+  sleep 3; touch "$d/stop"; wait "$lpid"
+  rm -f "$d/stop"
+  python3 scripts/tus_bench_client.py lister "$URL/images?limit=100" "$d/stop" > "$d/list-busy" &
+  lpid=$!
+  sync
+  local t0 t1 pids=()
+  t0=$(now)
+  for i in $(seq "$n"); do
+    python3 scripts/tus_bench_client.py upload "$URL/uploads?account=$(acct "$i")" "$f" 64 > "$d/up.$i" &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  t1=$(now)
+  touch "$d/stop"; wait "$lpid"
+  local wall agg single med slow
+  wall=$(secs "$t0" "$t1")
+  for i in $(seq "$n"); do awk '{print $1}' "$d/up.$i"; done | sort -g > "$d/times"
+  [ "$(wc -l < "$d/times")" = "$n" ] || { echo "an upload failed" >&2; exit 1; }
+  med=$(sed -n "$(( (n + 1) / 2 ))p" "$d/times"); slow=$(tail -1 "$d/times")
+  single=$(awk -v m="$mib" -v t="$alone_s" 'BEGIN { printf "%.1f", m / t }')
+  agg=$(awk -v m="$mib" -v n="$n" -v t="$wall" 'BEGIN { printf "%.1f", m * n / t }')
+  echo "one upload alone: ${single} MiB/s (${alone_s} s, median of 3: ${alone[*]})"
+  echo "${n} at once:      ${agg} MiB/s together (${wall} s for all) = $(ratio "$agg" "$single") x one alone (goal >= 0.9)"
+  echo "per upload:       median ${med} s, slowest ${slow} s = $(ratio "$slow" "$med") x the median (goal <= 1.5), fastest $(head -1 "$d/times") s"
+  read -r lr lp50 lp99 lmax < "$d/list-busy"
+  read -r ir ip50 ip99 imax < "$d/list-idle"
+  echo "ListImages limit=100 (one connection in a loop, 10 000 images): during the uploads ${lr} requests, p50 ${lp50} ms, p99 ${lp99} ms, max ${lmax} ms; alone p50 ${ip50} ms, p99 ${ip99} ms"
+  echo "server peak RSS: $(hwm_mib "$SERVER_PID") MiB"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$d"
+}
+
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
+
+case "$ONLY_SECTION" in
+  parallel) parallel_bench; exit 0 ;;
+  concurrent) concurrent_bench; exit 0 ;;
+esac
 
 echo "== setup: ${SIZE_MIB} MiB random file"
 FILE=$WORK/image.bin
@@ -453,3 +620,7 @@ echo "== client verbs: publish, file get, import-remote"
 bench_client
 echo
 list_bench
+echo
+parallel_bench
+echo
+concurrent_bench

@@ -284,7 +284,7 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
     };
     q.account = caller.account;
     q.channel = ctx.channel.filter();
-    let imgs = st.images.list(caller, q).await?;
+    let imgs = st.images.list_json(caller, q).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -298,8 +298,9 @@ const LIST_CHUNK: usize = 32;
 
 /// ListImages' body, byte for byte what `json_response` writes for the
 /// rendered array, produced `LIST_CHUNK` images at a time as the client
-/// reads: a page of 1 000 is never held whole, rendered, in memory.
-fn list_body(imgs: Vec<Image>, opts: RenderOpts) -> Body {
+/// reads: each image's stored JSON is parsed only when its chunk is
+/// rendered, so a page of 1 000 is never held parsed or rendered whole.
+fn list_body(imgs: Vec<String>, opts: RenderOpts) -> Body {
     if imgs.is_empty() {
         return Body::from("[]");
     }
@@ -307,19 +308,10 @@ fn list_body(imgs: Vec<Image>, opts: RenderOpts) -> Body {
     let mut imgs = imgs.into_iter().enumerate();
     let chunks = std::iter::from_fn(move || {
         let mut buf = Vec::new();
-        for (k, img) in imgs.by_ref().take(LIST_CHUNK) {
+        for (k, stored) in imgs.by_ref().take(LIST_CHUNK) {
             buf.extend_from_slice(if k == 0 { b"[\n  " } else { b",\n  " });
-            let one = match serde_json::to_vec_pretty(&img.to_wire(opts)) {
-                Ok(one) => one,
-                Err(e) => return Some(Err(std::io::Error::other(e))),
-            };
-            // An array element is indented one level: every line break of
-            // the pretty object gets two spaces (JSON strings hold none).
-            for (i, line) in one.split(|b| *b == b'\n').enumerate() {
-                if i > 0 {
-                    buf.extend_from_slice(b"\n  ");
-                }
-                buf.extend_from_slice(line);
+            if let Err(e) = list_item(&stored, opts, &mut buf) {
+                return Some(Err(std::io::Error::other(e)));
             }
             if k + 1 == n {
                 buf.extend_from_slice(b"\n]");
@@ -328,6 +320,24 @@ fn list_body(imgs: Vec<Image>, opts: RenderOpts) -> Body {
         (!buf.is_empty()).then(|| Ok::<_, std::io::Error>(bytes::Bytes::from(buf)))
     });
     Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+/// One image of a ListImages body, from its stored JSON: pretty-printed as
+/// an element of the array (one level of indentation in), written straight
+/// into `buf`.
+fn list_item(stored: &str, opts: RenderOpts, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    use serde::Serialize;
+    use serde_json::ser::{Formatter, PrettyFormatter};
+    let img: Image = serde_json::from_str(stored)?;
+    // A pretty formatter that has opened the array and its first value:
+    // what follows is indented as the array's element.
+    let mut f = PrettyFormatter::new();
+    f.begin_array(&mut std::io::sink())
+        .map_err(serde_json::Error::io)?;
+    f.begin_array_value(&mut std::io::sink(), true)
+        .map_err(serde_json::Error::io)?;
+    img.to_wire(opts)
+        .serialize(&mut serde_json::Serializer::with_formatter(buf, f))
 }
 
 /// GetImage: `GET /images/{uuid}`.
@@ -1007,7 +1017,12 @@ mod list_body_tests {
                     let imgs = all[..n].to_vec();
                     let out: Vec<Value> = imgs.iter().map(|i| i.render(opts)).collect();
                     let want = serde_json::to_vec_pretty(&out).unwrap();
-                    let got = axum::body::to_bytes(list_body(imgs, opts), usize::MAX)
+                    // as the database stores them
+                    let stored = imgs
+                        .iter()
+                        .map(|i| serde_json::to_string(i).unwrap())
+                        .collect();
+                    let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
                         .await
                         .unwrap();
                     assert_eq!(

@@ -260,9 +260,134 @@ impl Dense {
 }
 
 /// [`list_sql`], with the filters in `dense` not used as drivers.
+///
+/// An account that asks for `public=false` sees only its own images and
+/// the private ones shared with it: when no selective filter drives, such
+/// a query is the union of two sparse walks, the account's own images
+/// (`images_list_owner`) and its `image_acl` rows, each stopping at
+/// `limit`, instead of a walk of every private image checking the union
+/// per row.
 pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
     let mut b = Sql::default();
-    let driver = Driver::pick(q, dense);
+    let order = if q.desc { "DESC" } else { "ASC" };
+    let order_by = format!("ORDER BY published_at {order}, uuid {order}");
+    if let Some(a) = sparse_account(q, dense) {
+        let own = ListQuery {
+            owner: Some(a),
+            account: None,
+            ..q.clone()
+        };
+        let own_where = where_sql(&own, dense, None, &mut b).all();
+        let shared = ListQuery {
+            account: None,
+            ..q.clone()
+        };
+        let shared_where = where_sql(&shared, dense, Some(a), &mut b).all();
+        let lim = b.arg(SqlValue::Integer(q.limit as i64));
+        let sql = format!(
+            "SELECT manifest FROM images WHERE rowid IN \
+             (SELECT rowid FROM (SELECT rowid FROM images {own_where} {order_by} LIMIT {lim}) \
+             UNION ALL \
+             SELECT rowid FROM (SELECT rowid FROM images {shared_where} {order_by} LIMIT {lim})) \
+             {order_by} LIMIT {lim}"
+        );
+        return (sql, b.args);
+    }
+    let w = where_sql(q, dense, None, &mut b);
+    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let sql = if w.driver.sorted() {
+        format!(
+            "SELECT manifest FROM images {} {order_by} LIMIT {lim}",
+            w.all()
+        )
+    } else if let (Driver::Text(_), Some(acc)) = (w.driver, &w.account) {
+        // `~` matches: the candidates' keys are sorted from the column's
+        // index alone (it holds state, published_at and uuid), then the
+        // account union, which needs the image's row, is checked in that
+        // order (the co-routine `c` is the outer loop), stopping at
+        // `limit`: a few rows read, not every candidate's.
+        format!(
+            "SELECT manifest FROM \
+             (SELECT rowid AS r FROM images {} {order_by} LIMIT -1) AS c \
+             CROSS JOIN images ON images.rowid = c.r WHERE {acc} LIMIT {lim}",
+            w.filters()
+        )
+    } else {
+        // The driver's rows are sorted: only their keys, not their
+        // manifests, then the page's manifests are read.
+        format!(
+            "SELECT manifest FROM images WHERE rowid IN \
+             (SELECT rowid FROM images {} {order_by} LIMIT {lim}) {order_by}",
+            w.all()
+        )
+    };
+    (sql, b.args)
+}
+
+/// The conditions of a ListImages query.
+struct Where {
+    /// The filters (and the owner-only form of the account union).
+    filters: Vec<String>,
+    /// The `account` visibility union, checked on the image's row.
+    account: Option<String>,
+    driver: Driver,
+}
+
+impl Where {
+    /// `WHERE` and every condition, or nothing.
+    fn all(&self) -> String {
+        let all: Vec<&str> = self
+            .filters
+            .iter()
+            .chain(&self.account)
+            .map(String::as_str)
+            .collect();
+        if all.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", all.join(" AND "))
+        }
+    }
+
+    /// `WHERE` and the filters without the account union, or nothing.
+    fn filters(&self) -> String {
+        if self.filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.filters.join(" AND "))
+        }
+    }
+}
+
+/// The account of a `public=false` query better served as the union of
+/// its own images and those shared with it (see [`list_sql_dense`]).
+fn sparse_account(q: &ListQuery, dense: Dense) -> Option<Uuid> {
+    let a = q.account?;
+    let weak = matches!(
+        Driver::pick(q, dense, false),
+        Driver::Column("os" | "type" | "public" | "state")
+            | Driver::Text(_)
+            | Driver::TagKey
+            | Driver::None
+    );
+    (q.public == Some(false) && q.owner.is_none() && !owner_only(q) && weak).then_some(a)
+}
+
+/// Does the `account` union reduce to the account's own images (the
+/// state asked for is one only an owner sees)?
+fn owner_only(q: &ListQuery) -> bool {
+    q.account.is_some()
+        && matches!(
+            q.state,
+            StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
+        )
+}
+
+/// The conditions of `q` and the driver it picked; with `shared_with`,
+/// only the activated images whose acl holds that account, driven by its
+/// `image_acl` rows unless a more selective filter is present.
+fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql) -> Where {
+    let driver = Driver::pick(q, dense, shared_with.is_some());
     // Columns of the driver's index get their plain name (usable by the
     // index); every other column is written `+col` (checked per row).
     let col_driver = driver.column();
@@ -274,6 +399,7 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
         }
     };
     let mut wh: Vec<String> = Vec::new();
+    let mut account = None;
 
     match q.state {
         StateFilter::All => {}
@@ -402,7 +528,7 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
             StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
         );
         if others {
-            wh.push(format!(
+            account = Some(format!(
                 "(+owner = {p} OR (+activated = 1 AND (+public = 1 OR \
                  uuid IN (SELECT uuid FROM image_acl WHERE account = {p}))))"
             ));
@@ -410,33 +536,36 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
             wh.push(format!("{} = {p}", col("owner")));
         }
     }
-    let where_sql = if wh.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", wh.join(" AND "))
-    };
-    let order = if q.desc { "DESC" } else { "ASC" };
-    let lim = b.arg(SqlValue::Integer(q.limit as i64));
-    let order_by = format!("ORDER BY published_at {order}, uuid {order}");
-    let sql = if driver.sorted() {
-        format!("SELECT manifest FROM images {where_sql} {order_by} LIMIT {lim}")
-    } else {
-        // The driver's rows are sorted: only their keys, not their
-        // manifests, then the page's manifests are read.
-        format!(
-            "SELECT manifest FROM images WHERE rowid IN \
-             (SELECT rowid FROM images {where_sql} {order_by} LIMIT {lim}) {order_by}"
-        )
-    };
-    (sql, b.args)
+    if let Some(a) = shared_with {
+        let p = b.arg(text(&a.to_string()));
+        wh.push(format!(
+            "{} = 1 AND {} IN (SELECT uuid FROM image_acl WHERE account = {p})",
+            col("activated"),
+            if driver == Driver::Acl {
+                "uuid"
+            } else {
+                "+uuid"
+            }
+        ));
+    }
+    Where {
+        filters: wh,
+        account,
+        driver,
+    }
 }
 
 /// ListImages: the filters of IMGAPI and its `account` visibility union.
 pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
+    list_json(conn, q)?.into_iter().map(from_row).collect()
+}
+
+/// [`list`], each image as its stored JSON (not parsed).
+pub fn list_json(conn: &Connection, q: &ListQuery) -> Result<Vec<String>> {
     let (sql, args) = list_sql_dense(q, Dense::probe(conn, q)?);
     let mut st = conn.prepare_cached(&sql)?;
     let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
-    rows.map(|r| from_row(r?)).collect()
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Positional parameters of a query being built.
@@ -478,6 +607,8 @@ enum Driver {
     Tag,
     TagKey,
     BillingTag,
+    /// The images shared with an account (its `image_acl` rows).
+    Acl,
     /// No filter: the walk of `images_published_at`.
     None,
 }
@@ -486,23 +617,20 @@ impl Driver {
     /// The most selective filter present, in an order fixed by what each
     /// filter usually selects (an image, a name's versions, an owner's
     /// images, … down to the few values of os, type, public and state).
-    fn pick(q: &ListQuery, dense: Dense) -> Driver {
+    fn pick(q: &ListQuery, dense: Dense, shared: bool) -> Driver {
         let exact = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Exact(_)));
         let text =
             |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Contains(s)) if !s.is_empty());
-        let owner_only = q.account.is_some()
-            && matches!(
-                q.state,
-                StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
-            );
         if q.origin.is_some() {
             Driver::Column("origin")
         } else if exact(&q.name) {
             Driver::Column("name")
-        } else if q.owner.is_some() || owner_only {
+        } else if q.owner.is_some() || owner_only(q) {
             Driver::Column("owner")
         } else if exact(&q.version) {
             Driver::Column("version")
+        } else if shared {
+            Driver::Acl
         } else if !q.tags.is_empty() && !dense.tag {
             Driver::Tag
         } else if !q.billing_tags.is_empty() && !dense.billing_tag {
@@ -850,6 +978,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_account_asking_for_private_images_walks_its_own_and_its_acl() {
+        let c = conn();
+        let fs = filters();
+        let f = |n: &str| fs.iter().find(|(m, _)| *m == n).unwrap().1.clone();
+        for (name, extra) in [
+            ("public=false", None),
+            ("public=false", Some("os")),
+            ("public=false", Some("name~")),
+            ("public=false", Some("tagkey")),
+        ] {
+            let mut q = ListQuery {
+                account: Some(u(9)),
+                ..f(name)
+            };
+            if let Some(e) = extra {
+                let e = f(e);
+                q.os = q.os.or(e.os);
+                q.name = q.name.or(e.name);
+                q.tag_keys.extend(e.tag_keys);
+            }
+            for desc in [false, true] {
+                let q = ListQuery { desc, ..q.clone() };
+                let p = plan(&c, &q);
+                let uses = |idx: &str| p.iter().any(|l| l.contains(idx));
+                assert!(
+                    uses("images_list_owner") && uses("image_acl") && !uses("images_list_public"),
+                    "{name} + {extra:?} desc={desc}:\n{}",
+                    p.join("\n")
+                );
+            }
+        }
+        // `~` with the account: the candidates' keys from the name index
+        // alone, then the union checked in order (a co-routine).
+        let q = ListQuery {
+            account: Some(u(9)),
+            ..f("name~")
+        };
+        let p = plan(&c, &q);
+        assert!(
+            p.iter().any(|l| l.contains("CO-ROUTINE"))
+                && p.iter()
+                    .any(|l| l.contains("COVERING INDEX images_list_name")),
+            "{}",
+            p.join("\n")
+        );
     }
 
     /// ListImages before its indexes (issue 13): the reference results.

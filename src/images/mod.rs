@@ -103,24 +103,21 @@ impl Images {
     }
 
     /// ListImages.
-    pub async fn list(&self, caller: &Caller, mut query: q::ListQuery) -> Result<Vec<Image>> {
-        if !caller.authenticated {
-            // Nobody sees only active public images.
-            query.account = None;
-            query.public = match query.public {
-                Some(false) => return Ok(vec![]),
-                _ => Some(true),
-            };
-            query.state = match query.state {
-                q::StateFilter::All | q::StateFilter::Only(State::Active) => {
-                    q::StateFilter::Only(State::Active)
-                }
-                _ => return Ok(vec![]),
-            };
-        } else if !caller.operator {
-            query.account = caller.account;
-        }
+    pub async fn list(&self, caller: &Caller, query: q::ListQuery) -> Result<Vec<Image>> {
+        let Some(query) = visible_query(caller, query) else {
+            return Ok(vec![]);
+        };
         Ok(self.db.read(move |c| q::list(c, &query)).await?)
+    }
+
+    /// ListImages as the stored JSON of each image, in order: parsed by
+    /// the caller only as it renders them (a page of 1 000 is never held
+    /// parsed whole).
+    pub async fn list_json(&self, caller: &Caller, query: q::ListQuery) -> Result<Vec<String>> {
+        let Some(query) = visible_query(caller, query) else {
+            return Ok(vec![]);
+        };
+        Ok(self.db.read(move |c| q::list_json(c, &query)).await?)
     }
 
     /// The `published_at` of a marker image (ListImages `marker=<uuid>`).
@@ -134,6 +131,27 @@ impl Images {
                 .and_then(crate::manifest::normalize_date)),
         }
     }
+}
+
+/// `query` restricted to what `caller` may see; None: nothing.
+fn visible_query(caller: &Caller, mut query: q::ListQuery) -> Option<q::ListQuery> {
+    if !caller.authenticated {
+        // Nobody sees only active public images.
+        query.account = None;
+        query.public = match query.public {
+            Some(false) => return None,
+            _ => Some(true),
+        };
+        query.state = match query.state {
+            q::StateFilter::All | q::StateFilter::Only(State::Active) => {
+                q::StateFilter::Only(State::Active)
+            }
+            _ => return None,
+        };
+    } else if !caller.operator {
+        query.account = caller.account;
+    }
+    Some(query)
 }
 
 fn not_found(uuid: Uuid) -> Error {
