@@ -149,7 +149,7 @@ impl Images {
         cur: Image,
         file: ImageFile,
     ) -> Result<Image> {
-        let stor = file.stor.clone();
+        let stor = file.stor;
         let old: Vec<ImageFile> = cur.files.clone();
         let img = self
             .modify(caller, uuid, None, move |img| {
