@@ -66,7 +66,7 @@ struct Target {
     uuid: Uuid,
     /// `file` or `icon`.
     what: &'static str,
-    stor: String,
+    stor: StoreName,
     key: String,
     size: u64,
     sha1: String,
@@ -80,7 +80,7 @@ fn targets_of(img: &Image) -> Vec<Target> {
         .map(|f| Target {
             uuid: img.uuid,
             what: "file",
-            stor: f.stor.to_string(),
+            stor: f.stor,
             key: image_file_key(f.stor, &img.uuid),
             size: f.size,
             sha1: f.sha1.clone(),
@@ -91,7 +91,7 @@ fn targets_of(img: &Image) -> Vec<Target> {
         out.push(Target {
             uuid: img.uuid,
             what: "icon",
-            stor: i.stor.to_string(),
+            stor: i.stor,
             key: image_icon_key(i.stor, &img.uuid),
             size: i.size,
             sha1: i.sha1.clone(),
@@ -138,7 +138,7 @@ pub async fn check_files<W: Write>(
     let stores = &state.images.stores;
     let mut results = futures_util::stream::iter(targets)
         .map(|t| async move {
-            let problem = check_one(stores.by_stor(&t.stor).map_err(Error::from), &t, quick).await;
+            let problem = check_one(Ok(stores.get(t.stor)), &t, quick).await;
             (t, problem)
         })
         .buffered(if quick { 16 } else { CHECK_CONCURRENCY });
@@ -289,12 +289,12 @@ struct Orphan {
 /// `referenced` holds the (stor, key) of every file and icon images name;
 /// `busy` the images whose registration is in progress.
 fn classify(
-    stor: &str,
+    stor: StoreName,
     key: &str,
     meta: &ObjectMeta,
     now_ns: u128,
     images: &HashMap<Uuid, &'static str>,
-    referenced: &HashSet<(String, String)>,
+    referenced: &HashSet<(StoreName, String)>,
     busy: &HashSet<Uuid>,
 ) -> Option<String> {
     let area = image_area(stor);
@@ -308,7 +308,7 @@ fn classify(
     if is_temp_name(name) {
         return (!recent).then(|| format!("stale temporary file (modified {})", meta.mtime));
     }
-    if referenced.contains(&(stor.to_string(), key.to_string())) {
+    if referenced.contains(&(stor, key.to_string())) {
         return None;
     }
     match images.get(&uuid) {
@@ -502,7 +502,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     let all = state.db.read(imgq::all).await?;
     let busy = busy_images(state).await?;
     let mut images: HashMap<Uuid, &'static str> = HashMap::new();
-    let mut referenced: HashSet<(String, String)> = HashSet::new();
+    let mut referenced: HashSet<(StoreName, String)> = HashSet::new();
     for img in &all {
         // (Dry run: the files of a doomed placeholder go with it, so they
         // are not listed again; anything else under its uuid is an orphan.)
@@ -520,15 +520,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     let orphans: Vec<Orphan> = listed
         .into_iter()
         .filter_map(|(stor, key, meta)| {
-            let why = classify(
-                stor.as_str(),
-                &key,
-                &meta,
-                now_ns,
-                &images,
-                &referenced,
-                &busy,
-            )?;
+            let why = classify(stor, &key, &meta, now_ns, &images, &referenced, &busy)?;
             Some(Orphan {
                 stor,
                 key,
@@ -653,12 +645,13 @@ mod tests {
         let images: HashMap<Uuid, &'static str> = [(live, "active"), (busy_u, "creating")]
             .into_iter()
             .collect();
-        let referenced: HashSet<(String, String)> =
-            [("local".to_string(), image_file_key("local", &live))]
+        let referenced: HashSet<(StoreName, String)> =
+            [(StoreName::Local, image_file_key("local", &live))]
                 .into_iter()
                 .collect();
         let busy: HashSet<Uuid> = [busy_u].into_iter().collect();
         let c = |stor: &str, key: &str, age: u64| {
+            let stor = StoreName::stor(stor).expect("a stor");
             classify(stor, key, &meta(age, now), now, &images, &referenced, &busy)
         };
         // referenced

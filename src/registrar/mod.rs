@@ -75,8 +75,20 @@ impl From<Error> for JobError {
 }
 
 impl From<crate::store::StoreError> for JobError {
+    /// The registrar decides from the store's own error whether a job can
+    /// succeed later: a missing source or an oversized object will not
+    /// change; anything else (the backend down, a lost multipart upload, a
+    /// full disk, an I/O error) may. Only then is it mapped to a domain
+    /// error, for the image's `error` field.
     fn from(e: crate::store::StoreError) -> Self {
-        JobError::from(Error::from(e))
+        use crate::store::StoreError as S;
+        let permanent = matches!(e, S::CopySourceNotFound { .. } | S::TooLarge { .. });
+        let e = Error::from(e);
+        if permanent {
+            JobError::Permanent(e)
+        } else {
+            JobError::Retry(e)
+        }
     }
 }
 

@@ -249,14 +249,6 @@ impl Stores {
             StoreName::Staging => &self.staging,
         }
     }
-
-    /// The store of an IMGAPI `stor` name (`local` or `manta`), as image
-    /// rows have it.
-    pub fn by_stor(&self, stor: &str) -> Result<&Store> {
-        StoreName::stor(stor)
-            .map(|n| self.get(n))
-            .ok_or_else(|| StoreError::internal(format!("unknown stor {stor:?}")))
-    }
 }
 
 #[cfg(test)]
