@@ -322,25 +322,29 @@ parallel_bench() {
 
   proxy_up "${URL#http://}" "$d/proxy.out"
   purl=http://$PROXY
-  local single par final1 final2 idle_rss
+  local single par late final1 final2 final3 idle_rss
   idle_rss=$(hwm_mib "$SERVER_PID")
   sync
   read -r single final1 < <(python3 scripts/tus_bench_client.py upload "$purl/uploads" "$f" 64)
   sync
   read -r par final2 < <(python3 scripts/tus_bench_client.py parallel "$purl/uploads" "$f" "$parts" 64)
+  sync
+  read -r late final3 < <(python3 scripts/tus_bench_client.py parallel-late "$purl/uploads" "$f" "$parts" 64)
   local want got
   want=$(sha1sum "$f" | cut -c1-40)
-  for u in "$final1" "$final2"; do
+  for u in "$final1" "$final2" "$final3"; do
     got=$(curl -sf "$URL/uploads/${u##*/}/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha1"])')
     [ "$got" = "$want" ] || { echo "sha1 mismatch for $u: $got != $want" >&2; exit 1; }
   done
-  local srate prate win
+  local srate prate lrate win
   srate=$(awk -v m="$mib" -v t="$single" 'BEGIN { printf "%.1f", m / t }')
   prate=$(awk -v m="$mib" -v t="$par" 'BEGIN { printf "%.1f", m / t }')
+  lrate=$(awk -v m="$mib" -v t="$late" 'BEGIN { printf "%.1f", m / t }')
   win=$(sed -n 's/.*window \([0-9]*\) KiB.*/\1/p' "$d/proxy.out")
   echo "single stream:   ${srate} MiB/s (${single} s; 64 MiB PATCHes on one connection)"
-  echo "${parts} partials:      ${prate} MiB/s (${par} s, until the final upload is complete: partials sent at once, then the final filled from them)"
-  echo "parallel / single: $(ratio "$single" "$par") x (goal >= 2.5)"
+  echo "${parts} partials:      ${prate} MiB/s (${par} s, until the final upload is complete; final created first, as imgapi publish --parallel does: partials written in place)"
+  echo "${parts} partials, late: ${lrate} MiB/s (${late} s; final created after the partials, as tus-js-client parallelUploads does: the final is filled by a copy)"
+  echo "parallel / single: $(ratio "$single" "$par") x (goal >= 2.5); final-last order: $(ratio "$single" "$late") x"
   echo "single stream limits: per-connection cap ${rate} MiB/s (proxy alone, 1 connection: ${one} MiB/s); window ${win} KiB / ${rtt} ms RTT allows $(awk -v w="$win" -v r="$rtt" 'BEGIN { printf "%.0f", w / 1024 / (r / 1000) }') MiB/s; bandwidth-delay product at the cap $(awk -v a="$rate" -v r="$rtt" 'BEGIN { printf "%.1f", a * r / 1000 }') MiB; one idle round trip per PATCH ($(( (mib + 63) / 64 )) PATCHes)"
   echo "server peak RSS: $(hwm_mib "$SERVER_PID") MiB (idle ${idle_rss} MiB)"
   kill "$PROXY_PID" "$SERVER_PID" 2>/dev/null; wait "$PROXY_PID" "$SERVER_PID" 2>/dev/null || true

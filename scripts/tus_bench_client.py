@@ -10,7 +10,8 @@ the benchmark gets the same client.
   tus_bench_client.py resume UPLOAD_URL FILE CHUNK_MIB
       -> HEAD, then one PATCH of CHUNK_MIB from the reported offset;
          prints "<milliseconds for HEAD+PATCH> <offset>"
-  tus_bench_client.py parallel URL FILE N CHUNK_MIB
+  tus_bench_client.py parallel URL FILE N CHUNK_MIB       (final created first: in place)
+  tus_bench_client.py parallel-late URL FILE N CHUNK_MIB  (final created last: copied)
       -> the file in N partial uploads (tus concatenation), one thread and
          one connection each, then the final upload listing them; waits
          until the final's Upload-Offset is its length (the server fills it
@@ -97,17 +98,34 @@ def upload(url, path, chunk, stop=1.0):
     print(f"{time.monotonic() - t0:.3f} {loc}")
 
 
-def parallel(url, path, n, chunk):
+def parallel(url, path, n, chunk, final_first=True):
+    """N partial uploads sent at once, then their final complete. With
+    final_first (what `imgapi publish --parallel` does) the partials and
+    the final are created before any byte is sent, so the server writes
+    each partial in place into the final; otherwise (tus-js-client's order)
+    the final is created after the partials are done and filled by a copy."""
     size = os.path.getsize(path)
     u = urllib.parse.urlsplit(url)
     bounds = [size * i // n for i in range(n + 1)]
     locs, errors = [None] * n, []
     t0 = time.monotonic()
 
+    def make_final():
+        c, _ = conn_for(url)
+        parts = " ".join(urllib.parse.urlsplit(loc).path for loc in locs)
+        return create(c, url, u, None, f"final;{parts}")
+
+    if final_first:
+        c, _ = conn_for(url)
+        for i in range(n):
+            locs[i] = create(c, url, u, bounds[i + 1] - bounds[i], "partial")
+        final = make_final()
+
     def part(i):
         try:
             c, _ = conn_for(url)
-            locs[i] = create(c, url, u, bounds[i + 1] - bounds[i], "partial")
+            if locs[i] is None:
+                locs[i] = create(c, url, u, bounds[i + 1] - bounds[i], "partial")
             with open(path, "rb") as f:
                 send_range(c, locs[i], f, bounds[i], bounds[i + 1] - bounds[i], chunk)
         except BaseException as e:  # noqa: BLE001 (reported below)
@@ -120,9 +138,9 @@ def parallel(url, path, n, chunk):
         t.join()
     if errors:
         sys.exit("; ".join(errors))
+    if not final_first:
+        final = make_final()
     c, _ = conn_for(url)
-    parts = " ".join(urllib.parse.urlsplit(loc).path for loc in locs)
-    final = create(c, url, u, None, f"final;{parts}")
     fu = urllib.parse.urlsplit(final)
     while True:
         c.request("HEAD", with_query(fu.path, fu), headers={"Tus-Resumable": "1.0.0"})
@@ -172,8 +190,9 @@ if __name__ == "__main__":
         upload(sys.argv[2], sys.argv[3], int(sys.argv[4]) << 20, stop)
     elif mode == "resume":
         resume(sys.argv[2], sys.argv[3], int(sys.argv[4]) << 20)
-    elif mode == "parallel":
-        parallel(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) << 20)
+    elif mode in ("parallel", "parallel-late"):
+        final_first = mode == "parallel"
+        parallel(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) << 20, final_first)
     elif mode == "lister":
         lister(sys.argv[2], sys.argv[3])
     else:
