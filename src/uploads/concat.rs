@@ -278,16 +278,7 @@ impl Uploads {
         }
         up.hash = hasher.finish_state().await?;
         up.offset = range.end;
-        up.updated_at = self.now();
-        let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
-        if up.offset < up.length
-            && up.s3.is_some()
-            && let Err(e) = self.flush_parts(&mut up, false).await
-        {
-            tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
-        }
-        Ok(up)
+        self.record_growth(up).await
     }
 
     /// Append the bytes of partial `p` from `start` on to the final `up`,
@@ -308,10 +299,18 @@ impl Uploads {
         up.hash = hashed?;
         crate::metrics::global().add_concat_bytes_copied(p.length - start);
         up.offset += p.length - start;
-        up.updated_at = self.now();
         if let Some(m) = up.s3.as_mut() {
             m.parts.extend(sent);
         }
+        self.record_growth(up).await
+    }
+
+    /// Record a final whose completed prefix just grew (offset and hash
+    /// state), then send the whole parts it now has to its multipart upload
+    /// (a failure there is only logged; the parts stay staged for a later
+    /// flush).
+    async fn record_growth(&self, mut up: Upload) -> Result<Upload> {
+        up.updated_at = self.now();
         let row = up.clone();
         self.db.write(move |c| q::update(c, &row)).await?;
         if up.offset < up.length
