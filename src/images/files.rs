@@ -67,17 +67,12 @@ impl Images {
         self.record_file(caller, uuid, cur, file).await
     }
 
-    /// Where AddImageFile with `?storage=` puts the file: its `stor` and
-    /// that store's name (for a caller that streams the bytes into a store
-    /// session itself, then calls [`Images::add_file_from_session`]).
-    pub fn file_target(
-        &self,
-        caller: &Caller,
-        storage: Option<&str>,
-    ) -> Result<(StoreName, StoreName)> {
+    /// Where AddImageFile with `?storage=` puts the file: its `stor` (for a
+    /// caller that streams the bytes into a store session itself, then
+    /// calls [`Images::add_file_from_session`]).
+    pub fn file_target(&self, caller: &Caller, storage: Option<&str>) -> Result<StoreName> {
         caller.require_auth()?;
-        let stor = self.choose_stor(caller, storage)?;
-        Ok((stor, stor))
+        self.choose_stor(caller, storage)
     }
 
     /// AddImageFile for bytes already in a store session (staged in a
@@ -109,7 +104,6 @@ impl Images {
             return Err(Error::internal("session and digests differ in size"));
         }
         check_file(digests, p.content_length, p.sha1.as_deref())?;
-        let target = stor;
         let img = self.get(caller, uuid).await?;
         caller.check_owner(&img)?;
         if img.activated {
@@ -124,9 +118,9 @@ impl Images {
         }
         let done = self
             .stores
-            .complete_session(session, target, Some(&key))
+            .complete_session(session, stor, Some(&key))
             .await?;
-        if done.store != target || done.key != key {
+        if done.store != stor || done.key != key {
             // A multipart session completes at its own key: not for this.
             return Err(Error::internal(
                 "a session completed away from the image's key",

@@ -319,14 +319,13 @@ impl Imports {
     /// Where a transfer named `name` stages its bytes for an image file
     /// stored as AddImageFile with `?storage=` would store it.
     fn stage(&self, caller: &Caller, storage: Option<&str>, name: String) -> Result<Stage> {
-        let (stor, target) = self.images.file_target(caller, storage)?;
+        let target = self.images.file_target(caller, storage)?;
         let staged = if self.images.stores.get(target).is_local() {
             target
         } else {
             StoreName::Staging
         };
         Ok(Stage {
-            stor,
             target,
             staged,
             key: format!("{STAGE_AREA}{name}"),
@@ -575,7 +574,7 @@ impl Imports {
             content_length: Some(spec.size),
         };
         self.images
-            .add_file_from_session(caller, uuid, p, stage.stor, session, digests)
+            .add_file_from_session(caller, uuid, p, stage.target, session, digests)
             .await
     }
 
@@ -775,10 +774,9 @@ impl Imports {
 }
 
 /// Where a transfer stages its bytes: a session in the directory store
-/// `staged` at `key`, completed into `target` (as `stor`).
+/// `staged` at `key`, completed into the image's store `target`.
 #[derive(Debug, Clone)]
 struct Stage {
-    stor: StoreName,
     target: StoreName,
     staged: StoreName,
     key: String,
