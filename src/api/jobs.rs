@@ -236,6 +236,7 @@ fn check_params(p: &Params) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
     use uuid::Uuid;
 
     fn job(execution: Execution, error: Option<&str>) -> ImportJob {
@@ -266,7 +267,7 @@ mod tests {
     }
 
     /// The wire type renders exactly the JSON the job had before it was a
-    /// type (`imports::job_json`), key order included.
+    /// type ([`job_json`]), key order included.
     #[test]
     fn the_wire_job_is_the_workflow_shaped_json() {
         for j in [
@@ -276,10 +277,65 @@ mod tests {
             job(Execution::Failed, Some("RemoteSourceError")),
         ] {
             let ours = serde_json::to_string(&wire_job(&j)).unwrap();
-            let before = serde_json::to_string(&crate::imports::job_json(&j)).unwrap();
+            let before = serde_json::to_string(&job_json(&j)).unwrap();
             assert_eq!(ours, before);
             let back: wire::Job = serde_json::from_str(&ours).unwrap();
             assert_eq!(back, wire_job(&j));
         }
+    }
+
+    /// The job JSON as `imports` built it by hand before `wire::Job`: the
+    /// reference the wire type is held to.
+    fn job_json(j: &ImportJob) -> Value {
+        let origins: Vec<String> = j
+            .plan
+            .iter()
+            .filter(|u| **u != j.image_uuid)
+            .map(Uuid::to_string)
+            .collect();
+        let finished = matches!(j.execution, Execution::Succeeded | Execution::Failed);
+        let chain_results = if finished {
+            let error = match (&j.error_code, &j.error_message) {
+                (Some(code), msg) => json!({
+                    "name": code,
+                    "code": code,
+                    "message": msg.clone().unwrap_or_default(),
+                }),
+                _ => json!(""),
+            };
+            let result = match j.execution {
+                Execution::Succeeded => format!("Image {} imported", j.image_uuid),
+                _ => String::new(),
+            };
+            vec![json!({
+                "name": "import_image",
+                "result": result,
+                "error": error,
+                "started_at": j.started_at,
+                "finished_at": j.finished_at,
+            })]
+        } else {
+            vec![]
+        };
+        json!({
+            "uuid": j.job_uuid,
+            "name": TASK,
+            "task": TASK,
+            "execution": j.execution.as_str(),
+            "image_uuid": j.image_uuid,
+            "params": {
+                "task": TASK,
+                "image_uuid": j.image_uuid,
+                "source": j.source,
+                "origins": origins,
+                "skip_owner_check": j.skip_owner_check,
+            },
+            "chain_results": chain_results,
+            "bytes_received": j.bytes_received,
+            "bytes_total": j.bytes_total,
+            "created_at": j.created_at,
+            "started_at": j.started_at,
+            "finished_at": j.finished_at,
+        })
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::config::ImportsConfig;
@@ -864,59 +864,4 @@ pub fn parse_execution(v: &str) -> Result<Option<Execution>> {
                 errors: vec![FieldError::new("execution", FieldCode::Invalid)],
             }),
     }
-}
-
-/// A job in the shape of a workflow job (what sdc-clients polls), with
-/// the bytes counter for progress.
-pub fn job_json(j: &ImportJob) -> Value {
-    let origins: Vec<String> = j
-        .plan
-        .iter()
-        .filter(|u| **u != j.image_uuid)
-        .map(Uuid::to_string)
-        .collect();
-    let finished = matches!(j.execution, Execution::Succeeded | Execution::Failed);
-    let chain_results = if finished {
-        let error = match (&j.error_code, &j.error_message) {
-            (Some(code), msg) => json!({
-                "name": code,
-                "code": code,
-                "message": msg.clone().unwrap_or_default(),
-            }),
-            _ => json!(""),
-        };
-        let result = match j.execution {
-            Execution::Succeeded => format!("Image {} imported", j.image_uuid),
-            _ => String::new(),
-        };
-        vec![json!({
-            "name": "import_image",
-            "result": result,
-            "error": error,
-            "started_at": j.started_at,
-            "finished_at": j.finished_at,
-        })]
-    } else {
-        vec![]
-    };
-    json!({
-        "uuid": j.job_uuid,
-        "name": TASK,
-        "task": TASK,
-        "execution": j.execution.as_str(),
-        "image_uuid": j.image_uuid,
-        "params": {
-            "task": TASK,
-            "image_uuid": j.image_uuid,
-            "source": j.source,
-            "origins": origins,
-            "skip_owner_check": j.skip_owner_check,
-        },
-        "chain_results": chain_results,
-        "bytes_received": j.bytes_received,
-        "bytes_total": j.bytes_total,
-        "created_at": j.created_at,
-        "started_at": j.started_at,
-        "finished_at": j.finished_at,
-    })
 }
