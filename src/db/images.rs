@@ -653,8 +653,11 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
                 "uuid IN (SELECT uuid FROM image_tags WHERE tag = {p})"
             ));
         } else {
+            // Checked through `image_tags`' primary key (tag, uuid): the
+            // uuid is in every list index, so a walk decides from its index
+            // entry, reading the rows of the matching images only.
             wh.push(format!(
-                "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE value = {p})"
+                "EXISTS (SELECT 1 FROM image_tags WHERE tag = {p} AND image_tags.uuid = images.uuid)"
             ));
         }
     }
@@ -680,7 +683,8 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
             ));
         } else {
             wh.push(format!(
-                "EXISTS (SELECT 1 FROM json_each(images.billing_tags) WHERE value = {p})"
+                "EXISTS (SELECT 1 FROM image_billing_tags \
+                 WHERE tag = {p} AND image_billing_tags.uuid = images.uuid)"
             ));
         }
     }
@@ -1313,6 +1317,39 @@ mod tests {
             ..ListQuery::default()
         };
         assert_eq!(merge_values(&c, &q, Dense::default()).unwrap(), None);
+    }
+
+    /// A tag or billing tag that does not drive (dense, or not the first)
+    /// is checked by one probe of its side table's primary key per image
+    /// walked, not by reading the image's JSON arrays.
+    #[test]
+    fn dense_tags_are_checked_through_their_side_tables() {
+        let c = conn();
+        let q = ListQuery {
+            tags: vec!["role=os".into()],
+            billing_tags: vec!["b3".into()],
+            ..ListQuery::default()
+        };
+        let dense = Dense {
+            tag: true,
+            billing_tag: true,
+            tag_key: false,
+        };
+        for account in [None, Some(u(1))] {
+            let q = ListQuery {
+                account,
+                ..q.clone()
+            };
+            let p = plan_dense(&c, &q, dense).join("\n");
+            for t in ["image_tags", "image_billing_tags"] {
+                assert!(
+                    p.lines().any(|l| l.starts_with(&format!("SEARCH {t} "))
+                        && l.ends_with("USING PRIMARY KEY (tag=? AND uuid=?)")),
+                    "{t}:\n{p}"
+                );
+            }
+            assert!(!p.contains("json_each"), "{p}");
+        }
     }
 
     /// Every insert and update stores the image's list form beside its
