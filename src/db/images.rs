@@ -98,11 +98,12 @@ pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
 
 /// Replace the stored image with the same uuid (`DbError::NotFound` if none).
 pub fn update(conn: &Connection, img: &Image) -> Result<()> {
+    let p = row_params(img)?;
     let n = conn.execute(
         "UPDATE images SET owner=?2, name=?3, version=?4, state=?5, activated=?6, disabled=?7, \
          public=?8, type=?9, os=?10, origin=?11, published_at=?12, acl=?13, tags_search=?14, \
          billing_tags=?15, expires_at=?16, manifest=?17, channels=?18, wire=?19 WHERE uuid=?1",
-        rusqlite::params_from_iter(row_params(img)?),
+        rusqlite::params_from_iter(&p),
     )?;
     if n == 0 {
         return Err(DbError::NotFound {
@@ -110,6 +111,12 @@ pub fn update(conn: &Connection, img: &Image) -> Result<()> {
             id: img.uuid,
         });
     }
+    // A new manifest with the same list form: `images_wire_stale`
+    // (sql/0011) has just cleared it; write it again.
+    conn.execute(
+        "UPDATE images SET wire = ?2 WHERE uuid = ?1 AND wire IS NULL",
+        params![&p[0], &p[18]],
+    )?;
     Ok(())
 }
 
@@ -1393,6 +1400,51 @@ mod tests {
             update(&c, img).unwrap();
         }
         check(&c);
+        // Changes of the manifest that leave the list form as it was
+        // (the stored files' store, an expiry) keep it.
+        for img in imgs.iter_mut().step_by(5) {
+            img.expires_at = Some("2030-01-01T00:00:00.000Z".into());
+            for f in &mut img.files {
+                f.mtime = "2030-01-01T00:00:00.000Z".into();
+            }
+            update(&c, img).unwrap();
+        }
+        check(&c);
+        // A writer that does not know the list form leaves it NULL, not
+        // stale (`images_wire_stale`): ListImages renders those images
+        // from their manifests.
+        let stale = &mut imgs[1];
+        stale.description = Some("written by another writer".into());
+        c.execute(
+            "UPDATE images SET manifest = ?2 WHERE uuid = ?1",
+            params![
+                stale.uuid.to_string(),
+                serde_json::to_string(&*stale).unwrap()
+            ],
+        )
+        .unwrap();
+        let q = ListQuery {
+            state: StateFilter::All,
+            ..ListQuery::default()
+        };
+        let listed = list_json(&c, &q, Select::Wire).unwrap();
+        let uuid = stale.uuid.to_string();
+        let got: Vec<&String> = listed
+            .iter()
+            .filter_map(|l| match l {
+                Listed::Manifest(m) if m.contains(&uuid) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{listed:?}");
+        assert!(got[0].contains("written by another writer"));
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|l| matches!(l, Listed::Wire(_)))
+                .count(),
+            listed.len() - 1
+        );
         c.execute("UPDATE images SET wire = NULL WHERE rowid % 3 = 0", [])
             .unwrap();
         assert_eq!(super::super::migrate(&mut c).unwrap(), 0);
