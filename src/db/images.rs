@@ -1,4 +1,6 @@
-//! SQL for images: insert, get, update, delete, and ListImages' filters.
+//! SQL for images: insert, get, update, delete, ListImages' filters, and
+//! each image's stored list form (`images.wire`, what ListImages copies
+//! into its body when it needs no other rendering).
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -265,8 +267,9 @@ pub fn all(conn: &Connection) -> Result<Vec<Image>> {
 /// sorted and the walk stops at `limit`; a driver through a side table
 /// (tags, billing tags) or several values of a column (`~` matches: the
 /// distinct names or versions holding the substring, found through their
-/// trigram index) yields rows that are then sorted by their keys. With no filter, `state` (or, for `state=all`,
-/// `published_at`) is the walk.
+/// trigram index) yields rows that are then sorted by their keys (or, for
+/// a `~` match over a few values, merged: see [`merge_sql`]). With no
+/// filter, `state` (or, for `state=all`, `published_at`) is the walk.
 pub fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
     list_sql_dense(q, Dense::default())
 }
