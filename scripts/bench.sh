@@ -48,7 +48,9 @@ hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 start_server() {  # [DATA_DIR] [LISTEN]
   "$BIN" serve --listen "${2:-127.0.0.1:0}" --data-dir "${1:-$WORK/data}" > "$WORK/server.out" 2> "$WORK/server.err" &
   SERVER_PID=$!
-  for _ in $(seq 100); do
+  # (up to 60 s: opening a database seeded by SQL first stores each image's
+  # list form, sql/0011, about 10 s for 100 000 images)
+  for _ in $(seq 600); do
     URL=$(sed -n 's/^imgapi listening on //p' "$WORK/server.out")
     [ -n "$URL" ] && return
     sleep 0.1
@@ -70,7 +72,8 @@ timed() { local t0 t1; t0=$(now); "$@" > /dev/null; t1=$(now); secs "$t0" "$t1";
 # two public, one in 20 disabled, one in 50 unactivated; os, type, tags and
 # billing tags cycle through small sets; one private image in ten is
 # shared (acl) with the next owner. The manifest has the fields and shape
-# of what CreateImage stores.
+# of what CreateImage stores; the server stores each image's list form
+# (`images.wire`, sql/0011) when it next opens the database.
 list_seed() {  # DB N OWNERS NAMES
   sqlite3 "$1" <<SQL
 PRAGMA journal_mode = WAL;

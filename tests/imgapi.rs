@@ -1157,7 +1157,33 @@ async fn list_is_never_stale() {
                 assert_eq!(f["state"], state);
                 assert_eq!(f, g, "list and get agree");
             }
+            same_bytes(s, a, state).await;
         }
+    }
+    // The list body (built from each image's stored list form) is, byte
+    // for byte, the array of the GetImage bodies (rendered from the
+    // manifest), and the body of the same list rendered from manifests
+    // (inclAdminFields=false is the default rendering asked for).
+    async fn same_bytes(s: &Server, a: &str, at: &str) {
+        let body = |path: String| async move {
+            let r = s.http.get(s.u(&path)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.unwrap()
+        };
+        let list = body(format!("/images?account={a}&state=all")).await;
+        let v: Value = serde_json::from_str(&list).unwrap();
+        let mut want = Vec::new();
+        for img in v.as_array().unwrap() {
+            let u = img["uuid"].as_str().unwrap();
+            let g = body(format!("/images/{u}?account={a}")).await;
+            want.push(g.replace('\n', "\n  "));
+        }
+        let want = if want.is_empty() {
+            "[]".to_string()
+        } else {
+            format!("[\n  {}\n]", want.join(",\n  "))
+        };
+        assert_eq!(list, want, "ListImages for {a} at {at}: bytes of GetImage");
     }
     let img = s
         .create(
@@ -1204,6 +1230,20 @@ async fn list_is_never_stale() {
     assert_eq!(names(&v), vec!["renamed"]);
     s.post(&format!("/images/{u}/acl?action=remove"), json!([LUKE]))
         .await;
+    check(&s, &u, [true, false, false], "active").await;
+    let r = s
+        .http
+        .put(s.u(&format!("/images/{u}/icon")))
+        .header("content-type", "image/png")
+        .body(vec![1u8; 300])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    check(&s, &u, [true, false, false], "active").await;
+    let (_, v) = s.get(&format!("/images/{u}")).await;
+    assert_eq!(v["icon"], true);
+    s.delete(&format!("/images/{u}/icon")).await;
     check(&s, &u, [true, false, false], "active").await;
     s.delete(&format!("/images/{u}")).await;
     check(&s, &u, [false, false, false], "gone").await;

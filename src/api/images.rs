@@ -13,7 +13,7 @@ use super::extract::{
     ImageCtx, NoRender, Params, Preamble, json_body, json_object, json_object_opt, uuid_param,
 };
 use super::{ApiVersion, AppState, json_response};
-use crate::db::images::{ListQuery, StateFilter, TextMatch};
+use crate::db::images::{ListQuery, Listed, Select, StateFilter, TextMatch};
 use crate::error::{Error, FieldCode};
 use crate::identity::Caller;
 use crate::manifest::{Image, RenderOpts, State as ImgState, normalize_date};
@@ -284,7 +284,14 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
     };
     q.account = caller.account;
     q.channel = ctx.channel.filter();
-    let imgs = st.images.list_json(caller, q).await?;
+    // The default rendering is stored with each image: such a body is
+    // built from the stored strings; any other is rendered from manifests.
+    let select = if ctx.opts.is_stored() {
+        Select::Wire
+    } else {
+        Select::Manifest
+    };
+    let imgs = st.images.list_json(caller, q, select).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -298,9 +305,10 @@ const LIST_CHUNK: usize = 32;
 
 /// ListImages' body, byte for byte what `json_response` writes for the
 /// rendered array, produced `LIST_CHUNK` images at a time as the client
-/// reads: each image's stored JSON is parsed only when its chunk is
-/// rendered, so a page of 1 000 is never held parsed or rendered whole.
-fn list_body(imgs: Vec<String>, opts: RenderOpts) -> Body {
+/// reads. An image's stored list form is copied as it is; a manifest is
+/// parsed and rendered only when its chunk is, so a page of 1 000 is never
+/// held parsed or rendered whole.
+fn list_body(imgs: Vec<Listed>, opts: RenderOpts) -> Body {
     if imgs.is_empty() {
         return Body::from("[]");
     }
@@ -308,9 +316,9 @@ fn list_body(imgs: Vec<String>, opts: RenderOpts) -> Body {
     let mut imgs = imgs.into_iter().enumerate();
     let chunks = std::iter::from_fn(move || {
         let mut buf = Vec::new();
-        for (k, stored) in imgs.by_ref().take(LIST_CHUNK) {
+        for (k, img) in imgs.by_ref().take(LIST_CHUNK) {
             buf.extend_from_slice(if k == 0 { b"[\n  " } else { b",\n  " });
-            if let Err(e) = list_item(&stored, opts, &mut buf) {
+            if let Err(e) = list_item(img, opts, &mut buf) {
                 return Some(Err(std::io::Error::other(e)));
             }
             if k + 1 == n {
@@ -322,22 +330,19 @@ fn list_body(imgs: Vec<String>, opts: RenderOpts) -> Body {
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
-/// One image of a ListImages body, from its stored JSON: pretty-printed as
-/// an element of the array (one level of indentation in), written straight
-/// into `buf`.
-fn list_item(stored: &str, opts: RenderOpts, buf: &mut Vec<u8>) -> serde_json::Result<()> {
-    use serde::Serialize;
-    use serde_json::ser::{Formatter, PrettyFormatter};
-    let img: Image = serde_json::from_str(stored)?;
-    // A pretty formatter that has opened the array and its first value:
-    // what follows is indented as the array's element.
-    let mut f = PrettyFormatter::new();
-    f.begin_array(&mut std::io::sink())
-        .map_err(serde_json::Error::io)?;
-    f.begin_array_value(&mut std::io::sink(), true)
-        .map_err(serde_json::Error::io)?;
-    img.to_wire(opts)
-        .serialize(&mut serde_json::Serializer::with_formatter(buf, f))
+/// One image of a ListImages body as an element of the array (one level
+/// of indentation in), written straight into `buf`: its stored list form,
+/// which the database keeps for the default rendering only (the caller
+/// asks for it only then), or its manifest rendered with `opts`.
+fn list_item(img: Listed, opts: RenderOpts, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    match img {
+        Listed::Wire(w) => {
+            debug_assert!(opts.is_stored());
+            buf.extend_from_slice(w.as_bytes());
+            Ok(())
+        }
+        Listed::Manifest(m) => serde_json::from_str::<Image>(&m)?.write_listed(opts, buf),
+    }
 }
 
 /// GetImage: `GET /images/{uuid}`.
@@ -991,6 +996,50 @@ mod list_body_tests {
                     m.insert("users".into(), serde_json::json!([{"name": "root"}]));
                     m.insert("generate_passwords".into(), true.into());
                 }
+                // Every state: placeholders (with an error, shown only
+                // when failed, and an expiry, never shown), unactivated,
+                // disabled, active; and the rarer fields.
+                match i % 11 {
+                    1 => {
+                        m.insert("placeholder".into(), "creating".into());
+                        m.insert("expires_at".into(), "2020-01-02T00:00:00.000Z".into());
+                        m.insert("error".into(), serde_json::json!({"message": "x"}));
+                    }
+                    2 => {
+                        m.insert("placeholder".into(), "failed".into());
+                        m.insert("expires_at".into(), "2020-01-02T00:00:00.000Z".into());
+                        m.insert(
+                            "error".into(),
+                            serde_json::json!({"code": "E", "message": "m\u{0}"}),
+                        );
+                    }
+                    3 => {
+                        m.insert("generate_passwords".into(), false.into());
+                        m.insert("eula".into(), "e".into());
+                        m.insert("urn".into(), "".into());
+                        m.insert("nic_driver".into(), "virtio".into());
+                        m.insert("disk_driver".into(), "".into());
+                        m.insert("cpu_type".into(), "host".into());
+                        m.insert("image_size".into(), 10240.into());
+                        m.insert("origin".into(), Uuid::from_u128(5).to_string().into());
+                        m.insert("traits".into(), serde_json::json!({"t": true}));
+                        m.insert("inherited_directories".into(), serde_json::json!(["/opt"]));
+                        m.insert(
+                            "icon".into(),
+                            serde_json::json!({"sha1": "s", "size": 1,
+                                "content_type": "image/png", "content_md5": "m",
+                                "mtime": "t", "stor": "local"}),
+                        );
+                        m.insert("files".into(), serde_json::json!([]));
+                    }
+                    4 => {
+                        m.insert("published_at".into(), Value::Null);
+                        m.insert("description".into(), "".into());
+                        m.insert("tags".into(), serde_json::json!({}));
+                        m.insert("acl".into(), serde_json::json!([]));
+                    }
+                    _ => {}
+                }
                 serde_json::from_value(v).unwrap()
             })
             .collect()
@@ -1020,7 +1069,7 @@ mod list_body_tests {
                     // as the database stores them
                     let stored = imgs
                         .iter()
-                        .map(|i| serde_json::to_string(i).unwrap())
+                        .map(|i| Listed::Manifest(serde_json::to_string(i).unwrap()))
                         .collect();
                     let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
                         .await
@@ -1032,6 +1081,72 @@ mod list_body_tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The body built from the stored list form of each image (what the
+    /// database keeps in `images.wire`), from manifests, and from a mix of
+    /// both (images stored before the column was filled), is the body
+    /// `json_response` wrote for the rendered array: every state, every
+    /// optional field, odd characters.
+    #[tokio::test]
+    async fn the_list_from_stored_json_is_the_rendered_list() {
+        let all = images();
+        let states: std::collections::BTreeSet<&str> =
+            all.iter().map(|i| i.state().as_str()).collect();
+        assert_eq!(states.len(), 5, "{states:?}");
+        let opts = RenderOpts::default();
+        assert!(opts.is_stored());
+        for n in [1, 2, LIST_CHUNK, LIST_CHUNK + 1, all.len()] {
+            let imgs = &all[..n];
+            let out: Vec<Value> = imgs.iter().map(|i| i.render(opts)).collect();
+            let want = serde_json::to_vec_pretty(&out).unwrap();
+            for mix in [0, 1, 2] {
+                let stored: Vec<Listed> = imgs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, i)| {
+                        if mix == 0 || (mix == 1 && k % 3 == 1) {
+                            Listed::Manifest(serde_json::to_string(i).unwrap())
+                        } else {
+                            Listed::Wire(i.listed_json().unwrap())
+                        }
+                    })
+                    .collect();
+                let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{n} images, mix {mix}"
+                );
+            }
+        }
+    }
+
+    /// The stored list form is the default rendering only: every other
+    /// rendering changes some image's JSON (so a request asking for it
+    /// must be rendered from manifests, as `list` does).
+    #[test]
+    fn other_renderings_differ_from_the_stored_form() {
+        let all = images();
+        for opts in [
+            RenderOpts {
+                admin_fields: true,
+                channels: false,
+            },
+            RenderOpts {
+                admin_fields: false,
+                channels: true,
+            },
+        ] {
+            assert!(!opts.is_stored());
+            assert!(all.iter().any(|i| {
+                let mut buf = Vec::new();
+                i.write_listed(opts, &mut buf).unwrap();
+                buf != i.listed_json().unwrap().into_bytes()
+            }));
         }
     }
 }

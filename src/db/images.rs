@@ -1,4 +1,6 @@
-//! SQL for images: insert, get, update, delete, and ListImages' filters.
+//! SQL for images: insert, get, update, delete, ListImages' filters, and
+//! each image's stored list form (`images.wire`, what ListImages copies
+//! into its body when it needs no other rendering).
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -88,8 +90,8 @@ fn from_row(json: String) -> Result<Image> {
 pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
     let r = conn.execute(
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
-         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
         rusqlite::params_from_iter(row_params(img)?),
     );
     r.map(|_| ())
@@ -98,11 +100,12 @@ pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
 
 /// Replace the stored image with the same uuid (`DbError::NotFound` if none).
 pub fn update(conn: &Connection, img: &Image) -> Result<()> {
+    let p = row_params(img)?;
     let n = conn.execute(
         "UPDATE images SET owner=?2, name=?3, version=?4, state=?5, activated=?6, disabled=?7, \
          public=?8, type=?9, os=?10, origin=?11, published_at=?12, acl=?13, tags_search=?14, \
-         billing_tags=?15, expires_at=?16, manifest=?17, channels=?18 WHERE uuid=?1",
-        rusqlite::params_from_iter(row_params(img)?),
+         billing_tags=?15, expires_at=?16, manifest=?17, channels=?18, wire=?19 WHERE uuid=?1",
+        rusqlite::params_from_iter(&p),
     )?;
     if n == 0 {
         return Err(DbError::NotFound {
@@ -110,6 +113,12 @@ pub fn update(conn: &Connection, img: &Image) -> Result<()> {
             id: img.uuid,
         });
     }
+    // A new manifest with the same list form: `images_wire_stale`
+    // (sql/0011) has just cleared it; write it again.
+    conn.execute(
+        "UPDATE images SET wire = ?2 WHERE uuid = ?1 AND wire IS NULL",
+        params![&p[0], &p[18]],
+    )?;
     Ok(())
 }
 
@@ -142,7 +151,56 @@ fn row_params(img: &Image) -> Result<Vec<SqlValue>> {
             .unwrap_or(SqlValue::Null),
         SqlValue::Text(serde_json::to_string(img).map_err(DbError::corrupt("image manifest"))?),
         SqlValue::Text(j(&img.channels)?),
+        SqlValue::Text(
+            img.listed_json()
+                .map_err(DbError::corrupt("image list form"))?,
+        ),
     ])
+}
+
+/// Images whose stored list form is written per transaction by [`fill_wire`].
+const FILL_BATCH: usize = 500;
+
+/// Write the stored list form (`images.wire`, see `sql/0011_image_wire.sql`)
+/// of every image that has none: the images stored before the column
+/// existed, or by a writer that does not know it. Found through the partial
+/// index of the NULL rows (nothing to read once all are filled), in
+/// transactions of [`FILL_BATCH`] images. A manifest that does not parse
+/// is left as it is (ListImages renders it from the manifest, and fails
+/// on it as it did before). Returns how many were filled.
+pub fn fill_wire(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let mut filled = 0;
+    let mut after = String::new();
+    loop {
+        let tx = conn.transaction()?;
+        let rows: Vec<(String, String)> = {
+            let mut st = tx.prepare(
+                "SELECT uuid, manifest FROM images INDEXED BY images_wire_missing \
+                 WHERE wire IS NULL AND uuid > ?1 ORDER BY uuid LIMIT ?2",
+            )?;
+            st.query_map(params![after, FILL_BATCH as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        let Some((last, _)) = rows.last() else {
+            return Ok(filled);
+        };
+        after = last.clone();
+        {
+            let mut st = tx.prepare("UPDATE images SET wire = ?2 WHERE uuid = ?1")?;
+            for (uuid, manifest) in &rows {
+                let wire = serde_json::from_str::<Image>(manifest)
+                    .ok()
+                    .and_then(|img| img.listed_json().ok());
+                if let Some(wire) = wire {
+                    st.execute(params![uuid, wire])?;
+                    filled += 1;
+                }
+            }
+        }
+        tx.commit()?;
+    }
 }
 
 fn j<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -209,8 +267,9 @@ pub fn all(conn: &Connection) -> Result<Vec<Image>> {
 /// sorted and the walk stops at `limit`; a driver through a side table
 /// (tags, billing tags) or several values of a column (`~` matches: the
 /// distinct names or versions holding the substring, found through their
-/// trigram index) yields rows that are then sorted by their keys. With no filter, `state` (or, for `state=all`,
-/// `published_at`) is the walk.
+/// trigram index) yields rows that are then sorted by their keys (or, for
+/// a `~` match over a few values, merged: see [`merge_sql`]). With no
+/// filter, `state` (or, for `state=all`, `published_at`) is the walk.
 pub fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
     list_sql_dense(q, Dense::default())
 }
@@ -268,9 +327,49 @@ impl Dense {
 /// `limit`, instead of a walk of every private image checking the union
 /// per row.
 pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
+    list_sql_select(q, dense, None, Select::Manifest)
+}
+
+/// What a ListImages query returns of each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    /// Its manifest (one column).
+    Manifest,
+    /// Whether its stored list form is there, then that form, or its
+    /// manifest when it is not (two columns; the manifest is only read
+    /// for images without one).
+    Wire,
+}
+
+impl Select {
+    fn columns(self) -> &'static str {
+        match self {
+            Select::Manifest => "manifest",
+            Select::Wire => "wire IS NOT NULL, ifnull(wire, manifest)",
+        }
+    }
+}
+
+/// [`list_sql_dense`], returning `select` of each image. With `merge` (see
+/// [`merge_values`]), a `~` match is served by merging the walks of the
+/// matching values' images.
+pub fn list_sql_select(
+    q: &ListQuery,
+    dense: Dense,
+    merge: Option<&[String]>,
+    select: Select,
+) -> (String, Vec<SqlValue>) {
+    let cols = select.columns();
     let mut b = Sql::default();
     let order = if q.desc { "DESC" } else { "ASC" };
     let order_by = format!("ORDER BY published_at {order}, uuid {order}");
+    if let (Some(values), Driver::Text(c), StateFilter::Only(state)) =
+        (merge, Driver::pick(q, dense, false), q.state)
+        && !values.is_empty()
+        && sparse_account(q, dense).is_none()
+    {
+        return merge_sql(q, dense, c, state, values, cols, &mut b);
+    }
     if let Some(a) = sparse_account(q, dense) {
         let own = ListQuery {
             owner: Some(a),
@@ -285,7 +384,7 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
         let shared_where = where_sql(&shared, dense, Some(a), &mut b).all();
         let lim = b.arg(SqlValue::Integer(q.limit as i64));
         let sql = format!(
-            "SELECT manifest FROM images WHERE rowid IN \
+            "SELECT {cols} FROM images WHERE rowid IN \
              (SELECT rowid FROM (SELECT rowid FROM images {own_where} {order_by} LIMIT {lim}) \
              UNION ALL \
              SELECT rowid FROM (SELECT rowid FROM images {shared_where} {order_by} LIMIT {lim})) \
@@ -297,7 +396,7 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
     let lim = b.arg(SqlValue::Integer(q.limit as i64));
     let sql = if w.driver.sorted() {
         format!(
-            "SELECT manifest FROM images {} {order_by} LIMIT {lim}",
+            "SELECT {cols} FROM images {} {order_by} LIMIT {lim}",
             w.all()
         )
     } else if let (Driver::Text(_), Some(acc)) = (w.driver, &w.account) {
@@ -307,7 +406,7 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
         // order (the co-routine `c` is the outer loop), stopping at
         // `limit`: a few rows read, not every candidate's.
         format!(
-            "SELECT manifest FROM \
+            "SELECT {cols} FROM \
              (SELECT rowid AS r FROM images {} {order_by} LIMIT -1) AS c \
              CROSS JOIN images ON images.rowid = c.r WHERE {acc} LIMIT {lim}",
             w.filters()
@@ -316,12 +415,110 @@ pub fn list_sql_dense(q: &ListQuery, dense: Dense) -> (String, Vec<SqlValue>) {
         // The driver's rows are sorted: only their keys, not their
         // manifests, then the page's manifests are read.
         format!(
-            "SELECT manifest FROM images WHERE rowid IN \
+            "SELECT {cols} FROM images WHERE rowid IN \
              (SELECT rowid FROM images {} {order_by} LIMIT {lim}) {order_by}",
             w.all()
         )
     };
     (sql, b.args)
+}
+
+/// Most distinct values of a `~` match whose walks are merged (see
+/// [`merge_sql`]); a substring matching more values is served by sorting
+/// its images' keys.
+pub const MERGE_MAX: usize = 32;
+
+/// The distinct values of `q`'s `~` match when it is the driver, the
+/// state is one, and they are at most [`MERGE_MAX`] (else None: the sorted
+/// plan of [`list_sql_dense`] serves it). Empty when no value holds the
+/// substring (the page is empty).
+pub fn merge_values(conn: &Connection, q: &ListQuery, dense: Dense) -> Result<Option<Vec<String>>> {
+    let Driver::Text(c) = Driver::pick(q, dense, false) else {
+        return Ok(None);
+    };
+    let m = if c == "name" { &q.name } else { &q.version };
+    let (Some(TextMatch::Contains(sub)), StateFilter::Only(_), None) =
+        (m, q.state, sparse_account(q, dense))
+    else {
+        return Ok(None);
+    };
+    // `instr` is the definition (as in `where_sql`); the trigram index,
+    // when the substring is long enough, finds the candidates.
+    let (hit, args) = if sub.chars().count() >= TRIGRAM {
+        (
+            "AND id IN (SELECT rowid FROM image_text WHERE image_text MATCH ?3)",
+            vec![text(c), text(sub), text(&fts_phrase(sub))],
+        )
+    } else {
+        ("", vec![text(c), text(sub)])
+    };
+    let sql = format!(
+        "SELECT value FROM image_values WHERE col = ?1 {hit} AND instr(value, ?2) > 0 \
+         AND n > 0 ORDER BY value LIMIT {}",
+        MERGE_MAX + 1
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let values: Vec<String> = st
+        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((values.len() <= MERGE_MAX).then_some(values))
+}
+
+/// A `~` match over a few distinct values (`values`, of column `c`): each
+/// value's images in state `state` come from `c`'s index already in
+/// ListImages' order (index-only, a `marker` bounding the walk); SQLite
+/// merges those walks (a compound `UNION ALL … ORDER BY`, no sort) in the
+/// co-routine `m`, and the other filters and the account union are checked
+/// on each image's row in that order, stopping at `limit`. Reads about
+/// `limit` rows and sorts nothing, where the sorted plan sorts every
+/// candidate's keys first (2 200 for `name=~img12` at 100 000 images).
+fn merge_sql(
+    q: &ListQuery,
+    dense: Dense,
+    c: &'static str,
+    state: State,
+    values: &[String],
+    cols: &str,
+    b: &mut Sql,
+) -> (String, Vec<SqlValue>) {
+    let order = if q.desc { "DESC" } else { "ASC" };
+    let st = b.arg(text(state.as_str()));
+    let marker = q.marker.as_ref().map(|m| {
+        let p = b.arg(text(m));
+        format!(" AND published_at {} {p}", if q.desc { "<=" } else { ">=" })
+    });
+    let marker = marker.unwrap_or_default();
+    let arms: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let p = b.arg(text(v));
+            format!(
+                "SELECT rowid AS r, published_at AS p, uuid AS u FROM images \
+                 WHERE {c} = {p} AND state = {st}{marker}"
+            )
+        })
+        .collect();
+    // The other conditions, on the row: `q` without the match, the state
+    // and the marker, which the walks applied.
+    let mut rest = ListQuery {
+        state: StateFilter::All,
+        marker: None,
+        ..q.clone()
+    };
+    if c == "name" {
+        rest.name = None;
+    } else {
+        rest.version = None;
+    }
+    let w = where_sql(&rest, dense, None, b);
+    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let sql = format!(
+        "SELECT {cols} FROM ({} ORDER BY p {order}, u {order} LIMIT -1) AS m \
+         CROSS JOIN images ON images.rowid = m.r {} LIMIT {lim}",
+        arms.join(" UNION ALL "),
+        w.all()
+    );
+    (sql, std::mem::take(&mut b.args))
 }
 
 /// The conditions of a ListImages query.
@@ -466,8 +663,11 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
                 "uuid IN (SELECT uuid FROM image_tags WHERE tag = {p})"
             ));
         } else {
+            // Checked through `image_tags`' primary key (tag, uuid): the
+            // uuid is in every list index, so a walk decides from its index
+            // entry, reading the rows of the matching images only.
             wh.push(format!(
-                "EXISTS (SELECT 1 FROM json_each(images.tags_search) WHERE value = {p})"
+                "EXISTS (SELECT 1 FROM image_tags WHERE tag = {p} AND image_tags.uuid = images.uuid)"
             ));
         }
     }
@@ -493,7 +693,8 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
             ));
         } else {
             wh.push(format!(
-                "EXISTS (SELECT 1 FROM json_each(images.billing_tags) WHERE value = {p})"
+                "EXISTS (SELECT 1 FROM image_billing_tags \
+                 WHERE tag = {p} AND image_billing_tags.uuid = images.uuid)"
             ));
         }
     }
@@ -557,14 +758,43 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
 
 /// ListImages: the filters of IMGAPI and its `account` visibility union.
 pub fn list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
-    list_json(conn, q)?.into_iter().map(from_row).collect()
+    list_json(conn, q, Select::Manifest)?
+        .into_iter()
+        .map(|l| match l {
+            Listed::Manifest(m) | Listed::Wire(m) => from_row(m),
+        })
+        .collect()
 }
 
-/// [`list`], each image as its stored JSON (not parsed).
-pub fn list_json(conn: &Connection, q: &ListQuery) -> Result<Vec<String>> {
-    let (sql, args) = list_sql_dense(q, Dense::probe(conn, q)?);
+/// One image of a ListImages page as the database holds it, not parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// Its stored list form (`manifest::Image::listed_json`): the image
+    /// as a ListImages body element with the default rendering.
+    Wire(String),
+    /// Its manifest (the internal JSON), to be parsed and rendered.
+    Manifest(String),
+}
+
+/// [`list`], each image as stored: with [`Select::Wire`], its stored list
+/// form where it has one, else (and with [`Select::Manifest`]) its
+/// manifest.
+pub fn list_json(conn: &Connection, q: &ListQuery, select: Select) -> Result<Vec<Listed>> {
+    let dense = Dense::probe(conn, q)?;
+    let merge = merge_values(conn, q, dense)?;
+    if merge.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(vec![]);
+    }
+    let (sql, args) = list_sql_select(q, dense, merge.as_deref(), select);
     let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+    let rows = st.query_map(rusqlite::params_from_iter(args), |r| match select {
+        Select::Manifest => Ok(Listed::Manifest(r.get(0)?)),
+        Select::Wire => Ok(if r.get::<_, bool>(0)? {
+            Listed::Wire(r.get(1)?)
+        } else {
+            Listed::Manifest(r.get(1)?)
+        }),
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -1028,6 +1258,208 @@ mod tests {
         );
     }
 
+    /// A `~` match over a few distinct values merges the values' walks of
+    /// the column's index (no sort of the candidates, no scan), with and
+    /// without the account, both orders, with a marker; over many values,
+    /// or in every state, it keeps the sorted plan.
+    #[test]
+    fn a_few_matching_values_are_merged_not_sorted() {
+        let c = conn();
+        for i in 0..40 {
+            let mut r = Rng(i);
+            let mut img = image(&mut r, i as u32);
+            img.name = format!("img{i}");
+            img.version = format!("1.{i}");
+            insert(&c, &img).unwrap();
+        }
+        for (m, few) in [
+            (TextMatch::Contains("img1".into()), true), // img1, img10..img19
+            (TextMatch::Contains("g3".into()), true),   // 2 characters: instr
+            (TextMatch::Contains("img".into()), false), // 40 names
+            (TextMatch::Contains("nothing".into()), true), // none: empty page
+        ] {
+            for (account, desc, marker) in [
+                (None, false, None),
+                (Some(u(1)), false, None),
+                (
+                    Some(u(1)),
+                    true,
+                    Some("2020-01-03T00:00:00.000Z".to_string()),
+                ),
+            ] {
+                let q = ListQuery {
+                    name: Some(m.clone()),
+                    account,
+                    desc,
+                    marker,
+                    ..ListQuery::default()
+                };
+                let values = merge_values(&c, &q, Dense::default()).unwrap();
+                assert_eq!(values.is_some(), few, "{q:?}");
+                let want = uuids(old_list(&c, &q).unwrap());
+                assert_eq!(uuids(list(&c, &q).unwrap()), want, "{q:?}");
+                let Some(values) = values.filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let (sql, args) =
+                    list_sql_select(&q, Dense::default(), Some(&values), Select::Manifest);
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let p: Vec<String> = st
+                    .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .collect();
+                let has = |s: &str| p.iter().any(|l| l.contains(s));
+                assert!(
+                    has("MERGE (UNION ALL)")
+                        && has("COVERING INDEX images_list_name")
+                        && !has("TEMP B-TREE")
+                        && !has("SCAN images"),
+                    "{q:?}:\n{}",
+                    p.join("\n")
+                );
+            }
+        }
+        // In every state the index walks are not in ListImages' order.
+        let q = ListQuery {
+            name: Some(TextMatch::Contains("img1".into())),
+            state: StateFilter::All,
+            ..ListQuery::default()
+        };
+        assert_eq!(merge_values(&c, &q, Dense::default()).unwrap(), None);
+    }
+
+    /// A tag or billing tag that does not drive (dense, or not the first)
+    /// is checked by one probe of its side table's primary key per image
+    /// walked, not by reading the image's JSON arrays.
+    #[test]
+    fn dense_tags_are_checked_through_their_side_tables() {
+        let c = conn();
+        let q = ListQuery {
+            tags: vec!["role=os".into()],
+            billing_tags: vec!["b3".into()],
+            ..ListQuery::default()
+        };
+        let dense = Dense {
+            tag: true,
+            billing_tag: true,
+            tag_key: false,
+        };
+        for account in [None, Some(u(1))] {
+            let q = ListQuery {
+                account,
+                ..q.clone()
+            };
+            let p = plan_dense(&c, &q, dense).join("\n");
+            for t in ["image_tags", "image_billing_tags"] {
+                assert!(
+                    p.lines().any(|l| l.starts_with(&format!("SEARCH {t} "))
+                        && l.ends_with("USING PRIMARY KEY (tag=? AND uuid=?)")),
+                    "{t}:\n{p}"
+                );
+            }
+            assert!(!p.contains("json_each"), "{p}");
+        }
+    }
+
+    /// Every insert and update stores the image's list form beside its
+    /// manifest (what ListImages copies into its body), and the images
+    /// without one (stored before the column, or by another writer) get
+    /// it when the database is opened.
+    #[test]
+    fn every_write_stores_the_list_form() {
+        let mut c = conn();
+        let check = |c: &Connection| {
+            let mut st = c
+                .prepare("SELECT manifest, wire FROM images ORDER BY uuid")
+                .unwrap();
+            let rows: Vec<(String, Option<String>)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(!rows.is_empty());
+            for (m, w) in rows {
+                let img: Image = serde_json::from_str(&m).unwrap();
+                assert_eq!(w, Some(img.listed_json().unwrap()), "{m}");
+            }
+        };
+        let mut r = Rng(5);
+        let mut imgs: Vec<Image> = (0..100).map(|i| image(&mut r, i)).collect();
+        for i in &imgs {
+            insert(&c, i).unwrap();
+        }
+        check(&c);
+        for (k, img) in imgs.iter_mut().enumerate() {
+            match k % 4 {
+                0 => img.disabled = !img.disabled,
+                1 => img.acl.push(u(7)),
+                2 => {
+                    img.activated = true;
+                    img.placeholder = None;
+                }
+                _ => img.description = Some(format!("changed {k}")),
+            }
+            update(&c, img).unwrap();
+        }
+        check(&c);
+        // Changes of the manifest that leave the list form as it was
+        // (the stored files' store, an expiry) keep it.
+        for img in imgs.iter_mut().step_by(5) {
+            img.expires_at = Some("2030-01-01T00:00:00.000Z".into());
+            for f in &mut img.files {
+                f.mtime = "2030-01-01T00:00:00.000Z".into();
+            }
+            update(&c, img).unwrap();
+        }
+        check(&c);
+        // A writer that does not know the list form leaves it NULL, not
+        // stale (`images_wire_stale`): ListImages renders those images
+        // from their manifests.
+        let stale = &mut imgs[1];
+        stale.description = Some("written by another writer".into());
+        c.execute(
+            "UPDATE images SET manifest = ?2 WHERE uuid = ?1",
+            params![
+                stale.uuid.to_string(),
+                serde_json::to_string(&*stale).unwrap()
+            ],
+        )
+        .unwrap();
+        let q = ListQuery {
+            state: StateFilter::All,
+            ..ListQuery::default()
+        };
+        let listed = list_json(&c, &q, Select::Wire).unwrap();
+        let uuid = stale.uuid.to_string();
+        let got: Vec<&String> = listed
+            .iter()
+            .filter_map(|l| match l {
+                Listed::Manifest(m) if m.contains(&uuid) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{listed:?}");
+        assert!(got[0].contains("written by another writer"));
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|l| matches!(l, Listed::Wire(_)))
+                .count(),
+            listed.len() - 1
+        );
+        c.execute("UPDATE images SET wire = NULL WHERE rowid % 3 = 0", [])
+            .unwrap();
+        assert_eq!(super::super::migrate(&mut c).unwrap(), 0);
+        check(&c);
+        let missing: i64 = c
+            .query_row("SELECT count(*) FROM images WHERE wire IS NULL", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(missing, 0);
+    }
+
     /// ListImages before its indexes (issue 13): the reference results.
     fn old_list(conn: &Connection, q: &ListQuery) -> Result<Vec<Image>> {
         let mut wh: Vec<String> = Vec::new();
@@ -1452,12 +1884,30 @@ mod tests {
             .count();
         c.pragma_update(None, "user_version", before as i64)
             .unwrap();
-        // Stored without the triggers of 0007.
+        // Stored without the triggers of 0007 (and without the list form
+        // of 0011: the columns of then).
         let mut r = Rng(7);
         for i in 0..200 {
-            insert(&c, &image(&mut r, i)).unwrap();
+            let p = row_params(&image(&mut r, i)).unwrap();
+            c.execute(
+                "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, \
+                 public, type, os, origin, published_at, acl, tags_search, billing_tags, \
+                 expires_at, manifest, channels) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+                rusqlite::params_from_iter(&p[..18]),
+            )
+            .unwrap();
         }
         super::super::migrate(&mut c).unwrap();
         compare_all(&c);
+        // 0011's list form, filled by the migration for every image.
+        let filled: i64 = c
+            .query_row(
+                "SELECT count(*) FROM images WHERE wire IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(filled, 200);
     }
 }

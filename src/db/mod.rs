@@ -117,6 +117,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_upload_concat_place",
         include_str!("../../sql/0009_upload_concat_place.sql"),
     ),
+    (
+        "0011_image_wire",
+        include_str!("../../sql/0011_image_wire.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.
@@ -209,6 +213,11 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {
         tx.commit()?;
         tracing::info!(migration = name, "applied migration");
         applied += 1;
+    }
+    // Not SQL: the stored list form of images that have none (0011).
+    let filled = images::fill_wire(conn)?;
+    if filled > 0 {
+        tracing::info!(images = filled, "stored the list form of images");
     }
     Ok(applied)
 }

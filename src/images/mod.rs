@@ -112,12 +112,21 @@ impl Images {
 
     /// ListImages as the stored JSON of each image, in order: parsed by
     /// the caller only as it renders them (a page of 1 000 is never held
-    /// parsed whole).
-    pub async fn list_json(&self, caller: &Caller, query: q::ListQuery) -> Result<Vec<String>> {
+    /// parsed whole). With [`q::Select::Wire`], an image's stored list
+    /// form where it has one (not parsed at all).
+    pub async fn list_json(
+        &self,
+        caller: &Caller,
+        query: q::ListQuery,
+        select: q::Select,
+    ) -> Result<Vec<q::Listed>> {
         let Some(query) = visible_query(caller, query) else {
             return Ok(vec![]);
         };
-        Ok(self.db.read(move |c| q::list_json(c, &query)).await?)
+        Ok(self
+            .db
+            .read(move |c| q::list_json(c, &query, select))
+            .await?)
     }
 
     /// The `published_at` of a marker image (ListImages `marker=<uuid>`).

@@ -147,12 +147,20 @@ pub struct Image {
 }
 
 /// How to render an image for a response.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RenderOpts {
     /// `inclAdminFields=true`: add `files[].stor`.
     pub admin_fields: bool,
     /// Accept-Version >= 2 on a server with channels.
     pub channels: bool,
+}
+
+impl RenderOpts {
+    /// Is this the rendering the database stores (see
+    /// [`Image::listed_json`])? Any other one is rendered per request.
+    pub fn is_stored(self) -> bool {
+        self == RenderOpts::default()
+    }
 }
 
 impl Image {
@@ -204,6 +212,35 @@ impl Image {
                 }
             })
             .collect()
+    }
+
+    /// This image as an element of a ListImages body: its wire form
+    /// (`to_wire`) pretty-printed one level of indentation in, as
+    /// `serde_json::to_vec_pretty` writes it inside the array, appended to
+    /// `buf`. The body is `[\n  ` + the elements joined by `,\n  ` +
+    /// `\n]`. The database keeps this form for `RenderOpts::default()`
+    /// ([`Image::listed_json`]), so that a list needing no other rendering
+    /// is built from it without parsing.
+    pub fn write_listed(&self, opts: RenderOpts, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+        use serde_json::ser::{Formatter, PrettyFormatter};
+        // A pretty formatter that has opened the array and its first value:
+        // what follows is indented as the array's element.
+        let mut f = PrettyFormatter::new();
+        f.begin_array(&mut std::io::sink())
+            .map_err(serde_json::Error::io)?;
+        f.begin_array_value(&mut std::io::sink(), true)
+            .map_err(serde_json::Error::io)?;
+        self.to_wire(opts)
+            .serialize(&mut serde_json::Serializer::with_formatter(buf, f))
+    }
+
+    /// [`Image::write_listed`] with the default rendering: what the
+    /// database stores beside the manifest (`images.wire`).
+    pub fn listed_json(&self) -> serde_json::Result<String> {
+        let mut buf = Vec::with_capacity(1024);
+        self.write_listed(RenderOpts::default(), &mut buf)?;
+        // serde_json writes UTF-8 only.
+        String::from_utf8(buf).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
     }
 
     /// The IMGAPI JSON of this image (see `to_wire`).
