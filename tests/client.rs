@@ -267,6 +267,106 @@ async fn publish_in_parallel_killed_mid_way_resumes_every_partial() {
     assert_eq!(state_entries(&state), 0);
 }
 
+/// The server holds other bytes than those sent: between two runs of an
+/// interrupted parallel publish, a byte the server acknowledged changes in
+/// its staged file (its disk), before the server hashes it into the final
+/// upload. The client's CRC-64/NVME of what it sent differs from the
+/// server's CRC of the final: the run fails loudly (exit 4), ends the
+/// upload, forgets its state, and registers no image.
+#[tokio::test]
+async fn publish_refuses_an_upload_whose_server_bytes_differ_from_those_sent() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, _) = gz_file(tmp.path(), 16 * MIB, 21);
+    let m = manifest(tmp.path(), "corrupted");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--parallel",
+        "2",
+        "--chunk-mib",
+        "1",
+    ];
+    // Killed once 3 MiB are acknowledged: neither 8 MiB partial is complete,
+    // so the final has hashed nothing yet.
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (3 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let mut ups = server_uploads(&s.url, LUKE).await;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = server_uploads(&s.url, LUKE).await;
+        let same = again == ups;
+        ups = again;
+        if same {
+            break;
+        }
+    }
+    let fin = ups.iter().find(|u| u["concat"] == "final").expect("final");
+    assert_eq!(fin["offset"], 0, "{ups:?}");
+    // A byte inside what a partial already wrote into the final's bytes.
+    let mut start = 0;
+    let mut at = None;
+    for id in fin["partials"].as_array().unwrap() {
+        let p = ups.iter().find(|u| u["id"] == *id).unwrap();
+        let (len, off) = (p["length"].as_u64().unwrap(), p["offset"].as_u64().unwrap());
+        if off > 0 && at.is_none() {
+            at = Some(start + off / 2);
+        }
+        start += len;
+    }
+    let at = at.expect("a partial with acknowledged bytes") as usize;
+    let fin_id = fin["id"].as_str().unwrap().to_string();
+    let staged: Vec<_> = walk(&s.data_dir())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| *n == *fin_id))
+        .collect();
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    let mut held = std::fs::read(&staged[0]).unwrap();
+    held[at] ^= 0xff;
+    std::fs::write(&staged[0], &held).unwrap();
+
+    let out = imgapi(&s.url, &state).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("CRC-64/NVME") && err.contains("does not hold the bytes sent"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Nothing registered, the upload ended, its state forgotten.
+    let imgs: Value = reqwest::get(format!("{}/images?account={LUKE}&state=all", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !imgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "corrupted"),
+        "{imgs}"
+    );
+    assert_eq!(server_uploads(&s.url, LUKE).await, Vec::<Value>::new());
+    assert_eq!(state_entries(&state), 0);
+}
+
 /// A server on a fixed port (so the client's URL stays valid across a
 /// restart), started again with the same data after SIGKILL.
 struct FixedServer {

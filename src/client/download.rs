@@ -27,7 +27,7 @@ const READ: usize = 1 << 20;
 const WRITE_BUF: usize = 8 << 20;
 
 fn hasher() -> Result<StreamHasher> {
-    StreamHasher::new().map_err(|e| local("hash", e))
+    StreamHasher::without_crc().map_err(|e| local("hash", e))
 }
 
 fn partial_path(out: &Path) -> PathBuf {

@@ -117,6 +117,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_upload_concat_place",
         include_str!("../../sql/0009_upload_concat_place.sql"),
     ),
+    (
+        "0010_upload_crc64",
+        include_str!("../../sql/0010_upload_crc64.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.
