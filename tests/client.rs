@@ -267,6 +267,71 @@ async fn publish_in_parallel_killed_mid_way_resumes_every_partial() {
     assert_eq!(state_entries(&state), 0);
 }
 
+/// A state file written by an earlier version (an MD5 state, no CRC) still
+/// resumes: the CRC of what the server has is computed again from the local
+/// file, and only the missing bytes are sent.
+#[tokio::test]
+async fn publish_resumes_a_state_file_of_an_earlier_version() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 12 * MIB + 3, 22);
+    let m = manifest(tmp.path(), "legacy");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "1",
+    ];
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (5 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let at_kill = server_uploads(&s.url, LUKE).await[0]["offset"]
+        .as_u64()
+        .unwrap();
+    // The entry as an earlier version wrote it: an md5 state, no CRC.
+    let entry = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("upload-")
+        })
+        .unwrap();
+    let mut e: Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    let size = e["hashes"]["size"].clone();
+    assert!(e["hashes"]["crc64"].is_u64(), "{e}");
+    e["hashes"] = json!({"md5_state": "A".repeat(116) + "==", "size": size});
+    std::fs::write(&entry, e.to_string()).unwrap();
+
+    let v = stdout_json(&imgapi(&s.url, &state).args(args).output().unwrap());
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], at_kill);
+    let missing = bytes.len() as u64 - at_kill;
+    let slack = v["upload"]["retries"].as_u64().unwrap() * MIB as u64;
+    let sent = v["upload"]["bytes_sent"].as_u64().unwrap();
+    assert!(sent >= missing && sent <= missing + slack, "sent {sent}");
+    assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
+    assert_eq!(state_entries(&state), 0);
+}
+
 /// The server holds other bytes than those sent: between two runs of an
 /// interrupted parallel publish, a byte the server acknowledged changes in
 /// its staged file (its disk), before the server hashes it into the final
