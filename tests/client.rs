@@ -474,8 +474,14 @@ impl FixedServer {
     }
 
     fn restart_hard(&mut self) {
+        self.restart_hard_with(|_| {});
+    }
+
+    /// Kill, let `f` change the stopped server's data directory, start again.
+    fn restart_hard_with(&mut self, f: impl FnOnce(&Path)) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        f(&self.dir.path().join("data"));
         self.child = Self::spawn(self.dir.path(), self.port);
     }
 }
@@ -542,6 +548,67 @@ async fn publish_goes_on_after_the_server_is_killed_and_restarted_mid_upload() {
         sent >= bytes.len() as u64 && sent <= bytes.len() as u64 + retries * 2 * MIB as u64,
         "sent {sent} in {retries} retries"
     );
+    assert_eq!(
+        served(&url, v["image"]["uuid"].as_str().unwrap()).await,
+        bytes
+    );
+}
+
+/// An upload session the server keeps no CRC for (created before the
+/// server kept them): the client checks the server's MD5 against the
+/// file's (one more read of the file) instead, and publishes.
+#[tokio::test]
+async fn publish_of_a_session_without_a_crc_checks_the_md5_instead() {
+    let mut s = FixedServer::start();
+    let url = s.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 10 * MIB + 9, 23);
+    let m = manifest(tmp.path(), "no-crc");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "1",
+    ];
+    let out = imgapi(&url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (4 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    s.restart_hard_with(|d| {
+        let c = rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
+        assert_eq!(c.execute("UPDATE uploads SET crc64 = NULL", []).unwrap(), 1);
+    });
+    let up = server_uploads(&url, LUKE).await[0].clone();
+    let r = reqwest::Client::new()
+        .head(format!(
+            "{url}/uploads/{}?account={LUKE}",
+            up["id"].as_str().unwrap()
+        ))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("upload-crc64nvme").is_none(), "{r:?}");
+
+    let v = stdout_json(&imgapi(&url, &state).args(args).output().unwrap());
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], up["offset"]);
+    assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
     assert_eq!(
         served(&url, v["image"]["uuid"].as_str().unwrap()).await,
         bytes
