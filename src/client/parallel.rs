@@ -141,6 +141,17 @@ impl Job<'_> {
                 .map(|(i, p)| self.part_crc(i, p.clone(), &sh, &pb)),
         )
         .await;
+        // A CRC mismatch ends the whole upload, and the other partials'
+        // sends then fail too: report the mismatch, not what followed it.
+        let mut crcs = crcs;
+        if let Some(i) = crcs
+            .iter()
+            .position(|r| matches!(r, Err(ClientError::Verify(_))))
+            && let Err(e) = crcs.swap_remove(i)
+        {
+            pb.abandon();
+            return Err(e);
+        }
         let mut whole = (0u64, 0u64);
         for r in crcs {
             match r {
