@@ -267,6 +267,171 @@ async fn publish_in_parallel_killed_mid_way_resumes_every_partial() {
     assert_eq!(state_entries(&state), 0);
 }
 
+/// A state file written by an earlier version (an MD5 state, no CRC) still
+/// resumes: the CRC of what the server has is computed again from the local
+/// file, and only the missing bytes are sent.
+#[tokio::test]
+async fn publish_resumes_a_state_file_of_an_earlier_version() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 12 * MIB + 3, 22);
+    let m = manifest(tmp.path(), "legacy");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "1",
+    ];
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (5 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let at_kill = server_uploads(&s.url, LUKE).await[0]["offset"]
+        .as_u64()
+        .unwrap();
+    // The entry as an earlier version wrote it: an md5 state, no CRC.
+    let entry = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("upload-")
+        })
+        .unwrap();
+    let mut e: Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+    let size = e["hashes"]["size"].clone();
+    assert!(e["hashes"]["crc64"].is_u64(), "{e}");
+    e["hashes"] = json!({"md5_state": "A".repeat(116) + "==", "size": size});
+    std::fs::write(&entry, e.to_string()).unwrap();
+
+    let v = stdout_json(&imgapi(&s.url, &state).args(args).output().unwrap());
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], at_kill);
+    let missing = bytes.len() as u64 - at_kill;
+    let slack = v["upload"]["retries"].as_u64().unwrap() * MIB as u64;
+    let sent = v["upload"]["bytes_sent"].as_u64().unwrap();
+    assert!(sent >= missing && sent <= missing + slack, "sent {sent}");
+    assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
+    assert_eq!(state_entries(&state), 0);
+}
+
+/// The server holds other bytes than those sent: between two runs of an
+/// interrupted parallel publish, a byte the server acknowledged changes in
+/// its staged file (its disk), before the server hashes it into the final
+/// upload. The client's CRC-64/NVME of what it sent differs from the
+/// server's CRC of the final: the run fails loudly (exit 4), ends the
+/// upload, forgets its state, and registers no image.
+#[tokio::test]
+async fn publish_refuses_an_upload_whose_server_bytes_differ_from_those_sent() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, _) = gz_file(tmp.path(), 16 * MIB, 21);
+    let m = manifest(tmp.path(), "corrupted");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--parallel",
+        "2",
+        "--chunk-mib",
+        "1",
+    ];
+    // Killed once 3 MiB are acknowledged: neither 8 MiB partial is complete,
+    // so the final has hashed nothing yet.
+    let out = imgapi(&s.url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (3 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    let mut ups = server_uploads(&s.url, LUKE).await;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let again = server_uploads(&s.url, LUKE).await;
+        let same = again == ups;
+        ups = again;
+        if same {
+            break;
+        }
+    }
+    let fin = ups.iter().find(|u| u["concat"] == "final").expect("final");
+    assert_eq!(fin["offset"], 0, "{ups:?}");
+    // A byte inside what a partial already wrote into the final's bytes.
+    let mut start = 0;
+    let mut at = None;
+    for id in fin["partials"].as_array().unwrap() {
+        let p = ups.iter().find(|u| u["id"] == *id).unwrap();
+        let (len, off) = (p["length"].as_u64().unwrap(), p["offset"].as_u64().unwrap());
+        if off > 0 && at.is_none() {
+            at = Some(start + off / 2);
+        }
+        start += len;
+    }
+    let at = at.expect("a partial with acknowledged bytes") as usize;
+    let fin_id = fin["id"].as_str().unwrap().to_string();
+    let staged: Vec<_> = walk(&s.data_dir())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| *n == *fin_id))
+        .collect();
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    let mut held = std::fs::read(&staged[0]).unwrap();
+    held[at] ^= 0xff;
+    std::fs::write(&staged[0], &held).unwrap();
+
+    let out = imgapi(&s.url, &state).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("CRC-64/NVME") && err.contains("does not hold the bytes sent"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Nothing registered, the upload ended, its state forgotten.
+    let imgs: Value = reqwest::get(format!("{}/images?account={LUKE}&state=all", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !imgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "corrupted"),
+        "{imgs}"
+    );
+    assert_eq!(server_uploads(&s.url, LUKE).await, Vec::<Value>::new());
+    assert_eq!(state_entries(&state), 0);
+}
+
 /// A server on a fixed port (so the client's URL stays valid across a
 /// restart), started again with the same data after SIGKILL.
 struct FixedServer {
@@ -309,8 +474,14 @@ impl FixedServer {
     }
 
     fn restart_hard(&mut self) {
+        self.restart_hard_with(|_| {});
+    }
+
+    /// Kill, let `f` change the stopped server's data directory, start again.
+    fn restart_hard_with(&mut self, f: impl FnOnce(&Path)) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        f(&self.dir.path().join("data"));
         self.child = Self::spawn(self.dir.path(), self.port);
     }
 }
@@ -377,6 +548,67 @@ async fn publish_goes_on_after_the_server_is_killed_and_restarted_mid_upload() {
         sent >= bytes.len() as u64 && sent <= bytes.len() as u64 + retries * 2 * MIB as u64,
         "sent {sent} in {retries} retries"
     );
+    assert_eq!(
+        served(&url, v["image"]["uuid"].as_str().unwrap()).await,
+        bytes
+    );
+}
+
+/// An upload session the server keeps no CRC for (created before the
+/// server kept them): the client checks the server's MD5 against the
+/// file's (one more read of the file) instead, and publishes.
+#[tokio::test]
+async fn publish_of_a_session_without_a_crc_checks_the_md5_instead() {
+    let mut s = FixedServer::start();
+    let url = s.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 10 * MIB + 9, 23);
+    let m = manifest(tmp.path(), "no-crc");
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+        "--json",
+        "--chunk-mib",
+        "1",
+    ];
+    let out = imgapi(&url, &state)
+        .args(args)
+        .env(
+            "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
+            (4 * MIB).to_string(),
+        )
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    s.restart_hard_with(|d| {
+        let c = rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
+        assert_eq!(c.execute("UPDATE uploads SET crc64 = NULL", []).unwrap(), 1);
+    });
+    let up = server_uploads(&url, LUKE).await[0].clone();
+    let r = reqwest::Client::new()
+        .head(format!(
+            "{url}/uploads/{}?account={LUKE}",
+            up["id"].as_str().unwrap()
+        ))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("upload-crc64nvme").is_none(), "{r:?}");
+
+    let v = stdout_json(&imgapi(&url, &state).args(args).output().unwrap());
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], up["offset"]);
+    assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
     assert_eq!(
         served(&url, v["image"]["uuid"].as_str().unwrap()).await,
         bytes

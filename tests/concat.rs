@@ -111,6 +111,8 @@ async fn interleave_final_register(s: &Server, size: usize, cut: usize) {
     assert_eq!(off, Some(file.len() as u64));
     assert_eq!(h["upload-length"], file.len().to_string());
     assert_eq!(h["upload-concat"], format!("final;{pa} {pb}"));
+    // Its CRC, in file order, computed as it was filled by copy.
+    assert_eq!(h["upload-crc64nvme"], crc_b64(&file).as_str());
     let (st, v) = info(s, &fin).await;
     assert_eq!(st, 200);
     assert_eq!(v["state"], "complete");
@@ -478,6 +480,12 @@ async fn bytes_copied(s: &Server) -> u64 {
         .unwrap()
 }
 
+/// The `Upload-Crc64nvme` the server shows for `d`: its CRC-64/NVME, base64
+/// of the 8 big-endian bytes.
+fn crc_b64(d: &[u8]) -> String {
+    imgapi::digest::crc64::to_base64(imgapi::digest::crc64::Crc64::of(d))
+}
+
 /// Sizes of the files named `name` (or `name.<offset>`, a staging file)
 /// anywhere under `dir`.
 fn file_sizes(dir: &std::path::Path, name: &str) -> Vec<u64> {
@@ -607,9 +615,13 @@ async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
     for l in &locs {
         assert_own_file_empty(&s, l);
     }
-    // Nothing complete: the final's offset is still 0.
-    let (_, off, _) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    // Nothing complete: the final's offset is still 0. A partial written
+    // in place shows no CRC (its bytes are hashed as the final's only).
+    let (_, off, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
     assert_eq!(off, Some(0));
+    assert_eq!(h["upload-crc64nvme"], crc_b64(b"").as_str());
+    let (_, _, h) = s.tus_head(&format!("{}?account={LUKE}", locs[0])).await;
+    assert!(h.get("upload-crc64nvme").is_none(), "{h:?}");
     if kill {
         s.restart_hard().await;
         for (l, o) in locs.iter().zip(&offs) {
@@ -633,6 +645,8 @@ async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
     let (_, v) = info(&s, &fin).await;
     assert_eq!(v["offset"], lens[0], "{v}");
     assert_eq!(v["state"], "uploading");
+    let (_, _, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!(h["upload-crc64nvme"], crc_b64(&file[..lens[0]]).as_str());
     patch_round_robin(&s, &file, &locs, &bounds, &mut offs, &lens, 512 * KIB).await;
     let (st, v) = info(&s, &fin).await;
     assert_eq!(st, 200);
@@ -640,6 +654,8 @@ async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
     assert_eq!(v["offset"], file.len());
     assert_eq!(v["sha1"], sha1_hex(&file));
     assert_eq!(v["content_md5"], md5_b64(&file));
+    let (_, _, h) = s.tus_head(&format!("{fin}?account={LUKE}")).await;
+    assert_eq!(h["upload-crc64nvme"], crc_b64(&file).as_str());
     for l in &locs {
         assert_eq!(info(&s, l).await.0, 404);
     }

@@ -25,6 +25,12 @@ async fn new_upload(s: &Server, len: u64, account: Option<&str>) -> String {
     h["location"].to_str().unwrap().to_string()
 }
 
+/// The `Upload-Crc64nvme` the server shows for `d`: its CRC-64/NVME, base64
+/// of the 8 big-endian bytes.
+fn crc_b64(d: &[u8]) -> String {
+    imgapi::digest::crc64::to_base64(imgapi::digest::crc64::Crc64::of(d))
+}
+
 async fn head_offset(s: &Server, loc: &str) -> (u16, Option<u64>) {
     let (st, off, _) = s.tus_head(loc).await;
     (st, off)
@@ -416,7 +422,7 @@ async fn survives_sigkill_mid_upload() {
     let plan = [0usize, 300_000, 0, 900_000, 1, 0];
     for kill_after in plan {
         // one acknowledged chunk first
-        let (st, _, v) = s
+        let (st, h, v) = s
             .tus_patch(
                 &loc,
                 None,
@@ -426,6 +432,7 @@ async fn survives_sigkill_mid_upload() {
             .await;
         assert_eq!(st, 204, "{v}");
         acked += CHUNK;
+        assert_eq!(h["upload-crc64nvme"], crc_b64(&file[..acked]).as_str());
         if kill_after > 0 {
             // a PATCH whose body stops after `kill_after` bytes, then the kill
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
@@ -449,13 +456,15 @@ async fn survives_sigkill_mid_upload() {
         } else {
             s.restart_hard().await;
         }
-        let (st, off) = head_offset(&s, &loc).await;
+        let (st, off, h) = s.tus_head(&loc).await;
         assert_eq!(st, 200);
         let off = off.unwrap() as usize;
         assert_eq!(
             off, acked,
             "HEAD after SIGKILL reports the acknowledged offset"
         );
+        // The CRC of those bytes was kept with them.
+        assert_eq!(h["upload-crc64nvme"], crc_b64(&file[..acked]).as_str());
     }
     // finish
     while acked < file.len() {
@@ -470,6 +479,8 @@ async fn survives_sigkill_mid_upload() {
     assert_eq!(v["state"], "complete");
     assert_eq!(v["sha1"], sha1_hex(&file));
     assert_eq!(v["content_md5"], md5_b64(&file));
+    let (_, _, h) = s.tus_head(&loc).await;
+    assert_eq!(h["upload-crc64nvme"], crc_b64(&file).as_str());
     let r = s.http.get(s.u(&loc)).send().await.unwrap();
     assert_eq!(sha1_hex(&r.bytes().await.unwrap()), sha1_hex(&file));
 }
@@ -499,9 +510,10 @@ async fn dropped_connection_keeps_received_bytes() {
         .unwrap();
     let _ = pending.await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, off) = head_offset(&s, &loc).await;
+    let (_, off, h) = s.tus_head(&loc).await;
     let off = off.unwrap() as usize;
     assert!(off > 0 && off <= 1_000_000, "kept what arrived: {off}");
+    assert_eq!(h["upload-crc64nvme"], crc_b64(&file[..off]).as_str());
     let (st, _, _) = s
         .tus_patch(&loc, None, off as u64, file[off..].to_vec())
         .await;

@@ -295,9 +295,27 @@ pub async fn options(State(st): State<AppState>) -> Response {
     r
 }
 
+/// The header carrying the CRC-64/NVME of an upload's first
+/// `Upload-Offset` bytes (base64 of its 8 big-endian bytes, as S3's
+/// `x-amz-checksum-crc64nvme`).
+pub const CRC64_HEADER: &str = "upload-crc64nvme";
+
+/// The CRC-64/NVME of the upload's bytes up to its offset, when the server
+/// has one: not for sessions created before it kept CRCs, nor for a
+/// partial written in place into its final (its bytes are hashed as the
+/// final's only).
+fn crc64_of(u: &Upload) -> Option<u64> {
+    u.hash
+        .crc64
+        .filter(|_| u.concat_place.is_none() && u.hash.size == u.offset)
+}
+
 fn offset_response(status: StatusCode, u: &Upload) -> Response {
     let mut r = status.into_response();
     set(&mut r, "upload-offset", &u.offset.to_string());
+    if let Some(c) = crc64_of(u) {
+        set(&mut r, CRC64_HEADER, &crate::digest::crc64::to_base64(c));
+    }
     set(
         &mut r,
         "upload-expires",
@@ -358,6 +376,10 @@ fn offset_response(status: StatusCode, u: &Upload) -> Response {
                 ("Location" = String, description = "/uploads/{id}"),
                 ("Tus-Resumable" = String, description = "Always 1.0.0"),
                 ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                (
+                    "Upload-Crc64nvme" = String,
+                    description = "CRC-64/NVME of the first Upload-Offset bytes (see HeadUpload)"
+                ),
                 (
                     "Upload-Expires" = String,
                     description = "When the idle upload expires (HTTP date)"
@@ -448,6 +470,13 @@ pub async fn create(
             headers(
                 ("Tus-Resumable" = String, description = "Always 1.0.0"),
                 ("Upload-Offset" = u64, description = "Bytes stored so far"),
+                (
+                    "Upload-Crc64nvme" = String,
+                    description = "CRC-64/NVME of the first Upload-Offset bytes in file order, \
+                        base64 of its 8 big-endian bytes (as S3's x-amz-checksum-crc64nvme); \
+                        absent for a partial upload written into its final, and for uploads \
+                        created before the server kept CRCs"
+                ),
                 ("Upload-Length" = u64),
                 (
                     "Upload-Expires" = String,

@@ -3,7 +3,13 @@
 //! holds, and the whole is checked against `Content-MD5` and the manifest's
 //! sha1 and size before it is renamed to `OUT`. A mismatch deletes the
 //! partial file.
+//!
+//! Received bytes are gathered into 1 MiB buffers, and each buffer goes,
+//! without another copy, to three threads: MD5, SHA-1 (`StreamHasher`) and
+//! the partial file's writer. Receiving waits for none of them unless one
+//! falls a few buffers behind.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +19,7 @@ use futures_util::StreamExt;
 use imgapi::digest::StreamHasher;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::{ClientError, Result, local};
 use super::http::{Attempt, Http, backoff, classify, refused};
@@ -21,13 +27,13 @@ use super::types::Image;
 
 /// Bytes read at a time when hashing what the partial file already holds,
 /// and bytes gathered from the network before they are hashed and written
-/// (one hand-off per MiB to each hashing thread, not one per packet).
+/// (one hand-off per MiB to each thread, not one per packet).
 const READ: usize = 1 << 20;
-/// The partial file's write buffer.
-const WRITE_BUF: usize = 8 << 20;
+/// Buffers the writer may fall behind before receiving waits for it.
+const WRITE_QUEUE: usize = 8;
 
 fn hasher() -> Result<StreamHasher> {
-    StreamHasher::new().map_err(|e| local("hash", e))
+    StreamHasher::without_crc().map_err(|e| local("hash", e))
 }
 
 fn partial_path(out: &Path) -> PathBuf {
@@ -58,17 +64,116 @@ async fn hash_file(p: &Path, len: u64) -> Result<StreamHasher> {
     Ok(h)
 }
 
+enum ToWriter {
+    Data(Bytes),
+    /// Answered once everything before it is written: the first write
+    /// error since the last answer, if any.
+    Flush(oneshot::Sender<std::io::Result<()>>),
+}
+
+/// The partial file's writer: a thread of its own that writes the very
+/// buffers the hashing threads get (no copy into a buffer of its own: they
+/// are 1 MiB each), so receiving does not wait for the disk. A write error
+/// is kept, later bytes are dropped, and the next [`FileWriter::flush`]
+/// returns it.
+struct FileWriter {
+    tx: mpsc::Sender<ToWriter>,
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+}
+
+impl FileWriter {
+    /// Appends to `file` (opened in append mode).
+    fn start(file: std::fs::File, path: &Path) -> Result<FileWriter> {
+        let file = Arc::new(file);
+        let (tx, mut rx) = mpsc::channel::<ToWriter>(WRITE_QUEUE);
+        let f = file.clone();
+        std::thread::Builder::new()
+            .name("imgapi-write".into())
+            .spawn(move || {
+                let mut failed: Option<std::io::Error> = None;
+                while let Some(m) = rx.blocking_recv() {
+                    match m {
+                        ToWriter::Data(b) if failed.is_none() => {
+                            failed = (&*f).write_all(&b).err();
+                        }
+                        ToWriter::Data(_) => {}
+                        ToWriter::Flush(reply) => {
+                            let _ = reply.send(failed.take().map_or(Ok(()), Err));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| local("write", e))?;
+        Ok(FileWriter {
+            tx,
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn ended(&self) -> ClientError {
+        local(self.path.display(), "the writing thread ended")
+    }
+
+    async fn write(&self, b: Bytes) -> Result<()> {
+        self.tx
+            .send(ToWriter::Data(b))
+            .await
+            .map_err(|_| self.ended())
+    }
+
+    /// Waits until every byte handed over is written.
+    async fn flush(&self) -> Result<()> {
+        let (t, r) = oneshot::channel();
+        self.tx
+            .send(ToWriter::Flush(t))
+            .await
+            .map_err(|_| self.ended())?;
+        r.await
+            .map_err(|_| self.ended())?
+            .map_err(|e| local(self.path.display(), e))
+    }
+
+    /// Flushes, then runs `op` on the file on a blocking thread.
+    async fn with_file(
+        &self,
+        op: impl FnOnce(&std::fs::File) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<()> {
+        self.flush().await?;
+        let f = self.file.clone();
+        tokio::task::spawn_blocking(move || op(&f))
+            .await
+            .map_err(|e| local("write", e))?
+            .map_err(|e| local(self.path.display(), e))
+    }
+}
+
 /// Hash `b` and write it to the partial file.
-async fn put(
-    f: &mut BufWriter<tokio::fs::File>,
-    feed: &mut StreamHasher,
-    b: Bytes,
-    partial: &Path,
-) -> Result<()> {
+async fn put(w: &FileWriter, feed: &mut StreamHasher, b: Bytes) -> Result<()> {
     feed.update(&b).await.map_err(|e| local("hash", e))?;
-    f.write_all(&b)
-        .await
-        .map_err(|e| local(partial.display(), e))
+    w.write(b).await
+}
+
+/// Adds `chunk` to `gathered`; every full buffer (exactly [`READ`] bytes:
+/// it is never grown) goes to the hashes and the file.
+async fn gather(
+    gathered: &mut BytesMut,
+    chunk: &[u8],
+    w: &FileWriter,
+    feed: &mut StreamHasher,
+) -> Result<()> {
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let n = (READ - gathered.len()).min(rest.len());
+        gathered.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        if gathered.len() == READ {
+            let full = std::mem::replace(gathered, BytesMut::with_capacity(READ));
+            put(w, feed, full.freeze()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What one GET came to.
@@ -112,16 +217,13 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         }
     };
     let resumed_from = have;
-    let f = tokio::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&partial)
-        .await
         .map_err(|e| local(partial.display(), e))?;
-    f.set_len(have)
-        .await
-        .map_err(|e| local(partial.display(), e))?;
-    let mut f = BufWriter::with_capacity(WRITE_BUF, f);
+    f.set_len(have).map_err(|e| local(partial.display(), e))?;
+    let f = FileWriter::start(f, &partial)?;
     // Received bytes not yet hashed and written (at most READ).
     let mut gathered = BytesMut::with_capacity(READ);
     let mut content_md5: Option<String> = None;
@@ -183,11 +285,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                             mf.size
                         )));
                     }
-                    gathered.extend_from_slice(&chunk);
-                    if gathered.len() >= READ {
-                        let b = gathered.split().freeze();
-                        put(&mut f, &mut feed, b, &partial).await?;
-                    }
+                    gather(&mut gathered, &chunk, &f, &mut feed).await?;
                     have += chunk.len() as u64;
                     received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     pb.set_position(have);
@@ -197,8 +295,8 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
             let res = step.await;
             // What was received counts, whatever ended the request.
             if !gathered.is_empty() {
-                let b = gathered.split().freeze();
-                put(&mut f, &mut feed, b, &partial).await?;
+                let b = std::mem::replace(&mut gathered, BytesMut::with_capacity(READ));
+                put(&f, &mut feed, b.freeze()).await?;
             }
             res
         };
@@ -213,18 +311,14 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                 return Err(e);
             }
             Ok(Got::Restart) => {
-                f.flush().await.map_err(|e| local(partial.display(), e))?;
-                f.get_mut()
-                    .set_len(0)
-                    .await
-                    .map_err(|e| local(partial.display(), e))?;
+                f.with_file(|f| f.set_len(0)).await?;
                 have = 0;
                 feed = hasher()?;
                 "the server ignored the range; starting over".into()
             }
             Ok(Got::Progress(why)) => why,
         };
-        f.flush().await.map_err(|e| local(partial.display(), e))?;
+        f.flush().await?;
         if have >= mf.size {
             break;
         }
@@ -248,11 +342,7 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         }
     }
     pb.finish_and_clear();
-    f.flush().await.map_err(|e| local(partial.display(), e))?;
-    f.get_mut()
-        .sync_all()
-        .await
-        .map_err(|e| local(partial.display(), e))?;
+    f.with_file(|f| f.sync_all()).await?;
     drop(f);
     let d = feed.finish().await.map_err(|e| local("hash", e))?;
     let size = d.size;

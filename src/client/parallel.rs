@@ -7,11 +7,12 @@
 //! partial's acknowledged offset; a run after any interruption asks the
 //! server (`HEAD`) where every partial is and sends only what it lacks.
 //!
-//! The whole file's MD5 (the `content_md5` the image is registered with) is
-//! computed here, in file order, by one sequential read of the file that
-//! runs beside the sends, its state saved with the upload's state; the
-//! server's MD5 of the final upload must equal it. Taking the server's MD5
-//! instead would leave nothing to check that the server got our bytes.
+//! Each partial's CRC-64/NVME is computed from the buffers it sends and
+//! saved with its offset; once every byte is in, the partials' CRCs,
+//! combined in file order, are the whole file's, and the server's CRC of
+//! the final upload (which it computes in file order as the final fills)
+//! must equal it; the image is registered with the server's MD5 of that
+//! verified final (see hashes.rs).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,18 +22,14 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 
 use super::error::{ClientError, Result, local};
-use super::hashes::{Hashes, Md5Feed};
+use super::hashes::{self, crc_to};
 use super::http::{Http, backoff};
 use super::state::{Entry, FileId, Parallel, PartState, StateStore};
 use super::tus::{self, Patched, Uploaded};
+use imgapi::digest::crc64::Crc64;
 
 /// Most partial uploads (the server takes up to 64 per final upload).
 pub const MAX_PARALLEL: usize = 16;
-
-/// Bytes read at a time for the MD5.
-const READ: u64 = 1 << 20;
-/// The MD5's state is published for the state file this often.
-const MD5_SNAPSHOT: u64 = 64 << 20;
 
 /// `--parallel`'s default: one stream for small files, up to four.
 pub fn default_parallel(size: u64) -> usize {
@@ -56,10 +53,9 @@ pub struct Job<'a> {
 }
 
 /// What the sends share: the entry (saved after each acknowledged chunk),
-/// the latest MD5 state, the counters.
+/// the counters.
 struct Shared {
     entry: Mutex<Entry>,
-    md5: Mutex<Option<Hashes>>,
     sent: Arc<AtomicU64>,
     acked: AtomicU64,
     retries: AtomicU64,
@@ -124,37 +120,54 @@ impl Job<'_> {
             }
         }
         let resumed_from: u64 = parts.iter().map(|p| p.offset).sum();
-        let saved_md5 = Hashes::restore(&entry.hashes)
-            .filter(|h| h.size() <= size)
-            .unwrap_or_default();
         let mut entry = entry;
         if let Some(par) = &mut entry.parallel {
             par.parts = parts.clone();
         }
         let sh = Arc::new(Shared {
             entry: Mutex::new(entry),
-            md5: Mutex::new(None),
             sent: Arc::new(AtomicU64::new(0)),
             acked: AtomicU64::new(resumed_from),
             retries: AtomicU64::new(0),
         });
         let pb = super::output::bar(size, http.conn.json, "upload");
         pb.set_position(resumed_from);
-        let sends = futures_util::future::join_all(
+        // Each partial's CRC: of what it sends, or (complete already) from
+        // its saved state and, for what that lacks, the file.
+        let crcs = futures_util::future::join_all(
             parts
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.offset < p.len)
-                .map(|(i, p)| self.send_part(i, p.clone(), &sh, &pb)),
-        );
-        let (md5, sends) = tokio::join!(self.md5(saved_md5, &sh), sends);
-        for r in sends {
-            if let Err(e) = r {
-                pb.abandon();
-                return Err(e);
+                .map(|(i, p)| self.part_crc(i, p.clone(), &sh, &pb)),
+        )
+        .await;
+        // A CRC mismatch ends the whole upload, and the other partials'
+        // sends then fail too: report the mismatch, not what followed it.
+        let mut crcs = crcs;
+        if let Some(i) = crcs
+            .iter()
+            .position(|r| matches!(r, Err(ClientError::Verify(_))))
+            && let Err(e) = crcs.swap_remove(i)
+        {
+            pb.abandon();
+            return Err(e);
+        }
+        let mut whole = (0u64, 0u64);
+        for r in crcs {
+            match r {
+                Ok(c) => {
+                    whole = (
+                        Crc64::combine(whole.0, c.value(), c.size()),
+                        whole.1 + c.size(),
+                    )
+                }
+                Err(e) => {
+                    pb.abandon();
+                    return Err(e);
+                }
             }
         }
-        let md5 = md5?;
+        let whole = Crc64::resume(whole.0, whole.1);
         self.wait_final(&final_id).await?;
         pb.finish_and_clear();
         let now = FileId::of(self.path)?;
@@ -165,8 +178,10 @@ impl Job<'_> {
                 self.path.display()
             )));
         }
-        let content_md5 = md5.finish()?;
-        let info = tus::check_server_digests(http, &final_id, &content_md5).await?;
+        let mut ids = vec![final_id.as_str()];
+        ids.extend(parts.iter().map(|p| p.id.as_str()));
+        let (info, content_md5) =
+            tus::verify(http, self.store, self.key, &ids, &self.file, size, &whole).await?;
         let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
         Ok(Uploaded {
             id: final_id,
@@ -196,6 +211,7 @@ impl Job<'_> {
                 start,
                 len,
                 offset: 0,
+                crc: None,
             });
         }
         let urls: Vec<String> = parts.iter().map(|p| format!("/uploads/{}", p.id)).collect();
@@ -208,7 +224,7 @@ impl Job<'_> {
             target: self.target.map(String::from),
             file: self.fid.clone(),
             upload_id: final_id,
-            hashes: Hashes::default().save(),
+            hashes: hashes::save(&Crc64::new()),
             created_at: chrono::Utc::now().to_rfc3339(),
             parallel: Some(Parallel { parts }),
         };
@@ -217,48 +233,48 @@ impl Job<'_> {
         Ok(e)
     }
 
-    /// The file's MD5 in file order, from `from` on (one sequential read).
-    async fn md5(&self, from: Hashes, sh: &Shared) -> Result<Hashes> {
-        let size = self.fid.size;
-        let mut at = from.size();
-        let feed = Md5Feed::start(from)?;
-        let mut next_snapshot = at + MD5_SNAPSHOT;
-        while at < size {
-            let b = tus::read_at(&self.file, at, (size - at).min(READ)).await?;
-            at += b.len() as u64;
-            feed.update(b).await?;
-            if at >= next_snapshot {
-                next_snapshot = at + MD5_SNAPSHOT;
-                let h = feed.snapshot().await?;
-                if let Ok(mut m) = sh.md5.lock() {
-                    *m = Some(h);
-                }
-            }
+    /// The CRC of partial `i`, `p`: its saved CRC brought to its offset
+    /// (reading from the file only what the saved state lacks), then on
+    /// with the bytes it still has to send.
+    async fn part_crc(
+        &self,
+        i: usize,
+        p: PartState,
+        sh: &Shared,
+        pb: &ProgressBar,
+    ) -> Result<Crc64> {
+        let saved = p.crc.as_ref().and_then(hashes::restore);
+        let crc = crc_to(&self.file, p.start, saved.unwrap_or_default(), p.offset).await?;
+        if p.offset >= p.len {
+            return Ok(crc);
         }
-        feed.snapshot().await
+        self.send_part(i, p, crc, sh, pb).await
     }
 
     /// Send partial `i` from its offset to its end, resuming from the
-    /// server's offset after a failed request; its offset is saved after
-    /// each acknowledged chunk.
+    /// server's offset after a failed request; its offset and `crc` (of
+    /// its bytes up to the offset) are saved after each acknowledged chunk.
+    /// Returns its CRC.
     async fn send_part(
         &self,
         i: usize,
         mut p: PartState,
+        mut crc: Crc64,
         sh: &Shared,
         pb: &ProgressBar,
-    ) -> Result<()> {
+    ) -> Result<Crc64> {
         let http = self.http;
         let hidden = ProgressBar::hidden();
         let abort_after = tus::env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
         let mut failures = 0u32;
         while p.offset < p.len {
             let len = self.chunk.min(p.len - p.offset);
+            let sending = Arc::new(Mutex::new(crc));
             let res = tus::patch(
                 http,
                 &p.id,
                 &self.file,
-                None,
+                sending.clone(),
                 p.start + p.offset,
                 p.offset,
                 len,
@@ -269,11 +285,24 @@ impl Job<'_> {
             let before = p.offset;
             match res {
                 Err(e) => return Err(e),
-                Ok(Patched::Offset(o)) if o > p.offset && o <= p.len => {
+                Ok(Patched::Offset(o, theirs)) if o > p.offset && o <= p.len => {
+                    let sent = *sending.lock().map_err(|_| local("crc", "poisoned lock"))?;
+                    crc = match sent.size() == o {
+                        true => sent,
+                        // Fewer bytes acknowledged than sent.
+                        false => crc_to(&self.file, p.start, crc, o).await?,
+                    };
                     p.offset = o;
                     failures = 0;
+                    // A partial with hashes of its own (not written in
+                    // place into its final) shows its CRC.
+                    if let Some(t) = theirs
+                        && t != crc.value()
+                    {
+                        return Err(self.mismatch(sh, &crc, t).await);
+                    }
                 }
-                Ok(Patched::Offset(o)) => {
+                Ok(Patched::Offset(o, _)) => {
                     self.retry(
                         &mut p,
                         &mut failures,
@@ -286,6 +315,9 @@ impl Job<'_> {
                 Ok(Patched::Retry(why, after)) => {
                     self.retry(&mut p, &mut failures, sh, why, after).await?
                 }
+            }
+            if crc.size() != p.offset {
+                crc = crc_to(&self.file, p.start, crc, p.offset).await?;
             }
             let acked = if p.offset >= before {
                 sh.acked.fetch_add(p.offset - before, Ordering::Relaxed) + (p.offset - before)
@@ -307,13 +339,26 @@ impl Job<'_> {
                 .map_err(|_| local("state", "poisoned lock"))?;
             if let Some(par) = &mut e.parallel {
                 par.parts[i].offset = p.offset;
-            }
-            if let Some(h) = sh.md5.lock().ok().and_then(|m| m.clone()) {
-                e.hashes = h.save();
+                par.parts[i].crc = Some(hashes::save(&crc));
             }
             self.store.save(self.key, &e)?;
         }
-        Ok(())
+        Ok(crc)
+    }
+
+    /// A partial's CRC differs from ours: end the whole upload.
+    async fn mismatch(&self, sh: &Shared, ours: &Crc64, theirs: u64) -> ClientError {
+        let mut ids = vec![];
+        if let Ok(e) = sh.entry.lock() {
+            ids.push(e.upload_id.clone());
+            ids.extend(
+                e.parallel
+                    .iter()
+                    .flat_map(|p| p.parts.iter().map(|p| p.id.clone())),
+            );
+        }
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        tus::crc_mismatch(self.http, self.store, self.key, &ids, ours, theirs).await
     }
 
     /// After a request given up on: wait, then take the server's offset.

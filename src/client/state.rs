@@ -2,7 +2,7 @@
 //! progress, keyed by server URL, account, target path and the file's
 //! identity (path, size, mtime, a digest of sampled bytes), as tus-js-client's
 //! fingerprint store does. Each holds the upload's id, the offset the server
-//! acknowledged and the hash state at that offset.
+//! acknowledged and the CRC-64/NVME of the bytes before that offset.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -67,7 +67,8 @@ pub struct Entry {
     pub target: Option<String>,
     pub file: FileId,
     pub upload_id: String,
-    /// The offset the server acknowledged, and the hashes of the bytes before it.
+    /// The CRC of the bytes the server acknowledged (and their count). Not
+    /// used by a parallel upload: each of its parts keeps its own.
     pub hashes: SavedHashes,
     pub created_at: String,
     /// A parallel upload (`--parallel N`): `upload_id` is its final upload,
@@ -83,13 +84,16 @@ pub struct Parallel {
 }
 
 /// One partial upload: bytes `start..start + len` of the file, of which the
-/// server acknowledged `offset`.
+/// server acknowledged `offset`, and the CRC of those bytes saved with it
+/// (absent in entries of earlier versions: computed again from the file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PartState {
     pub id: String,
     pub start: u64,
     pub len: u64,
     pub offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc: Option<SavedHashes>,
 }
 
 /// The directory of entries.
@@ -237,7 +241,7 @@ mod tests {
             target: None,
             file: a,
             upload_id: "u1".into(),
-            hashes: crate::client::hashes::Hashes::default().save(),
+            hashes: crate::client::hashes::save(&imgapi::digest::crc64::Crc64::new()),
             created_at: "now".into(),
             parallel: None,
         };

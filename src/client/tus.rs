@@ -2,15 +2,17 @@
 //! and after any interruption (the client killed, the network or the server
 //! gone) go on from the offset the server acknowledged (`HEAD`), never
 //! re-sending those bytes. Each PATCH body is read from the file as it is
-//! sent (memory stays flat whatever the chunk), and every buffer read goes
-//! to the MD5 thread as well (one read of the file; hashing overlaps with
-//! sending). The MD5 state is saved with each acknowledged chunk in the
-//! state store, so a resume does not re-read what was sent.
+//! sent (memory stays flat whatever the chunk), and every buffer read is
+//! added to the upload's CRC-64/NVME on the way (one read of the file). The
+//! CRC is saved with each acknowledged chunk in the state store, so a
+//! resume does not re-read what was sent, and compared with the server's
+//! (`Upload-Crc64nvme`) on every acknowledgement and at the end: a mismatch
+//! ends the upload (see hashes.rs).
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -21,17 +23,16 @@ use serde_json::Value;
 
 use super::config::state_dir;
 use super::error::{ClientError, Result, local};
-use super::hashes::{Hashes, Md5Feed};
+use super::hashes::{self, crc_to};
 use super::http::{Attempt, Http, backoff, chain, classify, watch};
 use super::state::{self, Entry, FileId, StateStore};
+use imgapi::digest::crc64::{self, Crc64};
 
 /// Bytes read, hashed and handed to the connection at a time (the unit of
 /// progress).
 const SLICE: u64 = 1 << 20;
 /// Slices read ahead of the connection.
 const READ_AHEAD: usize = 4;
-/// Bytes read at a time when hashing local bytes the server already has.
-const READ: u64 = 1 << 20;
 
 /// A finished upload.
 #[derive(Debug, Clone)]
@@ -77,6 +78,19 @@ pub(crate) fn env_u64(k: &str) -> Option<u64> {
 
 /// `HEAD /uploads/{id}`: (offset, length).
 pub async fn head(http: &Http, id: &str) -> Result<(u64, u64)> {
+    let (o, l, _) = head_crc(http, id).await?;
+    Ok((o, l))
+}
+
+/// The server's CRC-64/NVME of an upload's first Upload-Offset bytes, if
+/// it sent one.
+fn crc_header(r: &reqwest::Response) -> Option<u64> {
+    crc64::from_base64(r.headers().get("upload-crc64nvme")?.to_str().ok()?)
+}
+
+/// `HEAD /uploads/{id}`: (offset, length, the server's CRC-64/NVME of the
+/// bytes up to the offset if it gives one).
+pub async fn head_crc(http: &Http, id: &str) -> Result<(u64, u64, Option<u64>)> {
     let path = format!("/uploads/{id}");
     let r = http
         .send("HEAD upload", || {
@@ -87,7 +101,7 @@ pub async fn head(http: &Http, id: &str) -> Result<(u64, u64)> {
         header_u64(&r, "upload-offset"),
         header_u64(&r, "upload-length"),
     ) {
-        (Some(o), Some(l)) => Ok((o, l)),
+        (Some(o), Some(l)) => Ok((o, l, crc_header(&r))),
         _ => Err(ClientError::Transport(
             "HEAD upload: no Upload-Offset/Upload-Length in the answer".into(),
         )),
@@ -162,35 +176,19 @@ pub(crate) async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Res
     .map_err(|e| local("read", e))
 }
 
-/// Brings `h` to `to` bytes of `file`, reading only what it lacks (from the
-/// start when it is past `to`); `feed` is left at that state.
-async fn hash_to(file: &Arc<std::fs::File>, feed: &Md5Feed, h: Hashes, to: u64) -> Result<Hashes> {
-    let h = if h.size() > to { Hashes::default() } else { h };
-    let mut at = h.size();
-    feed.reset(h.clone()).await?;
-    if at == to {
-        return Ok(h);
-    }
-    while at < to {
-        let b = read_at(file, at, (to - at).min(READ)).await?;
-        at += b.len() as u64;
-        feed.update(b).await?;
-    }
-    feed.snapshot().await
-}
-
 /// What a PATCH came to.
 pub(crate) enum Patched {
-    Offset(u64),
+    /// The new offset, and the server's CRC of the bytes up to it.
+    Offset(u64, Option<u64>),
     Retry(String, Option<std::time::Duration>),
 }
 
 /// The bytes `offset..offset + len` of `file` as a request body, read a
-/// slice at a time (a few ahead), each slice fed to `feed` (when given) as
-/// it is handed to the connection, and counted in `progress` and `sent`.
+/// slice at a time (a few ahead), each slice added to `crc` as it is handed
+/// to the connection, and counted in `progress` and `sent`.
 pub(crate) fn body_of(
     file: &Arc<std::fs::File>,
-    feed: Option<Md5Feed>,
+    crc: Arc<Mutex<Crc64>>,
     offset: u64,
     len: u64,
     progress: &Arc<AtomicU64>,
@@ -207,14 +205,12 @@ pub(crate) fn body_of(
         .buffered(READ_AHEAD);
     let (p2, s2, pb2) = (progress.clone(), sent.clone(), pb.clone());
     let stream = reads.then(move |r| {
-        let (feed, p2, s2, pb2) = (feed.clone(), p2.clone(), s2.clone(), pb2.clone());
+        let (crc, p2, s2, pb2) = (crc.clone(), p2.clone(), s2.clone(), pb2.clone());
         async move {
             let b = r.map_err(|e| std::io::Error::other(e.to_string()))?;
-            if let Some(feed) = &feed {
-                feed.update(b.clone())
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-            }
+            crc.lock()
+                .map_err(|_| std::io::Error::other("poisoned lock"))?
+                .update(&b);
             let n = b.len() as u64;
             let now = p2.fetch_add(n, Ordering::Relaxed) + n;
             s2.fetch_add(n, Ordering::Relaxed);
@@ -226,13 +222,13 @@ pub(crate) fn body_of(
 }
 
 /// One PATCH of `len` bytes of `file` (from `file_at`) at upload offset
-/// `offset`, dropped when it stalls.
+/// `offset`, dropped when it stalls; the bytes sent are added to `crc`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn patch(
     http: &Http,
     id: &str,
     file: &Arc<std::fs::File>,
-    feed: Option<Md5Feed>,
+    crc: Arc<Mutex<Crc64>>,
     file_at: u64,
     offset: u64,
     len: u64,
@@ -240,7 +236,7 @@ pub(crate) async fn patch(
     pb: &ProgressBar,
 ) -> Result<Patched> {
     let progress = Arc::new(AtomicU64::new(0));
-    let body = body_of(file, feed, file_at, len, &progress, sent, pb);
+    let body = body_of(file, crc, file_at, len, &progress, sent, pb);
     let rb = tus(http.req(Method::PATCH, &format!("/uploads/{id}")))
         .header("upload-offset", offset.to_string())
         .header("content-type", "application/offset+octet-stream")
@@ -265,7 +261,7 @@ pub(crate) async fn patch(
     match classify(r).await? {
         Attempt::Retry { why, after } => Ok(Patched::Retry(why, after)),
         Attempt::Done(r) => match header_u64(&r, "upload-offset") {
-            Some(o) => Ok(Patched::Offset(o)),
+            Some(o) => Ok(Patched::Offset(o, crc_header(&r))),
             None => Ok(Patched::Retry("PATCH: no Upload-Offset".into(), None)),
         },
     }
@@ -335,7 +331,7 @@ pub async fn upload(
                 target: target.map(String::from),
                 file: fid.clone(),
                 upload_id: id,
-                hashes: Hashes::default().save(),
+                hashes: hashes::save(&Crc64::new()),
                 created_at: chrono::Utc::now().to_rfc3339(),
                 parallel: None,
             };
@@ -345,9 +341,11 @@ pub async fn upload(
         }
     };
     let id = entry.upload_id.clone();
-    let saved = Hashes::restore(&entry.hashes).unwrap_or_default();
-    let feed = Md5Feed::start(Hashes::default())?;
-    let mut hashes = hash_to(&file, &feed, saved, server_offset).await?;
+    // The CRC of what the server has (read from the file only for bytes
+    // the saved state lacks: those a kill kept from being recorded, or all
+    // of them for an entry of a version that kept no CRC).
+    let saved = hashes::restore(&entry.hashes).unwrap_or_default();
+    let mut crc = crc_to(&file, 0, saved, server_offset).await?;
     let mut offset = server_offset;
     let resumed_from = offset;
     let pb = super::output::bar(size, http.conn.json, "upload");
@@ -362,11 +360,12 @@ pub async fn upload(
     while offset < size {
         let len = chunk.min(size - offset);
         let t0 = std::time::Instant::now();
+        let sending = Arc::new(Mutex::new(crc));
         let res = patch(
             http,
             &id,
             &file,
-            Some(feed.clone()),
+            sending.clone(),
             offset,
             offset,
             len,
@@ -375,7 +374,7 @@ pub async fn upload(
         )
         .await;
         let res = match res {
-            Ok(Patched::Offset(o)) if o <= offset => Ok(Patched::Retry(
+            Ok(Patched::Offset(o, _)) if o <= offset => Ok(Patched::Retry(
                 format!("PATCH acknowledged no new bytes (offset {o})"),
                 None,
             )),
@@ -393,14 +392,23 @@ pub async fn upload(
                 pb.abandon();
                 return Err(e);
             }
-            Ok(Patched::Offset(o)) if o == offset + len => {
-                hashes = feed.snapshot().await?;
+            Ok(Patched::Offset(o, theirs)) => {
+                let sent_crc = *sending.lock().map_err(|_| local("crc", "poisoned lock"))?;
+                crc = match sent_crc.size() == o {
+                    true => sent_crc,
+                    // Fewer bytes acknowledged than sent.
+                    false => crc_to(&file, 0, crc, o).await?,
+                };
+                if o == offset + len {
+                    failures = 0;
+                }
                 offset = o;
-                failures = 0;
-            }
-            Ok(Patched::Offset(o)) => {
-                hashes = hash_to(&file, &feed, hashes, o).await?;
-                offset = o;
+                if let Some(t) = theirs
+                    && t != crc.value()
+                {
+                    pb.abandon();
+                    return Err(crc_mismatch(http, &store, &key, &[&id], &crc, t).await);
+                }
             }
             Ok(Patched::Retry(why, after)) => {
                 if failures >= http.conn.retries {
@@ -435,7 +443,7 @@ pub async fn upload(
                         return Err(e);
                     }
                 };
-                hashes = hash_to(&file, &feed, hashes, o).await?;
+                crc = crc_to(&file, 0, crc, o).await?;
                 offset = o;
                 pb.set_position(offset);
                 continue;
@@ -449,12 +457,12 @@ pub async fn upload(
                 libc::kill(libc::getpid(), libc::SIGKILL);
             }
         }
-        entry.hashes = hashes.save();
+        entry.hashes = hashes::save(&crc);
         store.save(&key, &entry)?;
         if trace {
             let t2 = std::time::Instant::now();
             eprintln!(
-                "imgapi: PATCH {len} bytes at {}: {:.3}s sent and acknowledged, {:.3}s hash wait + state save",
+                "imgapi: PATCH {len} bytes at {}: {:.3}s sent and acknowledged, {:.3}s state save",
                 offset - len.min(offset),
                 (t1 - t0).as_secs_f64(),
                 (t2 - t1).as_secs_f64()
@@ -474,8 +482,7 @@ pub async fn upload(
             path.display()
         )));
     }
-    let content_md5 = hashes.finish()?;
-    let info = check_server_digests(http, &id, &content_md5).await?;
+    let (info, content_md5) = verify(http, &store, &key, &[&id], &file, size, &crc).await?;
     let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
     Ok(Uploaded {
         id,
@@ -505,21 +512,83 @@ pub(crate) async fn test_pause() {
     }
 }
 
-/// The server's MD5 of the finished upload must be ours (its SHA-1 is
-/// taken as it is: the MD5 shows it hashed the bytes we sent).
-pub(crate) async fn check_server_digests(http: &Http, id: &str, md5: &str) -> Result<Value> {
+/// The finished upload `ids[0]` (its partials after it) holds the file:
+/// the server's CRC of it must be `crc`, the CRC of the bytes sent (or,
+/// from a server that gives none, its MD5 the file's MD5). On a mismatch
+/// the upload is ended and its state entry forgotten. Returns the server's
+/// view of the upload and its base64 MD5 (the image's `content_md5`).
+pub(crate) async fn verify(
+    http: &Http,
+    store: &StateStore,
+    key: &str,
+    ids: &[&str],
+    file: &Arc<std::fs::File>,
+    size: u64,
+    crc: &Crc64,
+) -> Result<(Value, String)> {
+    let id = ids[0];
+    let (o, _, theirs) = head_crc(http, id).await?;
+    let md5 = match theirs {
+        Some(t) if o == size && t == crc.value() => None,
+        Some(t) if o == size => return Err(crc_mismatch(http, store, key, ids, crc, t).await),
+        _ => Some(hashes::md5_of(file, size).await?),
+    };
+    let info = check_server_digests(http, id, md5.as_deref()).await?;
+    let content_md5 = info["content_md5"].as_str().unwrap_or_default().to_string();
+    Ok((info, content_md5))
+}
+
+/// The server does not hold the bytes sent (its CRC of the first
+/// `ours.size()` bytes is `theirs`): end the upload (`ids`: the upload,
+/// then any partial uploads of it), forget its state, say so.
+pub(crate) async fn crc_mismatch(
+    http: &Http,
+    store: &StateStore,
+    key: &str,
+    ids: &[&str],
+    ours: &Crc64,
+    theirs: u64,
+) -> ClientError {
+    for id in ids {
+        let p = format!("/uploads/{id}");
+        let _ = tus(http.small(Method::DELETE, &p, Default::default()))
+            .send()
+            .await;
+    }
+    store.remove(key);
+    ClientError::Verify(format!(
+        "upload {}: the server's CRC-64/NVME of the first {} bytes is {}, the file's is {}: \
+         the server does not hold the bytes sent; the upload was ended and nothing was \
+         registered (run the command again to send the file anew)",
+        ids[0],
+        ours.size(),
+        crc64::to_base64(theirs),
+        crc64::to_base64(ours.value())
+    ))
+}
+
+/// The server's view of the finished upload (`GET /uploads/{id}/info`),
+/// with its MD5 and SHA-1; its MD5 must be `md5` when given (against a
+/// server that gives no CRC).
+pub(crate) async fn check_server_digests(
+    http: &Http,
+    id: &str,
+    md5: Option<&str>,
+) -> Result<Value> {
     let path = format!("/uploads/{id}/info");
     let info = http
         .json("upload info", || {
             http.small(Method::GET, &path, Default::default())
         })
         .await?;
-    match info["content_md5"].as_str() {
-        Some(theirs) if theirs == md5 => {}
-        theirs => {
+    match (info["content_md5"].as_str(), md5) {
+        (Some(theirs), None) if theirs.len() == 24 => {}
+        (Some(theirs), Some(ours)) if theirs == ours => {}
+        (theirs, ours) => {
             return Err(ClientError::Verify(format!(
-                "upload {id}: the server's content_md5 {} differs from the file's {md5}",
-                theirs.unwrap_or("(none)")
+                "upload {id}: the server's content_md5 {} differs from the file's {}",
+                theirs.unwrap_or("(none)"),
+                ours.unwrap_or("(unknown)")
             )));
         }
     }

@@ -118,6 +118,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0009_upload_concat_place.sql"),
     ),
     (
+        "0010_upload_crc64",
+        include_str!("../../sql/0010_upload_crc64.sql"),
+    ),
+    (
         "0011_image_wire",
         include_str!("../../sql/0011_image_wire.sql"),
     ),

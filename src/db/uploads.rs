@@ -101,7 +101,7 @@ pub enum Concat {
 pub use crate::store::session::{MultipartState, Part};
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -129,6 +129,7 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
         hash: HashState {
             md5: r.get(10)?,
             sha1: r.get(11)?,
+            crc64: r.get::<_, Option<i64>>(28)?.map(|c| c as u64),
             size: offset,
         },
         md5: r.get(12)?,
@@ -176,7 +177,7 @@ fn finish(row: (Upload, String)) -> Result<Upload> {
 
 pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28)"),
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)"),
         params![
             u.id.to_string(),
             u.owner.map(|o| o.to_string()),
@@ -223,6 +224,7 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
                 .map(serde_json::to_string)
                 .transpose()
                 .map_err(DbError::corrupt("upload concat place"))?,
+            u.hash.crc64.map(|c| c as i64),
         ],
     )?;
     Ok(())
@@ -270,7 +272,7 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
     let n = c.execute(
         "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
          error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13, store=?14, \
-         s3_key=?15, s3_upload_id=?16, parts=?17, staged_from=?18 WHERE id=?1",
+         s3_key=?15, s3_upload_id=?16, parts=?17, staged_from=?18, crc64=?19 WHERE id=?1",
         params![
             u.id.to_string(),
             u.offset as i64,
@@ -291,6 +293,7 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
             serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
                 .map_err(DbError::corrupt("upload parts"))?,
             u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
+            u.hash.crc64.map(|c| c as i64),
         ],
     )?;
     if n == 0 {

@@ -1,8 +1,10 @@
 //! Digests of streamed bytes: md5 and sha1 computed on two other threads
-//! while the bytes are written, so hashing overlaps with I/O; and the
-//! hashers' serialisable state, so an upload resumed after a restart goes on
-//! hashing without re-reading what it already stored.
+//! while the bytes are written, so hashing overlaps with I/O, and a
+//! CRC-64/NVME computed inline (it is fast enough); and the hashers'
+//! serialisable state, so an upload resumed after a restart goes on hashing
+//! without re-reading what it already stored.
 
+pub mod crc64;
 pub mod md5;
 
 use base64::Engine;
@@ -12,6 +14,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use self::crc64::Crc64;
 use self::md5::Md5;
 use crate::error::{Error, Result};
 
@@ -42,11 +45,14 @@ impl Digests {
     }
 }
 
-/// The serialised md5 and sha1 states after `size` bytes.
+/// The serialised md5 and sha1 states after `size` bytes, and the
+/// CRC-64/NVME of those bytes (none for a state saved before the CRC was
+/// kept: it is never computed for it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashState {
     pub md5: Vec<u8>,
     pub sha1: Vec<u8>,
+    pub crc64: Option<u64>,
     pub size: u64,
 }
 
@@ -55,6 +61,7 @@ impl Default for HashState {
         HashState {
             md5: Md5::new().serialize().to_vec(),
             sha1: Sha1::new().serialize().to_vec(),
+            crc64: Some(Crc64::new().value()),
             size: 0,
         }
     }
@@ -171,19 +178,25 @@ fn lower_priority(nice: i32) {
     let _ = nice;
 }
 
-/// Hashes a stream of chunks with md5 and sha1 on two threads of their own.
+/// Hashes a stream of chunks with md5 and sha1 on two threads of their
+/// own, and a CRC-64/NVME inline.
 pub struct StreamHasher {
     md5: HashThread<Md5>,
     sha1: HashThread<Sha1>,
+    crc64: Option<Crc64>,
     size: u64,
 }
 
 impl StreamHasher {
     pub fn new() -> Result<StreamHasher> {
-        Ok(StreamHasher {
-            md5: HashThread::spawn(Md5::new(), 0)?,
-            sha1: HashThread::spawn(Sha1::new(), SHA1_NICE)?,
-            size: 0,
+        Self::resume(&HashState::default())
+    }
+
+    /// md5 and sha1 only (a download checks no CRC).
+    pub fn without_crc() -> Result<StreamHasher> {
+        Self::resume(&HashState {
+            crc64: None,
+            ..HashState::default()
         })
     }
 
@@ -192,6 +205,7 @@ impl StreamHasher {
         Ok(StreamHasher {
             md5: HashThread::spawn(restore_md5(&state.md5)?, 0)?,
             sha1: HashThread::spawn(restore::<Sha1>(&state.sha1)?, SHA1_NICE)?,
+            crc64: state.crc64.map(|c| Crc64::resume(c, state.size)),
             size: state.size,
         })
     }
@@ -199,6 +213,9 @@ impl StreamHasher {
     /// Feed one chunk (a cheap reference-counted clone goes to each thread).
     pub async fn update(&mut self, chunk: &Bytes) -> Result<()> {
         self.size += chunk.len() as u64;
+        if let Some(c) = self.crc64.as_mut() {
+            c.update(chunk);
+        }
         self.md5.update(chunk).await?;
         self.sha1.update(chunk).await
     }
@@ -219,6 +236,7 @@ impl StreamHasher {
         Ok(HashState {
             md5: md5.serialize().to_vec(),
             sha1: sha1.serialize().to_vec(),
+            crc64: self.crc64.map(|c| c.value()),
             size: self.size,
         })
     }
@@ -286,9 +304,20 @@ mod tests {
         h.update(&Bytes::copy_from_slice(a)).await.unwrap();
         let state = h.finish_state().await.unwrap();
         assert_eq!(state.size, a.len() as u64);
+        assert_eq!(state.crc64, Some(Crc64::of(a)));
         let mut h = StreamHasher::resume(&state).unwrap();
         h.update(&Bytes::copy_from_slice(b)).await.unwrap();
-        assert_eq!(h.finish().await.unwrap(), Digests::of(&data));
+        let end = h.finish_state().await.unwrap();
+        assert_eq!(end.crc64, Some(Crc64::of(&data)));
+        assert_eq!(end.digests().unwrap(), Digests::of(&data));
+        // A state saved before CRCs were kept goes on without one.
+        let old = HashState {
+            crc64: None,
+            ..state
+        };
+        let mut h = StreamHasher::resume(&old).unwrap();
+        h.update(&Bytes::copy_from_slice(b)).await.unwrap();
+        assert_eq!(h.finish_state().await.unwrap().crc64, None);
         assert_eq!(HashState::default().digests().unwrap(), Digests::of(b""));
     }
 

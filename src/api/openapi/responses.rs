@@ -98,6 +98,7 @@ responses! {
         .description("Done")
         .header("Tus-Resumable", header(Type::String, Some("Always 1.0.0")))
         .header("Upload-Offset", header(Type::Integer, Some("Bytes stored so far")))
+        .header("Upload-Crc64nvme", header(Type::String, Some("CRC-64/NVME of the first Upload-Offset bytes (see HeadUpload)")))
         .header("Upload-Expires", header(Type::String, Some("When the idle upload expires (HTTP date)")))
         .build();
 }
