@@ -164,12 +164,47 @@ pub(crate) async fn create_with(
     Ok(id.to_string())
 }
 
+/// Read buffers given back by the connection once it has sent them, reused
+/// by the next reads. A fresh 1 MiB buffer is memory the kernel must map,
+/// fault in and zero page by page, and unmap again when it is freed: that
+/// cost more CPU than the reading and sending of the bytes together.
+static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// Buffers kept for reuse at most (the reads in flight of every stream).
+const KEEP: usize = 64;
+
+/// A slice's bytes; back to [`FREE`] when the body no longer holds them.
+struct Slice(Vec<u8>);
+
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Slice {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if let Ok(mut free) = FREE.lock()
+            && free.len() < KEEP
+        {
+            free.push(buf);
+        }
+    }
+}
+
 /// Reads `len` bytes of `file` at `at`.
 pub(crate) async fn read_at(file: &Arc<std::fs::File>, at: u64, len: u64) -> Result<Bytes> {
     let f = file.clone();
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+        let mut buf = FREE
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default();
+        // Zeroes only what this buffer never held (a new one, or a longer slice).
+        buf.resize(len as usize, 0);
+        f.read_exact_at(&mut buf, at)
+            .map(|()| Bytes::from_owner(Slice(buf)))
     })
     .await
     .map_err(|e| local("read", e))?
