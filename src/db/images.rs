@@ -463,26 +463,39 @@ pub fn merge_values(conn: &Connection, q: &ListQuery, dense: Dense) -> Result<Op
     else {
         return Ok(None);
     };
-    // `instr` is the definition (as in `where_sql`); the trigram index,
-    // when the substring is long enough, finds the candidates.
-    let (hit, args) = if sub.chars().count() >= TRIGRAM {
-        (
-            "AND id IN (SELECT rowid FROM image_text WHERE image_text MATCH ?3)",
-            vec![text(c), text(sub), text(&fts_phrase(sub))],
-        )
-    } else {
-        ("", vec![text(c), text(sub)])
-    };
-    let sql = format!(
-        "SELECT value FROM image_values WHERE col = ?1 {hit} AND instr(value, ?2) > 0 \
-         AND n > 0 ORDER BY value LIMIT {}",
-        MERGE_MAX + 1
-    );
-    let mut st = conn.prepare_cached(&sql)?;
+    let (sql, args) = values_sql(c, sub);
+    let mut st = conn.prepare_cached(sql)?;
     let values: Vec<String> = st
         .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok((values.len() <= MERGE_MAX).then_some(values))
+}
+
+/// The query of [`merge_values`]: the first [`MERGE_MAX`] + 1 distinct
+/// values of column `c` holding `sub`, in order.
+fn values_sql(c: &str, sub: &str) -> (&'static str, Vec<SqlValue>) {
+    // `instr` is the definition (as in `where_sql`); the trigram index,
+    // when the substring is long enough, finds the candidates: its few
+    // hits are read by rowid (`+col`: not a walk of every value of the
+    // column in order, reading each one's row). Without it, the column's
+    // values in order from the unique index (col, value), which holds all
+    // this reads. (A value whose count falls to 0 is deleted by the
+    // trigger that decrements it, so every value listed has images.)
+    let limit = SqlValue::Integer(MERGE_MAX as i64 + 1);
+    if sub.chars().count() >= TRIGRAM {
+        (
+            "SELECT value FROM image_values WHERE +col = ?1 \
+             AND id IN (SELECT rowid FROM image_text WHERE image_text MATCH ?3) \
+             AND instr(value, ?2) > 0 ORDER BY value LIMIT ?4",
+            vec![text(c), text(sub), text(&fts_phrase(sub)), limit],
+        )
+    } else {
+        (
+            "SELECT value FROM image_values WHERE col = ?1 AND instr(value, ?2) > 0 \
+             ORDER BY value LIMIT ?3",
+            vec![text(c), text(sub), limit],
+        )
+    }
 }
 
 /// A `~` match over a few distinct values (`values`, of column `c`): each
@@ -703,14 +716,18 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
                 wh.push(format!("instr({c}, {p}) > 0"));
                 if driver == Driver::Text(c) {
                     // The distinct values holding `s`, then their images.
+                    // (With the trigram index: its hits by rowid, `+col`.)
                     let hit = if s.chars().count() >= TRIGRAM {
                         let p = b.arg(text(&fts_phrase(s)));
-                        format!("id IN (SELECT rowid FROM image_text WHERE image_text MATCH {p})")
+                        format!(
+                            "+col = '{c}' AND id IN \
+                             (SELECT rowid FROM image_text WHERE image_text MATCH {p})"
+                        )
                     } else {
-                        format!("instr(value, {p}) > 0")
+                        format!("col = '{c}' AND instr(value, {p}) > 0")
                     };
                     wh.push(format!(
-                        "{c} IN (SELECT value FROM image_values WHERE col = '{c}' AND {hit})"
+                        "{c} IN (SELECT value FROM image_values WHERE {hit})"
                     ));
                 }
             }
@@ -1403,6 +1420,28 @@ mod tests {
                     p.join("\n")
                 );
             }
+        }
+        // The values: by the trigram index's hits (rowid), or from the
+        // covering unique index for 1–2 characters; never a read of each
+        // value's row.
+        for (sub, want) in [
+            (
+                "img1",
+                "SEARCH image_values USING INTEGER PRIMARY KEY (rowid=?)",
+            ),
+            (
+                "g3",
+                "SEARCH image_values USING COVERING INDEX sqlite_autoindex_image_values_1 (col=?)",
+            ),
+        ] {
+            let (sql, args) = values_sql("name", sub);
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let p: Vec<String> = st
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(p.iter().any(|l| l == want), "{sub}:\n{}", p.join("\n"));
         }
         // In every state the index walks are not in ListImages' order.
         let q = ListQuery {
