@@ -1,4 +1,5 @@
--- ListImages: a tag, a tag key or a billing tag drives an ordered walk.
+-- ListImages: a tag or a billing tag drives an ordered walk; the values
+-- of `~` matches are cached until a name or version appears or goes.
 --
 -- `image_tags` and `image_billing_tags` (sql/0007) get each image's `state`
 -- and `published_at`, and an index (tag, state, published_at, uuid):
@@ -84,3 +85,22 @@ INSERT OR IGNORE INTO image_tags (tag, uuid, state, published_at)
     SELECT j.value, i.uuid, i.state, i.published_at FROM images i, json_each(i.tags_search) j;
 INSERT OR IGNORE INTO image_billing_tags (tag, uuid, state, published_at)
     SELECT j.value, i.uuid, i.state, i.published_at FROM images i, json_each(i.billing_tags) j;
+
+-- `~` matches: the distinct values a substring matches are cached by
+-- `db::images::merge_values` per database, column and substring while
+-- `gen` has not moved. It moves when a distinct name or version appears
+-- or goes (a row of image_values inserted or deleted; a count changing
+-- is an UPDATE and does not move it). `db` tells databases apart in the
+-- process's cache.
+CREATE TABLE image_values_gen (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    db   INTEGER NOT NULL,
+    gen  INTEGER NOT NULL
+) STRICT;
+INSERT INTO image_values_gen (id, db, gen) VALUES (1, random(), 0);
+CREATE TRIGGER image_values_added AFTER INSERT ON image_values BEGIN
+    UPDATE image_values_gen SET gen = gen + 1 WHERE id = 1;
+END;
+CREATE TRIGGER image_values_removed AFTER DELETE ON image_values BEGIN
+    UPDATE image_values_gen SET gen = gen + 1 WHERE id = 1;
+END;

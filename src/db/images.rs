@@ -2,6 +2,9 @@
 //! each image's stored list form (`images.wire`, what ListImages copies
 //! into its body when it needs no other rendering).
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
@@ -452,7 +455,7 @@ pub const MERGE_MAX: usize = 32;
 /// The distinct values of `q`'s `~` match when it is the driver, the
 /// state is one, and they are at most [`MERGE_MAX`] (else None: the sorted
 /// plan of [`list_sql_dense`] serves it). Empty when no value holds the
-/// substring (the page is empty).
+/// substring (the page is empty). Cached (see [`VALUES`]).
 pub fn merge_values(conn: &Connection, q: &ListQuery, dense: Dense) -> Result<Option<Vec<String>>> {
     let Driver::Text(c) = Driver::pick(q, dense, false) else {
         return Ok(None);
@@ -463,12 +466,58 @@ pub fn merge_values(conn: &Connection, q: &ListQuery, dense: Dense) -> Result<Op
     else {
         return Ok(None);
     };
+    let generation = || -> Result<(i64, i64)> {
+        Ok(conn
+            .prepare_cached("SELECT db, gen FROM image_values_gen WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    };
+    let (db, seen) = generation()?;
+    let key = (
+        db,
+        conn.path().unwrap_or_default().to_string(),
+        c,
+        sub.clone(),
+    );
+    if let Some((g, v)) = values_cache().get(&key)
+        && *g == seen
+    {
+        return Ok(v.clone());
+    }
     let (sql, args) = values_sql(c, sub);
     let mut st = conn.prepare_cached(sql)?;
     let values: Vec<String> = st
         .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok((values.len() <= MERGE_MAX).then_some(values))
+    let values = (values.len() <= MERGE_MAX).then_some(values);
+    // Kept only if no value appeared or went while they were read.
+    if generation()? == (db, seen) {
+        let mut cache = values_cache();
+        if cache.len() >= VALUES_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, (seen, values.clone()));
+    }
+    Ok(values)
+}
+
+/// The values of `~` matches already looked up by [`merge_values`], per
+/// database (`image_values_gen.db`, random, and the file's path: copies
+/// of one file stay apart), column and substring, with the
+/// `image_values_gen.gen` they were read at: valid while it has not moved,
+/// that is until a distinct name or version appears or goes (sql/0012). A
+/// `~` query then reads one row instead of the trigram index or every
+/// distinct value. At most [`VALUES_CACHED`] entries (cleared when full),
+/// each at most [`MERGE_MAX`] + 1 values.
+type ValuesCache = HashMap<(i64, String, &'static str, String), (i64, Option<Vec<String>>)>;
+static VALUES: LazyLock<Mutex<ValuesCache>> = LazyLock::new(Mutex::default);
+
+/// Most substrings whose values [`VALUES`] holds.
+const VALUES_CACHED: usize = 1024;
+
+fn values_cache() -> MutexGuard<'static, ValuesCache> {
+    // A panic while it was held cannot leave an entry half written
+    // (inserts and clears are whole): the map is still good.
+    VALUES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The query of [`merge_values`]: the first [`MERGE_MAX`] + 1 distinct
@@ -1450,6 +1499,68 @@ mod tests {
             ..ListQuery::default()
         };
         assert_eq!(merge_values(&c, &q, Dense::default()).unwrap(), None);
+    }
+
+    /// The cached values of a `~` match follow the names that appear and
+    /// go (insert, rename, delete), each database its own; a count that
+    /// changes alone does not invalidate them.
+    #[test]
+    fn the_values_of_a_match_follow_new_and_removed_names() {
+        let c = conn();
+        let other = conn();
+        let mut r = Rng(3);
+        let mut imgs = Vec::new();
+        for i in 0..6 {
+            let mut img = image(&mut r, i);
+            img.name = format!("cache{}", i % 3);
+            img.disabled = false;
+            img.activated = true;
+            img.placeholder = None;
+            insert(&c, &img).unwrap();
+            imgs.push(img);
+        }
+        let q = ListQuery {
+            name: Some(TextMatch::parse("~cache")),
+            ..ListQuery::default()
+        };
+        let values = |c: &Connection| merge_values(c, &q, Dense::default()).unwrap();
+        let generation = |c: &Connection| -> i64 {
+            c.query_row("SELECT gen FROM image_values_gen", [], |r| r.get(0))
+                .unwrap()
+        };
+        let names = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2"]));
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2"]));
+        // Another database, the same substring: its own values.
+        assert_eq!(values(&other), Some(vec![]));
+        // One more image of an existing name: the same values, the same
+        // generation.
+        let g = generation(&c);
+        let mut more = image(&mut r, 10);
+        more.name = "cache1".into();
+        insert(&c, &more).unwrap();
+        assert_eq!(generation(&c), g);
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2"]));
+        // A new name, a rename, a delete of a name's last image.
+        let mut new = image(&mut r, 11);
+        new.name = "cache9".into();
+        insert(&c, &new).unwrap();
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2", "cache9"]));
+        imgs[2].name = "cache-ë".into();
+        update(&c, &imgs[2]).unwrap();
+        assert!(delete(&c, imgs[5].uuid).unwrap());
+        assert_eq!(
+            values(&c),
+            names(&["cache-ë", "cache0", "cache1", "cache9"])
+        );
+        assert!(delete(&c, new.uuid).unwrap());
+        assert_eq!(values(&c), names(&["cache-ë", "cache0", "cache1"]));
+        assert_eq!(values(&other), Some(vec![]));
+        // Every page agrees with the old full-scan SQL.
+        assert_eq!(
+            uuids(list(&c, &q).unwrap()),
+            uuids(old_list(&c, &q).unwrap())
+        );
     }
 
     /// A tag or billing tag that does not drive (dense in every state, or
