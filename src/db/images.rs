@@ -2,6 +2,9 @@
 //! each image's stored list form (`images.wire`, what ListImages copies
 //! into its body when it needs no other rendering).
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
@@ -264,19 +267,24 @@ pub fn all(conn: &Connection) -> Result<Vec<Image>> {
 /// are checked on those rows only, their columns written `+col` so that the
 /// planner cannot choose a worse index for them. A column driver's index
 /// ends in (state, published_at, uuid), ListImages' order, so the rows come
-/// sorted and the walk stops at `limit`; a driver through a side table
-/// (tags, billing tags) or several values of a column (`~` matches: the
-/// distinct names or versions holding the substring, found through their
-/// trigram index) yields rows that are then sorted by their keys (or, for
-/// a `~` match over a few values, merged: see [`merge_sql`]). With no
-/// filter, `state` (or, for `state=all`, `published_at`) is the walk.
+/// sorted and the walk stops at `limit`. A tag or billing tag in one
+/// state walks its side table's index `(tag, state, published_at, uuid)`
+/// the same way (see [`walk_sql`]). A tag key, a tag in every state, or
+/// several values of a column (`~` matches: the distinct names or versions
+/// holding the substring, found through their trigram index) yield rows
+/// that are then sorted by their keys (or, for a `~` match over a few
+/// values, merged: see [`merge_sql`]). With no filter, `state` (or, for
+/// `state=all`, `published_at`) is the walk.
 pub fn list_sql(q: &ListQuery) -> (String, Vec<SqlValue>) {
     list_sql_dense(q, Dense::default())
 }
 
-/// Side-table filters (tags, billing tags) that hold so many images that
-/// walking an ordered index and checking each row beats sorting them all:
-/// not drivers. [`list`] asks the database; [`list_sql`] assumes none.
+/// Side-table filters (tags, billing tags, tag keys) that hold so many
+/// images that walking an ordered index and checking each row beats
+/// sorting them all: not drivers where they would be sorted. In one state,
+/// a dense tag or billing tag still drives its own ordered walk, but after
+/// the `~` matches and tag keys (see [`Driver::pick`]). [`list`] asks the
+/// database; [`list_sql`] assumes none.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Dense {
     pub tag: bool,
@@ -290,6 +298,10 @@ const DENSE: i64 = 2000;
 impl Dense {
     /// Count (up to [`DENSE`]) the images of the first tag, billing tag
     /// and tag key of `q`: a bounded read of each side table's index.
+    /// In one state, a tag or billing tag is counted only where its density
+    /// changes the plan (against a `~` match or a tag key, which a sparse
+    /// tag beats and a dense one does not, and for the account's
+    /// `public=false` union): else it drives an ordered walk either way.
     fn probe(conn: &Connection, q: &ListQuery) -> Result<Dense> {
         let count = |sql: &str, args: Vec<SqlValue>| -> Result<bool> {
             let sql = format!("SELECT count(*) FROM ({sql} LIMIT {DENSE})");
@@ -298,11 +310,17 @@ impl Dense {
                 .query_row(rusqlite::params_from_iter(args), |r| r.get(0))?;
             Ok(n >= DENSE)
         };
+        let contains = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Contains(_)));
+        let matters = q.state == StateFilter::All
+            || contains(&q.name)
+            || contains(&q.version)
+            || !q.tag_keys.is_empty()
+            || (q.account.is_some() && q.public == Some(false));
         let mut d = Dense::default();
-        if let Some(t) = q.tags.first() {
+        if let Some(t) = q.tags.first().filter(|_| matters) {
             d.tag = count("SELECT 1 FROM image_tags WHERE tag = ?1", vec![text(t)])?;
         }
-        if let Some(t) = q.billing_tags.first() {
+        if let Some(t) = q.billing_tags.first().filter(|_| matters) {
             d.billing_tag = count(
                 "SELECT 1 FROM image_billing_tags WHERE tag = ?1",
                 vec![text(t)],
@@ -370,6 +388,12 @@ pub fn list_sql_select(
     {
         return merge_sql(q, dense, c, state, values, cols, &mut b);
     }
+    if let (d @ (Driver::Tag | Driver::BillingTag), StateFilter::Only(state)) =
+        (Driver::pick(q, dense, false), q.state)
+        && sparse_account(q, dense).is_none()
+    {
+        return walk_sql(q, d, state, cols, &mut b);
+    }
     if let Some(a) = sparse_account(q, dense) {
         let own = ListQuery {
             owner: Some(a),
@@ -431,7 +455,7 @@ pub const MERGE_MAX: usize = 32;
 /// The distinct values of `q`'s `~` match when it is the driver, the
 /// state is one, and they are at most [`MERGE_MAX`] (else None: the sorted
 /// plan of [`list_sql_dense`] serves it). Empty when no value holds the
-/// substring (the page is empty).
+/// substring (the page is empty). Cached (see [`VALUES`]).
 pub fn merge_values(conn: &Connection, q: &ListQuery, dense: Dense) -> Result<Option<Vec<String>>> {
     let Driver::Text(c) = Driver::pick(q, dense, false) else {
         return Ok(None);
@@ -442,26 +466,85 @@ pub fn merge_values(conn: &Connection, q: &ListQuery, dense: Dense) -> Result<Op
     else {
         return Ok(None);
     };
-    // `instr` is the definition (as in `where_sql`); the trigram index,
-    // when the substring is long enough, finds the candidates.
-    let (hit, args) = if sub.chars().count() >= TRIGRAM {
-        (
-            "AND id IN (SELECT rowid FROM image_text WHERE image_text MATCH ?3)",
-            vec![text(c), text(sub), text(&fts_phrase(sub))],
-        )
-    } else {
-        ("", vec![text(c), text(sub)])
+    let generation = || -> Result<(i64, i64)> {
+        Ok(conn
+            .prepare_cached("SELECT db, gen FROM image_values_gen WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
     };
-    let sql = format!(
-        "SELECT value FROM image_values WHERE col = ?1 {hit} AND instr(value, ?2) > 0 \
-         AND n > 0 ORDER BY value LIMIT {}",
-        MERGE_MAX + 1
+    let (db, seen) = generation()?;
+    let key = (
+        db,
+        conn.path().unwrap_or_default().to_string(),
+        c,
+        sub.clone(),
     );
-    let mut st = conn.prepare_cached(&sql)?;
+    if let Some((g, v)) = values_cache().get(&key)
+        && *g == seen
+    {
+        return Ok(v.clone());
+    }
+    let (sql, args) = values_sql(c, sub);
+    let mut st = conn.prepare_cached(sql)?;
     let values: Vec<String> = st
         .query_map(rusqlite::params_from_iter(args), |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok((values.len() <= MERGE_MAX).then_some(values))
+    let values = (values.len() <= MERGE_MAX).then_some(values);
+    // Kept only if no value appeared or went while they were read.
+    if generation()? == (db, seen) {
+        let mut cache = values_cache();
+        if cache.len() >= VALUES_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, (seen, values.clone()));
+    }
+    Ok(values)
+}
+
+/// The values of `~` matches already looked up by [`merge_values`], per
+/// database (`image_values_gen.db`, random, and the file's path: copies
+/// of one file stay apart), column and substring, with the
+/// `image_values_gen.gen` they were read at: valid while it has not moved,
+/// that is until a distinct name or version appears or goes (sql/0012). A
+/// `~` query then reads one row instead of the trigram index or every
+/// distinct value. At most [`VALUES_CACHED`] entries (cleared when full),
+/// each at most [`MERGE_MAX`] + 1 values.
+type ValuesCache = HashMap<(i64, String, &'static str, String), (i64, Option<Vec<String>>)>;
+static VALUES: LazyLock<Mutex<ValuesCache>> = LazyLock::new(Mutex::default);
+
+/// Most substrings whose values [`VALUES`] holds.
+const VALUES_CACHED: usize = 1024;
+
+fn values_cache() -> MutexGuard<'static, ValuesCache> {
+    // A panic while it was held cannot leave an entry half written
+    // (inserts and clears are whole): the map is still good.
+    VALUES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The query of [`merge_values`]: the first [`MERGE_MAX`] + 1 distinct
+/// values of column `c` holding `sub`, in order.
+fn values_sql(c: &str, sub: &str) -> (&'static str, Vec<SqlValue>) {
+    // `instr` is the definition (as in `where_sql`); the trigram index,
+    // when the substring is long enough, finds the candidates: its few
+    // hits are read by rowid (`+col`: not a walk of every value of the
+    // column in order, reading each one's row). Without it, the column's
+    // values in order from the unique index (col, value), which holds all
+    // this reads. (A value whose count falls to 0 is deleted by the
+    // trigger that decrements it, so every value listed has images.)
+    let limit = SqlValue::Integer(MERGE_MAX as i64 + 1);
+    if sub.chars().count() >= TRIGRAM {
+        (
+            "SELECT value FROM image_values WHERE +col = ?1 \
+             AND id IN (SELECT rowid FROM image_text WHERE image_text MATCH ?3) \
+             AND instr(value, ?2) > 0 ORDER BY value LIMIT ?4",
+            vec![text(c), text(sub), text(&fts_phrase(sub)), limit],
+        )
+    } else {
+        (
+            "SELECT value FROM image_values WHERE col = ?1 AND instr(value, ?2) > 0 \
+             ORDER BY value LIMIT ?3",
+            vec![text(c), text(sub), limit],
+        )
+    }
 }
 
 /// A `~` match over a few distinct values (`values`, of column `c`): each
@@ -521,6 +604,59 @@ fn merge_sql(
     (sql, std::mem::take(&mut b.args))
 }
 
+/// A tag or billing tag that drives, in one state: its images come from
+/// its side table's index `(tag, state, published_at, uuid)` (sql/0012)
+/// already in ListImages' order (index-only, a `marker` bounding the
+/// walk), in the co-routine `m`; the other filters and the account union
+/// are checked on each image's row in that order, stopping at `limit`.
+/// Reads about `limit` rows and sorts nothing, where the sorted plan sorts
+/// every tagged image's keys first (10 000 for `tag.role=os` at 100 000
+/// images), and a walk of `images_list_state` checking the tag per row
+/// reads ten rows for each one it keeps.
+fn walk_sql(
+    q: &ListQuery,
+    driver: Driver,
+    state: State,
+    cols: &str,
+    b: &mut Sql,
+) -> (String, Vec<SqlValue>) {
+    let order = if q.desc { "DESC" } else { "ASC" };
+    // The other conditions, on the row: `q` without the driving tag, the
+    // state and the marker, which the walk applies.
+    let mut rest = ListQuery {
+        state: StateFilter::All,
+        marker: None,
+        ..q.clone()
+    };
+    let (table, tag) = match driver {
+        Driver::Tag => ("image_tags", rest.tags.remove(0)),
+        _ => ("image_billing_tags", rest.billing_tags.remove(0)),
+    };
+    let t = b.arg(text(&tag));
+    let st = b.arg(text(state.as_str()));
+    let marker = q.marker.as_ref().map(|m| {
+        let p = b.arg(text(m));
+        format!(" AND published_at {} {p}", if q.desc { "<=" } else { ">=" })
+    });
+    let marker = marker.unwrap_or_default();
+    // The other tags, tag keys and billing tags are checked per row (a
+    // primary-key probe, or the row's tags for a key), not driven.
+    let per_row = Dense {
+        tag: true,
+        billing_tag: true,
+        tag_key: true,
+    };
+    let w = where_sql(&rest, per_row, None, b);
+    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let sql = format!(
+        "SELECT {cols} FROM (SELECT uuid AS u, published_at AS p FROM {table} \
+         WHERE tag = {t} AND state = {st}{marker} ORDER BY p {order}, u {order} LIMIT -1) AS m \
+         CROSS JOIN images ON images.uuid = m.u {} LIMIT {lim}",
+        w.all()
+    );
+    (sql, std::mem::take(&mut b.args))
+}
+
 /// The conditions of a ListImages query.
 struct Where {
     /// The filters (and the owner-only form of the account union).
@@ -560,13 +696,16 @@ impl Where {
 /// its own images and those shared with it (see [`list_sql_dense`]).
 fn sparse_account(q: &ListQuery, dense: Dense) -> Option<Uuid> {
     let a = q.account?;
-    let weak = matches!(
-        Driver::pick(q, dense, false),
+    let weak = match Driver::pick(q, dense, false) {
         Driver::Column("os" | "type" | "public" | "state")
-            | Driver::Text(_)
-            | Driver::TagKey
-            | Driver::None
-    );
+        | Driver::Text(_)
+        | Driver::TagKey
+        | Driver::None => true,
+        // A dense tag's ordered walk is no better than a column's.
+        Driver::Tag => dense.tag,
+        Driver::BillingTag => dense.billing_tag,
+        _ => false,
+    };
     (q.public == Some(false) && q.owner.is_none() && !owner_only(q) && weak).then_some(a)
 }
 
@@ -626,14 +765,18 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
                 wh.push(format!("instr({c}, {p}) > 0"));
                 if driver == Driver::Text(c) {
                     // The distinct values holding `s`, then their images.
+                    // (With the trigram index: its hits by rowid, `+col`.)
                     let hit = if s.chars().count() >= TRIGRAM {
                         let p = b.arg(text(&fts_phrase(s)));
-                        format!("id IN (SELECT rowid FROM image_text WHERE image_text MATCH {p})")
+                        format!(
+                            "+col = '{c}' AND id IN \
+                             (SELECT rowid FROM image_text WHERE image_text MATCH {p})"
+                        )
                     } else {
-                        format!("instr(value, {p}) > 0")
+                        format!("col = '{c}' AND instr(value, {p}) > 0")
                     };
                     wh.push(format!(
-                        "{c} IN (SELECT value FROM image_values WHERE col = '{c}' AND {hit})"
+                        "{c} IN (SELECT value FROM image_values WHERE {hit})"
                     ));
                 }
             }
@@ -851,6 +994,7 @@ impl Driver {
         let exact = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Exact(_)));
         let text =
             |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Contains(s)) if !s.is_empty());
+        let ordered = matches!(q.state, StateFilter::Only(_));
         if q.origin.is_some() {
             Driver::Column("origin")
         } else if exact(&q.name) {
@@ -871,6 +1015,12 @@ impl Driver {
             Driver::Text("version")
         } else if !q.tag_keys.is_empty() && !dense.tag_key {
             Driver::TagKey
+        } else if !q.tags.is_empty() && ordered {
+            // Dense, but its walk is in ListImages' order (see
+            // `walk_sql`): as good as a column's, and fewer rows.
+            Driver::Tag
+        } else if !q.billing_tags.is_empty() && ordered {
+            Driver::BillingTag
         } else if q.os.is_some() {
             Driver::Column("os")
         } else if matches!(q.type_, Some((false, _))) {
@@ -1320,6 +1470,28 @@ mod tests {
                 );
             }
         }
+        // The values: by the trigram index's hits (rowid), or from the
+        // covering unique index for 1–2 characters; never a read of each
+        // value's row.
+        for (sub, want) in [
+            (
+                "img1",
+                "SEARCH image_values USING INTEGER PRIMARY KEY (rowid=?)",
+            ),
+            (
+                "g3",
+                "SEARCH image_values USING COVERING INDEX sqlite_autoindex_image_values_1 (col=?)",
+            ),
+        ] {
+            let (sql, args) = values_sql("name", sub);
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let p: Vec<String> = st
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(p.iter().any(|l| l == want), "{sub}:\n{}", p.join("\n"));
+        }
         // In every state the index walks are not in ListImages' order.
         let q = ListQuery {
             name: Some(TextMatch::Contains("img1".into())),
@@ -1329,9 +1501,71 @@ mod tests {
         assert_eq!(merge_values(&c, &q, Dense::default()).unwrap(), None);
     }
 
-    /// A tag or billing tag that does not drive (dense, or not the first)
-    /// is checked by one probe of its side table's primary key per image
-    /// walked, not by reading the image's JSON arrays.
+    /// The cached values of a `~` match follow the names that appear and
+    /// go (insert, rename, delete), each database its own; a count that
+    /// changes alone does not invalidate them.
+    #[test]
+    fn the_values_of_a_match_follow_new_and_removed_names() {
+        let c = conn();
+        let other = conn();
+        let mut r = Rng(3);
+        let mut imgs = Vec::new();
+        for i in 0..6 {
+            let mut img = image(&mut r, i);
+            img.name = format!("cache{}", i % 3);
+            img.disabled = false;
+            img.activated = true;
+            img.placeholder = None;
+            insert(&c, &img).unwrap();
+            imgs.push(img);
+        }
+        let q = ListQuery {
+            name: Some(TextMatch::parse("~cache")),
+            ..ListQuery::default()
+        };
+        let values = |c: &Connection| merge_values(c, &q, Dense::default()).unwrap();
+        let generation = |c: &Connection| -> i64 {
+            c.query_row("SELECT gen FROM image_values_gen", [], |r| r.get(0))
+                .unwrap()
+        };
+        let names = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2"]));
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2"]));
+        // Another database, the same substring: its own values.
+        assert_eq!(values(&other), Some(vec![]));
+        // One more image of an existing name: the same values, the same
+        // generation.
+        let g = generation(&c);
+        let mut more = image(&mut r, 10);
+        more.name = "cache1".into();
+        insert(&c, &more).unwrap();
+        assert_eq!(generation(&c), g);
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2"]));
+        // A new name, a rename, a delete of a name's last image.
+        let mut new = image(&mut r, 11);
+        new.name = "cache9".into();
+        insert(&c, &new).unwrap();
+        assert_eq!(values(&c), names(&["cache0", "cache1", "cache2", "cache9"]));
+        imgs[2].name = "cache-ë".into();
+        update(&c, &imgs[2]).unwrap();
+        assert!(delete(&c, imgs[5].uuid).unwrap());
+        assert_eq!(
+            values(&c),
+            names(&["cache-ë", "cache0", "cache1", "cache9"])
+        );
+        assert!(delete(&c, new.uuid).unwrap());
+        assert_eq!(values(&c), names(&["cache-ë", "cache0", "cache1"]));
+        assert_eq!(values(&other), Some(vec![]));
+        // Every page agrees with the old full-scan SQL.
+        assert_eq!(
+            uuids(list(&c, &q).unwrap()),
+            uuids(old_list(&c, &q).unwrap())
+        );
+    }
+
+    /// A tag or billing tag that does not drive (dense in every state, or
+    /// not the first) is checked by one probe of its side table's primary
+    /// key per image walked, not by reading the image's JSON arrays.
     #[test]
     fn dense_tags_are_checked_through_their_side_tables() {
         let c = conn();
@@ -1345,20 +1579,179 @@ mod tests {
             billing_tag: true,
             tag_key: false,
         };
-        for account in [None, Some(u(1))] {
+        for (account, state) in [
+            (None, StateFilter::All),
+            (Some(u(1)), StateFilter::All),
+            (None, StateFilter::Only(State::Active)),
+            (Some(u(1)), StateFilter::Only(State::Active)),
+        ] {
             let q = ListQuery {
                 account,
+                state,
                 ..q.clone()
             };
             let p = plan_dense(&c, &q, dense).join("\n");
-            for t in ["image_tags", "image_billing_tags"] {
+            // In one state the tag drives its ordered walk (see
+            // `a_tag_drives_an_ordered_walk`); the billing tag is probed.
+            let probed: &[&str] = if state == StateFilter::All {
+                &["image_tags", "image_billing_tags"]
+            } else {
+                &["image_billing_tags"]
+            };
+            for t in probed {
                 assert!(
                     p.lines().any(|l| l.starts_with(&format!("SEARCH {t} "))
                         && l.ends_with("USING PRIMARY KEY (tag=? AND uuid=?)")),
-                    "{t}:\n{p}"
+                    "{t} {state:?}:\n{p}"
                 );
             }
             assert!(!p.contains("json_each"), "{p}");
+        }
+    }
+
+    /// A tag or billing tag in one state drives a walk of its side table's
+    /// index (tag, state, published_at, uuid), already in ListImages'
+    /// order: a co-routine, no sort, no scan of images; dense or not, with
+    /// the other filters, the account, both orders, a marker. In every
+    /// state, or for the account's `public=false` union when the tag is
+    /// dense, it does not.
+    #[test]
+    fn a_tag_drives_an_ordered_walk() {
+        let c = conn();
+        let fs = filters();
+        let f = |n: &str| fs.iter().find(|(m, _)| *m == n).unwrap().1.clone();
+        let all_dense = Dense {
+            tag: true,
+            billing_tag: true,
+            tag_key: true,
+        };
+        let mut checked = 0;
+        for (driver, index) in [
+            ("tag", "image_tags_list"),
+            ("tag2", "image_tags_list"),
+            ("billing_tag", "image_billing_tags_list"),
+        ] {
+            for other in [
+                None,
+                Some("os"),
+                Some("public"),
+                Some("type!"),
+                Some("tagkey"),
+                Some("billing_tag"),
+                Some("channel"),
+                Some("state=disabled"),
+            ] {
+                let mut q = f(driver);
+                if let Some(o) = other {
+                    let o = f(o);
+                    q.os = q.os.or(o.os);
+                    q.public = q.public.or(o.public);
+                    q.type_ = q.type_.or(o.type_);
+                    q.tag_keys.extend(o.tag_keys);
+                    q.channel = q.channel.or(o.channel);
+                    q.state = o.state;
+                    if driver != "billing_tag" {
+                        q.billing_tags.extend(o.billing_tags);
+                    }
+                }
+                for (account, desc, marker, dense) in [
+                    (None, false, None, Dense::default()),
+                    (None, true, None, all_dense),
+                    (
+                        Some(u(9)),
+                        false,
+                        Some("2020-01-01T00:00:00.000Z".to_string()),
+                        all_dense,
+                    ),
+                    (
+                        Some(u(9)),
+                        true,
+                        Some("2020-01-01T00:00:00.000Z".to_string()),
+                        Dense::default(),
+                    ),
+                ] {
+                    let q = ListQuery {
+                        account,
+                        desc,
+                        marker: marker.clone(),
+                        ..q.clone()
+                    };
+                    // An account asking for its state=disabled images asks
+                    // for its own: the owner's index drives.
+                    let owner = account.is_some() && other == Some("state=disabled");
+                    let sparse = dense.tag && account.is_some() && q.public == Some(false);
+                    let p = plan_dense(&c, &q, dense);
+                    let has = |s: &str| p.iter().any(|l| l.contains(s));
+                    let walk = has(&format!("COVERING INDEX {index} (tag=? AND state=?"));
+                    let ok = if owner {
+                        has("images_list_owner") && !walk
+                    } else if sparse {
+                        has("images_list_owner") && has("image_acl") && !walk
+                    } else {
+                        walk && has("CO-ROUTINE")
+                            && !has("TEMP B-TREE")
+                            && !p.iter().any(|l| l.starts_with("SCAN images"))
+                    };
+                    assert!(
+                        ok,
+                        "{driver} + {other:?} {q:?} {dense:?}:\n{}",
+                        p.join("\n")
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 8 * 4);
+        // In every state the index is not in ListImages' order.
+        for dense in [Dense::default(), all_dense] {
+            let q = ListQuery {
+                state: StateFilter::All,
+                ..f("tag")
+            };
+            let p = plan_dense(&c, &q, dense);
+            assert!(
+                !p.iter().any(|l| l.contains("(tag=? AND state=?")),
+                "{}",
+                p.join("\n")
+            );
+        }
+    }
+
+    /// The side tables hold every image's tags, billing tags and acl, and
+    /// the tag tables each image's state and publication date.
+    fn assert_side_tables_follow(c: &Connection) {
+        type Row = (String, String, Option<String>, Option<String>);
+        let q = |sql: &str| -> Vec<Row> {
+            let mut st = c.prepare(sql).unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        for (table, col, cols) in [
+            ("image_tags", "tags_search", "state, published_at"),
+            ("image_billing_tags", "billing_tags", "state, published_at"),
+            ("image_acl", "acl", "NULL, NULL"),
+        ] {
+            let key = if table == "image_acl" {
+                "account"
+            } else {
+                "tag"
+            };
+            let got = q(&format!(
+                "SELECT {key}, uuid, {cols} FROM {table} ORDER BY 1, 2"
+            ));
+            let want = q(&format!(
+                "SELECT DISTINCT j.value, i.uuid, {} FROM images i, json_each(i.{col}) j \
+                 ORDER BY 1, 2",
+                if table == "image_acl" {
+                    "NULL, NULL"
+                } else {
+                    "i.state, i.published_at"
+                }
+            ));
+            assert!(!want.is_empty(), "{table}");
+            assert_eq!(got, want, "{table}");
         }
     }
 
@@ -1741,14 +2134,19 @@ mod tests {
             ));
         }
         for t in TAGS {
-            out.push((
-                format!("tag {t}"),
-                ListQuery {
-                    tags: vec![t.to_string()],
-                    state: StateFilter::All,
-                    ..ListQuery::default()
-                },
-            ));
+            for state in [StateFilter::All, StateFilter::Only(State::Active)] {
+                for account in [None, Some(u(1))] {
+                    out.push((
+                        format!("tag {t} {state:?} account={account:?}"),
+                        ListQuery {
+                            tags: vec![t.to_string()],
+                            state,
+                            account,
+                            ..ListQuery::default()
+                        },
+                    ));
+                }
+            }
         }
         for b in ["b", "c", "b%", "%"] {
             out.push((
@@ -1827,6 +2225,7 @@ mod tests {
         tx.commit().unwrap();
         let nonempty = compare_all(&c);
         assert!(nonempty > 800, "only {nonempty} queries found images");
+        assert_side_tables_follow(&c);
 
         // The side tables follow updates (names, tags, acl, billing tags
         // change) and deletes.
@@ -1842,10 +2241,23 @@ mod tests {
                 1 if k % 8 == 1 => {
                     assert!(delete(&tx, img.uuid).unwrap());
                 }
+                // The state and the publication date change alone (the
+                // tag tables carry both, sql/0012).
+                2 => {
+                    img.disabled = !img.disabled;
+                    update(&tx, img).unwrap();
+                }
+                3 => {
+                    img.activated = true;
+                    img.placeholder = None;
+                    img.published_at = Some(format!("2020-01-0{}T12:00:00.000Z", 1 + k % 5));
+                    update(&tx, img).unwrap();
+                }
                 _ => {}
             }
         }
         tx.commit().unwrap();
+        assert_side_tables_follow(&c);
         compare_all(&c);
         let q = |sql: &str| -> Vec<(String, String, i64)> {
             let mut st = c.prepare(sql).unwrap();
@@ -1900,6 +2312,7 @@ mod tests {
         }
         super::super::migrate(&mut c).unwrap();
         compare_all(&c);
+        assert_side_tables_follow(&c);
         // 0011's list form, filled by the migration for every image.
         let filled: i64 = c
             .query_row(

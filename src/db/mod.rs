@@ -125,6 +125,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_image_wire",
         include_str!("../../sql/0011_image_wire.sql"),
     ),
+    (
+        "0012_tag_walks",
+        include_str!("../../sql/0012_tag_walks.sql"),
+    ),
 ];
 
 /// The database: one writer connection, a small pool of readers.
