@@ -116,7 +116,7 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
     let s = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let (file, bytes) = gz_file(tmp.path(), 24 * MIB + 7, 2);
+    let (file, bytes) = gz_file(tmp.path(), 64 * MIB + 7, 2);
     let m = manifest(tmp.path(), "killed");
     let args = [
         "publish",
@@ -129,14 +129,16 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
         "--json",
         "--chunk-mib",
         "2",
+        "--parallel",
+        "1",
     ];
-    // The client SIGKILLs itself once the server acknowledged >= 7 MiB, before
-    // its state file records that chunk (the harshest moment).
+    // The client SIGKILLs itself once the server acknowledged >= 20 MiB
+    // (~30 %), before its state file records that chunk (the harshest moment).
     let out = imgapi(&s.url, &state)
         .args(args)
         .env(
             "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
-            (7 * MIB).to_string(),
+            (20 * MIB).to_string(),
         )
         .output()
         .unwrap();
@@ -146,7 +148,7 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
     assert_eq!(ups.len(), 1, "{ups:?}");
     let at_kill = ups[0]["offset"].as_u64().unwrap();
     assert!(
-        at_kill >= 7 * MIB as u64 && at_kill < bytes.len() as u64,
+        at_kill >= 20 * MIB as u64 && at_kill < bytes.len() as u64,
         "{at_kill}"
     );
     assert_eq!(state_entries(&state), 1);
@@ -499,10 +501,11 @@ async fn publish_goes_on_after_the_server_is_killed_and_restarted_mid_upload() {
     let url = s.url();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let (file, bytes) = gz_file(tmp.path(), 12 * MIB + 5, 3);
+    let (file, bytes) = gz_file(tmp.path(), 64 * MIB + 5, 3);
     let m = manifest(tmp.path(), "restarted");
     let pause = tmp.path().join("paused");
-    // The client stops after 4 MiB are acknowledged, until `pause` is gone.
+    // The client stops after 20 MiB (~30 %) are acknowledged, until `pause`
+    // is gone.
     let child = imgapi(&url, &state)
         .args([
             "publish",
@@ -515,10 +518,12 @@ async fn publish_goes_on_after_the_server_is_killed_and_restarted_mid_upload() {
             "--json",
             "--chunk-mib",
             "2",
+            "--parallel",
+            "1",
         ])
         .env(
             "IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES",
-            (4 * MIB).to_string(),
+            (20 * MIB).to_string(),
         )
         .env("IMGAPI_CLIENT_TEST_PAUSE_FILE", &pause)
         .stdout(Stdio::piped())
@@ -534,7 +539,7 @@ async fn publish_goes_on_after_the_server_is_killed_and_restarted_mid_upload() {
     let offset = server_uploads(&url, LUKE).await[0]["offset"]
         .as_u64()
         .unwrap();
-    assert_eq!(offset, 4 * MIB as u64, "the acknowledged bytes survived");
+    assert_eq!(offset, 20 * MIB as u64, "the acknowledged bytes survived");
     std::fs::remove_file(&pause).unwrap();
     let out = child.wait_with_output().unwrap();
     let v = stdout_json(&out);
