@@ -6,7 +6,8 @@ as little CPU as a client can: no copy through user space. Every server in
 the benchmark gets the same client.
 
   tus_bench_client.py upload URL FILE CHUNK_MIB [STOP_FRACTION]
-      -> prints "<seconds> <upload-url>" (stops early at STOP_FRACTION of the file)
+      -> prints "<seconds> <upload-url>" (stops early at STOP_FRACTION of the file);
+         with BENCH_START_DIR set, starts only once the file `go` is there
   tus_bench_client.py resume UPLOAD_URL FILE CHUNK_MIB
       -> HEAD, then one PATCH of CHUNK_MIB from the reported offset;
          prints "<milliseconds for HEAD+PATCH> <offset>"
@@ -88,9 +89,22 @@ def patch_at(c, path, f, base, offset, n):
         sys.exit(f"PATCH at {offset}: server at {got}")
 
 
+def ready_and_wait():
+    """With BENCH_START_DIR set: say this client is ready (a file named by
+    its pid) and wait for the file `go` there, so that many clients can
+    start their uploads at once, their process start-up not counted."""
+    d = os.environ.get("BENCH_START_DIR")
+    if not d:
+        return
+    open(os.path.join(d, f"ready.{os.getpid()}"), "w").close()
+    while not os.path.exists(os.path.join(d, "go")):
+        time.sleep(0.005)
+
+
 def upload(url, path, chunk, stop=1.0):
     size = os.path.getsize(path)
     c, u = conn_for(url)
+    ready_and_wait()
     t0 = time.monotonic()
     loc = create(c, url, u, size)
     with open(path, "rb") as f:
