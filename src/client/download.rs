@@ -71,6 +71,9 @@ enum ToWriter {
     Flush(oneshot::Sender<std::io::Result<()>>),
 }
 
+/// Bytes written between two starts of the disk's writeback.
+const WRITEBACK_EVERY: usize = 8 << 20;
+
 /// The partial file's writer: a thread of its own that writes the very
 /// buffers the hashing threads get (no copy into a buffer of its own: they
 /// are 1 MiB each), so receiving does not wait for the disk. A write error
@@ -92,10 +95,18 @@ impl FileWriter {
             .name("imgapi-write".into())
             .spawn(move || {
                 let mut failed: Option<std::io::Error> = None;
+                let mut unflushed = 0;
                 while let Some(m) = rx.blocking_recv() {
                     match m {
                         ToWriter::Data(b) if failed.is_none() => {
                             failed = (&*f).write_all(&b).err();
+                            // The fsync before the rename then finds little
+                            // left: the disk writes while bytes arrive.
+                            unflushed += b.len();
+                            if unflushed >= WRITEBACK_EVERY {
+                                imgapi::store::fs::start_writeback(&f, 0, 0);
+                                unflushed = 0;
+                            }
                         }
                         ToWriter::Data(_) => {}
                         ToWriter::Flush(reply) => {
