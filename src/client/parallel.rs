@@ -199,12 +199,8 @@ impl Job<'_> {
     /// Create the partials and then, at once, the final upload; save them.
     async fn create(&self, n: usize) -> Result<Entry> {
         let size = self.fid.size;
-        let n = (n.clamp(1, MAX_PARALLEL) as u64).min(size.max(1));
-        let base = size / n;
-        let mut parts = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            let start = i * base;
-            let len = if i == n - 1 { size - start } else { base };
+        let mut parts = Vec::with_capacity(n);
+        for (start, len) in cuts(size, n) {
             let id = tus::create_with(self.http, len, None, None, Some("partial")).await?;
             parts.push(PartState {
                 id,
@@ -418,5 +414,66 @@ impl Job<'_> {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         }
+    }
+}
+
+/// Partials but the last are cut at a multiple of this when each is at
+/// least that long: on an S3 store with the default part size (16 MiB), or
+/// any power of two below it, every partial is then a whole number of
+/// parts and sends its bytes as its own run of parts of the final's
+/// multipart upload, instead of staging them (README, concatenation).
+const ALIGN: u64 = 16 << 20;
+
+/// The `(start, length)` of each of the (at most `n`, at most
+/// [`MAX_PARALLEL`]) partials of a file of `size` bytes, in file order:
+/// equal lengths, rounded down to [`ALIGN`] when they are at least that, the
+/// rest in the last.
+fn cuts(size: u64, n: usize) -> Vec<(u64, u64)> {
+    let n = (n.clamp(1, MAX_PARALLEL) as u64).min(size.max(1));
+    let even = size / n;
+    let base = if even >= ALIGN {
+        even / ALIGN * ALIGN
+    } else {
+        even
+    };
+    (0..n)
+        .map(|i| {
+            let start = i * base;
+            (start, if i == n - 1 { size - start } else { base })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partials_but_the_last_are_whole_16_mib_parts_when_long_enough() {
+        const MIB: u64 = 1 << 20;
+        for (size, n) in [
+            (1024 * MIB + 7, 4),
+            (100 * MIB, 2),
+            (70 * MIB + 1, 3),
+            (4 * 17 * MIB, 4),
+        ] {
+            let c = cuts(size, n);
+            assert_eq!(c.len(), n);
+            assert_eq!(c.iter().map(|p| p.1).sum::<u64>(), size);
+            for w in c.windows(2) {
+                assert_eq!(w[0].0 + w[0].1, w[1].0, "contiguous");
+            }
+            for p in &c[..n - 1] {
+                assert_eq!(p.1 % ALIGN, 0, "{size} in {n}: {c:?}");
+            }
+            assert!(c[n - 1].1 < c[0].1 + n as u64 * ALIGN, "{c:?}");
+        }
+        // Shorter than 16 MiB each: cut evenly, as before.
+        assert_eq!(
+            cuts(30 * MIB + 5, 3)[..2],
+            [(0, 10 * MIB + 1), (10 * MIB + 1, 10 * MIB + 1)]
+        );
+        assert_eq!(cuts(3, 8).len(), 3);
+        assert_eq!(cuts(0, 4), [(0, 0)]);
     }
 }
