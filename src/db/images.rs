@@ -406,7 +406,7 @@ pub fn list_sql_select(
             ..q.clone()
         };
         let shared_where = where_sql(&shared, dense, Some(a), &mut b).all();
-        let lim = b.arg(SqlValue::Integer(q.limit as i64));
+        let lim = limit(q);
         let sql = format!(
             "SELECT {cols} FROM images WHERE rowid IN \
              (SELECT rowid FROM (SELECT rowid FROM images {own_where} {order_by} LIMIT {lim}) \
@@ -417,7 +417,7 @@ pub fn list_sql_select(
         return (sql, b.args);
     }
     let w = where_sql(q, dense, None, &mut b);
-    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let lim = limit(q);
     let sql = if w.driver.sorted() {
         format!(
             "SELECT {cols} FROM images {} {order_by} LIMIT {lim}",
@@ -594,7 +594,7 @@ fn merge_sql(
         rest.version = None;
     }
     let w = where_sql(&rest, dense, None, b);
-    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let lim = limit(q);
     let sql = format!(
         "SELECT {cols} FROM ({} ORDER BY p {order}, u {order} LIMIT -1) AS m \
          CROSS JOIN images ON images.rowid = m.r {} LIMIT {lim}",
@@ -647,7 +647,7 @@ fn walk_sql(
         tag_key: true,
     };
     let w = where_sql(&rest, per_row, None, b);
-    let lim = b.arg(SqlValue::Integer(q.limit as i64));
+    let lim = limit(q);
     let sql = format!(
         "SELECT {cols} FROM (SELECT uuid AS u, published_at AS p FROM {table} \
          WHERE tag = {t} AND state = {st}{marker} ORDER BY p {order}, u {order} LIMIT -1) AS m \
@@ -796,8 +796,8 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
         wh.push(format!("{} = {p}", col("os")));
     }
     if let Some(public) = q.public {
-        let p = b.arg(SqlValue::Integer(public as i64));
-        wh.push(format!("{} = {p}", col("public")));
+        // A literal, not a parameter: the planner sees it (see [`limit`]).
+        wh.push(format!("{} = {}", col("public"), public as i64));
     }
     for (i, t) in q.tags.iter().enumerate() {
         let p = b.arg(text(t));
@@ -939,6 +939,14 @@ pub fn list_json(conn: &Connection, q: &ListQuery, select: Select) -> Result<Vec
         }),
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// `q.limit`, written into the SQL as a literal, not bound: the
+/// connections plan without bound values (QPSG, see `db::open_conn`), and the
+/// planner uses a known limit (a number of at most 1 000; a few distinct
+/// limits mean a few cached statements).
+fn limit(q: &ListQuery) -> u32 {
+    q.limit
 }
 
 /// Positional parameters of a query being built.
@@ -2322,5 +2330,57 @@ mod tests {
             )
             .unwrap();
         assert_eq!(filled, 200);
+    }
+
+    /// A ListImages statement taken from the connection's statement cache
+    /// again is not prepared again (the connections plan without bound
+    /// values, and rusqlite clears every statement's bindings when it
+    /// takes it back): each query is planned once per connection.
+    #[test]
+    fn list_statements_are_planned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = super::super::open_conn(&dir.path().join("db.sqlite"), false).unwrap();
+        super::super::migrate(&mut c).unwrap();
+        for i in 0..40 {
+            let mut r = Rng(i);
+            let mut img = image(&mut r, i as u32);
+            img.name = format!("img{i}");
+            insert(&c, &img).unwrap();
+        }
+        let name = |s: &str| Some(TextMatch::parse(s));
+        for q in [
+            ListQuery::default(),
+            ListQuery {
+                name: name("~img1"),
+                ..ListQuery::default()
+            },
+            ListQuery {
+                name: name("~img1"),
+                account: Some(u(1)),
+                limit: 100,
+                ..ListQuery::default()
+            },
+            ListQuery {
+                name: name("img3"),
+                account: Some(u(1)),
+                ..ListQuery::default()
+            },
+            ListQuery {
+                public: Some(true),
+                ..ListQuery::default()
+            },
+        ] {
+            for _ in 0..3 {
+                list_json(&c, &q, Select::Wire).unwrap();
+            }
+            let values = merge_values(&c, &q, Dense::default()).unwrap();
+            let (sql, _) = list_sql_select(&q, Dense::default(), values.as_deref(), Select::Wire);
+            let st = c.prepare_cached(&sql).unwrap();
+            assert_eq!(
+                st.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{q:?}"
+            );
+        }
     }
 }

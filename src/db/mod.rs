@@ -200,6 +200,18 @@ fn open_conn(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     };
     let c = Connection::open_with_flags(path, flags)?;
     c.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Plans do not depend on bound values. Without this, SQLite marks a
+    // statement whose WHERE compares a column with a parameter (`state =
+    // ?1`: nearly every query here) to be re-planned when its bindings are
+    // cleared, and rusqlite's statement cache clears them each time it
+    // takes a statement back: every cached statement was prepared again on
+    // every use (for ListImages' `~` merge of a dozen walks, that cost more
+    // than running it). Values that matter to a plan (a `LIMIT`) are
+    // written into the SQL instead.
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     c.pragma_update(None, "foreign_keys", "ON")?;
     if !read_only {
         c.pragma_update(None, "journal_mode", "WAL")?;
