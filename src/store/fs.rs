@@ -475,16 +475,7 @@ impl FsStore {
         .await
         .map_err(StoreError::internal)?
         .map_err(|e| map_io(key, e))?;
-        Ok(FsAppender {
-            file: std::sync::Arc::new(file),
-            pos,
-            synced: pos,
-            batch: Vec::new(),
-            batch_len: 0,
-            inflight: None,
-            start: pos,
-            cut_back: false,
-        })
+        Ok(FsAppender::new(file, pos, false))
     }
 
     /// A new file (it must not exist yet) to append to from offset 0.
@@ -529,16 +520,7 @@ impl FsStore {
         .await
         .map_err(StoreError::internal)?
         .map_err(|e| map_io(key, e))?;
-        Ok(FsAppender {
-            file: std::sync::Arc::new(file),
-            pos: offset,
-            synced: offset,
-            batch: Vec::new(),
-            batch_len: 0,
-            inflight: None,
-            start: offset,
-            cut_back: true,
-        })
+        Ok(FsAppender::new(file, offset, true))
     }
 
     /// Cut the file at `key` back to `len` bytes (discarding a refused chunk).
@@ -600,6 +582,21 @@ pub fn start_writeback(f: &std::fs::File, offset: u64, len: u64) {
 pub fn start_writeback(_f: &std::fs::File, _offset: u64, _len: u64) {}
 
 impl FsAppender {
+    /// Writes into `file` from `pos` on; `cut_back`: an abort cuts the file
+    /// back to `pos`.
+    fn new(file: std::fs::File, pos: u64, cut_back: bool) -> FsAppender {
+        FsAppender {
+            file: std::sync::Arc::new(file),
+            pos,
+            synced: pos,
+            batch: Vec::new(),
+            batch_len: 0,
+            inflight: None,
+            start: pos,
+            cut_back,
+        }
+    }
+
     /// Add a chunk; a full batch is handed to a blocking write once the
     /// previous one is done. An error is the writer's own (e.g. out of space).
     pub async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
