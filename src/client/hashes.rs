@@ -13,7 +13,7 @@
 //! once more for its MD5 and comparing that.
 
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -21,6 +21,7 @@ use imgapi::digest::crc64::Crc64;
 use imgapi::digest::md5::Md5;
 
 use super::error::{Result, local};
+use super::tus::read_at;
 
 /// Bytes read at a time when hashing local bytes (what was sent by a run
 /// that kept no CRC, the MD5 fallback).
@@ -61,19 +62,29 @@ pub fn restore(s: &SavedHashes) -> Option<Crc64> {
 pub async fn crc_to(file: &Arc<std::fs::File>, base: u64, from: Crc64, to: u64) -> Result<Crc64> {
     let mut c = if from.size() > to { Crc64::new() } else { from };
     while c.size() < to {
-        let (f, at) = (file.clone(), c.size());
-        let n = (to - at).min(READ);
-        c = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; n as usize];
-            f.read_exact_at(&mut buf, base + at)?;
-            c.update(&buf);
-            Ok::<_, std::io::Error>(c)
-        })
-        .await
-        .map_err(|e| local("read", e))?
-        .map_err(|e| local("read", e))?;
+        let at = c.size();
+        c.update(&read_at(file, base + at, (to - at).min(READ)).await?);
     }
     Ok(c)
+}
+
+/// The CRC of the first `acked` bytes of the range of `file` at `base`
+/// once a PATCH is acknowledged: that of the bytes sent (`sending`, which
+/// started at `before`) when the server took them all, else `before`
+/// brought to `acked` from the file.
+pub async fn acknowledged(
+    file: &Arc<std::fs::File>,
+    base: u64,
+    before: Crc64,
+    sending: &Mutex<Crc64>,
+    acked: u64,
+) -> Result<Crc64> {
+    let sent = *sending.lock().map_err(|_| local("crc", "poisoned lock"))?;
+    if sent.size() == acked {
+        Ok(sent)
+    } else {
+        crc_to(file, base, before, acked).await
+    }
 }
 
 /// The base64 MD5 of the whole `file` (one sequential read), for a server

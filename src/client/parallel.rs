@@ -282,12 +282,7 @@ impl Job<'_> {
             match res {
                 Err(e) => return Err(e),
                 Ok(Patched::Offset(o, theirs)) if o > p.offset && o <= p.len => {
-                    let sent = *sending.lock().map_err(|_| local("crc", "poisoned lock"))?;
-                    crc = match sent.size() == o {
-                        true => sent,
-                        // Fewer bytes acknowledged than sent.
-                        false => crc_to(&self.file, p.start, crc, o).await?,
-                    };
+                    crc = hashes::acknowledged(&self.file, p.start, crc, &sending, o).await?;
                     p.offset = o;
                     failures = 0;
                     // A partial with hashes of its own (not written in

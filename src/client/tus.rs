@@ -428,12 +428,7 @@ pub async fn upload(
                 return Err(e);
             }
             Ok(Patched::Offset(o, theirs)) => {
-                let sent_crc = *sending.lock().map_err(|_| local("crc", "poisoned lock"))?;
-                crc = match sent_crc.size() == o {
-                    true => sent_crc,
-                    // Fewer bytes acknowledged than sent.
-                    false => crc_to(&file, 0, crc, o).await?,
-                };
+                crc = hashes::acknowledged(&file, 0, crc, &sending, o).await?;
                 if o == offset + len {
                     failures = 0;
                 }
