@@ -1071,17 +1071,22 @@ mod list_body_tests {
                         .iter()
                         .map(|i| Listed::Manifest(serde_json::to_string(i).unwrap()))
                         .collect();
-                    let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
-                        .await
-                        .unwrap();
-                    assert_eq!(
-                        String::from_utf8_lossy(&got),
-                        String::from_utf8_lossy(&want),
-                        "{n} images, {opts:?}"
-                    );
+                    assert_listed(stored, opts, &want, &format!("{n} images, {opts:?}")).await;
                 }
             }
         }
+    }
+
+    /// The body `list_body` streams for `stored` is `want`.
+    async fn assert_listed(stored: Vec<Listed>, opts: RenderOpts, want: &[u8], what: &str) {
+        let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want),
+            "{what}"
+        );
     }
 
     /// The body built from the stored list form of each image (what the
@@ -1113,14 +1118,7 @@ mod list_body_tests {
                         }
                     })
                     .collect();
-                let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want),
-                    "{n} images, mix {mix}"
-                );
+                assert_listed(stored, opts, &want, &format!("{n} images, mix {mix}")).await;
             }
         }
     }

@@ -1080,6 +1080,11 @@ mod tests {
 
     fn plan_dense(c: &Connection, q: &ListQuery, dense: Dense) -> Vec<String> {
         let (sql, args) = list_sql_dense(q, dense);
+        plan_of(c, &sql, args)
+    }
+
+    /// The plan of `sql` with `args` bound.
+    fn plan_of(c: &Connection, sql: &str, args: Vec<SqlValue>) -> Vec<String> {
         let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
             .unwrap()
@@ -1461,12 +1466,7 @@ mod tests {
                 };
                 let (sql, args) =
                     list_sql_select(&q, Dense::default(), Some(&values), Select::Manifest);
-                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                let p: Vec<String> = st
-                    .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
-                    .unwrap()
-                    .map(|r| r.unwrap())
-                    .collect();
+                let p = plan_of(&c, &sql, args);
                 let has = |s: &str| p.iter().any(|l| l.contains(s));
                 assert!(
                     has("MERGE (UNION ALL)")
@@ -1492,12 +1492,7 @@ mod tests {
             ),
         ] {
             let (sql, args) = values_sql("name", sub);
-            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let p: Vec<String> = st
-                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
-                .unwrap()
-                .map(|r| r.unwrap())
-                .collect();
+            let p = plan_of(&c, sql, args);
             assert!(p.iter().any(|l| l == want), "{sub}:\n{}", p.join("\n"));
         }
         // In every state the index walks are not in ListImages' order.
