@@ -15,8 +15,19 @@ use serde_json::{Value, json};
 
 const MIB: usize = 1 << 20;
 
-fn run(url: &str, state: &Path, args: &[&str]) -> Output {
+fn run(url: &str, state: &Path, args: &[impl AsRef<std::ffi::OsStr>]) -> Output {
     imgapi(url, state).args(args).output().expect("run imgapi")
+}
+
+/// `publish -m M -f FILE --account LUKE --json`, then `extra`.
+fn publish_args(m: &Path, file: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["publish", "-m"].map(String::from).to_vec();
+    a.push(m.to_str().unwrap().into());
+    a.push("-f".into());
+    a.push(file.to_str().unwrap().into());
+    a.extend(["--account", LUKE, "--json"].map(String::from));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
 }
 
 /// A gzip-looking file of `n` bytes (the client guesses its compression).
@@ -118,24 +129,11 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
     let state = tmp.path().join("state");
     let (file, bytes) = gz_file(tmp.path(), 64 * MIB + 7, 2);
     let m = manifest(tmp.path(), "killed");
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-        "--chunk-mib",
-        "2",
-        "--parallel",
-        "1",
-    ];
+    let args = publish_args(&m, &file, &["--chunk-mib", "2", "--parallel", "1"]);
     // The client SIGKILLs itself once the server acknowledged >= 20 MiB
     // (~30 %), before its state file records that chunk (the harshest moment).
     let out = imgapi(&s.url, &state)
-        .args(args)
+        .args(&args)
         .env(
             "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
             (20 * MIB).to_string(),
@@ -154,7 +152,7 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
     assert_eq!(state_entries(&state), 1);
 
     let before = bytes_in(&s.url).await;
-    let v = stdout_json(&imgapi(&s.url, &state).args(args).output().unwrap());
+    let v = stdout_json(&imgapi(&s.url, &state).args(&args).output().unwrap());
     let after = bytes_in(&s.url).await;
     assert_eq!(v["image"]["state"], "active", "{v}");
     assert_eq!(v["upload"]["resumed_from"], at_kill);
@@ -185,24 +183,11 @@ async fn publish_in_parallel_killed_mid_way_resumes_every_partial() {
     let state = tmp.path().join("state");
     let (file, bytes) = gz_file(tmp.path(), 30 * MIB + 5, 11);
     let m = manifest(tmp.path(), "parallel");
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-        "--parallel",
-        "3",
-        "--chunk-mib",
-        "2",
-    ];
+    let args = publish_args(&m, &file, &["--parallel", "3", "--chunk-mib", "2"]);
     // SIGKILL once the server acknowledged >= 12 MiB over the three
     // partials, before the state file records the last chunk.
     let out = imgapi(&s.url, &state)
-        .args(args)
+        .args(&args)
         .env(
             "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
             (12 * MIB).to_string(),
@@ -279,20 +264,9 @@ async fn publish_resumes_a_state_file_of_an_earlier_version() {
     let state = tmp.path().join("state");
     let (file, bytes) = gz_file(tmp.path(), 12 * MIB + 3, 22);
     let m = manifest(tmp.path(), "legacy");
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-        "--chunk-mib",
-        "1",
-    ];
+    let args = publish_args(&m, &file, &["--chunk-mib", "1"]);
     let out = imgapi(&s.url, &state)
-        .args(args)
+        .args(&args)
         .env(
             "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
             (5 * MIB).to_string(),
@@ -322,7 +296,7 @@ async fn publish_resumes_a_state_file_of_an_earlier_version() {
     e["hashes"] = json!({"md5_state": "A".repeat(116) + "==", "size": size});
     std::fs::write(&entry, e.to_string()).unwrap();
 
-    let v = stdout_json(&imgapi(&s.url, &state).args(args).output().unwrap());
+    let v = stdout_json(&imgapi(&s.url, &state).args(&args).output().unwrap());
     assert_eq!(v["image"]["state"], "active", "{v}");
     assert_eq!(v["upload"]["resumed_from"], at_kill);
     let missing = bytes.len() as u64 - at_kill;
@@ -347,24 +321,11 @@ async fn publish_refuses_an_upload_whose_server_bytes_differ_from_those_sent() {
     let state = tmp.path().join("state");
     let (file, _) = gz_file(tmp.path(), 16 * MIB, 21);
     let m = manifest(tmp.path(), "corrupted");
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-        "--parallel",
-        "2",
-        "--chunk-mib",
-        "1",
-    ];
+    let args = publish_args(&m, &file, &["--parallel", "2", "--chunk-mib", "1"]);
     // Killed once 3 MiB are acknowledged: neither 8 MiB partial is complete,
     // so the final has hashed nothing yet.
     let out = imgapi(&s.url, &state)
-        .args(args)
+        .args(&args)
         .env(
             "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
             (3 * MIB).to_string(),
@@ -407,7 +368,7 @@ async fn publish_refuses_an_upload_whose_server_bytes_differ_from_those_sent() {
     held[at] ^= 0xff;
     std::fs::write(&staged[0], &held).unwrap();
 
-    let out = imgapi(&s.url, &state).args(args).output().unwrap();
+    let out = imgapi(&s.url, &state).args(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(
@@ -570,20 +531,9 @@ async fn publish_of_a_session_without_a_crc_checks_the_md5_instead() {
     let state = tmp.path().join("state");
     let (file, bytes) = gz_file(tmp.path(), 10 * MIB + 9, 23);
     let m = manifest(tmp.path(), "no-crc");
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-        "--chunk-mib",
-        "1",
-    ];
+    let args = publish_args(&m, &file, &["--chunk-mib", "1"]);
     let out = imgapi(&url, &state)
-        .args(args)
+        .args(&args)
         .env(
             "IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES",
             (4 * MIB).to_string(),
@@ -609,7 +559,7 @@ async fn publish_of_a_session_without_a_crc_checks_the_md5_instead() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().get("upload-crc64nvme").is_none(), "{r:?}");
 
-    let v = stdout_json(&imgapi(&url, &state).args(args).output().unwrap());
+    let v = stdout_json(&imgapi(&url, &state).args(&args).output().unwrap());
     assert_eq!(v["image"]["state"], "active", "{v}");
     assert_eq!(v["upload"]["resumed_from"], up["offset"]);
     assert_eq!(v["upload"]["content_md5"], md5_b64(&bytes));
@@ -1136,16 +1086,7 @@ async fn a_refused_registration_keeps_the_upload_for_the_corrected_rerun() {
     let mut manifest = json!({"v": 2, "name": "fixme", "version": "1.0.0", "os": "smartos",
         "type": "zone-dataset", "files": [{"sha1": "0".repeat(40)}]});
     std::fs::write(&m, manifest.to_string()).unwrap();
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-    ];
+    let args = publish_args(&m, &file, &[]);
     let out = run(&s.url, &state, &args);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err: Value = serde_json::from_slice(&out.stderr).unwrap();
@@ -1169,20 +1110,9 @@ async fn publish_interrupted_with_ctrl_c_resumes_on_the_next_run() {
     let (file, bytes) = gz_file(tmp.path(), 6 * MIB + 3, 10);
     let m = manifest(tmp.path(), "ctrlc");
     let pause = tmp.path().join("paused");
-    let args = [
-        "publish",
-        "-m",
-        m.to_str().unwrap(),
-        "-f",
-        file.to_str().unwrap(),
-        "--account",
-        LUKE,
-        "--json",
-        "--chunk-mib",
-        "2",
-    ];
+    let args = publish_args(&m, &file, &["--chunk-mib", "2"]);
     let child = imgapi(&s.url, &state)
-        .args(args)
+        .args(&args)
         .env(
             "IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES",
             (2 * MIB).to_string(),
