@@ -133,34 +133,7 @@ async fn interleave_final_register(s: &Server, size: usize, cut: usize) {
     );
 
     // Registration's fast path, then the bytes back.
-    let img = s
-        .create(
-            Some(LUKE),
-            json!({"name": "concat", "version": "1", "os": "other", "type": "other"}),
-        )
-        .await;
-    let u = img["uuid"].as_str().unwrap();
-    let id = fin.trim_start_matches("/uploads/");
-    let r = s
-        .http
-        .put(s.u(&format!(
-            "/images/{u}/file?account={LUKE}&compression=none&upload={id}&sha1={}",
-            sha1_hex(&file)
-        )))
-        .send()
-        .await
-        .unwrap();
-    let (st, v) = status_json(r).await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(v["files"][0]["sha1"], sha1_hex(&file));
-    let got = s
-        .http
-        .get(s.u(&format!("/images/{u}/file?account={LUKE}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.status().as_u16(), 200);
-    assert!(got.bytes().await.unwrap() == file, "GetImageFile differs");
+    register_and_fetch(s, &fin, &file).await;
 }
 
 #[tokio::test]
@@ -516,7 +489,8 @@ fn assert_own_file_empty(s: &Server, loc: &str) {
     assert_eq!(sizes, vec![0], "the staged file of partial {id}");
 }
 
-/// Register `fin` as an image's file with its content_md5; the bytes back.
+/// Register `fin` as an image's file through the fast path; its size, its
+/// bytes and their Content-MD5 back.
 async fn register_and_fetch(s: &Server, fin: &str, file: &[u8]) {
     let img = s
         .create(
