@@ -133,6 +133,7 @@ async fn kill_loop(
     let full = t0.elapsed();
     let (mut lo, mut hi) = (full / 2, full + Duration::from_millis(50));
     let mut hits = 0;
+    let (mut seen_early, mut seen_late) = (false, false);
     let mut outcomes = Vec::new();
     for n in 0..max {
         let delay = if hits > 0 && n % 2 == 1 {
@@ -143,9 +144,23 @@ async fn kill_loop(
         let file = data(size, 100 + n as u32);
         let path = path.map(|p| format!("{p}/{n}.img"));
         let o = trial(s, &file, delay, path.as_deref(), n).await;
+        // Until both sides have been seen, the other bound is only the
+        // first PATCH's timing (taken cold, or on a busier machine): it
+        // moves away as far again, so the search reaches the boundary
+        // wherever it is now.
         match o {
-            Outcome::Early => lo = delay,
-            Outcome::Late => hi = delay,
+            Outcome::Early => {
+                (lo, seen_early) = (delay, true);
+                if !seen_late {
+                    hi = hi.max(delay * 2);
+                }
+            }
+            Outcome::Late => {
+                (hi, seen_late) = (delay, true);
+                if !seen_early {
+                    lo = lo.min(delay / 2);
+                }
+            }
             Outcome::Window => hits += 1,
         }
         if hi.saturating_sub(lo) < Duration::from_millis(2) {
