@@ -260,7 +260,7 @@ async fn account_create(
     let login = login.to_string();
     let (acct, token) = db
         .write(move |c| {
-            imgapi::db::accounts::create(c, &login, operator, uuid).map_err(|e| {
+            c.account_create(&login, operator, uuid).map_err(|e| {
                 if e.is_conflict() {
                     imgapi::error::Error::invalid_param(
                         "login",

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::api::AppState;
-use crate::db::{images as imgq, registrations as jobs, uploads as upq};
+use crate::db::registrations as jobs;
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
 use crate::manifest::Image;
@@ -112,7 +112,7 @@ fn describe(e: impl Into<Error>) -> String {
 
 /// Images whose registrar job has not finished (their objects are in flux).
 async fn busy_images(state: &AppState) -> Result<HashSet<Uuid>> {
-    let pending = state.db.read(jobs::pending).await?;
+    let pending = state.db.read(|c| c.job_pending()).await?;
     Ok(pending.into_iter().map(|j| j.image_uuid).collect())
 }
 
@@ -124,7 +124,7 @@ pub async fn check_files<W: Write>(
     quick: bool,
     out: &mut W,
 ) -> Result<CheckSummary> {
-    let images = state.db.read(imgq::all).await?;
+    let images = state.db.read(|c| c.image_all()).await?;
     let busy = busy_images(state).await?;
     let mut sum = CheckSummary::default();
     let mut targets = Vec::new();
@@ -148,7 +148,7 @@ pub async fn check_files<W: Write>(
         // A running server may have replaced the file meanwhile: report
         // only what still contradicts the current manifest.
         let uuid = t.uuid;
-        let now = state.db.read(move |c| imgq::get(c, uuid)).await?;
+        let now = state.db.read(move |c| c.image_get(uuid)).await?;
         let still = now.is_some_and(|img| targets_of(&img).contains(&t))
             && !busy_images(state).await?.contains(&uuid);
         if !still {
@@ -362,7 +362,7 @@ async fn upload_orphans(
     listed: Vec<(StoreName, String, ObjectMeta)>,
     now_ns: u128,
 ) -> Result<Vec<Orphan>> {
-    let rows = state.db.read(|c| upq::list(c, None)).await?;
+    let rows = state.db.read(|c| c.upload_list(None)).await?;
     let live: HashSet<(StoreName, String)> =
         rows.iter().map(|u| (u.store, u.data_key.clone())).collect();
     let staged_from: HashMap<Uuid, Option<u64>> = rows
@@ -408,7 +408,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
     let now = state.images.clock.timestamp();
 
     // 1. Uploads idle past their expiry.
-    let expired = { state.db.read(move |c| upq::expired(c, now)).await? };
+    let expired = { state.db.read(move |c| c.upload_expired(now)).await? };
     for u in &expired {
         writeln!(
             out,
@@ -434,11 +434,11 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
             .db
             .read(move |c| {
                 let mut out = Vec::new();
-                for u in imgq::expired_placeholders(c, now)? {
+                for u in c.image_expired_placeholders(now)? {
                     if busy.contains(&u) {
                         continue;
                     }
-                    if let Some(img) = imgq::get(c, u)? {
+                    if let Some(img) = c.image_get(u)? {
                         out.push(img);
                     }
                 }
@@ -461,17 +461,17 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
         let gone = state
             .db
             .write(move |c| {
-                let still: HashSet<Uuid> =
-                    imgq::expired_placeholders(c, now)?.into_iter().collect();
+                let still: HashSet<Uuid> = c.image_expired_placeholders(now)?.into_iter().collect();
                 let mut gone = Vec::new();
                 for u in candidates {
-                    let running =
-                        jobs::get(c, u)?.is_some_and(|j| j.state == jobs::JobState::Pending);
+                    let running = c
+                        .job_get(u)?
+                        .is_some_and(|j| j.state == jobs::JobState::Pending);
                     if !still.contains(&u) || running {
                         continue;
                     }
-                    if let Some(img) = imgq::get(c, u)? {
-                        imgq::delete(c, u)?;
+                    if let Some(img) = c.image_get(u)? {
+                        c.image_delete(u)?;
                         gone.push(img);
                     }
                 }
@@ -499,7 +499,7 @@ pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<Gc
             }
         }
     }
-    let all = state.db.read(imgq::all).await?;
+    let all = state.db.read(|c| c.image_all()).await?;
     let busy = busy_images(state).await?;
     let mut images: HashMap<Uuid, &'static str> = HashMap::new();
     let mut referenced: HashSet<(StoreName, String)> = HashSet::new();

@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for Caller {
                             .to_string();
                         let acct = st
                             .db
-                            .read(move |c| crate::db::accounts::by_token(c, &token))
+                            .read(move |c| c.account_by_token(&token))
                             .await?
                             .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
                         if acct.operator {

@@ -47,7 +47,7 @@ pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Respo
         images,
         uploads,
         jobs,
-    } = st.db.read(crate::db::stats::counts).await?;
+    } = st.db.read(|c| c.counts()).await?;
     let mut up_samples: Vec<(String, f64)> = ["uploading", "complete", "failed", "registered"]
         .iter()
         .map(|s| (format!("state=\"{s}\""), 0.0))

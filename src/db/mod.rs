@@ -6,14 +6,18 @@
 pub mod accounts;
 pub mod images;
 pub mod imports;
+pub mod meta;
 pub mod registrations;
+pub mod sqlite;
 pub mod stats;
 pub mod uploads;
+
+pub use meta::Meta;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite::{Connection, OpenFlags};
 
 use uuid::Uuid;
 
@@ -298,9 +302,9 @@ impl Db {
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&dyn Meta) -> Result<T, E> + Send + 'static,
     {
-        run(&self.inner.readers, move |c| f(c)).await
+        run(&self.inner.readers, move |c| f(&sqlite::SqliteTx(c))).await
     }
 
     /// Run `f` in a write transaction, on the writer thread. Writes are
@@ -309,11 +313,11 @@ impl Db {
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
-        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
+        F: FnOnce(&dyn Meta) -> Result<T, E> + Send + 'static,
     {
         run(&self.inner.writer, move |c| {
             let tx = c.transaction().map_err(DbError::from)?;
-            let out = f(&tx)?;
+            let out = f(&sqlite::SqliteTx(&tx))?;
             tx.commit().map_err(DbError::from)?;
             Ok(out)
         })

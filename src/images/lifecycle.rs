@@ -91,16 +91,16 @@ impl Images {
         self.db
             .write(move |c| {
                 if let Some(o) = origin
-                    && q::get(c, o)?.is_none()
+                    && c.image_get(o)?.is_none()
                 {
                     return Err(Error::OriginDoesNotExist(o));
                 }
-                match q::get(c, img.uuid)? {
+                match c.image_get(img.uuid)? {
                     Some(old) if old.placeholder == Some(Placeholder::Creating) => {
-                        q::update(c, &img)?
+                        c.image_update(&img)?
                     }
                     Some(_) => return Err(Error::ImageUuidAlreadyExists(img.uuid)),
-                    None => q::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?,
+                    None => c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?,
                 }
                 Ok(img)
             })
@@ -115,7 +115,7 @@ impl Images {
                 if let Some(o) = origin {
                     check_origin(c, &caller, o)?;
                 }
-                q::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
+                c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?;
                 Ok(img)
             })
             .await
@@ -148,20 +148,20 @@ impl Images {
         f: F,
     ) -> Result<Image>
     where
-        F: FnOnce(&rusqlite::Transaction, &mut Image) -> Result<()> + Send + 'static,
+        F: FnOnce(&dyn Meta, &mut Image) -> Result<()> + Send + 'static,
     {
         caller.require_auth()?;
         let caller = caller.clone();
         self.db
             .write(move |c| {
-                let mut img = match q::get(c, uuid)? {
+                let mut img = match c.image_get(uuid)? {
                     Some(img) if caller.can_see(&img) => img,
                     _ => return Err(not_found(uuid)),
                 };
                 caller.check_owner(&img)?;
                 check_if_match(if_match.as_deref(), &img)?;
                 f(c, &mut img)?;
-                q::update(c, &img)?;
+                c.image_update(&img)?;
                 Ok(img)
             })
             .await
@@ -382,12 +382,12 @@ impl Images {
         let img = self
             .db
             .write(move |c| {
-                let img = match q::get(c, uuid)? {
+                let img = match c.image_get(uuid)? {
                     Some(img) if caller2.can_see(&img) => img,
                     _ => return Err(not_found(uuid)),
                 };
                 caller2.check_owner(&img)?;
-                let deps = q::dependents(c, uuid)?;
+                let deps = c.image_dependents(uuid)?;
                 if !deps.is_empty() {
                     // Name only dependents the caller may see (IMGAPI: all
                     // of fewer than 10, else 5 and a count).
@@ -397,7 +397,7 @@ impl Images {
                         if list.len() == limit {
                             break;
                         }
-                        if q::get(c, *d)?.is_some_and(|i| caller2.can_see(&i)) {
+                        if c.image_get(*d)?.is_some_and(|i| caller2.can_see(&i)) {
                             list.push(d.to_string());
                         }
                     }
@@ -416,7 +416,7 @@ impl Images {
                         deps.len()
                     )));
                 }
-                q::delete(c, uuid)?;
+                c.image_delete(uuid)?;
                 Ok(img)
             })
             .await?;

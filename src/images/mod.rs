@@ -19,7 +19,7 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::db::{Db, images as q};
+use crate::db::{Db, Meta, images as q};
 use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -95,7 +95,7 @@ impl Images {
 
     /// GetImage: the image if the caller may see it, else 404.
     pub async fn get(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
-        let img = self.db.read(move |c| q::get(c, uuid)).await?;
+        let img = self.db.read(move |c| c.image_get(uuid)).await?;
         match img {
             Some(img) if caller.can_see(&img) => Ok(img),
             _ => Err(not_found(uuid)),
@@ -107,7 +107,7 @@ impl Images {
         let Some(query) = visible_query(caller, query) else {
             return Ok(vec![]);
         };
-        Ok(self.db.read(move |c| q::list(c, &query)).await?)
+        Ok(self.db.read(move |c| c.image_list(&query)).await?)
     }
 
     /// ListImages as the stored JSON of each image, in order: parsed by
@@ -125,13 +125,13 @@ impl Images {
         };
         Ok(self
             .db
-            .read(move |c| q::list_json(c, &query, select))
+            .read(move |c| c.image_list_json(&query, select))
             .await?)
     }
 
     /// The `published_at` of a marker image (ListImages `marker=<uuid>`).
     pub async fn marker_date(&self, uuid: Uuid) -> Result<Option<String>> {
-        let img = self.db.read(move |c| q::get(c, uuid)).await?;
+        let img = self.db.read(move |c| c.image_get(uuid)).await?;
         match img {
             None => Err(not_found(uuid)),
             Some(img) => Ok(img
@@ -169,8 +169,8 @@ fn not_found(uuid: Uuid) -> Error {
 
 /// An `origin` must be an image the caller can see; one it cannot see is
 /// answered exactly as a missing one (no existence oracle).
-pub fn check_origin(c: &rusqlite::Connection, caller: &Caller, origin: Uuid) -> Result<()> {
-    match q::get(c, origin)? {
+pub fn check_origin(c: &dyn Meta, caller: &Caller, origin: Uuid) -> Result<()> {
+    match c.image_get(origin)? {
         Some(o) if caller.can_see(&o) => Ok(()),
         _ => Err(Error::OriginDoesNotExist(origin)),
     }

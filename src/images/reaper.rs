@@ -22,9 +22,9 @@ impl Images {
             .db
             .write(move |c| {
                 let mut gone = Vec::new();
-                for u in q::expired_placeholders(c, now)? {
-                    if let Some(img) = q::get(c, u)? {
-                        q::delete(c, u)?;
+                for u in c.image_expired_placeholders(now)? {
+                    if let Some(img) = c.image_get(u)? {
+                        c.image_delete(u)?;
                         gone.push(img);
                     }
                 }

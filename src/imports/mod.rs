@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::config::ImportsConfig;
-use crate::db::imports::{self as q, Execution, ImportJob};
-use crate::db::{Db, images as imgq};
+use crate::db::Db;
+use crate::db::imports::{Execution, ImportJob};
 use crate::digest::{Digests, StreamHasher};
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -171,7 +171,11 @@ impl Imports {
         skip_owner_check: bool,
     ) -> Result<ImportJob> {
         caller.require_operator()?;
-        if let Some(j) = self.db.read(move |c| q::active_for_image(c, uuid)).await? {
+        if let Some(j) = self
+            .db
+            .read(move |c| c.import_active_for_image(uuid))
+            .await?
+        {
             return Ok(j);
         }
         if self.local(uuid).await?.is_some() {
@@ -240,10 +244,10 @@ impl Imports {
         let existing = self
             .db
             .write(move |c| {
-                if let Some(j) = q::active_for_image(c, uuid)? {
+                if let Some(j) = c.import_active_for_image(uuid)? {
                     return Ok(Some(j));
                 }
-                q::insert(c, &j)?;
+                c.import_insert(&j)?;
                 Ok::<_, crate::db::DbError>(None)
             })
             .await?;
@@ -257,7 +261,7 @@ impl Imports {
     /// GET /jobs/{uuid}.
     pub async fn job(&self, job: Uuid) -> Result<ImportJob> {
         self.db
-            .read(move |c| q::get(c, job))
+            .read(move |c| c.import_get(job))
             .await?
             .ok_or_else(|| Error::not_found(format!("job \"{job}\" does not exist")))
     }
@@ -270,12 +274,12 @@ impl Imports {
     ) -> Result<Vec<ImportJob>> {
         Ok(self
             .db
-            .read(move |c| q::list_for_image(c, image, execution))
+            .read(move |c| c.import_list_for_image(image, execution))
             .await?)
     }
 
     async fn local(&self, uuid: Uuid) -> Result<Option<Image>> {
-        Ok(self.db.read(move |c| imgq::get(c, uuid)).await?)
+        Ok(self.db.read(move |c| c.image_get(uuid)).await?)
     }
 
     fn file_spec(&self, uuid: Uuid, m: &Map<String, Value>) -> Result<FileSpec> {
@@ -531,7 +535,7 @@ impl Imports {
         let Some(job) = job else { return Ok(()) };
         let (off, md5, recv) = (d.offset, d.md5.clone(), d.received);
         self.db
-            .write(move |c| q::checkpoint(c, job, Some(image), off, md5.as_deref(), recv))
+            .write(move |c| c.import_checkpoint(job, Some(image), off, md5.as_deref(), recv))
             .await?;
         Ok(())
     }
@@ -600,7 +604,7 @@ impl Imports {
 
     async fn execute(&self, id: Uuid) -> Result<()> {
         let now = now_iso();
-        self.db.write(move |c| q::start(c, id, &now)).await?;
+        self.db.write(move |c| c.import_start(id, &now)).await?;
         let job = self.job(id).await?;
         let src = Source::check(Some(&job.source), &self.cfg.allowed_sources)?;
         let op = Caller::operator();
@@ -620,7 +624,9 @@ impl Imports {
                     {
                         return Err(Error::OriginIsNotActive(uuid));
                     }
-                    self.db.write(move |c| q::add_created(c, id, uuid)).await?;
+                    self.db
+                        .write(move |c| c.import_add_created(id, uuid))
+                        .await?;
                     self.images
                         .import(&op, uuid, importable(m), job.channels.clone())
                         .await?
@@ -641,7 +647,7 @@ impl Imports {
                 self.unstage(&stage).await;
                 let recv = d.received;
                 self.db
-                    .write(move |c| q::checkpoint(c, id, None, 0, None, recv))
+                    .write(move |c| c.import_checkpoint(id, None, 0, None, recv))
                     .await?;
             }
             self.images.activate(&op, uuid).await?;
@@ -662,7 +668,7 @@ impl Imports {
         match outcome {
             Ok(()) => {
                 self.db
-                    .write(move |c| q::finish(c, id, Execution::Succeeded, None, &now))
+                    .write(move |c| c.import_finish(id, Execution::Succeeded, None, &now))
                     .await?;
                 tracing::info!(job.uuid = %id, image.uuid = %job.image_uuid, "import job succeeded");
             }
@@ -684,7 +690,7 @@ impl Imports {
                 };
                 self.db
                     .write(move |c| {
-                        q::finish(c, id, Execution::Failed, Some((&code, &message)), &now)
+                        c.import_finish(id, Execution::Failed, Some((&code, &message)), &now)
                     })
                     .await?;
             }
@@ -694,7 +700,7 @@ impl Imports {
 
     /// Run every unfinished job once.
     pub async fn run_pending(&self) -> Result<usize> {
-        let jobs = self.db.read(q::unfinished).await?;
+        let jobs = self.db.read(|c| c.import_unfinished()).await?;
         let n = jobs.len();
         for j in jobs {
             self.run(j).await;
@@ -710,7 +716,7 @@ impl Imports {
     pub async fn sweep_staging(&self) -> Result<usize> {
         let live: HashSet<String> = self
             .db
-            .read(q::unfinished)
+            .read(|c| c.import_unfinished())
             .await?
             .iter()
             .map(|j| format!("job-{}-", j.job_uuid))

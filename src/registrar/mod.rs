@@ -16,9 +16,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::db::registrations::{self as jobs, Compression, Job, JobKind, JobSource, JobState};
-use crate::db::uploads::{self as upq, ClaimRefused, Upload, UploadState};
-use crate::db::{Db, DbError, images as imgq};
+use crate::db::registrations::{Compression, Job, JobKind, JobSource, JobState};
+use crate::db::uploads::{ClaimRefused, Upload, UploadState};
+use crate::db::{Db, DbError};
 use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -364,16 +364,16 @@ impl Registrar {
                 if let Some(o) = origin {
                     crate::images::check_origin(c, &origin_caller, o)?;
                 }
-                imgq::insert(c, &img).map_err(Error::uuid_taken(img.uuid))?;
+                c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {
-                    upq::mark_registered(c, id, row.image_uuid, clock.timestamp())?
+                    c.upload_mark_registered(id, row.image_uuid, clock.timestamp())?
                         .map_err(|r| claim_refused(id, r))?;
                 }
-                Ok::<_, Error>(jobs::insert(c, &row)?)
+                Ok::<_, Error>(c.job_insert(&row)?)
             })
             .await?;
         self.run_or_wait(job, wait).await?;
-        let img = self.db.read(move |c| imgq::get(c, uuid)).await?;
+        let img = self.db.read(move |c| c.image_get(uuid)).await?;
         img.ok_or_else(|| {
             Error::not_found(format!(
                 "image {uuid} was deleted while it was being registered"
@@ -406,21 +406,21 @@ impl Registrar {
         let clock = self.clock.clone();
         self.db
             .write(move |c| {
-                if jobs::get(c, uuid)?.is_some() {
+                if c.job_get(uuid)?.is_some() {
                     return Err(Error::FileInUse(format!(
                         "image {uuid} has a registration in progress"
                     )));
                 }
                 if let Some(id) = row.upload_id {
-                    upq::mark_registered(c, id, row.image_uuid, clock.timestamp())?
+                    c.upload_mark_registered(id, row.image_uuid, clock.timestamp())?
                         .map_err(|r| claim_refused(id, r))?;
                 }
-                Ok(jobs::insert(c, &row)?)
+                Ok(c.job_insert(&row)?)
             })
             .await?;
         // An attach is synchronous: the caller gets the outcome.
         self.run_or_wait(job, Duration::from_secs(3600)).await?;
-        let img = self.db.read(move |c| imgq::get(c, uuid)).await?;
+        let img = self.db.read(move |c| c.image_get(uuid)).await?;
         img.ok_or_else(|| Error::not_found(format!("image {uuid} was deleted meanwhile")))
     }
 
@@ -435,7 +435,7 @@ impl Registrar {
         if finished.is_err() {
             return Ok(()); // still running: the caller gets the `creating` image
         }
-        let job = self.db.read(move |c| jobs::get(c, uuid)).await?;
+        let job = self.db.read(move |c| c.job_get(uuid)).await?;
         match job {
             Some(j) if j.state == JobState::Failed => {
                 let err = self.forget_failed(&j).await?;
@@ -455,11 +455,11 @@ impl Registrar {
         self.db
             .write(move |c| {
                 if kind == JobKind::Register {
-                    imgq::delete(c, job.image_uuid)?;
+                    c.image_delete(job.image_uuid)?;
                 }
-                jobs::delete(c, job.image_uuid)?;
+                c.job_delete(job.image_uuid)?;
                 if let Some(id) = job.upload_id {
-                    upq::unmark_registered(c, id, job.image_uuid)?;
+                    c.upload_unmark_registered(id, job.image_uuid)?;
                 }
                 Ok::<_, Error>(())
             })
@@ -509,7 +509,7 @@ impl Registrar {
         let uuid = job.image_uuid;
         let attempt = {
             let u = uuid;
-            self.db.write(move |c| jobs::bump_attempts(c, u)).await?
+            self.db.write(move |c| c.job_bump_attempts(u)).await?
         };
         let dest = self.stores.get(DEST_STOR);
         let dest_key = image_file_key(DEST_STOR, &uuid);
@@ -524,7 +524,7 @@ impl Registrar {
                 let id = job
                     .upload_id
                     .ok_or_else(|| Error::internal("upload job without upload"))?;
-                self.db.read(move |c| upq::get(c, id)).await?
+                self.db.read(move |c| c.upload_get(id)).await?
             };
             let up = up.ok_or_else(|| Error::FileNotFound("the upload no longer exists".into()))?;
             if up.path.is_none() {
@@ -608,8 +608,8 @@ impl Registrar {
                 let old = self
                     .db
                     .write(move |c| {
-                        let Some(mut img) = imgq::get(c, uuid)? else {
-                            jobs::delete(c, uuid)?;
+                        let Some(mut img) = c.image_get(uuid)? else {
+                            c.job_delete(uuid)?;
                             return Ok(None); // deleted meanwhile
                         };
                         let old = img.files.clone();
@@ -624,8 +624,8 @@ impl Registrar {
                                 }
                             }
                         }
-                        imgq::update(c, &img)?;
-                        jobs::set_state(c, uuid, JobState::Done, None, clock.timestamp())?;
+                        c.image_update(&img)?;
+                        c.job_set_state(uuid, JobState::Done, None, clock.timestamp())?;
                         Ok::<_, Error>(Some(old))
                     })
                     .await?;
@@ -662,19 +662,18 @@ impl Registrar {
                 self.db
                     .write(move |c| {
                         if let Some(id) = upload {
-                            upq::unmark_registered(c, id, uuid)?; // the upload may be registered again
+                            c.upload_unmark_registered(id, uuid)?; // the upload may be registered again
                         }
                         if kind == JobKind::Register
-                            && let Some(mut img) = imgq::get(c, uuid)?
+                            && let Some(mut img) = c.image_get(uuid)?
                         {
                             img.placeholder = Some(Placeholder::Failed);
                             img.error = Some(json!({"code": code, "message": message}));
                             let exp = placeholder_expiry(clock.timestamp(), lifespan);
                             img.expires_at = Some(exp.into());
-                            imgq::update(c, &img)?;
+                            c.image_update(&img)?;
                         }
-                        jobs::set_state(
-                            c,
+                        c.job_set_state(
                             uuid,
                             JobState::Failed,
                             Some((&code, &message)),
@@ -698,7 +697,7 @@ impl Registrar {
 
     /// Run every pending job (start-up, and periodically for retries).
     pub async fn run_pending(&self) -> Result<usize> {
-        let pending = self.db.read(jobs::pending).await?;
+        let pending = self.db.read(|c| c.job_pending()).await?;
         let n = pending.len();
         for j in pending {
             self.run(j).await;

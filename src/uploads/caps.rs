@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use super::{Uploads, UploadsConfig};
-use crate::db::uploads::{self as q, Upload};
+use crate::db::Meta;
+use crate::db::uploads::Upload;
 use crate::error::{Error, FieldCode, Result};
 use crate::identity::Caller;
 use crate::store::namespace::{self, Namespace};
@@ -104,10 +105,7 @@ impl Uploads {
                         p.path
                     )));
                 }
-                let acct = self
-                    .db
-                    .read(move |c| crate::db::accounts::by_uuid(c, account))
-                    .await?;
+                let acct = self.db.read(move |c| c.account_by_uuid(account)).await?;
                 if acct.is_some_and(|a| a.login == *owner) {
                     Ok(())
                 } else {
@@ -139,14 +137,14 @@ impl Caps {
     /// May the owner of `row` open it: fewer than `max_open` uploads open,
     /// and its bytes within the quota of bytes in unfinished uploads?
     /// Operators' own uploads (no owner) are not capped.
-    pub(super) fn admit(&self, c: &rusqlite::Connection, row: &Upload) -> Result<()> {
+    pub(super) fn admit(&self, c: &dyn Meta, row: &Upload) -> Result<()> {
         let (owner, max_open) = (row.owner, self.max_open);
         // (A final upload of a tus concatenation is not admitted here: its
         // bytes are its partials', admitted with them.)
         if owner.is_none() {
             return Ok(());
         }
-        let open = q::open_count(c, owner)?;
+        let open = c.upload_open_count(owner)?;
         if open >= max_open {
             return Err(Error::TooManyRequests(format!(
                 "the account has {open} uploads open (at most {max_open}): \
@@ -154,7 +152,7 @@ impl Caps {
             )));
         }
         let quota = self.quota;
-        let used = q::bytes_in_flight(c, owner)?;
+        let used = c.upload_bytes_in_flight(owner)?;
         if used + row.length > quota {
             return Err(Error::QuotaExceeded(format!(
                 "this upload of {} bytes would put the account over its quota of {quota} \

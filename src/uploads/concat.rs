@@ -24,7 +24,8 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::{Uploads, is_stalled, session_of};
-use crate::db::uploads::{self as q, Concat, ConcatPlace, Upload, UploadState};
+use crate::db::Meta;
+use crate::db::uploads::{Concat, ConcatPlace, Upload, UploadState};
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
 use crate::identity::Caller;
@@ -107,7 +108,7 @@ impl Uploads {
             let Ok(g) = self.lock(*id) else { break };
             guards.push(g);
             let id = *id;
-            match self.db.read(move |c| q::get(c, id)).await? {
+            match self.db.read(move |c| c.upload_get(id)).await? {
                 Some(p) if may_write_in_place(&p) => lengths.push(p.length),
                 _ => break,
             }
@@ -137,7 +138,7 @@ impl Uploads {
         let f = *f;
         let fin = self
             .db
-            .read(move |c| q::get(c, f))
+            .read(move |c| c.upload_get(f))
             .await?
             .ok_or(Error::UploadNotFound(f))?;
         let multipart = match (place.first_part, &fin.s3) {
@@ -171,7 +172,7 @@ impl Uploads {
             Ok(f) => f,
             Err(e) => {
                 let id = up.id;
-                let _ = self.db.write(move |c| q::delete(c, id)).await;
+                let _ = self.db.write(move |c| c.upload_delete(id)).await;
                 self.remove_data(&up).await;
                 return Err(e);
             }
@@ -196,7 +197,7 @@ impl Uploads {
         for id in parts {
             let p = self
                 .db
-                .read(move |c| q::get(c, id))
+                .read(move |c| c.upload_get(id))
                 .await?
                 .ok_or(Error::UploadNotFound(id))?;
             let p = if is_stalled(&p) {
@@ -312,7 +313,7 @@ impl Uploads {
     async fn record_growth(&self, mut up: Upload) -> Result<Upload> {
         up.updated_at = self.now();
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         if up.offset < up.length
             && up.s3.is_some()
             && let Err(e) = self.flush_parts(&mut up, false).await
@@ -333,7 +334,7 @@ impl Uploads {
         let (me, id) = (self.clone(), up.id);
         tokio::spawn(async move {
             // Read again: a final may have claimed it while it streamed.
-            let Ok(Some(p)) = me.db.read(move |c| q::get(c, id)).await else {
+            let Ok(Some(p)) = me.db.read(move |c| c.upload_get(id)).await else {
                 return;
             };
             let Concat::Partial { used_by: Some(f) } = p.concat else {
@@ -351,9 +352,9 @@ impl Uploads {
         let spent = self
             .db
             .write(move |c| {
-                let ups = q::spent_partials(c, of)?;
+                let ups = c.upload_spent_partials(of)?;
                 for u in &ups {
-                    q::delete(c, u.id)?;
+                    c.upload_delete(u.id)?;
                 }
                 Ok::<_, Error>(ups)
             })
@@ -450,22 +451,22 @@ pub(super) fn places_in(lengths: &[u64], runs: Option<Vec<i32>>) -> Vec<ConcatPl
 /// inserts it: each must still be a partial no final uses. With `places`
 /// (and every partial still without bytes), each writes in place there.
 pub(super) fn claim_partials(
-    c: &rusqlite::Connection,
+    c: &dyn Meta,
     id: Uuid,
     parts: &[Uuid],
     places: Option<&[ConcatPlace]>,
 ) -> Result<()> {
     let mut ups = Vec::with_capacity(parts.len());
     for p in parts {
-        let up = q::get(c, *p)?.ok_or(Error::UploadNotFound(*p))?;
+        let up = c.upload_get(*p)?.ok_or(Error::UploadNotFound(*p))?;
         check_partial(&up)?;
         ups.push(up);
     }
     let places = places.filter(|_| ups.iter().all(may_write_in_place));
     for (i, p) in parts.iter().enumerate() {
-        q::set_used_by(c, *p, Some(id))?;
+        c.upload_set_used_by(*p, Some(id))?;
         if let Some(pl) = places.and_then(|pl| pl.get(i)) {
-            q::set_place(c, *p, Some(pl))?;
+            c.upload_set_place(*p, Some(pl))?;
         }
     }
     Ok(())

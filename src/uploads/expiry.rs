@@ -4,7 +4,7 @@
 
 use super::{Uploads, session_of};
 use crate::clock::{Clock, Timestamp};
-use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::db::uploads::{Upload, UploadState};
 use crate::error::{Error, Result};
 
 impl Uploads {
@@ -36,9 +36,9 @@ impl Uploads {
         let gone = self
             .db
             .write(move |c| {
-                let ups = q::expired(c, now)?;
+                let ups = c.upload_expired(now)?;
                 for u in &ups {
-                    q::delete(c, u.id)?;
+                    c.upload_delete(u.id)?;
                 }
                 Ok::<_, Error>(ups)
             })

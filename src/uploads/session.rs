@@ -13,7 +13,7 @@ use super::caps::Caps;
 use super::concat::{claim_partials, places_in};
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
 use crate::clock::Timestamp;
-use crate::db::uploads::{self as q, Concat, Upload, UploadState};
+use crate::db::uploads::{Concat, Upload, UploadState};
 use crate::digest::{ChunkChecksum, HashState, StreamHasher};
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -137,7 +137,7 @@ impl Uploads {
                 } else {
                     caps.admit(c, &row)?;
                 }
-                Ok(q::insert(c, &row)?)
+                Ok(c.upload_insert(&row)?)
             })
             .await;
         if let Err(e) = res {
@@ -185,7 +185,7 @@ impl Uploads {
     /// The caller's upload as the row has it (404 for unknown or foreign ids).
     pub(super) async fn owned(&self, caller: &Caller, id: Uuid) -> Result<Upload> {
         caller.require_auth()?;
-        let up = self.db.read(move |c| q::get(c, id)).await?;
+        let up = self.db.read(move |c| c.upload_get(id)).await?;
         match up {
             Some(u) if caller.account.is_none() && caller.operator => Ok(u),
             Some(u) if u.owner.is_some() && u.owner == caller.account => Ok(u),
@@ -222,7 +222,7 @@ impl Uploads {
         };
         let mut ups = self
             .db
-            .read(move |c| q::list_page(c, owner, after, limit))
+            .read(move |c| c.upload_list_page(owner, after, limit))
             .await?;
         for up in ups.iter_mut().filter(|u| is_stalled(u)) {
             if let Ok(done) = self.settle(up.id).await {
@@ -301,9 +301,9 @@ impl Uploads {
         let row = up.clone();
         self.db
             .write(move |c| {
-                q::update(c, &row)?;
+                c.upload_update(&row)?;
                 if row.concat_place.is_some() {
-                    q::set_place(c, row.id, row.concat_place.as_ref())?;
+                    c.upload_set_place(row.id, row.concat_place.as_ref())?;
                 }
                 Ok::<_, Error>(())
             })
@@ -341,12 +341,12 @@ impl Uploads {
             let (id, place) = (up.id, p.clone());
             return Ok(self
                 .db
-                .write(move |c| q::set_place(c, id, Some(&place)))
+                .write(move |c| c.upload_set_place(id, Some(&place)))
                 .await?);
         }
         set_session(up, state);
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         Ok(())
     }
 
@@ -394,7 +394,7 @@ impl Uploads {
             }
         }
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         // The staged copy goes only once the row names the object.
         if let Some((store, key)) = leftover {
             let _ = self.stores.get(store).delete(&key).await;
@@ -433,7 +433,7 @@ impl Uploads {
         up.state = UploadState::Complete;
         up.updated_at = self.now();
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         self.partial_completed(&up);
         Ok(up)
     }
@@ -454,7 +454,7 @@ impl Uploads {
         up.error = Some(msg.clone());
         up.updated_at = self.now();
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         Err(Error::invalid_param("path", FieldCode::Invalid, msg))
     }
 
@@ -473,7 +473,9 @@ impl Uploads {
                 "upload {id} is a partial of the final upload {f}"
             )));
         }
-        self.db.write(move |c| q::delete(c, id).map(|_| ())).await?;
+        self.db
+            .write(move |c| c.upload_delete(id).map(|_| ()))
+            .await?;
         self.remove_data(&up).await;
         Ok(())
     }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::locks::SETTLE_WAIT;
 use super::{Uploads, is_stalled, session_of, set_session, stamp};
-use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::db::uploads::{Upload, UploadState};
 use crate::error::{Error, Result};
 use crate::store::namespace;
 
@@ -18,7 +18,7 @@ impl Uploads {
         let _busy = self.locks.lock(id, SETTLE_WAIT).await?;
         let up = self
             .db
-            .read(move |c| q::get(c, id))
+            .read(move |c| c.upload_get(id))
             .await?
             .ok_or(Error::UploadNotFound(id))?;
         if !is_stalled(&up) {
@@ -33,14 +33,14 @@ impl Uploads {
     /// finished. Runs at start-up before the listener opens, and
     /// periodically; readers settle such an upload themselves on access.
     pub async fn finish_stalled(&self) -> Result<usize> {
-        let stalled = self.db.read(q::stalled).await?;
+        let stalled = self.db.read(|c| c.upload_stalled()).await?;
         let mut finished = 0;
         for up in stalled {
             let id = up.id;
             let Ok(_busy) = self.lock(id) else {
                 continue; // a request is completing it right now
             };
-            let Some(up) = self.db.read(move |c| q::get(c, id)).await? else {
+            let Some(up) = self.db.read(move |c| c.upload_get(id)).await? else {
                 continue;
             };
             if !is_stalled(&up) {
@@ -76,7 +76,7 @@ impl Uploads {
             Ok(done) => return Ok(done),
             Err(e) => e,
         };
-        if let Some(now) = self.db.read(move |c| q::get(c, id)).await?
+        if let Some(now) = self.db.read(move |c| c.upload_get(id)).await?
             && now.state != UploadState::Uploading
         {
             return Ok(now); // e.g. failed on content_md5: finished all the same
@@ -89,7 +89,7 @@ impl Uploads {
             return Err(err);
         };
         let row = done.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         if up.store != done.store {
             let _ = self.stores.get(up.store).delete(&up.data_key).await;
         }
@@ -146,7 +146,7 @@ impl Uploads {
         tracing::warn!(upload.id = %up.id, "the store lost the multipart upload; sending the staged bytes again");
         set_session(up, state);
         let row = up.clone();
-        self.db.write(move |c| q::update(c, &row)).await?;
+        self.db.write(move |c| c.upload_update(&row)).await?;
         Ok(true)
     }
 }
