@@ -3,6 +3,7 @@
 //! imports, stats}`, run on the connection of the transaction at hand.
 
 use rusqlite::Connection;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use uuid::Uuid;
 
 use super::Result;
@@ -15,6 +16,8 @@ use super::stats::{self, Counts};
 use super::uploads::{self, ClaimRefused, ConcatPlace, Upload};
 use crate::clock::Timestamp;
 use crate::manifest::Image;
+use crate::store::StoreName;
+use crate::store::name::UnknownStore;
 
 /// A transaction (or read connection) of the SQLite database.
 pub struct SqliteTx<'a>(pub &'a Connection);
@@ -236,5 +239,54 @@ impl Meta for SqliteTx<'_> {
         now: &str,
     ) -> Result<()> {
         imports::finish(self.0, job, execution, error, now)
+    }
+}
+
+// Domain values as SQLite stores them: as their text forms.
+
+/// A timestamp is its `YYYY-MM-DDTHH:MM:SS.mmmZ` text, so SQL compares it
+/// as text.
+impl ToSql for Timestamp {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for Timestamp {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Timestamp::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("bad timestamp {s:?}").into()))
+    }
+}
+
+/// A store's name is its text.
+impl ToSql for StoreName {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for StoreName {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        v.as_str()?
+            .parse()
+            .map_err(|e: UnknownStore| FromSqlError::Other(e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_as_their_text() {
+        let t = Timestamp::parse("2026-01-02T03:04:06.506Z").unwrap();
+        let c = Connection::open_in_memory().unwrap();
+        let (text, back): (String, Timestamp) = c
+            .query_row("SELECT ?1, ?1", [t], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(text, "2026-01-02T03:04:06.506Z");
+        assert_eq!(back, t);
     }
 }

@@ -1,8 +1,6 @@
 //! The names of the stores: `local`, `manta`, `assets` and `staging`, as a
 //! type (parsed once, stored in rows as their lowercase text).
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-
 /// One of the service's stores.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -90,20 +88,6 @@ impl AsRef<str> for StoreName {
 impl PartialEq<StoreName> for String {
     fn eq(&self, other: &StoreName) -> bool {
         self == other.as_str()
-    }
-}
-
-impl ToSql for StoreName {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for StoreName {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        v.as_str()?
-            .parse()
-            .map_err(|e: UnknownStore| FromSqlError::Other(e.into()))
     }
 }
 
