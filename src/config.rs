@@ -49,6 +49,9 @@ pub struct Config {
     /// `GET /metrics` without an operator token in `auth = "token"` mode.
     pub metrics_public: bool,
     pub server: ServerConfig,
+    /// Where the metadata lives: SQLite in `data_dir` (the default) or
+    /// PostgreSQL (`url`), shared by every node of a cluster.
+    pub database: DatabaseConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
     pub uploads: UploadsConfig,
@@ -81,6 +84,7 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             metrics_public: false,
             server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             uploads: UploadsConfig::default(),
@@ -89,6 +93,71 @@ impl Default for Config {
             downloads: DownloadsConfig::default(),
             channels: Vec::new(),
         }
+    }
+}
+
+/// `[database]`: the metadata store.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB`: the metadata in
+    /// PostgreSQL (IMGAPI_DATABASE_URL, `--database-url`). Unset: SQLite
+    /// at `data_dir/imgapi.sqlite`.
+    pub url: Option<String>,
+    /// PostgreSQL connections this node opens at most (its pool).
+    pub max_connections: usize,
+    /// Seconds to open a connection to PostgreSQL.
+    pub connect_timeout_secs: u64,
+    /// Seconds one statement may run before PostgreSQL cancels it.
+    pub statement_timeout_secs: u64,
+    /// Seconds a request waits for a free connection of the pool; then it
+    /// is answered 503 DatabaseUnavailable with Retry-After.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 16,
+            connect_timeout_secs: 5,
+            statement_timeout_secs: 30,
+            acquire_timeout_secs: 10,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// `url` with its password replaced by `***` (for logs and `Debug`).
+    pub fn redacted_url(&self) -> Option<String> {
+        self.url.as_deref().map(redact_url_password)
+    }
+}
+
+/// `scheme://user:secret@host/...` as `scheme://user:***@host/...`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((a, h)) => (a, h),
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.redacted_url())
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .finish()
     }
 }
 
@@ -364,6 +433,7 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -402,6 +472,15 @@ impl Config {
         }
         if let Some(v) = std::env::var_os("IMGAPI_DATA_DIR") {
             cfg.data_dir = PathBuf::from(v);
+        }
+        if let Ok(v) = std::env::var("IMGAPI_DATABASE_URL") {
+            cfg.database.url = Some(v);
+        }
+        if let Some(u) = &o.database_url {
+            cfg.database.url = Some(u.clone());
+        }
+        if cfg.database.url.as_deref() == Some("") {
+            cfg.database.url = None; // an empty value: the embedded SQLite
         }
         if let Some(l) = o.listen {
             cfg.listen = l;
@@ -466,6 +545,24 @@ impl Config {
                 "downloads: presign_ttl_secs must be 1 to {MAX_PRESIGN_TTL_SECS}"
             )));
         }
+        let db = &self.database;
+        if let Some(url) = &db.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database.url must be a postgres:// URL (unset for SQLite in data_dir), not {}",
+                redact_url_password(url)
+            )));
+        }
+        if db.max_connections == 0
+            || db.connect_timeout_secs == 0
+            || db.statement_timeout_secs == 0
+            || db.acquire_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "database: timeouts and max_connections must be at least 1".into(),
+            ));
+        }
         let im = &self.imports;
         if im.connect_timeout_secs == 0
             || im.request_timeout_secs == 0
@@ -528,6 +625,31 @@ mod tests {
         let text = include_str!("../imgapi.example.toml");
         let c: Config = toml::from_str(text).unwrap();
         assert_eq!(c.listen.port(), 8080);
+    }
+
+    #[test]
+    fn database_table_and_url_redaction() {
+        let c: Config = toml::from_str(
+            "[database]\nurl = \"postgres://imgapi:hunter2@db1:5432/imgapi\"\nmax_connections = 4\n",
+        )
+        .unwrap();
+        assert_eq!(c.database.max_connections, 4);
+        c.check().unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(
+            dbg.contains("postgres://imgapi:***@db1:5432/imgapi"),
+            "{dbg}"
+        );
+        assert_eq!(
+            redact_url_password("postgres://u@h/d"),
+            "postgres://u@h/d",
+            "no password: unchanged"
+        );
+        let bad: Config = toml::from_str("[database]\nurl = \"mysql://x@y/z\"\n").unwrap();
+        let e = bad.check().unwrap_err().to_string();
+        assert!(e.contains("postgres://"), "{e}");
+        assert!(toml::from_str::<Config>("[database]\nurll = \"x\"\n").is_err());
     }
 
     #[test]

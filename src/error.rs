@@ -179,6 +179,8 @@ errors! {
     RemoteSourceError(String) => "RemoteSourceError", 503, |m| RemoteSourceError(m.into());
     #[error("the storage backend is unavailable, retry later")]
     StorageIsDown(#[source] anyhow_lite::Cause) => "StorageIsDown", 503, |m| StorageIsDown(m.into());
+    #[error("the metadata database is unavailable, retry later")]
+    DatabaseUnavailable(#[source] anyhow_lite::Cause) => "DatabaseUnavailable", 503, |m| DatabaseUnavailable(m.into());
     #[error("the store is out of space")]
     InsufficientStorage(#[source] anyhow_lite::Cause) => "InsufficientStorage", 507, |m| InsufficientStorage(m.into());
     /// Anything unexpected. The cause is logged, never sent.
@@ -186,7 +188,7 @@ errors! {
     Internal(#[source] anyhow_lite::Cause) => "InternalError", 500, |m| Internal(m.into());
 }
 
-/// `Retry-After` of a 503 StorageIsDown, in seconds.
+/// `Retry-After` of a 503 StorageIsDown or DatabaseUnavailable, in seconds.
 pub const RETRY_AFTER_SECS: &str = "5";
 
 /// A boxed cause for internal errors (kept out of response bodies).

@@ -23,6 +23,10 @@ struct Cli {
     /// Directory for the database and local stores (IMGAPI_DATA_DIR).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB
+    /// (IMGAPI_DATABASE_URL); without it, SQLite in the data directory.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -169,6 +173,7 @@ async fn main() -> ExitCode {
         config: cli.config.clone(),
         listen,
         data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
     };
     let cfg = match Config::load(&overrides) {
         Ok(c) => c,

@@ -46,7 +46,10 @@ impl IntoResponse for Error {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
-        if matches!(self, Error::StorageIsDown(_)) {
+        if matches!(
+            self,
+            Error::StorageIsDown(_) | Error::DatabaseUnavailable(_)
+        ) {
             // The store is expected back: tell clients when to try again.
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
