@@ -138,6 +138,17 @@ pub trait Meta {
         now: &str,
     ) -> Result<()>;
 
+    // ---- leases (fencing tokens; the database's clock) ----
+    /// Claim `name` for `owner` for `ttl_ms` if it is free, expired or
+    /// `owner`'s already: the new fence, or None while another holds it.
+    fn lease_claim(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<Option<i64>>;
+    /// Extend a held lease; false if `fence` no longer holds it.
+    fn lease_renew(&self, name: &str, fence: i64, ttl_ms: u64) -> Result<bool>;
+    /// Does `fence` still hold `name`?
+    fn lease_holds(&self, name: &str, fence: i64) -> Result<bool>;
+    /// Give a lease back (if `fence` still holds it).
+    fn lease_release(&self, name: &str, fence: i64) -> Result<()>;
+
     // ---- counts ----
     /// Number of images stored (any state).
     fn image_count(&self) -> Result<u64>;

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod images;
 pub mod imports;
+pub mod leases;
 pub mod meta;
 pub mod registrations;
 pub mod sqlite;
@@ -133,6 +134,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_tag_walks",
         include_str!("../../sql/0012_tag_walks.sql"),
     ),
+    ("0013_leases", include_str!("../../sql/0013_leases.sql")),
 ];
 
 /// The database: one writer connection, a small pool of readers.
@@ -285,6 +287,11 @@ impl Db {
             restrict(Path::new(&p));
         }
         migrate(&mut writer)?;
+        // One node: no holder of a lease survives a restart.
+        let freed = leases::release_all(&writer)?;
+        if freed > 0 {
+            tracing::info!(leases = freed, "freed the leases of the previous run");
+        }
         let readers = (0..READER_THREADS)
             .map(|_| open_conn(path, true))
             .collect::<rusqlite::Result<Vec<_>>>()?;

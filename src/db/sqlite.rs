@@ -10,6 +10,7 @@ use super::Result;
 use super::accounts::{self, Account};
 use super::images::{self, ListQuery, Listed, Select};
 use super::imports::{self, Execution, ImportJob};
+use super::leases;
 use super::meta::Meta;
 use super::registrations::{self, Job, JobState};
 use super::stats::{self, Counts};
@@ -210,6 +211,22 @@ impl Meta for SqliteTx<'_> {
 
     fn counts(&self) -> Result<Counts> {
         stats::counts(self.0)
+    }
+
+    fn lease_claim(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<Option<i64>> {
+        leases::claim(self.0, name, owner, ttl_ms)
+    }
+
+    fn lease_renew(&self, name: &str, fence: i64, ttl_ms: u64) -> Result<bool> {
+        leases::renew(self.0, name, fence, ttl_ms)
+    }
+
+    fn lease_holds(&self, name: &str, fence: i64) -> Result<bool> {
+        leases::holds(self.0, name, fence)
+    }
+
+    fn lease_release(&self, name: &str, fence: i64) -> Result<()> {
+        leases::release(self.0, name, fence)
     }
 
     fn upload_list_page(

@@ -105,7 +105,7 @@ impl Uploads {
         let mut guards = Vec::with_capacity(parts.len());
         let mut lengths = Vec::with_capacity(parts.len());
         for id in &parts {
-            let Ok(g) = self.lock(*id) else { break };
+            let Ok(g) = self.lock(*id).await else { break };
             guards.push(g);
             let id = *id;
             match self.db.read(move |c| c.upload_get(id)).await? {

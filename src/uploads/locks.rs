@@ -1,33 +1,80 @@
-//! One lock per upload in use: a request that changes an upload holds it
-//! (a second one is refused with 423 at once); a reader that finds a
-//! completion in progress waits for it.
+//! Who may change an upload right now: a lease with a fencing token in the
+//! database (`db::Meta::lease_*`), so that a request on any node excludes
+//! every other, and a holder that froze or lost its lease can commit
+//! nothing (its commits check the fence in their own transaction). A
+//! process-local lock in front of it refuses a second request of the same
+//! process without a database round trip, and lets a reader that finds a
+//! completion in progress wait for it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::Uploads;
+use crate::db::{Db, Meta};
 use crate::error::{Error, Result};
 
-/// One async lock per upload in use: a request that changes an upload
-/// holds it (a second PATCH is refused with 423 at once), and a reader that
-/// finds a completion in progress waits for it.
-#[derive(Clone, Default)]
-pub(super) struct UploadLocks(Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>);
+/// How long a lease lasts without renewal: a holder that died or froze
+/// loses it within this time (the database's clock).
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(20);
 
-/// Holds an upload busy; released on drop.
+/// How often a holder renews its lease while its request runs.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a waiting request asks for a lease another process holds.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+
+/// This process, as the owner of the leases it holds (new at each start).
+static NODE: LazyLock<String> = LazyLock::new(|| Uuid::new_v4().to_string());
+
+/// The lease name of an upload.
+pub(super) fn lease_name(id: Uuid) -> String {
+    format!("upload:{id}")
+}
+
+/// One async lock per upload in use in this process, and the database's
+/// lease behind it.
+#[derive(Clone)]
+pub(super) struct UploadLocks {
+    local: Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+    db: Db,
+}
+
+/// Holds an upload busy; released on drop (the lease is given back by a
+/// task, or expires).
 pub(super) struct BusyGuard {
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     locks: UploadLocks,
     id: Uuid,
+    fence: i64,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl BusyGuard {
+    /// The fencing token of this holder: a commit that must not outlive the
+    /// lease checks it with [`check_fence`] in its own transaction.
+    pub(super) fn fence(&self) -> i64 {
+        self.fence
+    }
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
+        self.renew.abort();
+        let (db, name, fence) = (self.locks.db.clone(), lease_name(self.id), self.fence);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let r = db.write(move |c| c.lease_release(&name, fence)).await;
+                if let Err(e) = r {
+                    // It expires by itself.
+                    tracing::warn!(error = %e, "could not give an upload's lease back");
+                }
+            });
+        }
         self.guard.take();
-        if let Ok(mut m) = self.locks.0.lock()
+        if let Ok(mut m) = self.locks.local.lock()
             && m.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1)
         {
             m.remove(&self.id);
@@ -35,35 +82,97 @@ impl Drop for BusyGuard {
     }
 }
 
+/// In a write transaction: refuse (423) if `fence` no longer holds the
+/// upload's lease, so a holder that was taken over writes nothing.
+pub(super) fn check_fence(c: &dyn Meta, id: Uuid, fence: i64) -> Result<()> {
+    if c.lease_holds(&lease_name(id), fence)? {
+        Ok(())
+    } else {
+        tracing::warn!(upload.id = %id, fence, "lost the upload's lease: nothing committed");
+        Err(Error::UploadLocked(id))
+    }
+}
+
 impl UploadLocks {
+    pub(super) fn new(db: Db) -> UploadLocks {
+        UploadLocks {
+            local: Arc::default(),
+            db,
+        }
+    }
+
     fn entry(&self, id: Uuid) -> Result<Arc<tokio::sync::Mutex<()>>> {
-        let mut m = self.0.lock().map_err(|_| Error::internal("poisoned"))?;
+        let mut m = self.local.lock().map_err(|_| Error::internal("poisoned"))?;
         Ok(m.entry(id).or_default().clone())
     }
 
-    fn guard(&self, id: Uuid, g: tokio::sync::OwnedMutexGuard<()>) -> BusyGuard {
+    /// The database's lease for `id`: its fence, or None while another
+    /// process holds it. (Called with the local lock held: a lease of this
+    /// process is one whose release has not landed yet, and is taken anew.)
+    async fn claim(&self, id: Uuid) -> Result<Option<i64>> {
+        let name = lease_name(id);
+        let ttl = LEASE_TTL.as_millis() as u64;
+        Ok(self
+            .db
+            .write(move |c| c.lease_claim(&name, &NODE, ttl))
+            .await?)
+    }
+
+    fn guard(&self, id: Uuid, g: tokio::sync::OwnedMutexGuard<()>, fence: i64) -> BusyGuard {
+        let (db, name) = (self.db.clone(), lease_name(id));
+        let renew = tokio::spawn(async move {
+            let ttl = LEASE_TTL.as_millis() as u64;
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let n = name.clone();
+                match db.write(move |c| c.lease_renew(&n, fence, ttl)).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(lease = %name, fence, "an upload's lease was taken over");
+                        return;
+                    }
+                    // The database is down: try again; the lease may expire.
+                    Err(e) => tracing::warn!(lease = %name, error = %e, "could not renew a lease"),
+                }
+            }
+        });
         BusyGuard {
             guard: Some(g),
             locks: self.clone(),
             id,
+            fence,
+            renew,
         }
     }
 
-    /// The upload's lock, or 423 if a request holds it.
-    pub(super) fn try_lock(&self, id: Uuid) -> Result<BusyGuard> {
+    /// The upload's lock, or 423 if a request (of any node) holds it.
+    pub(super) async fn try_lock(&self, id: Uuid) -> Result<BusyGuard> {
         let g = self
             .entry(id)?
             .try_lock_owned()
             .map_err(|_| Error::UploadLocked(id))?;
-        Ok(self.guard(id, g))
+        match self.claim(id).await? {
+            Some(fence) => Ok(self.guard(id, g, fence)),
+            None => Err(Error::UploadLocked(id)),
+        }
     }
 
     /// The upload's lock, waiting up to `wait` for the request holding it.
     pub(super) async fn lock(&self, id: Uuid, wait: Duration) -> Result<BusyGuard> {
+        let deadline = tokio::time::Instant::now() + wait;
         let l = self.entry(id)?;
-        match tokio::time::timeout(wait, l.lock_owned()).await {
-            Ok(g) => Ok(self.guard(id, g)),
-            Err(_) => Err(Error::UploadLocked(id)),
+        let g = match tokio::time::timeout_at(deadline, l.lock_owned()).await {
+            Ok(g) => g,
+            Err(_) => return Err(Error::UploadLocked(id)),
+        };
+        loop {
+            if let Some(fence) = self.claim(id).await? {
+                return Ok(self.guard(id, g, fence));
+            }
+            if tokio::time::Instant::now() + CLAIM_POLL > deadline {
+                return Err(Error::UploadLocked(id));
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
         }
     }
 }
@@ -74,7 +183,7 @@ pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(60);
 
 impl Uploads {
     /// The upload's lock, or 423 if a request holds it.
-    pub(super) fn lock(&self, id: Uuid) -> Result<BusyGuard> {
-        self.locks.try_lock(id)
+    pub(super) async fn lock(&self, id: Uuid) -> Result<BusyGuard> {
+        self.locks.try_lock(id).await
     }
 }

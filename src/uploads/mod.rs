@@ -62,10 +62,10 @@ impl Uploads {
     pub fn new(db: Db, stores: Stores, cfg: UploadsConfig, clock: crate::clock::Clock) -> Uploads {
         let max_streaming = cfg.max_streaming_per_account;
         Uploads {
+            locks: UploadLocks::new(db.clone()),
             db,
             stores,
             cfg: Arc::new(cfg),
-            locks: UploadLocks::default(),
             streaming: Streaming::new(max_streaming),
             clock,
         }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::caps::Caps;
 use super::concat::{claim_partials, places_in};
+use super::locks::check_fence;
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
 use crate::clock::Timestamp;
 use crate::db::uploads::{Concat, Upload, UploadState};
@@ -72,7 +73,7 @@ impl Uploads {
         let content_md5 = content_md5_of(&metadata)?;
         let id = Uuid::new_v4();
         // Held until created (and, when empty, completed): not yet "stalled".
-        let _busy = self.lock(id)?;
+        let _busy = self.lock(id).await?;
         let target = path.as_ref().map(|p| p.store()).unwrap_or(StoreName::Manta);
         let staged = self.stores.staging_for(target);
         let area = format!(
@@ -248,7 +249,7 @@ impl Uploads {
         S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
     {
         self.get(caller, id).await?; // 404 before 423 for foreign ids
-        let _busy = self.lock(id)?;
+        let busy = self.lock(id).await?;
         // Read under the lock: another request may have just finished.
         let mut up = self.owned(caller, id).await?;
         if matches!(up.concat, Concat::Final { .. }) {
@@ -299,8 +300,11 @@ impl Uploads {
             m.parts.extend(sent);
         }
         let row = up.clone();
+        let fence = busy.fence();
         self.db
             .write(move |c| {
+                // A holder whose lease was taken over commits nothing.
+                check_fence(c, row.id, fence)?;
                 c.upload_update(&row)?;
                 if row.concat_place.is_some() {
                     c.upload_set_place(row.id, row.concat_place.as_ref())?;
@@ -462,7 +466,7 @@ impl Uploads {
     /// with a target path keeps the object at that path.
     pub async fn terminate(&self, caller: &Caller, id: Uuid) -> Result<()> {
         let up = self.get(caller, id).await?;
-        let _busy = self.lock(id)?;
+        let _busy = self.lock(id).await?;
         if up.state == UploadState::Registered {
             return Err(Error::FileInUse(format!(
                 "upload {id} is registered to an image"

@@ -37,7 +37,7 @@ impl Uploads {
         let mut finished = 0;
         for up in stalled {
             let id = up.id;
-            let Ok(_busy) = self.lock(id) else {
+            let Ok(_busy) = self.lock(id).await else {
                 continue; // a request is completing it right now
             };
             let Some(up) = self.db.read(move |c| c.upload_get(id)).await? else {
