@@ -11,6 +11,7 @@ pub mod error;
 pub mod identity;
 pub mod images;
 pub mod imports;
+pub mod lease;
 pub mod locks;
 pub mod manifest;
 pub mod metrics;

@@ -8,9 +8,12 @@ pub async fn reap_placeholders_forever(images: Images) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1800));
     loop {
         tick.tick().await;
-        if let Err(e) = images.reap_placeholders().await {
-            tracing::warn!(error = %e, "placeholder reaper failed");
-        }
+        let round = async {
+            if let Err(e) = images.reap_placeholders().await {
+                tracing::warn!(error = %e, "placeholder reaper failed");
+            }
+        };
+        crate::lease::alone(&images.db, "placeholder-reaper", round).await;
     }
 }
 

@@ -593,9 +593,17 @@ impl Imports {
                 return;
             }
         }
-        let outcome = self.execute(id).await;
-        if let Err(e) = self.settle(id, outcome).await {
-            tracing::error!(job.uuid = %id, error = %e, "could not record an import job's outcome");
+        // One node runs a job at a time; a node that dies or freezes loses
+        // the job's lease and another node resumes the job.
+        match crate::lease::Lease::claim(&self.db, format!("import:{id}")).await {
+            Ok(Some(_lease)) => {
+                let outcome = self.execute(id).await;
+                if let Err(e) = self.settle(id, outcome).await {
+                    tracing::error!(job.uuid = %id, error = %e, "could not record an import job's outcome");
+                }
+            }
+            Ok(None) => tracing::debug!(job.uuid = %id, "the import runs on another node"),
+            Err(e) => tracing::warn!(job.uuid = %id, error = %e, "could not claim an import job"),
         }
         if let Ok(mut r) = self.running.lock() {
             r.remove(&id);

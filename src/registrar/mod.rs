@@ -23,6 +23,7 @@ use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::images::placeholder_expiry;
+use crate::lease::Lease;
 use crate::locks::ImageLocks;
 use crate::manifest::{COMPRESSIONS, Image, ImageFile, Placeholder};
 use crate::store::namespace;
@@ -484,7 +485,9 @@ impl Registrar {
         })
     }
 
-    /// Run one job unless it is already running here.
+    /// Run one job unless it is already running, here or on another node
+    /// (the job's lease: a node that dies or freezes mid-job loses it, and
+    /// another node runs the job again; every step is idempotent).
     async fn run(&self, job: Job) {
         let uuid = job.image_uuid;
         {
@@ -495,9 +498,15 @@ impl Registrar {
                 return;
             }
         }
-        let outcome = self.execute(&job).await;
-        if let Err(e) = self.settle(&job, outcome).await {
-            tracing::error!(image.uuid = %uuid, error = %e, "registrar could not record a job outcome");
+        match Lease::claim(&self.db, format!("job:{uuid}")).await {
+            Ok(Some(lease)) => {
+                let outcome = self.execute(&job).await;
+                if let Err(e) = self.settle(&job, outcome, lease.fence()).await {
+                    tracing::error!(image.uuid = %uuid, error = %e, "registrar could not record a job outcome");
+                }
+            }
+            Ok(None) => tracing::debug!(image.uuid = %uuid, "the job runs on another node"),
+            Err(e) => tracing::warn!(image.uuid = %uuid, error = %e, "could not claim a job"),
         }
         if let Ok(mut r) = self.running.lock() {
             r.remove(&uuid);
@@ -589,6 +598,7 @@ impl Registrar {
         &self,
         job: &Job,
         outcome: std::result::Result<(Digests, bool), JobError>,
+        fence: i64,
     ) -> Result<()> {
         let uuid = job.image_uuid;
         let _g = self.locks.lock(uuid).await;
@@ -608,6 +618,7 @@ impl Registrar {
                 let old = self
                     .db
                     .write(move |c| {
+                        check_job_fence(c, uuid, fence)?;
                         let Some(mut img) = c.image_get(uuid)? else {
                             c.job_delete(uuid)?;
                             return Ok(None); // deleted meanwhile
@@ -661,6 +672,7 @@ impl Registrar {
                 let clock = self.clock.clone();
                 self.db
                     .write(move |c| {
+                        check_job_fence(c, uuid, fence)?;
                         if let Some(id) = upload {
                             c.upload_unmark_registered(id, uuid)?; // the upload may be registered again
                         }
@@ -678,7 +690,8 @@ impl Registrar {
                             JobState::Failed,
                             Some((&code, &message)),
                             clock.timestamp(),
-                        )
+                        )?;
+                        Ok::<_, Error>(())
                     })
                     .await?;
                 // A new image keeps no bytes; an attach left the old file alone
@@ -713,5 +726,17 @@ impl Registrar {
             }
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
+    }
+}
+
+/// In a write transaction: refuse if `fence` no longer holds the job's
+/// lease (another node took the job over; it records the outcome).
+fn check_job_fence(c: &dyn crate::db::Meta, image: Uuid, fence: i64) -> Result<()> {
+    if c.lease_holds(&format!("job:{image}"), fence)? {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "the registration of {image} was taken over by another node"
+        )))
     }
 }

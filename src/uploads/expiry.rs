@@ -71,11 +71,14 @@ pub async fn reap_forever(uploads: Uploads) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tick.tick().await;
-        if let Err(e) = uploads.finish_stalled().await {
-            tracing::warn!(error = %e, "finishing stalled uploads failed");
-        }
-        if let Err(e) = uploads.reap_expired().await {
-            tracing::warn!(error = %e, "upload reaper failed");
-        }
+        let round = async {
+            if let Err(e) = uploads.finish_stalled().await {
+                tracing::warn!(error = %e, "finishing stalled uploads failed");
+            }
+            if let Err(e) = uploads.reap_expired().await {
+                tracing::warn!(error = %e, "upload reaper failed");
+            }
+        };
+        crate::lease::alone(&uploads.db, "upload-reaper", round).await;
     }
 }

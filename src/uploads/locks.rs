@@ -7,7 +7,7 @@
 //! completion in progress wait for it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -15,19 +15,10 @@ use uuid::Uuid;
 use super::Uploads;
 use crate::db::{Db, Meta};
 use crate::error::{Error, Result};
-
-/// How long a lease lasts without renewal: a holder that died or froze
-/// loses it within this time (the database's clock).
-pub(crate) const LEASE_TTL: Duration = Duration::from_secs(20);
-
-/// How often a holder renews its lease while its request runs.
-const RENEW_EVERY: Duration = Duration::from_secs(5);
+use crate::lease::Lease;
 
 /// How often a waiting request asks for a lease another process holds.
 const CLAIM_POLL: Duration = Duration::from_millis(100);
-
-/// This process, as the owner of the leases it holds (new at each start).
-static NODE: LazyLock<String> = LazyLock::new(|| Uuid::new_v4().to_string());
 
 /// The lease name of an upload.
 pub(super) fn lease_name(id: Uuid) -> String {
@@ -45,34 +36,22 @@ pub(super) struct UploadLocks {
 /// Holds an upload busy; released on drop (the lease is given back by a
 /// task, or expires).
 pub(super) struct BusyGuard {
+    lease: Lease,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     locks: UploadLocks,
     id: Uuid,
-    fence: i64,
-    renew: tokio::task::JoinHandle<()>,
 }
 
 impl BusyGuard {
     /// The fencing token of this holder: a commit that must not outlive the
     /// lease checks it with [`check_fence`] in its own transaction.
     pub(super) fn fence(&self) -> i64 {
-        self.fence
+        self.lease.fence()
     }
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.renew.abort();
-        let (db, name, fence) = (self.locks.db.clone(), lease_name(self.id), self.fence);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let r = db.write(move |c| c.lease_release(&name, fence)).await;
-                if let Err(e) = r {
-                    // It expires by itself.
-                    tracing::warn!(error = %e, "could not give an upload's lease back");
-                }
-            });
-        }
         self.guard.take();
         if let Ok(mut m) = self.locks.local.lock()
             && m.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1)
@@ -106,42 +85,18 @@ impl UploadLocks {
         Ok(m.entry(id).or_default().clone())
     }
 
-    /// The database's lease for `id`: its fence, or None while another
-    /// process holds it. (Called with the local lock held: a lease of this
-    /// process is one whose release has not landed yet, and is taken anew.)
-    async fn claim(&self, id: Uuid) -> Result<Option<i64>> {
-        let name = lease_name(id);
-        let ttl = LEASE_TTL.as_millis() as u64;
-        Ok(self
-            .db
-            .write(move |c| c.lease_claim(&name, &NODE, ttl))
-            .await?)
+    /// The database's lease for `id`, or None while another process holds
+    /// it (called with the local lock held).
+    async fn claim(&self, id: Uuid) -> Result<Option<Lease>> {
+        Ok(Lease::claim(&self.db, lease_name(id)).await?)
     }
 
-    fn guard(&self, id: Uuid, g: tokio::sync::OwnedMutexGuard<()>, fence: i64) -> BusyGuard {
-        let (db, name) = (self.db.clone(), lease_name(id));
-        let renew = tokio::spawn(async move {
-            let ttl = LEASE_TTL.as_millis() as u64;
-            loop {
-                tokio::time::sleep(RENEW_EVERY).await;
-                let n = name.clone();
-                match db.write(move |c| c.lease_renew(&n, fence, ttl)).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(lease = %name, fence, "an upload's lease was taken over");
-                        return;
-                    }
-                    // The database is down: try again; the lease may expire.
-                    Err(e) => tracing::warn!(lease = %name, error = %e, "could not renew a lease"),
-                }
-            }
-        });
+    fn guard(&self, id: Uuid, g: tokio::sync::OwnedMutexGuard<()>, lease: Lease) -> BusyGuard {
         BusyGuard {
+            lease,
             guard: Some(g),
             locks: self.clone(),
             id,
-            fence,
-            renew,
         }
     }
 
@@ -152,7 +107,7 @@ impl UploadLocks {
             .try_lock_owned()
             .map_err(|_| Error::UploadLocked(id))?;
         match self.claim(id).await? {
-            Some(fence) => Ok(self.guard(id, g, fence)),
+            Some(lease) => Ok(self.guard(id, g, lease)),
             None => Err(Error::UploadLocked(id)),
         }
     }
@@ -166,8 +121,8 @@ impl UploadLocks {
             Err(_) => return Err(Error::UploadLocked(id)),
         };
         loop {
-            if let Some(fence) = self.claim(id).await? {
-                return Ok(self.guard(id, g, fence));
+            if let Some(lease) = self.claim(id).await? {
+                return Ok(self.guard(id, g, lease));
             }
             if tokio::time::Instant::now() + CLAIM_POLL > deadline {
                 return Err(Error::UploadLocked(id));
