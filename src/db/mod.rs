@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod images;
 pub mod imports;
+pub mod pg;
 pub mod registrations;
 pub mod stats;
 pub mod uploads;
@@ -38,8 +39,16 @@ pub enum DbError {
     Conflict {
         what: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// PostgreSQL refused a statement (see `Unavailable` for a database
+    /// that cannot be reached).
+    #[error("postgres: {0}")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The database cannot be reached: no connection could be made or
+    /// taken from the pool in time, or the connection was lost.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The row to change does not exist.
     #[error("{entity:?} {id} does not exist")]
     NotFound { entity: Entity, id: Uuid },
@@ -76,7 +85,10 @@ impl DbError {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                DbError::Conflict { what, source: e }
+                DbError::Conflict {
+                    what,
+                    source: Box::new(e),
+                }
             }
             _ => DbError::Sqlite(e),
         }
@@ -347,9 +359,10 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| !e.file_type().unwrap().is_dir())
             .map(|e| {
-                e.unwrap()
-                    .file_name()
+                e.file_name()
                     .to_string_lossy()
                     .trim_end_matches(".sql")
                     .to_string()
