@@ -21,9 +21,10 @@ pub fn create(
         operator,
     };
     let now = crate::manifest::now_iso();
-    c.execute_unique(
+    c.insert_unique(
         "account",
-        "INSERT INTO accounts (uuid, login, operator, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO accounts (uuid, login, operator, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
         &[&acct.uuid, &acct.login, &operator, &now],
     )?;
     let token = new_token();

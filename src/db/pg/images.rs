@@ -126,12 +126,12 @@ fn sync_side_tables(c: &PgConn, uuid: Uuid, fresh: bool) -> Result<()> {
 /// Insert a new image; an existing uuid is `DbError::Conflict`.
 pub fn insert(c: &PgConn, img: &Image) -> Result<()> {
     let v = RowValues::of(img)?;
-    c.execute_unique(
+    c.insert_unique(
         "image uuid",
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
          origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire) \
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::text::jsonb,$14::text::jsonb,\
-         $15::text::jsonb,$16,$17,$18::text::jsonb,$19)",
+         $15::text::jsonb,$16,$17,$18::text::jsonb,$19) ON CONFLICT DO NOTHING",
         &v.params(),
     )?;
     sync_side_tables(c, img.uuid, true)
@@ -255,7 +255,10 @@ const TRIGRAM: usize = 3;
 
 /// The SQL of a ListImages query and its parameters (as `db::images`'
 /// `where_sql` defines the filters).
-pub(crate) fn list_sql(q: &ListQuery, select: Select) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+pub(crate) fn list_sql(
+    q: &ListQuery,
+    select: Select,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut a = Args::default();
     let mut wh: Vec<String> = Vec::new();
     if let StateFilter::Only(s) = q.state {

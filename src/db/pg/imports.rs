@@ -52,11 +52,12 @@ fn jobs(rows: Vec<Row>) -> Result<Vec<ImportJob>> {
 }
 
 pub fn insert(c: &PgConn, j: &ImportJob) -> Result<()> {
-    c.execute_unique(
+    c.insert_unique(
         "import job",
         &format!(
             "INSERT INTO import_jobs ({COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) \
+             ON CONFLICT DO NOTHING"
         ),
         &[
             &j.job_uuid,

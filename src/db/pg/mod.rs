@@ -54,7 +54,11 @@ impl PgConfig {
 
 /// Numbered migrations of `sql/pg/`, applied in order; the table
 /// `imgapi_migrations` records each one applied.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "0001_init", include_str!("../../../sql/pg/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_init",
+    include_str!("../../../sql/pg/0001_init.sql"),
+)];
 
 /// The PostgreSQL database: a bounded connection pool.
 #[derive(Clone)]
@@ -285,13 +289,17 @@ impl PgConn {
         .map_err(pg_error)
     }
 
-    /// [`PgConn::execute`], a unique violation being a conflict about `what`.
-    pub fn execute_unique(&self, what: &'static str, sql: &str, params: Params) -> Result<u64> {
-        self.wait(async {
-            let st = self.client.prepare_cached(sql).await?;
-            self.client.execute(&st, params).await
-        })
-        .map_err(conflict(what))
+    /// Run an `INSERT … ON CONFLICT DO NOTHING`: no row inserted is a
+    /// `Conflict` about `what`. (Not the unique violation itself: an error
+    /// would abort the whole transaction, where SQLite's caller may go on.)
+    pub fn insert_unique(&self, what: &'static str, sql: &str, params: Params) -> Result<()> {
+        match self.execute(sql, params)? {
+            0 => Err(DbError::Conflict {
+                what,
+                source: "a row with that key exists".into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The rows of a query.
@@ -332,5 +340,7 @@ pub(crate) fn count(r: &Row, i: usize) -> Result<u64> {
 
 /// `(text, count)` rows, as the `count_by_state` functions return them.
 pub(crate) fn counts(rows: Vec<Row>) -> Result<Vec<(String, u64)>> {
-    rows.iter().map(|r| Ok((col(r, 0)?, count(r, 1)?))).collect()
+    rows.iter()
+        .map(|r| Ok((col(r, 0)?, count(r, 1)?)))
+        .collect()
 }

@@ -41,11 +41,12 @@ fn from_row(r: &Row) -> Result<Job> {
 }
 
 pub fn insert(c: &PgConn, j: &Job) -> Result<()> {
-    c.execute_unique(
+    c.insert_unique(
         "registration",
         &format!(
             "INSERT INTO registrations ({COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) \
+             ON CONFLICT DO NOTHING"
         ),
         &[
             &j.image_uuid,

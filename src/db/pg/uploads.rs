@@ -6,9 +6,7 @@ use uuid::Uuid;
 
 use super::{PgConn, col, count, counts};
 use crate::clock::Timestamp;
-use crate::db::uploads::{
-    ClaimRefused, Concat, ConcatPlace, MultipartState, Upload, UploadState,
-};
+use crate::db::uploads::{ClaimRefused, Concat, ConcatPlace, MultipartState, Upload, UploadState};
 use crate::db::{DbError, Entity, Result};
 use crate::digest::HashState;
 
@@ -145,11 +143,11 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         &place,
         &u.hash.crc64.map(|c| c as i64),
     ];
-    c.execute_unique(
+    c.insert_unique(
         "upload",
         &format!(
             "INSERT INTO uploads ({COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,\
-             $15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)"
+             $15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29) ON CONFLICT DO NOTHING"
         ),
         &params,
     )?;
