@@ -94,58 +94,68 @@ impl RowValues {
     }
 }
 
-/// Write the side tables (tags, billing tags, acl) of image `uuid` from
-/// its row (after deleting the old ones, for an update).
-fn sync_side_tables(c: &PgConn, uuid: Uuid, fresh: bool) -> Result<()> {
-    if !fresh {
-        for table in ["image_tags", "image_billing_tags", "image_acl"] {
-            c.execute(&format!("DELETE FROM {table} WHERE uuid = $1"), &[&uuid])?;
-        }
-    }
-    c.execute(
-        "INSERT INTO image_tags (tag, uuid, state, published_at) \
-         SELECT DISTINCT t, uuid, state, published_at FROM images, \
-         jsonb_array_elements_text(tags_search) AS t WHERE uuid = $1",
-        &[&uuid],
-    )?;
-    c.execute(
-        "INSERT INTO image_billing_tags (tag, uuid, state, published_at) \
-         SELECT DISTINCT t, uuid, state, published_at FROM images, \
-         jsonb_array_elements_text(billing_tags) AS t WHERE uuid = $1",
-        &[&uuid],
-    )?;
-    c.execute(
-        "INSERT INTO image_acl (account, uuid) \
-         SELECT DISTINCT a::uuid, uuid FROM images, \
-         jsonb_array_elements_text(acl) AS a WHERE uuid = $1",
-        &[&uuid],
-    )?;
-    Ok(())
+/// `write` (an INSERT or UPDATE of one image `RETURNING` its row) and, in
+/// the same statement, its side tables (tags, billing tags, acl) made to
+/// follow it: the rows it no longer has deleted, its rows written (with
+/// its state and date). One round trip; the deleted and written rows are
+/// never the same ones. Returns the rows `write` wrote (0 or 1).
+fn write_with_side_tables(c: &PgConn, write: &str, v: &RowValues) -> Result<u64> {
+    let sql = format!(
+        "WITH w AS ({write} RETURNING uuid, state, published_at, tags_search, billing_tags, acl), \
+         tags AS (SELECT DISTINCT t COLLATE \"C\" AS tag, w.uuid, w.state, w.published_at \
+                  FROM w, jsonb_array_elements_text(w.tags_search) AS t), \
+         bills AS (SELECT DISTINCT t COLLATE \"C\" AS tag, w.uuid, w.state, w.published_at \
+                   FROM w, jsonb_array_elements_text(w.billing_tags) AS t), \
+         acl AS (SELECT DISTINCT a::uuid AS account, w.uuid FROM w, jsonb_array_elements_text(w.acl) AS a), \
+         d1 AS (DELETE FROM image_tags x USING w WHERE x.uuid = w.uuid \
+                AND x.tag NOT IN (SELECT tag FROM tags)), \
+         d2 AS (DELETE FROM image_billing_tags x USING w WHERE x.uuid = w.uuid \
+                AND x.tag NOT IN (SELECT tag FROM bills)), \
+         d3 AS (DELETE FROM image_acl x USING w WHERE x.uuid = w.uuid \
+                AND x.account NOT IN (SELECT account FROM acl)), \
+         i1 AS (INSERT INTO image_tags (tag, uuid, state, published_at) SELECT * FROM tags \
+                ON CONFLICT (tag, uuid) DO UPDATE SET state = EXCLUDED.state, \
+                published_at = EXCLUDED.published_at), \
+         i2 AS (INSERT INTO image_billing_tags (tag, uuid, state, published_at) SELECT * FROM bills \
+                ON CONFLICT (tag, uuid) DO UPDATE SET state = EXCLUDED.state, \
+                published_at = EXCLUDED.published_at), \
+         i3 AS (INSERT INTO image_acl (account, uuid) SELECT * FROM acl ON CONFLICT DO NOTHING) \
+         SELECT count(*) FROM w"
+    );
+    let r = c.query_one("image", &sql, &v.params())?;
+    super::count(&r, 0)
 }
 
 /// Insert a new image; an existing uuid is `DbError::Conflict`.
 pub fn insert(c: &PgConn, img: &Image) -> Result<()> {
     let v = RowValues::of(img)?;
-    c.insert_unique(
-        "image uuid",
+    let n = write_with_side_tables(
+        c,
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
          origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire) \
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::text::jsonb,$14::text::jsonb,\
          $15::text::jsonb,$16,$17,$18::text::jsonb,$19) ON CONFLICT DO NOTHING",
-        &v.params(),
+        &v,
     )?;
-    sync_side_tables(c, img.uuid, true)
+    if n == 0 {
+        return Err(DbError::Conflict {
+            what: "image uuid",
+            source: "a row with that key exists".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Replace the stored image with the same uuid (`DbError::NotFound` if none).
 pub fn update(c: &PgConn, img: &Image) -> Result<()> {
     let v = RowValues::of(img)?;
-    let n = c.execute(
+    let n = write_with_side_tables(
+        c,
         "UPDATE images SET owner=$2, name=$3, version=$4, state=$5, activated=$6, disabled=$7, \
          public=$8, type=$9, os=$10, origin=$11, published_at=$12, acl=$13::text::jsonb, \
          tags_search=$14::text::jsonb, billing_tags=$15::text::jsonb, expires_at=$16, \
          manifest=$17, channels=$18::text::jsonb, wire=$19 WHERE uuid=$1",
-        &v.params(),
+        &v,
     )?;
     if n == 0 {
         return Err(DbError::NotFound {
@@ -153,7 +163,7 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
             id: img.uuid,
         });
     }
-    sync_side_tables(c, img.uuid, false)
+    Ok(())
 }
 
 pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {

@@ -133,9 +133,11 @@ impl PgDb {
             .map_err(|e| DbError::Unavailable(Box::new(e)))?;
         pg.connect_timeout(cfg.connect_timeout);
         // Every session's statements are cut at the timeout (the server's
-        // own setting, sent at connection start-up: no round trip).
+        // own setting, sent at connection start-up: no round trip). Cached
+        // statements are planned for their values each time: a generic
+        // plan of ListImages' query cannot know a `~` substring or a tag.
         let opts = format!(
-            "{} -c statement_timeout={}",
+            "{} -c statement_timeout={} -c plan_cache_mode=force_custom_plan",
             pg.get_options().unwrap_or(""),
             cfg.statement_timeout.as_millis()
         );

@@ -204,6 +204,7 @@ async fn list_images_gives_what_sqlite_gives() {
         }
     })
     .await;
+    assert_side_tables_follow(&pg).await;
     let (lite, n) = compare_lists(lite, &pg).await;
     assert!(n > 1500, "only {n} queries found images");
 
@@ -237,8 +238,53 @@ async fn list_images_gives_what_sqlite_gives() {
         }
     })
     .await;
+    assert_side_tables_follow(&pg).await;
     let (_, n) = compare_lists(lite, &pg).await;
     assert!(n > 1000, "only {n} queries found images");
+}
+
+/// The side tables hold exactly the rows of the images' JSON columns
+/// (with each image's state and date for the tags).
+async fn assert_side_tables_follow(pg: &PgDb) {
+    let diffs = pg
+        .read(|c| {
+            let mut out = Vec::new();
+            for (table, cols, from) in [
+                (
+                    "image_tags",
+                    "tag, uuid, state, published_at",
+                    "SELECT t, uuid, state, published_at FROM images, jsonb_array_elements_text(tags_search) t",
+                ),
+                (
+                    "image_billing_tags",
+                    "tag, uuid, state, published_at",
+                    "SELECT t, uuid, state, published_at FROM images, jsonb_array_elements_text(billing_tags) t",
+                ),
+                (
+                    "image_acl",
+                    "account, uuid",
+                    "SELECT a::uuid, uuid FROM images, jsonb_array_elements_text(acl) a",
+                ),
+            ] {
+                let r = c.query_one(
+                    "diff",
+                    &format!(
+                        "SELECT (SELECT count(*) FROM ((SELECT {cols} FROM {table} EXCEPT {from}) \
+                         UNION ALL ({from} EXCEPT SELECT {cols} FROM {table})) d), \
+                         (SELECT count(*) FROM {table})"
+                    ),
+                    &[],
+                )?;
+                out.push((table, super::count(&r, 0)?, super::count(&r, 1)?));
+            }
+            Ok::<_, DbError>(out)
+        })
+        .await
+        .unwrap();
+    for (table, diff, rows) in diffs {
+        assert_eq!(diff, 0, "{table} does not follow the images");
+        assert!(rows > 50, "{table} has only {rows} rows");
+    }
 }
 
 /// Every ListImages query of the SQLite suite (each filter, each pair,
