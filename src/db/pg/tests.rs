@@ -668,25 +668,25 @@ async fn registration_operations_give_what_sqlite_gives() {
         use super::registrations as pr;
         let job = |n: u8, at: &str| Job {
             image_uuid: u(n),
-            kind: if n % 2 == 0 {
+            kind: if n.is_multiple_of(2) {
                 JobKind::Register
             } else {
                 JobKind::Attach
             },
-            source: if n % 3 == 0 {
+            source: if n.is_multiple_of(3) {
                 JobSource::Path
             } else {
                 JobSource::Upload
             },
-            upload_id: (n % 3 != 0).then(|| u(n + 100)),
+            upload_id: (!n.is_multiple_of(3)).then(|| u(n + 100)),
             store: Some(crate::store::StoreName::Manta),
             source_key: format!("key/{n}"),
             content_md5: "bWQ1".into(),
-            sha1: (n % 2 == 0).then(|| "abc".into()),
+            sha1: (n.is_multiple_of(2)).then(|| "abc".into()),
             size: (n % 2 == 1).then_some(12345),
             compression: Compression::Gzip,
             dataset_guid: None,
-            activate: n % 2 == 0,
+            activate: n.is_multiple_of(2),
             state: JobState::Pending,
             attempts: 0,
             error_code: None,
@@ -770,7 +770,7 @@ async fn import_operations_give_what_sqlite_gives() {
             image_uuid: u(image),
             task: "import-remote-image".into(),
             source: "https://images.example.com".into(),
-            skip_owner_check: n % 2 == 0,
+            skip_owner_check: n.is_multiple_of(2),
             channels: vec!["dev".into()],
             plan: vec![u(image + 1), u(image)],
             created: vec![],
