@@ -237,8 +237,7 @@ impl PgDb {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
     {
-        let client = self.pool.get().await.map_err(pool_error)?;
-        client.batch_execute(begin).await.map_err(pg_error)?;
+        let client = self.begin(begin).await?;
         let span = tracing::Span::current();
         let rt = tokio::runtime::Handle::current();
         let job = tokio::task::spawn_blocking(move || {
@@ -264,6 +263,28 @@ impl PgDb {
             }
         });
         job.await.map_err(|_| E::from(DbError::Gone))?
+    }
+
+    /// A pooled connection inside a new transaction. A pooled connection
+    /// that turns out to be dead (the server restarted or ended it while
+    /// it was idle) is thrown away and a new one taken: nothing has run on
+    /// it yet, so the caller does not see it.
+    async fn begin(&self, begin: &'static str) -> Result<deadpool_postgres::Object> {
+        for _ in 0..self.pool.status().max_size {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            match client.batch_execute(begin).await.map_err(pg_error) {
+                Ok(()) => return Ok(client),
+                Err(DbError::Unavailable(e)) => {
+                    tracing::debug!(error = %e, "a pooled database connection is gone");
+                    let _ = deadpool_postgres::Object::take(client);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Every one was dead: the last try on a new connection answers.
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client.batch_execute(begin).await.map_err(pg_error)?;
+        Ok(client)
     }
 
     /// The pool's size and idle connections (for metrics and tests).

@@ -1085,3 +1085,47 @@ async fn an_unreachable_or_busy_database_is_unavailable_in_time() {
     holder.await.unwrap().unwrap();
     assert_eq!(pg.read(|c| super::stats::image_count(c)).await.unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ended_by_the_server_are_replaced_unseen() {
+    let Some(t) = TestDb::new().await else { return };
+    let pg = PgDb::open(&PgConfig {
+        max_connections: 3,
+        ..t.config()
+    })
+    .await
+    .unwrap();
+    // Three connections in the pool, idle.
+    let reads: Vec<_> = (0..3)
+        .map(|_| {
+            let pg = pg.clone();
+            tokio::spawn(async move {
+                pg.read(|c| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    super::stats::image_count(c)
+                })
+                .await
+            })
+        })
+        .collect();
+    for r in reads {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(pg.status().size, 3);
+    // The server ends them (as a restart or a failover does).
+    let n: i64 = admin(&t.server)
+        .await
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            &[&t.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next callers do not see it.
+    for _ in 0..4 {
+        assert_eq!(pg.read(|c| super::stats::image_count(c)).await.unwrap(), 0);
+    }
+}
