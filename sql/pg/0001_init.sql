@@ -75,6 +75,11 @@ CREATE TABLE image_billing_tags (
 );
 CREATE INDEX image_billing_tags_list ON image_billing_tags (tag, state, published_at NULLS FIRST, uuid);
 CREATE INDEX image_billing_tags_uuid ON image_billing_tags (uuid);
+-- A tag's images in one state: the planner knows how many from these
+-- (tag and state are far from independent), and drives a rare
+-- (tag, state) from image_*_list instead of walking every image.
+CREATE STATISTICS image_tags_tag_state (mcv, dependencies) ON tag, state FROM image_tags;
+CREATE STATISTICS image_billing_tags_tag_state (mcv, dependencies) ON tag, state FROM image_billing_tags;
 CREATE TABLE image_acl (
     account  uuid NOT NULL,
     uuid     uuid NOT NULL REFERENCES images (uuid) ON DELETE CASCADE,

@@ -305,9 +305,13 @@ pub(crate) fn list_sql(
     if let Some(public) = q.public {
         wh.push(format!("public = {public}"));
     }
+    // A tag row carries its image's state (`t.state = images.state` always
+    // holds): written out, it lets the planner start from the tag's rows in
+    // the state asked for (image_tags_list) when they are few.
     for t in &q.tags {
         wh.push(format!(
-            "EXISTS (SELECT 1 FROM image_tags t WHERE t.tag = {} AND t.uuid = images.uuid)",
+            "EXISTS (SELECT 1 FROM image_tags t WHERE t.tag = {} AND t.state = images.state \
+             AND t.uuid = images.uuid)",
             a.add(t.clone())
         ));
     }
@@ -322,7 +326,8 @@ pub(crate) fn list_sql(
     }
     for t in &q.billing_tags {
         wh.push(format!(
-            "EXISTS (SELECT 1 FROM image_billing_tags t WHERE t.tag = {} AND t.uuid = images.uuid)",
+            "EXISTS (SELECT 1 FROM image_billing_tags t WHERE t.tag = {} \
+             AND t.state = images.state AND t.uuid = images.uuid)",
             a.add(t.clone())
         ));
     }

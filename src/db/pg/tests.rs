@@ -933,7 +933,7 @@ async fn plan(pg: &PgDb, q: ListQuery) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn name_and_version_matches_use_the_trigram_indexes() {
+async fn list_plans_use_the_trigram_and_tag_indexes() {
     let Some(t) = TestDb::new().await else { return };
     let pg = t.open().await;
     // 20 000 images of varied names and versions, straight in SQL.
@@ -942,11 +942,15 @@ async fn name_and_version_matches_use_the_trigram_indexes() {
             "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, \
              type, os, published_at, manifest) \
              SELECT md5(i::text)::uuid, md5('o' || (i % 50))::uuid, 'img-' || md5(i::text), \
-             (i % 97) || '.' || md5((i * 7)::text), 'active', true, false, i % 3 = 0, \
+             (i % 97) || '.' || md5((i * 7)::text), \
+             CASE WHEN i % 10 = 0 THEN 'disabled' ELSE 'active' END, true, i % 10 = 0, i % 3 = 0, \
              'zone-dataset', 'smartos', \
              to_char(timestamp '2020-01-01' + i * interval '1 minute', \
                      'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), '{}' \
-             FROM generate_series(1, 20000) AS i; ANALYZE images",
+             FROM generate_series(1, 20000) AS i; \
+             INSERT INTO image_tags (tag, uuid, state, published_at) \
+             SELECT 'role=os', uuid, state, published_at FROM images WHERE state = 'disabled'; \
+             ANALYZE images; ANALYZE image_tags",
         )
     })
     .await
@@ -991,6 +995,19 @@ async fn name_and_version_matches_use_the_trigram_indexes() {
     )
     .await;
     assert!(p.contains("images_list_owner"), "{p}");
+    // A tag whose images are all in another state than the one asked for
+    // starts from the tag's rows in that state (none), not from a walk of
+    // every image checking the tag.
+    let p = plan(
+        &pg,
+        ListQuery {
+            tags: vec!["role=os".into()],
+            limit: 100,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert!(p.contains("image_tags_list"), "{p}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
