@@ -28,9 +28,14 @@ fi
 S3_DIR=$(mktemp -d /tmp/imgapi-s3.XXXXXX)
 S3_PORT=${IMGAPI_TEST_S3_PORT:-19000}
 S3_PID=$(scripts/s3-server.sh start "$S3_DIR/data" "$S3_PORT")
-trap 'kill "$S3_PID" 2>/dev/null || true; rm -rf "$S3_DIR"' EXIT
+# A private PostgreSQL on loopback for the PostgreSQL backend's tests.
+PG_DIR=$(mktemp -d /tmp/imgapi-pg.XXXXXX)
+PG_PORT=${IMGAPI_TEST_PG_PORT:-55400}
+trap 'kill "$S3_PID" 2>/dev/null || true; scripts/pg-server.sh stop "$PG_DIR" || true; rm -rf "$S3_DIR" "$PG_DIR"' EXIT
+scripts/pg-server.sh start "$PG_DIR" "$PG_PORT" >/dev/null
 export IMGAPI_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export IMGAPI_TEST_S3_ACCESS_KEY=imgapi-test IMGAPI_TEST_S3_SECRET_KEY=imgapi-test-secret
+export IMGAPI_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
 cargo build --release --bin imgapi
 cargo test --no-fail-fast "$@"

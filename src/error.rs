@@ -264,6 +264,7 @@ impl From<crate::db::DbError> for Error {
                 id,
             } => Error::UploadNotFound(id),
             DbError::Io(e) => Error::from(e),
+            DbError::Unavailable(cause) => Error::DatabaseUnavailable(cause),
             e => Error::internal(e),
         }
     }

@@ -187,7 +187,7 @@ async fn main() -> ExitCode {
         Cmd::Serve { .. } => imgapi::run(cfg, shutdown_signal())
             .await
             .map(|()| ExitCode::SUCCESS),
-        Cmd::Migrate => migrate(&cfg).map(|()| ExitCode::SUCCESS),
+        Cmd::Migrate => migrate(&cfg).await.map(|()| ExitCode::SUCCESS),
         Cmd::CheckFiles { quick } => check_files(cfg, quick).await,
         Cmd::Gc { yes } => gc(cfg, yes).await,
         Cmd::Account {
@@ -226,10 +226,13 @@ fn write_man(out: &std::path::Path) -> ExitCode {
     }
 }
 
-fn migrate(cfg: &Config) -> imgapi::error::Result<()> {
+async fn migrate(cfg: &Config) -> imgapi::error::Result<()> {
     imgapi::create_data_dir(&cfg.data_dir)?;
-    imgapi::db::Db::open(&cfg.db_path())?;
-    println!("database {} is up to date", cfg.db_path().display());
+    imgapi::db::Db::open_configured(&cfg.database, &cfg.db_path()).await?;
+    match cfg.database.redacted_url() {
+        Some(url) => println!("database {url} is up to date"),
+        None => println!("database {} is up to date", cfg.db_path().display()),
+    }
     Ok(())
 }
 
@@ -260,7 +263,7 @@ async fn account_create(
     uuid: Option<uuid::Uuid>,
 ) -> imgapi::error::Result<()> {
     imgapi::create_data_dir(&cfg.data_dir)?;
-    let db = imgapi::db::Db::open(&cfg.db_path())?;
+    let db = imgapi::db::Db::open_configured(&cfg.database, &cfg.db_path()).await?;
     imgapi::identity::check_login(login)?;
     let login = login.to_string();
     let (acct, token) = db

@@ -1064,7 +1064,7 @@ impl Driver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn conn() -> Connection {
@@ -1092,12 +1092,12 @@ mod tests {
             .collect()
     }
 
-    fn u(n: u8) -> Uuid {
+    pub(crate) fn u(n: u8) -> Uuid {
         Uuid::from_bytes([n; 16])
     }
 
     /// Each documented filter alone, as ListImages builds it.
-    fn filters() -> Vec<(&'static str, ListQuery)> {
+    pub(crate) fn filters() -> Vec<(&'static str, ListQuery)> {
         let d = ListQuery::default;
         vec![
             ("none", d()),
@@ -1240,7 +1240,7 @@ mod tests {
     /// Every filter alone and every pair of them, with and without the
     /// account union, both orders, with and without a marker, and the
     /// anonymous caller's form (public=true, state=active).
-    fn queries() -> Vec<(String, ListQuery)> {
+    pub(crate) fn queries() -> Vec<(String, ListQuery)> {
         let fs = filters();
         let mut out = Vec::new();
         let merge = |a: &ListQuery, b: &ListQuery| {
@@ -1974,7 +1974,7 @@ mod tests {
     }
 
     /// A deterministic pseudo-random sequence.
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
         fn next(&mut self, n: u64) -> u64 {
             self.0 = self
@@ -2012,7 +2012,7 @@ mod tests {
         "role=os", "role=app", "k=v", "k=", "kk=v", "ke=y", "role=OS",
     ];
 
-    fn image(r: &mut Rng, i: u32) -> Image {
+    pub(crate) fn image(r: &mut Rng, i: u32) -> Image {
         let owners: Vec<String> = (1..=4).map(|n| u(n).to_string()).collect();
         let tags: serde_json::Map<String, serde_json::Value> = (0..r.next(3))
             .map(|_| {
@@ -2062,7 +2062,7 @@ mod tests {
     }
 
     /// Queries of the text and tag edge cases, with every caller.
-    fn edge_queries() -> Vec<(String, ListQuery)> {
+    pub(crate) fn edge_queries() -> Vec<(String, ListQuery)> {
         let mut out = Vec::new();
         let texts = [
             "~a",
@@ -2163,7 +2163,7 @@ mod tests {
         out
     }
 
-    fn uuids(v: Vec<Image>) -> Vec<Uuid> {
+    pub(crate) fn uuids(v: Vec<Image>) -> Vec<Uuid> {
         v.into_iter().map(|i| i.uuid).collect()
     }
 

@@ -8,6 +8,7 @@ pub mod images;
 pub mod imports;
 pub mod leases;
 pub mod meta;
+pub mod pg;
 pub mod registrations;
 pub mod sqlite;
 pub mod stats;
@@ -43,8 +44,16 @@ pub enum DbError {
     Conflict {
         what: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// PostgreSQL refused a statement (see `Unavailable` for a database
+    /// that cannot be reached).
+    #[error("postgres: {0}")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The database cannot be reached: no connection could be made or
+    /// taken from the pool in time, or the connection was lost.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The row to change does not exist.
     #[error("{entity:?} {id} does not exist")]
     NotFound { entity: Entity, id: Uuid },
@@ -81,7 +90,10 @@ impl DbError {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                DbError::Conflict { what, source: e }
+                DbError::Conflict {
+                    what,
+                    source: Box::new(e),
+                }
             }
             _ => DbError::Sqlite(e),
         }
@@ -137,10 +149,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_leases", include_str!("../../sql/0013_leases.sql")),
 ];
 
-/// The database: one writer connection, a small pool of readers.
+/// The metadata store: SQLite in the data directory (one writer
+/// connection, a small pool of readers) or PostgreSQL (a bounded pool,
+/// shared by every node of a cluster). The services see only [`Meta`].
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Inner>),
+    Postgres(pg::PgDb),
 }
 
 struct Inner {
@@ -296,11 +316,46 @@ impl Db {
             .map(|_| open_conn(path, true))
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Db {
-            inner: Arc::new(Inner {
+            backend: Backend::Sqlite(Arc::new(Inner {
                 readers: spawn_threads("imgapi-db-read", readers)?,
                 writer: spawn_threads("imgapi-db-write", vec![writer])?,
-            }),
+            })),
         })
+    }
+
+    /// Connect to PostgreSQL (a bounded pool) and apply its pending
+    /// migrations (once, however many nodes start together).
+    pub async fn connect(cfg: &pg::PgConfig) -> Result<Db> {
+        Ok(Db {
+            backend: Backend::Postgres(pg::PgDb::open(cfg).await?),
+        })
+    }
+
+    /// The metadata store `cfg` names: PostgreSQL at `url`, or SQLite at
+    /// `sqlite_path`.
+    pub async fn open_configured(
+        cfg: &crate::config::DatabaseConfig,
+        sqlite_path: &Path,
+    ) -> Result<Db> {
+        match &cfg.url {
+            Some(url) => {
+                let secs = std::time::Duration::from_secs;
+                Db::connect(&pg::PgConfig {
+                    url: url.clone(),
+                    max_connections: cfg.max_connections,
+                    connect_timeout: secs(cfg.connect_timeout_secs),
+                    statement_timeout: secs(cfg.statement_timeout_secs),
+                    acquire_timeout: secs(cfg.acquire_timeout_secs),
+                })
+                .await
+            }
+            None => Db::open(sqlite_path),
+        }
+    }
+
+    /// Is this a database several nodes may share (PostgreSQL)?
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Run `f` on a read connection, on a database thread. `f` may return
@@ -311,7 +366,10 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&dyn Meta) -> Result<T, E> + Send + 'static,
     {
-        run(&self.inner.readers, move |c| f(&sqlite::SqliteTx(c))).await
+        match &self.backend {
+            Backend::Sqlite(db) => run(&db.readers, move |c| f(&sqlite::SqliteTx(c))).await,
+            Backend::Postgres(db) => db.read(move |c| f(c)).await,
+        }
     }
 
     /// Run `f` in a write transaction, on the writer thread. Writes are
@@ -322,13 +380,18 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&dyn Meta) -> Result<T, E> + Send + 'static,
     {
-        run(&self.inner.writer, move |c| {
-            let tx = c.transaction().map_err(DbError::from)?;
-            let out = f(&sqlite::SqliteTx(&tx))?;
-            tx.commit().map_err(DbError::from)?;
-            Ok(out)
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                run(&db.writer, move |c| {
+                    let tx = c.transaction().map_err(DbError::from)?;
+                    let out = f(&sqlite::SqliteTx(&tx))?;
+                    tx.commit().map_err(DbError::from)?;
+                    Ok(out)
+                })
+                .await
+            }
+            Backend::Postgres(db) => db.write(move |c| f(c)).await,
+        }
     }
 }
 
@@ -358,9 +421,10 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| !e.file_type().unwrap().is_dir())
             .map(|e| {
-                e.unwrap()
-                    .file_name()
+                e.file_name()
                     .to_string_lossy()
                     .trim_end_matches(".sql")
                     .to_string()

@@ -75,6 +75,7 @@ impl App {
             data_dir: dir.path().join("data"),
             ..Default::default()
         };
+        cfg.database.url = super::database_url(dir.path());
         f(&mut cfg);
         let clock = imgapi::clock::Clock::manual(chrono::Utc::now());
         let state = imgapi::build_state_with_clock(cfg, clock.clone())

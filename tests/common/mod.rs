@@ -84,7 +84,7 @@ impl Server {
 
     /// Run `imgapi` with args against this server's data dir (admin verbs).
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
+        let mut c = imgapi_command(self.dir.path());
         if let Some(cfg) = &self.config {
             c.arg("--config").arg(cfg);
         }
@@ -242,8 +242,68 @@ impl Drop for Server {
     }
 }
 
-fn spawn(dir: &Path, config: Option<&Path>) -> (Child, ()) {
+/// The metadata backend the suites run against: SQLite (the default), or
+/// PostgreSQL with `IMGAPI_TEST_BACKEND=postgres` (then each server gets a
+/// database of its own on the server of `IMGAPI_TEST_DATABASE_URL`).
+pub fn backend_is_postgres() -> bool {
+    match std::env::var("IMGAPI_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("IMGAPI_TEST_BACKEND must be sqlite or postgres, not {other:?}"),
+    }
+}
+
+/// A new, empty PostgreSQL database on the test server
+/// (`IMGAPI_TEST_DATABASE_URL`); its URL.
+pub fn new_pg_database() -> String {
+    let base = std::env::var("IMGAPI_TEST_DATABASE_URL").expect(
+        "IMGAPI_TEST_DATABASE_URL must name the test PostgreSQL server \
+         (scripts/pg-server.sh start DIR PORT; scripts/test.sh does it)",
+    );
+    let name = format!("imgapi_t_{}", uuid::Uuid::new_v4().simple());
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &base, "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "CREATE DATABASE failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = base.rsplit_once('/').expect("a postgres:// URL with a database");
+    format!("{server}/{name}")
+}
+
+/// The database URL of the server whose directory is `dir`, made on first
+/// use and kept beside it (a restarted server finds its database again);
+/// None with the SQLite backend.
+pub fn database_url(dir: &Path) -> Option<String> {
+    if !backend_is_postgres() {
+        return None;
+    }
+    let f = dir.join("database-url");
+    if let Ok(u) = std::fs::read_to_string(&f) {
+        return Some(u);
+    }
+    let u = new_pg_database();
+    std::fs::write(&f, &u).expect("write database-url");
+    Some(u)
+}
+
+/// `imgapi` with the test backend's database (the environment a command
+/// of a server in `dir` needs besides its flags).
+pub fn imgapi_command(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
+    match database_url(dir) {
+        Some(u) => c.env("IMGAPI_DATABASE_URL", u),
+        None => c.env_remove("IMGAPI_DATABASE_URL"),
+    };
+    c
+}
+
+fn spawn(dir: &Path, config: Option<&Path>) -> (Child, ()) {
+    let mut c = imgapi_command(dir);
     if let Some(cfg) = config {
         c.arg("--config").arg(cfg);
     }

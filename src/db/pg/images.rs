@@ -1,0 +1,380 @@
+//! Images on PostgreSQL: insert, get, update, delete, and ListImages as
+//! one parametrised query (the planner picks the index: the ordered
+//! `images_list_*` walks, the tag tables' walks, the trigram indexes for
+//! `~` matches). Same results as `db::images`.
+
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::{PgConn, col};
+use crate::db::images::{ListQuery, Listed, Select, StateFilter, TextMatch};
+use crate::db::{DbError, Entity, Result};
+use crate::manifest::{Image, State, normalize_date};
+
+fn from_json(json: &str) -> Result<Image> {
+    serde_json::from_str(json).map_err(DbError::corrupt("image manifest"))
+}
+
+fn j<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(DbError::corrupt("image column"))
+}
+
+/// The columns of an image's row, in the order of [`COLS`].
+struct RowValues {
+    uuid: Uuid,
+    owner: Uuid,
+    name: String,
+    version: String,
+    state: &'static str,
+    activated: bool,
+    disabled: bool,
+    public: bool,
+    type_: String,
+    os: String,
+    origin: Option<Uuid>,
+    published_at: Option<String>,
+    acl: String,
+    tags_search: String,
+    billing_tags: String,
+    expires_at: Option<String>,
+    manifest: String,
+    channels: String,
+    wire: String,
+}
+
+impl RowValues {
+    fn of(img: &Image) -> Result<RowValues> {
+        Ok(RowValues {
+            uuid: img.uuid,
+            owner: img.owner,
+            name: img.name.clone(),
+            version: img.version.clone(),
+            state: img.state().as_str(),
+            activated: img.activated,
+            disabled: img.disabled,
+            public: img.public,
+            type_: img.type_.clone(),
+            os: img.os.clone(),
+            origin: img.origin,
+            published_at: img.published_at.as_deref().and_then(normalize_date),
+            acl: j(&img.acl)?,
+            tags_search: j(&img.tags_search())?,
+            billing_tags: j(&img.billing_tags)?,
+            expires_at: img.expires_at.clone(),
+            manifest: serde_json::to_string(img).map_err(DbError::corrupt("image manifest"))?,
+            channels: j(&img.channels)?,
+            wire: img
+                .listed_json()
+                .map_err(DbError::corrupt("image list form"))?,
+        })
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
+        [
+            &self.uuid,
+            &self.owner,
+            &self.name,
+            &self.version,
+            &self.state,
+            &self.activated,
+            &self.disabled,
+            &self.public,
+            &self.type_,
+            &self.os,
+            &self.origin,
+            &self.published_at,
+            &self.acl,
+            &self.tags_search,
+            &self.billing_tags,
+            &self.expires_at,
+            &self.manifest,
+            &self.channels,
+            &self.wire,
+        ]
+    }
+}
+
+/// `write` (an INSERT or UPDATE of one image `RETURNING` its row) and, in
+/// the same statement, its side tables (tags, billing tags, acl) made to
+/// follow it: the rows it no longer has deleted, its rows written (with
+/// its state and date). One round trip; the deleted and written rows are
+/// never the same ones. Returns the rows `write` wrote (0 or 1).
+fn write_with_side_tables(c: &PgConn, write: &str, v: &RowValues) -> Result<u64> {
+    let sql = format!(
+        "WITH w AS ({write} RETURNING uuid, state, published_at, tags_search, billing_tags, acl), \
+         tags AS (SELECT DISTINCT t COLLATE \"C\" AS tag, w.uuid, w.state, w.published_at \
+                  FROM w, jsonb_array_elements_text(w.tags_search) AS t), \
+         bills AS (SELECT DISTINCT t COLLATE \"C\" AS tag, w.uuid, w.state, w.published_at \
+                   FROM w, jsonb_array_elements_text(w.billing_tags) AS t), \
+         acl AS (SELECT DISTINCT a::uuid AS account, w.uuid FROM w, jsonb_array_elements_text(w.acl) AS a), \
+         d1 AS (DELETE FROM image_tags x USING w WHERE x.uuid = w.uuid \
+                AND x.tag NOT IN (SELECT tag FROM tags)), \
+         d2 AS (DELETE FROM image_billing_tags x USING w WHERE x.uuid = w.uuid \
+                AND x.tag NOT IN (SELECT tag FROM bills)), \
+         d3 AS (DELETE FROM image_acl x USING w WHERE x.uuid = w.uuid \
+                AND x.account NOT IN (SELECT account FROM acl)), \
+         i1 AS (INSERT INTO image_tags (tag, uuid, state, published_at) SELECT * FROM tags \
+                ON CONFLICT (tag, uuid) DO UPDATE SET state = EXCLUDED.state, \
+                published_at = EXCLUDED.published_at), \
+         i2 AS (INSERT INTO image_billing_tags (tag, uuid, state, published_at) SELECT * FROM bills \
+                ON CONFLICT (tag, uuid) DO UPDATE SET state = EXCLUDED.state, \
+                published_at = EXCLUDED.published_at), \
+         i3 AS (INSERT INTO image_acl (account, uuid) SELECT * FROM acl ON CONFLICT DO NOTHING) \
+         SELECT count(*) FROM w"
+    );
+    let r = c.query_one("image", &sql, &v.params())?;
+    super::count(&r, 0)
+}
+
+/// Insert a new image; an existing uuid is `DbError::Conflict`.
+pub fn insert(c: &PgConn, img: &Image) -> Result<()> {
+    let v = RowValues::of(img)?;
+    let n = write_with_side_tables(
+        c,
+        "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
+         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::text::jsonb,$14::text::jsonb,\
+         $15::text::jsonb,$16,$17,$18::text::jsonb,$19) ON CONFLICT DO NOTHING",
+        &v,
+    )?;
+    if n == 0 {
+        return Err(DbError::Conflict {
+            what: "image uuid",
+            source: "a row with that key exists".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Replace the stored image with the same uuid (`DbError::NotFound` if none).
+pub fn update(c: &PgConn, img: &Image) -> Result<()> {
+    let v = RowValues::of(img)?;
+    let n = write_with_side_tables(
+        c,
+        "UPDATE images SET owner=$2, name=$3, version=$4, state=$5, activated=$6, disabled=$7, \
+         public=$8, type=$9, os=$10, origin=$11, published_at=$12, acl=$13::text::jsonb, \
+         tags_search=$14::text::jsonb, billing_tags=$15::text::jsonb, expires_at=$16, \
+         manifest=$17, channels=$18::text::jsonb, wire=$19 WHERE uuid=$1",
+        &v,
+    )?;
+    if n == 0 {
+        return Err(DbError::NotFound {
+            entity: Entity::Image,
+            id: img.uuid,
+        });
+    }
+    Ok(())
+}
+
+pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {
+    c.query_opt("SELECT manifest FROM images WHERE uuid = $1", &[&uuid])?
+        .map(|r| from_json(&col::<String>(&r, 0)?))
+        .transpose()
+}
+
+pub fn delete(c: &PgConn, uuid: Uuid) -> Result<bool> {
+    Ok(c.execute("DELETE FROM images WHERE uuid = $1", &[&uuid])? > 0)
+}
+
+fn uuids(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Uuid>> {
+    rows.iter().map(|r| col(r, 0)).collect()
+}
+
+/// Images whose `origin` is `uuid`.
+pub fn dependents(c: &PgConn, uuid: Uuid) -> Result<Vec<Uuid>> {
+    uuids(c.query(
+        "SELECT uuid FROM images WHERE origin = $1 ORDER BY uuid",
+        &[&uuid],
+    )?)
+}
+
+/// Placeholders whose `expires_at` has passed.
+pub fn expired_placeholders(c: &PgConn, now: crate::clock::Timestamp) -> Result<Vec<Uuid>> {
+    uuids(c.query(
+        "SELECT uuid FROM images WHERE state IN ('creating','failed') \
+         AND expires_at IS NOT NULL AND expires_at < $1 ORDER BY uuid",
+        &[&now.to_string()],
+    )?)
+}
+
+/// Every image (for check-files and gc).
+pub fn all(c: &PgConn) -> Result<Vec<Image>> {
+    c.query("SELECT manifest FROM images ORDER BY uuid", &[])?
+        .iter()
+        .map(|r| from_json(&col::<String>(r, 0)?))
+        .collect()
+}
+
+/// ListImages: the filters of IMGAPI and its `account` visibility union.
+pub fn list(c: &PgConn, q: &ListQuery) -> Result<Vec<Image>> {
+    list_json(c, q, Select::Manifest)?
+        .into_iter()
+        .map(|l| match l {
+            Listed::Manifest(m) | Listed::Wire(m) => from_json(&m),
+        })
+        .collect()
+}
+
+/// [`list`], each image as stored: with [`Select::Wire`], its stored list
+/// form where it has one, else (and with [`Select::Manifest`]) its
+/// manifest.
+pub fn list_json(c: &PgConn, q: &ListQuery, select: Select) -> Result<Vec<Listed>> {
+    let (sql, args) = list_sql(q, select);
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
+    c.query(&sql, &params)?
+        .iter()
+        .map(|r| {
+            Ok(match select {
+                Select::Manifest => Listed::Manifest(col(r, 0)?),
+                Select::Wire => match col::<Option<String>>(r, 0)? {
+                    Some(w) => Listed::Wire(w),
+                    None => Listed::Manifest(col(r, 1)?),
+                },
+            })
+        })
+        .collect()
+}
+
+/// A query's parameters as it is built.
+#[derive(Default)]
+struct Args(Vec<Box<dyn ToSql + Sync + Send>>);
+
+impl Args {
+    fn add(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.0.push(Box::new(v));
+        format!("${}", self.0.len())
+    }
+}
+
+/// `s` as a LIKE pattern matching it anywhere (`\` escapes).
+fn like_contains(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// The shortest substring the trigram indexes can find.
+const TRIGRAM: usize = 3;
+
+/// The SQL of a ListImages query and its parameters (as `db::images`'
+/// `where_sql` defines the filters).
+pub(crate) fn list_sql(
+    q: &ListQuery,
+    select: Select,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut a = Args::default();
+    let mut wh: Vec<String> = Vec::new();
+    if let StateFilter::Only(s) = q.state {
+        wh.push(format!("state = {}", a.add(s.as_str())));
+    }
+    if let Some(o) = q.origin {
+        wh.push(format!("origin = {}", a.add(o)));
+    }
+    if let Some(o) = q.owner {
+        wh.push(format!("owner = {}", a.add(o)));
+    }
+    for (c, m) in [("name", &q.name), ("version", &q.version)] {
+        match m {
+            Some(TextMatch::Exact(s)) => wh.push(format!("{c} = {}", a.add(s.clone()))),
+            Some(TextMatch::Contains(s)) => {
+                // `strpos` is the definition (case-sensitive, no
+                // wildcards); the LIKE lets the trigram index find the
+                // candidates.
+                wh.push(format!("strpos({c}, {}) > 0", a.add(s.clone())));
+                if s.chars().count() >= TRIGRAM {
+                    wh.push(format!("{c} LIKE {}", a.add(like_contains(s))));
+                }
+            }
+            None => {}
+        }
+    }
+    if let Some((neg, t)) = &q.type_ {
+        let op = if *neg { "<>" } else { "=" };
+        wh.push(format!("type {op} {}", a.add(t.clone())));
+    }
+    if let Some(os) = &q.os {
+        wh.push(format!("os = {}", a.add(os.clone())));
+    }
+    if let Some(public) = q.public {
+        wh.push(format!("public = {public}"));
+    }
+    // A tag row carries its image's state (`t.state = images.state` always
+    // holds): written out, it lets the planner start from the tag's rows in
+    // the state asked for (image_tags_list) when they are few.
+    for t in &q.tags {
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM image_tags t WHERE t.tag = {} AND t.state = images.state \
+             AND t.uuid = images.uuid)",
+            a.add(t.clone())
+        ));
+    }
+    for k in &q.tag_keys {
+        // "key=" <= tag < "key>" (byte order): every tag starting "key=".
+        let lo = a.add(format!("{k}="));
+        let hi = a.add(format!("{k}>"));
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM image_tags t WHERE t.tag >= {lo} AND t.tag < {hi} \
+             AND t.uuid = images.uuid)"
+        ));
+    }
+    for t in &q.billing_tags {
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM image_billing_tags t WHERE t.tag = {} \
+             AND t.state = images.state AND t.uuid = images.uuid)",
+            a.add(t.clone())
+        ));
+    }
+    match q.channel.as_deref() {
+        None => {}
+        Some("*") => wh.push("channels <> '[]'::jsonb".into()),
+        Some(ch) => wh.push(format!("channels ? {}", a.add(ch.to_string()))),
+    }
+    if let Some(m) = &q.marker {
+        let op = if q.desc { "<=" } else { ">=" };
+        wh.push(format!("published_at {op} {}", a.add(m.clone())));
+    }
+    if let Some(acct) = q.account {
+        // (1) own images; (2) activated public; (3) activated private shared
+        // via acl. Others' images only when the state asked for is not one
+        // only an owner sees (unactivated, disabled).
+        let p = a.add(acct);
+        let owner_only = matches!(
+            q.state,
+            StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
+        );
+        if owner_only {
+            wh.push(format!("owner = {p}"));
+        } else {
+            wh.push(format!(
+                "(owner = {p} OR (activated AND (public OR EXISTS \
+                 (SELECT 1 FROM image_acl x WHERE x.account = {p} AND x.uuid = images.uuid))))"
+            ));
+        }
+    }
+    let cols = match select {
+        Select::Manifest => "manifest",
+        Select::Wire => "wire, CASE WHEN wire IS NULL THEN manifest END",
+    };
+    let wh = if wh.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", wh.join(" AND "))
+    };
+    let (pub_order, uuid_order) = if q.desc {
+        ("DESC NULLS LAST", "DESC")
+    } else {
+        ("ASC NULLS FIRST", "ASC")
+    };
+    let sql = format!(
+        "SELECT {cols} FROM images {wh} ORDER BY published_at {pub_order}, uuid {uuid_order} LIMIT {}",
+        q.limit
+    );
+    (sql, a.0)
+}

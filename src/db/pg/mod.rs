@@ -1,0 +1,378 @@
+//! PostgreSQL metadata: a bounded pool of tokio-postgres connections
+//! (deadpool-postgres), the migrations of `sql/pg/` (applied once however
+//! many nodes start together, without advisory locks), and the same named
+//! operations as the SQLite modules of `db/` with the same results. Each
+//! `read`/`write` runs its closure on the runtime's blocking pool, in one
+//! transaction on one pooled connection, through the synchronous [`PgConn`].
+
+pub mod accounts;
+pub mod images;
+pub mod imports;
+pub mod leases;
+mod meta;
+pub mod registrations;
+pub mod stats;
+pub mod uploads;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{NoTls, Row};
+
+use super::{DbError, Result};
+
+/// How to reach the database and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://USER@HOST:PORT/DB` (libpq URL or key=value form).
+    pub url: String,
+    /// Most connections this process holds.
+    pub max_connections: usize,
+    /// Longest wait for a new connection to be made.
+    pub connect_timeout: Duration,
+    /// Longest run of one statement (the server cancels it past this).
+    pub statement_timeout: Duration,
+    /// Longest wait for a connection of the pool (all busy).
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    /// `url` with the default limits.
+    pub fn new(url: impl Into<String>) -> PgConfig {
+        PgConfig {
+            url: url.into(),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Numbered migrations of `sql/pg/`, applied in order; the table
+/// `imgapi_migrations` records each one applied.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_init",
+        include_str!("../../../sql/pg/0001_init.sql"),
+    ),
+    (
+        2,
+        "0002_leases",
+        include_str!("../../../sql/pg/0002_leases.sql"),
+    ),
+];
+
+/// The PostgreSQL database: a bounded connection pool.
+#[derive(Clone)]
+pub struct PgDb {
+    pool: Pool,
+}
+
+/// A pooled connection inside a transaction, used synchronously from a
+/// blocking thread: each call waits (`Handle::block_on`) for its answer.
+pub struct PgConn {
+    client: deadpool_postgres::Object,
+    rt: tokio::runtime::Handle,
+}
+
+/// A statement's parameters.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A database error as `DbError`: a server that cannot be reached, a
+/// connection lost, the server shutting down or cancelling a statement
+/// past its timeout are `Unavailable`; a unique violation is `Conflict`.
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> DbError {
+    conflict("row")(e)
+}
+
+/// [`pg_error`], naming what a unique violation is about.
+pub(crate) fn conflict(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+    move |e| {
+        let unavailable = [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::QUERY_CANCELED,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ];
+        match e.code() {
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::Conflict {
+                what,
+                source: Box::new(e),
+            },
+            Some(c) if unavailable.contains(c) => DbError::Unavailable(Box::new(e)),
+            None if e.is_closed() || is_io(&e) => DbError::Unavailable(Box::new(e)),
+            _ => DbError::Postgres(e),
+        }
+    }
+}
+
+/// Does `e` come from the connection's socket (not from the server)?
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+fn pool_error(e: PoolError) -> DbError {
+    match e {
+        PoolError::Backend(e) => pg_error(e),
+        e => DbError::Unavailable(Box::new(e)),
+    }
+}
+
+impl PgDb {
+    /// Connect (a bounded pool) and apply the pending migrations.
+    pub async fn open(cfg: &PgConfig) -> Result<PgDb> {
+        let mut pg: tokio_postgres::Config = cfg
+            .url
+            .parse()
+            .map_err(|e| DbError::Unavailable(Box::new(e)))?;
+        pg.connect_timeout(cfg.connect_timeout);
+        // Every session's statements are cut at the timeout (the server's
+        // own setting, sent at connection start-up: no round trip). Cached
+        // statements are planned for their values each time: a generic
+        // plan of ListImages' query cannot know a `~` substring or a tag.
+        let opts = format!(
+            "{} -c statement_timeout={} -c plan_cache_mode=force_custom_plan",
+            pg.get_options().unwrap_or(""),
+            cfg.statement_timeout.as_millis()
+        );
+        pg.options(opts.trim());
+        let mgr = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(cfg.max_connections.max(1))
+            .wait_timeout(Some(cfg.acquire_timeout))
+            .create_timeout(Some(cfg.connect_timeout))
+            .recycle_timeout(Some(cfg.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Unavailable(Box::new(e)))?;
+        let db = PgDb { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Apply the migrations not yet applied; returns how many this call
+    /// applied. Each runs in a transaction that first inserts its row in
+    /// `imgapi_migrations`: a node starting at the same moment blocks on
+    /// that row's key until the first commits, then finds the row and
+    /// skips (or applies it, if the first rolled back). No advisory lock:
+    /// the same works on CockroachDB or YugabyteDB.
+    pub async fn migrate(&self) -> Result<usize> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        // Two nodes creating the table at once: one of them may fail on
+        // the catalog's keys; the table is there then.
+        let create = "CREATE TABLE IF NOT EXISTS imgapi_migrations (\
+             version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())";
+        for attempt in 0.. {
+            match client.batch_execute(create).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && e.code().is_some() => {
+                    tracing::debug!(error = %e, "creating imgapi_migrations raced; again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(pg_error(e)),
+            }
+        }
+        let mut applied = 0;
+        for (version, name, sql) in MIGRATIONS {
+            let tx = client.transaction().await.map_err(pg_error)?;
+            let n = tx
+                .execute(
+                    "INSERT INTO imgapi_migrations (version, name) VALUES ($1, $2) \
+                     ON CONFLICT (version) DO NOTHING",
+                    &[version, name],
+                )
+                .await
+                .map_err(pg_error)?;
+            if n == 0 {
+                tx.rollback().await.map_err(pg_error)?;
+                continue;
+            }
+            tx.batch_execute(sql).await.map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            tracing::info!(migration = name, "applied migration");
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Run `f` in a READ ONLY transaction on a pooled connection, on a
+    /// blocking thread. `f` may return the database's own errors or a
+    /// service's (any `E: From<DbError>`).
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
+    {
+        self.run("BEGIN READ ONLY", f).await
+    }
+
+    /// Run `f` in a read-write transaction on a pooled connection, on a
+    /// blocking thread; it commits only if `f` returns Ok.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
+    {
+        self.run("BEGIN", f).await
+    }
+
+    async fn run<T, E, F>(&self, begin: &'static str, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
+    {
+        let client = self.begin(begin).await?;
+        let span = tracing::Span::current();
+        let rt = tokio::runtime::Handle::current();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut conn = PgConn { client, rt };
+            let run = std::panic::AssertUnwindSafe(|| span.in_scope(|| f(&mut conn)));
+            let out = std::panic::catch_unwind(run);
+            let end = match &out {
+                Ok(Ok(_)) => "COMMIT",
+                _ => "ROLLBACK",
+            };
+            let ended = conn.batch(end);
+            if ended.is_err() || out.is_err() {
+                // Never back into the pool inside a transaction.
+                let _ = deadpool_postgres::Object::take(conn.client);
+            }
+            match out {
+                Ok(Ok(v)) => ended.map(|_| v).map_err(E::from),
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    tracing::error!("a database query panicked");
+                    Err(E::from(DbError::Gone))
+                }
+            }
+        });
+        job.await.map_err(|_| E::from(DbError::Gone))?
+    }
+
+    /// A pooled connection inside a new transaction. A pooled connection
+    /// that turns out to be dead (the server restarted or ended it while
+    /// it was idle) is thrown away and a new one taken: nothing has run on
+    /// it yet, so the caller does not see it.
+    async fn begin(&self, begin: &'static str) -> Result<deadpool_postgres::Object> {
+        for _ in 0..self.pool.status().max_size {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            match client.batch_execute(begin).await.map_err(pg_error) {
+                Ok(()) => return Ok(client),
+                Err(DbError::Unavailable(e)) => {
+                    tracing::debug!(error = %e, "a pooled database connection is gone");
+                    let _ = deadpool_postgres::Object::take(client);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Every one was dead: the last try on a new connection answers.
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client.batch_execute(begin).await.map_err(pg_error)?;
+        Ok(client)
+    }
+
+    /// The pool's size and idle connections (for metrics and tests).
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+}
+
+impl PgConn {
+    fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(fut)
+    }
+
+    /// Run `sql` (statements without parameters; several allowed).
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        self.wait(self.client.batch_execute(sql)).map_err(pg_error)
+    }
+
+    /// Run a statement; the rows it changed.
+    pub fn execute(&self, sql: &str, params: Params) -> Result<u64> {
+        self.wait(async {
+            let st = self.client.prepare_cached(sql).await?;
+            self.client.execute(&st, params).await
+        })
+        .map_err(pg_error)
+    }
+
+    /// Run an `INSERT … ON CONFLICT DO NOTHING`: no row inserted is a
+    /// `Conflict` about `what`. (Not the unique violation itself: an error
+    /// would abort the whole transaction, where SQLite's caller may go on.)
+    pub fn insert_unique(&self, what: &'static str, sql: &str, params: Params) -> Result<()> {
+        match self.execute(sql, params)? {
+            0 => Err(DbError::Conflict {
+                what,
+                source: "a row with that key exists".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rows of a query.
+    pub fn query(&self, sql: &str, params: Params) -> Result<Vec<Row>> {
+        self.wait(async {
+            let st = self.client.prepare_cached(sql).await?;
+            self.client.query(&st, params).await
+        })
+        .map_err(pg_error)
+    }
+
+    /// The row of a query returning at most one.
+    pub fn query_opt(&self, sql: &str, params: Params) -> Result<Option<Row>> {
+        self.wait(async {
+            let st = self.client.prepare_cached(sql).await?;
+            self.client.query_opt(&st, params).await
+        })
+        .map_err(pg_error)
+    }
+
+    /// The row of a query returning exactly one (none is `Corrupt`: the
+    /// row to read is not there).
+    pub fn query_one(&self, what: &'static str, sql: &str, params: Params) -> Result<Row> {
+        self.query_opt(sql, params)?
+            .ok_or_else(|| DbError::corrupt(what)("no such row"))
+    }
+}
+
+/// Column `i` of `r` as a `T` (a value of another type is `Corrupt`).
+pub(crate) fn col<'a, T: FromSql<'a>>(r: &'a Row, i: usize) -> Result<T> {
+    r.try_get(i).map_err(DbError::corrupt("row column"))
+}
+
+/// A stored count (never negative) as u64.
+pub(crate) fn count(r: &Row, i: usize) -> Result<u64> {
+    Ok(col::<i64>(r, i)? as u64)
+}
+
+/// `(text, count)` rows, as the `count_by_state` functions return them.
+pub(crate) fn counts(rows: Vec<Row>) -> Result<Vec<(String, u64)>> {
+    rows.iter()
+        .map(|r| Ok((col(r, 0)?, count(r, 1)?)))
+        .collect()
+}
