@@ -4,7 +4,7 @@
 //! registrar job) it does under one; a commit that must not outlive it
 //! checks [`Lease::fence`] in its own transaction.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -18,8 +18,39 @@ pub const TTL: Duration = Duration::from_secs(20);
 /// How often a holder renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 
-/// This process, as the owner of the leases it holds (new at each start).
-pub static NODE: LazyLock<String> = LazyLock::new(|| Uuid::new_v4().to_string());
+/// This node, as the owner of the leases it holds: the id kept in its data
+/// directory (`node-id`, see [`node_id_in`]), so that a node restarted
+/// after a crash takes its own leases back at once instead of waiting for
+/// them to expire; a process that set none gets a new one.
+static NODE: OnceLock<String> = OnceLock::new();
+
+fn node() -> &'static str {
+    NODE.get_or_init(|| Uuid::new_v4().to_string())
+}
+
+/// This node's id: the one in `data_dir/node-id`, made there on first use.
+/// Two processes must never share a data directory (SQLite's rule too).
+pub fn node_id_in(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let f = data_dir.join("node-id");
+    match std::fs::read_to_string(&f) {
+        Ok(s) if Uuid::parse_str(s.trim()).is_ok() => Ok(s.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let id = Uuid::new_v4().to_string();
+            let tmp = data_dir.join(".node-id.tmp");
+            std::fs::write(&tmp, &id)?;
+            std::fs::rename(&tmp, &f)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Use `id` as this node's lease owner (once, before any lease is claimed;
+/// later calls keep the first id).
+pub fn set_node(id: String) {
+    if NODE.set(id).is_err() {
+        tracing::debug!("the node id was set already");
+    }
+}
 
 /// A lease this process holds.
 pub struct Lease {
@@ -36,7 +67,7 @@ impl Lease {
     pub async fn claim(db: &Db, name: String) -> Result<Option<Lease>, DbError> {
         let ttl = TTL.as_millis() as u64;
         let n = name.clone();
-        let Some(fence) = db.write(move |c| c.lease_claim(&n, &NODE, ttl)).await? else {
+        let Some(fence) = db.write(move |c| c.lease_claim(&n, node(), ttl)).await? else {
             return Ok(None);
         };
         let (db2, n) = (db.clone(), name.clone());

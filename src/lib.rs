@@ -45,6 +45,7 @@ pub async fn build_state(cfg: Config) -> Result<api::AppState> {
 /// `build_state` with the services reading domain time from `clock`.
 pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<api::AppState> {
     create_data_dir(&cfg.data_dir)?;
+    lease::set_node(lease::node_id_in(&cfg.data_dir)?);
     let db = db::Db::open_configured(&cfg.database, &cfg.db_path()).await?;
     let manta = match &cfg.storage.manta {
         MantaConfig::Fs { .. } => {

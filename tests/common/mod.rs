@@ -271,7 +271,9 @@ pub fn new_pg_database() -> String {
         "CREATE DATABASE failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (server, _) = base.rsplit_once('/').expect("a postgres:// URL with a database");
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
     format!("{server}/{name}")
 }
 
