@@ -1,15 +1,16 @@
 //! Configuration: defaults, then the TOML file, then `IMGAPI_*` environment,
 //! then command-line flags. Unknown keys are an error. Secrets never appear
-//! in `Debug` output.
+//! in `Debug` output nor when serialized (`imgapi config check` prints the
+//! effective configuration as TOML).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// How callers are identified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// IMGAPI's "dc" mode: every caller is an operator, or acts for `?account=`.
@@ -20,7 +21,7 @@ pub enum AuthMode {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -29,7 +30,7 @@ pub enum LogFormat {
 }
 
 /// The whole configuration (`imgapi.example.toml` documents every key).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
@@ -93,7 +94,7 @@ impl Default for Config {
 }
 
 /// Connection handling: timeouts and the connection limit.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Seconds a client may take to send a whole request head once it
@@ -121,7 +122,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub assets: AssetsConfig,
@@ -129,22 +130,23 @@ pub struct StorageConfig {
 }
 
 /// The local "assets" store (also holds images stored with `stor = local`).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssetsConfig {
     /// Directory; default `<data_dir>/assets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// Accounts (besides operators) allowed to use `/assets/...` paths.
     pub allowed_accounts: Vec<Uuid>,
 }
 
 /// The "manta" object store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum MantaConfig {
     /// A local directory; default `<data_dir>/manta`.
     Fs {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
     /// An S3-compatible bucket.
@@ -157,8 +159,9 @@ impl Default for MantaConfig {
     }
 }
 
-/// S3 settings for the manta store.
-#[derive(Clone, Deserialize)]
+/// S3 settings for the manta store. Serialized, the secret key reads
+/// `<redacted>`.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     pub endpoint: String,
@@ -170,9 +173,13 @@ pub struct S3Config {
     #[serde(default = "yes")]
     pub force_path_style: bool,
     pub access_key_id: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_access_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_file: Option<PathBuf>,
     #[serde(default = "default_part_size")]
     pub part_size_mib: u64,
@@ -188,6 +195,18 @@ pub struct S3Config {
     /// the object, get an hour.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+}
+
+/// What a serialized secret reads.
+pub const REDACTED: &str = "<redacted>";
+
+/// Serialize a secret as [`REDACTED`] (`serialize_with` of every secret
+/// field, so no serialization of a configuration holds one).
+pub fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some(REDACTED),
+        None => s.serialize_none(),
+    }
 }
 
 fn default_region() -> String {
@@ -218,7 +237,7 @@ impl std::fmt::Debug for S3Config {
             .field("prefix", &self.prefix)
             .field("force_path_style", &self.force_path_style)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
+            .field("secret_access_key", &REDACTED)
             .field("secret_access_key_file", &self.secret_access_key_file)
             .field("part_size_mib", &self.part_size_mib)
             .field("parts_in_flight", &self.parts_in_flight)
@@ -228,7 +247,7 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest image file accepted, in bytes (default 100 GiB).
@@ -246,7 +265,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadsConfig {
     /// Idle uploads expire after this many seconds (default 7 days).
@@ -269,7 +288,7 @@ impl Default for UploadsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrarConfig {
     /// Default `?wait=` of a registration POST, in seconds.
@@ -288,7 +307,7 @@ impl Default for RegistrarConfig {
 }
 
 /// Imports from another IMGAPI (AdminImportRemoteImage, `?source=`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImportsConfig {
     /// URL prefixes a source must start with (`https://`, `http://10.1.2.3:8080/`,
@@ -312,6 +331,7 @@ pub struct ImportsConfig {
     pub max_file_transfers: usize,
     /// Base URL sent in the `workflow-api` header (where `GET /jobs/{uuid}`
     /// is served); default: this server as the request named it (`Host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_api_url: Option<String>,
 }
 
@@ -335,7 +355,7 @@ impl Default for ImportsConfig {
 }
 
 /// GetImageFile served by the object store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownloadsConfig {
     /// With an S3 manta store: a GetImageFile of a file in it that asks for
