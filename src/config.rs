@@ -561,6 +561,30 @@ mod tests {
     }
 
     #[test]
+    fn serialized_config_loads_back_without_its_secret() {
+        let c: Config = toml::from_str(
+            "listen = \"127.0.0.1:9\"\n[[channels]]\nname = \"dev\"\ndefault = true\n\
+             [storage.manta]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key_id = \"AK\"\nsecret_access_key = \"SUPERSECRET\"\n",
+        )
+        .unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert!(!text.contains("SUPERSECRET"), "{text}");
+        assert!(text.contains("secret_access_key = \"<redacted>\""), "{text}");
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.listen, c.listen);
+        assert_eq!(back.channels, c.channels);
+        let MantaConfig::S3(s3) = back.storage.manta else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.secret_access_key.as_deref(), Some(REDACTED));
+        assert_eq!(s3.access_key_id, "AK");
+        // Defaults load back as defaults.
+        let d: Config = toml::from_str(&toml::to_string(&Config::default()).unwrap()).unwrap();
+        assert_eq!(format!("{d:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn downloads_table() {
         let c = Config::default();
         assert!(!c.downloads.redirect);
