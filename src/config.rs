@@ -570,7 +570,10 @@ mod tests {
         .unwrap();
         let text = toml::to_string(&c).unwrap();
         assert!(!text.contains("SUPERSECRET"), "{text}");
-        assert!(text.contains("secret_access_key = \"<redacted>\""), "{text}");
+        assert!(
+            text.contains("secret_access_key = \"<redacted>\""),
+            "{text}"
+        );
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.listen, c.listen);
         assert_eq!(back.channels, c.channels);

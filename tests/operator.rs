@@ -108,7 +108,12 @@ fn systemd_readiness_and_stop_signal() {
         .unwrap();
     let port = free_port();
     let mut child = bin()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(tmp.path().join("data"))
         .env("NOTIFY_SOCKET", &sock_path)
         .env("IMGAPI_LOG", "warn")
@@ -116,7 +121,9 @@ fn systemd_readiness_and_stop_signal() {
         .spawn()
         .unwrap();
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("no notification from the server");
+    let n = sock
+        .recv(&mut buf)
+        .expect("no notification from the server");
     let msg = text(&buf[..n]);
     // The listener was open before READY=1 was sent.
     let conn = std::net::TcpStream::connect(("127.0.0.1", port));
@@ -180,7 +187,12 @@ fn config_check_prints_the_effective_config() {
     );
     let out = config_check(
         tmp.path(),
-        &["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:9003"],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9003",
+        ],
         &[
             ("IMGAPI_LISTEN", "127.0.0.1:9002"),
             ("IMGAPI_DATA_DIR", data.to_str().unwrap()),
@@ -237,7 +249,8 @@ fn config_check_prints_the_effective_config() {
     let out = config_check(tmp.path(), &["--data-dir", data.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("imgapi: database") && text(&out.stderr).contains("not a database"),
+        text(&out.stderr).contains("imgapi: database")
+            && text(&out.stderr).contains("not a database"),
         "{}",
         text(&out.stderr)
     );
@@ -323,7 +336,12 @@ fn config_check_unwritable_directory() {
     std::fs::create_dir(&data).unwrap();
     let out = config_check(
         tmp.path(),
-        &["--config", cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap()],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
         &[],
     );
     let stderr = text(&out.stderr);
@@ -379,7 +397,12 @@ fn config_check_unreachable_s3_and_redacted_secret() {
     let cfg = write(
         tmp.path(),
         "imgapi.toml",
-        &s3_toml(&format!("http://127.0.0.1:{port}"), "images", "AKID", secret),
+        &s3_toml(
+            &format!("http://127.0.0.1:{port}"),
+            "images",
+            "AKID",
+            secret,
+        ),
     );
     let t0 = Instant::now();
     let out = config_check(
@@ -397,11 +420,17 @@ fn config_check_unreachable_s3_and_redacted_secret() {
         "{stderr}"
     );
     assert!(!stdout.contains(secret) && !stderr.contains(secret));
-    assert!(stdout.contains("secret_access_key = \"<redacted>\""), "{stdout}");
+    assert!(
+        stdout.contains("secret_access_key = \"<redacted>\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("access_key_id = \"AKID\""), "{stdout}");
     // The redacted TOML is still a configuration.
     let eff: imgapi::config::Config = toml::from_str(&stdout).unwrap();
-    assert!(matches!(eff.storage.manta, imgapi::config::MantaConfig::S3(_)));
+    assert!(matches!(
+        eff.storage.manta,
+        imgapi::config::MantaConfig::S3(_)
+    ));
 
     // An unreadable secret key file is named.
     let cfg = write(
@@ -462,7 +491,10 @@ async fn config_check_reaches_s3() {
         .unwrap();
     let (code, stdout, stderr) = run(good);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains(&format!("ok: {what}: reachable\n")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ok: {what}: reachable\n")),
+        "{stderr}"
+    );
     assert!(!stdout.contains(&s3.secret_key) && !stderr.contains(&s3.secret_key));
 
     let (code, _, stderr) = run(s3_toml(&s3.endpoint, &s3.bucket, &s3.access_key, "wrong"));
