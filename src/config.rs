@@ -1,15 +1,16 @@
 //! Configuration: defaults, then the TOML file, then `IMGAPI_*` environment,
 //! then command-line flags. Unknown keys are an error. Secrets never appear
-//! in `Debug` output.
+//! in `Debug` output nor when serialized (`imgapi config check` prints the
+//! effective configuration as TOML).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// How callers are identified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// IMGAPI's "dc" mode: every caller is an operator, or acts for `?account=`.
@@ -20,7 +21,7 @@ pub enum AuthMode {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -29,7 +30,7 @@ pub enum LogFormat {
 }
 
 /// The whole configuration (`imgapi.example.toml` documents every key).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on.
@@ -162,7 +163,7 @@ impl std::fmt::Debug for DatabaseConfig {
 }
 
 /// Connection handling: timeouts and the connection limit.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Seconds a client may take to send a whole request head once it
@@ -190,7 +191,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub assets: AssetsConfig,
@@ -198,22 +199,23 @@ pub struct StorageConfig {
 }
 
 /// The local "assets" store (also holds images stored with `stor = local`).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssetsConfig {
     /// Directory; default `<data_dir>/assets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// Accounts (besides operators) allowed to use `/assets/...` paths.
     pub allowed_accounts: Vec<Uuid>,
 }
 
 /// The "manta" object store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum MantaConfig {
     /// A local directory; default `<data_dir>/manta`.
     Fs {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         dir: Option<PathBuf>,
     },
     /// An S3-compatible bucket.
@@ -226,8 +228,9 @@ impl Default for MantaConfig {
     }
 }
 
-/// S3 settings for the manta store.
-#[derive(Clone, Deserialize)]
+/// S3 settings for the manta store. Serialized, the secret key reads
+/// `<redacted>`.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     pub endpoint: String,
@@ -239,9 +242,13 @@ pub struct S3Config {
     #[serde(default = "yes")]
     pub force_path_style: bool,
     pub access_key_id: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_access_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_file: Option<PathBuf>,
     #[serde(default = "default_part_size")]
     pub part_size_mib: u64,
@@ -257,6 +264,18 @@ pub struct S3Config {
     /// the object, get an hour.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+}
+
+/// What a serialized secret reads.
+pub const REDACTED: &str = "<redacted>";
+
+/// Serialize a secret as [`REDACTED`] (`serialize_with` of every secret
+/// field, so no serialization of a configuration holds one).
+pub fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some(REDACTED),
+        None => s.serialize_none(),
+    }
 }
 
 fn default_region() -> String {
@@ -287,7 +306,7 @@ impl std::fmt::Debug for S3Config {
             .field("prefix", &self.prefix)
             .field("force_path_style", &self.force_path_style)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
+            .field("secret_access_key", &REDACTED)
             .field("secret_access_key_file", &self.secret_access_key_file)
             .field("part_size_mib", &self.part_size_mib)
             .field("parts_in_flight", &self.parts_in_flight)
@@ -297,7 +316,7 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest image file accepted, in bytes (default 100 GiB).
@@ -315,7 +334,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadsConfig {
     /// Idle uploads expire after this many seconds (default 7 days).
@@ -338,7 +357,7 @@ impl Default for UploadsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrarConfig {
     /// Default `?wait=` of a registration POST, in seconds.
@@ -357,7 +376,7 @@ impl Default for RegistrarConfig {
 }
 
 /// Imports from another IMGAPI (AdminImportRemoteImage, `?source=`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImportsConfig {
     /// URL prefixes a source must start with (`https://`, `http://10.1.2.3:8080/`,
@@ -381,6 +400,7 @@ pub struct ImportsConfig {
     pub max_file_transfers: usize,
     /// Base URL sent in the `workflow-api` header (where `GET /jobs/{uuid}`
     /// is served); default: this server as the request named it (`Host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_api_url: Option<String>,
 }
 
@@ -404,7 +424,7 @@ impl Default for ImportsConfig {
 }
 
 /// GetImageFile served by the object store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownloadsConfig {
     /// With an S3 manta store: a GetImageFile of a file in it that asks for
@@ -660,6 +680,33 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("SUPERSECRET"));
+    }
+
+    #[test]
+    fn serialized_config_loads_back_without_its_secret() {
+        let c: Config = toml::from_str(
+            "listen = \"127.0.0.1:9\"\n[[channels]]\nname = \"dev\"\ndefault = true\n\
+             [storage.manta]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key_id = \"AK\"\nsecret_access_key = \"SUPERSECRET\"\n",
+        )
+        .unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert!(!text.contains("SUPERSECRET"), "{text}");
+        assert!(
+            text.contains("secret_access_key = \"<redacted>\""),
+            "{text}"
+        );
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.listen, c.listen);
+        assert_eq!(back.channels, c.channels);
+        let MantaConfig::S3(s3) = back.storage.manta else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.secret_access_key.as_deref(), Some(REDACTED));
+        assert_eq!(s3.access_key_id, "AK");
+        // Defaults load back as defaults.
+        let d: Config = toml::from_str(&toml::to_string(&Config::default()).unwrap()).unwrap();
+        assert_eq!(format!("{d:?}"), format!("{:?}", Config::default()));
     }
 
     #[test]

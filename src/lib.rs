@@ -138,8 +138,18 @@ async fn finish_stalled_uploads(uploads: &uploads::Uploads) {
     }
 }
 
+/// Tell systemd (`Type=notify`: the socket named by `NOTIFY_SOCKET`) how
+/// the service stands; nothing happens without that variable.
+fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "could not notify the service manager");
+    }
+}
+
 /// Serve until `shutdown` resolves; in-flight requests finish first.
-/// Prints `imgapi listening on http://ADDR` on stdout once bound.
+/// Prints `imgapi listening on http://ADDR` on stdout once bound, and then
+/// sends systemd `READY=1` (the listener is open and the uploads a crash
+/// cut short are finished); `STOPPING=1` once `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let listen = cfg.listen;
     let server_cfg = cfg.server.clone();
@@ -154,6 +164,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("imgapi listening on http://{addr}");
+    notify_service_manager(sd_notify::NotifyState::Ready);
+    let shutdown = async move {
+        shutdown.await;
+        notify_service_manager(sd_notify::NotifyState::Stopping);
+    };
     serve::serve(listener, app, &server_cfg, shutdown).await;
     reaper.abort();
     upload_reaper.abort();

@@ -2,6 +2,7 @@
 //! verbs (in `client/`) that talk to a server over HTTP.
 
 mod client;
+mod config_check;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AccountCmd,
     },
+    /// Check a configuration as `serve` would load it.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Print a shell completion script (bash, zsh, fish, ...) on stdout.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Client(client::ClientCmd),
     /// Write the man pages (imgapi.1 and one per verb) into a directory.
@@ -74,8 +87,32 @@ enum Cmd {
     },
 }
 
-/// The command line, with `--help` listing the server verbs and the client
-/// verbs in two groups.
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  imgapi completions bash > /etc/bash_completion.d/imgapi
+  imgapi completions zsh > \"${fpath[1]}/_imgapi\"
+  imgapi completions fish > ~/.config/fish/completions/imgapi.fish
+  # the same scripts are in contrib/completions/ of the source tree";
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Load the configuration exactly as `serve` would (flags, environment,
+    /// file), print it as TOML with secrets redacted, and check what can be
+    /// checked without serving: directories writable, the database
+    /// openable, the S3 bucket reachable. Exits 2 with serve's message on a
+    /// configuration error, 1 when a check fails.
+    Check {
+        /// Address to listen on, as `serve --listen` (IMGAPI_LISTEN).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+}
+
+/// Verbs that act neither on a data directory nor on a server.
+const OTHER_VERBS: &[&str] = &["completions"];
+
+/// The command line, with `--help` listing the server verbs, the client
+/// verbs and the others in three groups.
 fn command() -> clap::Command {
     let cmd = Cli::command();
     let subs: Vec<(String, String)> = cmd
@@ -87,20 +124,31 @@ fn command() -> clap::Command {
         })
         .collect();
     let w = subs.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(4);
-    let group = |client: bool| -> String {
+    let kind = |n: &str| {
+        if client::VERBS.contains(&n) {
+            1
+        } else if OTHER_VERBS.contains(&n) {
+            2
+        } else {
+            0
+        }
+    };
+    let group = |k: u8| -> String {
         subs.iter()
-            .filter(|(n, _)| client::VERBS.contains(&n.as_str()) == client)
+            .filter(|(n, _)| kind(n) == k)
             .map(|(n, a)| format!("  {n:<w$}  {a}\n"))
             .collect()
     };
     let template = format!(
         "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n\
          Server commands (act on a data directory):\n{}\n\
-         Client commands (act on a server: --url or IMGAPI_URL):\n{}  {:<w$}  \
+         Client commands (act on a server: --url or IMGAPI_URL):\n{}\n\
+         Other commands:\n{}  {:<w$}  \
          Print this message or the help of the given command\n\n\
          Options:\n{{options}}{{after-help}}",
-        group(false),
-        group(true),
+        group(0),
+        group(1),
+        group(2),
         "help",
     );
     cmd.help_template(template).after_help(
@@ -139,20 +187,25 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed now, before
+/// the server tells systemd it is ready, so a stop signal from then on is a
+/// graceful stop, never the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+        };
+        tokio::select! { _ = wait(term) => {}, _ = wait(int) => {} }
+        tracing::info!("shutting down");
+    }
 }
 
 #[tokio::main]
@@ -163,10 +216,17 @@ async fn main() -> ExitCode {
     let cli = match cli.cmd {
         Cmd::Client(c) => return client::run(c).await,
         Cmd::Man { out } => return write_man(&out),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "imgapi", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
         cmd => Cli { cmd, ..cli },
     };
     let listen = match &cli.cmd {
-        Cmd::Serve { listen } => *listen,
+        Cmd::Serve { listen }
+        | Cmd::Config {
+            cmd: ConfigCmd::Check { listen },
+        } => *listen,
         _ => None,
     };
     let overrides = Overrides {
@@ -182,6 +242,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Cmd::Config { .. } = cli.cmd {
+        return config_check::run(cfg).await;
+    }
     init_tracing(cfg.log_format);
     let res = match cli.cmd {
         Cmd::Serve { .. } => imgapi::run(cfg, shutdown_signal())
@@ -200,7 +263,9 @@ async fn main() -> ExitCode {
         } => account_create(&cfg, &login, operator, uuid)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Cmd::Client(_) | Cmd::Man { .. } => unreachable!("dispatched above"),
+        Cmd::Client(_) | Cmd::Man { .. } | Cmd::Completions { .. } | Cmd::Config { .. } => {
+            unreachable!("dispatched above")
+        }
     };
     match res {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 //! the runtime's blocking pool, keeping the caller's tracing span.
 
 pub mod accounts;
+pub mod check;
 pub mod images;
 pub mod imports;
 pub mod leases;

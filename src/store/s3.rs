@@ -108,34 +108,101 @@ fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, Resp>) -> bool {
     }
 }
 
+/// The SDK configuration of `cfg`'s store: endpoint, region, credentials
+/// (the secret read from its file if need be), path style.
+fn client_config(cfg: &S3Config) -> Result<aws_sdk_s3::config::Builder> {
+    let secret = match (&cfg.secret_access_key, &cfg.secret_access_key_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(p)) => std::fs::read_to_string(p)?.trim().to_string(),
+        (None, None) => return Err(StoreError::internal("no S3 secret access key configured")),
+    };
+    let creds = Credentials::new(
+        cfg.access_key_id.clone(),
+        secret,
+        None,
+        None,
+        "imgapi-config",
+    );
+    Ok(aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(cfg.endpoint.clone())
+        .region(Region::new(cfg.region.clone()))
+        .credentials_provider(creds)
+        .force_path_style(cfg.force_path_style))
+}
+
+/// What [`check_bucket`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketCheck {
+    /// The bucket answered a HEAD with the credentials.
+    Reachable,
+    /// The store answered, and has no such bucket (the server creates it
+    /// at start-up).
+    Missing,
+}
+
+/// One HEAD of `cfg`'s bucket with its credentials, without retries, that
+/// gives up after `within` (`imgapi config check`). Creates nothing. The
+/// error says what failed: the secret key file, the connection, or the
+/// store's answer.
+pub async fn check_bucket(
+    cfg: &S3Config,
+    within: Duration,
+) -> std::result::Result<BucketCheck, String> {
+    let conf = client_config(cfg)
+        .map_err(|e| match &cfg.secret_access_key_file {
+            Some(p) if cfg.secret_access_key.is_none() => {
+                format!("cannot read secret_access_key_file {}: {e}", p.display())
+            }
+            _ => e.to_string(),
+        })?
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(within.min(Duration::from_secs(cfg.connect_timeout_secs.max(1))))
+                .operation_timeout(within)
+                .build(),
+        )
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    let client = Client::from_conf(conf);
+    match client.head_bucket().bucket(&cfg.bucket).send().await {
+        Ok(_) => Ok(BucketCheck::Reachable),
+        Err(SdkError::ServiceError(se)) => match se.raw().status().as_u16() {
+            404 => Ok(BucketCheck::Missing),
+            403 => Err(format!(
+                "{} refused access to bucket {} (403): check access_key_id and the secret key",
+                cfg.endpoint, cfg.bucket
+            )),
+            st => Err(format!(
+                "{} answered {st} to a HEAD of bucket {}",
+                cfg.endpoint, cfg.bucket
+            )),
+        },
+        Err(SdkError::TimeoutError(_)) => Err(format!(
+            "{} did not answer within {} s",
+            cfg.endpoint,
+            within.as_secs_f32()
+        )),
+        Err(e) => {
+            // The innermost cause says it ("Connection refused", a DNS
+            // failure); the layers above it name SDK internals.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(s) = cause.source() {
+                cause = s;
+            }
+            Err(format!("cannot reach {}: {cause}", cfg.endpoint))
+        }
+    }
+}
+
 impl S3Store {
     /// Connect; creates the bucket if it does not exist.
     pub async fn new(cfg: &S3Config) -> Result<S3Store> {
-        let secret = match (&cfg.secret_access_key, &cfg.secret_access_key_file) {
-            (Some(s), _) => s.clone(),
-            (None, Some(p)) => std::fs::read_to_string(p)?.trim().to_string(),
-            (None, None) => return Err(StoreError::internal("no S3 secret access key configured")),
-        };
-        let creds = Credentials::new(
-            cfg.access_key_id.clone(),
-            secret,
-            None,
-            None,
-            "imgapi-config",
-        );
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(cfg.endpoint.clone())
-            .region(Region::new(cfg.region.clone()))
-            .credentials_provider(creds)
-            .force_path_style(cfg.force_path_style)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.max(1)))
-                    .operation_attempt_timeout(Duration::from_secs(cfg.request_timeout_secs.max(1)))
-                    .build(),
-            )
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.max(1)))
+            .operation_attempt_timeout(Duration::from_secs(cfg.request_timeout_secs.max(1)))
             .build();
+        let conf = client_config(cfg)?.timeout_config(timeouts).build();
         let store = S3Store {
             client: Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
