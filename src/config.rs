@@ -98,12 +98,14 @@ impl Default for Config {
 }
 
 /// `[database]`: the metadata store.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `postgres://USER[:PASSWORD]@HOST:PORT/DB`: the metadata in
     /// PostgreSQL (IMGAPI_DATABASE_URL, `--database-url`). Unset: SQLite
-    /// at `data_dir/imgapi.sqlite`.
+    /// at `data_dir/imgapi.sqlite`. (`config check` shows it with its
+    /// password redacted.)
+    #[serde(serialize_with = "redact_url")]
     pub url: Option<String>,
     /// PostgreSQL connections this node opens at most (its pool).
     pub max_connections: usize,
@@ -271,6 +273,14 @@ pub const REDACTED: &str = "<redacted>";
 
 /// Serialize a secret as [`REDACTED`] (`serialize_with` of every secret
 /// field, so no serialization of a configuration holds one).
+/// A URL serialised with its password redacted.
+fn redact_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(u) => s.serialize_some(&redact_url_password(u)),
+        None => s.serialize_none(),
+    }
+}
+
 pub fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_some(REDACTED),

@@ -34,8 +34,16 @@ pub async fn run(cfg: Config) -> ExitCode {
     for (what, dir) in directories(&cfg) {
         report(&format!("{what} {}", dir.display()), writable(&dir));
     }
-    let db = cfg.db_path();
-    report(&format!("database {}", db.display()), database(&db).await);
+    match cfg.database.url.as_deref() {
+        Some(url) => report(
+            &format!("database {}", imgapi::config::redact_url_password(url)),
+            postgres(url).await,
+        ),
+        None => {
+            let db = cfg.db_path();
+            report(&format!("database {}", db.display()), database(&db).await);
+        }
+    }
     if let MantaConfig::S3(s3) = &cfg.storage.manta {
         let r = match imgapi::store::s3::check_bucket(s3, S3_CHECK_TIMEOUT).await {
             Ok(imgapi::store::s3::BucketCheck::Reachable) => Ok("reachable".to_string()),
@@ -120,6 +128,31 @@ fn writable(dir: &Path) -> Result<String, String> {
     } else {
         "writable".to_string()
     })
+}
+
+/// Whether PostgreSQL answers, with a schema this binary knows.
+async fn postgres(url: &str) -> Result<String, String> {
+    let (applied, latest) = imgapi::db::pg::check(url, S3_CHECK_TIMEOUT)
+        .await
+        .map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            format!("cannot connect: {e}{cause}")
+        })?;
+    if applied > latest {
+        return Err(format!(
+            "{applied} migrations applied, more than this imgapi's {latest}: it was written by a later version"
+        ));
+    }
+    Ok(format!(
+        "connects; {applied} of {latest} migrations applied{}",
+        if applied < latest {
+            " (serve applies the rest)"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// Whether the database opens for writing with a schema this binary knows.

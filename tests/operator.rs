@@ -545,3 +545,61 @@ async fn config_check_reaches_s3() {
     assert!(stderr.contains(&format!("imgapi: {what}: ")), "{stderr}");
     assert!(!stderr.contains("wrong"), "{stderr}");
 }
+
+/// With a PostgreSQL database: config check connects (and creates
+/// nothing), shows the URL without its password, and fails at once with
+/// exit 1 on a server that is not there.
+#[test]
+fn config_check_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = match std::env::var("IMGAPI_TEST_DATABASE_URL") {
+        Ok(u) => u,
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("IMGAPI_TEST_DATABASE_URL must be set in CI (scripts/test.sh sets it)")
+        }
+        Err(_) => {
+            eprintln!("*** NOT RUN: config_check_postgres needs IMGAPI_TEST_DATABASE_URL");
+            return;
+        }
+    };
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let (scheme, rest) = server.split_once("://").unwrap();
+    let with_password = format!(
+        "{scheme}://{}:hunter2@{}/postgres",
+        &rest[..rest.find('@').unwrap()],
+        &rest[rest.find('@').unwrap() + 1..]
+    );
+    let out = config_check(
+        tmp.path(),
+        &["--data-dir", "data", "--database-url", &with_password],
+        &[],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout}{stderr}"
+    );
+    assert!(stdout.contains(":***@"), "{stdout}");
+    assert!(stderr.contains("ok: database postgres://"), "{stderr}");
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    let port = free_port();
+    let t0 = Instant::now();
+    let out = config_check(
+        tmp.path(),
+        &["--data-dir", "data"],
+        &[(
+            "IMGAPI_DATABASE_URL",
+            &format!("postgres://postgres@127.0.0.1:{port}/x"),
+        )],
+    );
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "imgapi: database postgres://postgres@127.0.0.1:{port}/x: cannot connect"
+        )),
+        "{stderr}"
+    );
+}

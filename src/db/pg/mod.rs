@@ -133,6 +133,38 @@ fn pool_error(e: PoolError) -> DbError {
     }
 }
 
+/// `imgapi config check`'s look at the database at `url`: it answers
+/// within `timeout`, and the migrations it has (applied, this binary's).
+/// Creates, migrates and changes nothing.
+pub async fn check(url: &str, timeout: Duration) -> Result<(usize, usize)> {
+    let mut pg: tokio_postgres::Config =
+        url.parse().map_err(|e| DbError::Unavailable(Box::new(e)))?;
+    pg.connect_timeout(timeout);
+    let look = async {
+        let (client, conn) = pg.connect(NoTls).await.map_err(pg_error)?;
+        let driver = tokio::spawn(conn);
+        let known = client
+            .query_one("SELECT to_regclass('imgapi_migrations') IS NOT NULL", &[])
+            .await
+            .map_err(pg_error)?;
+        let applied = if col::<bool>(&known, 0)? {
+            let n = client
+                .query_one("SELECT count(*) FROM imgapi_migrations", &[])
+                .await
+                .map_err(pg_error)?;
+            count(&n, 0)? as usize
+        } else {
+            0
+        };
+        driver.abort();
+        Ok::<_, DbError>(applied)
+    };
+    match tokio::time::timeout(timeout, look).await {
+        Ok(r) => Ok((r?, MIGRATIONS.len())),
+        Err(_) => Err(DbError::Unavailable("no answer in time".into())),
+    }
+}
+
 impl PgDb {
     /// Connect (a bounded pool) and apply the pending migrations.
     pub async fn open(cfg: &PgConfig) -> Result<PgDb> {
