@@ -493,3 +493,49 @@ async fn clone_with_tokens() {
     assert_eq!(st, 200, "{c}");
     assert_eq!(c["owner"], luke.as_str());
 }
+
+/// The directory store's copy (a reflink, else a hard link) keeps its bytes
+/// when its source is rewritten (a new file renamed over the key, as every
+/// write of the store is) and when the source is deleted; a missing
+/// source leaves nothing at the destination.
+#[tokio::test]
+async fn a_directory_copy_outlives_a_rewrite_and_a_delete_of_its_source() {
+    use imgapi::store::{FsStore, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStore::new(dir.path()).unwrap();
+    let put = |key: &'static str, bytes: &'static [u8]| {
+        let s = s.clone();
+        async move {
+            let mut w = s.begin_write(key).await.unwrap();
+            w.write(bytes::Bytes::from_static(bytes)).await.unwrap();
+            w.commit().await.unwrap();
+        }
+    };
+    let read = |key: &str| std::fs::read(s.path(key).unwrap()).unwrap();
+    put("images/aaa/a/file0", b"the source's bytes").await;
+    s.clone_file("images/aaa/a/file0", "images/bbb/b/file0")
+        .await
+        .unwrap();
+    assert_eq!(read("images/bbb/b/file0"), b"the source's bytes");
+    put("images/aaa/a/file0", b"rewritten").await;
+    assert_eq!(read("images/bbb/b/file0"), b"the source's bytes");
+    s.delete("images/aaa/a/file0").await.unwrap();
+    assert_eq!(read("images/bbb/b/file0"), b"the source's bytes");
+
+    let r = s
+        .clone_file("images/aaa/none/file0", "images/ccc/c/file0")
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::CopySourceNotFound { .. })),
+        "{r:?}"
+    );
+    assert!(s.head("images/ccc/c/file0").await.unwrap().is_none());
+    // An existing destination is never overwritten.
+    put("images/ddd/d/file0", b"other").await;
+    assert!(
+        s.clone_file("images/bbb/b/file0", "images/ddd/d/file0")
+            .await
+            .is_err()
+    );
+    assert_eq!(read("images/ddd/d/file0"), b"other");
+}
