@@ -539,3 +539,62 @@ async fn a_directory_copy_outlives_a_rewrite_and_a_delete_of_its_source() {
     );
     assert_eq!(read("images/ddd/d/file0"), b"other");
 }
+
+/// The chain is bounded as IMGAPI bounds it: 100 images (the one asked
+/// for and 99 origins) are cloned; one more origin is refused (500, as the
+/// original's InternalError), leaving no clone.
+#[tokio::test]
+async fn the_chain_is_bounded() {
+    use axum::http::Method;
+    let app = common::app::App::new().await;
+    let mut chain: Vec<String> = Vec::new();
+    for i in 0..101 {
+        let mut m = json!({"name": format!("deep-{i}"), "version": "1", "os": "smartos",
+            "type": "zone-dataset", "owner": VADER, "acl": [LUKE]});
+        if let Some(o) = chain.last() {
+            m["origin"] = json!(o);
+        }
+        let r = app.post_json("/images", &m).await;
+        assert_eq!(r.status, 200, "{}", r.json());
+        let u = r.json()["uuid"].as_str().unwrap().to_string();
+        let r = app
+            .call(
+                Method::PUT,
+                &format!("/images/{u}/file?compression=none"),
+                &[("content-type", "application/octet-stream")],
+                vec![i as u8; 100],
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let r = app
+            .post_json(&format!("/images/{u}?action=activate"), &json!({}))
+            .await;
+        assert_eq!(r.status, 200);
+        chain.push(u);
+    }
+    let r = app
+        .post_json(
+            &format!("/images/{}/clone?account={LUKE}", chain[100]),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 500, "{}", r.json());
+    assert_eq!(luke_images(&app).await, 0);
+    let r = app
+        .post_json(
+            &format!("/images/{}/clone?account={LUKE}", chain[99]),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(luke_images(&app).await, 100);
+    assert_eq!(r.json()["name"], "deep-99");
+}
+
+/// How many images LUKE owns, in any state.
+async fn luke_images(app: &common::app::App) -> usize {
+    let r = app
+        .get(&format!("/images?owner={LUKE}&state=all&limit=1000"))
+        .await;
+    r.json().as_array().unwrap().len()
+}
