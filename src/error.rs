@@ -16,6 +16,8 @@ pub enum FieldCode {
     NotAllowed,
     Missing,
     Mismatch,
+    /// AdminImportLxdImage's malformed `alias` (IMGAPI's own code there).
+    InvalidParameter,
 }
 
 /// One item of `errors[]` in a ValidationFailed / InvalidParameter body.
@@ -114,6 +116,9 @@ errors! {
     #[error("account {account} is not the owner of image {image}")]
     NotImageOwner { account: Uuid, image: Uuid }
         => "NotImageOwner", 422, |_m| NotImageOwner { account: Uuid::nil(), image: Uuid::nil() };
+    #[error("image {image} is not shared with account {account}")]
+    ImageNotShared { account: Uuid, image: Uuid }
+        => "ImageNotShared", 422, |_m| ImageNotShared { account: Uuid::nil(), image: Uuid::nil() };
     #[error("origin image \"{0}\" does not exist")]
     OriginDoesNotExist(Uuid) => "OriginDoesNotExist", 422, |_m| OriginDoesNotExist(Uuid::nil());
     #[error("{0}")]

@@ -390,13 +390,7 @@ pub(super) struct CreateAction;
 impl Preamble for CreateAction {
     fn precheck(p: &Params) -> Result<(), Error> {
         match p.get("action").unwrap_or("") {
-            "" => Ok(()),
-            "create-from-vm" => Err(Error::NotAvailable(
-                "custom image creation is not currently available".into(),
-            )),
-            a @ ("import-docker-image" | "import-lxd-image") => Err(Error::NotAvailable(format!(
-                "action \"{a}\" is not available on this server"
-            ))),
+            "" | "create-from-vm" | "import-docker-image" | "import-lxd-image" => Ok(()),
             a => Err(Error::invalid_param(
                 "action",
                 FieldCode::Invalid,
@@ -417,7 +411,10 @@ impl Preamble for CreateAction {
         [{upload | path, content_md5, compression, sha1?, size?}]`: registration; the registrar \
         verifies and moves the bytes and activates the image, waiting up to `wait` seconds (a \
         longer job returns the image in state `creating`). \
-        `action=create-from-vm|import-docker-image|import-lxd-image` are 501.",
+        `action=create-from-vm|import-docker-image|import-lxd-image` are checked as IMGAPI \
+        checks them (create-from-vm: `vm_uuid`, `incremental`, `max_origin_depth`, the body, \
+        `owner`; docker: operators, `repo`, `tag` or `digest`, the reference; lxd: operators, \
+        `alias=REGISTRY:IMAGE` of a known registry), then 501: this server does not serve them.",
     params(
         super::openapi::CreateImageQuery,
         super::openapi::Account,
@@ -481,7 +478,7 @@ impl Preamble for CreateAction {
         (status = 422, response = super::openapi::Unprocessable),
         (status = 500, response = super::openapi::InternalError),
         (status = 501, response = super::openapi::NotAvailable),
-        (status = 503, response = super::openapi::StorageIsDown),
+                (status = 503, response = super::openapi::StorageIsDown),
         (status = 507, response = super::openapi::InsufficientStorage),
     ),
 )]
@@ -491,6 +488,22 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, Error> {
     let (caller, p) = (&ctx.caller, &ctx.params);
+    // The actions this server never serves: checked as IMGAPI checks them.
+    let unavailable = match p.get("action").unwrap_or("") {
+        "create-from-vm" => Some(CreateFromVm),
+        "import-docker-image" => Some(ImportDocker),
+        "import-lxd-image" => Some(ImportLxd),
+        _ => None,
+    };
+    if let Some(u) = unavailable {
+        caller.require_auth()?;
+        let body = json_object_opt(body).await?;
+        return Err(match u {
+            CreateFromVm => super::unavailable::create_from_vm(p, caller, body.as_ref()),
+            ImportDocker => super::unavailable::import_docker_image(p, caller),
+            ImportLxd => super::unavailable::import_lxd_image(p, caller),
+        });
+    }
     let mut body = json_object(body).await?;
     let img = match take_file_ref(&mut body)? {
         None => {
@@ -511,6 +524,15 @@ pub async fn create(
     };
     Ok(image_response(&img, ctx.opts))
 }
+
+/// The actions of `POST /images` this server never serves.
+#[derive(Clone, Copy)]
+enum Unavailable {
+    CreateFromVm,
+    ImportDocker,
+    ImportLxd,
+}
+use Unavailable::*;
 
 /// `?wait=SECONDS` of a registration (at most an hour).
 fn wait_param(p: &Params, default: u64) -> Result<std::time::Duration, Error> {
@@ -668,7 +690,8 @@ impl Preamble for ImageAction {
         (AdminImportRemoteImage, operators: answers `{image_uuid, job_uuid}` and a `workflow-api` \
         header; poll `GET {workflow-api}/jobs/{job_uuid}`), activate, enable, disable, update \
         (`If-Match`), export (`manta_path`), change-stor (`stor`), channel-add (servers with \
-        channels; body `{\"channel\": NAME}`). import-from-datacenter is 501 NotAvailable. A \
+        channels; body `{\"channel\": NAME}`). import-from-datacenter: 422 (`account`, then \
+        `datacenter`: no other datacenter is configured here). A \
         source not in `[imports] allowed_sources` is 422 `{source, NotAllowed}` before any \
         connection; a failing source is 503 RemoteSourceError with its message; an origin not \
         active is 422 OriginIsNotActive. Missing or unknown action: 422.",
@@ -697,7 +720,6 @@ impl Preamble for ImageAction {
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 422, response = super::openapi::Unprocessable),
         (status = 500, response = super::openapi::InternalError),
-        (status = 501, response = super::openapi::NotAvailable),
         (status = 503, response = super::openapi::StorageIsDown),
         (status = 507, response = super::openapi::InsufficientStorage),
     ),
@@ -727,10 +749,13 @@ pub async fn action(
         }
         "export" => return export(&st, &ctx).await,
         "import-remote" => return super::jobs::import_remote(&st, &ctx, &headers).await,
-        a @ "import-from-datacenter" => {
-            return Err(Error::NotAvailable(format!(
-                "action \"{a}\" is not available on this server"
-            )));
+        "import-from-datacenter" => {
+            caller.require_auth()?;
+            json_body(body).await?;
+            return Err(super::unavailable::import_from_datacenter(
+                &ctx.params,
+                caller,
+            ));
         }
         "activate" => st.images.activate(caller, uuid).await?,
         "enable" => st.images.set_disabled(caller, uuid, false).await?,
@@ -1147,4 +1172,61 @@ mod list_body_tests {
             }));
         }
     }
+}
+
+/// The query parameters CloneImage understands.
+const CLONE_PARAMS: [&str; 3] = ["account", "channel", "inclAdminFields"];
+
+/// CloneImage: `POST /images/{uuid}/clone?account=UUID`.
+#[utoipa::path(
+    post,
+    path = "/images/{uuid}/clone",
+    operation_id = "CloneImage",
+    tag = "images",
+    summary = "CloneImage: the account's own copy of an image shared with it",
+    description = "Copies an active image whose `acl` holds `account` (and its chain of origins \
+        up to the first operator image, which is kept) for that account: new uuids, `owner` the \
+        account, no `acl`, a fresh `published_at`; the cloned origins are disabled. The files \
+        are copied by the store (a reflink or hard link on a directory, a server-side copy on \
+        S3) with their size and digests. All or nothing. Refusals, in order: `account` not a \
+        UUID 422, an image the account cannot see 404, no `account` 422 InvalidParameter, not \
+        active 422 ValidationFailed `active`, `account` not in `acl` (the owner's own image \
+        too) 422 ImageNotShared, a docker image 422 ValidationFailed `type`. Any other query \
+        parameter is 422 InvalidParameter.",
+    params(
+        super::openapi::ImageUuid,
+        super::openapi::Account,
+        super::openapi::ChannelParam,
+        super::openapi::InclAdminFields,
+        super::openapi::AcceptVersion,
+    ),
+    responses(
+        (status = 200, response = super::openapi::ImageResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 503, response = super::openapi::StorageIsDown),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ),
+)]
+pub async fn clone_image(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response, Error> {
+    if let Some((k, _)) = ctx
+        .params
+        .0
+        .iter()
+        .find(|(k, _)| !CLONE_PARAMS.contains(&k.as_str()))
+    {
+        return Err(Error::invalid_param(
+            k,
+            FieldCode::Invalid,
+            format!(
+                "unknown parameter \"{k}\" (CloneImage takes account, channel and inclAdminFields)"
+            ),
+        ));
+    }
+    let img = st.images.clone_image(&ctx.caller, ctx.uuid).await?;
+    Ok(image_response(&img, ctx.opts))
 }

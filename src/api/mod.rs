@@ -13,6 +13,7 @@ mod metrics;
 pub mod openapi;
 mod ping;
 mod range;
+mod unavailable;
 mod uploads;
 
 use std::sync::Arc;
@@ -95,7 +96,10 @@ pub fn router(state: AppState) -> Router {
             "/images/{uuid}/file",
             put(files::add_file).get(files::get_file),
         )
-        .route("/images/{uuid}/file/from-url", post(ping::not_available))
+        .route(
+            "/images/{uuid}/file/from-url",
+            post(unavailable::add_image_file_from_url),
+        )
         .route(
             "/images/{uuid}/icon",
             put(files::add_icon)
@@ -104,10 +108,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(files::delete_icon),
         )
         .route("/images/{uuid}/acl", post(images::acl))
-        .route("/images/{uuid}/clone", post(ping::not_available))
+        .route("/images/{uuid}/clone", post(images::clone_image))
         .route("/images/{uuid}/jobs", get(jobs::image_jobs))
         .route("/jobs/{uuid}", get(jobs::get_job))
-        .route("/images/{uuid}/push", post(ping::not_available))
+        .route("/images/{uuid}/push", post(unavailable::push_docker_image))
         .merge(tus)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

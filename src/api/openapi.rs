@@ -25,7 +25,7 @@ pub(crate) use params::*;
 pub(crate) use responses::*;
 pub(crate) use schemas::*;
 
-use super::{channels, datasets, files, images, jobs, metrics, ping, uploads};
+use super::{channels, datasets, files, images, jobs, metrics, ping, unavailable, uploads};
 use crate::wire;
 
 /// The document as served: pretty JSON, with a final newline.
@@ -77,16 +77,16 @@ pub async fn spec() -> impl IntoResponse {
         images::delete,
         files::add_file,
         files::get_file,
-        aliases::add_image_file_from_url,
+        unavailable::add_image_file_from_url,
         files::add_icon,
         aliases::add_image_icon_post,
         files::get_icon,
         files::delete_icon,
         images::acl,
-        aliases::clone_image,
+        images::clone_image,
         jobs::image_jobs,
         jobs::get_job,
-        aliases::push_docker_image,
+        unavailable::push_docker_image,
         uploads::list,
         uploads::create,
         uploads::options,

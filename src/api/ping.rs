@@ -1,8 +1,7 @@
-//! Ping, AdminGetState, AdminReloadAuthKeys, and the IMGAPI endpoints this
-//! server does not provide (501 NotAvailable).
+//! Ping, AdminGetState and AdminReloadAuthKeys.
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
@@ -141,12 +140,4 @@ pub async fn admin_get_state(
 pub async fn reload_auth_keys(caller: Caller) -> Result<Response, Error> {
     caller.require_operator()?;
     Ok(json_response(StatusCode::OK, &json!({})))
-}
-
-/// Endpoints of IMGAPI this server does not provide.
-pub async fn not_available(uri: Uri) -> Error {
-    Error::NotAvailable(format!(
-        "{} is not available on this server (no compute nodes, workflow or remote sources here)",
-        uri.path()
-    ))
 }

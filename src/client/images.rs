@@ -335,6 +335,14 @@ pub async fn acl(http: &Http, uuid: &str, action: &str, accounts: &[String]) -> 
     .await
 }
 
+/// `POST /images/{uuid}/clone` (CloneImage; `?account=` from the
+/// connection's account).
+pub async fn clone(http: &Http, uuid: &str) -> Result<Value> {
+    let p = format!("/images/{uuid}/clone");
+    http.json("clone", || http.small(Method::POST, &p, Duration::ZERO))
+        .await
+}
+
 pub async fn delete(http: &Http, uuid: &str) -> Result<()> {
     let p = format!("/images/{uuid}");
     http.send("delete image", || {

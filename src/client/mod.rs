@@ -56,7 +56,8 @@ Examples:
   imgapi images get 2b683a82-a066-11e3-97ab-2faa44701c5a
   imgapi images update UUID description='a better base' tags='{\"role\":\"db\"}'
   imgapi images disable UUID
-  imgapi images acl add UUID 91ba0e64-2547-11e2-a972-df579e5fddb3";
+  imgapi images acl add UUID 91ba0e64-2547-11e2-a972-df579e5fddb3
+  imgapi images clone UUID --account 91ba0e64-2547-11e2-a972-df579e5fddb3";
 
 const FILE_EXAMPLES: &str = "\
 Examples:
@@ -236,6 +237,14 @@ pub enum ImagesCmd {
     },
     /// Delete an image and its file.
     Delete {
+        /// The image's uuid.
+        uuid: String,
+    },
+    /// Make the account's own copy of an image shared with it (its acl
+    /// holds the account given with --account, or the token's): a new
+    /// image owned by the account, with the same file (copied by the
+    /// server, not sent again).
+    Clone {
         /// The image's uuid.
         uuid: String,
     },
@@ -445,6 +454,10 @@ async fn images_cmd(http: &Http, cmd: ImagesCmd) -> Result<()> {
             } else {
                 println!("deleted image {uuid}");
             }
+        }
+        ImagesCmd::Clone { uuid } => {
+            images::check_uuid("image", &uuid)?;
+            show(images::clone(http, &uuid).await?)
         }
         ImagesCmd::Acl { cmd } => {
             let (uuid, action, accounts) = match cmd {

@@ -4,6 +4,7 @@
 //! the placeholder reaper (`reaper`) are its submodules, and every state
 //! change is a read-modify-write transaction in SQLite.
 
+mod clone;
 mod files;
 mod lifecycle;
 mod reaper;

@@ -539,6 +539,44 @@ impl FsStore {
         Ok(())
     }
 
+    /// Make `to` a copy of the regular file at `from` without reading its
+    /// bytes: a reflink (FICLONE: a file of its own that shares the
+    /// extents copy-on-write) where the file system has them, else a hard
+    /// link. Either outlives a delete of `from`; a hard link is safe here
+    /// because no object of the store is ever written in place (every
+    /// write is a new file renamed over its key, so a later write of
+    /// `from` leaves the linked bytes as they are). `to` must not exist.
+    /// A missing `from` is `CopySourceNotFound`.
+    pub async fn clone_file(&self, from: &str, to: &str) -> Result<()> {
+        self.path(from)?;
+        self.path(to)?;
+        let (root, f, t) = (self.root.clone(), from.to_string(), to.to_string());
+        let r = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let a = checked_path(&root, &f, false)?;
+            let b = checked_path(&root, &t, true)?;
+            let src = open_options().read(true).open(&a)?;
+            if !src.metadata()?.is_file() {
+                return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+            }
+            if !reflink(&src, &b)? {
+                std::fs::hard_link(&a, &b)?;
+            }
+            if let Some(dir) = b.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(StoreError::internal)?;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Err(StoreError::CopySourceNotFound {
+                key: from.to_string(),
+            }),
+            Err(e) => Err(map_io(to, e)),
+        }
+    }
+
     /// Atomically move `from` to `to` (same store), replacing `to`.
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.path(from)?;
@@ -558,6 +596,35 @@ impl FsStore {
         .map_err(|e| map_io(to, e))?;
         Ok(())
     }
+}
+
+/// Clone `src` into the new file `dest` (FICLONE) and fsync it; false,
+/// leaving nothing at `dest`, where the file system cannot. Blocking.
+#[cfg(target_os = "linux")]
+fn reflink(src: &std::fs::File, dest: &Path) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let out = open_options().write(true).create_new(true).open(dest)?;
+    // SAFETY: FICLONE takes the source descriptor as its argument; both
+    // descriptors are open for the duration of the call.
+    let r = unsafe { libc::ioctl(out.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    if r == 0 {
+        out.sync_all()?;
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    drop(out);
+    std::fs::remove_file(dest)?;
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::ENOSYS) => {
+            Ok(false)
+        }
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reflink(_src: &std::fs::File, _dest: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 /// Start the disk's writeback of `len` bytes of `f` from `offset` (`len`

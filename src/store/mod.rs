@@ -125,6 +125,17 @@ impl Store {
         }
     }
 
+    /// Make `to` an independent copy of `from` inside this store without
+    /// the bytes passing through us: a reflink or hard link in a directory,
+    /// a server-side copy in a bucket. The copy outlives any later delete
+    /// or rewrite of `from`. A missing `from` is `CopySourceNotFound`.
+    pub async fn clone_object(&self, from: &str, to: &str) -> Result<()> {
+        match self {
+            Store::Fs(s) => s.clone_file(from, to).await,
+            Store::S3(s) => s.copy(from, to, None).await,
+        }
+    }
+
     /// Remove the object; absent is fine.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self {

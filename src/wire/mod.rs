@@ -328,6 +328,7 @@ pub enum FieldCode {
     NotAllowed,
     Missing,
     Mismatch,
+    InvalidParameter,
 }
 
 /// Ping's answer (schema only).

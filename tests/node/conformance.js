@@ -332,6 +332,50 @@ async function main() {
         assertNotFound(err);
     });
 
+    // 7b. CloneImage (sdc-clients cloneImage): VADER's own copy of the
+    // image LUKE shares with it, refusals first.
+    await check('cloneImage refusals: unknown account 404, owner and ' +
+            'unshared 422 ImageNotShared, no account 422', async function () {
+        var err = await callErr('cloneImage', uuid,
+            'd3c2a1b0-0000-4000-8000-000000000000');
+        assertNotFound(err);
+        err = await callErr('cloneImage', uuid, LUKE);
+        assert.strictEqual(err.statusCode, 422, describeErr(err));
+        assert.strictEqual(err.restCode, 'ImageNotShared', describeErr(err));
+        err = await callErr('cloneImage', uuid, VADER);
+        // Not in the acl (any more): VADER cannot see the private image.
+        assertNotFound(err);
+        var raw = new IMGAPI({url: url, retry: false});
+        err = await new Promise(function (resolve) {
+            raw.client.post('/images/' + uuid + '/clone', function (e) {
+                resolve(e);
+            });
+        });
+        raw.close();
+        assert.strictEqual(err.statusCode, 422, describeErr(err));
+        assert.strictEqual(err.body.code, 'InvalidParameter', describeErr(err));
+    });
+    await check('cloneImage(uuid, VADER) once shared gives VADER its own ' +
+            'active copy with the same file', async function () {
+        await call('addImageAcl', uuid, [VADER], LUKE);
+        var r = await call('cloneImage', uuid, VADER);
+        var c = r[0];
+        assert.ok(UUID_RE.test(c.uuid) && c.uuid !== uuid, JSON.stringify(c));
+        assert.strictEqual(c.owner, VADER, JSON.stringify(c));
+        assert.strictEqual(c.state, 'active', JSON.stringify(c));
+        assert.ok(!c.acl || c.acl.length === 0, JSON.stringify(c));
+        assert.strictEqual(c.name, img.name, JSON.stringify(c));
+        assert.strictEqual(c.files[0].sha1, fileSha1);
+        assert.strictEqual(c.files[0].size, FILE_SIZE);
+        var out = path.join(tmpDir, 'clone.bin');
+        await call('getImageFile', c.uuid, out, VADER);
+        assert.strictEqual(sha1File(out), fileSha1);
+        var err = await callErr('cloneImage', c.uuid, VADER);
+        assert.strictEqual(err.restCode, 'ImageNotShared', describeErr(err));
+        await call('deleteImage', c.uuid, VADER);
+        await call('removeImageAcl', uuid, [VADER], LUKE);
+    });
+
     // 8. Update, disable, enable.
     await check('updateImage(uuid, {description}) sets description',
             async function () {

@@ -1,27 +1,9 @@
 //! Routes whose handler serves several routes (one `#[utoipa::path]`
-//! per handler fn): `ping::not_available` (three IMGAPI endpoints this
-//! server does not provide), `files::add_icon` (PUT and POST) and
+//! per handler fn): `files::add_icon` (PUT and POST) and
 //! `uploads::options` (`/uploads` and `/uploads/{id}`). Each stub here
 //! documents one more route of such a handler; it is never called.
 
 #![allow(dead_code)]
-
-#[utoipa::path(
-    post,
-    path = "/images/{uuid}/file/from-url",
-    operation_id = "AddImageFileFromUrl",
-    tag = "not-available",
-    summary = "AddImageFileFromUrl (not provided)",
-    params(
-        super::ImageUuid,
-    ),
-    responses(
-        (status = 400, response = super::BadRequest),
-        (status = 415, response = super::UnsupportedMediaType),
-        (status = 501, response = super::NotAvailable),
-    ),
-)]
-pub fn add_image_file_from_url() {}
 
 #[utoipa::path(
     post,
@@ -57,40 +39,6 @@ pub fn add_image_file_from_url() {}
     ),
 )]
 pub fn add_image_icon_post() {}
-
-#[utoipa::path(
-    post,
-    path = "/images/{uuid}/clone",
-    operation_id = "CloneImage",
-    tag = "not-available",
-    summary = "CloneImage (not provided)",
-    params(
-        super::ImageUuid,
-    ),
-    responses(
-        (status = 400, response = super::BadRequest),
-        (status = 415, response = super::UnsupportedMediaType),
-        (status = 501, response = super::NotAvailable),
-    ),
-)]
-pub fn clone_image() {}
-
-#[utoipa::path(
-    post,
-    path = "/images/{uuid}/push",
-    operation_id = "AdminPushDockerImage",
-    tag = "not-available",
-    summary = "AdminPushDockerImage (not provided)",
-    params(
-        super::ImageUuid,
-    ),
-    responses(
-        (status = 400, response = super::BadRequest),
-        (status = 415, response = super::UnsupportedMediaType),
-        (status = 501, response = super::NotAvailable),
-    ),
-)]
-pub fn push_docker_image() {}
 
 #[utoipa::path(
     options,
