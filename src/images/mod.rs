@@ -175,3 +175,11 @@ pub fn check_origin(c: &rusqlite::Connection, caller: &Caller, origin: Uuid) -> 
         _ => Err(Error::OriginDoesNotExist(origin)),
     }
 }
+
+/// AdminImportImage's origin check: the origin exists (whoever owns it).
+fn check_origin_exists(c: &rusqlite::Connection, origin: Uuid) -> Result<()> {
+    match q::get(c, origin)? {
+        Some(_) => Ok(()),
+        None => Err(Error::OriginDoesNotExist(origin)),
+    }
+}
