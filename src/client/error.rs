@@ -25,6 +25,10 @@ pub enum ClientError {
     /// A local file could not be read or written (exit 2).
     #[error("{0}")]
     Local(String),
+    /// An error and what to do next (printed on a line of its own; the
+    /// exit code is the error's).
+    #[error("{err}")]
+    Hinted { err: Box<ClientError>, hint: String },
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -36,13 +40,49 @@ impl ClientError {
             ClientError::Usage(_) | ClientError::Local(_) => 2,
             ClientError::Transport(_) => 3,
             ClientError::Verify(_) => 4,
+            ClientError::Hinted { err, .. } => err.exit_code(),
+        }
+    }
+
+    /// This error with what to do next (an error that has one keeps it: the
+    /// nearer the failure, the more precise).
+    pub fn hint(self, hint: impl Into<String>) -> ClientError {
+        match self {
+            e @ ClientError::Hinted { .. } => e,
+            e => ClientError::Hinted {
+                err: Box::new(e),
+                hint: hint.into(),
+            },
+        }
+    }
+
+    /// The error without its hint.
+    pub fn inner(&self) -> &ClientError {
+        match self {
+            ClientError::Hinted { err, .. } => err,
+            e => e,
+        }
+    }
+
+    /// The server's refusal, if this is one.
+    pub fn server(&self) -> Option<(u16, &ErrorBody)> {
+        match self.inner() {
+            ClientError::Server { status, body } => Some((*status, body)),
+            _ => None,
+        }
+    }
+
+    fn hint_text(&self) -> Option<&str> {
+        match self {
+            ClientError::Hinted { hint, .. } => Some(hint),
+            _ => None,
         }
     }
 
     /// Print to stderr (with the error's field details) and give the exit code.
     pub fn report(&self, json: bool) -> ExitCode {
         if json {
-            let v = match self {
+            let mut v = match self.inner() {
                 ClientError::Server { status, body } => serde_json::json!({
                     "error": {"status": status, "code": body.code, "message": body.message,
                               "errors": body.errors.iter().flatten().map(|e| serde_json::json!({
@@ -51,14 +91,22 @@ impl ClientError {
                 }),
                 other => serde_json::json!({"error": {"message": other.to_string()}}),
             };
+            if let Some(h) = self.hint_text() {
+                v["error"]["hint"] = h.into();
+            }
             eprintln!("{v}");
         } else {
             eprintln!("imgapi: {self}");
-            if let ClientError::Server { body, .. } = self {
+            if let ClientError::Server { body, .. } = self.inner() {
                 for e in body.errors.iter().flatten() {
-                    let m = e.message.as_deref().unwrap_or("");
-                    eprintln!("  {}: {} {m}", e.field, e.code);
+                    match e.message.as_deref() {
+                        Some(m) => eprintln!("  {}: {} {m}", e.field, e.code),
+                        None => eprintln!("  {}: {}", e.field, e.code),
+                    }
                 }
+            }
+            if let Some(h) = self.hint_text() {
+                eprintln!("imgapi: {h}");
             }
         }
         ExitCode::from(self.exit_code())

@@ -1,7 +1,7 @@
 //! The import verbs: `import-dir` (seed images from a directory of
 //! `*.imgmanifest` files and their image files, as a headnode does on first
-//! boot: AdminImportImage, resumable upload, AddImageFile, activate;
-//! idempotent) and `import-remote` (drive the server's
+//! boot: every manifest validated first, then AdminImportImage, resumable
+//! upload, AddImageFile, activate; idempotent) and `import-remote` (drive the server's
 //! AdminImportRemoteImage job and follow it to its end).
 
 use std::collections::{HashMap, HashSet};
@@ -371,21 +371,72 @@ async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value>
     Ok(img)
 }
 
-/// `imgapi import-dir DIR`: prints the summary; a failed image makes the
-/// verb fail (after the others were tried).
+/// Every manifest of the directory checked by the server as
+/// AdminImportImage would check it, before any file is sent: the refusal
+/// of each (None: valid). An image whose origin is refused only for being
+/// absent, while the directory holds that origin and it is valid, is
+/// valid (the origin is imported first). A failure that is no refusal of
+/// the manifest (the server unreachable, a bad token) ends the verb.
+async fn check_all(http: &Http, seeds: &[Seed]) -> Result<Vec<Option<ClientError>>> {
+    let mut out: Vec<Option<ClientError>> = Vec::with_capacity(seeds.len());
+    for s in seeds {
+        let body = Value::Object(s.manifest.clone());
+        let refusal = match super::images::validate(http, &body, true).await {
+            Ok(()) => None,
+            Err(e) if e.server().is_some_and(|(st, _)| st == 422) => {
+                let origin = s.manifest.get("origin").and_then(Value::as_str);
+                // Origins come first: an origin of the directory is checked.
+                let origin_here = origin.and_then(|o| {
+                    seeds
+                        .iter()
+                        .zip(&out)
+                        .find(|(o2, _)| o2.uuid == o)
+                        .map(|(_, r)| r.is_none())
+                });
+                let absent = e
+                    .server()
+                    .is_some_and(|(_, b)| b.code == "OriginDoesNotExist");
+                match (absent, origin_here) {
+                    (true, Some(true)) => None,
+                    (true, Some(false)) => Some(super::http::refused(
+                        422,
+                        "OriginDoesNotExist",
+                        format!(
+                            "its origin {} is in the directory but its manifest is invalid",
+                            origin.unwrap_or_default()
+                        ),
+                    )),
+                    _ => Some(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        out.push(refusal);
+    }
+    Ok(out)
+}
+
+/// `imgapi import-dir DIR`: checks every manifest, imports the valid ones,
+/// prints the summary; an invalid or failed image makes the verb fail
+/// (after the others were tried).
 pub async fn import_dir(http: &Http, dir: &Path, chunk: u64) -> Result<()> {
     let seeds = read_dir(dir)?;
+    let refusals = check_all(http, &seeds).await?;
     let mut rows = Vec::new();
     let mut first_err: Option<ClientError> = None;
-    for s in &seeds {
-        let (result, error) = match seed_one(http, s, chunk).await {
+    for (s, refusal) in seeds.iter().zip(refusals) {
+        let (res, why_not) = match refusal {
+            Some(e) => (Err(e), "invalid"),
+            None => (seed_one(http, s, chunk).await, "failed"),
+        };
+        let (result, error) = match res {
             Ok((o, _)) => (o.as_str(), None),
             Err(e) => {
                 let msg = e.to_string();
                 if first_err.is_none() {
                     first_err = Some(e);
                 }
-                ("failed", Some(msg))
+                (why_not, Some(msg))
             }
         };
         rows.push(json!({
@@ -484,7 +535,7 @@ async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> 
             let r = match http.small(Method::POST, &path, Duration::ZERO).send().await {
                 Err(e) => {
                     return Ok(Attempt::Retry {
-                        why: super::http::chain(&e),
+                        why: super::http::why(&e),
                         after: None,
                     });
                 }
