@@ -562,6 +562,9 @@ async fn validate(
         ));
     }
     let import = p.bool("import")?.unwrap_or(false);
+    if import {
+        caller.require_operator()?;
+    }
     let mut body = json_object(body).await?;
     if import {
         // AdminImportImage takes the uuid from its path and requires the
