@@ -29,6 +29,13 @@ pub enum ClientError {
     /// exit code is the error's).
     #[error("{err}")]
     Hinted { err: Box<ClientError>, hint: String },
+    /// Errors already shown one by one (import-dir's images): a summary,
+    /// and the exit code of the first.
+    #[error("{summary}")]
+    Several {
+        first: Box<ClientError>,
+        summary: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -41,6 +48,7 @@ impl ClientError {
             ClientError::Transport(_) => 3,
             ClientError::Verify(_) => 4,
             ClientError::Hinted { err, .. } => err.exit_code(),
+            ClientError::Several { first, .. } => first.exit_code(),
         }
     }
 
@@ -96,20 +104,28 @@ impl ClientError {
             }
             eprintln!("{v}");
         } else {
-            eprintln!("imgapi: {self}");
-            if let ClientError::Server { body, .. } = self.inner() {
-                for e in body.errors.iter().flatten() {
-                    match e.message.as_deref() {
-                        Some(m) => eprintln!("  {}: {} {m}", e.field, e.code),
-                        None => eprintln!("  {}: {}", e.field, e.code),
-                    }
-                }
-            }
-            if let Some(h) = self.hint_text() {
-                eprintln!("imgapi: {h}");
-            }
+            eprint!("{}", self.text("imgapi: "));
         }
         ExitCode::from(self.exit_code())
+    }
+
+    /// The error as printed: `prefix` and the error, the server's field
+    /// details, and the hint (each line ends with a newline).
+    pub fn text(&self, prefix: &str) -> String {
+        use std::fmt::Write;
+        let mut s = format!("{prefix}{self}\n");
+        if let ClientError::Server { body, .. } = self.inner() {
+            for e in body.errors.iter().flatten() {
+                let _ = match e.message.as_deref() {
+                    Some(m) => writeln!(s, "  {}: {} {m}", e.field, e.code),
+                    None => writeln!(s, "  {}: {}", e.field, e.code),
+                };
+            }
+        }
+        if let Some(h) = self.hint_text() {
+            let _ = writeln!(s, "imgapi: {h}");
+        }
+        s
     }
 }
 
