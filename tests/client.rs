@@ -1091,6 +1091,15 @@ async fn a_refused_registration_keeps_the_upload_for_the_corrected_rerun() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(err["error"]["code"], "ChecksumMismatch", "{err}");
+    assert_eq!(
+        err["error"]["hint"],
+        format!(
+            "the upload is kept: correct {} and run the same command again (the file is not \
+             sent again)",
+            m.display()
+        ),
+        "{err}"
+    );
     assert_eq!(state_entries(&state), 1, "the upload is kept for a re-run");
 
     manifest["files"][0]["sha1"] = json!(sha1_hex(&bytes));

@@ -232,6 +232,13 @@ pub async fn publish(
                 None => return Err(ClientError::Server { status: 409, body }),
             }
         }
+        Err(e @ ClientError::Server { status: 422, .. }) => {
+            return Err(e.hint(format!(
+                "the upload is kept: correct {} and run the same command again (the file is \
+                 not sent again)",
+                manifest.display()
+            )));
+        }
         Err(e) => return Err(e),
     };
     done(wait_state(http, img, deadline).await?)
