@@ -1091,6 +1091,15 @@ async fn a_refused_registration_keeps_the_upload_for_the_corrected_rerun() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(err["error"]["code"], "ChecksumMismatch", "{err}");
+    assert_eq!(
+        err["error"]["hint"],
+        format!(
+            "the upload is kept: correct {} and run the same command again (the file is not \
+             sent again)",
+            m.display()
+        ),
+        "{err}"
+    );
     assert_eq!(state_entries(&state), 1, "the upload is kept for a re-run");
 
     manifest["files"][0]["sha1"] = json!(sha1_hex(&bytes));
@@ -1100,6 +1109,81 @@ async fn a_refused_registration_keeps_the_upload_for_the_corrected_rerun() {
     assert_eq!(v["upload"]["bytes_sent"], 0, "nothing uploaded again");
     assert_eq!(v["upload"]["resumed_from"], bytes.len());
     assert_eq!(state_entries(&state), 0);
+}
+
+#[tokio::test]
+async fn publish_refuses_an_invalid_manifest_before_sending_a_byte() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (file, bytes) = gz_file(tmp.path(), 64 * MIB, 12);
+    // A zvol without nic_driver, disk_driver, cpu_type and image_size.
+    let m = tmp.path().join("vm.json");
+    let mut manifest = json!({"v": 2, "name": "vm", "version": "1.0.0", "os": "linux",
+                              "type": "zvol"});
+    std::fs::write(&m, manifest.to_string()).unwrap();
+    let args = [
+        "publish",
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        file.to_str().unwrap(),
+        "--account",
+        LUKE,
+    ];
+    let before = bytes_in(&s.url).await;
+    let out = run(&s.url, &state, &args);
+    let received = bytes_in(&s.url).await - before;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "imgapi: ValidationFailed: invalid image data: nic_driver, disk_driver, cpu_type, \
+             image_size (HTTP 422)\n\
+             \x20 nic_driver: MissingParameter required for type \"zvol\"\n\
+             \x20 disk_driver: MissingParameter required for type \"zvol\"\n\
+             \x20 cpu_type: MissingParameter required for type \"zvol\"\n\
+             \x20 image_size: MissingParameter required for type \"zvol\"\n\
+             imgapi: nothing was uploaded: correct {} and run the same command again\n",
+            m.display()
+        )
+    );
+    assert!(out.stdout.is_empty());
+    // The server holds no upload, no image, and received the manifest only.
+    assert!(server_uploads(&s.url, LUKE).await.is_empty());
+    let (_, imgs) = s.get(&format!("/images?state=all&account={LUKE}")).await;
+    assert_eq!(imgs, json!([]));
+    assert!(received < 4096, "received {received} bytes");
+    let staged: u64 = walk(&s.data_dir())
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains("imgapi.sqlite"))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .filter(|&n| n >= MIB as u64)
+        .sum();
+    assert_eq!(
+        staged, 0,
+        "no file of the image's size on the server's disk"
+    );
+    assert_eq!(state_entries(&state), 0, "no upload to resume");
+
+    // Corrected, it is published (from byte 0: nothing was sent before).
+    for (k, v) in [
+        ("nic_driver", json!("virtio")),
+        ("disk_driver", json!("virtio")),
+        ("cpu_type", json!("host")),
+        ("image_size", json!(10240)),
+    ] {
+        manifest[k] = v;
+    }
+    std::fs::write(&m, manifest.to_string()).unwrap();
+    let mut args = args.to_vec();
+    args.push("--json");
+    let v = stdout_json(&run(&s.url, &state, &args));
+    assert_eq!(v["image"]["state"], "active", "{v}");
+    assert_eq!(v["upload"]["resumed_from"], 0);
+    assert_eq!(v["image"]["files"][0]["sha1"], sha1_hex(&bytes));
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! The import verbs of the client against real servers: `import-dir` seeds
 //! a directory of manifests and files (origins first), a second run changes
 //! nothing, a run killed mid-upload is completed by the next one without
-//! re-sending what the server has; `import-remote` between two servers ends
+//! re-sending what the server has, every manifest is validated before any
+//! file is sent and an invalid one is reported while the others are
+//! imported; `import-remote` between two servers ends
 //! with the same active image, and a refused source exits 1 with NotAllowed.
 
 mod common;
@@ -168,6 +170,94 @@ async fn import_dir_killed_mid_upload_is_completed_by_the_next_run() {
         "the re-run sent {sent} bytes of a {} byte file",
         child.len()
     );
+}
+
+/// `imgapi_http_requests_total` of `POST /images` with `status`.
+async fn posts_to_images(url: &str, status: u16) -> u64 {
+    let t = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = format!(
+        "imgapi_http_requests_total{{route=\"/images\",method=\"POST\",status=\"{status}\"}} "
+    );
+    t.lines()
+        .find_map(|l| l.strip_prefix(key.as_str()))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+#[tokio::test]
+async fn import_dir_validates_every_manifest_first_and_imports_the_valid_ones() {
+    let s = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let dir = tmp.path().join("datasets");
+    let (base, child) = seed_dir(&dir, 3 * MIB + 1, MIB + 3);
+    // A zvol without nic_driver, disk_driver, cpu_type and image_size,
+    // sorted (and so imported) last.
+    const VM: &str = "3f6a5b84-0c1e-4e5a-9d2b-7a1c2e3f4a52";
+    let vm_len = 2 * MIB + 77;
+    std::fs::write(dir.join("zz-vm.zfs.gz"), data(vm_len, 13)).unwrap();
+    let vm = json!({"v": 2, "uuid": VM, "owner": SDC, "name": "vm", "version": "1.0.0",
+        "published_at": "2024-03-01T10:00:00Z", "type": "zvol", "os": "linux",
+        "files": [{"compression": "gzip", "size": vm_len}]});
+    std::fs::write(dir.join("zz-vm.imgmanifest"), vm.to_string()).unwrap();
+
+    // Killed during the first upload (the base's): by then every manifest
+    // was validated, the last one refused.
+    let out = imgapi(&s.url, &state)
+        .args(["import-dir", dir.to_str().unwrap(), "--chunk-mib", "1"])
+        .env("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES", MIB.to_string())
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{out:?}");
+    // The base valid (204); the child refused for its origin (422, not yet
+    // imported, and valid in the directory) and the zvol refused.
+    assert_eq!(posts_to_images(&s.url, 204).await, 1);
+    assert_eq!(posts_to_images(&s.url, 422).await, 2);
+
+    let out = imgapi(&s.url, &state)
+        .args(["import-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let table: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(
+        table,
+        [
+            ["UUID", "NAME", "VERSION", "RESULT"].map(String::from),
+            [BASE, "base", "1.2.8", "completed"].map(String::from),
+            [CHILD, "child", "1.2.8", "imported"].map(String::from),
+            [VM, "vm", "1.0.0", "invalid"].map(String::from),
+        ]
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "imgapi: {VM} vm: ValidationFailed: invalid image data: nic_driver, \
+             disk_driver, cpu_type, image_size (HTTP 422)\n\
+             \x20 nic_driver: MissingParameter required for type \"zvol\"\n\
+             \x20 disk_driver: MissingParameter required for type \"zvol\"\n\
+             \x20 cpu_type: MissingParameter required for type \"zvol\"\n\
+             \x20 image_size: MissingParameter required for type \"zvol\"\n\
+             imgapi: 1 of 3 images not imported (above): correct what is named and run the \
+             same command again (the imported ones are skipped)\n"
+        )
+    );
+    assert_active(&s.url, BASE, &base).await;
+    assert_active(&s.url, CHILD, &child).await;
+    let (st, _) = s.get(&format!("/images/{VM}")).await;
+    assert_eq!(st, 404);
+    let (_, ups) = s.get("/uploads").await;
+    let ups = ups.as_array().unwrap();
+    assert_eq!(ups.len(), 2, "no upload of the zvol's file: {ups:?}");
+    assert!(ups.iter().all(|u| u["length"] != vm_len), "{ups:?}");
 }
 
 #[tokio::test]

@@ -163,6 +163,9 @@ _imgapi() {
             imgapi__subcmd__help__subcmd__images,activate)
                 cmd="imgapi__subcmd__help__subcmd__images__subcmd__activate"
                 ;;
+            imgapi__subcmd__help__subcmd__images,clone)
+                cmd="imgapi__subcmd__help__subcmd__images__subcmd__clone"
+                ;;
             imgapi__subcmd__help__subcmd__images,delete)
                 cmd="imgapi__subcmd__help__subcmd__images__subcmd__delete"
                 ;;
@@ -198,6 +201,9 @@ _imgapi() {
                 ;;
             imgapi__subcmd__images,activate)
                 cmd="imgapi__subcmd__images__subcmd__activate"
+                ;;
+            imgapi__subcmd__images,clone)
+                cmd="imgapi__subcmd__images__subcmd__clone"
                 ;;
             imgapi__subcmd__images,delete)
                 cmd="imgapi__subcmd__images__subcmd__delete"
@@ -243,6 +249,9 @@ _imgapi() {
                 ;;
             imgapi__subcmd__images__subcmd__help,activate)
                 cmd="imgapi__subcmd__images__subcmd__help__subcmd__activate"
+                ;;
+            imgapi__subcmd__images__subcmd__help,clone)
+                cmd="imgapi__subcmd__images__subcmd__help__subcmd__clone"
                 ;;
             imgapi__subcmd__images__subcmd__help,delete)
                 cmd="imgapi__subcmd__images__subcmd__help__subcmd__delete"
@@ -296,7 +305,7 @@ _imgapi() {
 
     case "${cmd}" in
         imgapi)
-            opts="-h -V --config --data-dir --help --version serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote man help"
+            opts="-h -V --config --data-dir --database-url --help --version serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +319,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -318,7 +331,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__account)
-            opts="-h --config --data-dir --help create help"
+            opts="-h --config --data-dir --database-url --help create help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -332,6 +345,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -340,7 +357,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__account__subcmd__create)
-            opts="-h --login --operator --uuid --config --data-dir --help"
+            opts="-h --login --operator --uuid --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -359,6 +376,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -412,7 +433,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__check__subcmd__files)
-            opts="-h --quick --config --data-dir --help"
+            opts="-h --quick --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -423,6 +444,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -434,7 +459,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__completions)
-            opts="-h --config --data-dir --help bash elvish fish powershell zsh"
+            opts="-h --config --data-dir --database-url --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,6 +470,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -456,7 +485,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__config)
-            opts="-h --config --data-dir --help check help"
+            opts="-h --config --data-dir --database-url --help check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -470,6 +499,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -478,7 +511,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__config__subcmd__check)
-            opts="-h --listen --config --data-dir --help"
+            opts="-h --listen --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -493,6 +526,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -546,7 +583,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__file)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help get help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help get help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -580,6 +617,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -588,7 +629,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__file__subcmd__get)
-            opts="-o -h --output --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-o -h --output --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -627,6 +668,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -680,7 +725,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__gc)
-            opts="-h --yes --config --data-dir --help"
+            opts="-h --yes --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -691,6 +736,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -856,7 +905,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__help__subcmd__images)
-            opts="list get update activate disable enable delete acl"
+            opts="list get update activate disable enable delete clone acl"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -912,6 +961,20 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__help__subcmd__images__subcmd__activate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__help__subcmd__images__subcmd__clone)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1150,7 +1213,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help list get update activate disable enable delete acl help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help list get update activate disable enable delete clone acl help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1184,6 +1247,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1192,7 +1259,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__acl)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help add remove help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help add remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1226,6 +1293,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1234,7 +1305,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__acl__subcmd__add)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1265,6 +1336,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1332,7 +1407,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__acl__subcmd__remove)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1366,6 +1441,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1374,7 +1453,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__activate)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1405,6 +1484,56 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__images__subcmd__clone)
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stall-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1416,7 +1545,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__delete)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1447,6 +1576,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1458,7 +1591,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__disable)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1489,6 +1622,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1500,7 +1637,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__enable)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1531,6 +1668,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1542,7 +1683,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__get)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1576,6 +1717,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1584,7 +1729,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__help)
-            opts="list get update activate disable enable delete acl help"
+            opts="list get update activate disable enable delete clone acl help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1640,6 +1785,20 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__help__subcmd__activate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__images__subcmd__help__subcmd__clone)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1752,7 +1911,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__list)
-            opts="-h --owner --name --version --type --os --public --state --tag --billing-tag --channel --limit --marker --sort --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --owner --name --version --type --os --public --state --tag --billing-tag --channel --limit --marker --sort --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1838,6 +1997,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1846,7 +2009,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__update)
-            opts="-f -h --file --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-f -h --file --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1888,6 +2051,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1896,7 +2063,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__import__subcmd__dir)
-            opts="-h --chunk-mib --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --chunk-mib --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1934,6 +2101,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1942,7 +2113,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__import__subcmd__remote)
-            opts="-h --source --all-origins --skip-owner-check --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --source --all-origins --skip-owner-check --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1980,6 +2151,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1988,7 +2163,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__man)
-            opts="-h --out --config --data-dir --help"
+            opts="-h --out --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2006,6 +2181,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2014,7 +2193,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__migrate)
-            opts="-h --config --data-dir --help"
+            opts="-h --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2028,6 +2207,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2036,7 +2219,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__publish)
-            opts="-m -f -h --manifest --file --wait --parallel --chunk-mib --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-m -f -h --manifest --file --wait --parallel --chunk-mib --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2098,6 +2281,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2106,7 +2293,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__serve)
-            opts="-h --listen --config --data-dir --help"
+            opts="-h --listen --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2124,6 +2311,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2132,7 +2323,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__upload)
-            opts="-h --path --chunk-mib --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --path --chunk-mib --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2174,6 +2365,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2182,7 +2377,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__uploads)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help list abort help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help list abort help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2216,6 +2411,10 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2224,7 +2423,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__uploads__subcmd__abort)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2255,6 +2454,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2322,7 +2525,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__uploads__subcmd__list)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --help"
+            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2353,6 +2556,10 @@ _imgapi() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_imgapi_global_optspecs
-    string join \n config= data-dir= h/help V/version
+    string join \n config= data-dir= database-url= h/help V/version
 end
 
 function __fish_imgapi_needs_command
@@ -26,6 +26,7 @@ end
 
 complete -c imgapi -n "__fish_imgapi_needs_command" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_needs_command" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_needs_command" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_needs_command" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_needs_command" -s V -l version -d 'Print version'
 complete -c imgapi -n "__fish_imgapi_needs_command" -f -a "serve" -d 'Run the HTTP server'
@@ -47,20 +48,25 @@ complete -c imgapi -n "__fish_imgapi_needs_command" -f -a "help" -d 'Print this 
 complete -c imgapi -n "__fish_imgapi_using_subcommand serve" -l listen -d 'Address to listen on, e.g. 127.0.0.1:8080 (IMGAPI_LISTEN)' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand serve" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand serve" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand serve" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand migrate" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand migrate" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand migrate" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand check-files" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand check-files" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand check-files" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand check-files" -l quick -d 'Check sizes only, without reading the files'
 complete -c imgapi -n "__fish_imgapi_using_subcommand check-files" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand gc" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand gc" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand gc" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand gc" -l yes -d 'Delete (without it this is a dry run)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and not __fish_seen_subcommand_from create help" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and not __fish_seen_subcommand_from create help" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand account; and not __fish_seen_subcommand_from create help" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and not __fish_seen_subcommand_from create help" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and not __fish_seen_subcommand_from create help" -f -a "create" -d 'Create an account and print its uuid and token (shown only once)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and not __fish_seen_subcommand_from create help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -68,23 +74,27 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_s
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from create" -l uuid -d 'Use this uuid instead of a new one' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from create" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from create" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from create" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from create" -l operator -d 'The account is an operator'
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an account and print its uuid and token (shown only once)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand account; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and not __fish_seen_subcommand_from check help" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and not __fish_seen_subcommand_from check help" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand config; and not __fish_seen_subcommand_from check help" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load the configuration exactly as `serve` would (flags, environment, file), print it as TOML with secrets redacted, and check what can be checked without serving: directories writable, the database openable, the S3 bucket reachable. Exits 2 with serve\'s message on a configuration error, 1 when a check fails'
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from check" -l listen -d 'Address to listen on, as `serve --listen` (IMGAPI_LISTEN)' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from check" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from check" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load the configuration exactly as `serve` would (flags, environment, file), print it as TOML with secrets redacted, and check what can be checked without serving: directories writable, the database openable, the S3 bucket reachable. Exits 2 with serve\'s message on a configuration error, 1 when a check fails'
 complete -c imgapi -n "__fish_imgapi_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand completions" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand completions" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand completions" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -s m -l manifest -d 'The image manifest (JSON): name, version, os, type, ... ; its files[0] may give compression (else guessed from the file)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -s f -l file -d 'The image file' -r -F
@@ -98,6 +108,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -l retries -d 'Re
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand publish" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l path -d 'Storage path to write: /LOGIN/stor/... or /assets/...' -r
@@ -109,26 +120,29 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l retries -d 'Ret
 complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand upload" -s h -l help -d 'Print help'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l url -d 'Server URL' -r
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l token -d 'Bearer token (servers with auth = "token")' -r
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l account -d 'Act on behalf of this account uuid (`?account=`)' -r
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l retries -d 'Retries of a failed request (connection errors, timeouts, 5xx)' -r
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -l json -d 'Print JSON for scripts instead of human output'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -s h -l help -d 'Print help'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "list" -d 'List images (ListImages filters as flags)'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "get" -d 'Show one image'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "update" -d 'Change an image\'s fields: KEY=VALUE pairs (VALUE is JSON when it parses as JSON) and/or a JSON object file'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "activate" -d 'Activate an image whose file is added'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "disable" -d 'Disable an image (hidden from provisioning)'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "enable" -d 'Enable a disabled image'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "delete" -d 'Delete an image and its file'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "acl" -d 'Add or remove accounts of an image\'s ACL'
-complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete acl help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l url -d 'Server URL' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l token -d 'Bearer token (servers with auth = "token")' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l account -d 'Act on behalf of this account uuid (`?account=`)' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l retries -d 'Retries of a failed request (connection errors, timeouts, 5xx)' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -l json -d 'Print JSON for scripts instead of human output'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -s h -l help -d 'Print help'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "list" -d 'List images (ListImages filters as flags)'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "get" -d 'Show one image'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "update" -d 'Change an image\'s fields: KEY=VALUE pairs (VALUE is JSON when it parses as JSON) and/or a JSON object file'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "activate" -d 'Activate an image whose file is added'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "disable" -d 'Disable an image (hidden from provisioning)'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "enable" -d 'Enable a disabled image'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "delete" -d 'Delete an image and its file'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "clone" -d 'Make the account\'s own copy of an image shared with it (its acl holds the account given with --account, or the token\'s): a new image owned by the account, with the same file (copied by the server, not sent again)'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "acl" -d 'Add or remove accounts of an image\'s ACL'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and not __fish_seen_subcommand_from list get update activate disable enable delete clone acl help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l owner -d 'Images owned by this account uuid' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l name -d 'Name (`~sub` for a substring)' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l version -d 'Version (`~sub` for a substring)' -r
@@ -150,6 +164,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -l url -d 'Server URL' -r
@@ -159,6 +174,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -s f -l file -d 'A JSON object of fields to change' -r -F
@@ -169,6 +185,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -l url -d 'Server URL' -r
@@ -178,6 +195,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from activate" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -l url -d 'Server URL' -r
@@ -187,6 +205,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -l url -d 'Server URL' -r
@@ -196,6 +215,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -l url -d 'Server URL' -r
@@ -205,8 +225,19 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l url -d 'Server URL' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l token -d 'Bearer token (servers with auth = "token")' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l account -d 'Act on behalf of this account uuid (`?account=`)' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l retries -d 'Retries of a failed request (connection errors, timeouts, 5xx)' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -l json -d 'Print JSON for scripts instead of human output'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from clone" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l url -d 'Server URL' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l token -d 'Bearer token (servers with auth = "token")' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l account -d 'Act on behalf of this account uuid (`?account=`)' -r
@@ -214,6 +245,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from acl" -f -a "add" -d 'Give accounts access to a private image'
@@ -226,6 +258,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_su
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable an image (hidden from provisioning)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Enable a disabled image'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete an image and its file'
+complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from help" -f -a "clone" -d 'Make the account\'s own copy of an image shared with it (its acl holds the account given with --account, or the token\'s): a new image owned by the account, with the same file (copied by the server, not sent again)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from help" -f -a "acl" -d 'Add or remove accounts of an image\'s ACL'
 complete -c imgapi -n "__fish_imgapi_using_subcommand images; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -l url -d 'Server URL' -r
@@ -235,6 +268,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and not __fish_seen_subcommand_from get help" -f -a "get" -d 'Download an image\'s file into OUT (via OUT.partial, resumed after any interruption), verified against its md5, sha1 and size'
@@ -247,6 +281,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subc
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from get" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from get" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from get" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from get" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from get" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from get" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand file; and __fish_seen_subcommand_from help" -f -a "get" -d 'Download an image\'s file into OUT (via OUT.partial, resumed after any interruption), verified against its md5, sha1 and size'
@@ -258,6 +293,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_se
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and not __fish_seen_subcommand_from list abort help" -f -a "list" -d 'List your upload sessions (and which this machine can resume)'
@@ -270,6 +306,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_s
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from list" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from list" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from list" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from list" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -l url -d 'Server URL' -r
@@ -279,6 +316,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_s
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from abort" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand uploads; and __fish_seen_subcommand_from help" -f -a "list" -d 'List your upload sessions (and which this machine can resume)'
@@ -292,6 +330,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -l retries -d 
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -l json -d 'Print JSON for scripts instead of human output'
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-dir" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l source -d 'The source IMGAPI\'s URL' -r
@@ -302,6 +341,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l retries 
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l stall-timeout -d 'Seconds without progress after which a transfer is aborted and resumed from the server\'s acknowledged offset' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l all-origins -d 'Import each missing origin as its own job first, root first (else the server\'s one job imports them)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l skip-owner-check -d 'Do not check that the image\'s owner exists here'
 complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -l json -d 'Print JSON for scripts instead of human output'
@@ -309,6 +349,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand import-remote" -s h -l hel
 complete -c imgapi -n "__fish_imgapi_using_subcommand man" -l out -d 'The directory to write into (docs/man in the source tree)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand man" -l config -d 'TOML configuration file (IMGAPI_CONFIG)' -r -F
 complete -c imgapi -n "__fish_imgapi_using_subcommand man" -l data-dir -d 'Directory for the database and local stores (IMGAPI_DATA_DIR)' -r -F
+complete -c imgapi -n "__fish_imgapi_using_subcommand man" -l database-url -d 'PostgreSQL URL for the metadata, postgres://USER@HOST:PORT/DB (IMGAPI_DATABASE_URL); without it, SQLite in the data directory' -r
 complete -c imgapi -n "__fish_imgapi_using_subcommand man" -s h -l help -d 'Print help'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and not __fish_seen_subcommand_from serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote man help" -f -a "serve" -d 'Run the HTTP server'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and not __fish_seen_subcommand_from serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote man help" -f -a "migrate" -d 'Apply pending database migrations and exit'
@@ -335,6 +376,7 @@ complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subc
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from images" -f -a "disable" -d 'Disable an image (hidden from provisioning)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from images" -f -a "enable" -d 'Enable a disabled image'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from images" -f -a "delete" -d 'Delete an image and its file'
+complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from images" -f -a "clone" -d 'Make the account\'s own copy of an image shared with it (its acl holds the account given with --account, or the token\'s): a new image owned by the account, with the same file (copied by the server, not sent again)'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from images" -f -a "acl" -d 'Add or remove accounts of an image\'s ACL'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from file" -f -a "get" -d 'Download an image\'s file into OUT (via OUT.partial, resumed after any interruption), verified against its md5, sha1 and size'
 complete -c imgapi -n "__fish_imgapi_using_subcommand help; and __fish_seen_subcommand_from uploads" -f -a "list" -d 'List your upload sessions (and which this machine can resume)'

@@ -390,7 +390,9 @@ pub(super) struct CreateAction;
 impl Preamble for CreateAction {
     fn precheck(p: &Params) -> Result<(), Error> {
         match p.get("action").unwrap_or("") {
-            "" | "create-from-vm" | "import-docker-image" | "import-lxd-image" => Ok(()),
+            "" | "validate" | "create-from-vm" | "import-docker-image" | "import-lxd-image" => {
+                Ok(())
+            }
             a => Err(Error::invalid_param(
                 "action",
                 FieldCode::Invalid,
@@ -411,6 +413,11 @@ impl Preamble for CreateAction {
         [{upload | path, content_md5, compression, sha1?, size?}]`: registration; the registrar \
         verifies and moves the bytes and activates the image, waiting up to `wait` seconds (a \
         longer job returns the image in state `creating`). \
+        `action=validate` (ValidateImage) runs every check of the same request that needs \
+        no file and stores nothing: 204 when they pass, else the error CreateImage or the \
+        registration would give; a file reference is then optional and not looked up, and \
+        `content_md5`, `sha1` and `size` are compared at registration only. With \
+        `import=true` it checks the body as AdminImportImage would. \
         `action=create-from-vm|import-docker-image|import-lxd-image` are checked as IMGAPI \
         checks them (create-from-vm: `vm_uuid`, `incremental`, `max_origin_depth`, the body, \
         `owner`; docker: operators, `repo`, `tag` or `digest`, the reference; lxd: operators, \
@@ -468,6 +475,11 @@ impl Preamble for CreateAction {
                 )),
             ),
         ),
+        (
+            status = 204,
+            description = "action=validate: the request passes every check made before its \
+                file is looked up; nothing was stored",
+        ),
         (status = 400, response = super::openapi::BadRequest),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 401, response = super::openapi::Unauthorized),
@@ -487,6 +499,9 @@ pub async fn create(
     ctx: ImageCtx<CreateAction>,
     body: Body,
 ) -> Result<Response, Error> {
+    if ctx.params.get("action") == Some("validate") {
+        return validate(&st, &ctx, body).await;
+    }
     let (caller, p) = (&ctx.caller, &ctx.params);
     // The actions this server never serves: checked as IMGAPI checks them.
     let unavailable = match p.get("action").unwrap_or("") {
@@ -505,7 +520,7 @@ pub async fn create(
         });
     }
     let mut body = json_object(body).await?;
-    let img = match take_file_ref(&mut body)? {
+    let img = match take_file_ref(&mut body, true)? {
         None => {
             st.images
                 .create(caller, body, ctx.channel.initial())
@@ -533,6 +548,74 @@ enum Unavailable {
     ImportLxd,
 }
 use Unavailable::*;
+
+/// The query parameters of `POST /images?action=validate`.
+const VALIDATE_PARAMS: [&str; 7] = [
+    "action",
+    "account",
+    "channel",
+    "inclAdminFields",
+    "activate",
+    "wait",
+    "import",
+];
+
+/// ValidateImage, `POST /images?action=validate`: every check CreateImage
+/// or a registration (with `import=true`, AdminImportImage) makes of the
+/// same request before it stores anything, in the same order and with the
+/// same error bodies, except those that need the file: the upload or path
+/// is not looked up, and `content_md5`, `sha1` and `size` are compared at
+/// registration. 204 when they pass; nothing is created or reserved.
+async fn validate(
+    st: &AppState,
+    ctx: &ImageCtx<CreateAction>,
+    body: Body,
+) -> Result<Response, Error> {
+    let (caller, p) = (&ctx.caller, &ctx.params);
+    if let Some((k, _)) =
+        p.0.iter()
+            .find(|(k, _)| !VALIDATE_PARAMS.contains(&k.as_str()))
+    {
+        return Err(Error::invalid_param(
+            k.as_str(),
+            FieldCode::NotAllowed,
+            format!(
+                "unknown parameter \"{k}\" (action=validate takes {})",
+                VALIDATE_PARAMS[1..].join(", ")
+            ),
+        ));
+    }
+    let import = p.bool("import")?.unwrap_or(false);
+    if import {
+        caller.require_operator()?;
+    }
+    let mut body = json_object(body).await?;
+    if import {
+        // AdminImportImage takes the uuid from its path and requires the
+        // body's to match; here the body's is the image's.
+        let uuid = body
+            .get("uuid")
+            .and_then(Value::as_str)
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .ok_or_else(|| {
+                Error::invalid_param("uuid", FieldCode::Invalid, "the manifest needs a uuid")
+            })?;
+        let img = st.images.prepare_import(caller, uuid, body)?;
+        st.images.check_new_origin(caller, &img, true).await?;
+    } else {
+        let r = take_file_ref(&mut body, false)?;
+        if r.is_some() {
+            p.bool("activate")?;
+            wait_param(p, st.config.registrar.wait_secs)?;
+        }
+        let img = st.images.prepare_create(caller, body)?;
+        if let Some(r) = &r {
+            crate::registrar::Registrar::check_ref_fields(r, false)?;
+        }
+        st.images.check_new_origin(caller, &img, false).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
 
 /// `?wait=SECONDS` of a registration (at most an hour).
 fn wait_param(p: &Params, default: u64) -> Result<std::time::Duration, Error> {
@@ -565,9 +648,11 @@ const FILE_REF_KEYS: [&str; 8] = [
 /// `path` (or `manta_path`). Returns None for a classic CreateImage (no
 /// `files`, or an empty list). A non-empty `files` that cannot be
 /// registered (no reference, an unknown key) is a 422: it never quietly
-/// becomes a plain CreateImage.
+/// becomes a plain CreateImage. Without `need_ref` (a validate-only
+/// request, before the file is uploaded) the reference may be absent.
 fn take_file_ref(
     body: &mut serde_json::Map<String, Value>,
+    need_ref: bool,
 ) -> Result<Option<crate::registrar::FileRef>, Error> {
     let files = match body.get("files") {
         None => return Ok(None),
@@ -605,9 +690,10 @@ fn take_file_ref(
                 "give path or manta_path, not both",
             ));
         }
-        if !["upload", "path", "manta_path"]
-            .iter()
-            .any(|k| f.get(*k).is_some_and(|v| !v.is_null()))
+        if need_ref
+            && !["upload", "path", "manta_path"]
+                .iter()
+                .any(|k| f.get(*k).is_some_and(|v| !v.is_null()))
         {
             errors.push(crate::error::FieldError::msg(
                 format!("files[{i}].path"),

@@ -66,11 +66,16 @@ pub struct Conn {
 impl ConnArgs {
     pub fn resolve(&self) -> Result<Conn> {
         let url = self.url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|e| ClientError::Usage(format!("invalid --url \"{url}\": {e}")))?;
+        let parsed = reqwest::Url::parse(&url).map_err(|e| {
+            ClientError::Usage(format!(
+                "invalid --url (IMGAPI_URL) \"{url}\": {e}; give the server's address, \
+                     e.g. http://127.0.0.1:8080"
+            ))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ClientError::Usage(format!(
-                "invalid --url \"{url}\": the scheme must be http or https"
+                "invalid --url (IMGAPI_URL) \"{url}\": the scheme must be http or https, \
+                 e.g. http://127.0.0.1:8080"
             )));
         }
         if self.stall_timeout == 0 {

@@ -378,7 +378,8 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
     if !bad.is_empty() {
         let _ = std::fs::remove_file(&partial);
         return Err(ClientError::Verify(format!(
-            "{} failed verification ({}); the partial file was deleted",
+            "{} failed verification ({}); the partial file was deleted: run the same \
+             command again to download it anew",
             out.display(),
             bad.join("; ")
         )));

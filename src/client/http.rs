@@ -83,10 +83,14 @@ impl Http {
                 Attempt::Done(t) => return Ok(t),
                 Attempt::Retry { why, after } => {
                     if n >= self.conn.retries {
-                        return Err(ClientError::Transport(format!(
+                        let e = ClientError::Transport(format!(
                             "{what} failed after {} attempt(s): {why}",
                             n + 1
-                        )));
+                        ));
+                        return Err(match why.starts_with(CANNOT_CONNECT) {
+                            true => e.hint(self.unreachable_hint()),
+                            false => e,
+                        });
                     }
                     let d = after.unwrap_or_else(|| backoff(n)).min(MAX_DELAY);
                     if !self.conn.json {
@@ -99,13 +103,22 @@ impl Http {
         }
     }
 
+    /// What to do when the server cannot be reached at all.
+    pub fn unreachable_hint(&self) -> String {
+        format!(
+            "is the imgapi server running at {}? Start it with `imgapi serve`, or give its \
+             address with --url or IMGAPI_URL",
+            self.conn.url
+        )
+    }
+
     /// Sends a request (rebuilt by `build` for each attempt) and returns the
     /// successful response; 4xx and other refusals are errors at once.
     pub async fn send(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
         self.retrying(what, || async {
             match build().send().await {
                 Err(e) => Ok(Attempt::Retry {
-                    why: chain(&e),
+                    why: why(&e),
                     after: None,
                 }),
                 Ok(r) => classify(r).await,
@@ -121,7 +134,7 @@ impl Http {
             let r = match build().send().await {
                 Err(e) => {
                     return Ok(Attempt::Retry {
-                        why: chain(&e),
+                        why: why(&e),
                         after: None,
                     });
                 }
@@ -142,6 +155,11 @@ impl Http {
                 Ok(b) if b.is_empty() => Ok(Attempt::Done(Value::Null)),
                 Ok(b) => serde_json::from_slice(&b).map(Attempt::Done).map_err(|e| {
                     ClientError::Transport(format!("{what}: the server sent invalid JSON: {e}"))
+                        .hint(format!(
+                            "is {} an imgapi server? Give the server's address (scheme, host \
+                             and port, e.g. http://127.0.0.1:8080) with --url or IMGAPI_URL",
+                            self.conn.url
+                        ))
                 }),
             }
         })
@@ -200,6 +218,33 @@ pub fn backoff(n: u32) -> Duration {
     let d = BASE_DELAY.saturating_mul(1u32 << n.min(16)).min(MAX_DELAY);
     let ms = d.as_millis() as u64;
     Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))
+}
+
+/// How a failure to reach the server begins (see [`why`]).
+pub const CANNOT_CONNECT: &str = "cannot connect to ";
+
+/// Why a request failed, on one line: a connection that could not be made
+/// says so and names the address and the root cause (connection refused,
+/// no such host, ...); anything else is the error and its causes.
+pub fn why(e: &reqwest::Error) -> String {
+    if !e.is_connect() {
+        return chain(e);
+    }
+    let mut root: &dyn std::error::Error = e;
+    while let Some(c) = root.source() {
+        root = c;
+    }
+    let at = e
+        .url()
+        .map(|u| {
+            let host = u.host_str().unwrap_or("");
+            match u.port_or_known_default() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            }
+        })
+        .unwrap_or_else(|| "the server".into());
+    format!("{CANNOT_CONNECT}{at}: {root}")
 }
 
 /// An error and its causes on one line.

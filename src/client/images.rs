@@ -65,9 +65,11 @@ fn read_manifest(p: &Path) -> Result<Map<String, Value>> {
 
 /// The registration body: the manifest with `files[0]` pointing at the
 /// upload and stating its digests (and the guessed compression if absent).
+/// Without an upload, the body that asks the server to validate the
+/// registration before the file is sent.
 pub fn registration(
     mut manifest: Map<String, Value>,
-    up: &tus::Uploaded,
+    up: Option<&tus::Uploaded>,
     head: &[u8],
 ) -> Result<Value> {
     let mut file = match manifest.remove("files") {
@@ -90,13 +92,41 @@ pub fn registration(
     for k in ["upload", "path", "manta_path", "stor"] {
         file.remove(k);
     }
-    file.insert("upload".into(), json!(up.id));
-    file.insert("content_md5".into(), json!(up.content_md5));
+    if let Some(up) = up {
+        file.insert("upload".into(), json!(up.id));
+        file.insert("content_md5".into(), json!(up.content_md5));
+    }
     if !file.get("compression").is_some_and(Value::is_string) {
         file.insert("compression".into(), json!(guess_compression(head)));
     }
     manifest.insert("files".into(), json!([file]));
     Ok(Value::Object(manifest))
+}
+
+/// `POST /images?action=validate` (with `import`: as AdminImportImage
+/// would check it): the server's refusal of `body`, made before any file
+/// is sent. A server without that action (it names `action` as invalid)
+/// is not asked.
+pub async fn validate(http: &Http, body: &Value, import: bool) -> Result<()> {
+    let path = match import {
+        true => "/images?action=validate&import=true",
+        false => "/images?action=validate",
+    };
+    let res = http
+        .json("validate manifest", || {
+            http.small(Method::POST, path, Duration::ZERO).json(body)
+        })
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(ClientError::Server { body, .. })
+            if body.code == "InvalidParameter"
+                && body.errors.iter().flatten().any(|e| e.field == "action") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Polls the image until it leaves `creating` or `deadline` passes.
@@ -135,6 +165,18 @@ pub async fn publish(
 ) -> Result<Value> {
     let m = read_manifest(manifest)?;
     let head = read_head(file)?;
+    // A manifest the server would refuse is refused before the first byte.
+    let check = registration(m.clone(), None, &head)?;
+    if let Err(e) = validate(http, &check, false).await {
+        let e = super::hints::explain_conn(e, &http.conn);
+        return Err(match e.server() {
+            Some((422, _)) => e.hint(format!(
+                "nothing was uploaded: correct {} and run the same command again",
+                manifest.display()
+            )),
+            _ => e,
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(wait);
     let parallel = match parallel {
         Some(n) => n,
@@ -163,7 +205,7 @@ pub async fn publish(
         let img = get_image(http, u).await?;
         return done(wait_state(http, img, deadline).await?);
     }
-    let body = registration(m, &up, &head)?;
+    let body = registration(m, Some(&up), &head)?;
     let w = wait.min(SERVER_WAIT);
     let path = format!("/images?wait={w}");
     let res = http
@@ -189,6 +231,13 @@ pub async fn publish(
                 Some(u) => get_image(http, u).await?,
                 None => return Err(ClientError::Server { status: 409, body }),
             }
+        }
+        Err(e @ ClientError::Server { status: 422, .. }) => {
+            return Err(e.hint(format!(
+                "the upload is kept: correct {} and run the same command again (the file is \
+                 not sent again)",
+                manifest.display()
+            )));
         }
         Err(e) => return Err(e),
     };

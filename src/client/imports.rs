@@ -1,7 +1,7 @@
 //! The import verbs: `import-dir` (seed images from a directory of
 //! `*.imgmanifest` files and their image files, as a headnode does on first
-//! boot: AdminImportImage, resumable upload, AddImageFile, activate;
-//! idempotent) and `import-remote` (drive the server's
+//! boot: every manifest validated first, then AdminImportImage, resumable
+//! upload, AddImageFile, activate; idempotent) and `import-remote` (drive the server's
 //! AdminImportRemoteImage job and follow it to its end).
 
 use std::collections::{HashMap, HashSet};
@@ -209,13 +209,14 @@ impl Outcome {
 
 /// Imports one seed: AdminImportImage (unless the image exists), upload and
 /// attach its file (unless it has one), activate (unless active).
-async fn seed_one(http: &Http, s: &Seed, chunk: u64) -> Result<(Outcome, Value)> {
+/// `img`: the image as the server has it (None: it has none).
+async fn seed_one(
+    http: &Http,
+    s: &Seed,
+    img: Option<Value>,
+    chunk: u64,
+) -> Result<(Outcome, Value)> {
     let uuid = &s.uuid;
-    let img = match get_image(http, uuid).await {
-        Ok(img) => Some(img),
-        Err(e) if not_found(&e) => None,
-        Err(e) => return Err(e),
-    };
     if let Some(img) = &img
         && activated(img)
     {
@@ -371,21 +372,93 @@ async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value>
     Ok(img)
 }
 
-/// `imgapi import-dir DIR`: prints the summary; a failed image makes the
-/// verb fail (after the others were tried).
+/// A seed after [`check_all`].
+enum Checked {
+    /// The server would refuse its manifest.
+    Invalid(ClientError),
+    /// To import, or completed from the server's image (Some).
+    Valid(Option<Value>),
+}
+
+/// Every manifest of the directory checked by the server as
+/// AdminImportImage would check it, before any file is sent. An image the
+/// server has already is not checked again (it was imported from this
+/// manifest). An image whose origin is refused only for being absent,
+/// while the directory holds that origin and it is valid, is valid (the
+/// origin is imported first). A failure that is no refusal of the
+/// manifest (the server unreachable, a bad token) ends the verb.
+async fn check_all(http: &Http, seeds: &[Seed]) -> Result<Vec<Checked>> {
+    let mut out: Vec<Checked> = Vec::with_capacity(seeds.len());
+    for s in seeds {
+        match get_image(http, &s.uuid).await {
+            Ok(img) => {
+                out.push(Checked::Valid(Some(img)));
+                continue;
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let body = Value::Object(s.manifest.clone());
+        let check = match super::images::validate(http, &body, true).await {
+            Ok(()) => Checked::Valid(None),
+            Err(e) if e.server().is_some_and(|(st, _)| st == 422) => {
+                let origin = s.manifest.get("origin").and_then(Value::as_str);
+                // Origins come first: an origin of the directory is checked.
+                let origin_here = origin.and_then(|o| {
+                    seeds
+                        .iter()
+                        .zip(&out)
+                        .find(|(o2, _)| o2.uuid == o)
+                        .map(|(_, c)| matches!(c, Checked::Valid(_)))
+                });
+                let absent = e
+                    .server()
+                    .is_some_and(|(_, b)| b.code == "OriginDoesNotExist");
+                match (absent, origin_here) {
+                    (true, Some(true)) => Checked::Valid(None),
+                    (true, Some(false)) => Checked::Invalid(super::http::refused(
+                        422,
+                        "OriginDoesNotExist",
+                        format!(
+                            "its origin {} is in the directory but its manifest is invalid",
+                            origin.unwrap_or_default()
+                        ),
+                    )),
+                    _ => Checked::Invalid(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        out.push(check);
+    }
+    Ok(out)
+}
+
+/// `imgapi import-dir DIR`: checks every manifest, imports the valid ones,
+/// prints the summary; an invalid or failed image makes the verb fail
+/// (after the others were tried).
 pub async fn import_dir(http: &Http, dir: &Path, chunk: u64) -> Result<()> {
     let seeds = read_dir(dir)?;
+    let checked = check_all(http, &seeds).await?;
     let mut rows = Vec::new();
+    let mut shown = String::new();
     let mut first_err: Option<ClientError> = None;
-    for s in &seeds {
-        let (result, error) = match seed_one(http, s, chunk).await {
+    let mut not_imported = 0;
+    for (s, check) in seeds.iter().zip(checked) {
+        let (res, why_not) = match check {
+            Checked::Invalid(e) => (Err(e), "invalid"),
+            Checked::Valid(img) => (seed_one(http, s, img, chunk).await, "failed"),
+        };
+        let (result, error) = match res {
             Ok((o, _)) => (o.as_str(), None),
             Err(e) => {
                 let msg = e.to_string();
+                shown += &e.text(&format!("imgapi: {} {}: ", s.uuid, s.field("name")));
+                not_imported += 1;
                 if first_err.is_none() {
                     first_err = Some(e);
                 }
-                ("failed", Some(msg))
+                (why_not, Some(msg))
             }
         };
         rows.push(json!({
@@ -395,37 +468,43 @@ pub async fn import_dir(http: &Http, dir: &Path, chunk: u64) -> Result<()> {
             "result": result, "error": error,
         }));
     }
+    // Every image was tried; the first failure gives the exit code.
+    let Some(first) = first_err else {
+        if http.conn.json {
+            output::json(&Value::Array(rows));
+        } else {
+            print!("{}", import_table(&rows));
+        }
+        return Ok(());
+    };
     if http.conn.json {
         output::json(&Value::Array(rows));
-    } else {
-        let table: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                ["uuid", "name", "version", "result"]
-                    .iter()
-                    .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .collect();
-        print!(
-            "{}",
-            output::table(&["UUID", "NAME", "VERSION", "RESULT"], &table)
-        );
-        for r in &rows {
-            if let Some(e) = r["error"].as_str() {
-                eprintln!(
-                    "imgapi: {} {}: {e}",
-                    r["uuid"].as_str().unwrap_or(""),
-                    r["name"].as_str().unwrap_or("")
-                );
-            }
-        }
+        return Err(first);
     }
-    // Every image was tried; the first failure gives the exit code.
-    match first_err {
-        None => Ok(()),
-        Some(e) => Err(e),
-    }
+    print!("{}", import_table(&rows));
+    eprint!("{shown}");
+    Err(ClientError::Several {
+        first: Box::new(first),
+        summary: format!(
+            "{not_imported} of {} images not imported (above): correct what is named and run \
+             the same command again (the imported ones are skipped)",
+            rows.len()
+        ),
+    })
+}
+
+/// import-dir's summary table.
+fn import_table(rows: &[Value]) -> String {
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            ["uuid", "name", "version", "result"]
+                .iter()
+                .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    output::table(&["UUID", "NAME", "VERSION", "RESULT"], &table)
 }
 
 /// Polling interval of an import job.
@@ -484,7 +563,7 @@ async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> 
             let r = match http.small(Method::POST, &path, Duration::ZERO).send().await {
                 Err(e) => {
                     return Ok(Attempt::Retry {
-                        why: super::http::chain(&e),
+                        why: super::http::why(&e),
                         after: None,
                     });
                 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod hashes;
+pub mod hints;
 pub mod http;
 pub mod images;
 pub mod imports;
@@ -322,11 +323,11 @@ fn chunk_bytes(mib: u64) -> Result<u64> {
 
 /// Runs a client verb; prints its result and gives the exit code.
 pub async fn run(cmd: ClientCmd) -> ExitCode {
-    let as_json = cmd.conn().json;
+    let conn = cmd.conn().clone();
     tokio::select! {
         res = run_inner(cmd) => match res {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => e.report(as_json),
+            Err(e) => hints::explain(e, &conn).report(conn.json),
         },
         // Every acknowledged chunk is already saved: stopping here loses
         // nothing a re-run cannot resume.

@@ -173,10 +173,7 @@ impl Job<'_> {
         let now = FileId::of(self.path)?;
         if now.size != self.fid.size || now.mtime_ns != self.fid.mtime_ns {
             self.store.remove(self.key);
-            return Err(ClientError::Verify(format!(
-                "{} changed while it was uploaded; run the command again",
-                self.path.display()
-            )));
+            return Err(tus::changed_while_uploaded(self.path));
         }
         let mut ids = vec![final_id.as_str()];
         ids.extend(parts.iter().map(|p| p.id.as_str()));
@@ -363,12 +360,16 @@ impl Job<'_> {
     ) -> Result<()> {
         let http = self.http;
         if *failures >= http.conn.retries {
-            return Err(ClientError::Transport(format!(
+            let e = ClientError::Transport(format!(
                 "partial upload {} failed after {} attempt(s): {why}; \
                  run the same command again to resume",
                 p.id,
                 *failures + 1
-            )));
+            ));
+            return Err(match why.starts_with(super::http::CANNOT_CONNECT) {
+                true => e.hint(http.unreachable_hint()),
+                false => e,
+            });
         }
         let d = after.unwrap_or_else(|| backoff(*failures));
         if !http.conn.json {

@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::config::state_dir;
 use super::error::{ClientError, Result, local};
 use super::hashes::{self, crc_to};
-use super::http::{Attempt, Http, backoff, chain, classify, watch};
+use super::http::{Attempt, Http, backoff, classify, watch};
 use super::state::{self, Entry, FileId, StateStore};
 use imgapi::digest::crc64::{self, Crc64};
 
@@ -284,7 +284,7 @@ pub(crate) async fn patch(
         ));
     };
     let r = match res {
-        Err(e) => return Ok(Patched::Retry(chain(&e), None)),
+        Err(e) => return Ok(Patched::Retry(super::http::why(&e), None)),
         Ok(r) => r,
     };
     if matches!(r.status().as_u16(), 409 | 423 | 460) {
@@ -319,7 +319,8 @@ pub async fn upload(
     let store = StateStore::open(state_dir()?)?;
     let Some(_lock) = store.lock(&key)? else {
         return Err(ClientError::Usage(format!(
-            "another imgapi is uploading {} to {} now",
+            "another imgapi is uploading {} to {} now: let it finish (or stop it), then run \
+             this command again",
             path.display(),
             http.conn.url
         )));
@@ -443,11 +444,15 @@ pub async fn upload(
             Ok(Patched::Retry(why, after)) => {
                 if failures >= http.conn.retries {
                     pb.abandon();
-                    return Err(ClientError::Transport(format!(
+                    let e = ClientError::Transport(format!(
                         "upload {id} failed after {} attempt(s): {why}; \
                          run the same command again to resume",
                         failures + 1
-                    )));
+                    ));
+                    return Err(match why.starts_with(super::http::CANNOT_CONNECT) {
+                        true => e.hint(http.unreachable_hint()),
+                        false => e,
+                    });
                 }
                 let d = after.unwrap_or_else(|| backoff(failures));
                 if !http.conn.json {
@@ -507,10 +512,7 @@ pub async fn upload(
     let now = FileId::of(path)?;
     if now.size != fid.size || now.mtime_ns != fid.mtime_ns {
         store.remove(&key);
-        return Err(ClientError::Verify(format!(
-            "{} changed while it was uploaded; run the command again",
-            path.display()
-        )));
+        return Err(changed_while_uploaded(path));
     }
     let (info, content_md5) = verify(http, &store, &key, &[&id], &file, size, &crc).await?;
     let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
@@ -525,6 +527,19 @@ pub async fn upload(
         key,
         info,
     })
+}
+
+/// The file changed between the start and the end of its upload.
+pub(crate) fn changed_while_uploaded(path: &Path) -> ClientError {
+    ClientError::Verify(format!(
+        "{} changed while it was uploaded (its size or modification time differ); \
+         nothing was registered",
+        path.display()
+    ))
+    .hint(
+        "let whatever writes the file finish, then run the same command again: \
+         the file is sent anew",
+    )
 }
 
 /// Test hook: create `IMGAPI_CLIENT_TEST_PAUSE_FILE` and wait until it is
@@ -634,6 +649,15 @@ pub(crate) async fn check_server_digests(
 /// other versions of it for the same server): end them and forget them.
 pub(crate) async fn end_stale(http: &Http, store: &StateStore, e: &Entry, key: &str) {
     for (k, old) in store.stale(e, key) {
+        if !http.conn.json {
+            eprintln!(
+                "imgapi: {} changed since its upload {} was interrupted (its size or \
+                 modification time differ): that upload is ended and the file is sent \
+                 anew from byte 0",
+                e.file.path.display(),
+                old.upload_id
+            );
+        }
         let parts = old.parallel.iter().flat_map(|p| p.parts.iter());
         for id in std::iter::once(&old.upload_id).chain(parts.map(|p| &p.id)) {
             let p = format!("/uploads/{id}");

@@ -4,7 +4,6 @@
 //! row of the chain is inserted in one transaction: all or nothing.
 
 use super::*;
-use crate::db::accounts;
 
 /// Most images in a cloned chain (IMGAPI's `MAX_ORIGIN_DEPTH`).
 pub const MAX_ORIGIN_DEPTH: usize = 100;
@@ -42,12 +41,12 @@ impl Images {
             .write(move |c| {
                 // What was checked above still holds (an ACL change does
                 // not take the image's lock).
-                match q::get(c, uuid)? {
+                match c.image_get(uuid)? {
                     Some(img) => check_cloneable(&img, account)?,
                     None => return Err(not_found(uuid)),
                 }
                 for img in &rows {
-                    q::insert(c, img).map_err(Error::uuid_taken(img.uuid))?;
+                    c.image_insert(img).map_err(Error::uuid_taken(img.uuid))?;
                 }
                 Ok(())
             })
@@ -150,13 +149,12 @@ struct Chain {
 
 /// Follow `img`'s origins up to the first one owned by an operator (or by
 /// nobody, the nil owner), which is kept as it is.
-fn chain_of(c: &rusqlite::Connection, img: Image) -> Result<Chain> {
+fn chain_of(c: &dyn crate::db::Meta, img: Image) -> Result<Chain> {
     let mut next = img.origin;
     let mut images = vec![img];
     while let Some(o) = next {
-        let origin = q::get(c, o)?.ok_or_else(|| not_found(o))?;
-        if origin.owner.is_nil() || accounts::by_uuid(c, origin.owner)?.is_some_and(|a| a.operator)
-        {
+        let origin = c.image_get(o)?.ok_or_else(|| not_found(o))?;
+        if origin.owner.is_nil() || c.account_by_uuid(origin.owner)?.is_some_and(|a| a.operator) {
             return Ok(Chain {
                 images: images.into_iter().rev().collect(),
                 kept_origin: Some(o),

@@ -55,8 +55,55 @@ impl Images {
         &self,
         caller: &Caller,
         uuid: Uuid,
-        mut body: Map<String, Value>,
+        body: Map<String, Value>,
         channels: Vec<String>,
+    ) -> Result<Image> {
+        let mut img = self.prepare_import(caller, uuid, body)?;
+        img.channels = channels;
+        // An existing `creating` placeholder is replaced; anything else conflicts.
+        let origin = img.origin;
+        self.db
+            .write(move |c| {
+                if let Some(o) = origin {
+                    check_origin_exists(c, o)?;
+                }
+                match c.image_get(img.uuid)? {
+                    Some(old) if old.placeholder == Some(Placeholder::Creating) => {
+                        c.image_update(&img)?
+                    }
+                    Some(_) => return Err(Error::ImageUuidAlreadyExists(img.uuid)),
+                    None => c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?,
+                }
+                Ok(img)
+            })
+            .await
+    }
+
+    /// The checks a new image's origin gets when it is stored (CreateImage
+    /// and registration: the caller sees it; AdminImportImage: it exists),
+    /// without storing anything: the end of a validate-only request.
+    pub async fn check_new_origin(&self, caller: &Caller, img: &Image, import: bool) -> Result<()> {
+        let Some(o) = img.origin else {
+            return Ok(());
+        };
+        let caller = caller.clone();
+        self.db
+            .read(move |c| {
+                if import {
+                    check_origin_exists(c, o)
+                } else {
+                    check_origin(c, &caller, o)
+                }
+            })
+            .await
+    }
+
+    /// AdminImportImage's checks: the image to import (not yet stored).
+    pub fn prepare_import(
+        &self,
+        caller: &Caller,
+        uuid: Uuid,
+        mut body: Map<String, Value>,
     ) -> Result<Image> {
         caller.require_operator()?;
         upgrade_v1(&mut body);
@@ -84,27 +131,7 @@ impl Images {
         }
         body.remove("state");
         body.remove("files");
-        let mut img = build_image(body, uuid, true)?;
-        img.channels = channels;
-        // An existing `creating` placeholder is replaced; anything else conflicts.
-        let origin = img.origin;
-        self.db
-            .write(move |c| {
-                if let Some(o) = origin
-                    && c.image_get(o)?.is_none()
-                {
-                    return Err(Error::OriginDoesNotExist(o));
-                }
-                match c.image_get(img.uuid)? {
-                    Some(old) if old.placeholder == Some(Placeholder::Creating) => {
-                        c.image_update(&img)?
-                    }
-                    Some(_) => return Err(Error::ImageUuidAlreadyExists(img.uuid)),
-                    None => c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?,
-                }
-                Ok(img)
-            })
-            .await
+        build_image(body, uuid, true)
     }
 
     async fn insert_new(&self, caller: &Caller, img: Image) -> Result<Image> {

@@ -176,3 +176,11 @@ pub fn check_origin(c: &dyn Meta, caller: &Caller, origin: Uuid) -> Result<()> {
         _ => Err(Error::OriginDoesNotExist(origin)),
     }
 }
+
+/// AdminImportImage's origin check: the origin exists (whoever owns it).
+fn check_origin_exists(c: &dyn Meta, origin: Uuid) -> Result<()> {
+    match c.image_get(origin)? {
+        Some(_) => Ok(()),
+        None => Err(Error::OriginDoesNotExist(origin)),
+    }
+}

@@ -174,10 +174,14 @@ impl Registrar {
         }
     }
 
-    /// Check a reference's own fields (before anything is looked up).
-    fn check_ref(r: &FileRef) -> Result<()> {
+    /// Check a reference's own fields (before anything is looked up). Without
+    /// `need_file` (a validate-only request, made before the file is
+    /// uploaded), the upload or path and `content_md5` may be absent, and
+    /// what is given must still be well formed.
+    pub fn check_ref_fields(r: &FileRef, need_file: bool) -> Result<()> {
         let mut errs = Vec::new();
         match (&r.upload, &r.path) {
+            (None, None) if !need_file => {}
             (None, None) => errs.push(FieldError::msg(
                 "files[0]",
                 FieldCode::MissingParameter,
@@ -191,6 +195,7 @@ impl Registrar {
             _ => {}
         }
         match r.content_md5.as_deref() {
+            None if !need_file => {}
             None | Some("") => errs.push(FieldError::new(
                 "files[0].content_md5",
                 FieldCode::MissingParameter,
@@ -246,7 +251,7 @@ impl Registrar {
         r: &FileRef,
         activate: bool,
     ) -> Result<Job> {
-        Self::check_ref(r)?;
+        Self::check_ref_fields(r, true)?;
         let now = self.clock.timestamp();
         let mut job = Job {
             image_uuid: image,

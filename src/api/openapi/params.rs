@@ -205,7 +205,9 @@ pub enum SortOrder {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CreateImageQuery {
-    /// IMGAPI's other creation actions: 501 NotAvailable; any other value: 422
+    /// `validate`: check the request without storing anything (204, or the
+    /// error CreateImage or the registration would give); IMGAPI's other
+    /// creation actions: 501 NotAvailable; any other value: 422
     #[param(inline)]
     action: Option<CreateAction>,
     /// Registration: activate when verified
@@ -214,12 +216,17 @@ pub struct CreateImageQuery {
     /// Registration: seconds to wait for the registrar (default from config,
     /// capped at 3600)
     wait: Option<u64>,
+    /// action=validate: check the body as AdminImportImage would (operators;
+    /// the body's uuid is the image's)
+    #[param(default = false)]
+    import: Option<bool>,
 }
 
 /// CreateImage's `action`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CreateAction {
+    Validate,
     CreateFromVm,
     ImportDockerImage,
     ImportLxdImage,
