@@ -1010,6 +1010,27 @@ async fn list_plans_use_the_trigram_and_tag_indexes() {
     )
     .await;
     assert!(p.contains("image_tags_list"), "{p}");
+    // An account's private images: its own (its index, in order) and
+    // those shared with it, not a walk of every private image.
+    for desc in [false, true] {
+        let p = plan(
+            &pg,
+            ListQuery {
+                account: Some(u(3)),
+                public: Some(false),
+                desc,
+                limit: 100,
+                ..ListQuery::default()
+            },
+        )
+        .await;
+        assert!(
+            p.contains("images_list_owner")
+                && p.contains("image_acl")
+                && !p.contains("images_list_public"),
+            "{p}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
