@@ -78,30 +78,24 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A database error as `DbError`: a server that cannot be reached, a
 /// connection lost, the server shutting down or cancelling a statement
-/// past its timeout are `Unavailable`; a unique violation is `Conflict`.
+/// past its timeout are `Unavailable`; a unique violation is `Conflict`
+/// (the inserts here avoid raising one: see [`PgConn::insert_unique`]).
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> DbError {
-    conflict("row")(e)
-}
-
-/// [`pg_error`], naming what a unique violation is about.
-pub(crate) fn conflict(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
-    move |e| {
-        let unavailable = [
-            SqlState::ADMIN_SHUTDOWN,
-            SqlState::CRASH_SHUTDOWN,
-            SqlState::CANNOT_CONNECT_NOW,
-            SqlState::QUERY_CANCELED,
-            SqlState::TOO_MANY_CONNECTIONS,
-        ];
-        match e.code() {
-            Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::Conflict {
-                what,
-                source: Box::new(e),
-            },
-            Some(c) if unavailable.contains(c) => DbError::Unavailable(Box::new(e)),
-            None if e.is_closed() || is_io(&e) => DbError::Unavailable(Box::new(e)),
-            _ => DbError::Postgres(e),
-        }
+    const UNAVAILABLE: [SqlState; 5] = [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::QUERY_CANCELED,
+        SqlState::TOO_MANY_CONNECTIONS,
+    ];
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::Conflict {
+            what: "row",
+            source: Box::new(e),
+        },
+        Some(c) if UNAVAILABLE.contains(c) => DbError::Unavailable(Box::new(e)),
+        None if e.is_closed() || is_io(&e) => DbError::Unavailable(Box::new(e)),
+        _ => DbError::Postgres(e),
     }
 }
 
