@@ -167,9 +167,15 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
 }
 
 pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {
-    c.query_opt("SELECT manifest FROM images WHERE uuid = $1", &[&uuid])?
-        .map(|r| from_json(&col::<String>(&r, 0)?))
-        .transpose()
+    c.query_opt(
+        &format!(
+            "SELECT manifest FROM images WHERE uuid = $1{}",
+            c.for_update()
+        ),
+        &[&uuid],
+    )?
+    .map(|r| from_json(&col::<String>(&r, 0)?))
+    .transpose()
 }
 
 pub fn delete(c: &PgConn, uuid: Uuid) -> Result<bool> {

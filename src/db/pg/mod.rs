@@ -71,6 +71,8 @@ pub struct PgDb {
 pub struct PgConn {
     client: deadpool_postgres::Object,
     rt: tokio::runtime::Handle,
+    /// In a write transaction: the `get`s lock the row they read.
+    write: bool,
 }
 
 /// A statement's parameters.
@@ -235,7 +237,8 @@ impl PgDb {
         let span = tracing::Span::current();
         let rt = tokio::runtime::Handle::current();
         let job = tokio::task::spawn_blocking(move || {
-            let mut conn = PgConn { client, rt };
+            let write = begin == "BEGIN";
+            let mut conn = PgConn { client, rt, write };
             let run = std::panic::AssertUnwindSafe(|| span.in_scope(|| f(&mut conn)));
             let out = std::panic::catch_unwind(run);
             let end = match &out {
@@ -288,6 +291,15 @@ impl PgDb {
 }
 
 impl PgConn {
+    /// ` FOR UPDATE` in a write transaction, else nothing: a row read to be
+    /// changed stays locked until the transaction ends, so two writers
+    /// that read, change and save one row (on one node or two) run one
+    /// after the other, as SQLite's one writer runs them, and neither
+    /// loses the other's change. (A READ ONLY transaction may not lock.)
+    pub fn for_update(&self) -> &'static str {
+        if self.write { " FOR UPDATE" } else { "" }
+    }
+
     fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
         self.rt.block_on(fut)
     }

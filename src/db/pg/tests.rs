@@ -1169,3 +1169,38 @@ async fn connections_ended_by_the_server_are_replaced_unseen() {
         assert_eq!(pg.read(|c| super::stats::image_count(c)).await.unwrap(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_changing_one_row_on_two_nodes_lose_nothing() {
+    let Some(t) = TestDb::new().await else { return };
+    let nodes = [t.open().await, t.open().await];
+    let up = upload(1, None, "2026-01-01T00:00:00Z");
+    nodes[0]
+        .write(move |c| super::uploads::insert(c, &up))
+        .await
+        .unwrap();
+    // Each reads the upload, takes its time, and saves it one byte further.
+    let writers: Vec<_> = (0..4)
+        .map(|k| {
+            let db = nodes[k % 2].clone();
+            tokio::spawn(async move {
+                db.write(|c| {
+                    let mut up = super::uploads::get(c, u(1))?.expect("upload");
+                    std::thread::sleep(Duration::from_millis(100));
+                    up.offset += 1;
+                    super::uploads::update(c, &up)
+                })
+                .await
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    let up = nodes[1]
+        .read(|c| super::uploads::get(c, u(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(up.offset, 4, "a writer's change was lost");
+}
