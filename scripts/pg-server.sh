@@ -41,7 +41,7 @@ case "${1:-}" in
     chown postgres: "$dir"
     chmod 700 "$dir"
     if [ ! -f "$dir/data/PG_VERSION" ]; then
-      as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+      as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --no-locale \
         >"$dir/initdb.log" 2>&1 || die "initdb failed; see $dir/initdb.log"
       # Loopback only, trust (a private test server).
       cat >"$dir/data/pg_hba.conf" <<'EOF'

@@ -167,9 +167,15 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
 }
 
 pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {
-    c.query_opt("SELECT manifest FROM images WHERE uuid = $1", &[&uuid])?
-        .map(|r| from_json(&col::<String>(&r, 0)?))
-        .transpose()
+    c.query_opt(
+        &format!(
+            "SELECT manifest FROM images WHERE uuid = $1{}",
+            c.for_update()
+        ),
+        &[&uuid],
+    )?
+    .map(|r| from_json(&col::<String>(&r, 0)?))
+    .transpose()
 }
 
 pub fn delete(c: &PgConn, uuid: Uuid) -> Result<bool> {
@@ -340,41 +346,65 @@ pub(crate) fn list_sql(
         let op = if q.desc { "<=" } else { ">=" };
         wh.push(format!("published_at {op} {}", a.add(m.clone())));
     }
-    if let Some(acct) = q.account {
-        // (1) own images; (2) activated public; (3) activated private shared
-        // via acl. Others' images only when the state asked for is not one
-        // only an owner sees (unactivated, disabled).
-        let p = a.add(acct);
-        let owner_only = matches!(
-            q.state,
-            StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
-        );
-        if owner_only {
-            wh.push(format!("owner = {p}"));
-        } else {
-            wh.push(format!(
-                "(owner = {p} OR (activated AND (public OR EXISTS \
-                 (SELECT 1 FROM image_acl x WHERE x.account = {p} AND x.uuid = images.uuid))))"
-            ));
-        }
-    }
     let cols = match select {
         Select::Manifest => "manifest",
         Select::Wire => "wire, CASE WHEN wire IS NULL THEN manifest END",
-    };
-    let wh = if wh.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", wh.join(" AND "))
     };
     let (pub_order, uuid_order) = if q.desc {
         ("DESC NULLS LAST", "DESC")
     } else {
         ("ASC NULLS FIRST", "ASC")
     };
-    let sql = format!(
-        "SELECT {cols} FROM images {wh} ORDER BY published_at {pub_order}, uuid {uuid_order} LIMIT {}",
+    let order = format!(
+        "ORDER BY published_at {pub_order}, uuid {uuid_order} LIMIT {}",
         q.limit
     );
+    let where_ = |wh: &[String]| {
+        if wh.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", wh.join(" AND "))
+        }
+    };
+    let Some(acct) = q.account else {
+        return (
+            format!("SELECT {cols} FROM images {} {order}", where_(&wh)),
+            a.0,
+        );
+    };
+    // The `account` union: (1) own images; (2) activated public; (3)
+    // activated private shared via acl. Others' images only when the state
+    // asked for is not one only an owner sees (unactivated, disabled).
+    let p = a.add(acct);
+    let acl = format!(
+        "EXISTS (SELECT 1 FROM image_acl x WHERE x.account = {p} AND x.uuid = images.uuid)"
+    );
+    let owner_only = matches!(
+        q.state,
+        StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
+    );
+    let sql = if owner_only {
+        wh.push(format!("owner = {p}"));
+        format!("SELECT {cols} FROM images {} {order}", where_(&wh))
+    } else if q.public == Some(false) && q.owner.is_none() {
+        // Private images only: the account's own and those shared with it,
+        // each walk stopping at the limit, instead of a walk of every
+        // private image checking the union (120 ms -> 1 ms at 100 000
+        // images for an account that sees a few).
+        let own = [wh.clone(), vec![format!("owner = {p}")]].concat();
+        let shared = [wh, vec![format!("activated AND {acl}")]].concat();
+        format!(
+            "SELECT {cols} FROM images WHERE uuid IN \
+             ((SELECT uuid FROM images {} {order}) UNION ALL (SELECT uuid FROM images {} {order})) \
+             {order}",
+            where_(&own),
+            where_(&shared)
+        )
+    } else {
+        wh.push(format!(
+            "(owner = {p} OR (activated AND (public OR {acl})))"
+        ));
+        format!("SELECT {cols} FROM images {} {order}", where_(&wh))
+    };
     (sql, a.0)
 }

@@ -87,7 +87,10 @@ pub fn insert(c: &PgConn, j: &ImportJob) -> Result<()> {
 
 pub fn get(c: &PgConn, job: Uuid) -> Result<Option<ImportJob>> {
     c.query_opt(
-        &format!("SELECT {COLS} FROM import_jobs WHERE job_uuid = $1"),
+        &format!(
+            "SELECT {COLS} FROM import_jobs WHERE job_uuid = $1{}",
+            c.for_update()
+        ),
         &[&job],
     )?
     .as_ref()

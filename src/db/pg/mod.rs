@@ -80,6 +80,8 @@ pub struct PgDb {
 pub struct PgConn {
     client: deadpool_postgres::Object,
     rt: tokio::runtime::Handle,
+    /// In a write transaction: the `get`s lock the row they read.
+    write: bool,
 }
 
 /// A statement's parameters.
@@ -87,30 +89,24 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// A database error as `DbError`: a server that cannot be reached, a
 /// connection lost, the server shutting down or cancelling a statement
-/// past its timeout are `Unavailable`; a unique violation is `Conflict`.
+/// past its timeout are `Unavailable`; a unique violation is `Conflict`
+/// (the inserts here avoid raising one: see [`PgConn::insert_unique`]).
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> DbError {
-    conflict("row")(e)
-}
-
-/// [`pg_error`], naming what a unique violation is about.
-pub(crate) fn conflict(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
-    move |e| {
-        let unavailable = [
-            SqlState::ADMIN_SHUTDOWN,
-            SqlState::CRASH_SHUTDOWN,
-            SqlState::CANNOT_CONNECT_NOW,
-            SqlState::QUERY_CANCELED,
-            SqlState::TOO_MANY_CONNECTIONS,
-        ];
-        match e.code() {
-            Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::Conflict {
-                what,
-                source: Box::new(e),
-            },
-            Some(c) if unavailable.contains(c) => DbError::Unavailable(Box::new(e)),
-            None if e.is_closed() || is_io(&e) => DbError::Unavailable(Box::new(e)),
-            _ => DbError::Postgres(e),
-        }
+    const UNAVAILABLE: [SqlState; 5] = [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::QUERY_CANCELED,
+        SqlState::TOO_MANY_CONNECTIONS,
+    ];
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::Conflict {
+            what: "row",
+            source: Box::new(e),
+        },
+        Some(c) if UNAVAILABLE.contains(c) => DbError::Unavailable(Box::new(e)),
+        None if e.is_closed() || is_io(&e) => DbError::Unavailable(Box::new(e)),
+        _ => DbError::Postgres(e),
     }
 }
 
@@ -282,7 +278,8 @@ impl PgDb {
         let span = tracing::Span::current();
         let rt = tokio::runtime::Handle::current();
         let job = tokio::task::spawn_blocking(move || {
-            let mut conn = PgConn { client, rt };
+            let write = begin == "BEGIN";
+            let mut conn = PgConn { client, rt, write };
             let run = std::panic::AssertUnwindSafe(|| span.in_scope(|| f(&mut conn)));
             let out = std::panic::catch_unwind(run);
             let end = match &out {
@@ -335,6 +332,15 @@ impl PgDb {
 }
 
 impl PgConn {
+    /// ` FOR UPDATE` in a write transaction, else nothing: a row read to be
+    /// changed stays locked until the transaction ends, so two writers
+    /// that read, change and save one row (on one node or two) run one
+    /// after the other, as SQLite's one writer runs them, and neither
+    /// loses the other's change. (A READ ONLY transaction may not lock.)
+    pub fn for_update(&self) -> &'static str {
+        if self.write { " FOR UPDATE" } else { "" }
+    }
+
     fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
         self.rt.block_on(fut)
     }

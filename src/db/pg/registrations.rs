@@ -74,7 +74,10 @@ pub fn insert(c: &PgConn, j: &Job) -> Result<()> {
 
 pub fn get(c: &PgConn, image: Uuid) -> Result<Option<Job>> {
     c.query_opt(
-        &format!("SELECT {COLS} FROM registrations WHERE image_uuid = $1"),
+        &format!(
+            "SELECT {COLS} FROM registrations WHERE image_uuid = $1{}",
+            c.for_update()
+        ),
         &[&image],
     )?
     .as_ref()

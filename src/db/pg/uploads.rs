@@ -232,10 +232,13 @@ pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
 }
 
 pub fn get(c: &PgConn, id: Uuid) -> Result<Option<Upload>> {
-    c.query_opt(&format!("SELECT {COLS} FROM uploads WHERE id = $1"), &[&id])?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    c.query_opt(
+        &format!("SELECT {COLS} FROM uploads WHERE id = $1{}", c.for_update()),
+        &[&id],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Delete an upload's row; partials a deleted final used are free again.
