@@ -38,5 +38,29 @@ export IMGAPI_TEST_S3_ACCESS_KEY=imgapi-test IMGAPI_TEST_S3_SECRET_KEY=imgapi-te
 export IMGAPI_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
 cargo build --release --bin imgapi
-cargo test --no-fail-fast "$@"
-scripts/fuzz.sh
+status=0
+cargo test --no-fail-fast "$@" || status=1
+
+# The suites that exercise metadata (ListImages, uploads, registration,
+# imports, crash recovery, the clients), again with PostgreSQL as the
+# database: every server they start gets a database of its own. Not run
+# there: the tests that open the SQLite file itself to stage a crash or
+# check its mode (they ran above). tests/cluster.rs runs on PostgreSQL in
+# the pass above.
+PG_SUITES=(accounts admin channels client client_clone client_imports clone concat
+  crash_completion hardening_domain hardening_uploads imgapi imports inprocess
+  node_client ops redirect registration s3 tus_clients uploads validate validation_parity)
+SQLITE_ONLY=(s3_down_during_recovery_is_503_then_completes
+  publish_of_a_session_without_a_crc_checks_the_md5_instead
+  completion_cut_short_by_a_crash_is_finished_at_restart
+  uuid_shaped_owners_name_only_that_account
+  gc_keeps_what_a_registration_in_progress_writes
+  store_never_follows_links_out_and_creates_private_files
+  token_auth)
+echo "=== the metadata suites again, on PostgreSQL"
+IMGAPI_TEST_BACKEND=postgres cargo test --no-fail-fast \
+  $(printf -- '--test %s ' "${PG_SUITES[@]}") -- \
+  $(printf -- '--skip %s ' "${SQLITE_ONLY[@]}") || status=1
+
+scripts/fuzz.sh || status=1
+exit $status

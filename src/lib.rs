@@ -66,10 +66,25 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         assets: Store::Fs(FsStore::new(cfg.assets_dir())?),
         staging,
     };
+    // A cluster keeps image files and icons where every node reads them:
+    // the manta store (which the operator shares when it is a directory).
     let default_stor = match cfg.storage.manta {
+        _ if db.is_shared() => store::StoreName::Manta,
         MantaConfig::S3(_) => store::StoreName::Manta,
         MantaConfig::Fs { .. } => store::StoreName::Local,
     };
+    if db.is_shared() {
+        if let MantaConfig::Fs { .. } = cfg.storage.manta {
+            tracing::warn!(
+                dir = %cfg.manta_fs_dir().unwrap_or_default().display(),
+                "a cluster database with a directory manta store: every node must see the same directory (a shared filesystem)"
+            );
+        }
+        tracing::warn!(
+            dir = %cfg.assets_dir().display(),
+            "a cluster database: storage.assets.dir must be the same shared directory on every node"
+        );
+    }
     let uploads = uploads::Uploads::new(
         db.clone(),
         stores.clone(),

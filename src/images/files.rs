@@ -258,8 +258,15 @@ impl Images {
         }
         let img = self.get(caller, uuid).await?;
         caller.check_owner(&img)?;
-        let store = &self.stores.local;
-        let mut pending = store.begin_write(&image_icon_key("local", &uuid)).await?;
+        // One node keeps icons in its own directory; a cluster keeps them
+        // in the store every node reads.
+        let stor = if self.db.is_shared() {
+            StoreName::Manta
+        } else {
+            StoreName::Local
+        };
+        let store = self.stores.get(stor);
+        let mut pending = store.begin_write(&image_icon_key(stor, &uuid)).await?;
         let digests = ingest(&mut pending, body, MAX_ICON_SIZE).await?;
         check_file(&digests, p.content_length, p.sha1.as_deref()).map_err(|e| match e {
             Error::Download(m) => Error::Upload(m),
@@ -272,7 +279,7 @@ impl Images {
             content_type: ct,
             content_md5: digests.md5_base64(),
             mtime: self.clock.timestamp().into(),
-            stor: StoreName::Local,
+            stor,
         };
         self.modify(caller, uuid, None, move |img| {
             img.icon = Some(icon);

@@ -1,0 +1,367 @@
+//! Three `imgapi serve` processes over one PostgreSQL database and one
+//! shared store directory, each request of a client on the next node: an
+//! upload whose PATCHes each land on another node, racing PATCHes, a node
+//! killed mid-PATCH, a node restarted with an empty data directory, the
+//! classic flow across nodes, and a write read at once on another node.
+//! Needs `IMGAPI_TEST_DATABASE_URL` (scripts/test.sh starts PostgreSQL).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const MIB: usize = 1 << 20;
+
+/// The shared parts (one database, one store directory) and three nodes.
+struct Cluster {
+    nodes: Vec<Server>,
+    /// The store directories every node shares (removed at the end).
+    _shared: tempfile::TempDir,
+}
+
+/// A database for the cluster, or None (with a notice) outside CI when no
+/// PostgreSQL is configured.
+fn cluster_database() -> Option<String> {
+    if std::env::var_os("IMGAPI_TEST_DATABASE_URL").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "IMGAPI_TEST_DATABASE_URL must be set in CI (scripts/test.sh starts PostgreSQL)"
+        );
+        eprintln!("*** NOT RUN: the cluster tests need IMGAPI_TEST_DATABASE_URL");
+        return None;
+    }
+    Some(new_pg_database())
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Option<Cluster> {
+        let url = cluster_database()?;
+        let shared = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[database]\nurl = \"{url}\"\n\
+             [storage.manta]\ntype = \"fs\"\ndir = \"{}\"\n\
+             [storage.assets]\ndir = \"{}\"\n",
+            shared.path().join("manta").display(),
+            shared.path().join("assets").display(),
+        );
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Server::start_with_config(&toml).await);
+        }
+        Some(Cluster {
+            nodes,
+            _shared: shared,
+        })
+    }
+
+    fn node(&self, i: usize) -> &Server {
+        &self.nodes[i % self.nodes.len()]
+    }
+
+    /// HEAD of an upload on every node: each one's Upload-Offset.
+    async fn offsets(&self, loc: &str) -> Vec<Option<u64>> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            let (st, off, _) = n.tus_head(&format!("{loc}?account={LUKE}")).await;
+            assert_eq!(st, 200, "HEAD on {}", n.url);
+            out.push(off);
+        }
+        out
+    }
+}
+
+fn manifest(name: &str, upload: &str, file: &[u8]) -> Value {
+    json!({"name": name, "version": "1.0.0", "os": "other", "type": "other",
+        "files": [{"upload": upload, "content_md5": md5_b64(file), "compression": "none"}]})
+}
+
+/// GetImageFile of `uuid` on `s`: the bytes and the Content-MD5.
+async fn fetch(s: &Server, uuid: &str) -> (Vec<u8>, String) {
+    let r = s
+        .http
+        .get(s.u(&format!("/images/{uuid}/file?account={LUKE}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GetImageFile on {}", s.url);
+    let md5 = r.headers()["content-md5"].to_str().unwrap().to_string();
+    (r.bytes().await.unwrap().to_vec(), md5)
+}
+
+/// Register `upload` on `s` and check every node serves the same bytes.
+async fn register_everywhere(c: &Cluster, on: usize, name: &str, id: &str, file: &[u8]) -> String {
+    let (st, img) = c
+        .node(on)
+        .post(&format!("/images?account={LUKE}"), manifest(name, id, file))
+        .await;
+    assert_eq!(st, 200, "register: {img}");
+    assert_eq!(img["state"], "active", "{img}");
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    for n in &c.nodes {
+        let (bytes, md5) = fetch(n, &uuid).await;
+        assert_eq!(md5, md5_b64(file));
+        assert!(bytes == file, "node {} serves other bytes", n.url);
+    }
+    uuid
+}
+
+fn location(h: &reqwest::header::HeaderMap) -> String {
+    h["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn every_patch_on_the_next_node_and_every_head_agrees() {
+    let Some(c) = Cluster::start(3).await else {
+        return;
+    };
+    // Uneven chunks, 100 KiB to 20 MiB.
+    let sizes = [100 << 10, 3 * MIB + 7, 20 * MIB, 777_777, MIB];
+    let file = data(sizes.iter().sum(), 21);
+    let (st, h) = c
+        .node(0)
+        .tus_create(file.len() as u64, Some(LUKE), &[])
+        .await;
+    assert_eq!(st, 201);
+    let loc = location(&h);
+    let mut off = 0usize;
+    for (i, n) in sizes.iter().enumerate() {
+        let node = c.node(i + 1);
+        let (st, h, v) = node
+            .tus_patch(&loc, Some(LUKE), off as u64, file[off..off + n].to_vec())
+            .await;
+        assert_eq!(st, 204, "PATCH {i} on {}: {v}", node.url);
+        off += n;
+        assert_eq!(h["upload-offset"], off.to_string().as_str());
+        let offs = c.offsets(&loc).await;
+        assert!(
+            offs.iter().all(|o| *o == Some(off as u64)),
+            "after PATCH {i}: {offs:?}, want {off}"
+        );
+    }
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    register_everywhere(&c, 2, "round-robin", &id, &file).await;
+}
+
+#[tokio::test]
+async fn racing_patches_at_one_offset_on_two_nodes_one_wins_whole() {
+    let Some(c) = Cluster::start(2).await else {
+        return;
+    };
+    let len = 16 * MIB;
+    let (a, b) = (data(len, 31), data(len, 32));
+    let (st, h) = c.node(0).tus_create(len as u64, Some(LUKE), &[]).await;
+    assert_eq!(st, 201);
+    let loc = location(&h);
+    let (ra, rb) = tokio::join!(
+        c.node(0).tus_patch(&loc, Some(LUKE), 0, a.clone()),
+        c.node(1).tus_patch(&loc, Some(LUKE), 0, b.clone()),
+    );
+    let codes = [ra.0, rb.0];
+    let winners = codes.iter().filter(|&&s| s == 204).count();
+    assert_eq!(
+        winners, 1,
+        "exactly one PATCH wins: {codes:?} ({} / {})",
+        ra.2, rb.2
+    );
+    assert!(
+        codes.iter().all(|s| [204, 409, 423].contains(s)),
+        "the loser is 409 or 423: {codes:?}"
+    );
+    let file = if ra.0 == 204 { &a } else { &b };
+    assert_eq!(c.offsets(&loc).await, vec![Some(len as u64); 2]);
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    register_everywhere(&c, 1, "race", &id, file).await;
+}
+
+#[tokio::test]
+async fn a_write_on_one_node_is_read_at_once_on_the_others() {
+    let Some(c) = Cluster::start(3).await else {
+        return;
+    };
+    let img = c
+        .node(0)
+        .create_active(LUKE, "cluster-visible-one", true, b"x")
+        .await;
+    let uuid = img["uuid"].as_str().unwrap();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let (st, v) = n.get(&format!("/images/{uuid}")).await;
+        assert_eq!(
+            (st, v["name"].as_str()),
+            (200, Some("cluster-visible-one")),
+            "node {i}"
+        );
+        let (st, v) = n.get("/images?name=~visible-o").await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            names(&v),
+            vec!["cluster-visible-one".to_string()],
+            "node {i}"
+        );
+    }
+    // A change on node 2 is seen by node 0 and 1 at once.
+    let (st, v) = c
+        .node(2)
+        .post(
+            &format!("/images/{uuid}?action=update"),
+            json!({"name": "cluster-renamed"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    for n in &c.nodes[..2] {
+        let (_, v) = n.get("/images?name=~visible-o").await;
+        assert!(names(&v).is_empty(), "{v}");
+        let (_, v) = n.get("/images?name=~renamed").await;
+        assert_eq!(names(&v), vec!["cluster-renamed".to_string()]);
+    }
+}
+
+#[tokio::test]
+async fn the_classic_flow_with_each_step_on_another_node() {
+    let Some(c) = Cluster::start(3).await else {
+        return;
+    };
+    let file = data(3 * MIB + 11, 41);
+    let img = c
+        .node(0)
+        .create(
+            None,
+            json!({"name": "classic", "version": "1.0.0", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE, "public": false}),
+        )
+        .await;
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    let (st, v) = c
+        .node(1)
+        .put_bytes(
+            &format!("/images/{uuid}/file?compression=none"),
+            file.clone(),
+        )
+        .await;
+    assert_eq!(st, 200, "AddImageFile on node 1: {v}");
+    let (st, v) = c
+        .node(2)
+        .post(&format!("/images/{uuid}?action=activate"), json!({}))
+        .await;
+    assert_eq!(st, 200, "ActivateImage on node 2: {v}");
+    assert_eq!(v["state"], "active");
+    for n in &c.nodes {
+        let (bytes, md5) = fetch(n, &uuid).await;
+        assert_eq!((bytes == file, md5), (true, md5_b64(&file)));
+    }
+    // check-files from any node finds nothing wrong.
+    for n in &c.nodes {
+        let out = n.admin(&["check-files"]);
+        assert!(
+            out.status.success(),
+            "check-files on {}: {}{}",
+            n.url,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A PATCH body that sends `first`, then waits on `go` forever.
+fn stalled_body(first: Vec<u8>) -> reqwest::Body {
+    let s = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+        .chain(futures_util::stream::pending());
+    reqwest::Body::wrap_stream(s)
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_patch_costs_nothing_acknowledged() {
+    let Some(mut c) = Cluster::start(3).await else {
+        return;
+    };
+    let file = data(12 * MIB, 51);
+    let (st, h) = c
+        .node(0)
+        .tus_create(file.len() as u64, Some(LUKE), &[])
+        .await;
+    assert_eq!(st, 201);
+    let loc = location(&h);
+    let (st, _, v) = c
+        .node(0)
+        .tus_patch(&loc, Some(LUKE), 0, file[..4 * MIB].to_vec())
+        .await;
+    assert_eq!(st, 204, "{v}");
+    // Node 1 takes a PATCH whose body stops half-way, and is killed.
+    let n1 = c.node(1);
+    let req = n1
+        .http
+        .patch(n1.u(&format!("{loc}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", (4 * MIB).to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(stalled_body(file[4 * MIB..6 * MIB].to_vec()))
+        .send();
+    let pending = tokio::spawn(req);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _ = c.nodes[1].child.kill();
+    let _ = c.nodes[1].child.wait();
+    let _ = pending.await;
+    // Nothing of the cut PATCH counts: every node that is up says 4 MiB.
+    for i in [0, 2] {
+        let (st, off, _) = c.node(i).tus_head(&format!("{loc}?account={LUKE}")).await;
+        assert_eq!((st, off), (200, Some(4 * MIB as u64)), "node {i}");
+    }
+    // The upload goes on on node 2 once the dead node's lease has expired
+    // (a client retries 423 with backoff, as imgapi's client does).
+    let t0 = Instant::now();
+    loop {
+        let (st, _, v) = c
+            .node(2)
+            .tus_patch(&loc, Some(LUKE), 4 * MIB as u64, file[4 * MIB..].to_vec())
+            .await;
+        if st == 204 {
+            break;
+        }
+        assert_eq!(st, 423, "{v}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // ... and registers on node 0, byte-identical everywhere that is up.
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    c.nodes.remove(1);
+    register_everywhere(&c, 0, "survivor", &id, &file).await;
+}
+
+#[tokio::test]
+async fn a_node_restarted_with_an_empty_data_directory_serves_every_image() {
+    let Some(mut c) = Cluster::start(2).await else {
+        return;
+    };
+    let mut images = Vec::new();
+    for i in 0..3 {
+        let file = data(MIB + i, 60 + i as u32);
+        let (st, h) = c
+            .node(i)
+            .tus_create(file.len() as u64, Some(LUKE), &[])
+            .await;
+        assert_eq!(st, 201);
+        let loc = location(&h);
+        let (st, _, v) = c
+            .node(i + 1)
+            .tus_patch(&loc, Some(LUKE), 0, file.clone())
+            .await;
+        assert_eq!(st, 204, "{v}");
+        let id = loc.rsplit('/').next().unwrap().to_string();
+        let uuid = register_everywhere(&c, i, &format!("kept-{i}"), &id, &file).await;
+        images.push((uuid, file));
+    }
+    // Node 1 loses its disk: killed, its data directory deleted, started anew.
+    let n1 = &mut c.nodes[1];
+    n1.restart_hard_with(|d: &Path| std::fs::remove_dir_all(d).unwrap())
+        .await;
+    for (uuid, file) in &images {
+        let (bytes, md5) = fetch(&c.nodes[1], uuid).await;
+        assert_eq!((bytes == *file, md5), (true, md5_b64(file)));
+    }
+}
