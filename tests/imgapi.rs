@@ -239,7 +239,7 @@ async fn b09_b25_image_basics() {
 
     // 6, 20: admin fields
     let (_, v) = s.get(&format!("/images/{uuid}?inclAdminFields=true")).await;
-    assert_eq!(v["files"][0]["stor"], "local");
+    assert_eq!(v["files"][0]["stor"], classic_stor());
     let (_, v) = s.get("/images?inclAdminFields=true").await;
     assert!(v[0]["files"][0]["stor"].is_string());
 
@@ -300,7 +300,7 @@ async fn b09_b25_image_basics() {
     assert_eq!(st, 204);
     let (st, _) = s.get(&format!("/images/{uuid}")).await;
     assert_eq!(st, 404);
-    let files: Vec<_> = walk(&s.data_dir().join("local"));
+    let files: Vec<_> = walk(&classic_files_dir(&s.data_dir()));
     assert!(files.is_empty(), "deleted image left files: {files:?}");
 }
 
@@ -859,7 +859,7 @@ async fn b66_b73_lifecycle_errors() {
     let (_, v) = s.get(&format!("/images/{u}")).await;
     assert_eq!(v["files"], json!([]));
     assert!(
-        walk(&s.data_dir().join("local")).is_empty(),
+        walk(&classic_files_dir(&s.data_dir())).is_empty(),
         "failed uploads left files behind"
     );
     // A good file, then a failed replacement keeps the good one.
@@ -884,7 +884,7 @@ async fn b66_b73_lifecycle_errors() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap().to_vec(), good);
-    assert_eq!(walk(&s.data_dir().join("local")).len(), 1);
+    assert_eq!(walk(&classic_files_dir(&s.data_dir())).len(), 1);
     // 73: If-None-Match: sha1 → 304
     let r = s
         .http
@@ -1478,7 +1478,7 @@ async fn oversized_files_are_refused() {
         .put_bytes(&format!("/images/{u}/file?compression=none"), vec![3; 1000])
         .await;
     assert_eq!(st, 200, "exactly the limit is fine: {v}");
-    assert_eq!(walk(&s.data_dir().join("local")).len(), 1);
+    assert_eq!(walk(&classic_files_dir(&s.data_dir())).len(), 1);
 }
 
 /// SIGTERM: the server stops accepting, finishes, and exits 0.

@@ -370,7 +370,7 @@ async fn failed_placeholders_expire_and_are_reaped() {
         .await;
     assert_eq!(r.status, 200, "{}", r.json());
     assert_eq!(r.parse::<wire::Image>().state, "failed");
-    assert!(!walk(&app.data_dir().join("local")).is_empty());
+    assert!(!walk(&classic_files_dir(&app.data_dir())).is_empty());
 
     app.advance(std::time::Duration::from_secs(2 * 24 * 3600));
     assert_eq!(app.reap().await, (0, 0), "kept for its whole lifespan");
@@ -379,7 +379,7 @@ async fn failed_placeholders_expire_and_are_reaped() {
     assert_eq!(app.reap().await, (0, 1));
     assert_eq!(app.get(&format!("/images/{uuid}")).await.status, 404);
     assert!(
-        walk(&app.data_dir().join("local")).is_empty(),
+        walk(&classic_files_dir(&app.data_dir())).is_empty(),
         "its file went with it"
     );
 }

@@ -641,3 +641,23 @@ pub async fn active_image(s: &Server, name: &str, origin: Option<&str>, data: &[
     assert_eq!(st, 200, "{v}");
     uuid
 }
+
+/// Where a server keeps the image files and icons of the classic flow
+/// (AddImageFile): `local` with SQLite, the manta store every node reads
+/// with PostgreSQL (docs/cluster.md).
+pub fn classic_stor() -> &'static str {
+    if backend_is_postgres() {
+        "manta"
+    } else {
+        "local"
+    }
+}
+
+/// The directory of `classic_stor()`'s image files under `data_dir`.
+pub fn classic_files_dir(data_dir: &Path) -> PathBuf {
+    if backend_is_postgres() {
+        data_dir.join("manta/imgapi/images")
+    } else {
+        data_dir.join("local")
+    }
+}
