@@ -365,3 +365,47 @@ async fn a_node_restarted_with_an_empty_data_directory_serves_every_image() {
         assert_eq!((bytes == *file, md5), (true, md5_b64(file)));
     }
 }
+
+#[tokio::test]
+async fn a_registration_whose_node_dies_is_finished_by_another() {
+    let Some(mut c) = Cluster::start(2).await else {
+        return;
+    };
+    // An object already in the store: registration verifies it by
+    // streaming it (seconds), so the node can die mid-job.
+    let file = data(80 * MIB, 71);
+    let p = c._shared.path().join(format!("manta/{LUKE}/stor/big"));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, &file).unwrap();
+    let body = json!({"name": "orphaned-job", "version": "1.0.0", "os": "other", "type": "other",
+        "files": [{"path": format!("/{LUKE}/stor/big"), "content_md5": md5_b64(&file),
+                   "compression": "none"}]});
+    let (st, img) = c
+        .node(1)
+        .post(&format!("/images?account={LUKE}&wait=0"), body)
+        .await;
+    assert_eq!(st, 200, "{img}");
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    let _ = c.nodes[1].child.kill();
+    let _ = c.nodes[1].child.wait();
+    if img["state"] == "active" {
+        eprintln!("the job finished before the kill; the takeover was not exercised");
+    }
+    // Node 0's worker takes the job over once the dead node's lease has
+    // expired (20 s), within a minute.
+    let t0 = Instant::now();
+    let state = loop {
+        let (st, v) = c
+            .node(0)
+            .get(&format!("/images/{uuid}?account={LUKE}"))
+            .await;
+        assert_eq!(st, 200, "{v}");
+        if v["state"] != "creating" || t0.elapsed() > Duration::from_secs(60) {
+            break v["state"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(state, "active", "after {:?}", t0.elapsed());
+    let (bytes, md5) = fetch(c.node(0), &uuid).await;
+    assert_eq!((bytes == file, md5), (true, md5_b64(&file)));
+}
