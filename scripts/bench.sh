@@ -10,6 +10,9 @@
 #                                            WAN proxy: BENCH_MIB, WAN_RTT_MS, WAN_RATE_MIB, PARTS)
 #   scripts/bench.sh concurrent             (only 32 concurrent uploads from 32 accounts with a
 #                                            ListImages reader: CONC_UPLOADS, CONC_MIB)
+#   scripts/bench.sh cluster                (only one node on PostgreSQL against one on SQLite:
+#                                            tus upload, registration, GetImage and ListImages;
+#                                            CLUSTER_MIB, CLUSTER_IMAGES, CLUSTER_SECS)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -22,7 +25,7 @@ if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 ONLY_SECTION=
-case "${1:-}" in parallel|concurrent) ONLY_SECTION=$1; shift ;; esac
+case "${1:-}" in parallel|concurrent|cluster) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -455,7 +458,79 @@ concurrent_bench() {
 
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 
+# One node on PostgreSQL against one node on SQLite, same machine, same
+# run, same client: tus upload throughput (the median of ROUNDS uploads of
+# CLUSTER_MIB, 64 MiB PATCHes, the Python sendfile client), the
+# registration fast path (POST /images naming a finished upload, ?wait
+# until active), and GetImage / ListImages req/s (wrk, 32 connections,
+# CLUSTER_SECS each) over CLUSTER_IMAGES images made by CreateImage.
+# Goals (issue 21): upload >= 0.9x, registration <= 2x time, reads >= 0.5x.
+cluster_bench() {
+  local mib=${CLUSTER_MIB:-1024} n=${CLUSTER_IMAGES:-2000} secs=${CLUSTER_SECS:-10}
+  local d=$WORK/cluster pg_port=55490 f
+  mkdir -p "$d"
+  f=$d/file.bin
+  head -c $((mib * 1024 * 1024)) /dev/urandom > "$f"
+  local md5; md5=$(openssl dgst -md5 -binary "$f" | base64)
+  # (its own directory: the postgres user cannot enter $WORK)
+  PG_BENCH_DIR=$(mktemp -d /tmp/imgapi-bench-pg.XXXXXX)
+  trap 'scripts/pg-server.sh stop "$PG_BENCH_DIR" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK" "$PG_BENCH_DIR"' EXIT
+  scripts/pg-server.sh start "$PG_BENCH_DIR" "$pg_port" > /dev/null
+  psql -X -q "postgres://postgres@127.0.0.1:$pg_port/postgres" -c "CREATE DATABASE imgapi_bench"
+  local backend url pid u t0 t1
+  for backend in sqlite postgres; do
+    if [ "$backend" = postgres ]; then
+      export IMGAPI_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/imgapi_bench"
+    else
+      unset IMGAPI_DATABASE_URL
+    fi
+    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$d/data-$backend" > "$d/$backend.out" 2> "$d/$backend.err" &
+    pid=$!
+    for _ in $(seq 100); do url=$(sed -n 's/^imgapi listening on //p' "$d/$backend.out"); [ -n "$url" ] && break; sleep 0.1; done
+    : > "$d/$backend.up"
+    for r in 1 2 3; do
+      sync
+      read -r t u < <(python3 scripts/tus_bench_client.py upload "$url/uploads" "$f" 64)
+      echo "$t" >> "$d/$backend.up"
+      [ "$r" -lt 3 ] && curl -sf -XDELETE -H 'Tus-Resumable: 1.0.0' "$u" > /dev/null
+    done
+    local id=${u##*/}
+    t0=$(now)
+    curl -sf -XPOST -H 'content-type: application/json' "$url/images?wait=600" \
+      -d "{\"name\":\"bench\",\"version\":\"1.0.0\",\"os\":\"other\",\"type\":\"other\",\"owner\":\"ba28f844-8cb4-f141-882d-46d6251e6a9f\",\"files\":[{\"upload\":\"$id\",\"content_md5\":\"$md5\",\"compression\":\"none\"}]}" > "$d/$backend.reg"
+    t1=$(now)
+    echo "$(secs "$t0" "$t1")" > "$d/$backend.regtime"
+    local uuid; uuid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["uuid"])' "$d/$backend.reg")
+    python3 - "$url" "$n" <<'PY'
+import http.client, json, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1]); c = http.client.HTTPConnection(u.hostname, u.port)
+for i in range(int(sys.argv[2])):
+    body = json.dumps({"name": "img%d" % (i % 500), "version": "1.0.%d" % i, "os": "smartos",
+        "type": "zone-dataset", "owner": "ba28f844-8cb4-f141-882d-46d6251e6a9f", "public": i % 2 == 0,
+        "tags": {"role": "r%d" % (i % 7)}})
+    c.request("POST", "/images", body, {"content-type": "application/json"})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+    : > "$d/$backend.reads"
+    local q
+    for q in "/images/$uuid" "/images?limit=100&state=all" "/images?name=~g12&state=all" "/images?tag.role=r3&state=all&limit=100"; do
+      wrk -t2 -c32 -d"${secs}s" "$url$q" 2>/dev/null | awk -v q="$q" '/Requests\/sec/ {print q, $2}' >> "$d/$backend.reads"
+    done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+  unset IMGAPI_DATABASE_URL
+  med3() { sort -g "$1" | sed -n 2p; }
+  local us up rs rp
+  us=$(med3 "$d/sqlite.up"); up=$(med3 "$d/postgres.up")
+  echo "cluster: $mib MiB tus upload (median of 3): SQLite $(awk -v s="$mib" -v t="$us" 'BEGIN{printf "%.1f", s/t}') MiB/s, PostgreSQL $(awk -v s="$mib" -v t="$up" 'BEGIN{printf "%.1f", s/t}') MiB/s: $(ratio "$us" "$up")x (goal >= 0.9x)"
+  rs=$(cat "$d/sqlite.regtime"); rp=$(cat "$d/postgres.regtime")
+  echo "cluster: registration fast path ($mib MiB upload, until active): SQLite ${rs}s, PostgreSQL ${rp}s: $(ratio "$rp" "$rs")x the time (goal <= 2x)"
+  paste "$d/sqlite.reads" "$d/postgres.reads" | awk -v n="$n" '{printf "cluster: %s over %d images: SQLite %s req/s, PostgreSQL %s req/s: %.2fx (goal >= 0.5x)\n", $1, n, $2, $4, $4 / $2}'
+}
+
 case "$ONLY_SECTION" in
+  cluster) cluster_bench; exit 0 ;;
   parallel) parallel_bench; exit 0 ;;
   concurrent) concurrent_bench; exit 0 ;;
 esac

@@ -72,7 +72,10 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 /// The PostgreSQL database: a bounded connection pool.
 #[derive(Clone)]
 pub struct PgDb {
+    /// Connections for write transactions.
     pool: Pool,
+    /// Read-only connections (`default_transaction_read_only`) for reads.
+    readers: Pool,
 }
 
 /// A pooled connection inside a transaction, used synchronously from a
@@ -178,23 +181,40 @@ impl PgDb {
             pg.get_options().unwrap_or(""),
             cfg.statement_timeout.as_millis()
         );
-        pg.options(opts.trim());
-        let mgr = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(cfg.max_connections.max(1))
-            .wait_timeout(Some(cfg.acquire_timeout))
-            .create_timeout(Some(cfg.connect_timeout))
-            .recycle_timeout(Some(cfg.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| DbError::Unavailable(Box::new(e)))?;
-        let db = PgDb { pool };
+        // Two pools sharing `max_connections`: writers (transactions), and
+        // readers whose sessions are read-only from their start, so a read
+        // runs its statements without BEGIN and COMMIT (one round trip a
+        // statement, where a READ ONLY transaction costs three) and still
+        // cannot write. (SQLite's readers too run each statement alone on
+        // read-only connections.)
+        let total = cfg.max_connections.max(2);
+        let writers = (total / 2).max(1);
+        let pool = |options: String, size: usize| {
+            let mut pg = pg.clone();
+            pg.options(options.trim());
+            let mgr = Manager::from_config(
+                pg,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(mgr)
+                .max_size(size)
+                .wait_timeout(Some(cfg.acquire_timeout))
+                .create_timeout(Some(cfg.connect_timeout))
+                .recycle_timeout(Some(cfg.connect_timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| DbError::Unavailable(Box::new(e)))
+        };
+        let db = PgDb {
+            pool: pool(opts.clone(), writers)?,
+            readers: pool(
+                format!("{opts} -c default_transaction_read_only=on"),
+                total - writers,
+            )?,
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -245,16 +265,36 @@ impl PgDb {
         Ok(applied)
     }
 
-    /// Run `f` in a READ ONLY transaction on a pooled connection, on a
-    /// blocking thread. `f` may return the database's own errors or a
-    /// service's (any `E: From<DbError>`).
+    /// Run `f` on a read-only pooled connection, on a blocking thread,
+    /// each statement on its own (no transaction: as SQLite's readers).
+    /// `f` may return the database's own errors or a service's (any
+    /// `E: From<DbError>`).
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
     {
-        self.run("BEGIN READ ONLY", f).await
+        let client = self.readers.get().await.map_err(pool_error)?;
+        let span = tracing::Span::current();
+        let rt = tokio::runtime::Handle::current();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut conn = PgConn {
+                client,
+                rt,
+                write: false,
+            };
+            let run = std::panic::AssertUnwindSafe(|| span.in_scope(|| f(&mut conn)));
+            match std::panic::catch_unwind(run) {
+                Ok(out) => out,
+                Err(_) => {
+                    let _ = deadpool_postgres::Object::take(conn.client);
+                    tracing::error!("a database query panicked");
+                    Err(E::from(DbError::Gone))
+                }
+            }
+        });
+        job.await.map_err(|_| E::from(DbError::Gone))?
     }
 
     /// Run `f` in a read-write transaction on a pooled connection, on a
@@ -325,9 +365,14 @@ impl PgDb {
         Ok(client)
     }
 
-    /// The pool's size and idle connections (for metrics and tests).
+    /// The writers' pool's size and idle connections (for metrics and tests).
     pub fn status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+
+    /// The readers' pool's.
+    pub fn readers_status(&self) -> deadpool_postgres::Status {
+        self.readers.status()
     }
 }
 

@@ -1129,29 +1129,32 @@ async fn an_unreachable_or_busy_database_is_unavailable_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_ended_by_the_server_are_replaced_unseen() {
     let Some(t) = TestDb::new().await else { return };
+    // Three writers' and three readers' connections.
     let pg = PgDb::open(&PgConfig {
-        max_connections: 3,
+        max_connections: 6,
         ..t.config()
     })
     .await
     .unwrap();
-    // Three connections in the pool, idle.
-    let reads: Vec<_> = (0..3)
-        .map(|_| {
-            let pg = pg.clone();
-            tokio::spawn(async move {
-                pg.read(|c| {
-                    std::thread::sleep(Duration::from_millis(200));
-                    super::stats::image_count(c)
-                })
-                .await
-            })
+    let busy = |write: bool| {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            let f = |c: &mut super::PgConn| {
+                std::thread::sleep(Duration::from_millis(200));
+                super::stats::image_count(c)
+            };
+            if write {
+                pg.write(f).await
+            } else {
+                pg.read(f).await
+            }
         })
-        .collect();
-    for r in reads {
+    };
+    let all: Vec<_> = (0..6).map(|i| busy(i % 2 == 0)).collect();
+    for r in all {
         r.await.unwrap().unwrap();
     }
-    assert_eq!(pg.status().size, 3);
+    assert_eq!((pg.status().size, pg.readers_status().size), (3, 3));
     // The server ends them (as a restart or a failover does).
     let n: i64 = admin(&t.server)
         .await
@@ -1162,11 +1165,12 @@ async fn connections_ended_by_the_server_are_replaced_unseen() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 3);
+    assert_eq!(n, 6);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The next callers do not see it.
     for _ in 0..4 {
         assert_eq!(pg.read(|c| super::stats::image_count(c)).await.unwrap(), 0);
+        assert_eq!(pg.write(|c| super::stats::image_count(c)).await.unwrap(), 0);
     }
 }
 
