@@ -21,6 +21,14 @@ struct Cluster {
     nodes: Vec<Server>,
     /// The store directories every node shares (removed at the end).
     _shared: tempfile::TempDir,
+    db_url: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear(); // each killed
+        drop_pg_database(&self.db_url);
+    }
 }
 
 /// A database for the cluster, or None (with a notice) outside CI when no
@@ -55,6 +63,7 @@ impl Cluster {
         Some(Cluster {
             nodes,
             _shared: shared,
+            db_url: url,
         })
     }
 

@@ -239,7 +239,26 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its PostgreSQL database goes with it (a suite starts hundreds).
+        if let Ok(url) = std::fs::read_to_string(self.dir.path().join("database-url")) {
+            drop_pg_database(&url);
+        }
     }
+}
+
+/// Drop the test database at `url` (best effort: the test server goes
+/// away at the end of scripts/test.sh anyway).
+pub fn drop_pg_database(url: &str) {
+    let (Ok(base), Some((_, name))) = (
+        std::env::var("IMGAPI_TEST_DATABASE_URL"),
+        url.rsplit_once('/'),
+    ) else {
+        return;
+    };
+    let _ = Command::new("psql")
+        .args(["-X", "-q", &base, "-c"])
+        .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .output();
 }
 
 /// The metadata backend the suites run against: SQLite (the default), or
