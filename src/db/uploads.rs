@@ -430,6 +430,20 @@ pub enum ClaimRefused {
     Incomplete,
 }
 
+impl ClaimRefused {
+    /// Why an upload that the claim's conditional update did not change
+    /// (`None`: there is none) was refused.
+    pub fn of(up: Option<&Upload>) -> ClaimRefused {
+        match up {
+            None => ClaimRefused::Unknown,
+            Some(u) if matches!(u.concat, Concat::Partial { .. }) => ClaimRefused::Unknown,
+            Some(u) if u.state == UploadState::Registered => ClaimRefused::Registered(u.image_uuid),
+            Some(u) if u.state == UploadState::Failed => ClaimRefused::Failed,
+            Some(_) => ClaimRefused::Incomplete,
+        }
+    }
+}
+
 /// Claim a complete upload for `image` (atomically: a second claim is
 /// refused with `ClaimRefused::Registered`). The caller has checked ownership.
 /// A partial upload of a tus concatenation is no file of its own (Unknown).
@@ -447,13 +461,7 @@ pub fn mark_registered(
     if n == 1 {
         return Ok(Ok(()));
     }
-    Ok(Err(match get(c, id)? {
-        None => ClaimRefused::Unknown,
-        Some(u) if matches!(u.concat, Concat::Partial { .. }) => ClaimRefused::Unknown,
-        Some(u) if u.state == UploadState::Registered => ClaimRefused::Registered(u.image_uuid),
-        Some(u) if u.state == UploadState::Failed => ClaimRefused::Failed,
-        Some(_) => ClaimRefused::Incomplete,
-    }))
+    Ok(Err(ClaimRefused::of(get(c, id)?.as_ref())))
 }
 
 /// Give a claimed upload back (its registration failed early).

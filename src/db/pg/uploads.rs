@@ -356,13 +356,7 @@ pub fn mark_registered(
     if n == 1 {
         return Ok(Ok(()));
     }
-    Ok(Err(match get(c, id)? {
-        None => ClaimRefused::Unknown,
-        Some(u) if matches!(u.concat, Concat::Partial { .. }) => ClaimRefused::Unknown,
-        Some(u) if u.state == UploadState::Registered => ClaimRefused::Registered(u.image_uuid),
-        Some(u) if u.state == UploadState::Failed => ClaimRefused::Failed,
-        Some(_) => ClaimRefused::Incomplete,
-    }))
+    Ok(Err(ClaimRefused::of(get(c, id)?.as_ref())))
 }
 
 /// Give a claimed upload back (its registration failed early).
