@@ -98,7 +98,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         },
         clock.clone(),
     );
-    let locks = locks::ImageLocks::default();
+    let locks = locks::ImageLocks::new(&db);
     let registrar = registrar::Registrar::new(
         db.clone(),
         stores.clone(),

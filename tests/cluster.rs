@@ -418,3 +418,41 @@ async fn a_registration_whose_node_dies_is_finished_by_another() {
     let (bytes, md5) = fetch(c.node(0), &uuid).await;
     assert_eq!((bytes == file, md5), (true, md5_b64(&file)));
 }
+
+#[tokio::test]
+async fn add_image_file_and_delete_image_on_two_nodes_leave_no_orphan_bytes() {
+    let Some(c) = Cluster::start(2).await else {
+        return;
+    };
+    let file = data(30 * MIB, 81);
+    let img = c
+        .node(0)
+        .create(
+            None,
+            json!({"name": "contended", "version": "1.0.0", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE}),
+        )
+        .await;
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    let path = format!("/images/{uuid}/file?compression=none");
+    let add = c.node(0).put_bytes(&path, file.clone());
+    let del = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.node(1).delete(&format!("/images/{uuid}")).await
+    };
+    let ((add_st, add_v), (del_st, del_v)) = tokio::join!(add, del);
+    assert_eq!(del_st, 204, "DeleteImage: {del_v}");
+    assert!(
+        [200, 404].contains(&add_st),
+        "AddImageFile either ran first or found no image: {add_st} {add_v}"
+    );
+    for n in &c.nodes {
+        assert_eq!(n.get(&format!("/images/{uuid}")).await.0, 404);
+    }
+    // (The image's key in the shared store is imgapi/images/<3>/<uuid>/.)
+    let left: Vec<_> = walk(&c._shared.path().join("manta/imgapi/images"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&uuid))
+        .collect();
+    assert!(left.is_empty(), "orphan bytes: {left:?}");
+}

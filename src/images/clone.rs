@@ -16,7 +16,7 @@ impl Images {
         caller.require_auth()?;
         // Held to the end: the image cannot be deleted meanwhile, nor can
         // its origins (they have it as a dependent).
-        let _g = self.lock(uuid).await;
+        let _g = self.lock(uuid).await?;
         let img = self.get(caller, uuid).await?;
         let account = caller.account.ok_or_else(|| {
             Error::invalid_param(

@@ -58,7 +58,7 @@ impl Images {
         check_file(&digests, p.content_length, p.sha1.as_deref())?;
         let file = file_record(&digests, compression, p.dataset_guid, stor, &self.clock);
         // Commit and record under the image lock, re-checking activation.
-        let _g = self.lock(uuid).await;
+        let _g = self.lock(uuid).await?;
         let cur = self.get(caller, uuid).await?;
         if cur.activated {
             return Err(Error::ImageAlreadyActivated(uuid));
@@ -111,7 +111,7 @@ impl Images {
         }
         let file = file_record(digests, compression, p.dataset_guid, stor, &self.clock);
         let key = image_file_key(stor, &uuid);
-        let _g = self.lock(uuid).await;
+        let _g = self.lock(uuid).await?;
         let cur = self.get(caller, uuid).await?;
         if cur.activated {
             return Err(Error::ImageAlreadyActivated(uuid));

@@ -196,7 +196,7 @@ impl Images {
 
     /// ActivateImage.
     pub async fn activate(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
-        let _g = self.lock(uuid).await;
+        let _g = self.lock(uuid).await?;
         let clock = self.clock.clone();
         self.modify(caller, uuid, None, move |img| {
             if img.activated {
@@ -404,7 +404,7 @@ impl Images {
     /// DeleteImage: refused while other images name it as `origin`.
     pub async fn delete(&self, caller: &Caller, uuid: Uuid) -> Result<()> {
         caller.require_auth()?;
-        let _g = self.lock(uuid).await;
+        let _g = self.lock(uuid).await?;
         let caller2 = caller.clone();
         let img = self
             .db

@@ -90,7 +90,7 @@ impl Images {
     }
 
     /// Serialises file replacement, activation and deletion of one image.
-    async fn lock(&self, uuid: Uuid) -> tokio::sync::MutexGuard<'_, ()> {
+    async fn lock(&self, uuid: Uuid) -> Result<crate::locks::ImageGuard<'_>> {
         self.locks.lock(uuid).await
     }
 

@@ -55,7 +55,7 @@ impl Images {
                 errors: vec![FieldError::new("stor", FieldCode::Invalid)],
             })?,
         };
-        let _g = self.lock(uuid).await;
+        let _g = self.lock(uuid).await?;
         let img = self.get(caller, uuid).await?;
         if img.files.len() > 1 {
             return Err(Error::NotImplemented(

@@ -456,7 +456,7 @@ impl Registrar {
     /// upload back.
     async fn forget_failed(&self, j: &Job) -> Result<Error> {
         let job = j.clone();
-        let _g = self.locks.lock(job.image_uuid).await;
+        let _g = self.locks.lock(job.image_uuid).await?;
         let kind = job.kind;
         self.db
             .write(move |c| {
@@ -606,7 +606,7 @@ impl Registrar {
         fence: i64,
     ) -> Result<()> {
         let uuid = job.image_uuid;
-        let _g = self.locks.lock(uuid).await;
+        let _g = self.locks.lock(uuid).await?;
         match outcome {
             Ok((d, _moved)) => {
                 let file = ImageFile {
