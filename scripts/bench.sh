@@ -13,6 +13,8 @@
 #   scripts/bench.sh cluster                (only one node on PostgreSQL against one on SQLite:
 #                                            tus upload, registration, GetImage and ListImages;
 #                                            CLUSTER_MIB, CLUSTER_IMAGES, CLUSTER_SECS)
+#   scripts/bench.sh nodes                  (only 1, 2 and 3 nodes over one PostgreSQL: aggregate
+#                                            uploads and ListImages req/s; NODES_MIB, NODES_SECS)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -25,7 +27,7 @@ if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 ONLY_SECTION=
-case "${1:-}" in parallel|concurrent|cluster) ONLY_SECTION=$1; shift ;; esac
+case "${1:-}" in parallel|concurrent|cluster|nodes) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -529,7 +531,72 @@ PY
   paste "$d/sqlite.reads" "$d/postgres.reads" | awk -v n="$n" '{printf "cluster: %s over %d images: SQLite %s req/s, PostgreSQL %s req/s: %.2fx (goal >= 0.5x)\n", $1, n, $2, $4, $4 / $2}'
 }
 
+# 1, 2 and 3 nodes over one PostgreSQL database and shared directory
+# stores, each client talking to node i % N (what a round-robin proxy
+# does, without the proxy's own cost): the aggregate of 2 x N concurrent
+# uploads of NODES_MIB each (all started at once), and ListImages req/s
+# (one wrk per node, 16 connections each, NODES_SECS, summed). The machine
+# has 2 cores, shared by the nodes, PostgreSQL and the clients, so figures
+# are also given per core.
+cluster_nodes_bench() {
+  local mib=${NODES_MIB:-256} secs=${NODES_SECS:-5} d=$WORK/nodes pg_port=55491
+  mkdir -p "$d"
+  head -c $((mib * 1024 * 1024)) /dev/urandom > "$d/file.bin"
+  PG_NODES_DIR=$(mktemp -d /tmp/imgapi-bench-pg.XXXXXX)
+  trap 'scripts/pg-server.sh stop "$PG_NODES_DIR" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK" "$PG_NODES_DIR"' EXIT
+  scripts/pg-server.sh start "$PG_NODES_DIR" "$pg_port" > /dev/null
+  local n i url pids urls t0 t1 total rps
+  for n in 1 2 3; do
+    psql -X -q "postgres://postgres@127.0.0.1:$pg_port/postgres" -c "CREATE DATABASE nodes_$n"
+    rm -rf "$d/shared"; mkdir -p "$d/shared/manta" "$d/shared/assets"
+    printf '[database]\nurl = "postgres://postgres@127.0.0.1:%s/nodes_%s"\n[storage.manta]\ntype = "fs"\ndir = "%s"\n[storage.assets]\ndir = "%s"\n' \
+      "$pg_port" "$n" "$d/shared/manta" "$d/shared/assets" > "$d/cfg.toml"
+    pids=(); urls=()
+    for i in $(seq "$n"); do
+      "$BIN" --config "$d/cfg.toml" serve --listen 127.0.0.1:0 --data-dir "$d/node$i" > "$d/node$i.out" 2> "$d/node$i.err" &
+      pids+=($!)
+    done
+    for i in $(seq "$n"); do
+      for _ in $(seq 100); do url=$(sed -n 's/^imgapi listening on //p' "$d/node$i.out"); [ -n "$url" ] && break; sleep 0.1; done
+      urls+=("$url")
+    done
+    rm -rf "$d/start"; mkdir -p "$d/start"
+    local clients=$((2 * n)) waitfor=()
+    for i in $(seq 0 $((clients - 1))); do
+      BENCH_START_DIR=$d/start python3 scripts/tus_bench_client.py upload "${urls[$((i % n))]}/uploads" "$d/file.bin" 64 > "$d/up.$i" &
+      waitfor+=($!)
+    done
+    while [ "$(ls "$d/start" | grep -c '^ready')" -lt "$clients" ]; do sleep 0.01; done
+    sync
+    t0=$(now); touch "$d/start/go"
+    wait "${waitfor[@]}"
+    t1=$(now)
+    total=$(awk -v m="$mib" -v c="$clients" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", m * c / (b - a) }')
+    python3 - "${urls[0]}" 500 <<'PY'
+import http.client, json, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1]); c = http.client.HTTPConnection(u.hostname, u.port)
+for i in range(int(sys.argv[2])):
+    c.request("POST", "/images", json.dumps({"name": "img%d" % (i % 50), "version": "1.0.%d" % i,
+        "os": "smartos", "type": "zone-dataset", "owner": "ba28f844-8cb4-f141-882d-46d6251e6a9f"}),
+        {"content-type": "application/json"})
+    r = c.getresponse(); r.read(); assert r.status == 200, r.status
+PY
+    : > "$d/rps"; waitfor=()
+    for url in "${urls[@]}"; do
+      wrk -t1 -c16 -d"${secs}s" "$url/images?limit=100&state=all" > "$d/wrk.${url##*:}" 2>/dev/null &
+      waitfor+=($!)
+    done
+    wait "${waitfor[@]}"
+    cat "$d"/wrk.* | awk '/Requests\/sec/ {print $2}' >> "$d/rps"; rm -f "$d"/wrk.*
+    rps=$(awk '{s += $1} END {printf "%.0f", s}' "$d/rps")
+    echo "nodes: $n node(s): $clients concurrent uploads of $mib MiB: $total MiB/s aggregate ($(awk -v t="$total" 'BEGIN{printf "%.1f", t/2}') per core); ListImages limit=100 over 500 images: $rps req/s ($(awk -v r="$rps" 'BEGIN{printf "%.0f", r/2}') per core)"
+    kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+    rm -rf "$d/shared" "$d"/node*
+  done
+}
+
 case "$ONLY_SECTION" in
+  nodes) cluster_nodes_bench; exit 0 ;;
   cluster) cluster_bench; exit 0 ;;
   parallel) parallel_bench; exit 0 ;;
   concurrent) concurrent_bench; exit 0 ;;
