@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use imgapi::config::{Config, MantaConfig};
 
-/// How long the HEAD of the S3 bucket may take.
-const S3_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the HEAD of the S3 bucket, or the look at PostgreSQL, may take.
+const REMOTE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Print `cfg` (loaded as `serve` loads it) and check it: exit 0 when every
 /// check passed, 1 otherwise.
@@ -45,7 +45,7 @@ pub async fn run(cfg: Config) -> ExitCode {
         }
     }
     if let MantaConfig::S3(s3) = &cfg.storage.manta {
-        let r = match imgapi::store::s3::check_bucket(s3, S3_CHECK_TIMEOUT).await {
+        let r = match imgapi::store::s3::check_bucket(s3, REMOTE_CHECK_TIMEOUT).await {
             Ok(imgapi::store::s3::BucketCheck::Reachable) => Ok("reachable".to_string()),
             Ok(imgapi::store::s3::BucketCheck::Missing) => {
                 Ok("reachable; the bucket does not exist yet, serve creates it".to_string())
@@ -132,7 +132,7 @@ fn writable(dir: &Path) -> Result<String, String> {
 
 /// Whether PostgreSQL answers, with a schema this binary knows.
 async fn postgres(url: &str) -> Result<String, String> {
-    let (applied, latest) = imgapi::db::pg::check(url, S3_CHECK_TIMEOUT)
+    let (applied, latest) = imgapi::db::pg::check(url, REMOTE_CHECK_TIMEOUT)
         .await
         .map_err(|e| {
             let cause = std::error::Error::source(&e)

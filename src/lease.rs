@@ -94,6 +94,26 @@ impl Lease {
         }))
     }
 
+    /// [`Lease::claim`], asking again every 100 ms while another process
+    /// holds it, for up to `wait`: None if it was never free.
+    pub async fn claim_within(
+        db: &Db,
+        name: String,
+        wait: Duration,
+    ) -> Result<Option<Lease>, DbError> {
+        const POLL: Duration = Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(lease) = Lease::claim(db, name.clone()).await? {
+                return Ok(Some(lease));
+            }
+            if tokio::time::Instant::now() + POLL > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The fencing token: grows with every claim of this name.
     pub fn fence(&self) -> i64 {
         self.fence

@@ -16,9 +16,6 @@ use crate::lease::Lease;
 /// How long a step waits for the same image's step on another node.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// How often it asks for the lease meanwhile.
-const POLL: Duration = Duration::from_millis(100);
-
 /// A fixed set of async mutexes (an image maps to one by its uuid), and
 /// the shared database's leases behind them.
 #[derive(Clone)]
@@ -53,20 +50,14 @@ impl ImageLocks {
                 _lease: None,
             });
         };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(lease) = Lease::claim(db, format!("image:{uuid}")).await? {
-                return Ok(ImageGuard {
-                    _local: local,
-                    _lease: Some(lease),
-                });
-            }
-            if tokio::time::Instant::now() + POLL > deadline {
-                return Err(Error::FileInUse(format!(
-                    "image {uuid} is being changed by another request; retry"
-                )));
-            }
-            tokio::time::sleep(POLL).await;
+        match Lease::claim_within(db, format!("image:{uuid}"), WAIT).await? {
+            Some(lease) => Ok(ImageGuard {
+                _local: local,
+                _lease: Some(lease),
+            }),
+            None => Err(Error::FileInUse(format!(
+                "image {uuid} is being changed by another request; retry"
+            ))),
         }
     }
 }

@@ -18,14 +18,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A web server that is not imgapi: every request gets a plain-text 404.
 fn other_server() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

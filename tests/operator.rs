@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::free_port;
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imgapi"));
     c.env_remove("IMGAPI_CONFIG")
@@ -131,11 +133,6 @@ fn systemd_unit_verifies() {
         .output()
         .unwrap();
     assert!(security.status.success(), "{}", text(&security.stdout));
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Type=notify: READY=1 arrives on NOTIFY_SOCKET once the port accepts

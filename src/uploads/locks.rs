@@ -17,9 +17,6 @@ use crate::db::{Db, Meta};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 
-/// How often a waiting request asks for a lease another process holds.
-const CLAIM_POLL: Duration = Duration::from_millis(100);
-
 /// The lease name of an upload.
 pub(super) fn lease_name(id: Uuid) -> String {
     format!("upload:{id}")
@@ -85,12 +82,6 @@ impl UploadLocks {
         Ok(m.entry(id).or_default().clone())
     }
 
-    /// The database's lease for `id`, or None while another process holds
-    /// it (called with the local lock held).
-    async fn claim(&self, id: Uuid) -> Result<Option<Lease>> {
-        Ok(Lease::claim(&self.db, lease_name(id)).await?)
-    }
-
     fn guard(&self, id: Uuid, g: tokio::sync::OwnedMutexGuard<()>, lease: Lease) -> BusyGuard {
         BusyGuard {
             lease,
@@ -106,7 +97,7 @@ impl UploadLocks {
             .entry(id)?
             .try_lock_owned()
             .map_err(|_| Error::UploadLocked(id))?;
-        match self.claim(id).await? {
+        match Lease::claim(&self.db, lease_name(id)).await? {
             Some(lease) => Ok(self.guard(id, g, lease)),
             None => Err(Error::UploadLocked(id)),
         }
@@ -120,14 +111,10 @@ impl UploadLocks {
             Ok(g) => g,
             Err(_) => return Err(Error::UploadLocked(id)),
         };
-        loop {
-            if let Some(lease) = self.claim(id).await? {
-                return Ok(self.guard(id, g, lease));
-            }
-            if tokio::time::Instant::now() + CLAIM_POLL > deadline {
-                return Err(Error::UploadLocked(id));
-            }
-            tokio::time::sleep(CLAIM_POLL).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match Lease::claim_within(&self.db, lease_name(id), left).await? {
+            Some(lease) => Ok(self.guard(id, g, lease)),
+            None => Err(Error::UploadLocked(id)),
         }
     }
 }

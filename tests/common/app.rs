@@ -224,8 +224,6 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         // Its PostgreSQL database, if it has one, goes with it.
-        if let Ok(url) = std::fs::read_to_string(self.dir.path().join("database-url")) {
-            super::drop_pg_database(&url);
-        }
+        super::drop_database_of(self.dir.path());
     }
 }

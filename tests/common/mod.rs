@@ -240,10 +240,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Its PostgreSQL database goes with it (a suite starts hundreds).
-        if let Ok(url) = std::fs::read_to_string(self.dir.path().join("database-url")) {
-            drop_pg_database(&url);
-        }
+        drop_database_of(self.dir.path());
     }
+}
+
+/// Drop the database [`database_url`] made for `dir`, if it made one.
+pub fn drop_database_of(dir: &Path) {
+    if let Ok(url) = std::fs::read_to_string(dir.join("database-url")) {
+        drop_pg_database(&url);
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
 
 /// Drop the test database at `url` (best effort: the test server goes
