@@ -13,6 +13,8 @@
 #   scripts/bench.sh cluster                (only one node on PostgreSQL against one on SQLite:
 #                                            tus upload, registration, GetImage and ListImages;
 #                                            CLUSTER_MIB, CLUSTER_IMAGES, CLUSTER_SECS)
+#   scripts/bench.sh cluster-list           (only GetImage and every ListImages filter at LIST_IMAGES
+#                                            (100 000) images on SQLite and on PostgreSQL; LIST_SECS)
 #   scripts/bench.sh nodes                  (only 1, 2 and 3 nodes over one PostgreSQL: aggregate
 #                                            uploads and ListImages req/s; NODES_MIB, NODES_SECS)
 #
@@ -27,7 +29,7 @@ if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 ONLY_SECTION=
-case "${1:-}" in parallel|concurrent|cluster|nodes) ONLY_SECTION=$1; shift ;; esac
+case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -127,6 +129,44 @@ COMMIT;
 SQL
 }
 
+# The queries of the ListImages sections: LABEL|QUERY (@O0, @O1: owners;
+# @MID: a marker in the middle of the dates).
+list_queries() {
+  cat <<'QUERIES'
+unfiltered limit=100 (the base)|limit=100
+owner|limit=100&owner=@O0
+name|limit=100&name=img8
+name=~ (trigram)|limit=100&name=~img12
+name=~ (2 chars)|limit=100&name=~g7
+version|limit=100&version=1.0.77
+version=~ (trigram)|limit=100&version=~0.77
+os|limit=100&os=linux
+type|limit=100&type=zvol
+public=true|limit=100&public=true
+public=false|limit=100&public=false
+state=disabled|limit=100&state=disabled
+state=all|limit=100&state=all
+tag.role=os|limit=100&tag.role=os
+tag.role= (key)|limit=100&tag.role=
+billing_tag|limit=100&billing_tag=b3
+account (visibility union)|limit=100&account=@O0
+sort=published_at.desc|limit=100&sort=published_at.desc
+marker (uuid)|limit=100&marker=@MID
+account + name|limit=100&account=@O0&name=img8
+account + name=~|limit=100&account=@O0&name=~img12
+account + os|limit=100&account=@O1&os=linux
+account + tag|limit=100&account=@O1&tag.role=os
+account + public=false|limit=100&account=@O1&public=false
+account + desc + marker|limit=100&account=@O1&sort=published_at.desc&marker=@MID
+owner + name|limit=100&owner=@O0&name=img0
+name + version|limit=100&name=img8&version=1.0.77
+name + desc|limit=100&name=img8&sort=published_at.desc
+os + type|limit=100&os=linux&type=zvol
+unfiltered limit=1000 (body 10x, no ratio goal)|limit=1000
+account limit=1000|limit=1000&account=@O0
+QUERIES
+}
+
 list_bench() {
   local n=${LIST_IMAGES:-100000} dur=${LIST_SECS:-8}
   echo "== ListImages: $n images (50 owners, 500 names), 32 connections (wrk, 2 threads), ${dur} s per query"
@@ -176,39 +216,7 @@ list_bench() {
     ratio_s=$(ratio "$rps" "$base")
     ok=$(awk -v r="$ratio_s" -v p="$p99" -v l="$q" 'BEGIN { if (l ~ /limit=1000/) print "(memory)"; else print (r >= 0.5 && p < 50) ? "ok" : "MISSED" }')
     printf '%-44s %7s %9s %7s %8s %s\n' "$label" "$count" "$rps" "$ratio_s" "$p99" "$ok"
-  done <<'QUERIES'
-unfiltered limit=100 (the base)|limit=100
-owner|limit=100&owner=@O0
-name|limit=100&name=img8
-name=~ (trigram)|limit=100&name=~img12
-name=~ (2 chars)|limit=100&name=~g7
-version|limit=100&version=1.0.77
-version=~ (trigram)|limit=100&version=~0.77
-os|limit=100&os=linux
-type|limit=100&type=zvol
-public=true|limit=100&public=true
-public=false|limit=100&public=false
-state=disabled|limit=100&state=disabled
-state=all|limit=100&state=all
-tag.role=os|limit=100&tag.role=os
-tag.role= (key)|limit=100&tag.role=
-billing_tag|limit=100&billing_tag=b3
-account (visibility union)|limit=100&account=@O0
-sort=published_at.desc|limit=100&sort=published_at.desc
-marker (uuid)|limit=100&marker=@MID
-account + name|limit=100&account=@O0&name=img8
-account + name=~|limit=100&account=@O0&name=~img12
-account + os|limit=100&account=@O1&os=linux
-account + tag|limit=100&account=@O1&tag.role=os
-account + public=false|limit=100&account=@O1&public=false
-account + desc + marker|limit=100&account=@O1&sort=published_at.desc&marker=@MID
-owner + name|limit=100&owner=@O0&name=img0
-name + version|limit=100&name=img8&version=1.0.77
-name + desc|limit=100&name=img8&sort=published_at.desc
-os + type|limit=100&os=linux&type=zvol
-unfiltered limit=1000 (body 10x, no ratio goal)|limit=1000
-account limit=1000|limit=1000&account=@O0
-QUERIES
+  done < <(list_queries)
   echo "server peak RSS: $(hwm_mib "$SERVER_PID") MiB through the run (idle $idle MiB; goal < 128)"
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 }
@@ -531,6 +539,84 @@ PY
   paste "$d/sqlite.reads" "$d/postgres.reads" | awk -v n="$n" '{printf "cluster: %s over %d images: SQLite %s req/s, PostgreSQL %s req/s: %.2fx (goal >= 0.5x)\n", $1, n, $2, $4, $4 / $2}'
 }
 
+# ListImages and GetImage at scale on both backends, same run, same
+# client: LIST_IMAGES images (default 100 000) seeded as in the `list`
+# section into SQLite, then copied row for row into PostgreSQL (its side
+# tables filled from the same JSON columns as db::pg::images fills them).
+# Each query runs LIST_SECS (default 5) with wrk, 32 connections, on one
+# node on SQLite and then on one node on PostgreSQL. Goals (issue 21):
+# GetImage and every list >= 0.5x SQLite's req/s, and on each backend
+# every filter and pair >= 0.5x that backend's unfiltered `limit=100`.
+cluster_list_bench() {
+  local n=${LIST_IMAGES:-100000} dur=${LIST_SECS:-5} d=$WORK/clist pg_port=55492
+  command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+  command -v sqlite3 > /dev/null || { echo "the sqlite3 CLI is needed: apt-get install sqlite3" >&2; exit 1; }
+  mkdir -p "$d"
+  PG_LIST_DIR=$(mktemp -d /tmp/imgapi-bench-pg.XXXXXX)
+  trap 'scripts/pg-server.sh stop "$PG_LIST_DIR" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK" "$PG_LIST_DIR"' EXIT
+  scripts/pg-server.sh start "$PG_LIST_DIR" "$pg_port" > /dev/null
+  local pg="postgres://postgres@127.0.0.1:$pg_port"
+  psql -X -q "$pg/postgres" -c "CREATE DATABASE imgapi_list"
+  local t0; t0=$(now)
+  # SQLite: created and migrated by the server, seeded, opened again (the
+  # server stores each image's list form).
+  start_server "$d/sqlite"; kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  list_seed "$d/sqlite/imgapi.sqlite" "$n" 50 500 > /dev/null
+  start_server "$d/sqlite"; kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  # PostgreSQL: migrated by the server, then the same rows.
+  IMGAPI_DATABASE_URL="$pg/imgapi_list" start_server "$d/pg"; kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  local cols="uuid, owner, name, version, state, activated, disabled, public, type, os, origin, published_at, acl, tags_search, billing_tags, channels, expires_at, manifest, wire"
+  sqlite3 -csv "$d/sqlite/imgapi.sqlite" "SELECT $cols FROM images" > "$d/images.csv"
+  psql -X -q -v ON_ERROR_STOP=1 "$pg/imgapi_list" <<SQL
+\copy images ($cols) FROM '$d/images.csv' WITH (FORMAT csv)
+INSERT INTO image_tags (tag, uuid, state, published_at)
+  SELECT t, uuid, state, published_at FROM images, jsonb_array_elements_text(tags_search) t;
+INSERT INTO image_billing_tags (tag, uuid, state, published_at)
+  SELECT t, uuid, state, published_at FROM images, jsonb_array_elements_text(billing_tags) t;
+INSERT INTO image_acl (account, uuid)
+  SELECT a::uuid, uuid FROM images, jsonb_array_elements_text(acl) a;
+VACUUM ANALYZE;
+SQL
+  rm -f "$d/images.csv"
+  echo "seeded $n images into SQLite and PostgreSQL in $(secs "$t0" "$(now)") s"
+  local o0=0b0b0000-0000-4000-8000-000000000000 o1=0b0b0000-0000-4000-8000-000000000001
+  local mid=2020-09-01T00:00:00.000Z one; one=$(printf "11110000-0000-4000-8000-%012x" $((n / 2)))
+  ms() { awk -v v="$1" 'BEGIN { u = v; sub(/[0-9.]+/, "", u); x = v + 0; if (u == "us") x /= 1000; else if (u == "s") x *= 1000; printf "%.1f", x }'; }
+  local backend
+  for backend in sqlite pg; do
+    if [ "$backend" = pg ]; then export IMGAPI_DATABASE_URL="$pg/imgapi_list"; else unset IMGAPI_DATABASE_URL; fi
+    start_server "$d/$backend"
+    : > "$d/$backend.rps"
+    while IFS='|' read -r label q; do
+      [ -z "$label" ] && continue
+      local path out rps p99 non2xx
+      q=${q//@O0/$o0}; q=${q//@O1/$o1}; q=${q//@MID/$mid}
+      if [ "$q" = GET ]; then path="/images/$one"; else path="/images?$q"; fi
+      out=$(wrk -t2 -c32 -d"${dur}s" --latency "$URL$path")
+      rps=$(awk '/^Requests\/sec:/ {print $2}' <<< "$out")
+      p99=$(ms "$(awk '$1 == "99%" {print $2}' <<< "$out")")
+      non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
+      [ -n "$non2xx" ] && { echo "$backend $label: $non2xx non-2xx answers" >&2; exit 1; }
+      echo "$label|$rps|$p99|$(curl -sf "$URL$path" | md5sum | cut -c1-12)" >> "$d/$backend.rps"
+    done < <(echo "GetImage|GET"; list_queries | grep -v 'limit=1000')
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  done
+  unset IMGAPI_DATABASE_URL
+  printf '%-34s %9s %6s %9s %6s %7s %s\n' query "SQLite/s" "x base" "PG/s" "x base" "PG/SQL" "goals (>= 0.5x; same body)"
+  paste -d'|' "$d/sqlite.rps" "$d/pg.rps" | awk -F'|' '
+    NR == 2 { sb = $2; pb = $6 }
+    { rows[NR] = $0 }
+    END {
+      for (i = 1; i <= NR; i++) {
+        split(rows[i], f, "|")
+        rs = (i == 1) ? "" : sprintf("%.2f", f[2] / sb); rp = (i == 1) ? "" : sprintf("%.2f", f[6] / pb)
+        r = f[6] / f[2]
+        ok = (r >= 0.5 && (i == 1 || (f[2] / sb >= 0.5 && f[6] / pb >= 0.5)) && f[4] == f[8]) ? "ok" : "MISSED"
+        printf "%-34s %9.0f %6s %9.0f %6s %6.2fx %s\n", f[1], f[2], rs, f[6], rp, r, ok
+      }
+    }'
+}
+
 # 1, 2 and 3 nodes over one PostgreSQL database and shared directory
 # stores, each client talking to node i % N (what a round-robin proxy
 # does, without the proxy's own cost): the aggregate of 2 x N concurrent
@@ -598,6 +684,7 @@ PY
 case "$ONLY_SECTION" in
   nodes) cluster_nodes_bench; exit 0 ;;
   cluster) cluster_bench; exit 0 ;;
+  cluster-list) cluster_list_bench; exit 0 ;;
   parallel) parallel_bench; exit 0 ;;
   concurrent) concurrent_bench; exit 0 ;;
 esac

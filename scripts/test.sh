@@ -62,7 +62,15 @@ SQLITE_ONLY=(s3_down_during_recovery_is_503_then_completes
 # classic flow go to the manta store, which every node reads
 # (docs/cluster.md; tests/cluster.rs checks it).
 SINGLE_NODE_LAYOUT=(check_files_finds_corrupt_truncated_and_missing_files
-  gc_is_a_dry_run_unless_yes change_stor_and_export)
+  gc_is_a_dry_run_unless_yes change_stor_and_export
+  # ... and those that check how one node keeps an upload into S3 (staged
+  # on its disk, one multipart upload, partials written in place into
+  # their final's staged file, PATCHes acknowledged while S3 is down). A
+  # cluster's uploads into S3 are kept in the bucket as pieces instead
+  # (docs/cluster.md): tests/cluster.rs `on_s3_*` and tests/s3.rs
+  # `session_contract_s3_kept_in_the_store` check that.
+  tus_upload_is_one_multipart_upload tus_upload_rides_out_an_s3_outage
+  s3_final_first_part_runs_with_kill s3_final_first_unaligned_partials)
 echo "=== the metadata suites again, on PostgreSQL"
 IMGAPI_TEST_BACKEND=postgres cargo test --no-fail-fast \
   $(printf -- '--test %s ' "${PG_SUITES[@]}") -- \

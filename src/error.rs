@@ -292,6 +292,7 @@ impl From<crate::store::StoreError> for Error {
             e @ S::TooLarge { .. } => Error::Upload(e.to_string()),
             S::Io(e) => Error::from(e),
             e @ S::SessionLost => Error::internal(e),
+            e @ S::Busy => Error::TooManyRequests(e.to_string()),
             S::Internal(cause) => Error::Internal(cause),
         }
     }

@@ -65,6 +65,8 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         manta,
         assets: Store::Fs(FsStore::new(cfg.assets_dir())?),
         staging,
+        // A cluster keeps no upload bytes on a node between requests.
+        sessions_in_store: db.is_shared(),
     };
     // A cluster keeps image files and icons where every node reads them:
     // the manta store (which the operator shares when it is a directory).

@@ -16,12 +16,15 @@ use serde_json::{Value, json};
 
 const MIB: usize = 1 << 20;
 
-/// The shared parts (one database, one store directory) and three nodes.
+/// The shared parts (one database, one store directory or S3 bucket) and
+/// the nodes.
 struct Cluster {
     nodes: Vec<Server>,
     /// The store directories every node shares (removed at the end).
     _shared: tempfile::TempDir,
     db_url: String,
+    /// The S3 server whose bucket is the manta store, if it is one.
+    s3: Option<S3Server>,
 }
 
 impl Drop for Cluster {
@@ -64,7 +67,55 @@ impl Cluster {
             nodes,
             _shared: shared,
             db_url: url,
+            s3: None,
         })
+    }
+
+    /// `n` nodes whose manta store is one S3 bucket (parts of 5 MiB).
+    async fn start_s3(n: usize) -> Option<Cluster> {
+        let url = cluster_database()?;
+        let s3 = S3Server::start();
+        let shared = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[database]\nurl = \"{url}\"\n[storage.assets]\ndir = \"{}\"\n{}",
+            shared.path().join("assets").display(),
+            s3.manta_toml(5),
+        );
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Server::start_with_config(&toml).await);
+        }
+        Some(Cluster {
+            nodes,
+            _shared: shared,
+            db_url: url,
+            s3: Some(s3),
+        })
+    }
+
+    /// Keys in the bucket under `prefix` (below the store's own `p/`).
+    async fn bucket_keys(&self, prefix: &str) -> Vec<String> {
+        let s3 = self.s3.as_ref().expect("an S3 cluster");
+        let r = s3
+            .client()
+            .list_objects_v2()
+            .bucket(&s3.bucket)
+            .prefix(format!("p/{prefix}"))
+            .send()
+            .await
+            .unwrap();
+        r.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    /// No node keeps a byte of an upload on its disk between requests.
+    fn nothing_staged_on_any_node(&self) {
+        for n in &self.nodes {
+            let left = walk(&n.data_dir().join("staging"));
+            assert!(left.is_empty(), "node {} keeps {left:?}", n.url);
+        }
     }
 
     fn node(&self, i: usize) -> &Server {
@@ -455,4 +506,225 @@ async fn add_image_file_and_delete_image_on_two_nodes_leave_no_orphan_bytes() {
         .filter(|p| p.to_string_lossy().contains(&uuid))
         .collect();
     assert!(left.is_empty(), "orphan bytes: {left:?}");
+}
+
+/// The upload area of an upload in the manta store.
+fn upload_area(id: &str) -> String {
+    format!("imgapi/uploads/{}/{id}.pieces/", &id[..3])
+}
+
+/// PATCH until it is not 423 (a client retrying while a dead or frozen
+/// node's lease runs out), at most 40 s.
+async fn patch_when_free(s: &Server, loc: &str, off: usize, body: &[u8]) -> (u16, String) {
+    let t0 = Instant::now();
+    loop {
+        let (st, _, v) = s
+            .tus_patch(loc, Some(LUKE), off as u64, body.to_vec())
+            .await;
+        if st != 423 || t0.elapsed() > Duration::from_secs(40) {
+            return (st, v.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn on_s3_every_patch_on_the_next_node_and_no_node_keeps_a_byte() {
+    let Some(c) = Cluster::start_s3(3).await else {
+        return;
+    };
+    // Uneven chunks, 100 KiB to 20 MiB, across 5 MiB parts.
+    let sizes = [100 << 10, 3 * MIB + 7, 20 * MIB, 777_777, 6 * MIB, MIB];
+    let file = data(sizes.iter().sum(), 91);
+    let (st, h) = c
+        .node(0)
+        .tus_create(file.len() as u64, Some(LUKE), &[])
+        .await;
+    assert_eq!(st, 201);
+    let loc = location(&h);
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    let mut off = 0usize;
+    for (i, n) in sizes.iter().enumerate() {
+        let node = c.node(i + 1);
+        let (st, h, v) = node
+            .tus_patch(&loc, Some(LUKE), off as u64, file[off..off + n].to_vec())
+            .await;
+        assert_eq!(st, 204, "PATCH {i} on {}: {v}", node.url);
+        off += n;
+        assert_eq!(h["upload-offset"], off.to_string().as_str());
+        let offs = c.offsets(&loc).await;
+        assert!(
+            offs.iter().all(|o| *o == Some(off as u64)),
+            "after PATCH {i}: {offs:?}, want {off}"
+        );
+        c.nothing_staged_on_any_node();
+        if off < file.len() {
+            // The bytes so far are in the bucket, in the upload's area.
+            assert!(!c.bucket_keys(&upload_area(&id)).await.is_empty());
+        }
+    }
+    register_everywhere(&c, 2, "round-robin-s3", &id, &file).await;
+    // Completion removed every piece.
+    assert_eq!(c.bucket_keys(&upload_area(&id)).await, Vec::<String>::new());
+    for n in &c.nodes {
+        let out = n.admin(&["check-files"]);
+        assert!(out.status.success(), "check-files on {}", n.url);
+    }
+}
+
+#[tokio::test]
+async fn on_s3_a_node_killed_with_its_disk_gone_mid_patch_costs_nothing() {
+    let Some(mut c) = Cluster::start_s3(3).await else {
+        return;
+    };
+    let file = data(17 * MIB + 5, 92);
+    let (st, h) = c
+        .node(0)
+        .tus_create(file.len() as u64, Some(LUKE), &[])
+        .await;
+    assert_eq!(st, 201);
+    let loc = location(&h);
+    let first = 7 * MIB + 3; // a whole part and a tail
+    let (st, _, v) = c
+        .node(0)
+        .tus_patch(&loc, Some(LUKE), 0, file[..first].to_vec())
+        .await;
+    assert_eq!(st, 204, "{v}");
+    // Node 1 takes a PATCH whose body stops after more than a part, and
+    // dies with its disk.
+    let n1 = c.node(1);
+    let req = n1
+        .http
+        .patch(n1.u(&format!("{loc}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", first.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(stalled_body(file[first..first + 6 * MIB].to_vec()))
+        .send();
+    let pending = tokio::spawn(req);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = c.nodes[1].child.kill();
+    let _ = c.nodes[1].child.wait();
+    std::fs::remove_dir_all(c.nodes[1].data_dir()).unwrap();
+    let _ = pending.await;
+    for i in [0, 2] {
+        let (st, off, _) = c.node(i).tus_head(&format!("{loc}?account={LUKE}")).await;
+        assert_eq!((st, off), (200, Some(first as u64)), "node {i}");
+    }
+    let (st, v) = patch_when_free(c.node(2), &loc, first, &file[first..]).await;
+    assert_eq!(st, 204, "{v}");
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    c.nodes.remove(1);
+    register_everywhere(&c, 0, "survivor-s3", &id, &file).await;
+}
+
+/// Send `sig` (STOP, CONT) to a node.
+fn signal(s: &Server, sig: &str) {
+    let st = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -{sig} {}", s.child.id())])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig}");
+}
+
+#[tokio::test]
+async fn on_s3_a_frozen_node_is_fenced_out_and_its_late_bytes_never_land() {
+    let Some(c) = Cluster::start_s3(3).await else {
+        return;
+    };
+    let len = 16 * MIB;
+    let (mine, theirs) = (data(len, 93), data(len, 94));
+    let (st, h) = c.node(0).tus_create(len as u64, Some(LUKE), &[]).await;
+    assert_eq!(st, 201);
+    let loc = location(&h);
+    let head = 2 * MIB;
+    let (st, _, v) = c
+        .node(0)
+        .tus_patch(&loc, Some(LUKE), 0, mine[..head].to_vec())
+        .await;
+    assert_eq!(st, 204, "{v}");
+    // Node 1 takes a PATCH, sends parts of it (more than a part: one goes
+    // to the store), and is frozen mid-body.
+    let n1 = c.node(1);
+    let req = n1
+        .http
+        .patch(n1.u(&format!("{loc}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", head.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(stalled_body(theirs[head..head + 9 * MIB].to_vec()))
+        .send();
+    let frozen_patch = tokio::spawn(req);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&c.nodes[1], "STOP");
+    // Its lease runs out; node 2 takes the upload over from the last
+    // acknowledged byte and finishes it with other bytes.
+    let (st, v) = patch_when_free(c.node(2), &loc, head, &mine[head..]).await;
+    assert_eq!(st, 204, "{v}");
+    // The frozen node wakes, its client goes away: it must commit nothing.
+    signal(&c.nodes[1], "CONT");
+    frozen_patch.abort();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in &c.nodes {
+        let (st, off, _) = n.tus_head(&format!("{loc}?account={LUKE}")).await;
+        assert_eq!((st, off), (200, Some(len as u64)), "HEAD on {}", n.url);
+    }
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    register_everywhere(&c, 1, "fenced", &id, &mine).await;
+    assert_eq!(c.bucket_keys(&upload_area(&id)).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn on_s3_a_parallel_upload_across_nodes_is_one_file() {
+    let Some(c) = Cluster::start_s3(3).await else {
+        return;
+    };
+    let lens = [6 * MIB + 1, 3 * MIB, 5 * MIB + 77];
+    let file = data(lens.iter().sum(), 95);
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for (i, l) in lens.iter().enumerate() {
+        let n = c.node(i);
+        let r = n
+            .http
+            .post(n.u(&format!("/uploads?account={LUKE}")))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", l.to_string())
+            .header("upload-concat", "partial")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let loc = location(r.headers());
+        let (st, _, v) = c
+            .node(i + 1)
+            .tus_patch(&loc, Some(LUKE), 0, file[at..at + l].to_vec())
+            .await;
+        assert_eq!(st, 204, "{v}");
+        at += l;
+        parts.push(loc);
+    }
+    let n = c.node(2);
+    let r = n
+        .http
+        .post(n.u(&format!("/uploads?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-concat", format!("final;{}", parts.join(" ")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let loc = location(r.headers());
+    for n in &c.nodes {
+        let (st, off, _) = n.tus_head(&format!("{loc}?account={LUKE}")).await;
+        assert_eq!(
+            (st, off),
+            (200, Some(file.len() as u64)),
+            "HEAD on {}",
+            n.url
+        );
+    }
+    c.nothing_staged_on_any_node();
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    register_everywhere(&c, 0, "parallel-s3", &id, &file).await;
 }

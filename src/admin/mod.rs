@@ -352,6 +352,20 @@ fn upload_key_parts(key: &str) -> Option<(Uuid, Option<u64>)> {
     Some((Uuid::parse_str(id).ok()?, from))
 }
 
+/// The upload id of a piece of an upload kept in the object store
+/// (`.../<id>.pieces/part-<at>-<fence>` or `.../<id>.pieces/tail-…`).
+fn piece_key_upload(key: &str) -> Option<Uuid> {
+    let mut segs = key.rsplit('/');
+    let name = segs.next()?;
+    if !(name.starts_with("part-") || name.starts_with("tail-")) {
+        return None;
+    }
+    let dir = segs
+        .next()?
+        .strip_suffix(crate::store::pieces::PIECES_DIR)?;
+    Uuid::parse_str(dir).ok()
+}
+
 /// Upload data that no upload row names (older than [`GRACE`]). Of an
 /// upload that still exists only staging files it has moved past go: those
 /// before its current one (a crash between restaging and commit), or all of
@@ -365,6 +379,15 @@ async fn upload_orphans(
     let rows = state.db.read(|c| c.upload_list(None)).await?;
     let live: HashSet<(StoreName, String)> =
         rows.iter().map(|u| (u.store, u.data_key.clone())).collect();
+    // Pieces of uploads kept whole in the object store (`store::pieces`).
+    let named: HashSet<&str> = rows
+        .iter()
+        .flat_map(|u| {
+            u.pieces
+                .iter()
+                .flat_map(|p| p.all().map(|x| x.key.as_str()))
+        })
+        .collect();
     let staged_from: HashMap<Uuid, Option<u64>> = rows
         .iter()
         .map(|u| (u.id, u.s3.as_ref().map(|m| m.staged_from)))
@@ -374,6 +397,21 @@ async fn upload_orphans(
         .filter_map(|(stor, key, meta)| {
             if live.contains(&(stor, key.clone())) || age(&meta, now_ns) < GRACE {
                 return None;
+            }
+            if let Some(id) = piece_key_upload(&key) {
+                if named.contains(key.as_str()) {
+                    return None;
+                }
+                let why = match staged_from.get(&id) {
+                    None => format!("piece of upload {id}, which no longer exists"),
+                    Some(_) => format!("piece of upload {id} that its row does not name"),
+                };
+                return Some(Orphan {
+                    stor,
+                    key,
+                    meta,
+                    why,
+                });
             }
             let why = match upload_key_parts(&key) {
                 None => "not upload data".to_string(),

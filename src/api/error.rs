@@ -48,9 +48,10 @@ impl IntoResponse for Error {
         let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], json).into_response();
         if matches!(
             self,
-            Error::StorageIsDown(_) | Error::DatabaseUnavailable(_)
+            Error::StorageIsDown(_) | Error::DatabaseUnavailable(_) | Error::TooManyRequests(_)
         ) {
-            // The store is expected back: tell clients when to try again.
+            // The store is expected back, or a slot free: tell clients
+            // when to try again.
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(crate::error::RETRY_AFTER_SECS),

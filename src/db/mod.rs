@@ -148,6 +148,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0012_tag_walks.sql"),
     ),
     ("0013_leases", include_str!("../../sql/0013_leases.sql")),
+    (
+        "0014_upload_pieces",
+        include_str!("../../sql/0014_upload_pieces.sql"),
+    ),
 ];
 
 /// The metadata store: SQLite in the data directory (one writer
@@ -357,6 +361,29 @@ impl Db {
     /// Is this a database several nodes may share (PostgreSQL)?
     pub fn is_shared(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The image `uuid` (GetImage's read). On PostgreSQL it is awaited on
+    /// the runtime, without a blocking thread (the hottest reads are one
+    /// statement each).
+    pub async fn image_get(&self, uuid: uuid::Uuid) -> Result<Option<crate::manifest::Image>> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.read(move |c| c.image_get(uuid)).await,
+            Backend::Postgres(db) => db.image_get(uuid).await,
+        }
+    }
+
+    /// ListImages' read (see [`Meta::image_list_json`]), on PostgreSQL
+    /// awaited on the runtime.
+    pub async fn image_list_json(
+        &self,
+        q: images::ListQuery,
+        select: images::Select,
+    ) -> Result<Vec<images::Listed>> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.read(move |c| c.image_list_json(&q, select)).await,
+            Backend::Postgres(db) => db.image_list_json(&q, select).await,
+        }
     }
 
     /// Run `f` on a read connection, on a database thread. `f` may return

@@ -72,6 +72,9 @@ pub struct Upload {
     pub concat: Concat,
     /// A partial written in place into its final's bytes (see `ConcatPlace`).
     pub concat_place: Option<ConcatPlace>,
+    /// The objects its bytes are in so far, when they are kept whole in the
+    /// object store (a cluster's uploads into S3; `store::pieces`).
+    pub pieces: Option<crate::store::Pieces>,
 }
 
 /// Where a partial upload claimed by a final before any of its bytes
@@ -101,7 +104,7 @@ pub enum Concat {
 pub use crate::store::session::{MultipartState, Part};
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64, pieces, hash_format";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -131,6 +134,7 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
             sha1: r.get(11)?,
             crc64: r.get::<_, Option<i64>>(28)?.map(|c| c as u64),
             size: offset,
+            format: r.get(30)?,
         },
         md5: r.get(12)?,
         sha1: r.get(13)?,
@@ -165,6 +169,17 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
         concat_place: r
             .get::<_, Option<String>>(27)?
             .and_then(|p| serde_json::from_str(&p).ok()),
+        pieces: r
+            .get::<_, Option<String>>(29)?
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    29,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
     };
     Ok((up, r.get(4)?))
 }
@@ -177,7 +192,7 @@ fn finish(row: (Upload, String)) -> Result<Upload> {
 
 pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29)"),
+        &format!("INSERT INTO uploads ({COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24,?25,?26,?27,?28,?29,?30,?31)"),
         params![
             u.id.to_string(),
             u.owner.map(|o| o.to_string()),
@@ -225,9 +240,20 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
                 .transpose()
                 .map_err(DbError::corrupt("upload concat place"))?,
             u.hash.crc64.map(|c| c as i64),
+            pieces_json(u)?,
+            u.hash.format,
         ],
     )?;
     Ok(())
+}
+
+/// The `pieces` column of an upload (JSON; NULL when staged).
+pub(crate) fn pieces_json(u: &Upload) -> Result<Option<String>> {
+    u.pieces
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(DbError::corrupt("upload pieces"))
 }
 
 /// Record that the partial upload `id` is used by the final `by` (None:
@@ -272,7 +298,8 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
     let n = c.execute(
         "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
          error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13, store=?14, \
-         s3_key=?15, s3_upload_id=?16, parts=?17, staged_from=?18, crc64=?19 WHERE id=?1",
+         s3_key=?15, s3_upload_id=?16, parts=?17, staged_from=?18, crc64=?19, pieces=?20, \
+         hash_format=?21 WHERE id=?1",
         params![
             u.id.to_string(),
             u.offset as i64,
@@ -294,6 +321,8 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
                 .map_err(DbError::corrupt("upload parts"))?,
             u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
             u.hash.crc64.map(|c| c as i64),
+            pieces_json(u)?,
+            u.hash.format,
         ],
     )?;
     if n == 0 {

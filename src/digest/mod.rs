@@ -54,7 +54,16 @@ pub struct HashState {
     pub sha1: Vec<u8>,
     pub crc64: Option<u64>,
     pub size: u64,
+    /// The format of the serialised states ([`HASH_STATE_FORMAT`] for
+    /// those this build writes). A state of another format cannot be
+    /// resumed: its bytes are hashed again from where they are stored.
+    pub format: i32,
 }
+
+/// The format of the hash states this build writes and resumes: md5 as
+/// `digest::md5` serialises it, sha1 as RustCrypto's sha1 0.11
+/// `SerializableState`, the CRC-64/NVME as its value.
+pub const HASH_STATE_FORMAT: i32 = 1;
 
 impl Default for HashState {
     fn default() -> Self {
@@ -63,6 +72,7 @@ impl Default for HashState {
             sha1: Sha1::new().serialize().to_vec(),
             crc64: Some(Crc64::new().value()),
             size: 0,
+            format: HASH_STATE_FORMAT,
         }
     }
 }
@@ -78,8 +88,20 @@ fn restore<D: SerializableState>(bytes: &[u8]) -> Result<D> {
 }
 
 impl HashState {
+    /// True if this build can go on from the state (its format is
+    /// [`HASH_STATE_FORMAT`]).
+    pub fn resumable(&self) -> bool {
+        self.format == HASH_STATE_FORMAT
+    }
+
     /// The digests of the bytes hashed so far.
     pub fn digests(&self) -> Result<Digests> {
+        if !self.resumable() {
+            return Err(Error::internal(format!(
+                "hash state format {} cannot be read",
+                self.format
+            )));
+        }
         let md5 = restore_md5(&self.md5)?;
         let sha1: Sha1 = restore(&self.sha1)?;
         Ok(Digests {
@@ -202,6 +224,12 @@ impl StreamHasher {
 
     /// Go on from a saved state.
     pub fn resume(state: &HashState) -> Result<StreamHasher> {
+        if !state.resumable() {
+            return Err(Error::internal(format!(
+                "hash state format {} cannot be resumed",
+                state.format
+            )));
+        }
         Ok(StreamHasher {
             md5: HashThread::spawn(restore_md5(&state.md5)?, 0)?,
             sha1: HashThread::spawn(restore::<Sha1>(&state.sha1)?, SHA1_NICE)?,
@@ -238,6 +266,7 @@ impl StreamHasher {
             sha1: sha1.serialize().to_vec(),
             crc64: self.crc64.map(|c| c.value()),
             size: self.size,
+            format: HASH_STATE_FORMAT,
         })
     }
 }

@@ -96,7 +96,7 @@ impl Images {
 
     /// GetImage: the image if the caller may see it, else 404.
     pub async fn get(&self, caller: &Caller, uuid: Uuid) -> Result<Image> {
-        let img = self.db.read(move |c| c.image_get(uuid)).await?;
+        let img = self.db.image_get(uuid).await?;
         match img {
             Some(img) if caller.can_see(&img) => Ok(img),
             _ => Err(not_found(uuid)),
@@ -124,15 +124,12 @@ impl Images {
         let Some(query) = visible_query(caller, query) else {
             return Ok(vec![]);
         };
-        Ok(self
-            .db
-            .read(move |c| c.image_list_json(&query, select))
-            .await?)
+        Ok(self.db.image_list_json(query, select).await?)
     }
 
     /// The `published_at` of a marker image (ListImages `marker=<uuid>`).
     pub async fn marker_date(&self, uuid: Uuid) -> Result<Option<String>> {
-        let img = self.db.read(move |c| c.image_get(uuid)).await?;
+        let img = self.db.image_get(uuid).await?;
         match img {
             None => Err(not_found(uuid)),
             Some(img) => Ok(img

@@ -39,6 +39,11 @@ const MAX_ORIGIN_DEPTH: usize = 100;
 /// Staged bytes between two saved offsets.
 const CHECKPOINT_BYTES: u64 = 8 << 20;
 
+/// The fencing token an import's session writers pass: its bytes are
+/// staged on the node running the job (`Stores::staging_for`), never kept
+/// as pieces that a fence names.
+const STAGED: i64 = 0;
+
 /// Where transfers stage their bytes in a directory store (the image's own
 /// store when it is one, else the staging store): no image key and no
 /// upload area, so `gc` and `check-files` leave it alone.
@@ -403,10 +408,11 @@ impl Imports {
             offset: d.offset,
             multipart: None,
             window: None,
+            pieces: None,
         };
         let mut hasher = self.rehash(&st).await?;
         // Opening cuts anything staged past the saved offset.
-        let mut w = Some(stores.append(&st, stage.target, None).await?);
+        let mut w = Some(stores.append(&st, stage.target, None, STAGED).await?);
         let mut idle_rounds = 0u32;
         // Received bytes not yet hashed and written (at most GATHER).
         let mut gathered = bytes::BytesMut::with_capacity(GATHER);
@@ -436,7 +442,7 @@ impl Imports {
                     let _ = old.abort().await;
                 }
                 st.offset = 0;
-                w = Some(stores.append(&st, stage.target, None).await?);
+                w = Some(stores.append(&st, stage.target, None, STAGED).await?);
                 hasher = StreamHasher::new()?;
                 d.offset = 0;
             }
@@ -476,7 +482,7 @@ impl Imports {
                         .take()
                         .ok_or_else(|| Error::internal("no session writer"))?;
                     self.checkpoint(writer, &mut st, job, uuid, d).await?;
-                    w = Some(stores.append(&st, stage.target, None).await?);
+                    w = Some(stores.append(&st, stage.target, None, STAGED).await?);
                 }
             }
             put(&mut hasher, &mut w, &mut gathered).await?;

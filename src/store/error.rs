@@ -37,6 +37,10 @@ pub enum StoreError {
     /// session can be restarted from its staged bytes (`restart_session`).
     #[error("the store lost the resumable write")]
     SessionLost,
+    /// Every slot for bytes on their way to the store is taken (a memory
+    /// bound); the client may retry shortly.
+    #[error("the server is sending as many uploads to the object store as it can; retry shortly")]
+    Busy,
     /// A file-system error (ENOSPC is the store being full).
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -6,6 +6,7 @@ pub mod error;
 pub mod fs;
 pub mod name;
 pub mod namespace;
+pub mod pieces;
 pub mod s3;
 pub mod session;
 
@@ -20,8 +21,9 @@ pub use error::{Result, StoreError};
 
 pub use fs::FsStore;
 pub use name::StoreName;
+pub use pieces::Pieces;
 pub use s3::S3Store;
-pub use session::{Completed, Move, MultipartState, Part, SessionState, SessionWriter};
+pub use session::{Appended, Completed, Move, MultipartState, Part, SessionState, SessionWriter};
 
 /// A stream of object bytes.
 pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -242,12 +244,15 @@ pub fn image_dir_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
 /// The set of stores: `local` (stor=local image files), `manta`, `assets`,
 /// and `staging`, the local directory that holds unfinished uploads when
 /// `manta` is not a directory (with an `fs` manta it is the manta store).
+/// With `sessions_in_store` (a cluster), uploads bound for an object store
+/// keep their unfinished bytes there instead (`store::pieces`).
 #[derive(Clone, Debug)]
 pub struct Stores {
     pub local: Store,
     pub manta: Store,
     pub assets: Store,
     pub staging: Store,
+    pub sessions_in_store: bool,
 }
 
 impl Stores {

@@ -41,12 +41,19 @@ pub struct S3Store {
     parts_in_flight: usize,
     connect_timeout: Duration,
     tee_slots: Arc<tokio::sync::Semaphore>,
+    piece_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Session requests that may send parts while their body streams in, at
 /// once. Each holds up to `parts_in_flight` parts in memory; other requests
 /// stage their bytes, which are sent afterwards, one part at a time.
 const TEE_SLOTS: usize = 2;
+
+/// Requests whose bytes go straight to the store (sessions kept in the
+/// store, a cluster's uploads) at once per node; each holds up to
+/// `parts_in_flight` parts in memory. Others wait for a slot
+/// (`piece_slot`).
+pub const PIECE_SLOTS: usize = 8;
 
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,6 +218,7 @@ impl S3Store {
             parts_in_flight: cfg.parts_in_flight.max(1),
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
             tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
+            piece_slots: Arc::new(tokio::sync::Semaphore::new(PIECE_SLOTS)),
         };
         match store
             .client
@@ -587,6 +595,73 @@ impl S3Store {
             .await
             .map_err(multipart_err)?;
         Ok(())
+    }
+
+    /// Put `body` as the object `key` in one request; returns its ETag.
+    /// (Unsigned payload, as `upload_part`.)
+    pub async fn put(&self, key: &str, body: Bytes) -> Result<String> {
+        let r = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .body(S3Body::from(body))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(r.e_tag().unwrap_or_default().to_string())
+    }
+
+    /// Part `n` of a multipart upload of `key` is the whole object `from`
+    /// (UploadPartCopy: the bytes never leave the store); returns the
+    /// part's ETag. A missing `from` is `CopySourceNotFound`.
+    pub async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        n: i32,
+        from: &str,
+    ) -> Result<String> {
+        let r = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(self.k(key)?)
+            .upload_id(upload_id)
+            .part_number(n)
+            .copy_source(format!("{}/{}", self.bucket, self.k(from)?))
+            .customize()
+            .config_override(self.long_request())
+            .send()
+            .await;
+        match r {
+            Ok(r) => Ok(r
+                .copy_part_result()
+                .and_then(|c| c.e_tag())
+                .unwrap_or("")
+                .to_string()),
+            Err(e) if is_not_found(&e) => Err(StoreError::CopySourceNotFound {
+                key: from.to_string(),
+            }),
+            Err(e) => Err(multipart_err(e)),
+        }
+    }
+
+    /// A slot to hold the parts of a request whose bytes go to the store
+    /// with nothing staged (sessions kept in the store): waits up to
+    /// `wait` for one, then `Busy`.
+    pub async fn piece_slot(&self, wait: Duration) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        match tokio::time::timeout(wait, self.piece_slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(StoreError::Busy),
+        }
+    }
+
+    /// Parts of one write in memory at once (the one being filled included).
+    pub fn parts_in_flight(&self) -> usize {
+        self.parts_in_flight.max(2)
     }
 
     /// Abort a multipart upload (its parts are freed).

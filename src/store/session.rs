@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 
 use super::error::{Result, StoreError};
 use super::fs::FsAppender;
+use super::pieces::{self, PieceWriter, Pieces};
 use super::s3::PartSender;
 use super::{ByteStream, FsStore, ObjectMeta, S3Store, Store, StoreName, Stores};
 
@@ -70,6 +71,10 @@ pub struct SessionState {
     /// Set when the session is a byte range of another session's bytes
     /// (a tus partial upload written in place into its final).
     pub window: Option<Window>,
+    /// Set when the session is kept whole in an object store (`staged` is
+    /// that store, `staged_key` the area its pieces are under): nothing
+    /// is staged on a node (see `pieces`).
+    pub pieces: Option<Pieces>,
 }
 
 /// A session that is the byte range from `at` of a staged file other
@@ -143,10 +148,93 @@ impl Store {
     }
 }
 
-/// A request's bytes on their way into a session: staged locally, and (for
-/// an object store with less than a part unsent) teed into parts as they
-/// stream in.
-pub struct SessionWriter {
+/// A request's bytes on their way into a session: staged locally (and
+/// teed into parts), or, for a session kept in an object store, into its
+/// pieces.
+pub enum SessionWriter {
+    Staged(StagedWriter),
+    Pieces(PieceWriter),
+}
+
+/// What a request added to a session, once its writer finished.
+#[derive(Debug, Default)]
+pub struct Appended {
+    /// Parts of the session's multipart upload sent on the way (staged
+    /// sessions).
+    pub parts: Vec<Part>,
+    /// The session's pieces now (sessions kept in an object store), and
+    /// the store they are in.
+    pub pieces: Option<Pieces>,
+    store: Option<S3Store>,
+    superseded: Vec<String>,
+    written: Vec<String>,
+}
+
+impl Appended {
+    /// The caller recorded the new state: remove what it no longer names.
+    pub async fn recorded(&self) {
+        if let Some(s3) = &self.store {
+            pieces::remove_keys(s3, &self.superseded).await;
+        }
+    }
+
+    /// The caller could not record the new state: nothing of the request
+    /// counts, remove what it wrote.
+    pub async fn discard(&self) {
+        if let Some(s3) = &self.store {
+            pieces::remove_keys(s3, &self.written).await;
+        }
+    }
+}
+
+impl SessionWriter {
+    /// Add a chunk.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        match self {
+            SessionWriter::Staged(w) => w.write(chunk).await,
+            SessionWriter::Pieces(w) => w.write(chunk).await,
+        }
+    }
+
+    /// Stop; nothing of this request counts. Returns the writer's own
+    /// error, if it failed (e.g. out of space).
+    pub async fn abort(self) -> Result<Option<StoreError>> {
+        match self {
+            SessionWriter::Staged(w) => w.abort().await,
+            SessionWriter::Pieces(mut w) => {
+                w.abort().await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Make what was written durable; what the request added. On error
+    /// nothing of this request counts.
+    pub async fn finish(self) -> Result<Appended> {
+        match self {
+            SessionWriter::Staged(w) => Ok(Appended {
+                parts: w.finish().await?,
+                ..Appended::default()
+            }),
+            SessionWriter::Pieces(w) => {
+                let store = w.store();
+                let a = w.finish().await?;
+                Ok(Appended {
+                    parts: vec![],
+                    pieces: Some(a.pieces),
+                    store: Some(store),
+                    superseded: a.superseded,
+                    written: a.written,
+                })
+            }
+        }
+    }
+}
+
+/// A request's bytes on their way into a staged session: staged locally,
+/// and (for an object store with less than a part unsent) teed into parts
+/// as they stream in.
+pub struct StagedWriter {
     staged: FsStore,
     staged_key: String,
     start: u64,
@@ -163,7 +251,7 @@ struct Tee {
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl SessionWriter {
+impl StagedWriter {
     /// Add a chunk. A part that cannot be sent is not an error: the bytes
     /// are staged and the parts go later. A staging error is returned.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
@@ -238,6 +326,17 @@ impl Stores {
         }
     }
 
+    /// Where an upload bound for `target` keeps its bytes between
+    /// requests: in `target` itself when it is an object store and
+    /// sessions are kept there (`sessions_in_store`: a cluster), else as
+    /// `staging_for` says.
+    pub fn upload_home(&self, target: StoreName) -> StoreName {
+        if self.sessions_in_store && self.get(target).s3().is_some() {
+            return target;
+        }
+        self.staging_for(target)
+    }
+
     /// Begin a session of `length` bytes whose object goes to `target` at
     /// `target_key`, staged in `staged` at `staged_key` (from
     /// `staging_for`). The staged file exists (empty) when this returns.
@@ -249,6 +348,17 @@ impl Stores {
         staged_key: String,
         length: u64,
     ) -> Result<SessionState> {
+        if let Some(s3) = self.get(staged).s3() {
+            // Kept in the object store: nothing exists until bytes come.
+            return Ok(SessionState {
+                staged,
+                staged_key,
+                offset: 0,
+                multipart: None,
+                window: None,
+                pieces: Some(Pieces::new(s3, length)),
+            });
+        }
         let multipart = match self.get(target).s3() {
             Some(s3) if length > 0 => Some(MultipartState {
                 key: target_key.to_string(),
@@ -271,6 +381,7 @@ impl Stores {
             offset: 0,
             multipart,
             window: None,
+            pieces: None,
         })
     }
 
@@ -302,13 +413,31 @@ impl Stores {
     /// Open the session for a request's bytes at `state.offset`; anything
     /// staged past it (bytes never acknowledged) is cut off first.
     /// `content_length`, when known, spares reading staged bytes back for a
-    /// request that fills no part.
+    /// request that fills no part. `fence` is the writer's fencing token
+    /// (it names the objects a session kept in a store gets).
     pub async fn append(
         &self,
         state: &SessionState,
         target: StoreName,
         content_length: Option<u64>,
+        fence: i64,
     ) -> Result<SessionWriter> {
+        if let Some(p) = &state.pieces {
+            let s3 = self
+                .get(state.staged)
+                .s3()
+                .ok_or_else(|| StoreError::internal("pieces outside an object store"))?;
+            if p.size() != state.offset {
+                return Err(StoreError::internal(format!(
+                    "the pieces hold {} bytes where the session says {}",
+                    p.size(),
+                    state.offset
+                )));
+            }
+            return Ok(SessionWriter::Pieces(
+                PieceWriter::open(s3, &state.staged_key, p, fence).await?,
+            ));
+        }
         let fs = self.get(state.staged).fs()?;
         let (start, appender) = match state.window {
             Some(w) => {
@@ -322,14 +451,14 @@ impl Stores {
             }
         };
         let tee = self.part_tee(state, target, content_length).await;
-        Ok(SessionWriter {
+        Ok(SessionWriter::Staged(StagedWriter {
             staged: fs.clone(),
             staged_key: state.staged_key.clone(),
             start,
             appender,
             tee,
             cut_back: state.window.is_none(),
-        })
+        }))
     }
 
     /// For a session into an object store with less than a part unsent: a
@@ -429,6 +558,22 @@ impl Stores {
                 "a window of a session is not completed",
             ));
         }
+        if let Some(p) = &state.pieces {
+            let s3 = self
+                .get(state.staged)
+                .s3()
+                .ok_or_else(|| StoreError::internal("pieces outside an object store"))?;
+            let dest = dest_key.unwrap_or(&state.staged_key);
+            if !super::valid_key(dest) {
+                return Err(StoreError::unusable_path(dest, "invalid key"));
+            }
+            pieces::assemble(s3, p, dest).await?;
+            return Ok(Completed {
+                store: state.staged,
+                key: dest.to_string(),
+                leftover: Some((state.staged, pieces_area(&state.staged_key))),
+            });
+        }
         let staged = (state.staged, state.staged_key.clone());
         if let Some(m) = &state.multipart {
             let s3 = self
@@ -485,6 +630,9 @@ impl Stores {
         length: u64,
         md5_hex: &str,
     ) -> Option<(StoreName, String, ObjectMeta)> {
+        if state.pieces.is_some() {
+            return None; // its pieces stay until recorded: completed again
+        }
         if let Some(m) = &state.multipart {
             let meta = self.get(target).head(&m.key).await.ok()??;
             let etag = meta
@@ -550,6 +698,14 @@ impl Stores {
     /// bytes (or, once complete without a destination, its object) go.
     /// Failures are logged: there is nothing the caller could do.
     pub async fn abort_session(&self, state: &SessionState, target: StoreName) {
+        if state.pieces.is_some()
+            && let Some(s3) = self.get(state.staged).s3()
+        {
+            if let Err(e) = pieces::remove_all(s3, &state.staged_key).await {
+                tracing::warn!(error = %e, "could not remove upload data");
+            }
+            return;
+        }
         if let Some(m) = &state.multipart
             && let Some(s3) = self.get(target).s3()
             && let Err(e) = s3.abort_multipart(&m.key, &m.upload_id).await
@@ -568,12 +724,32 @@ impl Stores {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
         let mut range = range.unwrap_or(0..state.offset);
+        if let Some(p) = &state.pieces {
+            let s3 = self
+                .get(state.staged)
+                .s3()
+                .ok_or_else(|| StoreError::internal("pieces outside an object store"))?;
+            return Ok(pieces::read(s3, p, range));
+        }
         if let Some(w) = state.window {
             range = w.at + range.start..w.at + range.end;
         }
         self.get(state.staged)
             .get(&state.staged_key, Some(range))
             .await
+    }
+
+    /// Remove what a completed session left (`Completed::leftover`): the
+    /// staged file, or every piece of a session kept in a store.
+    /// Failures are logged.
+    pub async fn remove_leftover(&self, store: StoreName, key: &str) {
+        let res = match (key.strip_suffix(PIECES_SUFFIX), self.get(store).s3()) {
+            (Some(area), Some(s3)) => pieces::remove_all(s3, area).await,
+            _ => self.get(store).delete(key).await,
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "could not remove upload data");
+        }
     }
 
     /// Move an object between two stores that are one place (a rename in a
@@ -605,4 +781,11 @@ impl Stores {
             None => Ok(Move::SourceGone),
         }
     }
+}
+
+/// How `Completed::leftover` names the pieces of a session's area.
+const PIECES_SUFFIX: &str = "/*";
+
+fn pieces_area(area: &str) -> String {
+    format!("{area}{PIECES_SUFFIX}")
 }

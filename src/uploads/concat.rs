@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use super::locks::check_fence;
 use super::{Uploads, is_stalled, session_of};
 use crate::db::Meta;
 use crate::db::uploads::{Concat, ConcatPlace, Upload, UploadState};
@@ -159,6 +160,7 @@ impl Uploads {
                 at: place.at,
                 first_part: place.first_part.unwrap_or(1),
             }),
+            pieces: None,
         };
         Ok((state, self.target_store(&fin)))
     }
@@ -167,8 +169,8 @@ impl Uploads {
     /// partials and complete it if they all are. If it cannot be filled
     /// now, it is removed again (its partials are free for another final)
     /// and the error returned.
-    pub(super) async fn fill_and_complete(&self, up: Upload) -> Result<Upload> {
-        let filled = match self.fill(up.clone()).await {
+    pub(super) async fn fill_and_complete(&self, up: Upload, fence: i64) -> Result<Upload> {
+        let filled = match self.fill(up.clone(), fence).await {
             Ok(f) => f,
             Err(e) => {
                 let id = up.id;
@@ -188,7 +190,8 @@ impl Uploads {
     /// in file order, and record the new offset (the contiguous prefix of
     /// complete partials) with the hash state; the upload as it is then
     /// (every byte in, not yet completed, once all its partials are).
-    pub(super) async fn fill(&self, mut up: Upload) -> Result<Upload> {
+    /// `fence` is the final's lease, which the caller holds.
+    pub(super) async fn fill(&self, mut up: Upload, fence: i64) -> Result<Upload> {
         let Concat::Final { parts } = up.concat.clone() else {
             return Ok(up);
         };
@@ -225,9 +228,9 @@ impl Uploads {
             if end > up.offset {
                 let start = up.offset.saturating_sub(pos);
                 up = if p.concat_place.is_some() {
-                    self.hash_in_place(up, p, pos + start..end).await?
+                    self.hash_in_place(up, p, pos + start..end, fence).await?
                 } else {
-                    self.copy_partial(up, p, start).await?
+                    self.copy_partial(up, p, start, fence).await?
                 };
             }
             pos = end;
@@ -244,8 +247,9 @@ impl Uploads {
         mut up: Upload,
         p: &Upload,
         range: std::ops::Range<u64>,
+        fence: i64,
     ) -> Result<Upload> {
-        let mut hasher = StreamHasher::resume(&up.hash)?;
+        let mut hasher = self.resume_hashing(&up).await?;
         let mut body = self
             .stores
             .read_session(&session_of(&up), Some(range.clone()))
@@ -279,41 +283,70 @@ impl Uploads {
         }
         up.hash = hasher.finish_state().await?;
         up.offset = range.end;
-        self.record_growth(up).await
+        self.record_growth(up, fence).await
     }
 
     /// Append the bytes of partial `p` from `start` on to the final `up`,
     /// hashing them, in one sequential read (nothing buffered); record the
     /// new offset with the hash state.
-    async fn copy_partial(&self, mut up: Upload, p: &Upload, start: u64) -> Result<Upload> {
+    async fn copy_partial(
+        &self,
+        mut up: Upload,
+        p: &Upload,
+        start: u64,
+        fence: i64,
+    ) -> Result<Upload> {
+        let mut hasher = self.resume_hashing(&up).await?;
         let mut writer = self
             .stores
-            .append(&session_of(&up), self.target_store(&up), None)
+            .append(&session_of(&up), self.target_store(&up), None, fence)
             .await?;
-        let mut hasher = StreamHasher::resume(&up.hash)?;
         if let Err(e) = stream_into(self, p, start, &mut writer, &mut hasher).await {
             let writer_error = writer.abort().await?;
             return Err(writer_error.map(Error::from).unwrap_or(e));
         }
         let (written, hashed) = tokio::join!(writer.finish(), hasher.finish_state());
-        let sent = written?;
-        up.hash = hashed?;
+        let added = written?;
+        up.hash = match hashed {
+            Ok(h) => h,
+            Err(e) => {
+                added.discard().await;
+                return Err(e);
+            }
+        };
         crate::metrics::global().add_concat_bytes_copied(p.length - start);
         up.offset += p.length - start;
         if let Some(m) = up.s3.as_mut() {
-            m.parts.extend(sent);
+            m.parts.extend(added.parts.iter().cloned());
         }
-        self.record_growth(up).await
+        if added.pieces.is_some() {
+            up.pieces = added.pieces.clone();
+        }
+        match self.record_growth(up, fence).await {
+            Ok(up) => {
+                added.recorded().await;
+                Ok(up)
+            }
+            Err(e) => {
+                added.discard().await;
+                Err(e)
+            }
+        }
     }
 
     /// Record a final whose completed prefix just grew (offset and hash
     /// state), then send the whole parts it now has to its multipart upload
     /// (a failure there is only logged; the parts stay staged for a later
     /// flush).
-    async fn record_growth(&self, mut up: Upload) -> Result<Upload> {
+    async fn record_growth(&self, mut up: Upload, fence: i64) -> Result<Upload> {
         up.updated_at = self.now();
         let row = up.clone();
-        self.db.write(move |c| c.upload_update(&row)).await?;
+        self.db
+            .write(move |c| {
+                check_fence(c, row.id, fence)?;
+                Ok::<_, Error>(c.upload_update(&row)?)
+            })
+            .await?;
         if up.offset < up.length
             && up.s3.is_some()
             && let Err(e) = self.flush_parts(&mut up, false).await

@@ -114,6 +114,7 @@ fn session_of(up: &Upload) -> SessionState {
         offset: up.offset,
         multipart: up.s3.clone(),
         window: None,
+        pieces: up.pieces.clone(),
     }
 }
 
@@ -123,6 +124,7 @@ fn set_session(up: &mut Upload, s: SessionState) {
     up.data_key = s.staged_key;
     up.offset = s.offset;
     up.s3 = s.multipart;
+    up.pieces = s.pieces;
 }
 
 /// The staging file of an upload area whose first byte is at `from`.

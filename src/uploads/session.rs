@@ -75,7 +75,7 @@ impl Uploads {
         // Held until created (and, when empty, completed): not yet "stalled".
         let _busy = self.lock(id).await?;
         let target = path.as_ref().map(|p| p.store()).unwrap_or(StoreName::Manta);
-        let staged = self.stores.staging_for(target);
+        let staged = self.stores.upload_home(target);
         let area = format!(
             "{}/uploads/{}/{id}",
             namespace::RESERVED_LOGIN,
@@ -83,7 +83,9 @@ impl Uploads {
         );
         let staged_key = match staged {
             // A dot segment: no /assets path can name it.
-            StoreName::Assets => format!("{ASSETS_UPLOAD_AREA}{id}"),
+            StoreName::Assets if self.stores.get(staged).is_local() => {
+                format!("{ASSETS_UPLOAD_AREA}{id}")
+            }
             StoreName::Staging => staging_key(&area, 0),
             _ => area.clone(),
         };
@@ -100,7 +102,10 @@ impl Uploads {
             .stores
             .begin_session(session_target, &target_key, staged, staged_key, length)
             .await?;
-        let places = in_place.map(|lens| places_in(&lens, self.stores.part_runs(target, &lens)));
+        // (A session kept in the store has no staged file to write into.)
+        let places = in_place
+            .filter(|_| session.pieces.is_none())
+            .map(|lens| places_in(&lens, self.stores.part_runs(target, &lens)));
         let now = self.now();
         let up = Upload {
             id,
@@ -125,6 +130,7 @@ impl Uploads {
             s3: session.multipart,
             concat,
             concat_place: None,
+            pieces: session.pieces,
         };
         let caps = Caps::of(&self.cfg);
         let row = up.clone();
@@ -146,7 +152,7 @@ impl Uploads {
             return Err(e);
         }
         if matches!(up.concat, Concat::Final { .. }) {
-            return self.fill_and_complete(up).await;
+            return self.fill_and_complete(up, _busy.fence()).await;
         }
         if length == 0 {
             return self.complete(up).await;
@@ -262,12 +268,16 @@ impl Uploads {
         let remaining = up.length - up.offset;
         let chunk_sum = chunk_checksum(checksum.as_ref())?;
         let (state, target) = self.session_for(&up).await?;
-        let mut writer = self.stores.append(&state, target, content_length).await?;
         // A partial written in place is hashed as its final's bytes only.
         let mut hasher = match up.concat_place {
             Some(_) => None,
-            None => Some(StreamHasher::resume(&up.hash)?),
+            None => Some(self.resume_hashing(&up).await?),
         };
+        let fence = busy.fence();
+        let mut writer = self
+            .stores
+            .append(&state, target, content_length, fence)
+            .await?;
         let limits = (content_length, remaining, up.length);
         let received = match receive(body, &mut writer, &mut hasher, chunk_sum, limits).await? {
             Ok(n) => n,
@@ -287,21 +297,31 @@ impl Uploads {
             }
         };
         let (written, hashed) = tokio::join!(writer.finish(), hashed);
-        let sent = written?;
-        if let Some(h) = hashed? {
+        let added = written?;
+        let hashed = match hashed {
+            Ok(h) => h,
+            Err(e) => {
+                added.discard().await;
+                return Err(e);
+            }
+        };
+        if let Some(h) = hashed {
             up.hash = h;
         }
         up.offset += received;
         up.updated_at = self.now();
         up.expires_at = self.expiry_from_now();
         if let Some(p) = up.concat_place.as_mut() {
-            p.parts.extend(sent);
+            p.parts.extend(added.parts.iter().cloned());
         } else if let Some(m) = up.s3.as_mut() {
-            m.parts.extend(sent);
+            m.parts.extend(added.parts.iter().cloned());
+        }
+        if added.pieces.is_some() {
+            up.pieces = added.pieces.clone();
         }
         let row = up.clone();
-        let fence = busy.fence();
-        self.db
+        let committed = self
+            .db
             .write(move |c| {
                 // A holder whose lease was taken over commits nothing.
                 check_fence(c, row.id, fence)?;
@@ -311,7 +331,13 @@ impl Uploads {
                 }
                 Ok::<_, Error>(())
             })
-            .await?;
+            .await;
+        if let Err(e) = committed {
+            // Its pieces are named by nothing: remove them.
+            added.discard().await;
+            return Err(e);
+        }
+        added.recorded().await;
         if up.offset == up.length {
             return self.complete(up).await;
         }
@@ -328,6 +354,35 @@ impl Uploads {
             }
         }
         Ok(up)
+    }
+
+    /// A hasher that goes on from the upload's saved state; a state this
+    /// build cannot resume (written in another format) is rebuilt by
+    /// hashing the bytes stored so far.
+    pub(super) async fn resume_hashing(&self, up: &Upload) -> Result<StreamHasher> {
+        if up.hash.resumable() {
+            return StreamHasher::resume(&up.hash);
+        }
+        tracing::info!(upload.id = %up.id, format = up.hash.format, "hashing the stored bytes again: their saved hash state has another format");
+        let mut h = match up.hash.crc64 {
+            Some(_) => StreamHasher::new()?,
+            None => StreamHasher::without_crc()?,
+        };
+        if up.offset > 0 {
+            let mut body = self.open_data(up, Some(0..up.offset)).await?;
+            while let Some(c) = body.next().await {
+                h.update(&c.map_err(StoreError::from)?).await?;
+            }
+        }
+        if h.size() != up.offset {
+            return Err(Error::internal(format!(
+                "upload {}: {} bytes stored where {} were acknowledged",
+                up.id,
+                h.size(),
+                up.offset
+            )));
+        }
+        Ok(h)
     }
 
     /// Send the staged bytes not yet in a part: every full part, or
@@ -359,6 +414,9 @@ impl Uploads {
     pub(super) async fn complete(&self, mut up: Upload) -> Result<Upload> {
         if up.concat_place.is_some() {
             return self.complete_in_place(up).await;
+        }
+        if !up.hash.resumable() {
+            up.hash = self.resume_hashing(&up).await?.finish_state().await?;
         }
         let d = up.hash.digests()?;
         let mut leftover: Option<(StoreName, String)> = None;
@@ -392,6 +450,7 @@ impl Uploads {
             up.store = done.store;
             up.data_key = done.key;
             up.s3 = None;
+            up.pieces = None;
             if up.path.is_some() {
                 let meta = self.stores.get(up.store).head(&up.data_key).await?;
                 up.data_mtime = meta.map(|m| stamp(&m));
@@ -401,7 +460,7 @@ impl Uploads {
         self.db.write(move |c| c.upload_update(&row)).await?;
         // The staged copy goes only once the row names the object.
         if let Some((store, key)) = leftover {
-            let _ = self.stores.get(store).delete(&key).await;
+            self.stores.remove_leftover(store, &key).await;
         }
         if up.state == UploadState::Complete {
             self.partial_completed(&up);

@@ -15,7 +15,7 @@ impl Uploads {
     /// Complete a stalled upload under its lock (waiting for a request that
     /// is completing it right now); the upload as it is then.
     pub(super) async fn settle(&self, id: Uuid) -> Result<Upload> {
-        let _busy = self.locks.lock(id, SETTLE_WAIT).await?;
+        let busy = self.locks.lock(id, SETTLE_WAIT).await?;
         let up = self
             .db
             .read(move |c| c.upload_get(id))
@@ -24,7 +24,7 @@ impl Uploads {
         if !is_stalled(&up) {
             return Ok(up);
         }
-        self.finish_one(up).await
+        self.finish_one(up, busy.fence()).await
     }
 
     /// Finish uploads whose last bytes were acknowledged but whose
@@ -37,7 +37,7 @@ impl Uploads {
         let mut finished = 0;
         for up in stalled {
             let id = up.id;
-            let Ok(_busy) = self.lock(id).await else {
+            let Ok(busy) = self.lock(id).await else {
                 continue; // a request is completing it right now
             };
             let Some(up) = self.db.read(move |c| c.upload_get(id)).await? else {
@@ -46,7 +46,7 @@ impl Uploads {
             if !is_stalled(&up) {
                 continue;
             }
-            match self.finish_one(up).await {
+            match self.finish_one(up, busy.fence()).await {
                 // (A final whose next partial is not complete stays open.)
                 Ok(u) if u.state == UploadState::Uploading => {}
                 Ok(_) => finished += 1,
@@ -65,10 +65,11 @@ impl Uploads {
     /// recognise that an interrupted completion already put the bytes in
     /// place. The upload as it is then; the error if neither can be done
     /// now (e.g. 503 while the store is down).
-    pub(super) async fn finish_one(&self, up: Upload) -> Result<Upload> {
+    /// `fence` is the upload's lease, which the caller holds.
+    pub(super) async fn finish_one(&self, up: Upload, fence: i64) -> Result<Upload> {
         let id = up.id;
         // A final upload is filled from its partials first.
-        let up = self.fill(up).await?;
+        let up = self.fill(up, fence).await?;
         if up.offset < up.length {
             return Ok(up); // a final whose next partial is not complete yet
         }

@@ -344,7 +344,11 @@ fn spawn(dir: &Path, config: Option<&Path>) -> (Child, ()) {
         .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .env("IMGAPI_LOG", "warn")
+        // IMGAPI_TEST_LOG: the servers' log filter when debugging a test.
+        .env(
+            "IMGAPI_LOG",
+            std::env::var("IMGAPI_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     (c.spawn().expect("spawn imgapi"), ())

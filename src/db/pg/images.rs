@@ -6,7 +6,7 @@
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{PgConn, col};
+use super::{PgConn, col, pg_error};
 use crate::db::images::{ListQuery, Listed, Select, StateFilter, TextMatch};
 use crate::db::{DbError, Entity, Result};
 use crate::manifest::{Image, State, normalize_date};
@@ -166,16 +166,24 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
     Ok(())
 }
 
+/// GetImage's statement.
+const GET: &str = "SELECT manifest FROM images WHERE uuid = $1";
+
 pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {
-    c.query_opt(
-        &format!(
-            "SELECT manifest FROM images WHERE uuid = $1{}",
-            c.for_update()
-        ),
-        &[&uuid],
-    )?
-    .map(|r| from_json(&col::<String>(&r, 0)?))
-    .transpose()
+    c.query_opt(&format!("{GET}{}", c.for_update()), &[&uuid])?
+        .map(|r| from_json(&col::<String>(&r, 0)?))
+        .transpose()
+}
+
+/// [`get`] awaited on the runtime, on a read-only connection `c` (the
+/// hottest read: no blocking thread, one round trip).
+pub async fn get_async(c: &deadpool_postgres::Object, uuid: Uuid) -> Result<Option<Image>> {
+    let st = c.prepare_cached(GET).await.map_err(pg_error)?;
+    c.query_opt(&st, &[&uuid])
+        .await
+        .map_err(pg_error)?
+        .map(|r| from_json(&col::<String>(&r, 0)?))
+        .transpose()
 }
 
 pub fn delete(c: &PgConn, uuid: Uuid) -> Result<bool> {
@@ -227,8 +235,24 @@ pub fn list(c: &PgConn, q: &ListQuery) -> Result<Vec<Image>> {
 pub fn list_json(c: &PgConn, q: &ListQuery, select: Select) -> Result<Vec<Listed>> {
     let (sql, args) = list_sql(q, select);
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
-    c.query(&sql, &params)?
-        .iter()
+    listed(c.query(&sql, &params)?, select)
+}
+
+/// [`list_json`] awaited on the runtime, on a read-only connection `c`.
+pub async fn list_json_async(
+    c: &deadpool_postgres::Object,
+    q: &ListQuery,
+    select: Select,
+) -> Result<Vec<Listed>> {
+    let (sql, args) = list_sql(q, select);
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
+    let st = c.prepare_cached(&sql).await.map_err(pg_error)?;
+    listed(c.query(&st, &params).await.map_err(pg_error)?, select)
+}
+
+/// The rows of a list query as stored.
+fn listed(rows: Vec<tokio_postgres::Row>, select: Select) -> Result<Vec<Listed>> {
+    rows.iter()
         .map(|r| {
             Ok(match select {
                 Select::Manifest => Listed::Manifest(col(r, 0)?),
@@ -266,6 +290,42 @@ fn like_contains(s: &str) -> String {
     p
 }
 
+/// Does the best plan of `q` depend on its values, so that it must be
+/// planned for them at each run? A plan made once (a generic plan) is
+/// kept for the shapes whose best plan is the same whatever the values:
+/// at most one equality that has its own index in ListImages' order
+/// (owner, name, version, os, type, a tag or a billing tag; a tag is
+/// joined, see [`list_sql`]), with or without `account`, `public`, a
+/// marker and the order. Measured otherwise (scripts/bench.sh
+/// cluster-list): two equalities (which index to walk depends on how many
+/// images each matches), a `~` substring (a trigram index for a rare one,
+/// a walk for a common or short one), a tag key's range, and an account's
+/// private images (two walks) were up to 100 times slower on a generic
+/// plan.
+pub(crate) fn value_sensitive(q: &ListQuery) -> bool {
+    let exact = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Exact(_)));
+    let contains = |m: &Option<TextMatch>| matches!(m, Some(TextMatch::Contains(_)));
+    let equalities = [
+        q.owner.is_some(),
+        exact(&q.name),
+        exact(&q.version),
+        q.os.is_some(),
+        q.type_.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count()
+        + q.tags.len()
+        + q.billing_tags.len();
+    equalities > 1
+        || contains(&q.name)
+        || contains(&q.version)
+        || !q.tag_keys.is_empty()
+        || q.origin.is_some()
+        || q.channel.is_some()
+        || (q.account.is_some() && q.public == Some(false))
+}
+
 /// The shortest substring the trigram indexes can find.
 const TRIGRAM: usize = 3;
 
@@ -277,8 +337,11 @@ pub(crate) fn list_sql(
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut a = Args::default();
     let mut wh: Vec<String> = Vec::new();
+    // The state is written out (one of a closed set of words): the plan
+    // of the default list can then use the partial index of active images
+    // (sql/pg/0004), whatever plan mode the connection has.
     if let StateFilter::Only(s) = q.state {
-        wh.push(format!("state = {}", a.add(s.as_str())));
+        wh.push(format!("images.state = '{}'", s.as_str()));
     }
     if let Some(o) = q.origin {
         wh.push(format!("origin = {}", a.add(o)));
@@ -295,7 +358,8 @@ pub(crate) fn list_sql(
                 // candidates.
                 wh.push(format!("strpos({c}, {}) > 0", a.add(s.clone())));
                 if s.chars().count() >= TRIGRAM {
-                    wh.push(format!("{c} LIKE {}", a.add(like_contains(s))));
+                    // The trigram index's expression (sql/pg/0004).
+                    wh.push(format!("({c} || '') LIKE {}", a.add(like_contains(s))));
                 }
             }
             None => {}
@@ -314,7 +378,23 @@ pub(crate) fn list_sql(
     // A tag row carries its image's state (`t.state = images.state` always
     // holds): written out, it lets the planner start from the tag's rows in
     // the state asked for (image_tags_list) when they are few.
-    for t in &q.tags {
+    let mut tags = q.tags.iter();
+    // The first tag (else billing tag) of a plain list is joined, and the list ordered by
+    // its rows' (published_at, uuid) (the image's own, copied): the
+    // planner can then walk the tag's rows of the state asked for in
+    // ListImages' order (image_tags_list) and stop at the limit, or start
+    // from another filter's index and sort the few rows it finds.
+    let mut bills = q.billing_tags.iter();
+    let joined = match (q.account, q.public) {
+        (Some(_), Some(false)) if q.owner.is_none() => None,
+        _ => match tags.next() {
+            Some(t) => Some(("image_tags", a.add(t.clone()))),
+            None => bills
+                .next()
+                .map(|t| ("image_billing_tags", a.add(t.clone()))),
+        },
+    };
+    for t in tags {
         wh.push(format!(
             "EXISTS (SELECT 1 FROM image_tags t WHERE t.tag = {} AND t.state = images.state \
              AND t.uuid = images.uuid)",
@@ -330,7 +410,7 @@ pub(crate) fn list_sql(
              AND t.uuid = images.uuid)"
         ));
     }
-    for t in &q.billing_tags {
+    for t in bills {
         wh.push(format!(
             "EXISTS (SELECT 1 FROM image_billing_tags t WHERE t.tag = {} \
              AND t.state = images.state AND t.uuid = images.uuid)",
@@ -344,7 +424,7 @@ pub(crate) fn list_sql(
     }
     if let Some(m) = &q.marker {
         let op = if q.desc { "<=" } else { ">=" };
-        wh.push(format!("published_at {op} {}", a.add(m.clone())));
+        wh.push(format!("images.published_at {op} {}", a.add(m.clone())));
     }
     let cols = match select {
         Select::Manifest => "manifest",
@@ -355,10 +435,25 @@ pub(crate) fn list_sql(
     } else {
         ("ASC NULLS FIRST", "ASC")
     };
+    // The limit is written out: a generic plan (see `PgDb::image_list_json`)
+    // must know it to choose between walking an index and sorting.
     let order = format!(
         "ORDER BY published_at {pub_order}, uuid {uuid_order} LIMIT {}",
         q.limit
     );
+    let (from, joined_order) = match &joined {
+        Some((table, tag)) => (
+            format!(
+                "images JOIN {table} jt ON jt.uuid = images.uuid AND jt.state = images.state \
+                 AND jt.tag = {tag}"
+            ),
+            format!(
+                "ORDER BY jt.published_at {pub_order}, jt.uuid {uuid_order} LIMIT {}",
+                q.limit
+            ),
+        ),
+        None => ("images".to_string(), order.clone()),
+    };
     let where_ = |wh: &[String]| {
         if wh.is_empty() {
             String::new()
@@ -368,7 +463,7 @@ pub(crate) fn list_sql(
     };
     let Some(acct) = q.account else {
         return (
-            format!("SELECT {cols} FROM images {} {order}", where_(&wh)),
+            format!("SELECT {cols} FROM {from} {} {joined_order}", where_(&wh)),
             a.0,
         );
     };
@@ -385,7 +480,7 @@ pub(crate) fn list_sql(
     );
     let sql = if owner_only {
         wh.push(format!("owner = {p}"));
-        format!("SELECT {cols} FROM images {} {order}", where_(&wh))
+        format!("SELECT {cols} FROM {from} {} {joined_order}", where_(&wh))
     } else if q.public == Some(false) && q.owner.is_none() {
         // Private images only: the account's own and those shared with it,
         // each walk stopping at the limit, instead of a walk of every
@@ -404,7 +499,7 @@ pub(crate) fn list_sql(
         wh.push(format!(
             "(owner = {p} OR (activated AND (public OR {acl})))"
         ));
-        format!("SELECT {cols} FROM images {} {order}", where_(&wh))
+        format!("SELECT {cols} FROM {from} {} {joined_order}", where_(&wh))
     };
     (sql, a.0)
 }

@@ -67,6 +67,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_leases",
         include_str!("../../../sql/pg/0002_leases.sql"),
     ),
+    (
+        3,
+        "0003_upload_pieces",
+        include_str!("../../../sql/pg/0003_upload_pieces.sql"),
+    ),
+    (
+        4,
+        "0004_list_indexes",
+        include_str!("../../../sql/pg/0004_list_indexes.sql"),
+    ),
 ];
 
 /// The PostgreSQL database: a bounded connection pool.
@@ -76,7 +86,17 @@ pub struct PgDb {
     pool: Pool,
     /// Read-only connections (`default_transaction_read_only`) for reads.
     readers: Pool,
+    /// Read-only connections whose cached statements may use a generic
+    /// plan (planned once, not at each run): for the reads whose best plan
+    /// does not depend on their values (GetImage, ListImages without `~`
+    /// or tag filters).
+    generic: Pool,
 }
+
+/// Most statements a connection of the `generic` pool keeps prepared;
+/// past it, its cache is emptied (ListImages' statements differ by their
+/// filters and limit).
+const GENERIC_STATEMENTS: usize = 256;
 
 /// A pooled connection inside a transaction, used synchronously from a
 /// blocking thread: each call waits (`Handle::block_on`) for its answer.
@@ -176,19 +196,21 @@ impl PgDb {
         // own setting, sent at connection start-up: no round trip). Cached
         // statements are planned for their values each time: a generic
         // plan of ListImages' query cannot know a `~` substring or a tag.
-        let opts = format!(
-            "{} -c statement_timeout={} -c plan_cache_mode=force_custom_plan",
+        let base = format!(
+            "{} -c statement_timeout={}",
             pg.get_options().unwrap_or(""),
             cfg.statement_timeout.as_millis()
         );
+        let opts = format!("{base} -c plan_cache_mode=force_custom_plan");
         // Two pools sharing `max_connections`: writers (transactions), and
         // readers whose sessions are read-only from their start, so a read
         // runs its statements without BEGIN and COMMIT (one round trip a
         // statement, where a READ ONLY transaction costs three) and still
         // cannot write. (SQLite's readers too run each statement alone on
         // read-only connections.)
-        let total = cfg.max_connections.max(2);
+        let total = cfg.max_connections.max(3);
         let writers = (total / 2).max(1);
+        let generic = ((total - writers) / 2).max(1);
         let pool = |options: String, size: usize| {
             let mut pg = pg.clone();
             pg.options(options.trim());
@@ -212,7 +234,14 @@ impl PgDb {
             pool: pool(opts.clone(), writers)?,
             readers: pool(
                 format!("{opts} -c default_transaction_read_only=on"),
-                total - writers,
+                total - writers - generic,
+            )?,
+            generic: pool(
+                format!(
+                    "{base} -c plan_cache_mode=force_generic_plan \
+                     -c default_transaction_read_only=on"
+                ),
+                generic,
             )?,
         };
         db.migrate().await?;
@@ -297,6 +326,37 @@ impl PgDb {
         job.await.map_err(|_| E::from(DbError::Gone))?
     }
 
+    /// GetImage's read, awaited on the runtime (see [`images::get_async`]).
+    pub async fn image_get(&self, uuid: uuid::Uuid) -> Result<Option<crate::manifest::Image>> {
+        let c = self.generic().await?;
+        images::get_async(&c, uuid).await
+    }
+
+    /// ListImages' read, awaited on the runtime: on a connection that may
+    /// plan it once (generic plan) unless its plan depends on its values
+    /// ([`images::value_sensitive`]).
+    pub async fn image_list_json(
+        &self,
+        q: &super::images::ListQuery,
+        select: super::images::Select,
+    ) -> Result<Vec<super::images::Listed>> {
+        let c = if images::value_sensitive(q) {
+            self.readers.get().await.map_err(pool_error)?
+        } else {
+            self.generic().await?
+        };
+        images::list_json_async(&c, q, select).await
+    }
+
+    /// A connection of the `generic` pool, its statement cache bounded.
+    async fn generic(&self) -> Result<deadpool_postgres::Object> {
+        let c = self.generic.get().await.map_err(pool_error)?;
+        if c.statement_cache.size() > GENERIC_STATEMENTS {
+            c.statement_cache.clear();
+        }
+        Ok(c)
+    }
+
     /// Run `f` in a read-write transaction on a pooled connection, on a
     /// blocking thread; it commits only if `f` returns Ok.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
@@ -373,6 +433,11 @@ impl PgDb {
     /// The readers' pool's.
     pub fn readers_status(&self) -> deadpool_postgres::Status {
         self.readers.status()
+    }
+
+    /// The generic-plan readers' pool's.
+    pub fn generic_status(&self) -> deadpool_postgres::Status {
+        self.generic.status()
     }
 }
 

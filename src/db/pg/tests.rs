@@ -336,6 +336,18 @@ async fn compare_lists(lite: Connection, pg: &PgDb) -> (Connection, usize) {
             ));
         }
     }
+    // The runtime's path too (GetImage and ListImages' own pool, whose
+    // statements are planned once, generic plans), twice: the second run
+    // uses the prepared statement.
+    for (name, q) in &qs {
+        for select in [Select::Wire, Select::Manifest] {
+            let want = db::images::list_json(&lite, q, select).unwrap();
+            for run in 0..2 {
+                let got = pg.image_list_json(q, select).await.unwrap();
+                assert_eq!(got, want, "{name} {select:?} {q:?} (async, run {run})");
+            }
+        }
+    }
     pg.read(move |c| -> Result<_, DbError> {
         let mut found = 0;
         for (name, q) in &qs {
@@ -461,6 +473,7 @@ fn upload(n: u8, owner: Option<u8>, created: &str) -> db::uploads::Upload {
         s3: None,
         concat: db::uploads::Concat::None,
         concat_place: None,
+        pieces: None,
     }
 }
 
@@ -491,6 +504,21 @@ async fn upload_operations_give_what_sqlite_gives() {
             staged_from: 5 << 20,
         });
         ups[1].path = Some("/p/2".into());
+        ups[3].pieces = Some(crate::store::Pieces {
+            part_size: 8 << 20,
+            parts: vec![crate::store::pieces::Piece {
+                key: "a/part-0-3".into(),
+                at: 0,
+                size: 8 << 20,
+                etag: "\"p1\"".into(),
+            }],
+            tail: Some(crate::store::pieces::Piece {
+                key: "a/tail-8388608-3".into(),
+                at: 8 << 20,
+                size: 12,
+                etag: "\"t1\"".into(),
+            }),
+        });
         ups[1].content_md5 = Some("bWQ1".into());
         ups[4].concat = Concat::Final {
             parts: vec![u(6), u(7)],
@@ -986,6 +1014,16 @@ async fn list_plans_use_the_trigram_and_tag_indexes() {
         let p = plan(&pg, q.clone()).await;
         assert!(p.contains(idx), "{q:?} does not use {idx}:\n{p}");
     }
+    // The default list walks the active images' own index.
+    let p = plan(
+        &pg,
+        ListQuery {
+            limit: 100,
+            ..ListQuery::default()
+        },
+    )
+    .await;
+    assert!(p.contains("images_list_active"), "{p}");
     // An owner walks its own index in ListImages' order.
     let p = plan(
         &pg,
@@ -1154,7 +1192,17 @@ async fn connections_ended_by_the_server_are_replaced_unseen() {
     for r in all {
         r.await.unwrap().unwrap();
     }
-    assert_eq!((pg.status().size, pg.readers_status().size), (3, 3));
+    // Half for writes; of the reads', one for GetImage and ListImages on
+    // generic plans.
+    assert_eq!(pg.image_get(u(1)).await.unwrap(), None);
+    assert_eq!(
+        (
+            pg.status().size,
+            pg.readers_status().size,
+            pg.generic_status().size
+        ),
+        (3, 2, 1)
+    );
     // The server ends them (as a restart or a failover does).
     let n: i64 = admin(&t.server)
         .await
@@ -1171,6 +1219,7 @@ async fn connections_ended_by_the_server_are_replaced_unseen() {
     for _ in 0..4 {
         assert_eq!(pg.read(|c| super::stats::image_count(c)).await.unwrap(), 0);
         assert_eq!(pg.write(|c| super::stats::image_count(c)).await.unwrap(), 0);
+        assert_eq!(pg.image_get(u(1)).await.unwrap(), None);
     }
 }
 

@@ -6,13 +6,16 @@ use uuid::Uuid;
 
 use super::{PgConn, col, count, counts};
 use crate::clock::Timestamp;
-use crate::db::uploads::{ClaimRefused, Concat, ConcatPlace, MultipartState, Upload, UploadState};
+use crate::db::uploads::{
+    ClaimRefused, Concat, ConcatPlace, MultipartState, Upload, UploadState, pieces_json,
+};
 use crate::db::{DbError, Entity, Result};
 use crate::digest::HashState;
 
 const COLS: &str = "id, owner, length, \"offset\", state, store, data_key, path, metadata, content_md5, \
      md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, \
-     s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64";
+     s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64, \
+     pieces, hash_format";
 
 fn state(s: &str) -> Result<UploadState> {
     [
@@ -49,6 +52,7 @@ fn from_row(r: &Row) -> Result<Upload> {
             sha1: col(r, 11)?,
             crc64: col::<Option<i64>>(r, 28)?.map(|c| c as u64),
             size: offset,
+            format: col(r, 30)?,
         },
         md5: col(r, 12)?,
         sha1: col(r, 13)?,
@@ -78,6 +82,10 @@ fn from_row(r: &Row) -> Result<Upload> {
             _ => Concat::None,
         },
         concat_place: col::<Option<String>>(r, 27)?.and_then(|p| serde_json::from_str(&p).ok()),
+        pieces: col::<Option<String>>(r, 29)?
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(DbError::corrupt("upload pieces"))?,
     })
 }
 
@@ -112,7 +120,8 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
     let s3_key = u.s3.as_ref().map(|m| m.key.clone());
     let s3_id = u.s3.as_ref().map(|m| m.upload_id.clone());
     let staged = u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0);
-    let params: [&(dyn ToSql + Sync); 29] = [
+    let pieces = pieces_json(u)?;
+    let params: [&(dyn ToSql + Sync); 31] = [
         &u.id,
         &u.owner,
         &(u.length as i64),
@@ -142,12 +151,14 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         &concat_final,
         &place,
         &u.hash.crc64.map(|c| c as i64),
+        &pieces,
+        &u.hash.format,
     ];
     c.insert_unique(
         "upload",
         &format!(
             "INSERT INTO uploads ({COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,\
-             $15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29) ON CONFLICT DO NOTHING"
+             $15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31) ON CONFLICT DO NOTHING"
         ),
         &params,
     )?;
@@ -196,10 +207,12 @@ pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
     let s3_key = u.s3.as_ref().map(|m| m.key.clone());
     let s3_id = u.s3.as_ref().map(|m| m.upload_id.clone());
     let staged = u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0);
+    let pieces = pieces_json(u)?;
     let n = c.execute(
         "UPDATE uploads SET \"offset\"=$2, state=$3, data_key=$4, md5_state=$5, sha1_state=$6, md5=$7, \
          sha1=$8, error=$9, image_uuid=$10, updated_at=$11, expires_at=$12, data_mtime=$13, store=$14, \
-         s3_key=$15, s3_upload_id=$16, parts=$17, staged_from=$18, crc64=$19 WHERE id=$1",
+         s3_key=$15, s3_upload_id=$16, parts=$17, staged_from=$18, crc64=$19, \
+         pieces=$20, hash_format=$21 WHERE id=$1",
         &[
             &u.id,
             &(u.offset as i64),
@@ -220,6 +233,8 @@ pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
             &parts,
             &staged,
             &u.hash.crc64.map(|c| c as i64),
+            &pieces,
+            &u.hash.format,
         ],
     )?;
     if n == 0 {
