@@ -582,25 +582,29 @@ SQL
   local o0=0b0b0000-0000-4000-8000-000000000000 o1=0b0b0000-0000-4000-8000-000000000001
   local mid=2020-09-01T00:00:00.000Z one; one=$(printf "11110000-0000-4000-8000-%012x" $((n / 2)))
   ms() { awk -v v="$1" 'BEGIN { u = v; sub(/[0-9.]+/, "", u); x = v + 0; if (u == "us") x /= 1000; else if (u == "s") x *= 1000; printf "%.1f", x }'; }
-  local backend
-  for backend in sqlite pg; do
-    if [ "$backend" = pg ]; then export IMGAPI_DATABASE_URL="$pg/imgapi_list"; else unset IMGAPI_DATABASE_URL; fi
-    start_server "$d/$backend"
-    : > "$d/$backend.rps"
-    while IFS='|' read -r label q; do
-      [ -z "$label" ] && continue
-      local path out rps p99 non2xx
-      q=${q//@O0/$o0}; q=${q//@O1/$o1}; q=${q//@MID/$mid}
-      if [ "$q" = GET ]; then path="/images/$one"; else path="/images?$q"; fi
-      out=$(wrk -t2 -c32 -d"${dur}s" --latency "$URL$path")
+  # Both nodes up at once; each query runs on SQLite's and then at once on
+  # PostgreSQL's, so that a pair is measured under the same load.
+  local sq_url sq_pid pg_url pg_pid
+  start_server "$d/sqlite"; sq_url=$URL; sq_pid=$SERVER_PID
+  IMGAPI_DATABASE_URL="$pg/imgapi_list" start_server "$d/pg"; pg_url=$URL; pg_pid=$SERVER_PID
+  : > "$d/sqlite.rps"; : > "$d/pg.rps"
+  sync; sleep 5   # the seeding's writeback and autovacuum settle
+  while IFS='|' read -r label q; do
+    [ -z "$label" ] && continue
+    local path backend url out rps p99 non2xx
+    q=${q//@O0/$o0}; q=${q//@O1/$o1}; q=${q//@MID/$mid}
+    if [ "$q" = GET ]; then path="/images/$one"; else path="/images?$q"; fi
+    for backend in sqlite pg; do
+      if [ "$backend" = pg ]; then url=$pg_url; else url=$sq_url; fi
+      out=$(wrk -t2 -c32 -d"${dur}s" --latency "$url$path")
       rps=$(awk '/^Requests\/sec:/ {print $2}' <<< "$out")
       p99=$(ms "$(awk '$1 == "99%" {print $2}' <<< "$out")")
       non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
       [ -n "$non2xx" ] && { echo "$backend $label: $non2xx non-2xx answers" >&2; exit 1; }
-      echo "$label|$rps|$p99|$(curl -sf "$URL$path" | md5sum | cut -c1-12)" >> "$d/$backend.rps"
-    done < <(echo "GetImage|GET"; list_queries | grep -v 'limit=1000')
-    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-  done
+      echo "$label|$rps|$p99|$(curl -sf "$url$path" | md5sum | cut -c1-12)" >> "$d/$backend.rps"
+    done
+  done < <(echo "GetImage|GET"; list_queries | grep -v 'limit=1000')
+  kill "$sq_pid" "$pg_pid"; wait "$sq_pid" "$pg_pid" 2>/dev/null || true
   unset IMGAPI_DATABASE_URL
   printf '%-34s %9s %6s %9s %6s %7s %s\n' query "SQLite/s" "x base" "PG/s" "x base" "PG/SQL" "goals (>= 0.5x; same body)"
   paste -d'|' "$d/sqlite.rps" "$d/pg.rps" | awk -F'|' '

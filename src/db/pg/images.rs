@@ -329,13 +329,98 @@ pub(crate) fn value_sensitive(q: &ListQuery) -> bool {
 /// The shortest substring the trigram indexes can find.
 const TRIGRAM: usize = 3;
 
+/// Most names a `name=~` may match for the list to walk each name's
+/// images and merge them; more, and the substring is common enough that
+/// a walk in ListImages' order checking it finds the page soon.
+const MAX_NAMES: usize = 64;
+
+/// Is `q` an account's private images (two walks merged, see
+/// [`list_sql`])?
+fn private_union(q: &ListQuery) -> bool {
+    q.account.is_some() && q.public == Some(false) && q.owner.is_none()
+}
+
+/// For a `name=~` list that can take them: the names that contain its
+/// substring (`image_names`, sql/pg/0004), if at most [`MAX_NAMES`].
+async fn names_containing(
+    c: &deadpool_postgres::Object,
+    q: &ListQuery,
+) -> Result<Option<Vec<String>>> {
+    let (Some(TextMatch::Contains(sub)), None | Some(TextMatch::Exact(_))) = (&q.name, &q.version)
+    else {
+        return Ok(None);
+    };
+    if private_union(q) {
+        return Ok(None);
+    }
+    let limit = MAX_NAMES as i64 + 1;
+    let rows = if sub.chars().count() >= TRIGRAM {
+        let st = c
+            .prepare_cached(
+                "SELECT name FROM image_names WHERE strpos(name, $1) > 0 AND name LIKE $2 \
+                 ORDER BY name LIMIT $3",
+            )
+            .await
+            .map_err(pg_error)?;
+        c.query(&st, &[sub, &like_contains(sub), &limit]).await
+    } else {
+        let st = c
+            .prepare_cached(
+                "SELECT name FROM image_names WHERE strpos(name, $1) > 0 ORDER BY name LIMIT $2",
+            )
+            .await
+            .map_err(pg_error)?;
+        c.query(&st, &[sub, &limit]).await
+    }
+    .map_err(pg_error)?;
+    if rows.len() > MAX_NAMES {
+        return Ok(None);
+    }
+    Ok(Some(rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?))
+}
+
+/// ListImages for `name=~` through the names that match ([`names_containing`]),
+/// if it can go that way; awaited on the runtime, on a connection that may
+/// use a generic plan (the walks are the same whatever the names).
+pub async fn list_json_by_names(
+    c: &deadpool_postgres::Object,
+    q: &ListQuery,
+    select: Select,
+) -> Result<Option<Vec<Listed>>> {
+    let Some(names) = names_containing(c, q).await? else {
+        return Ok(None);
+    };
+    if names.is_empty() {
+        return Ok(Some(vec![]));
+    }
+    let (sql, args) = list_sql_names(q, select, Some(names));
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
+    let st = c.prepare_cached(&sql).await.map_err(pg_error)?;
+    Ok(Some(listed(
+        c.query(&st, &params).await.map_err(pg_error)?,
+        select,
+    )?))
+}
+
 /// The SQL of a ListImages query and its parameters (as `db::images`'
 /// `where_sql` defines the filters).
 pub(crate) fn list_sql(
     q: &ListQuery,
     select: Select,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    list_sql_names(q, select, None)
+}
+
+/// [`list_sql`]; with `names` (a `name=~` list, not an account's private
+/// images), each of those names' images walked in ListImages' order up
+/// to the limit, and the walks merged.
+fn list_sql_names(
+    q: &ListQuery,
+    select: Select,
+    names: Option<Vec<String>>,
+) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut a = Args::default();
+    let by_names = names.map(|n| a.add(n));
     let mut wh: Vec<String> = Vec::new();
     // The state is written out (one of a closed set of words): the plan
     // of the default list can then use the partial index of active images
@@ -350,6 +435,10 @@ pub(crate) fn list_sql(
         wh.push(format!("owner = {}", a.add(o)));
     }
     for (c, m) in [("name", &q.name), ("version", &q.version)] {
+        if c == "name" && by_names.is_some() {
+            wh.push("images.name = n.name".into());
+            continue;
+        }
         match m {
             Some(TextMatch::Exact(s)) => wh.push(format!("{c} = {}", a.add(s.clone()))),
             Some(TextMatch::Contains(s)) => {
@@ -461,11 +550,20 @@ pub(crate) fn list_sql(
             format!("WHERE {}", wh.join(" AND "))
         }
     };
+    // A plain list's SQL; with `by_names`, each name's walk merged.
+    let plain = |wh: &[String]| match &by_names {
+        None => format!("SELECT {cols} FROM {from} {} {joined_order}", where_(wh)),
+        Some(arr) => format!(
+            "SELECT {cols} FROM images WHERE uuid IN (SELECT w.uuid FROM \
+             unnest({arr}::text[]) AS n(name), LATERAL (SELECT images.uuid AS uuid, \
+             images.published_at AS published_at FROM {from} {} {joined_order}) w \
+             ORDER BY w.published_at {pub_order}, w.uuid {uuid_order} LIMIT {}) {order}",
+            where_(wh),
+            q.limit
+        ),
+    };
     let Some(acct) = q.account else {
-        return (
-            format!("SELECT {cols} FROM {from} {} {joined_order}", where_(&wh)),
-            a.0,
-        );
+        return (plain(&wh), a.0);
     };
     // The `account` union: (1) own images; (2) activated public; (3)
     // activated private shared via acl. Others' images only when the state
@@ -480,8 +578,8 @@ pub(crate) fn list_sql(
     );
     let sql = if owner_only {
         wh.push(format!("owner = {p}"));
-        format!("SELECT {cols} FROM {from} {} {joined_order}", where_(&wh))
-    } else if q.public == Some(false) && q.owner.is_none() {
+        plain(&wh)
+    } else if private_union(q) {
         // Private images only: the account's own and those shared with it,
         // each walk stopping at the limit, instead of a walk of every
         // private image checking the union (120 ms -> 1 ms at 100 000
@@ -499,7 +597,7 @@ pub(crate) fn list_sql(
         wh.push(format!(
             "(owner = {p} OR (activated AND (public OR {acl})))"
         ));
-        format!("SELECT {cols} FROM {from} {} {joined_order}", where_(&wh))
+        plain(&wh)
     };
     (sql, a.0)
 }

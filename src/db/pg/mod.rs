@@ -340,6 +340,12 @@ impl PgDb {
         q: &super::images::ListQuery,
         select: super::images::Select,
     ) -> Result<Vec<super::images::Listed>> {
+        if matches!(q.name, Some(super::images::TextMatch::Contains(_))) {
+            let c = self.generic().await?;
+            if let Some(l) = images::list_json_by_names(&c, q, select).await? {
+                return Ok(l);
+            }
+        }
         let c = if images::value_sensitive(q) {
             self.readers.get().await.map_err(pool_error)?
         } else {
