@@ -329,10 +329,11 @@ pub(crate) fn value_sensitive(q: &ListQuery) -> bool {
 /// The shortest substring the trigram indexes can find.
 const TRIGRAM: usize = 3;
 
-/// Most names a `name=~` may match for the list to walk each name's
-/// images and merge them; more, and the substring is common enough that
-/// a walk in ListImages' order checking it finds the page soon.
-const MAX_NAMES: usize = 64;
+/// Most values a `name=~` (`version=~`) may match for the list to walk
+/// each value's images and merge them; more, and the substring is common
+/// enough that a walk in ListImages' order checking it finds the page
+/// soon.
+const MAX_VALUES: usize = 64;
 
 /// Is `q` an account's private images (two walks merged, see
 /// [`list_sql`])?
@@ -340,60 +341,76 @@ fn private_union(q: &ListQuery) -> bool {
     q.account.is_some() && q.public == Some(false) && q.owner.is_none()
 }
 
-/// For a `name=~` list that can take them: the names that contain its
-/// substring (`image_names`, sql/pg/0004), if at most [`MAX_NAMES`].
-async fn names_containing(
+/// The values a list walks one by one: a column and the values of it
+/// that contain the list's substring.
+struct ByValues {
+    col: &'static str,
+    values: Vec<String>,
+}
+
+/// For a `name=~` (else `version=~`) list that can take them: the
+/// column's values that contain its substring (`image_values`,
+/// sql/pg/0004), if at most [`MAX_VALUES`].
+async fn values_containing(
     c: &deadpool_postgres::Object,
     q: &ListQuery,
-) -> Result<Option<Vec<String>>> {
-    let (Some(TextMatch::Contains(sub)), None | Some(TextMatch::Exact(_))) = (&q.name, &q.version)
-    else {
-        return Ok(None);
+) -> Result<Option<ByValues>> {
+    let (field, sub) = match (&q.name, &q.version) {
+        (Some(TextMatch::Contains(s)), _) => ("name", s),
+        (_, Some(TextMatch::Contains(s))) => ("version", s),
+        _ => return Ok(None),
     };
     if private_union(q) {
         return Ok(None);
     }
-    let limit = MAX_NAMES as i64 + 1;
+    let limit = MAX_VALUES as i64 + 1;
     let rows = if sub.chars().count() >= TRIGRAM {
         let st = c
             .prepare_cached(
-                "SELECT name FROM image_names WHERE strpos(name, $1) > 0 AND name LIKE $2 \
-                 ORDER BY name LIMIT $3",
+                "SELECT value FROM image_values WHERE field = $1 AND strpos(value, $2) > 0 \
+                 AND value LIKE $3 ORDER BY value LIMIT $4",
             )
             .await
             .map_err(pg_error)?;
-        c.query(&st, &[sub, &like_contains(sub), &limit]).await
+        c.query(&st, &[&field, sub, &like_contains(sub), &limit])
+            .await
     } else {
         let st = c
             .prepare_cached(
-                "SELECT name FROM image_names WHERE strpos(name, $1) > 0 ORDER BY name LIMIT $2",
+                "SELECT value FROM image_values WHERE field = $1 AND strpos(value, $2) > 0 \
+                 ORDER BY value LIMIT $3",
             )
             .await
             .map_err(pg_error)?;
-        c.query(&st, &[sub, &limit]).await
+        c.query(&st, &[&field, sub, &limit]).await
     }
     .map_err(pg_error)?;
-    if rows.len() > MAX_NAMES {
+    if rows.len() > MAX_VALUES {
         return Ok(None);
     }
-    Ok(Some(rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?))
+    let values = rows
+        .iter()
+        .map(|r| col::<String>(r, 0))
+        .collect::<Result<_>>()?;
+    Ok(Some(ByValues { col: field, values }))
 }
 
-/// ListImages for `name=~` through the names that match ([`names_containing`]),
-/// if it can go that way; awaited on the runtime, on a connection that may
-/// use a generic plan (the walks are the same whatever the names).
-pub async fn list_json_by_names(
+/// ListImages for `name=~` or `version=~` through the values that match
+/// ([`values_containing`]), if it can go that way; awaited on the
+/// runtime, on a connection that may use a generic plan (the walks are
+/// the same whatever the values).
+pub async fn list_json_by_values(
     c: &deadpool_postgres::Object,
     q: &ListQuery,
     select: Select,
 ) -> Result<Option<Vec<Listed>>> {
-    let Some(names) = names_containing(c, q).await? else {
+    let Some(by) = values_containing(c, q).await? else {
         return Ok(None);
     };
-    if names.is_empty() {
+    if by.values.is_empty() {
         return Ok(Some(vec![]));
     }
-    let (sql, args) = list_sql_names(q, select, Some(names));
+    let (sql, args) = list_sql_values(q, select, Some(by));
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
     let st = c.prepare_cached(&sql).await.map_err(pg_error)?;
     Ok(Some(listed(
@@ -408,19 +425,20 @@ pub(crate) fn list_sql(
     q: &ListQuery,
     select: Select,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    list_sql_names(q, select, None)
+    list_sql_values(q, select, None)
 }
 
-/// [`list_sql`]; with `names` (a `name=~` list, not an account's private
-/// images), each of those names' images walked in ListImages' order up
+/// [`list_sql`]; with `by` (a `~` list, not an account's private
+/// images), each of those values' images walked in ListImages' order up
 /// to the limit, and the walks merged.
-fn list_sql_names(
+fn list_sql_values(
     q: &ListQuery,
     select: Select,
-    names: Option<Vec<String>>,
+    by: Option<ByValues>,
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut a = Args::default();
-    let by_names = names.map(|n| a.add(n));
+    let by_col = by.as_ref().map(|b| b.col);
+    let by_values = by.map(|b| a.add(b.values));
     let mut wh: Vec<String> = Vec::new();
     // The state is written out (one of a closed set of words): the plan
     // of the default list can then use the partial index of active images
@@ -435,8 +453,8 @@ fn list_sql_names(
         wh.push(format!("owner = {}", a.add(o)));
     }
     for (c, m) in [("name", &q.name), ("version", &q.version)] {
-        if c == "name" && by_names.is_some() {
-            wh.push("images.name = n.name".into());
+        if by_col == Some(c) {
+            wh.push(format!("images.{c} = n.value"));
             continue;
         }
         match m {
@@ -550,12 +568,12 @@ fn list_sql_names(
             format!("WHERE {}", wh.join(" AND "))
         }
     };
-    // A plain list's SQL; with `by_names`, each name's walk merged.
-    let plain = |wh: &[String]| match &by_names {
+    // A plain list's SQL; with `by_values`, each value's walk merged.
+    let plain = |wh: &[String]| match &by_values {
         None => format!("SELECT {cols} FROM {from} {} {joined_order}", where_(wh)),
         Some(arr) => format!(
             "SELECT {cols} FROM images WHERE uuid IN (SELECT w.uuid FROM \
-             unnest({arr}::text[]) AS n(name), LATERAL (SELECT images.uuid AS uuid, \
+             unnest({arr}::text[]) AS n(value), LATERAL (SELECT images.uuid AS uuid, \
              images.published_at AS published_at FROM {from} {} {joined_order}) w \
              ORDER BY w.published_at {pub_order}, w.uuid {uuid_order} LIMIT {}) {order}",
             where_(wh),

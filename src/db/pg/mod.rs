@@ -340,9 +340,12 @@ impl PgDb {
         q: &super::images::ListQuery,
         select: super::images::Select,
     ) -> Result<Vec<super::images::Listed>> {
-        if matches!(q.name, Some(super::images::TextMatch::Contains(_))) {
+        let contains = |m: &Option<super::images::TextMatch>| {
+            matches!(m, Some(super::images::TextMatch::Contains(_)))
+        };
+        if contains(&q.name) || contains(&q.version) {
             let c = self.generic().await?;
-            if let Some(l) = images::list_json_by_names(&c, q, select).await? {
+            if let Some(l) = images::list_json_by_values(&c, q, select).await? {
                 return Ok(l);
             }
         }
