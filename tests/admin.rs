@@ -510,22 +510,7 @@ async fn gc_and_check_files_on_s3() {
     // With PostgreSQL (a cluster), the upload's bytes are pieces in the
     // bucket, none on the node: a whole part and the tail.
     let pieces_prefix = format!("p/imgapi/uploads/{}/{up}.pieces/", &up[..3]);
-    let pieces = || {
-        let (client, bucket, prefix) = (client.clone(), s3.bucket.clone(), pieces_prefix.clone());
-        async move {
-            let r = client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .send()
-                .await
-                .unwrap();
-            r.contents()
-                .iter()
-                .filter_map(|o| o.key().map(String::from))
-                .collect::<Vec<_>>()
-        }
-    };
+    let pieces = || s3.keys(&pieces_prefix);
     let in_store = common::backend_is_postgres();
     if in_store {
         assert!(!current.exists(), "nothing staged on the node");

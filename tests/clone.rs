@@ -23,20 +23,12 @@ impl Objects<'_> {
                 .map(|p| p.to_string_lossy().into_owned())
                 .filter(|p| p.contains("/images/") && p.ends_with("/file0"))
                 .collect(),
-            Objects::S3(s3) => {
-                let out = s3
-                    .client()
-                    .list_objects_v2()
-                    .bucket(&s3.bucket)
-                    .send()
-                    .await
-                    .unwrap();
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_string))
-                    .filter(|k| k.contains("/images/") && k.ends_with("/file0"))
-                    .collect()
-            }
+            Objects::S3(s3) => s3
+                .keys("")
+                .await
+                .into_iter()
+                .filter(|k| k.contains("/images/") && k.ends_with("/file0"))
+                .collect(),
         }
     }
 

@@ -96,18 +96,7 @@ impl Cluster {
     /// Keys in the bucket under `prefix` (below the store's own `p/`).
     async fn bucket_keys(&self, prefix: &str) -> Vec<String> {
         let s3 = self.s3.as_ref().expect("an S3 cluster");
-        let r = s3
-            .client()
-            .list_objects_v2()
-            .bucket(&s3.bucket)
-            .prefix(format!("p/{prefix}"))
-            .send()
-            .await
-            .unwrap();
-        r.contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_string))
-            .collect()
+        s3.keys(&format!("p/{prefix}")).await
     }
 
     /// No node keeps a byte of an upload on its disk between requests.
@@ -325,11 +314,27 @@ async fn the_classic_flow_with_each_step_on_another_node() {
     }
 }
 
-/// A PATCH body that sends `first`, then waits on `go` forever.
-fn stalled_body(first: Vec<u8>) -> reqwest::Body {
-    let s = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
+/// A PATCH of upload `loc` at `offset` on `node` whose body sends `first`
+/// and then nothing more, ever (a client gone quiet mid-body), started
+/// in the background.
+fn stalled_patch(
+    node: &Server,
+    loc: &str,
+    offset: usize,
+    first: &[u8],
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let first = first.to_vec();
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
         .chain(futures_util::stream::pending());
-    reqwest::Body::wrap_stream(s)
+    let req = node
+        .http
+        .patch(node.u(&format!("{loc}?account={LUKE}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    tokio::spawn(req)
 }
 
 #[tokio::test]
@@ -350,16 +355,7 @@ async fn a_node_killed_mid_patch_costs_nothing_acknowledged() {
         .await;
     assert_eq!(st, 204, "{v}");
     // Node 1 takes a PATCH whose body stops half-way, and is killed.
-    let n1 = c.node(1);
-    let req = n1
-        .http
-        .patch(n1.u(&format!("{loc}?account={LUKE}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", (4 * MIB).to_string())
-        .header("content-type", "application/offset+octet-stream")
-        .body(stalled_body(file[4 * MIB..6 * MIB].to_vec()))
-        .send();
-    let pending = tokio::spawn(req);
+    let pending = stalled_patch(c.node(1), &loc, 4 * MIB, &file[4 * MIB..6 * MIB]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     let _ = c.nodes[1].child.kill();
     let _ = c.nodes[1].child.wait();
@@ -592,16 +588,7 @@ async fn on_s3_a_node_killed_with_its_disk_gone_mid_patch_costs_nothing() {
     assert_eq!(st, 204, "{v}");
     // Node 1 takes a PATCH whose body stops after more than a part, and
     // dies with its disk.
-    let n1 = c.node(1);
-    let req = n1
-        .http
-        .patch(n1.u(&format!("{loc}?account={LUKE}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", first.to_string())
-        .header("content-type", "application/offset+octet-stream")
-        .body(stalled_body(file[first..first + 6 * MIB].to_vec()))
-        .send();
-    let pending = tokio::spawn(req);
+    let pending = stalled_patch(c.node(1), &loc, first, &file[first..first + 6 * MIB]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = c.nodes[1].child.kill();
     let _ = c.nodes[1].child.wait();
@@ -645,16 +632,7 @@ async fn on_s3_a_frozen_node_is_fenced_out_and_its_late_bytes_never_land() {
     assert_eq!(st, 204, "{v}");
     // Node 1 takes a PATCH, sends parts of it (more than a part: one goes
     // to the store), and is frozen mid-body.
-    let n1 = c.node(1);
-    let req = n1
-        .http
-        .patch(n1.u(&format!("{loc}?account={LUKE}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", head.to_string())
-        .header("content-type", "application/offset+octet-stream")
-        .body(stalled_body(theirs[head..head + 9 * MIB].to_vec()))
-        .send();
-    let frozen_patch = tokio::spawn(req);
+    let frozen_patch = stalled_patch(c.node(1), &loc, head, &theirs[head..head + 9 * MIB]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     signal(&c.nodes[1], "STOP");
     // Its lease runs out; node 2 takes the upload over from the last

@@ -323,25 +323,8 @@ async fn session_contract_s3_kept_in_the_store() {
     stores.sessions_in_store = true;
     assert_eq!(stores.upload_home(StoreName::Manta), StoreName::Manta);
     session_contract(stores).await;
-    let staged: Vec<_> = walkdir(&dir.path().join("staging"));
+    let staged = common::walk(&dir.path().join("staging"));
     assert!(staged.is_empty(), "nothing staged on the node: {staged:?}");
-}
-
-/// Every file under `dir` (none if it does not exist).
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walkdir(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The S3 server lost the multipart upload (its completion is not atomic
@@ -646,6 +629,19 @@ async fn slow_s3_is_503_not_a_hang() {
         )
         .await;
     let u = img["uuid"].as_str().unwrap().to_string();
+    // A request into the hanging store: 503 StorageIsDown, in time.
+    let down_in_time = |t: std::time::Instant, st: u16, v: &serde_json::Value| {
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (503, Some("StorageIsDown")),
+            "{v}"
+        );
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            t.elapsed()
+        );
+    };
     let t = std::time::Instant::now();
     let (st, v) = s
         .put_bytes(
@@ -653,16 +649,7 @@ async fn slow_s3_is_503_not_a_hang() {
             vec![7u8; 1000],
         )
         .await;
-    assert_eq!(
-        (st, v["code"].as_str()),
-        (503, Some("StorageIsDown")),
-        "{v}"
-    );
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(30),
-        "{:?}",
-        t.elapsed()
-    );
+    down_in_time(t, st, &v);
     let (_, v) = s.get(&format!("/images/{u}")).await;
     assert_eq!(v["files"], json!([]), "manifest untouched");
     let (st, h) = s.tus_create(1000, None, &[]).await;
@@ -676,16 +663,7 @@ async fn slow_s3_is_503_not_a_hang() {
     let loc = h["location"].to_str().unwrap().to_string();
     let t = std::time::Instant::now();
     let (st, _, v) = s.tus_patch(&loc, None, 0, vec![7u8; 1000]).await;
-    assert_eq!(
-        (st, v["code"].as_str()),
-        (503, Some("StorageIsDown")),
-        "{v}"
-    );
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(30),
-        "{:?}",
-        t.elapsed()
-    );
+    down_in_time(t, st, &v);
     let (st, off, _) = s.tus_head(&loc).await;
     assert_eq!((st, off), (200, Some(0)), "nothing acknowledged");
 }

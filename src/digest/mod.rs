@@ -248,6 +248,32 @@ impl StreamHasher {
         self.sha1.update(chunk).await
     }
 
+    /// Hash every chunk of `body` (bytes read back from where they are
+    /// stored), which must bring the bytes hashed to `size` in all: a
+    /// state is rebuilt from the stored bytes. A read error is `on_err`'s;
+    /// another count is an internal error.
+    pub async fn update_to<S>(
+        &mut self,
+        mut body: S,
+        size: u64,
+        on_err: fn(std::io::Error) -> Error,
+    ) -> Result<()>
+    where
+        S: futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin,
+    {
+        use futures_util::StreamExt;
+        while let Some(c) = body.next().await {
+            self.update(&c.map_err(on_err)?).await?;
+        }
+        if self.size != size {
+            return Err(Error::internal(format!(
+                "{} bytes stored where {size} were acknowledged",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+
     /// Bytes hashed so far (including those before a resume).
     pub fn size(&self) -> u64 {
         self.size

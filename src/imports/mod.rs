@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -553,13 +552,8 @@ impl Imports {
         if st.offset == 0 {
             return Ok(h);
         }
-        let mut body = self.images.stores.read_session(st, None).await?;
-        while let Some(c) = body.next().await {
-            h.update(&c.map_err(Error::internal)?).await?;
-        }
-        if h.size() != st.offset {
-            return Err(Error::internal("staged bytes shorter than their offset"));
-        }
+        let body = self.images.stores.read_session(st, None).await?;
+        h.update_to(body, st.offset, Error::internal).await?;
         Ok(h)
     }
 

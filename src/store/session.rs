@@ -185,6 +185,20 @@ impl Appended {
             pieces::remove_keys(s3, &self.written).await;
         }
     }
+
+    /// After the caller's attempt to record the new state: what it no
+    /// longer names goes if it was recorded ([`Appended::recorded`]), what
+    /// this request wrote if not ([`Appended::discard`]).
+    pub async fn settle<T, E>(
+        &self,
+        recorded: std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        match &recorded {
+            Ok(_) => self.recorded().await,
+            Err(_) => self.discard().await,
+        }
+        recorded
+    }
 }
 
 impl SessionWriter {
@@ -423,10 +437,7 @@ impl Stores {
         fence: i64,
     ) -> Result<SessionWriter> {
         if let Some(p) = &state.pieces {
-            let s3 = self
-                .get(state.staged)
-                .s3()
-                .ok_or_else(|| StoreError::internal("pieces outside an object store"))?;
+            let s3 = self.pieces_store(state)?;
             if p.size() != state.offset {
                 return Err(StoreError::internal(format!(
                     "the pieces hold {} bytes where the session says {}",
@@ -559,10 +570,7 @@ impl Stores {
             ));
         }
         if let Some(p) = &state.pieces {
-            let s3 = self
-                .get(state.staged)
-                .s3()
-                .ok_or_else(|| StoreError::internal("pieces outside an object store"))?;
+            let s3 = self.pieces_store(state)?;
             let dest = dest_key.unwrap_or(&state.staged_key);
             if !super::valid_key(dest) {
                 return Err(StoreError::unusable_path(dest, "invalid key"));
@@ -725,10 +733,7 @@ impl Stores {
     ) -> Result<ByteStream> {
         let mut range = range.unwrap_or(0..state.offset);
         if let Some(p) = &state.pieces {
-            let s3 = self
-                .get(state.staged)
-                .s3()
-                .ok_or_else(|| StoreError::internal("pieces outside an object store"))?;
+            let s3 = self.pieces_store(state)?;
             return Ok(pieces::read(s3, p, range));
         }
         if let Some(w) = state.window {
@@ -737,6 +742,13 @@ impl Stores {
         self.get(state.staged)
             .get(&state.staged_key, Some(range))
             .await
+    }
+
+    /// The object store a session kept as pieces is in.
+    fn pieces_store(&self, state: &SessionState) -> Result<&S3Store> {
+        self.get(state.staged)
+            .s3()
+            .ok_or_else(|| StoreError::internal("pieces outside an object store"))
     }
 
     /// Remove what a completed session left (`Completed::leftover`): the

@@ -322,16 +322,7 @@ impl Uploads {
         if added.pieces.is_some() {
             up.pieces = added.pieces.clone();
         }
-        match self.record_growth(up, fence).await {
-            Ok(up) => {
-                added.recorded().await;
-                Ok(up)
-            }
-            Err(e) => {
-                added.discard().await;
-                Err(e)
-            }
-        }
+        added.settle(self.record_growth(up, fence).await).await
     }
 
     /// Record a final whose completed prefix just grew (offset and hash

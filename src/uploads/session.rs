@@ -332,12 +332,7 @@ impl Uploads {
                 Ok::<_, Error>(())
             })
             .await;
-        if let Err(e) = committed {
-            // Its pieces are named by nothing: remove them.
-            added.discard().await;
-            return Err(e);
-        }
-        added.recorded().await;
+        added.settle(committed).await?;
         if up.offset == up.length {
             return self.complete(up).await;
         }
@@ -369,18 +364,9 @@ impl Uploads {
             None => StreamHasher::without_crc()?,
         };
         if up.offset > 0 {
-            let mut body = self.open_data(up, Some(0..up.offset)).await?;
-            while let Some(c) = body.next().await {
-                h.update(&c.map_err(StoreError::from)?).await?;
-            }
-        }
-        if h.size() != up.offset {
-            return Err(Error::internal(format!(
-                "upload {}: {} bytes stored where {} were acknowledged",
-                up.id,
-                h.size(),
-                up.offset
-            )));
+            let body = self.open_data(up, Some(0..up.offset)).await?;
+            h.update_to(body, up.offset, |e| StoreError::from(e).into())
+                .await?;
         }
         Ok(h)
     }

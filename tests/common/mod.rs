@@ -458,6 +458,22 @@ impl S3Server {
         )
     }
 
+    /// The keys in the bucket that start with `prefix` (the first 1 000).
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let r = self
+            .client()
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        r.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
     /// A client for checking what is in the bucket.
     pub fn client(&self) -> aws_sdk_s3::Client {
         let creds = aws_sdk_s3::config::Credentials::new(

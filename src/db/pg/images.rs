@@ -245,8 +245,18 @@ pub async fn list_json_async(
     select: Select,
 ) -> Result<Vec<Listed>> {
     let (sql, args) = list_sql(q, select);
+    run_list(c, &sql, &args, select).await
+}
+
+/// Run a list query of [`list_sql`] on `c` (its statement cached).
+async fn run_list(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+    args: &[Box<dyn ToSql + Sync + Send>],
+    select: Select,
+) -> Result<Vec<Listed>> {
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
-    let st = c.prepare_cached(&sql).await.map_err(pg_error)?;
+    let st = c.prepare_cached(sql).await.map_err(pg_error)?;
     listed(c.query(&st, &params).await.map_err(pg_error)?, select)
 }
 
@@ -411,12 +421,7 @@ pub async fn list_json_by_values(
         return Ok(Some(vec![]));
     }
     let (sql, args) = list_sql_values(q, select, Some(by));
-    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
-    let st = c.prepare_cached(&sql).await.map_err(pg_error)?;
-    Ok(Some(listed(
-        c.query(&st, &params).await.map_err(pg_error)?,
-        select,
-    )?))
+    Ok(Some(run_list(c, &sql, &args, select).await?))
 }
 
 /// The SQL of a ListImages query and its parameters (as `db::images`'
