@@ -327,11 +327,7 @@ fn stalled_patch(
     let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) })
         .chain(futures_util::stream::pending());
     let req = node
-        .http
-        .patch(node.u(&format!("{loc}?account={LUKE}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-offset", offset.to_string())
-        .header("content-type", "application/offset+octet-stream")
+        .tus_patch_request(loc, Some(LUKE), offset as u64)
         .body(reqwest::Body::wrap_stream(body))
         .send();
     tokio::spawn(req)
@@ -662,18 +658,7 @@ async fn on_s3_a_parallel_upload_across_nodes_is_one_file() {
     let mut parts = Vec::new();
     let mut at = 0;
     for (i, l) in lens.iter().enumerate() {
-        let n = c.node(i);
-        let r = n
-            .http
-            .post(n.u(&format!("/uploads?account={LUKE}")))
-            .header("tus-resumable", "1.0.0")
-            .header("upload-length", l.to_string())
-            .header("upload-concat", "partial")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        let loc = location(r.headers());
+        let loc = partial(c.node(i), *l, LUKE).await;
         let (st, _, v) = c
             .node(i + 1)
             .tus_patch(&loc, Some(LUKE), 0, file[at..at + l].to_vec())
@@ -682,17 +667,9 @@ async fn on_s3_a_parallel_upload_across_nodes_is_one_file() {
         at += l;
         parts.push(loc);
     }
-    let n = c.node(2);
-    let r = n
-        .http
-        .post(n.u(&format!("/uploads?account={LUKE}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-concat", format!("final;{}", parts.join(" ")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let loc = location(r.headers());
+    let (st, loc, v) = final_of(c.node(2), &parts, LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let loc = loc.expect("a Location");
     for n in &c.nodes {
         let (st, off, _) = n.tus_head(&format!("{loc}?account={LUKE}")).await;
         assert_eq!(

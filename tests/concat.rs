@@ -8,43 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{LUKE, Server, VADER, data, md5_b64, sha1_hex, status_json};
+use common::{LUKE, Server, VADER, data, final_of, md5_b64, partial, sha1_hex, status_json};
 use serde_json::{Value, json};
 
 const KIB: usize = 1024;
-
-/// `POST /uploads` with `Upload-Concat: partial` as `account`; the Location.
-async fn partial(s: &Server, len: usize, account: &str) -> String {
-    let r = s
-        .http
-        .post(s.u(&format!("/uploads?account={account}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", len.to_string())
-        .header("upload-concat", "partial")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    r.headers()["location"].to_str().unwrap().to_string()
-}
-
-/// `POST /uploads` with `Upload-Concat: final;<urls>` as `account`.
-async fn final_of(s: &Server, urls: &[String], account: &str) -> (u16, Option<String>, Value) {
-    let r = s
-        .http
-        .post(s.u(&format!("/uploads?account={account}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-concat", format!("final;{}", urls.join(" ")))
-        .send()
-        .await
-        .unwrap();
-    let loc = r
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_string());
-    let (st, v) = status_json(r).await;
-    (st, loc, v)
-}
 
 async fn patch_ok(s: &Server, loc: &str, offset: usize, body: &[u8]) {
     let (st, h, v) = s

@@ -160,6 +160,21 @@ impl Server {
         (r.status().as_u16(), r.headers().clone())
     }
 
+    /// A tus PATCH at `offset` (as `account`), all but its body.
+    pub fn tus_patch_request(
+        &self,
+        loc: &str,
+        account: Option<&str>,
+        offset: u64,
+    ) -> reqwest::RequestBuilder {
+        let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
+        self.http
+            .patch(self.u(&format!("{loc}{q}")))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+    }
+
     /// tus PATCH of `body` at `offset` (as `account`); returns (status,
     /// headers, body).
     pub async fn tus_patch(
@@ -169,13 +184,8 @@ impl Server {
         offset: u64,
         body: Vec<u8>,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
         let r = self
-            .http
-            .patch(self.u(&format!("{loc}{q}")))
-            .header("tus-resumable", "1.0.0")
-            .header("upload-offset", offset.to_string())
-            .header("content-type", "application/offset+octet-stream")
+            .tus_patch_request(loc, account, offset)
             .body(body)
             .send()
             .await
@@ -710,4 +720,37 @@ pub fn classic_files_dir(data_dir: &Path) -> PathBuf {
     } else {
         data_dir.join("local")
     }
+}
+
+/// `POST /uploads` with `Upload-Concat: partial` as `account`; the Location.
+pub async fn partial(s: &Server, len: usize, account: &str) -> String {
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={account}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", len.to_string())
+        .header("upload-concat", "partial")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// `POST /uploads` with `Upload-Concat: final;<urls>` as `account`.
+pub async fn final_of(s: &Server, urls: &[String], account: &str) -> (u16, Option<String>, Value) {
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={account}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-concat", format!("final;{}", urls.join(" ")))
+        .send()
+        .await
+        .unwrap();
+    let loc = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    let (st, v) = status_json(r).await;
+    (st, loc, v)
 }
