@@ -14,9 +14,12 @@
 #                                            tus upload, registration, GetImage and ListImages;
 #                                            CLUSTER_MIB, CLUSTER_IMAGES, CLUSTER_SECS)
 #   scripts/bench.sh cluster-list           (only GetImage and every ListImages filter at LIST_IMAGES
-#                                            (100 000) images on SQLite and on PostgreSQL; LIST_SECS)
+#                                            (100 000) images on SQLite and on PostgreSQL; LIST_SECS,
+#                                            LIST_ONLY: an extended regexp of the rows to run)
 #   scripts/bench.sh nodes                  (only 1, 2 and 3 nodes over one PostgreSQL: aggregate
 #                                            uploads and ListImages req/s; NODES_MIB, NODES_SECS)
+#   scripts/bench.sh download-stats         (only GetImageFile of a small file with download counting
+#                                            on and off, same build, same run; DL_SECS, DL_ROUNDS)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -29,7 +32,7 @@ if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 ONLY_SECTION=
-case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes) ONLY_SECTION=$1; shift ;; esac
+case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes|download-stats) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -603,7 +606,7 @@ SQL
       [ -n "$non2xx" ] && { echo "$backend $label: $non2xx non-2xx answers" >&2; exit 1; }
       echo "$label|$rps|$p99|$(curl -sf "$url$path" | md5sum | cut -c1-12)" >> "$d/$backend.rps"
     done
-  done < <(echo "GetImage|GET"; list_queries | grep -v 'limit=1000')
+  done < <({ echo "GetImage|GET"; list_queries | grep -v 'limit=1000'; } | grep -E "^(GetImage|unfiltered)|${LIST_ONLY:-.}")
   kill "$sq_pid" "$pg_pid"; wait "$sq_pid" "$pg_pid" 2>/dev/null || true
   unset IMGAPI_DATABASE_URL
   printf '%-34s %9s %6s %9s %6s %7s %s\n' query "SQLite/s" "x base" "PG/s" "x base" "PG/SQL" "goals (>= 0.5x; same body)"
@@ -619,6 +622,49 @@ SQL
         printf "%-34s %9.0f %6s %9.0f %6s %6.2fx %s\n", f[1], f[2], rs, f[6], rp, r, ok
       }
     }'
+}
+
+# What counting downloads costs GetImageFile (issue 24, goal: at most 2 %
+# of its req/s on small files): one server with `[downloads] stats` on
+# (the default) and one with it off, the same build, each with a 4 KiB
+# image file; wrk (2 threads, 32 connections) on each in turn, DL_ROUNDS
+# rounds of DL_SECS seconds, best round of each.
+download_stats_bench() {
+  local secs=${DL_SECS:-5} rounds=${DL_ROUNDS:-3} d=$WORK/dlstats mode
+  command -v wrk > /dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
+  mkdir -p "$d"
+  head -c 4096 /dev/urandom > "$d/small.bin"
+  declare -A url pid file
+  for mode in on off; do
+    printf '[downloads]\nstats = %s\n' "$([ $mode = on ] && echo true || echo false)" > "$d/$mode.toml"
+    "$BIN" --config "$d/$mode.toml" serve --listen 127.0.0.1:0 --data-dir "$d/$mode" > "$d/$mode.out" 2> "$d/$mode.err" &
+    pid[$mode]=$!
+    for _ in $(seq 100); do url[$mode]=$(sed -n 's/^imgapi listening on //p' "$d/$mode.out"); [ -n "${url[$mode]}" ] && break; sleep 0.1; done
+    local u=${url[$mode]} uuid
+    uuid=$(curl -sf -XPOST "$u/images" -H 'content-type: application/json' \
+      -d '{"name":"small","version":"1.0.0","os":"linux","type":"other","owner":"ba28f844-8cb4-f141-882d-46d6251e6a9f","public":true}' \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+    curl -sf -XPUT -T "$d/small.bin" -H 'content-type: application/octet-stream' "$u/images/$uuid/file?compression=none" > /dev/null
+    curl -sf -XPOST "$u/images/$uuid?action=activate" -H 'content-type: application/json' -d '{}' > /dev/null
+    file[$mode]="$u/images/$uuid/file"
+  done
+  local best_on=0 best_off=0 r rps
+  for r in $(seq "$rounds"); do
+    for mode in on off; do
+      rps=$(wrk -t2 -c32 -d"${secs}s" "${file[$mode]}" | awk '/^Requests\/sec:/ {print $2}')
+      echo "round $r: counting $mode: $rps req/s"
+      if [ $mode = on ]; then best_on=$(awk -v a="$best_on" -v b="$rps" 'BEGIN { print (b > a) ? b : a }')
+      else best_off=$(awk -v a="$best_off" -v b="$rps" 'BEGIN { print (b > a) ? b : a }'); fi
+    done
+  done
+  kill -TERM "${pid[on]}" "${pid[off]}"; wait "${pid[on]}" "${pid[off]}" 2>/dev/null || true
+  # The counts reached the database (the last of them at the stop).
+  local counted=?
+  command -v sqlite3 > /dev/null && counted=$(sqlite3 "$d/on/imgapi.sqlite" 'SELECT coalesce(sum(count), 0) FROM image_downloads')
+  echo "download-stats: downloads counted in the database: $counted"
+  awk -v on="$best_on" -v off="$best_off" 'BEGIN {
+    c = (1 - on / off) * 100
+    printf "download-stats: GetImageFile of 4 KiB, best of rounds: counting on %.0f req/s, off %.0f req/s: %.1f %% cost (goal <= 2 %%) %s\n", on, off, c, (c <= 2) ? "ok" : "MISSED" }'
 }
 
 # 1, 2 and 3 nodes over one PostgreSQL database and shared directory
@@ -686,6 +732,7 @@ PY
 }
 
 case "$ONLY_SECTION" in
+  download-stats) download_stats_bench; exit 0 ;;
   nodes) cluster_nodes_bench; exit 0 ;;
   cluster) cluster_bench; exit 0 ;;
   cluster-list) cluster_list_bench; exit 0 ;;

@@ -49,7 +49,7 @@ cargo test --no-fail-fast "$@" || status=1
 # the pass above.
 PG_SUITES=(accounts admin channels client client_clone client_imports clone concat
   crash_completion hardening_domain hardening_uploads imgapi imports inprocess
-  node_client ops redirect registration s3 tus_clients uploads validate validation_parity)
+  node_client ops redirect registration s3 space tus_clients uploads validate validation_parity)
 SQLITE_ONLY=(s3_down_during_recovery_is_503_then_completes
   publish_of_a_session_without_a_crc_checks_the_md5_instead
   completion_cut_short_by_a_crash_is_finished_at_restart

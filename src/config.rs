@@ -433,10 +433,16 @@ impl Default for ImportsConfig {
     }
 }
 
-/// GetImageFile served by the object store.
+/// GetImageFile: served by the object store, and counted.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownloadsConfig {
+    /// Count each image's downloads and its last download time (default
+    /// true; see `images::downloads`).
+    pub stats: bool,
+    /// Seconds between two writes of a node's download counts to the
+    /// database (1 to 3600, default 10): what a kill -9 may lose.
+    pub stats_flush_secs: u64,
     /// With an S3 manta store: a GetImageFile of a file in it that asks for
     /// it with `?redirect=true` is answered `302 Found` to a presigned URL
     /// of the object (default false: the bytes always come through imgapi).
@@ -448,9 +454,14 @@ pub struct DownloadsConfig {
 /// Longest life of a presigned download URL, in seconds.
 pub const MAX_PRESIGN_TTL_SECS: u64 = 3600;
 
+/// Longest interval between two writes of a node's download counts.
+pub const MAX_STATS_FLUSH_SECS: u64 = 3600;
+
 impl Default for DownloadsConfig {
     fn default() -> Self {
         DownloadsConfig {
+            stats: true,
+            stats_flush_secs: 10,
             redirect: false,
             presign_ttl_secs: 300,
         }
@@ -573,6 +584,11 @@ impl Config {
         if !(1..=MAX_PRESIGN_TTL_SECS).contains(&self.downloads.presign_ttl_secs) {
             return Err(ConfigError::Invalid(format!(
                 "downloads: presign_ttl_secs must be 1 to {MAX_PRESIGN_TTL_SECS}"
+            )));
+        }
+        if !(1..=MAX_STATS_FLUSH_SECS).contains(&self.downloads.stats_flush_secs) {
+            return Err(ConfigError::Invalid(format!(
+                "downloads: stats_flush_secs must be 1 to {MAX_STATS_FLUSH_SECS}"
             )));
         }
         let db = &self.database;

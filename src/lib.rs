@@ -118,6 +118,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         cfg.registrar.placeholder_lifespan_days,
         locks,
         clock,
+        images::DownloadLog::new(cfg.downloads.stats),
     );
     let imports = imports::Imports::new(
         db.clone(),
@@ -155,6 +156,9 @@ async fn finish_stalled_uploads(uploads: &uploads::Uploads) {
     }
 }
 
+/// How long shutdown waits to write the last download counts.
+const SHUTDOWN_FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Tell systemd (`Type=notify`: the socket named by `NOTIFY_SOCKET`) how
 /// the service stands; nothing happens without that variable.
 fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
@@ -176,6 +180,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
     let registrar = tokio::spawn(state.registrar.clone().work_forever());
     let importer = tokio::spawn(state.imports.clone().work_forever());
+    let downloads = tokio::spawn(images::flush_downloads_forever(
+        state.images.clone(),
+        std::time::Duration::from_secs(state.config.downloads.stats_flush_secs),
+    ));
+    let images = state.images.clone();
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -191,6 +200,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     upload_reaper.abort();
     registrar.abort();
     importer.abort();
+    downloads.abort();
+    // The counts of the last interval (bounded: the database may be down).
+    match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, images.flush_downloads()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "download counts lost at shutdown"),
+        Err(_) => tracing::warn!("download counts lost at shutdown: the database took too long"),
+    }
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     concat_bytes_copied: AtomicU64,
+    downloads: AtomicU64,
+    download_counts_dropped: AtomicU64,
     log_events: [AtomicU64; 5],
 }
 
@@ -85,6 +87,17 @@ impl Metrics {
     /// Bytes a final upload of a tus concatenation copied from its partials.
     pub fn add_concat_bytes_copied(&self, n: u64) {
         self.concat_bytes_copied.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A download of an image file counted (`images::downloads`).
+    pub fn add_download(&self) {
+        self.downloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Download counts a node could not keep (its batch was full while the
+    /// database was down).
+    pub fn add_download_counts_dropped(&self, n: u64) {
+        self.download_counts_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     fn log_event(&self, level: &tracing::Level) {
@@ -163,6 +176,16 @@ impl Metrics {
                 "imgapi_concat_bytes_copied_total",
                 "Bytes copied from partial uploads into their final upload (written in place: none).",
                 &self.concat_bytes_copied,
+            ),
+            (
+                "imgapi_image_downloads_total",
+                "Image file downloads counted (served to the file's last byte, or redirected).",
+                &self.downloads,
+            ),
+            (
+                "imgapi_download_counts_dropped_total",
+                "Download counts lost: the node's batch was full while the database could not take it.",
+                &self.download_counts_dropped,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

@@ -112,8 +112,40 @@ async fn list_query(
         }
     }
     list_filters(p, &mut q)?;
+    list_downloads(p, caller, &mut q)?;
     list_page(st, p, caller, &mut q).await?;
     Ok(Some(q))
+}
+
+/// `last_downloaded_before` (never downloaded, or last before) and
+/// `last_downloaded_since` (last at or after): filters on admin fields, so
+/// like `inclAdminFields` for authenticated callers only.
+fn list_downloads(p: &Params, caller: &Caller, q: &mut ListQuery) -> Result<(), Error> {
+    for field in ["last_downloaded_before", "last_downloaded_since"] {
+        let Some(v) = p.get(field).filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        if !caller.authenticated {
+            return Err(Error::Unauthorized(format!(
+                "{field} requires authentication"
+            )));
+        }
+        let t = normalize_date(v)
+            .and_then(|d| crate::clock::Timestamp::parse(&d))
+            .ok_or_else(|| {
+                Error::invalid_param(
+                    field,
+                    FieldCode::Invalid,
+                    format!("invalid \"{field}\": \"{v}\" is not a date"),
+                )
+            })?;
+        if field == "last_downloaded_before" {
+            q.last_downloaded_before = Some(t);
+        } else {
+            q.last_downloaded_since = Some(t);
+        }
+    }
+    Ok(())
 }
 
 /// ListImages' bounds on filters and parameters.
@@ -292,12 +324,37 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
         Select::Manifest
     };
     let imgs = st.images.list_json(caller, q, select).await?;
+    let downloads = if ctx.opts.admin_fields {
+        st.images.download_stats(listed_uuids(&imgs)?).await?
+    } else {
+        Downloads::new()
+    };
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        list_body(imgs, ctx.opts),
+        list_body(imgs, ctx.opts, downloads),
     )
         .into_response())
+}
+
+/// The download statistics of a list's images, by uuid.
+type Downloads = std::collections::HashMap<Uuid, crate::manifest::DownloadStats>;
+
+/// The uuids of a list's images (read from the stored JSON, nothing else
+/// parsed).
+fn listed_uuids(imgs: &[Listed]) -> Result<Vec<Uuid>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        uuid: Uuid,
+    }
+    imgs.iter()
+        .map(|l| {
+            let (Listed::Manifest(json) | Listed::Wire(json)) = l;
+            serde_json::from_str::<Id>(json)
+                .map(|i| i.uuid)
+                .map_err(Error::internal)
+        })
+        .collect()
 }
 
 /// Images rendered per stream chunk of a ListImages body.
@@ -308,7 +365,7 @@ const LIST_CHUNK: usize = 32;
 /// reads. An image's stored list form is copied as it is; a manifest is
 /// parsed and rendered only when its chunk is, so a page of 1 000 is never
 /// held parsed or rendered whole.
-fn list_body(imgs: Vec<Listed>, opts: RenderOpts) -> Body {
+fn list_body(imgs: Vec<Listed>, opts: RenderOpts, downloads: Downloads) -> Body {
     if imgs.is_empty() {
         return Body::from("[]");
     }
@@ -318,7 +375,7 @@ fn list_body(imgs: Vec<Listed>, opts: RenderOpts) -> Body {
         let mut buf = Vec::new();
         for (k, img) in imgs.by_ref().take(LIST_CHUNK) {
             buf.extend_from_slice(if k == 0 { b"[\n  " } else { b",\n  " });
-            if let Err(e) = list_item(img, opts, &mut buf) {
+            if let Err(e) = list_item(img, opts, &downloads, &mut buf) {
                 return Some(Err(std::io::Error::other(e)));
             }
             if k + 1 == n {
@@ -334,14 +391,23 @@ fn list_body(imgs: Vec<Listed>, opts: RenderOpts) -> Body {
 /// of indentation in), written straight into `buf`: its stored list form,
 /// which the database keeps for the default rendering only (the caller
 /// asks for it only then), or its manifest rendered with `opts`.
-fn list_item(img: Listed, opts: RenderOpts, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+fn list_item(
+    img: Listed,
+    opts: RenderOpts,
+    downloads: &Downloads,
+    buf: &mut Vec<u8>,
+) -> serde_json::Result<()> {
     match img {
         Listed::Wire(w) => {
             debug_assert!(opts.is_stored());
             buf.extend_from_slice(w.as_bytes());
             Ok(())
         }
-        Listed::Manifest(m) => serde_json::from_str::<Image>(&m)?.write_listed(opts, buf),
+        Listed::Manifest(m) => {
+            let mut img = serde_json::from_str::<Image>(&m)?;
+            img.downloads = downloads.get(&img.uuid).copied();
+            img.write_listed(opts, buf)
+        }
     }
 }
 
@@ -1190,7 +1256,7 @@ mod list_body_tests {
 
     /// The body `list_body` streams for `stored` is `want`.
     async fn assert_listed(stored: Vec<Listed>, opts: RenderOpts, want: &[u8], what: &str) {
-        let got = axum::body::to_bytes(list_body(stored, opts), usize::MAX)
+        let got = axum::body::to_bytes(list_body(stored, opts, Downloads::new()), usize::MAX)
             .await
             .unwrap();
         assert_eq!(

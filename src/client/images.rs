@@ -149,7 +149,16 @@ async fn wait_state(http: &Http, mut img: Value, deadline: Instant) -> Result<Va
 }
 
 pub async fn get_image(http: &Http, uuid: &str) -> Result<Value> {
-    let p = format!("/images/{uuid}");
+    get_image_with(http, uuid, false).await
+}
+
+/// GetImage, with admin fields (files' store, downloads) if `admin`.
+pub async fn get_image_with(http: &Http, uuid: &str, admin: bool) -> Result<Value> {
+    let p = if admin {
+        format!("/images/{uuid}?inclAdminFields=true")
+    } else {
+        format!("/images/{uuid}")
+    };
     http.json("get image", || http.small(Method::GET, &p, Duration::ZERO))
         .await
 }
@@ -286,6 +295,15 @@ pub struct ListFilters {
     /// Sort, e.g. published_at.desc.
     #[arg(long)]
     pub sort: Option<String>,
+    /// Images never downloaded, or last downloaded before this date.
+    #[arg(long, value_name = "DATE")]
+    pub last_downloaded_before: Option<String>,
+    /// Images last downloaded at or after this date.
+    #[arg(long, value_name = "DATE")]
+    pub last_downloaded_since: Option<String>,
+    /// With admin fields (files' store, downloads, last download).
+    #[arg(long)]
+    pub admin_fields: bool,
 }
 
 impl ListFilters {
@@ -303,6 +321,9 @@ impl ListFilters {
             ("limit", self.limit.map(|l| l.to_string())),
             ("marker", self.marker.clone()),
             ("sort", self.sort.clone()),
+            ("last_downloaded_before", self.last_downloaded_before.clone()),
+            ("last_downloaded_since", self.last_downloaded_since.clone()),
+            ("inclAdminFields", self.admin_fields.then(|| "true".to_string())),
         ];
         for (k, v) in pairs {
             if let Some(v) = v {

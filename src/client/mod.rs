@@ -209,6 +209,9 @@ pub enum ImagesCmd {
     Get {
         /// The image's uuid.
         uuid: String,
+        /// With admin fields: files' store, downloads, last download.
+        #[arg(long)]
+        admin_fields: bool,
     },
     /// Change an image's fields: KEY=VALUE pairs (VALUE is JSON when it
     /// parses as JSON) and/or a JSON object file.
@@ -426,9 +429,9 @@ async fn images_cmd(http: &Http, cmd: ImagesCmd) -> Result<()> {
     let show = |v: serde_json::Value| output::show(&v, js);
     match cmd {
         ImagesCmd::List(f) => images::list(http, &f).await?,
-        ImagesCmd::Get { uuid } => {
+        ImagesCmd::Get { uuid, admin_fields } => {
             images::check_uuid("image", &uuid)?;
-            show(images::get_image(http, &uuid).await?)
+            show(images::get_image_with(http, &uuid, admin_fields).await?)
         }
         ImagesCmd::Update { uuid, fields, file } => {
             images::check_uuid("image", &uuid)?;

@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{DbError, Entity, Result};
-use crate::manifest::{Image, State, normalize_date};
+use crate::clock::Timestamp;
+use crate::manifest::{DownloadStats, Image, State, normalize_date};
 
 /// A `name`/`version` filter: exact, or substring with a leading `~`.
 #[derive(Debug, Clone)]
@@ -58,6 +59,11 @@ pub struct ListQuery {
     pub channel: Option<String>,
     /// Normalised date: published_at >= (asc) or <= (desc) this.
     pub marker: Option<String>,
+    /// Only images never downloaded or last downloaded before this
+    /// (`image_downloads`).
+    pub last_downloaded_before: Option<Timestamp>,
+    /// Only images last downloaded at or after this.
+    pub last_downloaded_since: Option<Timestamp>,
     pub desc: bool,
     pub limit: u32,
 }
@@ -79,6 +85,8 @@ impl Default for ListQuery {
             billing_tags: vec![],
             channel: None,
             marker: None,
+            last_downloaded_before: None,
+            last_downloaded_since: None,
             desc: false,
             limit: 1000,
         }
@@ -210,15 +218,31 @@ fn j<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(DbError::corrupt("image column"))
 }
 
+/// The image, with its download statistics.
 pub fn get(conn: &Connection, uuid: Uuid) -> Result<Option<Image>> {
-    conn.query_row(
-        "SELECT manifest FROM images WHERE uuid = ?1",
-        params![uuid.to_string()],
-        |r| r.get::<_, String>(0),
-    )
-    .optional()?
-    .map(from_row)
-    .transpose()
+    let Some((json, count, last_at)) = conn
+        .query_row(
+            "SELECT manifest, d.count, d.last_at FROM images \
+             LEFT JOIN image_downloads d ON d.uuid = images.uuid WHERE images.uuid = ?1",
+            params![uuid.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<Timestamp>>(2)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut img = from_row(json)?;
+    img.downloads = count.zip(last_at).map(|(count, last_at)| DownloadStats {
+        count: count.max(0) as u64,
+        last_at,
+    });
+    Ok(Some(img))
 }
 
 pub fn delete(conn: &Connection, uuid: Uuid) -> Result<bool> {
@@ -850,6 +874,19 @@ fn where_sql(q: &ListQuery, dense: Dense, shared_with: Option<Uuid>, b: &mut Sql
                 "EXISTS (SELECT 1 FROM json_each(images.channels) WHERE value = {p})"
             ));
         }
+    }
+    // Checked through `image_downloads`' primary key, like a tag.
+    if let Some(t) = q.last_downloaded_before {
+        let p = b.arg(text(&t.to_string()));
+        wh.push(format!(
+            "NOT EXISTS (SELECT 1 FROM image_downloads d WHERE d.uuid = images.uuid AND d.last_at >= {p})"
+        ));
+    }
+    if let Some(t) = q.last_downloaded_since {
+        let p = b.arg(text(&t.to_string()));
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM image_downloads d WHERE d.uuid = images.uuid AND d.last_at >= {p})"
+        ));
     }
     if let Some(m) = &q.marker {
         let p = b.arg(text(m));

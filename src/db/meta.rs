@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::Result;
 use super::accounts::Account;
+use super::downloads::DownloadStats;
 use super::images::{ListQuery, Listed, Select};
 use super::imports::{Execution, ImportJob};
 use super::registrations::{Job, JobState};
@@ -148,6 +149,13 @@ pub trait Meta {
     fn lease_holds(&self, name: &str, fence: i64) -> Result<bool>;
     /// Give a lease back (if `fence` still holds it).
     fn lease_release(&self, name: &str, fence: i64) -> Result<()>;
+
+    // ---- download statistics ----
+    /// Add a node's batch of download counts (images deleted since are
+    /// skipped).
+    fn downloads_add(&self, batch: &[(Uuid, DownloadStats)]) -> Result<()>;
+    /// The statistics of those of `uuids` downloaded at least once.
+    fn downloads_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, DownloadStats)>>;
 
     // ---- counts ----
     /// Number of images stored (any state).

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod check;
+pub mod downloads;
 pub mod images;
 pub mod imports;
 pub mod leases;
@@ -151,6 +152,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0014_upload_pieces",
         include_str!("../../sql/0014_upload_pieces.sql"),
+    ),
+    (
+        "0015_image_downloads",
+        include_str!("../../sql/0015_image_downloads.sql"),
     ),
 ];
 

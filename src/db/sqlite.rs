@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::Result;
 use super::accounts::{self, Account};
+use super::downloads::{self, DownloadStats};
 use super::images::{self, ListQuery, Listed, Select};
 use super::imports::{self, Execution, ImportJob};
 use super::leases;
@@ -203,6 +204,14 @@ impl Meta for SqliteTx<'_> {
 
     fn import_set_total(&self, job: Uuid, total: u64) -> Result<()> {
         imports::set_total(self.0, job, total)
+    }
+
+    fn downloads_add(&self, batch: &[(Uuid, DownloadStats)]) -> Result<()> {
+        downloads::add(self.0, batch)
+    }
+
+    fn downloads_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, DownloadStats)>> {
+        downloads::of(self.0, uuids)
     }
 
     fn image_count(&self) -> Result<u64> {

@@ -199,18 +199,20 @@ impl Images {
         Ok((img, f))
     }
 
-    /// Open an image file's bytes (or a range of them).
+    /// Open an image file's bytes (or a range of them); a download is
+    /// counted when the file's last byte goes out.
     pub async fn open_file(
         &self,
         img: &Image,
         f: &ImageFile,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
-        Ok(self
+        let stream = self
             .stores
             .get(f.stor)
-            .get(&image_file_key(f.stor, &img.uuid), range)
-            .await?)
+            .get(&image_file_key(f.stor, &img.uuid), range.clone())
+            .await?;
+        Ok(self.count_at_end(img.uuid, range, f.size, stream))
     }
 
     /// A URL the client may download an image file from directly for
@@ -222,7 +224,7 @@ impl Images {
         f: &ImageFile,
         ttl: std::time::Duration,
     ) -> Result<Option<String>> {
-        Ok(self
+        let url = self
             .stores
             .get(f.stor)
             .presigned_get(
@@ -230,7 +232,12 @@ impl Images {
                 ttl,
                 Some("application/octet-stream"),
             )
-            .await?)
+            .await?;
+        // The client was handed the file: a download.
+        if url.is_some() {
+            self.downloaded(img.uuid);
+        }
+        Ok(url)
     }
 
     /// AddImageIcon.

@@ -5,11 +5,13 @@
 //! change is a read-modify-write transaction in SQLite.
 
 mod clone;
+mod downloads;
 mod files;
 mod lifecycle;
 mod reaper;
 mod transfer;
 
+pub use downloads::{DownloadLog, MAX_PENDING as MAX_PENDING_DOWNLOADS, flush_downloads_forever};
 pub use lifecycle::placeholder_expiry;
 pub use reaper::reap_placeholders_forever;
 
@@ -46,8 +48,10 @@ pub struct Images {
     pub max_file_size: u64,
     pub placeholder_lifespan_days: u64,
     pub locks: crate::locks::ImageLocks,
-    /// Domain time: publication, file mtimes, placeholder expiry.
+    /// Domain time: publication, file mtimes, placeholder expiry, downloads.
     pub clock: crate::clock::Clock,
+    /// Download counts not yet in the database.
+    pub downloads: DownloadLog,
 }
 
 /// AddImageFile's parameters.
@@ -77,6 +81,7 @@ impl Images {
         placeholder_lifespan_days: u64,
         locks: crate::locks::ImageLocks,
         clock: crate::clock::Clock,
+        downloads: DownloadLog,
     ) -> Images {
         Images {
             db,
@@ -86,6 +91,7 @@ impl Images {
             placeholder_lifespan_days,
             locks,
             clock,
+            downloads,
         }
     }
 

@@ -152,6 +152,7 @@ impl Images {
         )
         .await
         .map_err(as_manta_path)?;
+        self.downloaded(uuid);
         let manifest =
             serde_json::to_vec_pretty(&img.render(crate::manifest::RenderOpts::default()))
                 .map_err(Error::internal)?;

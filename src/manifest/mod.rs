@@ -144,6 +144,27 @@ pub struct Image {
     /// Placeholders are reaped after this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Its downloads, when read with them (admin fields). Kept beside the
+    /// manifest (`image_downloads`), never in it.
+    #[serde(skip)]
+    pub downloads: Option<DownloadStats>,
+}
+
+/// An image's downloads: how many, and the last one's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadStats {
+    pub count: u64,
+    pub last_at: crate::clock::Timestamp,
+}
+
+impl DownloadStats {
+    /// `self` and `other` together (counts added, the later time kept).
+    pub fn merged(self, other: DownloadStats) -> DownloadStats {
+        DownloadStats {
+            count: self.count.saturating_add(other.count),
+            last_at: self.last_at.max(other.last_at),
+        }
+    }
 }
 
 /// How to render an image for a response.
@@ -300,6 +321,13 @@ impl Image {
             traits: self.traits.clone(),
             error: self.error.clone().filter(|_| state == State::Failed),
             channels: opts.channels.then(|| self.channels.clone()),
+            downloads: opts
+                .admin_fields
+                .then(|| self.downloads.map_or(0, |d| d.count)),
+            last_downloaded_at: self
+                .downloads
+                .filter(|_| opts.admin_fields)
+                .map(|d| d.last_at.to_string()),
         }
     }
 }

@@ -118,6 +118,14 @@ pub struct Image {
     /// With Accept-Version >= 2 on a server with channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
+    /// Admin field: how many times the file was downloaded (served to its
+    /// last byte, redirected to, or exported); counts reach the database
+    /// within `downloads.stats_flush_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<u64>,
+    /// Admin field: when the file was last downloaded; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_downloaded_at: Option<String>,
 }
 
 /// One item of an image's `files`.

@@ -67,6 +67,30 @@ impl Server {
         self.url = wait_listening(&mut self.child);
     }
 
+    /// Stop with SIGTERM (a clean shutdown: what the server writes on its
+    /// way out is written), wait for it to exit, start again.
+    pub async fn restart_graceful(&mut self) {
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(st.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                assert!(st.success(), "the server exited with {st} after SIGTERM");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit after SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.child = spawn(self.dir.path(), self.config.as_deref()).0;
+        self.url = wait_listening(&mut self.child);
+    }
+
     /// The full-file hasher state an upload row holds once every byte of
     /// `data` is in (md5_state, sha1_state).
     pub async fn hash_state_of(data: &[u8]) -> (Vec<u8>, Vec<u8>) {

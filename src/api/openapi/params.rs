@@ -176,6 +176,12 @@ pub struct ListImagesQuery {
     /// Other values: 422
     #[param(inline)]
     sort: Option<SortOrder>,
+    /// Admin filter (authenticated callers): images never downloaded, or
+    /// last downloaded before this date; not a date: 422
+    last_downloaded_before: Option<String>,
+    /// Admin filter (authenticated callers): images last downloaded at or
+    /// after this date; not a date: 422
+    last_downloaded_since: Option<String>,
 }
 
 /// ListImages' `state`.

@@ -166,12 +166,35 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
     Ok(())
 }
 
-/// GetImage's statement.
-const GET: &str = "SELECT manifest FROM images WHERE uuid = $1";
+/// GetImage's statement: the manifest and the download statistics.
+const GET: &str = "SELECT manifest, d.count, d.last_at FROM images \
+    LEFT JOIN image_downloads d ON d.uuid = images.uuid WHERE images.uuid = $1";
 
+/// The image of a [`GET`] row.
+fn got(r: &tokio_postgres::Row) -> Result<Image> {
+    let mut img = from_json(&col::<String>(r, 0)?)?;
+    if let (Some(count), Some(last_at)) = (col::<Option<i64>>(r, 1)?, col::<Option<String>>(r, 2)?)
+    {
+        img.downloads = Some(crate::manifest::DownloadStats {
+            count: count.max(0) as u64,
+            last_at: crate::clock::Timestamp::parse(&last_at)
+                .ok_or_else(|| DbError::corrupt("download time")(last_at))?,
+        });
+    }
+    Ok(img)
+}
+
+/// The image, with its download statistics; in a write transaction, its
+/// row locked (not the statistics': a node adds to them at any time).
 pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {
-    c.query_opt(&format!("{GET}{}", c.for_update()), &[&uuid])?
-        .map(|r| from_json(&col::<String>(&r, 0)?))
+    let lock = if c.for_update().is_empty() {
+        ""
+    } else {
+        " FOR UPDATE OF images"
+    };
+    c.query_opt(&format!("{GET}{lock}"), &[&uuid])?
+        .as_ref()
+        .map(got)
         .transpose()
 }
 
@@ -182,7 +205,8 @@ pub async fn get_async(c: &deadpool_postgres::Object, uuid: Uuid) -> Result<Opti
     c.query_opt(&st, &[&uuid])
         .await
         .map_err(pg_error)?
-        .map(|r| from_json(&col::<String>(&r, 0)?))
+        .as_ref()
+        .map(got)
         .transpose()
 }
 
@@ -333,6 +357,8 @@ pub(crate) fn value_sensitive(q: &ListQuery) -> bool {
         || !q.tag_keys.is_empty()
         || q.origin.is_some()
         || q.channel.is_some()
+        || q.last_downloaded_before.is_some()
+        || q.last_downloaded_since.is_some()
         || (q.account.is_some() && q.public == Some(false))
 }
 
@@ -533,6 +559,20 @@ fn list_sql_values(
         None => {}
         Some("*") => wh.push("channels <> '[]'::jsonb".into()),
         Some(ch) => wh.push(format!("channels ? {}", a.add(ch.to_string()))),
+    }
+    if let Some(t) = q.last_downloaded_before {
+        wh.push(format!(
+            "NOT EXISTS (SELECT 1 FROM image_downloads d WHERE d.uuid = images.uuid \
+             AND d.last_at >= {})",
+            a.add(t.to_string())
+        ));
+    }
+    if let Some(t) = q.last_downloaded_since {
+        wh.push(format!(
+            "EXISTS (SELECT 1 FROM image_downloads d WHERE d.uuid = images.uuid \
+             AND d.last_at >= {})",
+            a.add(t.to_string())
+        ));
     }
     if let Some(m) = &q.marker {
         let op = if q.desc { "<=" } else { ">=" };

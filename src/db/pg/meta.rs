@@ -4,10 +4,11 @@
 
 use uuid::Uuid;
 
-use super::{PgConn, accounts, images, imports, leases, registrations, stats, uploads};
+use super::{PgConn, accounts, downloads, images, imports, leases, registrations, stats, uploads};
 use crate::clock::Timestamp;
 use crate::db::Result;
 use crate::db::accounts::Account;
+use crate::db::downloads::DownloadStats;
 use crate::db::images::{ListQuery, Listed, Select};
 use crate::db::imports::{Execution, ImportJob};
 use crate::db::meta::Meta;
@@ -196,6 +197,14 @@ impl Meta for PgConn {
 
     fn import_set_total(&self, job: Uuid, total: u64) -> Result<()> {
         imports::set_total(self, job, total)
+    }
+
+    fn downloads_add(&self, batch: &[(Uuid, DownloadStats)]) -> Result<()> {
+        downloads::add(self, batch)
+    }
+
+    fn downloads_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, DownloadStats)>> {
+        downloads::of(self, uuids)
     }
 
     fn image_count(&self) -> Result<u64> {

@@ -6,6 +6,7 @@
 //! transaction on one pooled connection, through the synchronous [`PgConn`].
 
 pub mod accounts;
+pub mod downloads;
 pub mod images;
 pub mod imports;
 pub mod leases;
@@ -76,6 +77,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "0004_list_indexes",
         include_str!("../../../sql/pg/0004_list_indexes.sql"),
+    ),
+    (
+        5,
+        "0005_image_downloads",
+        include_str!("../../../sql/pg/0005_image_downloads.sql"),
     ),
 ];
 

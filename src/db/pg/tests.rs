@@ -371,6 +371,114 @@ async fn compare_lists(lite: Connection, pg: &PgDb) -> (Connection, usize) {
     .unwrap()
 }
 
+/// Download statistics: batches added (twice to one image, once to a
+/// deleted one), read back with GetImage, and ListImages' filters on them
+/// with every filter of the suite, with and without the account, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_statistics_give_what_sqlite_gives() {
+    use crate::manifest::DownloadStats;
+    let Some(t) = TestDb::new().await else { return };
+    let pg = t.open().await;
+    let mut r = Rng(21);
+    let imgs: Vec<_> = (0..120).map(|i| image(&mut r, i)).collect();
+    let at = |d: u32| Timestamp::parse(&format!("2026-02-{d:02}T00:00:00Z")).unwrap();
+    // Every third image downloaded, on days 1 to 20; one image deleted
+    // after it was counted.
+    let batch: Vec<_> = imgs
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % 3 == 0)
+        .map(|(k, i)| {
+            let s = DownloadStats {
+                count: 1 + k as u64 % 4,
+                last_at: at(1 + k as u32 % 20),
+            };
+            (i.uuid, s)
+        })
+        .collect();
+    let gone = imgs[3].uuid;
+    let first = imgs[0].uuid;
+    let (lite, ()) = both(sqlite(), &pg, move |l, c| {
+        for i in &imgs {
+            db::images::insert(l, i).unwrap();
+            super::images::insert(c, i).unwrap();
+        }
+        assert!(db::images::delete(l, gone).unwrap());
+        assert!(super::images::delete(c, gone).unwrap());
+        let again = [(
+            first,
+            DownloadStats {
+                count: 5,
+                last_at: at(25),
+            },
+        )];
+        for b in [&batch[..], &again[..]] {
+            db::downloads::add(l, b).unwrap();
+            super::downloads::add(c, b).unwrap();
+        }
+    })
+    .await;
+    let (lite, ()) = both(lite, &pg, move |l, c| {
+        let got = db::images::get(l, first).unwrap().unwrap().downloads;
+        assert_eq!(
+            got,
+            Some(DownloadStats {
+                count: 6,
+                last_at: at(25)
+            })
+        );
+        assert_eq!(super::images::get(c, first).unwrap().unwrap().downloads, got);
+        let uuids = [first, gone, u(77)];
+        assert_eq!(
+            db::downloads::of(l, &uuids).unwrap(),
+            super::downloads::of(c, &uuids).unwrap()
+        );
+        assert_eq!(db::downloads::of(l, &uuids).unwrap().len(), 1);
+    })
+    .await;
+    let mut qs = Vec::new();
+    for (name, q) in filters() {
+        for account in [None, Some(u(1))] {
+            for (before, since) in [
+                (Some(at(10)), None),
+                (None, Some(at(10))),
+                (Some(at(15)), Some(at(5))),
+                (Some(at(1)), None),
+            ] {
+                qs.push((
+                    name,
+                    ListQuery {
+                        account,
+                        state: StateFilter::All,
+                        last_downloaded_before: before,
+                        last_downloaded_since: since,
+                        ..q.clone()
+                    },
+                ));
+            }
+        }
+    }
+    for (name, q) in &qs {
+        let want = db::images::list_json(&lite, q, Select::Wire).unwrap();
+        let got = pg.image_list_json(q, Select::Wire).await.unwrap();
+        assert_eq!(got, want, "{name} {q:?} (async)");
+    }
+    let found = pg
+        .read(move |c| -> Result<_, DbError> {
+            let mut found = 0;
+            for (name, q) in &qs {
+                let want = db::images::list_json(&lite, q, Select::Wire).unwrap();
+                let got = super::images::list_json(c, q, Select::Wire).unwrap();
+                assert_eq!(got, want, "{name} {q:?}");
+                found += usize::from(!want.is_empty());
+            }
+            Ok(found)
+        })
+        .await
+        .unwrap();
+    assert!(found > 40, "only {found} queries found images");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_operations_give_what_sqlite_gives() {
     let Some(t) = TestDb::new().await else { return };
