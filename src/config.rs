@@ -59,6 +59,7 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub imports: ImportsConfig,
     pub downloads: DownloadsConfig,
+    pub quotas: QuotasConfig,
     /// Image channels (IMGAPI's `channels`); empty: the server has none.
     pub channels: Vec<ChannelConfig>,
 }
@@ -92,9 +93,26 @@ impl Default for Config {
             registrar: RegistrarConfig::default(),
             imports: ImportsConfig::default(),
             downloads: DownloadsConfig::default(),
+            quotas: QuotasConfig::default(),
             channels: Vec::new(),
         }
     }
+}
+
+/// `[quotas]`: what one account may keep (0: unlimited, the default).
+/// `imgapi account set-quota` overrides them for one account.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasConfig {
+    /// Bytes of an account's images (files and icons) plus its unfinished
+    /// uploads.
+    pub max_bytes: u64,
+    /// An account's images, in any state.
+    pub max_images: u64,
+    /// What an operator's own request adds (not acting for an account) is
+    /// not checked (default false: held to the account's quotas like
+    /// anyone's).
+    pub exempt_operators: bool,
 }
 
 /// `[database]`: the metadata store.

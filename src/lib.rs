@@ -16,6 +16,7 @@ pub mod locks;
 pub mod manifest;
 pub mod metrics;
 pub mod registrar;
+pub mod space;
 pub mod store;
 pub mod uploads;
 pub mod wire;
@@ -87,6 +88,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
             "a cluster database: storage.assets.dir must be the same shared directory on every node"
         );
     }
+    let quotas = space::Quotas::new(cfg.quotas.clone());
     let uploads = uploads::Uploads::new(
         db.clone(),
         stores.clone(),
@@ -97,6 +99,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
             max_open_per_account: cfg.uploads.max_open_per_account,
             max_streaming_per_account: cfg.uploads.max_streaming_per_account,
             assets_allowed: cfg.storage.assets.allowed_accounts.clone(),
+            quotas: quotas.clone(),
         },
         clock.clone(),
     );
@@ -109,6 +112,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
         clock.clone(),
+        quotas.clone(),
     );
     let images = images::Images::new(
         db.clone(),
@@ -117,9 +121,11 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
         locks,
-        clock,
+        clock.clone(),
         images::DownloadLog::new(cfg.downloads.stats),
+        quotas.clone(),
     );
+    let space = space::Space::new(db.clone(), quotas, clock);
     let imports = imports::Imports::new(
         db.clone(),
         images.clone(),
@@ -134,6 +140,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         imports,
         uploads,
         registrar,
+        space,
         server_name: Arc::from(format!("imgapi/{}", env!("CARGO_PKG_VERSION"))),
     })
 }

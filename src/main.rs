@@ -171,6 +171,42 @@ enum AccountCmd {
         #[arg(long)]
         uuid: Option<uuid::Uuid>,
     },
+    /// Set an account's own quotas, overriding `[quotas]`: a number (0:
+    /// unlimited) or `default` (the configuration's again).
+    SetQuota {
+        /// The account: a uuid (any image owner) or a login.
+        #[arg(value_name = "UUID|LOGIN")]
+        account: String,
+        /// Bytes of its images plus its unfinished uploads.
+        #[arg(long, value_name = "BYTES|default")]
+        max_bytes: Option<QuotaArg>,
+        /// Its images, in any state.
+        #[arg(long, value_name = "COUNT|default")]
+        max_images: Option<QuotaArg>,
+    },
+}
+
+/// A quota on the command line: a number, or `default`.
+#[derive(Debug, Clone, Copy)]
+enum QuotaArg {
+    Default,
+    Value(u64),
+}
+
+impl std::str::FromStr for QuotaArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "default" {
+            return Ok(QuotaArg::Default);
+        }
+        match s.parse::<u64>() {
+            Ok(v) if v <= i64::MAX as u64 => Ok(QuotaArg::Value(v)),
+            _ => Err(format!(
+                "\"{s}\" is not a quota: a number from 0 (unlimited) to {} or \"default\"",
+                i64::MAX
+            )),
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {
@@ -263,6 +299,16 @@ async fn main() -> ExitCode {
         } => account_create(&cfg, &login, operator, uuid)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Cmd::Account {
+            cmd:
+                AccountCmd::SetQuota {
+                    account,
+                    max_bytes,
+                    max_images,
+                },
+        } => account_set_quota(&cfg, &account, max_bytes, max_images)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Cmd::Client(_) | Cmd::Man { .. } | Cmd::Completions { .. } | Cmd::Config { .. } => {
             unreachable!("dispatched above")
         }
@@ -319,6 +365,64 @@ async fn gc(cfg: Config, yes: bool) -> imgapi::error::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `imgapi account set-quota`: change the flags given, keep the others,
+/// print the account's own quotas and those that hold.
+async fn account_set_quota(
+    cfg: &Config,
+    who: &str,
+    max_bytes: Option<QuotaArg>,
+    max_images: Option<QuotaArg>,
+) -> imgapi::error::Result<()> {
+    use imgapi::error::{Error, FieldCode};
+    if max_bytes.is_none() && max_images.is_none() {
+        return Err(Error::invalid_param(
+            "max_bytes",
+            FieldCode::Missing,
+            "give --max-bytes, --max-images or both",
+        ));
+    }
+    imgapi::create_data_dir(&cfg.data_dir)?;
+    let db = imgapi::db::Db::open_configured(&cfg.database, &cfg.db_path()).await?;
+    let who = who.to_string();
+    let own = db
+        .write(move |c| {
+            let account = match uuid::Uuid::parse_str(&who) {
+                Ok(u) => u,
+                Err(_) => {
+                    c.account_by_login(&who)?
+                        .ok_or_else(|| {
+                            Error::not_found(format!("account \"{who}\" was not found"))
+                        })?
+                        .uuid
+                }
+            };
+            let mut q = c.quota_get(account)?;
+            let pick = |a: Option<QuotaArg>, old: Option<u64>| match a {
+                None => old,
+                Some(QuotaArg::Default) => None,
+                Some(QuotaArg::Value(v)) => Some(v),
+            };
+            q.max_bytes = pick(max_bytes, q.max_bytes);
+            q.max_images = pick(max_images, q.max_images);
+            c.quota_set(account, q)?;
+            Ok::<_, Error>((account, q))
+        })
+        .await?;
+    let (account, q) = own;
+    let holds = imgapi::space::Quotas::new(cfg.quotas.clone()).effective(q);
+    let show = |own: Option<u64>, holds: Option<u64>| {
+        let holds = holds.map_or("unlimited".to_string(), |v| v.to_string());
+        match own {
+            None => format!("{holds} (default)"),
+            Some(_) => holds,
+        }
+    };
+    println!("account: {account}");
+    println!("max_bytes: {}", show(q.max_bytes, holds.max_bytes));
+    println!("max_images: {}", show(q.max_images, holds.max_images));
+    Ok(())
 }
 
 async fn account_create(

@@ -31,12 +31,17 @@ async fn downloads_reach(s: &Server, uuid: &str, n: u64, within: Duration) -> Va
     let deadline = Instant::now() + within;
     loop {
         let v = admin_view(s, uuid).await;
-        let got = v["downloads"].as_u64().expect("downloads is an admin field");
+        let got = v["downloads"]
+            .as_u64()
+            .expect("downloads is an admin field");
         assert!(got <= n, "{got} downloads counted, only {n} made: {v}");
         if got == n {
             return v;
         }
-        assert!(Instant::now() < deadline, "downloads stayed at {got}, not {n}");
+        assert!(
+            Instant::now() < deadline,
+            "downloads stayed at {got}, not {n}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -89,11 +94,22 @@ async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
     for _ in 0..2 {
         assert_eq!(fetch(&s, &uuid, None).await, (200, data.clone()));
     }
-    assert_eq!(fetch(&s, &uuid, Some("bytes=0-9")).await, (206, data[..10].to_vec()));
-    assert_eq!(fetch(&s, &uuid, Some("bytes=10-")).await, (206, data[10..].to_vec()));
+    assert_eq!(
+        fetch(&s, &uuid, Some("bytes=0-9")).await,
+        (206, data[..10].to_vec())
+    );
+    assert_eq!(
+        fetch(&s, &uuid, Some("bytes=10-")).await,
+        (206, data[10..].to_vec())
+    );
     // Not counted: a range short of the end, HEAD, a 304.
     assert_eq!(fetch(&s, &uuid, Some("bytes=100-200")).await.0, 206);
-    let head = s.http.head(s.u(&format!("/images/{uuid}/file"))).send().await.unwrap();
+    let head = s
+        .http
+        .head(s.u(&format!("/images/{uuid}/file")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), 200);
     let sha1 = img["files"][0]["sha1"].as_str().unwrap();
     let r = s
@@ -110,7 +126,10 @@ async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
 
     let v = downloads_reach(&s, &uuid, 11, Duration::from_secs(15)).await;
     let last = time_of(&v);
-    assert!(last >= before && last <= Utc::now(), "last download at {last}");
+    assert!(
+        last >= before && last <= Utc::now(),
+        "last download at {last}"
+    );
     // Nothing more arrives later (each download counted once).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(admin_view(&s, &uuid).await["downloads"], 11);
@@ -131,7 +150,13 @@ async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
     assert_eq!(of(&never)["downloads"], 0);
     assert!(of(&never).get("last_downloaded_at").is_none());
     let (_, plain) = s.get("/images").await;
-    assert!(plain.as_array().unwrap().iter().all(|i| i.get("downloads").is_none()));
+    assert!(
+        plain
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("downloads").is_none())
+    );
 
     // The filters: not downloaded since a date (or never), downloaded since.
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -168,7 +193,15 @@ async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
     }
 
     // Prometheus counts the downloads (no per-image label).
-    let m = s.http.get(s.u("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = s
+        .http
+        .get(s.u("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let n: f64 = m
         .lines()
         .find_map(|l| l.strip_prefix("imgapi_image_downloads_total "))
@@ -202,7 +235,14 @@ async fn counts_are_written_at_a_clean_stop_and_a_kill_loses_at_most_one_interva
     assert_eq!(v["downloads"], 3, "{v}");
     assert!(v["last_downloaded_at"].is_string(), "{v}");
     let out = common::cli::imgapi(&s.url, state.path())
-        .args(["images", "list", "--last-downloaded-since", "2000-01-01", "--admin-fields", "--json"])
+        .args([
+            "images",
+            "list",
+            "--last-downloaded-since",
+            "2000-01-01",
+            "--admin-fields",
+            "--json",
+        ])
         .output()
         .unwrap();
     let v = common::cli::stdout_json(&out);
@@ -264,4 +304,369 @@ async fn recording_off_counts_nothing() {
     s.restart_graceful().await;
     let v = admin_view(&s, &uuid).await;
     assert_eq!(v["downloads"], 0, "{v}");
+}
+
+/// POST /uploads of `len` bytes as `account`: (status, body).
+async fn tus_create(s: &Server, len: u64, account: &str) -> (u16, Value) {
+    let r = s
+        .http
+        .post(s.u(&format!("/uploads?account={account}")))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", len.to_string())
+        .send()
+        .await
+        .unwrap();
+    status_json(r).await
+}
+
+/// An image of `owner` with a file of `size` bytes, not activated.
+async fn unactivated_with_file(s: &Server, owner: &str, size: usize) -> String {
+    let img = s
+        .create(
+            None,
+            serde_json::json!({"name": "u", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": owner}),
+        )
+        .await;
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    let (st, v) = s
+        .put_bytes(
+            &format!("/images/{uuid}/file?compression=none"),
+            data(size, 2),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    uuid
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn usage_adds_up_what_each_account_keeps() {
+    let s = server(1).await;
+    let a = s.create_active(LUKE, "one", true, &data(1000, 1)).await;
+    let a = a["uuid"].as_str().unwrap().to_string();
+    s.create_active(LUKE, "two", false, &data(3000, 2)).await;
+    unactivated_with_file(&s, LUKE, 500).await;
+    s.create_active(VADER, "small", true, &data(700, 3)).await;
+    let (st, _) = tus_create(&s, 10_000, LUKE).await;
+    assert_eq!(st, 201);
+    let (st, _) = tus_create(&s, 2_000, LUKE).await;
+    assert_eq!(st, 201);
+    for _ in 0..2 {
+        assert_eq!(fetch(&s, &a, None).await.0, 200);
+    }
+    // The downloads reach the database within a flush.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let u = loop {
+        let (st, u) = s.get(&format!("/usage/{LUKE}")).await;
+        assert_eq!(st, 200, "{u}");
+        if u["downloads_30d"] == 2 || Instant::now() > deadline {
+            break u;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(u["account"], LUKE);
+    assert_eq!(
+        u["images"]["active"],
+        serde_json::json!({"count": 2, "bytes": 4000}),
+        "{u}"
+    );
+    assert_eq!(
+        u["images"]["unactivated"],
+        serde_json::json!({"count": 1, "bytes": 500}),
+        "{u}"
+    );
+    assert_eq!(
+        u["images_total"],
+        serde_json::json!({"count": 3, "bytes": 4500}),
+        "{u}"
+    );
+    assert_eq!(
+        u["uploads"],
+        serde_json::json!({"count": 2, "bytes": 12000}),
+        "{u}"
+    );
+    assert_eq!(u["bytes"], 16500, "{u}");
+    assert_eq!(u["downloads_30d"], 2, "{u}");
+    assert_eq!(
+        u["quota"],
+        serde_json::json!({"max_bytes": null, "max_images": null}),
+        "{u}"
+    );
+
+    // Every account, largest first.
+    let (st, all) = s.get("/usage").await;
+    assert_eq!(st, 200, "{all}");
+    let order: Vec<_> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account"].clone())
+        .collect();
+    assert_eq!(
+        order,
+        vec![serde_json::json!(LUKE), serde_json::json!(VADER)],
+        "{all}"
+    );
+    assert_eq!(all[0]["bytes"], 16500);
+    assert_eq!(
+        all[1]["images_total"],
+        serde_json::json!({"count": 1, "bytes": 700})
+    );
+    let (_, one) = s.get("/usage?limit=1").await;
+    assert_eq!(one.as_array().unwrap().len(), 1);
+
+    // Totals for Prometheus, no per-account label.
+    let m = s
+        .http
+        .get(s.u("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(metric(&m, "imgapi_image_bytes"), 5200.0);
+    assert_eq!(metric(&m, "imgapi_upload_bytes"), 12000.0);
+    assert!(!m.contains(LUKE), "a metric names an account");
+
+    // An account sees its own usage, not another's; bad input is named.
+    let (st, e) = s.get(&format!("/usage/{VADER}?account={LUKE}")).await;
+    assert_eq!((st, e["code"].as_str()), (403, Some("OperatorOnly")), "{e}");
+    let (st, _) = s.get(&format!("/usage/{LUKE}?account={LUKE}")).await;
+    assert_eq!(st, 200);
+    let (st, e) = s.get("/usage/nosuchlogin").await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (404, Some("ResourceNotFound")),
+        "{e}"
+    );
+    let (st, e) = s.get("/usage?sort=bytes").await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["errors"][0]["field"], "sort");
+    let (st, e) = s.get("/usage?limit=0").await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["errors"][0]["field"], "limit");
+
+    // The client: --json for tools, a table for people.
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        common::cli::imgapi(&s.url, state.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let v = common::cli::stdout_json(&run(&["usage", "--account", LUKE, "--json"]));
+    assert_eq!(v["bytes"], 16500, "{v}");
+    let v = common::cli::stdout_json(&run(&["usage", "--json"]));
+    assert_eq!(v[0]["account"], LUKE, "{v}");
+    let out = run(&["usage"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.starts_with("ACCOUNT"), "{table}");
+    assert!(table.contains("16.1 KiB"), "{table}");
+}
+
+#[tokio::test]
+async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
+    let s = Server::start_with_config("[quotas]\nmax_bytes = 10000\nmax_images = 3\n").await;
+    // Uploads: by Upload-Length, counting the unfinished ones.
+    let (st, _) = tus_create(&s, 6000, LUKE).await;
+    assert_eq!(st, 201);
+    let (st, e) = tus_create(&s, 5000, LUKE).await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
+    let msg = e["message"].as_str().unwrap();
+    assert!(
+        msg.contains("5000 bytes")
+            && msg.contains("quota of 10000 bytes")
+            && msg.contains("6000 in use"),
+        "{msg}"
+    );
+    // Two at once with room for one: exactly one gets in (on PostgreSQL,
+    // without the account's lock, about one round in two let both in).
+    let (a, b) = tokio::join!(tus_create(&s, 3000, LUKE), tus_create(&s, 3000, LUKE));
+    let mut got = [a.0, b.0];
+    got.sort();
+    assert_eq!(got, [201, 413], "{a:?} {b:?}");
+    for round in 0..10 {
+        let acct = uuid::Uuid::new_v4().to_string();
+        assert_eq!(tus_create(&s, 6000, &acct).await.0, 201);
+        let (a, b) = tokio::join!(tus_create(&s, 3000, &acct), tus_create(&s, 3000, &acct));
+        let mut got = [a.0, b.0];
+        got.sort();
+        assert_eq!(got, [201, 413], "round {round}: {a:?} {b:?}");
+    }
+    let (_, u) = s.get(&format!("/usage/{LUKE}")).await;
+    assert_eq!(
+        u["uploads"],
+        serde_json::json!({"count": 2, "bytes": 9000}),
+        "{u}"
+    );
+    assert_eq!(
+        u["quota"],
+        serde_json::json!({"max_bytes": 10000, "max_images": 3})
+    );
+
+    // AddImageFile: the announced size, before a byte is stored; nothing
+    // half-made (the image keeps no file).
+    let img = s
+        .create(
+            None,
+            serde_json::json!({"name": "q", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE}),
+        )
+        .await;
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    let (st, e) = s
+        .put_bytes(
+            &format!("/images/{uuid}/file?compression=none"),
+            data(2000, 1),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
+    let (_, v) = s.get(&format!("/images/{uuid}")).await;
+    assert_eq!(v["files"], serde_json::json!([]), "{v}");
+    let (_, u) = s.get(&format!("/usage/{LUKE}")).await;
+    assert_eq!(u["bytes"], 9000, "{u}");
+
+    // Images: CreateImage, by an operator too (not exempt by default),
+    // and AdminImportImage.
+    for n in 0..2 {
+        let (st, v) = s
+            .post(
+                "/images",
+                serde_json::json!({"name": format!("n{n}"), "version": "1", "os": "smartos",
+                    "type": "zone-dataset", "owner": LUKE}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, e) = s
+        .post(
+            "/images",
+            serde_json::json!({"name": "four", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota of 3 images (3 in use)"),
+        "{e}"
+    );
+    let import = uuid::Uuid::new_v4().to_string();
+    let (st, e) = s
+        .post(
+            &format!("/images/{import}?action=import"),
+            serde_json::json!({"uuid": import, "name": "imported", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE, "v": 2}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
+    assert_eq!(s.get(&format!("/images/{import}")).await.0, 404);
+    // Another account is not held to LUKE's usage.
+    let (st, _) = tus_create(&s, 6000, VADER).await;
+    assert_eq!(st, 201);
+
+    // An operator lifts LUKE's bytes quota: the file goes in.
+    let out = s.admin(&["account", "set-quota", LUKE, "--max-bytes", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("max_bytes: unlimited") && text.contains("max_images: 3 (default)"),
+        "{text}"
+    );
+    let (st, v) = s
+        .put_bytes(
+            &format!("/images/{uuid}/file?compression=none"),
+            data(2000, 1),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, u) = s.get(&format!("/usage/{LUKE}")).await;
+    assert_eq!(
+        u["quota"],
+        serde_json::json!({"max_bytes": null, "max_images": 3}),
+        "{u}"
+    );
+    assert_eq!(u["bytes"], 11000, "{u}");
+    // ... and back to the configuration's.
+    let out = s.admin(&["account", "set-quota", LUKE, "--max-bytes", "default"]);
+    assert!(out.status.success());
+    let (st, _) = tus_create(&s, 1, LUKE).await;
+    assert_eq!(st, 413);
+    // Quotas that cannot be are refused, naming what is wrong.
+    for bad in [
+        &["--max-bytes", "-5"][..],
+        &["--max-images", "lots"],
+        &["--max-bytes", "99999999999999999999"],
+        &[],
+    ] {
+        let mut args = vec!["account", "set-quota", LUKE];
+        args.extend_from_slice(bad);
+        let out = s.admin(&args);
+        assert!(!out.status.success(), "{bad:?} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("quota") || err.contains("max-bytes") || err.contains("max_bytes"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn operators_can_be_exempt() {
+    let s = Server::start_with_config("[quotas]\nmax_images = 1\nexempt_operators = true\n").await;
+    for n in 0..2 {
+        let (st, v) = s
+            .post(
+                "/images",
+                serde_json::json!({"name": format!("op{n}"), "version": "1", "os": "smartos",
+                    "type": "zone-dataset", "owner": LUKE}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    // The account itself is held to it.
+    let (st, e) = s
+        .post(
+            &format!("/images?account={LUKE}"),
+            serde_json::json!({"name": "mine", "version": "1", "os": "smartos",
+                "type": "zone-dataset"}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
 }

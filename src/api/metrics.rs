@@ -47,6 +47,8 @@ pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Respo
         images,
         uploads,
         jobs,
+        image_bytes,
+        upload_bytes,
     } = st.db.read(|c| c.counts()).await?;
     let mut up_samples: Vec<(String, f64)> = ["uploading", "complete", "failed", "registered"]
         .iter()
@@ -90,6 +92,18 @@ pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Respo
             "Images stored.",
             "gauge",
             vec![(String::new(), images as f64)],
+        ),
+        (
+            "imgapi_image_bytes",
+            "Bytes the images keep in the stores (files and icons; no per-account label: see GET /usage).",
+            "gauge",
+            vec![(String::new(), image_bytes as f64)],
+        ),
+        (
+            "imgapi_upload_bytes",
+            "Bytes of unfinished uploads (their Upload-Length).",
+            "gauge",
+            vec![(String::new(), upload_bytes as f64)],
         ),
     ]);
     Ok((

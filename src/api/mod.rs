@@ -15,6 +15,7 @@ mod ping;
 mod range;
 mod unavailable;
 mod uploads;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub uploads: crate::uploads::Uploads,
     pub registrar: crate::registrar::Registrar,
     pub imports: crate::imports::Imports,
+    pub space: crate::space::Space,
     pub server_name: Arc<str>,
 }
 
@@ -84,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/datasets/{uuid}", get(datasets::get))
         .route("/datasets/{uuid}/{file}", get(datasets::file))
         .route("/state", get(ping::admin_get_state))
+        .route("/usage", get(usage::list))
+        .route("/usage/{account}", get(usage::get))
         .route("/authkeys/reload", post(ping::reload_auth_keys))
         .route("/images", get(images::list).post(images::create))
         .route(

@@ -25,7 +25,7 @@ pub(crate) use params::*;
 pub(crate) use responses::*;
 pub(crate) use schemas::*;
 
-use super::{channels, datasets, files, images, jobs, metrics, ping, unavailable, uploads};
+use super::{channels, datasets, files, images, jobs, metrics, ping, unavailable, uploads, usage};
 use crate::wire;
 
 /// The document as served: pretty JSON, with a final newline.
@@ -100,6 +100,8 @@ pub async fn spec() -> impl IntoResponse {
         datasets::list,
         datasets::get,
         datasets::file,
+        usage::list,
+        usage::get,
     ),
     components(
         schemas(
@@ -109,6 +111,10 @@ pub async fn spec() -> impl IntoResponse {
             AdminState,
             wire::ImageFile,
             wire::Image,
+            wire::Usage,
+            wire::AccountUsage,
+            wire::CountBytes,
+            wire::Quota,
             wire::RegistrationFile,
             Manifest,
             ImageActionBody,

@@ -321,9 +321,15 @@ impl ListFilters {
             ("limit", self.limit.map(|l| l.to_string())),
             ("marker", self.marker.clone()),
             ("sort", self.sort.clone()),
-            ("last_downloaded_before", self.last_downloaded_before.clone()),
+            (
+                "last_downloaded_before",
+                self.last_downloaded_before.clone(),
+            ),
             ("last_downloaded_since", self.last_downloaded_since.clone()),
-            ("inclAdminFields", self.admin_fields.then(|| "true".to_string())),
+            (
+                "inclAdminFields",
+                self.admin_fields.then(|| "true".to_string()),
+            ),
         ];
         for (k, v) in pairs {
             if let Some(v) = v {
@@ -510,4 +516,40 @@ mod tests {
         };
         assert!(matches!(bad.query(), Err(ClientError::Usage(_))));
     }
+}
+
+/// `imgapi usage`: the usage of `--account` (a uuid, acting for it as
+/// every verb does, or a login, looked up by the server), or every
+/// account's (operators).
+pub async fn usage(http: &Http, limit: Option<u32>) -> Result<()> {
+    let of = http.conn.account.clone();
+    let mut via = http.clone();
+    let path = match (&of, limit) {
+        (Some(who), _) => {
+            if uuid::Uuid::parse_str(who).is_err() {
+                // A login is not an `?account=`: the server names it in the path.
+                via.conn.account = None;
+            }
+            format!(
+                "/usage/{}",
+                form_urlencoded::byte_serialize(who.as_bytes()).collect::<String>()
+            )
+        }
+        (None, Some(n)) => format!("/usage?limit={n}"),
+        (None, None) => "/usage".to_string(),
+    };
+    let v = via
+        .json("usage", || via.small(Method::GET, &path, Duration::ZERO))
+        .await?;
+    if http.conn.json {
+        output::json(&v);
+    } else if of.is_some() {
+        print!("{}", output::usage_fields(&v));
+    } else {
+        print!(
+            "{}",
+            output::usage_table(v.as_array().map_or(&[][..], |a| a))
+        );
+    }
+    Ok(())
 }

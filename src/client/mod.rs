@@ -70,6 +70,13 @@ Examples:
   imgapi uploads list
   imgapi uploads abort 3560c262-fc65-0242-a446-7c6d1fb482e3";
 
+const USAGE_EXAMPLES: &str = "\
+Examples:
+  imgapi usage                     # every account, largest first (operator)
+  imgapi usage --account jill      # one account (uuid or login): images, uploads,
+                                   # downloads, quotas
+  imgapi usage --account jill --json";
+
 const IMPORT_DIR_EXAMPLES: &str = "\
 Examples:
   # seed a new server from a usbkey's datasets (NAME.imgmanifest + NAME.zfs.gz):
@@ -128,6 +135,16 @@ pub enum ClientCmd {
     /// server (operator); follows the server's job to its end.
     #[command(after_help = IMPORT_REMOTE_EXAMPLES)]
     ImportRemote(ImportRemoteArgs),
+    /// Show what accounts use: one account's images, bytes, unfinished
+    /// uploads, downloads and quotas, or every account by bytes (operator).
+    #[command(after_help = USAGE_EXAMPLES)]
+    Usage {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// At most this many accounts (1 to 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -310,7 +327,8 @@ impl ClientCmd {
             ClientCmd::ImportRemote(a) => &a.conn,
             ClientCmd::Images { conn, .. }
             | ClientCmd::File { conn, .. }
-            | ClientCmd::Uploads { conn, .. } => conn,
+            | ClientCmd::Uploads { conn, .. }
+            | ClientCmd::Usage { conn, .. } => conn,
         }
     }
 }
@@ -420,6 +438,7 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
             UploadsCmd::List => images::uploads_list(&http).await?,
             UploadsCmd::Abort { id } => images::uploads_abort(&http, &id).await?,
         },
+        ClientCmd::Usage { limit, .. } => images::usage(&http, limit).await?,
     }
     Ok(())
 }

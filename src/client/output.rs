@@ -141,6 +141,88 @@ pub fn uploads_table(ups: &[Value]) -> String {
     table(&["ID", "STATE", "OFFSET/LENGTH", "FILE", "EXPIRES"], &rows)
 }
 
+/// Bytes for people: 1536 -> "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The table of `usage` (every account).
+pub fn usage_table(accounts: &[Value]) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let rows: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                cell(&a["account"]),
+                a["login"].as_str().unwrap_or("-").to_string(),
+                human_bytes(n(&a["bytes"])),
+                n(&a["images_total"]["count"]).to_string(),
+                human_bytes(n(&a["images_total"]["bytes"])),
+                n(&a["uploads"]["count"]).to_string(),
+                human_bytes(n(&a["uploads"]["bytes"])),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ACCOUNT",
+            "LOGIN",
+            "BYTES",
+            "IMAGES",
+            "IMAGE BYTES",
+            "UPLOADS",
+            "UPLOAD BYTES",
+        ],
+        &rows,
+    )
+}
+
+/// One account's usage, for people.
+pub fn usage_fields(u: &Value) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let limit = |v: &Value, human: bool| match v.as_u64() {
+        None => "unlimited".to_string(),
+        Some(x) if human => human_bytes(x),
+        Some(x) => x.to_string(),
+    };
+    let mut out = format!(
+        "account: {}\nlogin: {}\nbytes: {} (quota: {})\nimages: {} (quota: {}), {}\n",
+        cell(&u["account"]),
+        u["login"].as_str().unwrap_or("-"),
+        human_bytes(n(&u["bytes"])),
+        limit(&u["quota"]["max_bytes"], true),
+        n(&u["images_total"]["count"]),
+        limit(&u["quota"]["max_images"], false),
+        human_bytes(n(&u["images_total"]["bytes"])),
+    );
+    if let Some(states) = u["images"].as_object() {
+        for (state, c) in states {
+            out += &format!(
+                "  {state}: {}, {}\n",
+                n(&c["count"]),
+                human_bytes(n(&c["bytes"]))
+            );
+        }
+    }
+    out += &format!(
+        "unfinished uploads: {}, {}\ndownloads (30 days): {}\n",
+        n(&u["uploads"]["count"]),
+        human_bytes(n(&u["uploads"]["bytes"])),
+        n(&u["downloads_30d"])
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,3 +98,21 @@ pub fn by_uuid(conn: &Connection, uuid: Uuid) -> Result<Option<Account>> {
     })
     .transpose()
 }
+
+/// Look an account up by login.
+pub fn by_login(conn: &Connection, login: &str) -> Result<Option<Account>> {
+    conn.query_row(
+        "SELECT uuid, operator FROM accounts WHERE login = ?1",
+        params![login],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+    )
+    .optional()?
+    .map(|(u, op)| {
+        Ok(Account {
+            uuid: u.parse().map_err(DbError::corrupt("account uuid"))?,
+            login: login.to_string(),
+            operator: op != 0,
+        })
+    })
+    .transpose()
+}

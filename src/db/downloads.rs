@@ -1,7 +1,7 @@
 //! Download statistics per image (`image_downloads`, sql/0015): a node's
-//! batch of counts added in one statement per image, and the statistics
-//! read back for admin fields. ListImages' filters on them are in
-//! `images::where_sql`.
+//! batch of counts added (to the image's row and to its owner's day in
+//! `download_days`), and the statistics read back for admin fields.
+//! ListImages' filters on them are in `images::where_sql`.
 
 use rusqlite::Connection;
 use uuid::Uuid;
@@ -11,9 +11,38 @@ use crate::clock::Timestamp;
 
 pub use crate::manifest::DownloadStats;
 
+/// Days of downloads per account kept (usage shows the last 30).
+pub const DAYS_KEPT: i64 = 31;
+
+/// The first day kept when the newest count is at `t` (YYYY-MM-DD).
+pub fn first_day_kept(t: Timestamp) -> String {
+    day(t.plus(chrono::Duration::days(-DAYS_KEPT)))
+}
+
+/// The day of `t`, as `download_days` holds it.
+pub fn day(t: Timestamp) -> String {
+    t.to_string()[..10].to_string()
+}
+
 /// Add a batch of counts; an image deleted since it was counted is
-/// skipped.
+/// skipped. Days of `download_days` older than [`DAYS_KEPT`] go.
 pub fn add(c: &Connection, batch: &[(Uuid, DownloadStats)]) -> Result<()> {
+    let mut days = c.prepare_cached(
+        "INSERT INTO download_days (owner, day, count) \
+         SELECT owner, ?2, ?3 FROM images WHERE uuid = ?1 \
+         ON CONFLICT (owner, day) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for (uuid, s) in batch {
+        days.execute(rusqlite::params![
+            uuid.to_string(),
+            day(s.last_at),
+            s.count.min(i64::MAX as u64) as i64
+        ])?;
+    }
+    if let Some(newest) = batch.iter().map(|(_, s)| s.last_at).max() {
+        c.prepare_cached("DELETE FROM download_days WHERE day < ?1")?
+            .execute([first_day_kept(newest)])?;
+    }
     let mut st = c.prepare_cached(
         "INSERT INTO image_downloads (uuid, count, last_at) \
          SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM images WHERE uuid = ?1) \

@@ -101,8 +101,8 @@ fn from_row(json: String) -> Result<Image> {
 pub fn insert(conn: &Connection, img: &Image) -> Result<()> {
     let r = conn.execute(
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
-         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire, \
+         bytes) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
         rusqlite::params_from_iter(row_params(img)?),
     );
     r.map(|_| ())
@@ -115,7 +115,8 @@ pub fn update(conn: &Connection, img: &Image) -> Result<()> {
     let n = conn.execute(
         "UPDATE images SET owner=?2, name=?3, version=?4, state=?5, activated=?6, disabled=?7, \
          public=?8, type=?9, os=?10, origin=?11, published_at=?12, acl=?13, tags_search=?14, \
-         billing_tags=?15, expires_at=?16, manifest=?17, channels=?18, wire=?19 WHERE uuid=?1",
+         billing_tags=?15, expires_at=?16, manifest=?17, channels=?18, wire=?19, bytes=?20 \
+         WHERE uuid=?1",
         rusqlite::params_from_iter(&p),
     )?;
     if n == 0 {
@@ -166,6 +167,7 @@ fn row_params(img: &Image) -> Result<Vec<SqlValue>> {
             img.listed_json()
                 .map_err(DbError::corrupt("image list form"))?,
         ),
+        SqlValue::Integer(img.stored_bytes().min(i64::MAX as u64) as i64),
     ])
 }
 

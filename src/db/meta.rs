@@ -16,6 +16,7 @@ use super::imports::{Execution, ImportJob};
 use super::registrations::{Job, JobState};
 use super::stats::Counts;
 use super::uploads::{ClaimRefused, ConcatPlace, Upload};
+use super::usage::{AccountTotals, QuotaOverride, Usage};
 use crate::clock::Timestamp;
 use crate::manifest::Image;
 
@@ -52,6 +53,7 @@ pub trait Meta {
     ) -> Result<(Account, String)>;
     fn account_by_token(&self, token: &str) -> Result<Option<Account>>;
     fn account_by_uuid(&self, uuid: Uuid) -> Result<Option<Account>>;
+    fn account_by_login(&self, login: &str) -> Result<Option<Account>>;
 
     // ---- uploads ----
     fn upload_insert(&self, u: &Upload) -> Result<()>;
@@ -156,6 +158,20 @@ pub trait Meta {
     fn downloads_add(&self, batch: &[(Uuid, DownloadStats)]) -> Result<()>;
     /// The statistics of those of `uuids` downloaded at least once.
     fn downloads_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, DownloadStats)>>;
+
+    // ---- usage ----
+    /// `owner`'s usage, with its downloads since `since_day` (YYYY-MM-DD).
+    fn usage_of(&self, owner: Uuid, since_day: &str) -> Result<Usage>;
+    /// Every account with images or unfinished uploads, by bytes, largest
+    /// first; at most `limit`.
+    fn usage_by_account(&self, limit: u32) -> Result<Vec<AccountTotals>>;
+    /// `account`'s own quotas (all `None` if it has none).
+    fn quota_get(&self, account: Uuid) -> Result<QuotaOverride>;
+    /// Set `account`'s own quotas (all `None`: back to the configuration's).
+    fn quota_set(&self, account: Uuid, q: QuotaOverride) -> Result<()>;
+    /// Hold `account`'s usage until this write transaction ends: another
+    /// transaction adding to it waits (a quota check reads, then adds).
+    fn quota_lock(&self, account: Uuid) -> Result<()>;
 
     // ---- counts ----
     /// Number of images stored (any state).

@@ -15,6 +15,7 @@ pub mod registrations;
 pub mod sqlite;
 pub mod stats;
 pub mod uploads;
+pub mod usage;
 
 pub use meta::Meta;
 
@@ -153,10 +154,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_upload_pieces",
         include_str!("../../sql/0014_upload_pieces.sql"),
     ),
-    (
-        "0015_image_downloads",
-        include_str!("../../sql/0015_image_downloads.sql"),
-    ),
+    ("0015_space", include_str!("../../sql/0015_space.sql")),
 ];
 
 /// The metadata store: SQLite in the data directory (one writer

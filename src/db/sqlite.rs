@@ -16,6 +16,7 @@ use super::meta::Meta;
 use super::registrations::{self, Job, JobState};
 use super::stats::{self, Counts};
 use super::uploads::{self, ClaimRefused, ConcatPlace, Upload};
+use super::usage::{self, AccountTotals, QuotaOverride, Usage};
 use crate::clock::Timestamp;
 use crate::manifest::Image;
 use crate::store::StoreName;
@@ -76,6 +77,10 @@ impl Meta for SqliteTx<'_> {
 
     fn account_by_uuid(&self, uuid: Uuid) -> Result<Option<Account>> {
         accounts::by_uuid(self.0, uuid)
+    }
+
+    fn account_by_login(&self, login: &str) -> Result<Option<Account>> {
+        accounts::by_login(self.0, login)
     }
 
     fn upload_insert(&self, u: &Upload) -> Result<()> {
@@ -212,6 +217,27 @@ impl Meta for SqliteTx<'_> {
 
     fn downloads_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, DownloadStats)>> {
         downloads::of(self.0, uuids)
+    }
+
+    fn usage_of(&self, owner: Uuid, since_day: &str) -> Result<Usage> {
+        usage::of(self.0, owner, since_day)
+    }
+
+    fn usage_by_account(&self, limit: u32) -> Result<Vec<AccountTotals>> {
+        usage::by_account(self.0, limit)
+    }
+
+    fn quota_get(&self, account: Uuid) -> Result<QuotaOverride> {
+        usage::quota_get(self.0, account)
+    }
+
+    fn quota_set(&self, account: Uuid, q: QuotaOverride) -> Result<()> {
+        usage::quota_set(self.0, account, q)
+    }
+
+    fn quota_lock(&self, _account: Uuid) -> Result<()> {
+        // Write transactions run one at a time on the one writer.
+        Ok(())
     }
 
     fn image_count(&self) -> Result<u64> {

@@ -13,6 +13,10 @@ pub struct Counts {
     pub uploads: Vec<(String, u64)>,
     /// Registrar jobs by state (pending, done, failed).
     pub jobs: Vec<(String, u64)>,
+    /// Bytes the images keep in the stores (files and icons).
+    pub image_bytes: u64,
+    /// Bytes of unfinished uploads (see `usage::Usage::upload_bytes`).
+    pub upload_bytes: u64,
 }
 
 /// Number of images stored (any state).
@@ -27,5 +31,14 @@ pub fn counts(c: &Connection) -> Result<Counts> {
         images: image_count(c)?,
         uploads: uploads::count_by_state(c)?,
         jobs: registrations::count_by_state(c)?,
+        image_bytes: c.query_row("SELECT coalesce(sum(bytes), 0) FROM images", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+        upload_bytes: c.query_row(
+            "SELECT coalesce(sum(CASE WHEN concat IS 'final' THEN 0 ELSE length END), 0) \
+             FROM uploads WHERE state != 'registered'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
     })
 }

@@ -36,9 +36,13 @@ impl Images {
             return Err(e);
         }
         let rows = clones.clone();
+        let (this, who) = (self.clone(), caller.clone());
         let done = self
             .db
             .write(move |c| {
+                for img in &rows {
+                    this.admit(c, &who, None, img)?;
+                }
                 // What was checked above still holds (an ACL change does
                 // not take the image's lock).
                 match c.image_get(uuid)? {

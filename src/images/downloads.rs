@@ -65,7 +65,13 @@ impl DownloadLog {
     /// One download of `uuid` at `at`.
     pub fn record(&self, uuid: Uuid, at: Timestamp) {
         if self.0.is_some() {
-            self.add(uuid, DownloadStats { count: 1, last_at: at });
+            self.add(
+                uuid,
+                DownloadStats {
+                    count: 1,
+                    last_at: at,
+                },
+            );
             crate::metrics::global().add_download();
         }
     }

@@ -50,6 +50,11 @@ impl Images {
         if img.activated {
             return Err(Error::ImageFilesImmutable(uuid));
         }
+        // The bytes announced must fit the quota before any is read.
+        if let Some(len) = p.content_length {
+            self.admit_before(caller, &img, with_file_of(&img, len, stor))
+                .await?;
+        }
         let store = self.stores.get(stor);
         let key = image_file_key(stor, &uuid);
         // Stream to a temporary object; checks run before it is committed.
@@ -63,6 +68,8 @@ impl Images {
         if cur.activated {
             return Err(Error::ImageAlreadyActivated(uuid));
         }
+        self.admit_before(caller, &cur, with_file_of(&cur, file.size, stor))
+            .await?;
         pending.commit().await?;
         self.record_file(caller, uuid, cur, file).await
     }
@@ -116,6 +123,8 @@ impl Images {
         if cur.activated {
             return Err(Error::ImageAlreadyActivated(uuid));
         }
+        self.admit_before(caller, &cur, with_file_of(&cur, file.size, stor))
+            .await?;
         let done = self
             .stores
             .complete_session(session, stor, Some(&key))
@@ -398,4 +407,20 @@ fn check_file(d: &Digests, content_length: Option<u64>, sha1: Option<&str>) -> R
         )));
     }
     Ok(())
+}
+
+/// `img` with one file of `size` bytes in `stor` in place of its files (what
+/// a quota check weighs before the file is stored).
+fn with_file_of(img: &Image, size: u64, stor: StoreName) -> Image {
+    let mut next = img.clone();
+    next.files = vec![ImageFile {
+        sha1: String::new(),
+        size,
+        compression: String::new(),
+        dataset_guid: None,
+        stor,
+        content_md5: String::new(),
+        mtime: String::new(),
+    }];
+    next
 }

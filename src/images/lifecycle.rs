@@ -62,6 +62,7 @@ impl Images {
         img.channels = channels;
         // An existing `creating` placeholder is replaced; anything else conflicts.
         let origin = img.origin;
+        let (this, caller) = (self.clone(), caller.clone());
         self.db
             .write(move |c| {
                 if let Some(o) = origin {
@@ -69,10 +70,14 @@ impl Images {
                 }
                 match c.image_get(img.uuid)? {
                     Some(old) if old.placeholder == Some(Placeholder::Creating) => {
+                        this.admit(c, &caller, Some(&old), &img)?;
                         c.image_update(&img)?
                     }
                     Some(_) => return Err(Error::ImageUuidAlreadyExists(img.uuid)),
-                    None => c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?,
+                    None => {
+                        this.admit(c, &caller, None, &img)?;
+                        c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?
+                    }
                 }
                 Ok(img)
             })
@@ -136,12 +141,13 @@ impl Images {
 
     async fn insert_new(&self, caller: &Caller, img: Image) -> Result<Image> {
         let origin = img.origin;
-        let caller = caller.clone();
+        let (this, caller) = (self.clone(), caller.clone());
         self.db
             .write(move |c| {
                 if let Some(o) = origin {
                     check_origin(c, &caller, o)?;
                 }
+                this.admit(c, &caller, None, &img)?;
                 c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?;
                 Ok(img)
             })
@@ -167,7 +173,7 @@ impl Images {
     /// `modify` whose closure also reads the database (in the same
     /// transaction). The closure runs inside the one writer: keep it cheap
     /// (validate what can be validated before).
-    async fn modify_tx<F>(
+    pub(super) async fn modify_tx<F>(
         &self,
         caller: &Caller,
         uuid: Uuid,
@@ -178,7 +184,7 @@ impl Images {
         F: FnOnce(&dyn Meta, &mut Image) -> Result<()> + Send + 'static,
     {
         caller.require_auth()?;
-        let caller = caller.clone();
+        let (this, caller) = (self.clone(), caller.clone());
         self.db
             .write(move |c| {
                 let mut img = match c.image_get(uuid)? {
@@ -187,7 +193,10 @@ impl Images {
                 };
                 caller.check_owner(&img)?;
                 check_if_match(if_match.as_deref(), &img)?;
+                let before = img.clone();
                 f(c, &mut img)?;
+                // A file, an icon or a new owner: within the quotas.
+                this.admit(c, &caller, Some(&before), &img)?;
                 c.image_update(&img)?;
                 Ok(img)
             })

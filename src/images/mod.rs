@@ -52,6 +52,9 @@ pub struct Images {
     pub clock: crate::clock::Clock,
     /// Download counts not yet in the database.
     pub downloads: DownloadLog,
+    /// The accounts' quotas, checked by every change that adds an image or
+    /// bytes.
+    pub quotas: crate::space::Quotas,
 }
 
 /// AddImageFile's parameters.
@@ -82,6 +85,7 @@ impl Images {
         locks: crate::locks::ImageLocks,
         clock: crate::clock::Clock,
         downloads: DownloadLog,
+        quotas: crate::space::Quotas,
     ) -> Images {
         Images {
             db,
@@ -92,7 +96,36 @@ impl Images {
             locks,
             clock,
             downloads,
+            quotas,
         }
+    }
+
+    /// Does `old` (None: nothing) becoming `new` fit `new`'s owner's
+    /// quotas? Run in the write transaction `c` that stores `new`.
+    fn admit(&self, c: &dyn Meta, caller: &Caller, old: Option<&Image>, new: &Image) -> Result<()> {
+        let old = old.filter(|o| o.owner == new.owner);
+        let entry = crate::space::Entry {
+            owner: new.owner,
+            bytes: new
+                .stored_bytes()
+                .saturating_sub(old.map_or(0, Image::stored_bytes)),
+            images: u64::from(old.is_none()),
+            what: match old {
+                None => format!("image {} of {} bytes", new.uuid, new.stored_bytes()),
+                Some(_) => format!("{} bytes more in image {}", new.stored_bytes(), new.uuid),
+            },
+        };
+        self.quotas.admit(c, caller, &entry)
+    }
+
+    /// [`Images::admit`] in a transaction of its own, before bytes that
+    /// would replace `cur`'s are committed (they are checked again when
+    /// they are recorded).
+    async fn admit_before(&self, caller: &Caller, cur: &Image, new: Image) -> Result<()> {
+        let (this, caller, cur) = (self.clone(), caller.clone(), cur.clone());
+        self.db
+            .write(move |c| this.admit(c, &caller, Some(&cur), &new))
+            .await
     }
 
     /// Serialises file replacement, activation and deletion of one image.

@@ -264,6 +264,16 @@ impl Image {
         String::from_utf8(buf).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
     }
 
+    /// What this image keeps in the stores: its files' and its icon's
+    /// bytes (usage and quotas count these).
+    pub fn stored_bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|f| f.size)
+            .chain(self.icon.iter().map(|i| i.size))
+            .fold(0, u64::saturating_add)
+    }
+
     /// The IMGAPI JSON of this image (see `to_wire`).
     pub fn render(&self, opts: RenderOpts) -> Value {
         serde_json::to_value(self.to_wire(opts)).unwrap_or(Value::Null)

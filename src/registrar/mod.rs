@@ -56,6 +56,7 @@ pub struct Registrar {
     placeholder_lifespan_days: u64,
     running: Arc<Mutex<HashSet<Uuid>>>,
     clock: Clock,
+    quotas: crate::space::Quotas,
 }
 
 /// Why a job could not finish: for good, or for now.
@@ -161,6 +162,7 @@ impl Registrar {
         max_file_size: u64,
         placeholder_lifespan_days: u64,
         clock: Clock,
+        quotas: crate::space::Quotas,
     ) -> Registrar {
         Registrar {
             db,
@@ -171,6 +173,7 @@ impl Registrar {
             placeholder_lifespan_days,
             running: Arc::new(Mutex::new(HashSet::new())),
             clock,
+            quotas,
         }
     }
 
@@ -345,6 +348,20 @@ impl Registrar {
         }
     }
 
+    /// The bytes of a registration's file at a path (counted by quotas
+    /// when it becomes an image's); 0 for an upload's (counted already).
+    async fn path_bytes(&self, job: &Job) -> Result<u64> {
+        match (job.source, job.store) {
+            (JobSource::Path, Some(store)) => Ok(self
+                .stores
+                .get(store)
+                .head(&job.source_key)
+                .await?
+                .map_or(0, |m| m.size)),
+            _ => Ok(0),
+        }
+    }
+
     /// Registration: `POST /images` whose `files[0]` references a stored
     /// object. `img` is the validated, unactivated image to create.
     pub async fn register(
@@ -360,6 +377,16 @@ impl Registrar {
             .resolve(caller, img.uuid, JobKind::Register, &r, activate)
             .await?;
         img.placeholder = Some(Placeholder::Creating);
+        // The image, and a file already in the store at a path: an
+        // upload's bytes were counted when it was created and move to the
+        // image.
+        let entry = crate::space::Entry {
+            owner: img.owner,
+            bytes: self.path_bytes(&job).await?,
+            images: 1,
+            what: format!("registering image {}", img.uuid),
+        };
+        let quotas = self.quotas.clone();
         let uuid = img.uuid;
         let row = job.clone();
         let origin = img.origin;
@@ -370,6 +397,7 @@ impl Registrar {
                 if let Some(o) = origin {
                     crate::images::check_origin(c, &origin_caller, o)?;
                 }
+                quotas.admit(c, &origin_caller, &entry)?;
                 c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {
                     c.upload_mark_registered(id, row.image_uuid, clock.timestamp())?

@@ -38,6 +38,8 @@ pub struct UploadsConfig {
     pub max_open_per_account: u64,
     pub max_streaming_per_account: usize,
     pub assets_allowed: Vec<Uuid>,
+    /// The accounts' quotas, checked as each upload is created.
+    pub quotas: crate::space::Quotas,
 }
 
 /// The upload service.

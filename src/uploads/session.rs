@@ -133,6 +133,8 @@ impl Uploads {
             pieces: session.pieces,
         };
         let caps = Caps::of(&self.cfg);
+        let quotas = self.cfg.quotas.clone();
+        let who = caller.clone();
         let row = up.clone();
         let res = self
             .db
@@ -143,6 +145,15 @@ impl Uploads {
                     claim_partials(c, row.id, parts, places.as_deref())?;
                 } else {
                     caps.admit(c, &row)?;
+                    if let Some(owner) = row.owner {
+                        let entry = crate::space::Entry {
+                            owner,
+                            bytes: row.length,
+                            images: 0,
+                            what: format!("an upload of {} bytes", row.length),
+                        };
+                        quotas.admit(c, &who, &entry)?;
+                    }
                 }
                 Ok(c.upload_insert(&row)?)
             })

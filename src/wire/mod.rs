@@ -405,3 +405,54 @@ mod tests {
         assert_eq!(back, serde_json::from_str::<Value>(j).unwrap());
     }
 }
+
+/// A count of things and the bytes they hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CountBytes {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// An account's quotas; `null`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quota {
+    /// Bytes of its images (files and icons) plus its unfinished uploads.
+    pub max_bytes: Option<u64>,
+    /// Its images, in any state.
+    pub max_images: Option<u64>,
+}
+
+/// `GET /usage/{account}`: what one account uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub account: Uuid,
+    /// Its login, if it is an account of this server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// Its images by state (only the states it has images in).
+    pub images: std::collections::BTreeMap<String, CountBytes>,
+    /// All its images: how many, and the bytes they keep in the stores
+    /// (files and icons, each stored object once).
+    pub images_total: CountBytes,
+    /// Its uploads not registered to an image, and the bytes they hold or
+    /// will hold (their `Upload-Length`).
+    pub uploads: CountBytes,
+    /// `images_total.bytes + uploads.bytes`: what the bytes quota counts.
+    pub bytes: u64,
+    /// Downloads of its images in the last 30 days (counts reach the
+    /// database within `downloads.stats_flush_secs`).
+    pub downloads_30d: u64,
+    pub quota: Quota,
+}
+
+/// `GET /usage`: one account of the list, largest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountUsage {
+    pub account: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    pub images_total: CountBytes,
+    pub uploads: CountBytes,
+    /// `images_total.bytes + uploads.bytes`.
+    pub bytes: u64,
+}

@@ -67,3 +67,19 @@ pub fn by_uuid(c: &PgConn, uuid: Uuid) -> Result<Option<Account>> {
     })
     .transpose()
 }
+
+/// Look an account up by login.
+pub fn by_login(c: &PgConn, login: &str) -> Result<Option<Account>> {
+    c.query_opt(
+        "SELECT uuid, operator FROM accounts WHERE login = $1",
+        &[&login],
+    )?
+    .map(|r| {
+        Ok(Account {
+            uuid: col(&r, 0)?,
+            login: login.to_string(),
+            operator: col(&r, 1)?,
+        })
+    })
+    .transpose()
+}

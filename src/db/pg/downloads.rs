@@ -5,12 +5,30 @@ use uuid::Uuid;
 
 use super::{PgConn, col, count};
 use crate::clock::Timestamp;
-use crate::db::downloads::DownloadStats;
+use crate::db::downloads::{DownloadStats, day, first_day_kept};
 use crate::db::{DbError, Result};
 
 /// Add a batch of counts; an image deleted since it was counted is
 /// skipped.
 pub fn add(c: &PgConn, batch: &[(Uuid, DownloadStats)]) -> Result<()> {
+    for (uuid, s) in batch {
+        c.execute(
+            "INSERT INTO download_days (owner, day, count) \
+             SELECT owner, $2::text, $3::bigint FROM images WHERE uuid = $1 \
+             ON CONFLICT (owner, day) DO UPDATE SET count = download_days.count + excluded.count",
+            &[
+                uuid,
+                &day(s.last_at),
+                &(s.count.min(i64::MAX as u64) as i64),
+            ],
+        )?;
+    }
+    if let Some(newest) = batch.iter().map(|(_, s)| s.last_at).max() {
+        c.execute(
+            "DELETE FROM download_days WHERE day < $1",
+            &[&first_day_kept(newest)],
+        )?;
+    }
     for (uuid, s) in batch {
         c.execute(
             "INSERT INTO image_downloads (uuid, count, last_at) \

@@ -40,6 +40,7 @@ struct RowValues {
     manifest: String,
     channels: String,
     wire: String,
+    bytes: i64,
 }
 
 impl RowValues {
@@ -66,10 +67,11 @@ impl RowValues {
             wire: img
                 .listed_json()
                 .map_err(DbError::corrupt("image list form"))?,
+            bytes: img.stored_bytes().min(i64::MAX as u64) as i64,
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 20] {
         [
             &self.uuid,
             &self.owner,
@@ -90,6 +92,7 @@ impl RowValues {
             &self.manifest,
             &self.channels,
             &self.wire,
+            &self.bytes,
         ]
     }
 }
@@ -132,9 +135,9 @@ pub fn insert(c: &PgConn, img: &Image) -> Result<()> {
     let n = write_with_side_tables(
         c,
         "INSERT INTO images (uuid, owner, name, version, state, activated, disabled, public, type, os, \
-         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::text::jsonb,$14::text::jsonb,\
-         $15::text::jsonb,$16,$17,$18::text::jsonb,$19) ON CONFLICT DO NOTHING",
+         origin, published_at, acl, tags_search, billing_tags, expires_at, manifest, channels, wire, \
+         bytes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::text::jsonb,$14::text::jsonb,\
+         $15::text::jsonb,$16,$17,$18::text::jsonb,$19,$20) ON CONFLICT DO NOTHING",
         &v,
     )?;
     if n == 0 {
@@ -154,7 +157,7 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
         "UPDATE images SET owner=$2, name=$3, version=$4, state=$5, activated=$6, disabled=$7, \
          public=$8, type=$9, os=$10, origin=$11, published_at=$12, acl=$13::text::jsonb, \
          tags_search=$14::text::jsonb, billing_tags=$15::text::jsonb, expires_at=$16, \
-         manifest=$17, channels=$18::text::jsonb, wire=$19 WHERE uuid=$1",
+         manifest=$17, channels=$18::text::jsonb, wire=$19, bytes=$20 WHERE uuid=$1",
         &v,
     )?;
     if n == 0 {

@@ -4,7 +4,9 @@
 
 use uuid::Uuid;
 
-use super::{PgConn, accounts, downloads, images, imports, leases, registrations, stats, uploads};
+use super::{
+    PgConn, accounts, downloads, images, imports, leases, registrations, stats, uploads, usage,
+};
 use crate::clock::Timestamp;
 use crate::db::Result;
 use crate::db::accounts::Account;
@@ -15,6 +17,7 @@ use crate::db::meta::Meta;
 use crate::db::registrations::{Job, JobState};
 use crate::db::stats::Counts;
 use crate::db::uploads::{ClaimRefused, ConcatPlace, Upload};
+use crate::db::usage::{AccountTotals, QuotaOverride, Usage};
 use crate::manifest::Image;
 
 impl Meta for PgConn {
@@ -69,6 +72,10 @@ impl Meta for PgConn {
 
     fn account_by_uuid(&self, uuid: Uuid) -> Result<Option<Account>> {
         accounts::by_uuid(self, uuid)
+    }
+
+    fn account_by_login(&self, login: &str) -> Result<Option<Account>> {
+        accounts::by_login(self, login)
     }
 
     fn upload_insert(&self, u: &Upload) -> Result<()> {
@@ -205,6 +212,26 @@ impl Meta for PgConn {
 
     fn downloads_of(&self, uuids: &[Uuid]) -> Result<Vec<(Uuid, DownloadStats)>> {
         downloads::of(self, uuids)
+    }
+
+    fn usage_of(&self, owner: Uuid, since_day: &str) -> Result<Usage> {
+        usage::of(self, owner, since_day)
+    }
+
+    fn usage_by_account(&self, limit: u32) -> Result<Vec<AccountTotals>> {
+        usage::by_account(self, limit)
+    }
+
+    fn quota_get(&self, account: Uuid) -> Result<QuotaOverride> {
+        usage::quota_get(self, account)
+    }
+
+    fn quota_set(&self, account: Uuid, q: QuotaOverride) -> Result<()> {
+        usage::quota_set(self, account, q)
+    }
+
+    fn quota_lock(&self, account: Uuid) -> Result<()> {
+        usage::quota_lock(self, account)
     }
 
     fn image_count(&self) -> Result<u64> {

@@ -14,6 +14,7 @@ mod meta;
 pub mod registrations;
 pub mod stats;
 pub mod uploads;
+pub mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -80,8 +81,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         5,
-        "0005_image_downloads",
-        include_str!("../../../sql/pg/0005_image_downloads.sql"),
+        "0005_space",
+        include_str!("../../../sql/pg/0005_space.sql"),
     ),
 ];
 

@@ -19,5 +19,22 @@ pub fn counts(c: &PgConn) -> Result<Counts> {
         images: image_count(c)?,
         uploads: uploads::count_by_state(c)?,
         jobs: registrations::count_by_state(c)?,
+        image_bytes: count(
+            &c.query_one(
+                "image bytes",
+                "SELECT coalesce(sum(bytes), 0)::bigint FROM images",
+                &[],
+            )?,
+            0,
+        )?,
+        upload_bytes: count(
+            &c.query_one(
+                "upload bytes",
+                "SELECT coalesce(sum(CASE WHEN concat IS NOT DISTINCT FROM 'final' THEN 0 \
+                 ELSE length END), 0)::bigint FROM uploads WHERE state <> 'registered'",
+                &[],
+            )?,
+            0,
+        )?,
     })
 }

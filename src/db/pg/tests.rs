@@ -427,7 +427,10 @@ async fn download_statistics_give_what_sqlite_gives() {
                 last_at: at(25)
             })
         );
-        assert_eq!(super::images::get(c, first).unwrap().unwrap().downloads, got);
+        assert_eq!(
+            super::images::get(c, first).unwrap().unwrap().downloads,
+            got
+        );
         let uuids = [first, gone, u(77)];
         assert_eq!(
             db::downloads::of(l, &uuids).unwrap(),
