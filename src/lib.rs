@@ -112,19 +112,19 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         cfg.limits.max_file_size,
         cfg.registrar.placeholder_lifespan_days,
         clock.clone(),
-        quotas.clone(),
-    );
-    let images = images::Images::new(
-        db.clone(),
+    )
+    .with_quotas(quotas.clone());
+    let images = images::Images {
+        db: db.clone(),
         stores,
         default_stor,
-        cfg.limits.max_file_size,
-        cfg.registrar.placeholder_lifespan_days,
+        max_file_size: cfg.limits.max_file_size,
+        placeholder_lifespan_days: cfg.registrar.placeholder_lifespan_days,
         locks,
-        clock.clone(),
-        images::DownloadLog::new(cfg.downloads.stats),
-        quotas.clone(),
-    );
+        clock: clock.clone(),
+        downloads: images::DownloadLog::new(cfg.downloads.stats),
+        quotas: quotas.clone(),
+    };
     let space = space::Space::new(db.clone(), quotas, clock);
     let imports = imports::Imports::new(
         db.clone(),

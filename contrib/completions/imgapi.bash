@@ -64,17 +64,26 @@ _imgapi() {
             imgapi,uploads)
                 cmd="imgapi__subcmd__uploads"
                 ;;
+            imgapi,usage)
+                cmd="imgapi__subcmd__usage"
+                ;;
             imgapi__subcmd__account,create)
                 cmd="imgapi__subcmd__account__subcmd__create"
                 ;;
             imgapi__subcmd__account,help)
                 cmd="imgapi__subcmd__account__subcmd__help"
                 ;;
+            imgapi__subcmd__account,set-quota)
+                cmd="imgapi__subcmd__account__subcmd__set__subcmd__quota"
+                ;;
             imgapi__subcmd__account__subcmd__help,create)
                 cmd="imgapi__subcmd__account__subcmd__help__subcmd__create"
                 ;;
             imgapi__subcmd__account__subcmd__help,help)
                 cmd="imgapi__subcmd__account__subcmd__help__subcmd__help"
+                ;;
+            imgapi__subcmd__account__subcmd__help,set-quota)
+                cmd="imgapi__subcmd__account__subcmd__help__subcmd__set__subcmd__quota"
                 ;;
             imgapi__subcmd__config,check)
                 cmd="imgapi__subcmd__config__subcmd__check"
@@ -148,8 +157,14 @@ _imgapi() {
             imgapi__subcmd__help,uploads)
                 cmd="imgapi__subcmd__help__subcmd__uploads"
                 ;;
+            imgapi__subcmd__help,usage)
+                cmd="imgapi__subcmd__help__subcmd__usage"
+                ;;
             imgapi__subcmd__help__subcmd__account,create)
                 cmd="imgapi__subcmd__help__subcmd__account__subcmd__create"
+                ;;
+            imgapi__subcmd__help__subcmd__account,set-quota)
+                cmd="imgapi__subcmd__help__subcmd__account__subcmd__set__subcmd__quota"
                 ;;
             imgapi__subcmd__help__subcmd__config,check)
                 cmd="imgapi__subcmd__help__subcmd__config__subcmd__check"
@@ -305,7 +320,7 @@ _imgapi() {
 
     case "${cmd}" in
         imgapi)
-            opts="-h -V --config --data-dir --database-url --help --version serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote man help"
+            opts="-h -V --config --data-dir --database-url --help --version serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote usage man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -331,7 +346,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__account)
-            opts="-h --config --data-dir --database-url --help create help"
+            opts="-h --config --data-dir --database-url --help create set-quota help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,7 +406,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__account__subcmd__help)
-            opts="create help"
+            opts="create set-quota help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,6 +440,54 @@ _imgapi() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__account__subcmd__help__subcmd__set__subcmd__quota)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__account__subcmd__set__subcmd__quota)
+            opts="-h --max-bytes --max-images --config --data-dir --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-images)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -751,7 +814,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__help)
-            opts="serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote man help"
+            opts="serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote usage man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -765,7 +828,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__help__subcmd__account)
-            opts="create"
+            opts="create set-quota"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -779,6 +842,20 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__help__subcmd__account__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__help__subcmd__account__subcmd__set__subcmd__quota)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1201,6 +1278,20 @@ _imgapi() {
         imgapi__subcmd__help__subcmd__uploads__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__help__subcmd__usage)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1683,7 +1774,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__get)
-            opts="-h --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
+            opts="-h --admin-fields --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1911,7 +2002,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__images__subcmd__list)
-            opts="-h --owner --name --version --type --os --public --state --tag --billing-tag --channel --limit --marker --sort --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
+            opts="-h --owner --name --version --type --os --public --state --tag --billing-tag --channel --limit --marker --sort --last-downloaded-before --last-downloaded-since --admin-fields --url --token --account --json --retries --stall-timeout --config --data-dir --database-url --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1966,6 +2057,14 @@ _imgapi() {
                     return 0
                     ;;
                 --sort)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --last-downloaded-before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --last-downloaded-since)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2548,6 +2647,56 @@ _imgapi() {
                     return 0
                     ;;
                 --stall-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__usage)
+            opts="-h --url --token --account --json --retries --stall-timeout --limit --config --data-dir --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --account)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --stall-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -489,35 +489,6 @@ pub fn check_uuid(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compression_from_magic_bytes() {
-        assert_eq!(guess_compression(&[0x1f, 0x8b, 8, 0]), "gzip");
-        assert_eq!(guess_compression(b"BZh91AY"), "bzip2");
-        assert_eq!(guess_compression(&[0xfd, b'7', b'z', b'X', b'Z', 0]), "xz");
-        assert_eq!(guess_compression(b"\0\0\0"), "none");
-        assert_eq!(guess_compression(b""), "none");
-    }
-
-    #[test]
-    fn tag_filters_become_tag_dot_keys() {
-        let f = ListFilters {
-            tags: vec!["role=db".into()],
-            state: Some("all".into()),
-            ..Default::default()
-        };
-        assert_eq!(f.query().unwrap(), "state=all&tag.role=db");
-        let bad = ListFilters {
-            tags: vec!["x".into()],
-            ..Default::default()
-        };
-        assert!(matches!(bad.query(), Err(ClientError::Usage(_))));
-    }
-}
-
 /// `imgapi usage`: the usage of `--account` (a uuid, acting for it as
 /// every verb does, or a login, looked up by the server), or every
 /// account's (operators).
@@ -552,4 +523,33 @@ pub async fn usage(http: &Http, limit: Option<u32>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_from_magic_bytes() {
+        assert_eq!(guess_compression(&[0x1f, 0x8b, 8, 0]), "gzip");
+        assert_eq!(guess_compression(b"BZh91AY"), "bzip2");
+        assert_eq!(guess_compression(&[0xfd, b'7', b'z', b'X', b'Z', 0]), "xz");
+        assert_eq!(guess_compression(b"\0\0\0"), "none");
+        assert_eq!(guess_compression(b""), "none");
+    }
+
+    #[test]
+    fn tag_filters_become_tag_dot_keys() {
+        let f = ListFilters {
+            tags: vec!["role=db".into()],
+            state: Some("all".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.query().unwrap(), "state=all&tag.role=db");
+        let bad = ListFilters {
+            tags: vec!["x".into()],
+            ..Default::default()
+        };
+        assert!(matches!(bad.query(), Err(ClientError::Usage(_))));
+    }
 }

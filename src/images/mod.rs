@@ -76,30 +76,6 @@ pub struct AddIconParams {
 }
 
 impl Images {
-    pub fn new(
-        db: Db,
-        stores: Stores,
-        default_stor: StoreName,
-        max_file_size: u64,
-        placeholder_lifespan_days: u64,
-        locks: crate::locks::ImageLocks,
-        clock: crate::clock::Clock,
-        downloads: DownloadLog,
-        quotas: crate::space::Quotas,
-    ) -> Images {
-        Images {
-            db,
-            stores,
-            default_stor,
-            max_file_size,
-            placeholder_lifespan_days,
-            locks,
-            clock,
-            downloads,
-            quotas,
-        }
-    }
-
     /// Does `old` (None: nothing) becoming `new` fit `new`'s owner's
     /// quotas? Run in the write transaction `c` that stores `new`.
     fn admit(&self, c: &dyn Meta, caller: &Caller, old: Option<&Image>, new: &Image) -> Result<()> {

@@ -162,7 +162,6 @@ impl Registrar {
         max_file_size: u64,
         placeholder_lifespan_days: u64,
         clock: Clock,
-        quotas: crate::space::Quotas,
     ) -> Registrar {
         Registrar {
             db,
@@ -173,8 +172,14 @@ impl Registrar {
             placeholder_lifespan_days,
             running: Arc::new(Mutex::new(HashSet::new())),
             clock,
-            quotas,
+            quotas: crate::space::Quotas::default(),
         }
+    }
+
+    /// This registrar, holding registrations to `quotas` (none by default).
+    pub fn with_quotas(mut self, quotas: crate::space::Quotas) -> Registrar {
+        self.quotas = quotas;
+        self
     }
 
     /// Check a reference's own fields (before anything is looked up). Without
