@@ -50,3 +50,20 @@ CREATE TABLE account_quotas (
     max_bytes   INTEGER,
     max_images  INTEGER
 ) STRICT;
+
+-- Images the lifecycle policy disabled (`lifecycle::`): by which rule,
+-- when, and when it may delete them; `reenabled_at` once someone enabled
+-- the image again (it is then retired only when it qualifies anew, counting
+-- from then). The row goes with the image.
+CREATE TABLE lifecycle_state (
+    uuid          TEXT PRIMARY KEY,
+    rule          TEXT NOT NULL,
+    disabled_at   TEXT NOT NULL,
+    delete_after  TEXT NOT NULL,
+    reenabled_at  TEXT
+) STRICT;
+
+CREATE TRIGGER images_lifecycle_gone AFTER DELETE ON images
+BEGIN
+    DELETE FROM lifecycle_state WHERE uuid = OLD.uuid;
+END;

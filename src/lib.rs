@@ -12,6 +12,7 @@ pub mod identity;
 pub mod images;
 pub mod imports;
 pub mod lease;
+pub mod lifecycle;
 pub mod locks;
 pub mod manifest;
 pub mod metrics;
@@ -192,6 +193,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         std::time::Duration::from_secs(state.config.downloads.stats_flush_secs),
     ));
     let images = state.images.clone();
+    let policy = state.config.lifecycle.clone();
+    let lifecycle = (policy.every_hours > 0).then(|| {
+        let every = std::time::Duration::from_secs(policy.every_hours * 3600);
+        tokio::spawn(lifecycle::run_forever(
+            lifecycle::Lifecycle::new(images.clone(), policy),
+            every,
+        ))
+    });
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -208,6 +217,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     registrar.abort();
     importer.abort();
     downloads.abort();
+    if let Some(l) = lifecycle {
+        l.abort();
+    }
     // The counts of the last interval (bounded: the database may be down).
     match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, images.flush_downloads()).await {
         Ok(Ok(_)) => {}

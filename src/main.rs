@@ -59,6 +59,12 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// The lifecycle policy (`[lifecycle]` rules): what it would retire and
+    /// why, or apply it.
+    Lifecycle {
+        #[command(subcommand)]
+        cmd: LifecycleCmd,
+    },
     /// Manage accounts (auth = "token").
     Account {
         #[command(subcommand)]
@@ -93,6 +99,28 @@ Examples:
   imgapi completions zsh > \"${fpath[1]}/_imgapi\"
   imgapi completions fish > ~/.config/fish/completions/imgapi.fish
   # the same scripts are in contrib/completions/ of the source tree";
+
+#[derive(Subcommand)]
+enum LifecycleCmd {
+    /// Print what a run would do now and why (uuid, name, version, owner,
+    /// size, last download, action, rule) and the bytes it would free.
+    /// Changes nothing.
+    Plan {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the plan: disable what qualifies, delete what the policy
+    /// disabled once its grace has passed. Without --yes, only the plan.
+    Run {
+        /// Apply it (without it this is `plan`).
+        #[arg(long)]
+        yes: bool,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 #[derive(Subcommand)]
 enum ConfigCmd {
@@ -289,6 +317,10 @@ async fn main() -> ExitCode {
         Cmd::Migrate => migrate(&cfg).await.map(|()| ExitCode::SUCCESS),
         Cmd::CheckFiles { quick } => check_files(cfg, quick).await,
         Cmd::Gc { yes } => gc(cfg, yes).await,
+        Cmd::Lifecycle { cmd } => match cmd {
+            LifecycleCmd::Plan { json } => lifecycle(cfg, false, json).await,
+            LifecycleCmd::Run { yes, json } => lifecycle(cfg, yes, json).await,
+        },
         Cmd::Account {
             cmd:
                 AccountCmd::Create {
@@ -365,6 +397,101 @@ async fn gc(cfg: Config, yes: bool) -> imgapi::error::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `imgapi lifecycle plan` / `run [--yes]`: exit 1 if a step failed.
+async fn lifecycle(cfg: Config, yes: bool, json: bool) -> imgapi::error::Result<ExitCode> {
+    let policy = cfg.lifecycle.clone();
+    let state = imgapi::build_state(cfg).await?;
+    let l = imgapi::lifecycle::Lifecycle::new(state.images.clone(), policy);
+    let plan = l.plan().await?;
+    let applied = if yes {
+        Some(l.apply(&plan).await)
+    } else {
+        None
+    };
+    if json {
+        let v = match &applied {
+            None => serde_json::to_value(&plan),
+            Some(a) => serde_json::to_value(serde_json::json!({"plan": plan, "applied": a})),
+        }
+        .map_err(imgapi::error::Error::internal)?;
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", lifecycle_table(&plan));
+        match &applied {
+            None => println!("(nothing changed: `imgapi lifecycle run --yes` applies it)"),
+            Some(a) => {
+                println!(
+                    "done: {} disabled, {} deleted, {} freed",
+                    a.disabled,
+                    a.deleted,
+                    client::output::human_bytes(a.bytes_reclaimed)
+                );
+                for e in &a.errors {
+                    println!("failed: {e}");
+                }
+            }
+        }
+    }
+    Ok(match applied {
+        Some(a) if !a.errors.is_empty() => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// A lifecycle plan for people.
+fn lifecycle_table(p: &imgapi::lifecycle::Plan) -> String {
+    use imgapi::lifecycle::Action;
+    let rows: Vec<Vec<String>> = p
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.uuid.to_string(),
+                s.name.clone(),
+                s.version.clone(),
+                s.owner.to_string(),
+                client::output::human_bytes(s.bytes),
+                s.last_downloaded_at
+                    .clone()
+                    .unwrap_or_else(|| "never".into()),
+                match s.action {
+                    Action::Disable => format!(
+                        "disable (delete after {})",
+                        s.delete_after.as_deref().unwrap_or("-")
+                    ),
+                    Action::Delete => "delete".into(),
+                },
+                s.rule.clone(),
+                s.reason.clone(),
+            ]
+        })
+        .collect();
+    let count = |a: Action| p.steps.iter().filter(|s| s.action == a).count();
+    format!(
+        "{}at {}: {} to delete now, freeing {}; {} to disable, freeing {} after their grace; {} kept by the protections\n",
+        client::output::table(
+            &[
+                "UUID",
+                "NAME",
+                "VERSION",
+                "OWNER",
+                "SIZE",
+                "LAST DOWNLOAD",
+                "ACTION",
+                "RULE",
+                "WHY"
+            ],
+            &rows
+        ),
+        p.at,
+        count(Action::Delete),
+        client::output::human_bytes(p.bytes_reclaimed),
+        count(Action::Disable),
+        client::output::human_bytes(p.bytes_after_grace),
+        p.protected
+    )
 }
 
 /// `imgapi account set-quota`: change the flags given, keep the others,

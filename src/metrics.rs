@@ -29,6 +29,9 @@ pub struct Metrics {
     concat_bytes_copied: AtomicU64,
     downloads: AtomicU64,
     download_counts_dropped: AtomicU64,
+    lifecycle_disabled: AtomicU64,
+    lifecycle_deleted: AtomicU64,
+    lifecycle_bytes_reclaimed: AtomicU64,
     log_events: [AtomicU64; 5],
 }
 
@@ -98,6 +101,18 @@ impl Metrics {
     /// database was down).
     pub fn add_download_counts_dropped(&self, n: u64) {
         self.download_counts_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The lifecycle policy disabled an image.
+    pub fn add_lifecycle_disabled(&self) {
+        self.lifecycle_disabled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The lifecycle policy deleted an image of `bytes`.
+    pub fn add_lifecycle_deleted(&self, bytes: u64) {
+        self.lifecycle_deleted.fetch_add(1, Ordering::Relaxed);
+        self.lifecycle_bytes_reclaimed
+            .fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn log_event(&self, level: &tracing::Level) {
@@ -186,6 +201,21 @@ impl Metrics {
                 "imgapi_download_counts_dropped_total",
                 "Download counts lost: the node's batch was full while the database could not take it.",
                 &self.download_counts_dropped,
+            ),
+            (
+                "imgapi_lifecycle_images_disabled_total",
+                "Images the lifecycle policy disabled (in this process).",
+                &self.lifecycle_disabled,
+            ),
+            (
+                "imgapi_lifecycle_images_deleted_total",
+                "Images the lifecycle policy deleted (in this process).",
+                &self.lifecycle_deleted,
+            ),
+            (
+                "imgapi_lifecycle_bytes_reclaimed_total",
+                "Stored bytes the lifecycle policy's deletions freed (in this process).",
+                &self.lifecycle_bytes_reclaimed,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

@@ -670,3 +670,336 @@ async fn operators_can_be_exempt() {
         "{e}"
     );
 }
+
+// ---- the lifecycle policy ----
+
+use axum::http::Method;
+use common::app::App;
+
+/// An active image made in-process at the clock's now (published then).
+async fn app_image(app: &App, name: &str, version: &str, origin: Option<&str>) -> String {
+    let mut m = serde_json::json!({"name": name, "version": version, "os": "smartos",
+        "type": "zone-dataset", "owner": LUKE, "public": true});
+    if let Some(o) = origin {
+        m["origin"] = o.into();
+    }
+    let r = app.post_json("/images", &m).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let uuid = r.json()["uuid"].as_str().unwrap().to_string();
+    let r = app
+        .call(
+            Method::PUT,
+            &format!("/images/{uuid}/file?compression=none"),
+            &[("content-type", "application/octet-stream")],
+            data(1000 + version.len(), 4),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = app
+        .post_json(
+            &format!("/images/{uuid}?action=activate"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    uuid
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn lifecycle_of(app: &App) -> imgapi::lifecycle::Lifecycle {
+    imgapi::lifecycle::Lifecycle::new(app.state.images.clone(), app.state.config.lifecycle.clone())
+}
+
+fn steps(p: &imgapi::lifecycle::Plan) -> Vec<(String, &'static str, String)> {
+    p.steps
+        .iter()
+        .map(|s| {
+            let a = match s.action {
+                imgapi::lifecycle::Action::Disable => "disable",
+                imgapi::lifecycle::Action::Delete => "delete",
+            };
+            (s.uuid.to_string(), a, s.rule.clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn lifecycle_retires_what_no_one_uses_and_protects_the_rest() {
+    let app = App::with_config(|c| {
+        c.lifecycle.rules = vec![
+            imgapi::config::LifecycleRule {
+                rule: "cold".into(),
+                owner: None,
+                name: Some("~cold".into()),
+                type_: None,
+                os: None,
+                public: None,
+                channel: None,
+                tag: None,
+                not_downloaded_days: Some(90),
+                published_days: None,
+                keep_newest: None,
+                grace_days: 10,
+            },
+            imgapi::config::LifecycleRule {
+                rule: "keep2".into(),
+                owner: None,
+                name: Some("series".into()),
+                type_: None,
+                os: None,
+                public: None,
+                channel: None,
+                tag: None,
+                not_downloaded_days: None,
+                published_days: None,
+                keep_newest: Some(2),
+                grace_days: 10,
+            },
+        ];
+    })
+    .await;
+    let l = lifecycle_of(&app);
+    let cold = app_image(&app, "cold-a", "1", None).await;
+    let base = app_image(&app, "cold-base", "1", None).await;
+    let used = app_image(&app, "cold-used", "1", None).await;
+    let mut series = Vec::new();
+    for v in 1..=3 {
+        app.advance(DAY);
+        series.push(app_image(&app, "series", &v.to_string(), None).await);
+    }
+    app.advance(100 * DAY);
+    // Young, made from cold-base: its origin stays.
+    let young = app_image(&app, "young", "1", Some(&base)).await;
+    // Downloaded 20 days ago: within the 30-day window.
+    app.advance(80 * DAY);
+    let r = app.get(&format!("/images/{used}/file")).await;
+    assert_eq!(r.status, 200);
+    app.state.images.flush_downloads().await.unwrap();
+    app.advance(20 * DAY);
+
+    let p = l.plan().await.unwrap();
+    let mut want = vec![
+        (cold.clone(), "disable", "cold".to_string()),
+        (series[0].clone(), "disable", "keep2".to_string()),
+    ];
+    want.sort();
+    let mut got = steps(&p);
+    got.sort();
+    assert_eq!(got, want, "{p:#?}");
+    // cold-base qualifies but is the origin of young; cold-used was
+    // downloaded within 90 days (its rule does not hold at all).
+    assert_eq!(p.protected, 1, "{p:#?}");
+    assert_eq!(p.bytes_reclaimed, 0);
+    assert_eq!(p.bytes_after_grace, 1001 + 1001);
+    // A plan changes nothing.
+    assert_eq!(
+        app.get(&format!("/images/{cold}")).await.json()["state"],
+        "active"
+    );
+
+    let (_, done) = l.run().await.unwrap();
+    assert_eq!(
+        (done.disabled, done.deleted, done.errors.len()),
+        (2, 0, 0),
+        "{done:?}"
+    );
+    for u in [&cold, &series[0]] {
+        assert_eq!(
+            app.get(&format!("/images/{u}")).await.json()["state"],
+            "disabled"
+        );
+    }
+    // Within the grace, an owner enables one again; nothing else happens.
+    let r = app
+        .post_json(
+            &format!("/images/{}?action=enable", series[0]),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(l.plan().await.unwrap().steps.is_empty());
+
+    // Once the grace has passed: the disabled one is deleted and its bytes
+    // freed; the enabled one is not taken again (no newer version since).
+    app.advance(11 * DAY);
+    let file = |u: &str| {
+        walk(&app.data_dir())
+            .into_iter()
+            .any(|p| p.to_string_lossy().contains(u))
+    };
+    assert!(file(&cold));
+    let (p, done) = l.run().await.unwrap();
+    assert_eq!(
+        steps(&p),
+        vec![(cold.clone(), "delete", "cold".to_string())]
+    );
+    assert_eq!((done.deleted, done.bytes_reclaimed), (1, 1001));
+    assert_eq!(app.get(&format!("/images/{cold}")).await.status, 404);
+    assert!(!file(&cold), "the file of a deleted image is gone");
+    assert_eq!(
+        app.get(&format!("/images/{}", series[0])).await.json()["state"],
+        "active"
+    );
+    // Two newer versions published since it was enabled: it qualifies anew
+    // (and so do 2 and 3; the newest two stay).
+    for v in 4..=5 {
+        app.advance(DAY);
+        series.push(app_image(&app, "series", &v.to_string(), None).await);
+    }
+    let mut got: Vec<String> = l
+        .plan()
+        .await
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.uuid.to_string())
+        .collect();
+    got.sort();
+    let mut want = series[..3].to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    // The origin of a young image stays whatever happens to the rest.
+    let _ = young;
+    let m = app.get("/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(metric(&text, "imgapi_lifecycle_bytes_reclaimed_total") >= 1001.0);
+}
+
+#[tokio::test]
+async fn lifecycle_cli_plans_and_runs_and_frees_the_bytes_in_s3() {
+    let s3 = S3Server::start();
+    let cfg = format!(
+        "{}[lifecycle]\n[[lifecycle.rules]]\nrule = \"old\"\npublished_days = 365\ngrace_days = 0\n",
+        s3.manta_toml(5)
+    );
+    let s = Server::start_with_config(&cfg).await;
+    // Imported with an old publication date, then given a file in S3.
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let (st, v) = s
+        .post(
+            &format!("/images/{uuid}?action=import"),
+            serde_json::json!({"uuid": uuid, "name": "ancient", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE, "v": 2,
+                "published_at": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .put_bytes(
+            &format!("/images/{uuid}/file?compression=none"),
+            data(3000, 8),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/images/{uuid}?action=activate"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let fresh = s.create_active(LUKE, "fresh", true, &data(10, 1)).await;
+    let in_bucket = || async {
+        s3.keys("p/")
+            .await
+            .into_iter()
+            .filter(|k| k.contains(&uuid))
+            .count()
+    };
+    assert_eq!(in_bucket().await, 1);
+
+    let plan = common::cli::stdout_json(&s.admin(&["lifecycle", "plan", "--json"]));
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 1, "{plan}");
+    let step = &plan["steps"][0];
+    assert_eq!(step["uuid"], uuid.as_str());
+    assert_eq!(step["action"], "disable");
+    assert_eq!(step["rule"], "old");
+    assert_eq!(step["name"], "ancient");
+    assert_eq!(step["bytes"], 3000);
+    assert!(
+        step["reason"].as_str().unwrap().contains("365 days"),
+        "{step}"
+    );
+    assert_eq!(plan["bytes_after_grace"], 3000);
+    // `run` without --yes is the plan; nothing changes.
+    let again = common::cli::stdout_json(&s.admin(&["lifecycle", "run", "--json"]));
+    assert_eq!(again["steps"], plan["steps"]);
+    assert_eq!(s.get(&format!("/images/{uuid}")).await.1["state"], "active");
+
+    let ran = common::cli::stdout_json(&s.admin(&["lifecycle", "run", "--yes", "--json"]));
+    assert_eq!(ran["applied"]["disabled"], 1, "{ran}");
+    assert_eq!(
+        s.get(&format!("/images/{uuid}")).await.1["state"],
+        "disabled"
+    );
+    // No grace: the next run deletes it, and its object leaves the bucket.
+    let ran = common::cli::stdout_json(&s.admin(&["lifecycle", "run", "--yes", "--json"]));
+    assert_eq!(ran["plan"]["steps"][0]["action"], "delete", "{ran}");
+    assert_eq!(ran["applied"]["deleted"], 1, "{ran}");
+    assert_eq!(ran["applied"]["bytes_reclaimed"], 3000, "{ran}");
+    assert_eq!(s.get(&format!("/images/{uuid}")).await.0, 404);
+    assert_eq!(in_bucket().await, 0);
+    assert_eq!(
+        s.get(&format!("/images/{}", fresh["uuid"].as_str().unwrap()))
+            .await
+            .0,
+        200
+    );
+    // The table for people.
+    let out = s.admin(&["lifecycle", "plan"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("0 to delete now") && text.contains("0 to disable"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
+    for (toml, says) in [
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\n",
+            "exactly one condition",
+        ),
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\npublished_days = 1\nkeep_newest = 2\n",
+            "exactly one condition",
+        ),
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\nkeep_newest = 0\n",
+            "keep_newest must be 1",
+        ),
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\npublished_days = -3\n",
+            "published_days",
+        ),
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\npublished_days = 3\ncolour = \"red\"\n",
+            "colour",
+        ),
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\npublished_days = 3\ntag = \"nokey\"\n",
+            "key=value",
+        ),
+        (
+            "[[lifecycle.rules]]\nrule = \"x\"\npublished_days = 3\n[[lifecycle.rules]]\nrule = \"x\"\npublished_days = 4\n",
+            "two rules",
+        ),
+        ("[quotas]\nmax_bytes = -1\n", "max_bytes"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("imgapi.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let out = imgapi_command(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["config", "check"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{toml} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+}

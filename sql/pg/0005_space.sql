@@ -43,3 +43,12 @@ CREATE TABLE account_quotas (
     max_bytes   BIGINT,
     max_images  BIGINT
 );
+
+-- Images the lifecycle policy disabled (as SQLite's lifecycle_state).
+CREATE TABLE lifecycle_state (
+    uuid          uuid PRIMARY KEY REFERENCES images (uuid) ON DELETE CASCADE,
+    rule          text NOT NULL,
+    disabled_at   text COLLATE "C" NOT NULL,
+    delete_after  text COLLATE "C" NOT NULL,
+    reenabled_at  text COLLATE "C"
+);

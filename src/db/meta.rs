@@ -13,6 +13,7 @@ use super::accounts::Account;
 use super::downloads::DownloadStats;
 use super::images::{ListQuery, Listed, Select};
 use super::imports::{Execution, ImportJob};
+use super::lifecycle::PolicyImage;
 use super::registrations::{Job, JobState};
 use super::stats::Counts;
 use super::uploads::{ClaimRefused, ConcatPlace, Upload};
@@ -172,6 +173,21 @@ pub trait Meta {
     /// Hold `account`'s usage until this write transaction ends: another
     /// transaction adding to it waits (a quota check reads, then adds).
     fn quota_lock(&self, account: Uuid) -> Result<()>;
+
+    // ---- lifecycle policy ----
+    /// Every image, as the lifecycle policy weighs it.
+    fn policy_images(&self) -> Result<Vec<PolicyImage>>;
+    /// The policy disabled `uuid` by `rule` at `at`; it may delete it from
+    /// `delete_after` on.
+    fn policy_mark_disabled(
+        &self,
+        uuid: Uuid,
+        rule: &str,
+        at: Timestamp,
+        delete_after: Timestamp,
+    ) -> Result<()>;
+    /// Someone enabled `uuid` again at `at` (if the policy had disabled it).
+    fn policy_reenabled(&self, uuid: Uuid, at: Timestamp) -> Result<()>;
 
     // ---- counts ----
     /// Number of images stored (any state).

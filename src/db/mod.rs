@@ -9,6 +9,7 @@ pub mod downloads;
 pub mod images;
 pub mod imports;
 pub mod leases;
+pub mod lifecycle;
 pub mod meta;
 pub mod pg;
 pub mod registrations;

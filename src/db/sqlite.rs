@@ -2,6 +2,7 @@
 //! the same name in `db::{images, accounts, uploads, registrations,
 //! imports, stats}`, run on the connection of the transaction at hand.
 
+use super::lifecycle::{self, PolicyImage};
 use rusqlite::Connection;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use uuid::Uuid;
@@ -238,6 +239,24 @@ impl Meta for SqliteTx<'_> {
     fn quota_lock(&self, _account: Uuid) -> Result<()> {
         // Write transactions run one at a time on the one writer.
         Ok(())
+    }
+
+    fn policy_images(&self) -> Result<Vec<PolicyImage>> {
+        lifecycle::images(self.0)
+    }
+
+    fn policy_mark_disabled(
+        &self,
+        uuid: Uuid,
+        rule: &str,
+        at: Timestamp,
+        delete_after: Timestamp,
+    ) -> Result<()> {
+        lifecycle::mark_disabled(self.0, uuid, rule, at, delete_after)
+    }
+
+    fn policy_reenabled(&self, uuid: Uuid, at: Timestamp) -> Result<()> {
+        lifecycle::reenabled(self.0, uuid, at)
     }
 
     fn image_count(&self) -> Result<u64> {

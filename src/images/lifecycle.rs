@@ -226,9 +226,14 @@ impl Images {
         .await
     }
 
-    /// DisableImage / EnableImage.
+    /// DisableImage / EnableImage. Enabling an image the lifecycle policy
+    /// disabled keeps it from deletion until it qualifies anew.
     pub async fn set_disabled(&self, caller: &Caller, uuid: Uuid, disabled: bool) -> Result<Image> {
-        self.modify(caller, uuid, None, move |img| {
+        let now = self.clock.timestamp();
+        self.modify_tx(caller, uuid, None, move |c, img| {
+            if img.disabled && !disabled {
+                c.policy_reenabled(uuid, now)?;
+            }
             img.disabled = disabled;
             Ok(())
         })

@@ -2,10 +2,12 @@
 //! of the same name in `db::pg::{images, accounts, uploads, registrations,
 //! imports, stats, leases}`, on the connection of the transaction at hand.
 
+use crate::db::lifecycle::PolicyImage;
 use uuid::Uuid;
 
 use super::{
-    PgConn, accounts, downloads, images, imports, leases, registrations, stats, uploads, usage,
+    PgConn, accounts, downloads, images, imports, leases, lifecycle, registrations, stats, uploads,
+    usage,
 };
 use crate::clock::Timestamp;
 use crate::db::Result;
@@ -232,6 +234,24 @@ impl Meta for PgConn {
 
     fn quota_lock(&self, account: Uuid) -> Result<()> {
         usage::quota_lock(self, account)
+    }
+
+    fn policy_images(&self) -> Result<Vec<PolicyImage>> {
+        lifecycle::images(self)
+    }
+
+    fn policy_mark_disabled(
+        &self,
+        uuid: Uuid,
+        rule: &str,
+        at: Timestamp,
+        delete_after: Timestamp,
+    ) -> Result<()> {
+        lifecycle::mark_disabled(self, uuid, rule, at, delete_after)
+    }
+
+    fn policy_reenabled(&self, uuid: Uuid, at: Timestamp) -> Result<()> {
+        lifecycle::reenabled(self, uuid, at)
     }
 
     fn image_count(&self) -> Result<u64> {

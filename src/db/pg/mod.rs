@@ -10,6 +10,7 @@ pub mod downloads;
 pub mod images;
 pub mod imports;
 pub mod leases;
+pub mod lifecycle;
 mod meta;
 pub mod registrations;
 pub mod stats;
