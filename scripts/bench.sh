@@ -20,6 +20,8 @@
 #                                            uploads and ListImages req/s; NODES_MIB, NODES_SECS)
 #   scripts/bench.sh download-stats         (only GetImageFile of a small file with download counting
 #                                            on and off, same build, same run; DL_SECS, DL_ROUNDS)
+#   scripts/bench.sh lifecycle              (only `imgapi lifecycle plan` over LIFECYCLE_IMAGES
+#                                            (100 000) images: time and peak memory)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -32,7 +34,7 @@ if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 ONLY_SECTION=
-case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes|download-stats) ONLY_SECTION=$1; shift ;; esac
+case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes|download-stats|lifecycle) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -624,6 +626,52 @@ SQL
     }'
 }
 
+# The lifecycle policy's plan over LIFECYCLE_IMAGES images (default
+# 100 000, seeded as for the ListImages section; goal: under 5 s, bounded
+# memory): `imgapi lifecycle plan --json` with three rules that between
+# them take most images (a download age, keep-newest per name, a
+# publication age with a tag), timed with its peak RSS, best of 3.
+lifecycle_bench() {
+  local n=${LIFECYCLE_IMAGES:-100000} d=$WORK/lifecycle
+  command -v sqlite3 > /dev/null || { echo "the sqlite3 CLI is needed: apt-get install sqlite3" >&2; exit 1; }
+  mkdir -p "$d"
+  start_server "$d/data"; kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  list_seed "$d/data/imgapi.sqlite" "$n" 50 500 > /dev/null
+  start_server "$d/data"; kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  cat > "$d/cfg.toml" <<'TOML'
+[lifecycle]
+[[lifecycle.rules]]
+rule = "cold"
+name = "~img1"
+not_downloaded_days = 90
+[[lifecycle.rules]]
+rule = "keep3"
+keep_newest = 3
+type = "zvol"
+[[lifecycle.rules]]
+rule = "old-apps"
+tag = "role=app"
+published_days = 365
+TOML
+  python3 - "$BIN" "$d" "$n" <<'PY'
+import json, resource, subprocess, sys, time
+bin, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+best = None
+for _ in range(3):
+    t = time.time()
+    out = subprocess.run([bin, "--config", d + "/cfg.toml", "--data-dir", d + "/data", "lifecycle", "plan", "--json"],
+                         check=True, capture_output=True).stdout
+    s = time.time() - t
+    best = s if best is None else min(best, s)
+plan = json.loads(out)
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print("lifecycle: plan over %d images: %.2f s (best of 3; goal < 5 s), peak RSS %.0f MiB; %d steps (%s), %d protected"
+      % (n, best, rss, len(plan["steps"]),
+         ", ".join("%s %d" % (r, sum(1 for s in plan["steps"] if s["rule"] == r)) for r in ("cold", "keep3", "old-apps")),
+         plan["protected"]))
+PY
+}
+
 # What counting downloads costs GetImageFile (issue 24, goal: at most 2 %
 # of its req/s on small files): one server with `[downloads] stats` on
 # (the default) and one with it off, the same build, each with a 4 KiB
@@ -733,6 +781,7 @@ PY
 
 case "$ONLY_SECTION" in
   download-stats) download_stats_bench; exit 0 ;;
+  lifecycle) lifecycle_bench; exit 0 ;;
   nodes) cluster_nodes_bench; exit 0 ;;
   cluster) cluster_bench; exit 0 ;;
   cluster-list) cluster_list_bench; exit 0 ;;

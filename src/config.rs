@@ -173,6 +173,26 @@ fn default_grace_days() -> u64 {
     30
 }
 
+impl Default for LifecycleRule {
+    /// No name, no selector, no condition (not a rule yet); 30 days' grace.
+    fn default() -> Self {
+        LifecycleRule {
+            rule: String::new(),
+            owner: None,
+            name: None,
+            type_: None,
+            os: None,
+            public: None,
+            channel: None,
+            tag: None,
+            not_downloaded_days: None,
+            published_days: None,
+            keep_newest: None,
+            grace_days: default_grace_days(),
+        }
+    }
+}
+
 /// Longest span of days a lifecycle rule may name (100 years).
 pub const MAX_LIFECYCLE_DAYS: u64 = 36_500;
 

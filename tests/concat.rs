@@ -403,15 +403,7 @@ async fn tus_js_client_parallel_uploads() {
 
 /// `imgapi_concat_bytes_copied_total` from `/metrics`.
 async fn bytes_copied(s: &Server) -> u64 {
-    let m = s
-        .http
-        .get(s.u("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     m.lines()
         .find_map(|l| l.strip_prefix("imgapi_concat_bytes_copied_total "))
         .expect("imgapi_concat_bytes_copied_total in /metrics")

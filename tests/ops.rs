@@ -6,14 +6,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{text}"))
-}
-
 #[tokio::test]
 async fn metrics_count_requests_bytes_uploads_jobs_and_log_events() {
     let s = Server::start().await;

@@ -316,17 +316,7 @@ mod tests {
     fn rule(name: &str) -> LifecycleRule {
         LifecycleRule {
             rule: name.into(),
-            owner: None,
-            name: None,
-            type_: None,
-            os: None,
-            public: None,
-            channel: None,
-            tag: None,
-            not_downloaded_days: None,
-            published_days: None,
-            keep_newest: None,
-            grace_days: 30,
+            ..Default::default()
         }
     }
 

@@ -116,6 +116,18 @@ impl Server {
         c.output().expect("run imgapi")
     }
 
+    /// `GET /metrics` as text (the server's default auth: no token).
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(self.u("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.expect("metrics text")
+    }
+
     pub fn u(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
     }
@@ -240,6 +252,11 @@ impl Server {
             )
             .await;
         let uuid = img["uuid"].as_str().unwrap().to_string();
+        self.add_file_and_activate(&uuid, data).await
+    }
+
+    /// AddImageFile of `data`, then ActivateImage; returns the image.
+    pub async fn add_file_and_activate(&self, uuid: &str, data: &[u8]) -> Value {
         let (st, v) = self
             .put_bytes(
                 &format!("/images/{uuid}/file?compression=none"),
@@ -777,4 +794,13 @@ pub async fn final_of(s: &Server, urls: &[String], account: &str) -> (u16, Optio
         .map(|l| l.to_str().unwrap().to_string());
     let (st, v) = status_json(r).await;
     (st, loc, v)
+}
+
+/// The value of the sample `name` (with its labels, if any) in a
+/// Prometheus text exposition.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
