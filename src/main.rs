@@ -411,12 +411,21 @@ async fn lifecycle(cfg: Config, yes: bool, json: bool) -> imgapi::error::Result<
         None
     };
     if json {
-        let v = match &applied {
-            None => serde_json::to_value(&plan),
-            Some(a) => serde_json::to_value(serde_json::json!({"plan": plan, "applied": a})),
+        // Written as it is serialised: a plan of 100 000 steps is never
+        // held as a JSON tree.
+        #[derive(serde::Serialize)]
+        struct Ran<'a> {
+            plan: &'a imgapi::lifecycle::Plan,
+            applied: &'a imgapi::lifecycle::Applied,
+        }
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        match &applied {
+            None => serde_json::to_writer_pretty(&mut out, &plan),
+            Some(a) => serde_json::to_writer_pretty(&mut out, &Ran { plan: &plan, applied: a }),
         }
         .map_err(imgapi::error::Error::internal)?;
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        use std::io::Write;
+        writeln!(out).and_then(|()| out.flush())?;
     } else {
         print!("{}", lifecycle_table(&plan));
         match &applied {

@@ -545,6 +545,26 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
             .contains("quota of 3 images (3 in use)"),
         "{e}"
     );
+    // Registration adds an image (an upload's bytes were counted when it
+    // was created): refused, and the upload stays, to register later.
+    let file = data(1000, 9);
+    let (st, h) = s.tus_create(1000, Some(LUKE), &[]).await;
+    assert_eq!(st, 201);
+    let loc = h["location"].to_str().unwrap().to_string();
+    let (st, _, v) = s.tus_patch(&loc, Some(LUKE), 0, file.clone()).await;
+    assert_eq!(st, 204, "{v}");
+    let id = loc.rsplit('/').next().unwrap().to_string();
+    let (st, e) = s
+        .post(
+            &format!("/images?account={LUKE}"),
+            serde_json::json!({"v": 2, "name": "reg", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "files": [{"upload": id, "content_md5": md5_b64(&file),
+                "compression": "none"}]}),
+        )
+        .await;
+    assert_eq!((st, e["code"].as_str()), (413, Some("QuotaExceeded")), "{e}");
+    let (st, info) = s.get(&format!("/uploads/{id}/info?account={LUKE}")).await;
+    assert_eq!((st, info["state"].as_str()), (200, Some("complete")), "{info}");
     let import = uuid::Uuid::new_v4().to_string();
     let (st, e) = s
         .post(
@@ -588,7 +608,7 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
         serde_json::json!({"max_bytes": null, "max_images": 3}),
         "{u}"
     );
-    assert_eq!(u["bytes"], 11000, "{u}");
+    assert_eq!(u["bytes"], 12000, "{u}");
     // ... and back to the configuration's.
     let out = s.admin(&["account", "set-quota", LUKE, "--max-bytes", "default"]);
     assert!(out.status.success());

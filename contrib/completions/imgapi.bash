@@ -46,6 +46,9 @@ _imgapi() {
             imgapi,import-remote)
                 cmd="imgapi__subcmd__import__subcmd__remote"
                 ;;
+            imgapi,lifecycle)
+                cmd="imgapi__subcmd__lifecycle"
+                ;;
             imgapi,man)
                 cmd="imgapi__subcmd__man"
                 ;;
@@ -139,6 +142,9 @@ _imgapi() {
             imgapi__subcmd__help,import-remote)
                 cmd="imgapi__subcmd__help__subcmd__import__subcmd__remote"
                 ;;
+            imgapi__subcmd__help,lifecycle)
+                cmd="imgapi__subcmd__help__subcmd__lifecycle"
+                ;;
             imgapi__subcmd__help,man)
                 cmd="imgapi__subcmd__help__subcmd__man"
                 ;;
@@ -204,6 +210,12 @@ _imgapi() {
                 ;;
             imgapi__subcmd__help__subcmd__images__subcmd__acl,remove)
                 cmd="imgapi__subcmd__help__subcmd__images__subcmd__acl__subcmd__remove"
+                ;;
+            imgapi__subcmd__help__subcmd__lifecycle,plan)
+                cmd="imgapi__subcmd__help__subcmd__lifecycle__subcmd__plan"
+                ;;
+            imgapi__subcmd__help__subcmd__lifecycle,run)
+                cmd="imgapi__subcmd__help__subcmd__lifecycle__subcmd__run"
                 ;;
             imgapi__subcmd__help__subcmd__uploads,abort)
                 cmd="imgapi__subcmd__help__subcmd__uploads__subcmd__abort"
@@ -295,6 +307,24 @@ _imgapi() {
             imgapi__subcmd__images__subcmd__help__subcmd__acl,remove)
                 cmd="imgapi__subcmd__images__subcmd__help__subcmd__acl__subcmd__remove"
                 ;;
+            imgapi__subcmd__lifecycle,help)
+                cmd="imgapi__subcmd__lifecycle__subcmd__help"
+                ;;
+            imgapi__subcmd__lifecycle,plan)
+                cmd="imgapi__subcmd__lifecycle__subcmd__plan"
+                ;;
+            imgapi__subcmd__lifecycle,run)
+                cmd="imgapi__subcmd__lifecycle__subcmd__run"
+                ;;
+            imgapi__subcmd__lifecycle__subcmd__help,help)
+                cmd="imgapi__subcmd__lifecycle__subcmd__help__subcmd__help"
+                ;;
+            imgapi__subcmd__lifecycle__subcmd__help,plan)
+                cmd="imgapi__subcmd__lifecycle__subcmd__help__subcmd__plan"
+                ;;
+            imgapi__subcmd__lifecycle__subcmd__help,run)
+                cmd="imgapi__subcmd__lifecycle__subcmd__help__subcmd__run"
+                ;;
             imgapi__subcmd__uploads,abort)
                 cmd="imgapi__subcmd__uploads__subcmd__abort"
                 ;;
@@ -320,7 +350,7 @@ _imgapi() {
 
     case "${cmd}" in
         imgapi)
-            opts="-h -V --config --data-dir --database-url --help --version serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote usage man help"
+            opts="-h -V --config --data-dir --database-url --help --version serve migrate check-files gc lifecycle account config completions publish upload images file uploads import-dir import-remote usage man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -814,7 +844,7 @@ _imgapi() {
             return 0
             ;;
         imgapi__subcmd__help)
-            opts="serve migrate check-files gc account config completions publish upload images file uploads import-dir import-remote usage man help"
+            opts="serve migrate check-files gc lifecycle account config completions publish upload images file uploads import-dir import-remote usage man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1166,6 +1196,48 @@ _imgapi() {
         imgapi__subcmd__help__subcmd__import__subcmd__remote)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__help__subcmd__lifecycle)
+            opts="plan run"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__help__subcmd__lifecycle__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__help__subcmd__lifecycle__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2242,6 +2314,140 @@ _imgapi() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle)
+            opts="-h --config --data-dir --database-url --help plan run help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle__subcmd__help)
+            opts="plan run help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle__subcmd__help__subcmd__plan)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle__subcmd__plan)
+            opts="-h --json --config --data-dir --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        imgapi__subcmd__lifecycle__subcmd__run)
+            opts="-h --yes --json --config --data-dir --database-url --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -115,11 +115,12 @@ impl Images {
             self.downloaded(uuid);
             return stream;
         }
-        let images = self.clone();
+        // Only the log and the clock go along (not the whole service).
+        let (log, clock) = (self.downloads.clone(), self.clock.clone());
         Box::pin(CountAtEnd {
             inner: stream,
             left: end - start,
-            at_end: Some(Box::new(move || images.downloaded(uuid))),
+            at_end: Some(Box::new(move || log.record(uuid, clock.timestamp()))),
         })
     }
 
