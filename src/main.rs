@@ -421,7 +421,13 @@ async fn lifecycle(cfg: Config, yes: bool, json: bool) -> imgapi::error::Result<
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         match &applied {
             None => serde_json::to_writer_pretty(&mut out, &plan),
-            Some(a) => serde_json::to_writer_pretty(&mut out, &Ran { plan: &plan, applied: a }),
+            Some(a) => serde_json::to_writer_pretty(
+                &mut out,
+                &Ran {
+                    plan: &plan,
+                    applied: a,
+                },
+            ),
         }
         .map_err(imgapi::error::Error::internal)?;
         use std::io::Write;

@@ -562,9 +562,17 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
                 "compression": "none"}]}),
         )
         .await;
-    assert_eq!((st, e["code"].as_str()), (413, Some("QuotaExceeded")), "{e}");
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
     let (st, info) = s.get(&format!("/uploads/{id}/info?account={LUKE}")).await;
-    assert_eq!((st, info["state"].as_str()), (200, Some("complete")), "{info}");
+    assert_eq!(
+        (st, info["state"].as_str()),
+        (200, Some("complete")),
+        "{info}"
+    );
     let import = uuid::Uuid::new_v4().to_string();
     let (st, e) = s
         .post(

@@ -154,12 +154,27 @@ impl Images {
     ) -> Result<Image> {
         let stor = file.stor;
         let old: Vec<ImageFile> = cur.files.clone();
-        let img = self
+        let recorded = self
             .modify(caller, uuid, None, move |img| {
                 img.files = vec![file];
                 Ok(())
             })
-            .await?;
+            .await;
+        let img = match recorded {
+            Ok(img) => img,
+            Err(e) => {
+                // Refused (a quota another request filled since the check
+                // before the commit): bytes that replaced no file go.
+                if !old.iter().any(|f| f.stor == stor) {
+                    let _ = self
+                        .stores
+                        .get(stor)
+                        .delete(&image_file_key(stor, &uuid))
+                        .await;
+                }
+                return Err(e);
+            }
+        };
         for f in old.iter().filter(|f| f.stor != stor) {
             let s = self.stores.get(f.stor);
             let _ = s.delete(&image_file_key(f.stor, &uuid)).await;

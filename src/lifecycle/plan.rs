@@ -103,7 +103,7 @@ fn keep_newest(
         }
         for group in groups.values_mut() {
             // Newest first.
-            group.sort_by(|a, b| (b.published_at, b.uuid).cmp(&(a.published_at, a.uuid)));
+            group.sort_by_key(|g| std::cmp::Reverse((g.published_at, g.uuid)));
             newest.insert(group[0].uuid);
             for (rank, img) in group.iter().enumerate().skip(n as usize) {
                 // Enabled again at T: only versions published after T count.
@@ -437,7 +437,7 @@ mod tests {
             });
         };
         let p = plan(&[base.clone(), child.clone()], &cfg(vec![r.clone()]), now);
-        assert_eq!(acted(&p), vec![(1, Action::Disable), (2, Action::Disable)]);
+        assert_eq!(acted(&p), vec![(2, Action::Disable), (1, Action::Disable)]);
         let (mut b, mut c) = (base, child);
         mark(&mut b);
         mark(&mut c);

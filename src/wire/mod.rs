@@ -417,8 +417,10 @@ pub struct CountBytes {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Quota {
     /// Bytes of its images (files and icons) plus its unfinished uploads.
+    #[schema(required = true, nullable = true)]
     pub max_bytes: Option<u64>,
     /// Its images, in any state.
+    #[schema(required = true, nullable = true)]
     pub max_images: Option<u64>,
 }
 
