@@ -643,3 +643,30 @@ async fn import_and_add_file_from_source() {
     let (st, _) = d.get(&format!("/images/{missing}")).await;
     assert_eq!(st, 404);
 }
+
+/// An import whose image would not fit its owner's quota fails before its
+/// transfer, naming the quota, and leaves nothing behind.
+#[tokio::test]
+async fn import_remote_over_quota_fails_before_the_transfer() {
+    let s = Server::start().await;
+    let d = Server::start_with_config("[quotas]\nmax_bytes = 100000\n").await;
+    let a = active_image(&s, "big", None, &data(300_000, 4)).await;
+    let sent = |t: String| metric(&t, "imgapi_http_response_bytes_total");
+    let sent_before = sent(s.metrics().await);
+    let (job_url, _) = import_remote(&d, &a, &s.url).await;
+    let job = wait_job(&d.http, &job_url).await;
+    assert_eq!(job["execution"], "failed", "{job}");
+    let err = &job["chain_results"].as_array().unwrap().last().unwrap()["error"];
+    assert_eq!(err["name"], "QuotaExceeded", "{job}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota of 100000 bytes"),
+        "{job}"
+    );
+    assert_eq!(d.get(&format!("/images/{a}")).await.0, 404);
+    // The source sent manifests, not the file.
+    let sent = sent(s.metrics().await) - sent_before;
+    assert!(sent < 300_000.0, "{sent} bytes sent");
+}

@@ -74,6 +74,16 @@ impl Images {
         self.record_file(caller, uuid, cur, file).await
     }
 
+    /// Would a file of `size` bytes for `uuid` fit its owner's quotas? For
+    /// a caller about to fetch the bytes from elsewhere (an import), so
+    /// that an import over quota fails before its transfer, not after.
+    pub async fn admit_file(&self, caller: &Caller, uuid: Uuid, size: u64) -> Result<()> {
+        let img = self.get(caller, uuid).await?;
+        let stor = img.files.first().map_or(self.default_stor, |f| f.stor);
+        self.admit_before(caller, &img, with_file_of(&img, size, stor))
+            .await
+    }
+
     /// Where AddImageFile with `?storage=` puts the file: its `stor` (for a
     /// caller that streams the bytes into a store session itself, then
     /// calls [`Images::add_file_from_session`]).

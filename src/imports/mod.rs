@@ -147,6 +147,7 @@ impl Imports {
         })?;
         let m = self.remote.manifest(src, uuid).await?;
         let spec = self.file_spec(uuid, &m)?;
+        self.images.admit_file(caller, uuid, spec.size).await?;
         let stage = self.stage(
             caller,
             storage.as_deref(),
@@ -643,6 +644,7 @@ impl Imports {
             if img.files.is_empty() {
                 let m = self.remote.manifest(&src, uuid).await?;
                 let spec = self.file_spec(uuid, &m)?;
+                self.images.admit_file(&op, uuid, spec.size).await?;
                 let stage = self.job_stage(id, uuid)?;
                 let (offset, md5) = match job.current_image {
                     Some(c) if c == uuid => (job.file_offset, job.content_md5.clone()),
