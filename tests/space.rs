@@ -975,3 +975,39 @@ async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
         assert!(err.contains(says), "{toml}: {err}");
     }
 }
+
+#[tokio::test]
+async fn the_server_runs_the_policy_on_its_schedule() {
+    let mut s = Server::start_with_config(
+        "[lifecycle]\nevery_hours = 1\n[[lifecycle.rules]]\nrule = \"old\"\npublished_days = 365\n",
+    )
+    .await;
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let (st, v) = s
+        .post(
+            &format!("/images/{uuid}?action=import"),
+            serde_json::json!({"uuid": uuid, "name": "ancient", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "owner": LUKE, "v": 2,
+                "published_at": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.add_file_and_activate(&uuid, &data(100, 3)).await;
+    // A run at start-up, then every hour: the restarted server's first run
+    // disables it.
+    s.restart_graceful().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = s.get(&format!("/images/{uuid}")).await;
+        if v["state"] == "disabled" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not disabled by the schedule: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "imgapi_lifecycle_images_disabled_total"), 1.0);
+}
