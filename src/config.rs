@@ -763,6 +763,19 @@ impl Config {
             )));
         }
         self.lifecycle.check()?;
+        if !self.downloads.stats
+            && let Some(r) = self
+                .lifecycle
+                .rules
+                .iter()
+                .find(|r| r.not_downloaded_days.is_some())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "lifecycle rule \"{}\": not_downloaded_days needs download statistics \
+                 ([downloads] stats = true): without them every image looks never downloaded",
+                r.rule
+            )));
+        }
         if !(1..=MAX_STATS_FLUSH_SECS).contains(&self.downloads.stats_flush_secs) {
             return Err(ConfigError::Invalid(format!(
                 "downloads: stats_flush_secs must be 1 to {MAX_STATS_FLUSH_SECS}"

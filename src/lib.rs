@@ -188,9 +188,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     let upload_reaper = tokio::spawn(uploads::reap_forever(state.uploads.clone()));
     let registrar = tokio::spawn(state.registrar.clone().work_forever());
     let importer = tokio::spawn(state.imports.clone().work_forever());
-    let downloads = tokio::spawn(images::flush_downloads_forever(
+    let (stop_flushing, stop) = tokio::sync::watch::channel(false);
+    let downloads = tokio::spawn(images::flush_downloads_until(
         state.images.clone(),
         std::time::Duration::from_secs(state.config.downloads.stats_flush_secs),
+        stop,
     ));
     let images = state.images.clone();
     let policy = state.config.lifecycle.clone();
@@ -216,12 +218,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     upload_reaper.abort();
     registrar.abort();
     importer.abort();
-    downloads.abort();
     if let Some(l) = lifecycle {
         l.abort();
     }
-    // The counts of the last interval (bounded: the database may be down).
-    match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, images.flush_downloads()).await {
+    // A flush under way finishes; then the counts of the last interval
+    // (bounded: the database may be down).
+    let _ = stop_flushing.send(true);
+    let last = async {
+        let _ = downloads.await;
+        images.flush_downloads().await
+    };
+    match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, last).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "download counts lost at shutdown"),
         Err(_) => tracing::warn!("download counts lost at shutdown: the database took too long"),

@@ -590,3 +590,42 @@ async fn luke_images(app: &common::app::App) -> usize {
         .await;
     r.json().as_array().unwrap().len()
 }
+
+/// A chain is weighed whole against the account's quota: an account with
+/// room for one image cannot clone a chain of two.
+#[tokio::test]
+async fn a_chain_is_weighed_whole_against_the_quota() {
+    let s = Server::start().await;
+    let base = image(&s, VADER, &[LUKE], &data(3000, 1), json!({})).await;
+    let top = image(
+        &s,
+        VADER,
+        &[LUKE],
+        &data(2000, 2),
+        json!({"origin": id(&base)}),
+    )
+    .await;
+    let out = s.admin(&["account", "set-quota", LUKE, "--max-images", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = clone(&s, &id(&top), &format!("?account={LUKE}")).await;
+    assert_eq!(refusal(&r).0, 413, "{}", r.1);
+    assert_eq!(refusal(&r).1, "QuotaExceeded");
+    assert!(
+        r.1["message"].as_str().unwrap().contains("2 images"),
+        "{}",
+        r.1
+    );
+    let (_, u) = s.get(&format!("/usage/{LUKE}")).await;
+    assert_eq!(u["images_total"]["count"], 0, "nothing half-made: {u}");
+    // With room for both, it goes.
+    let out = s.admin(&["account", "set-quota", LUKE, "--max-images", "2"]);
+    assert!(out.status.success());
+    let r = clone(&s, &id(&top), &format!("?account={LUKE}")).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let (_, u) = s.get(&format!("/usage/{LUKE}")).await;
+    assert_eq!(u["images_total"], json!({"count": 2, "bytes": 5000}), "{u}");
+}

@@ -978,10 +978,7 @@ async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
 
 #[tokio::test]
 async fn the_server_runs_the_policy_on_its_schedule() {
-    let mut s = Server::start_with_config(
-        "[lifecycle]\nevery_hours = 1\n[[lifecycle.rules]]\nrule = \"old\"\npublished_days = 365\n",
-    )
-    .await;
+    let mut s = Server::start().await;
     let uuid = uuid::Uuid::new_v4().to_string();
     let (st, v) = s
         .post(
@@ -993,8 +990,10 @@ async fn the_server_runs_the_policy_on_its_schedule() {
         .await;
     assert_eq!(st, 200, "{v}");
     s.add_file_and_activate(&uuid, &data(100, 3)).await;
-    // A run at start-up, then every hour: the restarted server's first run
-    // disables it.
+    // A schedule: the first run is due at once (none ran before).
+    s.set_config(
+        "[lifecycle]\nevery_hours = 1\n[[lifecycle.rules]]\nrule = \"old\"\npublished_days = 365\n",
+    );
     s.restart_graceful().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -1010,4 +1009,112 @@ async fn the_server_runs_the_policy_on_its_schedule() {
     }
     let m = s.metrics().await;
     assert_eq!(metric(&m, "imgapi_lifecycle_images_disabled_total"), 1.0);
+    // Its period holds across a restart: enabled again, it is not taken
+    // again before the hour is over.
+    let (st, v) = s
+        .post(
+            &format!("/images/{uuid}?action=enable"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    s.restart_graceful().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.get(&format!("/images/{uuid}")).await.1["state"], "active");
+}
+
+#[tokio::test]
+async fn a_concatenation_counts_its_bytes_once_until_it_is_an_image() {
+    let s = Server::start().await;
+    let bytes = |s: &Server| {
+        let url = s.u(&format!("/usage/{LUKE}"));
+        let http = s.http.clone();
+        async move {
+            let u = status_json(http.get(url).send().await.unwrap()).await.1;
+            (
+                u["uploads"]["count"].as_u64().unwrap(),
+                u["uploads"]["bytes"].as_u64().unwrap(),
+            )
+        }
+    };
+    let (a, b) = (partial(&s, 3000, LUKE).await, partial(&s, 2000, LUKE).await);
+    assert_eq!(bytes(&s).await, (2, 5000));
+    // The final, while its partials are filled: their bytes, once.
+    let (st, fin, v) = final_of(&s, &[a.clone(), b.clone()], LUKE).await;
+    assert_eq!(st, 201, "{v}");
+    let fin = fin.unwrap();
+    assert_eq!(bytes(&s).await.1, 5000);
+    for (loc, len, seed) in [(&a, 3000, 1), (&b, 2000, 2)] {
+        let (st, _, v) = s.tus_patch(loc, Some(LUKE), 0, data(len, seed)).await;
+        assert_eq!(st, 204, "{v}");
+    }
+    // Filled (its partials are gone): the final's own bytes, once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, _, _) = s.tus_head(&fin).await;
+        let (_, info) = s.get(&format!("{fin}/info?account={LUKE}")).await;
+        if st == 200 && info["state"] == "complete" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the final never completed: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(bytes(&s).await, (1, 5000));
+}
+
+#[tokio::test]
+async fn a_lifecycle_step_is_checked_again_when_it_is_applied() {
+    let app = App::with_config(|c| {
+        c.lifecycle.rules = vec![imgapi::config::LifecycleRule {
+            rule: "old".into(),
+            published_days: Some(30),
+            grace_days: 5,
+            ..Default::default()
+        }];
+    })
+    .await;
+    let l = lifecycle_of(&app);
+    let a = app_image(&app, "a", "1", None).await;
+    let b = app_image(&app, "b", "1", None).await;
+    app.advance(40 * DAY);
+    // Planned, then the owner disables `b` by hand before the run: the
+    // policy does not take over the owner's disable.
+    let p = l.plan().await.unwrap();
+    assert_eq!(p.steps.len(), 2);
+    let r = app
+        .post_json(
+            &format!("/images/{b}?action=disable"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let done = l.apply(&p).await;
+    assert_eq!((done.disabled, done.skipped), (1, 1), "{done:?}");
+    // `a` is due for deletion; enabled again through UpdateImage's state
+    // (an operator's) between the plan and the run, it stays.
+    app.advance(6 * DAY);
+    let p = l.plan().await.unwrap();
+    assert_eq!(steps(&p), vec![(a.clone(), "delete", "old".to_string())]);
+    let r = app
+        .post_json(
+            &format!("/images/{a}?action=update"),
+            &serde_json::json!({"state": "active"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let done = l.apply(&p).await;
+    assert_eq!((done.deleted, done.skipped), (0, 1), "{done:?}");
+    assert_eq!(
+        app.get(&format!("/images/{a}")).await.json()["state"],
+        "active"
+    );
+    // ... and is not planned again until it qualifies anew.
+    assert!(l.plan().await.unwrap().steps.is_empty());
+    // `b`, disabled by its owner, is never deleted by the policy.
+    app.advance(400 * DAY);
+    let p = l.plan().await.unwrap();
+    assert!(p.steps.iter().all(|s| s.uuid.to_string() != b), "{p:?}");
 }

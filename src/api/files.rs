@@ -281,6 +281,7 @@ fn not_modified_since(headers: &HeaderMap, last_modified: Option<&str>) -> bool 
 pub async fn get_file(
     State(st): State<AppState>,
     ctx: ImageCtx<GetFile>,
+    method: axum::http::Method,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let index = file_index(&ctx.params)?;
@@ -294,7 +295,7 @@ pub async fn get_file(
     }
     if st.config.downloads.redirect
         && ctx.params.bool("redirect")? == Some(true)
-        && let Some(resp) = redirect(&st, &img, &f, last_modified.as_deref()).await?
+        && let Some(resp) = redirect(&st, &img, &f, last_modified.as_deref(), method).await?
     {
         return Ok(resp);
     }
@@ -330,9 +331,11 @@ async fn redirect(
     img: &crate::manifest::Image,
     f: &crate::manifest::ImageFile,
     last_modified: Option<&str>,
+    method: axum::http::Method,
 ) -> Result<Option<Response>, Error> {
     let ttl = std::time::Duration::from_secs(st.config.downloads.presign_ttl_secs);
-    let Some(url) = st.images.file_url(img, f, ttl).await? else {
+    let count = method != axum::http::Method::HEAD;
+    let Some(url) = st.images.file_url(img, f, ttl, count).await? else {
         return Ok(None);
     };
     let mut resp = StatusCode::FOUND.into_response();

@@ -3,7 +3,7 @@
 //! bytes, last download, and whether the policy disabled it), and the
 //! marks of the images it disabled or someone enabled again.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::{DbError, Result};
@@ -134,4 +134,31 @@ pub fn reenabled(c: &Connection, uuid: Uuid, at: Timestamp) -> Result<()> {
         rusqlite::params![uuid.to_string(), at],
     )?;
     Ok(())
+}
+
+/// The policy's mark on `uuid`, if it disabled it.
+pub fn mark_of(c: &Connection, uuid: Uuid) -> Result<Option<PolicyMark>> {
+    let row = c
+        .query_row(
+            "SELECT rule, disabled_at, delete_after, reenabled_at FROM lifecycle_state WHERE uuid = ?1",
+            [uuid.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    row.map(|(rule, d, a, re)| {
+        Ok(PolicyMark {
+            rule,
+            disabled_at: time(Some(d))?.unwrap_or_else(epoch),
+            delete_after: time(Some(a))?.unwrap_or_else(epoch),
+            reenabled_at: time(re)?,
+        })
+    })
+    .transpose()
 }

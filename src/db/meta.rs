@@ -13,7 +13,7 @@ use super::accounts::Account;
 use super::downloads::DownloadStats;
 use super::images::{ListQuery, Listed, Select};
 use super::imports::{Execution, ImportJob};
-use super::lifecycle::PolicyImage;
+use super::lifecycle::{PolicyImage, PolicyMark};
 use super::registrations::{Job, JobState};
 use super::stats::Counts;
 use super::uploads::{ClaimRefused, ConcatPlace, Upload};
@@ -188,6 +188,8 @@ pub trait Meta {
     ) -> Result<()>;
     /// Someone enabled `uuid` again at `at` (if the policy had disabled it).
     fn policy_reenabled(&self, uuid: Uuid, at: Timestamp) -> Result<()>;
+    /// The policy's mark on `uuid`, if it disabled it.
+    fn policy_mark(&self, uuid: Uuid) -> Result<Option<PolicyMark>>;
 
     // ---- counts ----
     /// Number of images stored (any state).

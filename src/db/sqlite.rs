@@ -2,7 +2,7 @@
 //! the same name in `db::{images, accounts, uploads, registrations,
 //! imports, stats}`, run on the connection of the transaction at hand.
 
-use super::lifecycle::{self, PolicyImage};
+use super::lifecycle::{self, PolicyImage, PolicyMark};
 use rusqlite::Connection;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use uuid::Uuid;
@@ -257,6 +257,10 @@ impl Meta for SqliteTx<'_> {
 
     fn policy_reenabled(&self, uuid: Uuid, at: Timestamp) -> Result<()> {
         lifecycle::reenabled(self.0, uuid, at)
+    }
+
+    fn policy_mark(&self, uuid: Uuid) -> Result<Option<PolicyMark>> {
+        lifecycle::mark_of(self.0, uuid)
     }
 
     fn image_count(&self) -> Result<u64> {

@@ -35,8 +35,11 @@ pub fn counts(c: &Connection) -> Result<Counts> {
             r.get::<_, i64>(0)
         })? as u64,
         upload_bytes: c.query_row(
-            "SELECT coalesce(sum(CASE WHEN concat IS 'final' THEN 0 ELSE length END), 0) \
-             FROM uploads WHERE state != 'registered'",
+            &format!(
+                "SELECT coalesce(sum({}), 0) FROM uploads WHERE {}",
+                super::usage::UPLOAD_BYTES,
+                super::usage::COUNTED
+            ),
             [],
             |r| r.get::<_, i64>(0),
         )? as u64,

@@ -16,8 +16,10 @@ pub struct Usage {
     pub images: Vec<(String, u64, u64)>,
     /// Uploads not registered to an image (in progress, complete, failed).
     pub uploads: u64,
-    /// The bytes those uploads hold or will hold (their `Upload-Length`; a
-    /// final upload of a concatenation holds none of its own).
+    /// The bytes uploads hold or will hold (their `Upload-Length`), until
+    /// they are an image's file: those unfinished, and those registered to
+    /// an image still being made. A concatenation's bytes count once: in
+    /// its partials while its final is filled, then in the final.
     pub upload_bytes: u64,
     /// Downloads of the account's images since the day asked for.
     pub downloads: u64,
@@ -47,10 +49,20 @@ pub struct AccountTotals {
     pub upload_bytes: u64,
 }
 
-/// The unfinished uploads of the usage: not registered.
-const UNFINISHED: &str = "state != 'registered'";
-/// Their bytes: a final upload's bytes are its partials'.
-const UNFINISHED_BYTES: &str = "CASE WHEN concat IS 'final' THEN 0 ELSE length END";
+/// The uploads whose bytes count: not registered, or registered to an
+/// image its registration is still making (the image has no file yet).
+pub const COUNTED: &str = "(state != 'registered' OR EXISTS (SELECT 1 FROM images i \
+    WHERE i.uuid = uploads.image_uuid AND i.state = 'creating'))";
+/// The unfinished ones among them (the usage's count).
+const UNFINISHED: &str = "CASE WHEN state != 'registered' THEN 1 ELSE 0 END";
+/// The bytes an upload holds or will hold: its `Upload-Length`, but for a
+/// final upload still being filled (its bytes are its partials') and a
+/// partial whose final is filled (the final's are).
+pub const UPLOAD_BYTES: &str = "CASE \
+    WHEN concat IS 'final' AND state = 'uploading' THEN 0 \
+    WHEN concat IS 'partial' AND EXISTS (SELECT 1 FROM uploads f \
+      WHERE f.id = uploads.concat_final AND f.state != 'uploading') THEN 0 \
+    ELSE length END";
 
 /// `owner`'s usage, with its downloads since `since_day` (YYYY-MM-DD).
 pub fn of(c: &Connection, owner: Uuid, since_day: &str) -> Result<Usage> {
@@ -70,8 +82,8 @@ pub fn of(c: &Connection, owner: Uuid, since_day: &str) -> Result<Usage> {
         .collect::<rusqlite::Result<_>>()?;
     let (uploads, upload_bytes) = c.query_row(
         &format!(
-            "SELECT count(*), coalesce(sum({UNFINISHED_BYTES}), 0) FROM uploads \
-             WHERE owner = ?1 AND {UNFINISHED}"
+            "SELECT coalesce(sum({UNFINISHED}), 0), coalesce(sum({UPLOAD_BYTES}), 0) FROM uploads \
+             WHERE owner = ?1 AND {COUNTED}"
         ),
         [&o],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -98,8 +110,8 @@ pub fn by_account(c: &Connection, limit: u32) -> Result<Vec<AccountTotals>> {
              SELECT owner, count(*) AS n, sum(bytes) AS b, 0 AS un, 0 AS ub FROM images \
              GROUP BY owner \
              UNION ALL \
-             SELECT owner, 0, 0, count(*), sum({UNFINISHED_BYTES}) FROM uploads \
-             WHERE owner IS NOT NULL AND {UNFINISHED} GROUP BY owner) \
+             SELECT owner, 0, 0, sum({UNFINISHED}), sum({UPLOAD_BYTES}) FROM uploads \
+             WHERE owner IS NOT NULL AND {COUNTED} GROUP BY owner) \
            GROUP BY owner) u \
          LEFT JOIN accounts a ON a.uuid = u.owner \
          ORDER BY u.b + u.ub DESC, u.owner LIMIT ?1"

@@ -36,13 +36,21 @@ impl Images {
             return Err(e);
         }
         let rows = clones.clone();
-        let (this, who) = (self.clone(), caller.clone());
+        // The whole chain at once: its images and bytes together.
+        let entry = crate::space::Entry {
+            owner: account,
+            bytes: clones
+                .iter()
+                .map(Image::stored_bytes)
+                .fold(0, u64::saturating_add),
+            images: clones.len() as u64,
+            what: format!("cloning image {uuid} ({} images)", clones.len()),
+        };
+        let (quotas, who) = (self.quotas.clone(), caller.clone());
         let done = self
             .db
             .write(move |c| {
-                for img in &rows {
-                    this.admit(c, &who, None, img)?;
-                }
+                quotas.admit(c, &who, &entry)?;
                 // What was checked above still holds (an ACL change does
                 // not take the image's lock).
                 match c.image_get(uuid)? {

@@ -99,7 +99,7 @@ impl Images {
 
     /// `stream`, the bytes of `uuid`'s file in `range` (None: all of its
     /// `size`), counting one download when it hands out the file's last
-    /// byte (an empty file: at once). A stream cut short counts nothing.
+    /// byte. A stream cut short, or never read (HEAD), counts nothing.
     pub(super) fn count_at_end(
         &self,
         uuid: Uuid,
@@ -108,11 +108,8 @@ impl Images {
         stream: ByteStream,
     ) -> ByteStream {
         let (start, end) = range.map_or((0, size), |r| (r.start, r.end));
-        if end != size || self.downloads.0.is_none() {
-            return stream;
-        }
-        if start == end {
-            self.downloaded(uuid);
+        // (An empty range hands out no byte: nothing to count.)
+        if end != size || start == end || self.downloads.0.is_none() {
             return stream;
         }
         // Only the log and the clock go along (not the whole service).
@@ -128,7 +125,9 @@ impl Images {
     /// images a transaction; what could not be written is kept for the
     /// next flush. The number of images written.
     pub async fn flush_downloads(&self) -> Result<usize> {
-        let batch = self.downloads.take();
+        let mut batch = self.downloads.take();
+        // One order for every node: two flushes lock rows alike.
+        batch.sort_unstable_by_key(|(u, _)| *u);
         let mut written = 0;
         for (i, chunk) in batch.chunks(FLUSH_CHUNK).enumerate() {
             let rows = chunk.to_vec();
@@ -152,13 +151,21 @@ impl Images {
     }
 }
 
-/// Flush the download counts every `every`, forever (each node its own).
-pub async fn flush_downloads_forever(images: Images, every: std::time::Duration) {
+/// Flush the download counts every `every` (each node its own) until
+/// `stop` changes; a flush under way is finished first, never cut.
+pub async fn flush_downloads_until(
+    images: Images,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
         if let Err(e) = images.flush_downloads().await {
             tracing::warn!(error = %e, "download counts not written yet; kept for the next flush");
         }

@@ -174,13 +174,25 @@ impl Images {
             Ok(img) => img,
             Err(e) => {
                 // Refused (a quota another request filled since the check
-                // before the commit): bytes that replaced no file go.
-                if !old.iter().any(|f| f.stor == stor) {
-                    let _ = self
-                        .stores
-                        .get(stor)
-                        .delete(&image_file_key(stor, &uuid))
+                // before the commit): the new bytes go. If they replaced
+                // the file of this store, its record goes too (the bytes
+                // it named are gone): the image is left without a file,
+                // never with a record of other bytes.
+                let _ = self
+                    .stores
+                    .get(stor)
+                    .delete(&image_file_key(stor, &uuid))
+                    .await;
+                if old.iter().any(|f| f.stor == stor) {
+                    let cleared = self
+                        .modify(caller, uuid, None, move |img| {
+                            img.files.retain(|f| f.stor != stor);
+                            Ok(())
+                        })
                         .await;
+                    if let Err(e2) = cleared {
+                        tracing::warn!(image.uuid = %uuid, error = %e2, "could not clear a replaced file's record");
+                    }
                 }
                 return Err(e);
             }
@@ -251,12 +263,14 @@ impl Images {
 
     /// A URL the client may download an image file from directly for
     /// `ttl` (served as `application/octet-stream`), or None if its store
-    /// cannot hand one out (local files).
+    /// cannot hand one out (local files). Handing it out counts as a
+    /// download when `count` (not for HEAD).
     pub async fn file_url(
         &self,
         img: &Image,
         f: &ImageFile,
         ttl: std::time::Duration,
+        count: bool,
     ) -> Result<Option<String>> {
         let url = self
             .stores
@@ -268,7 +282,7 @@ impl Images {
             )
             .await?;
         // The client was handed the file: a download.
-        if url.is_some() {
+        if count && url.is_some() {
             self.downloaded(img.uuid);
         }
         Ok(url)

@@ -185,6 +185,7 @@ impl Images {
     {
         caller.require_auth()?;
         let (this, caller) = (self.clone(), caller.clone());
+        let now = self.clock.timestamp();
         self.db
             .write(move |c| {
                 let mut img = match c.image_get(uuid)? {
@@ -195,6 +196,12 @@ impl Images {
                 check_if_match(if_match.as_deref(), &img)?;
                 let before = img.clone();
                 f(c, &mut img)?;
+                // Enabled again (EnableImage, UpdateImage's state): an image
+                // the lifecycle policy disabled is kept until it qualifies
+                // anew.
+                if before.disabled && !img.disabled {
+                    c.policy_reenabled(uuid, now)?;
+                }
                 // A file, an icon or a new owner: within the quotas.
                 this.admit(c, &caller, Some(&before), &img)?;
                 c.image_update(&img)?;
@@ -226,14 +233,9 @@ impl Images {
         .await
     }
 
-    /// DisableImage / EnableImage. Enabling an image the lifecycle policy
-    /// disabled keeps it from deletion until it qualifies anew.
+    /// DisableImage / EnableImage.
     pub async fn set_disabled(&self, caller: &Caller, uuid: Uuid, disabled: bool) -> Result<Image> {
-        let now = self.clock.timestamp();
-        self.modify_tx(caller, uuid, None, move |c, img| {
-            if img.disabled && !disabled {
-                c.policy_reenabled(uuid, now)?;
-            }
+        self.modify(caller, uuid, None, move |img| {
             img.disabled = disabled;
             Ok(())
         })
@@ -417,6 +419,17 @@ impl Images {
 
     /// DeleteImage: refused while other images name it as `origin`.
     pub async fn delete(&self, caller: &Caller, uuid: Uuid) -> Result<()> {
+        self.delete_if(caller, uuid, |_, _| Ok(true))
+            .await
+            .map(drop)
+    }
+
+    /// [`Images::delete`] if `still` holds for the image, checked in the
+    /// transaction that deletes it; whether it was deleted.
+    pub async fn delete_if<F>(&self, caller: &Caller, uuid: Uuid, still: F) -> Result<bool>
+    where
+        F: FnOnce(&dyn Meta, &Image) -> Result<bool> + Send + 'static,
+    {
         caller.require_auth()?;
         let _g = self.lock(uuid).await?;
         let caller2 = caller.clone();
@@ -428,6 +441,9 @@ impl Images {
                     _ => return Err(not_found(uuid)),
                 };
                 caller2.check_owner(&img)?;
+                if !still(c, &img)? {
+                    return Ok(None);
+                }
                 let deps = c.image_dependents(uuid)?;
                 if !deps.is_empty() {
                     // Name only dependents the caller may see (IMGAPI: all
@@ -458,11 +474,39 @@ impl Images {
                     )));
                 }
                 c.image_delete(uuid)?;
-                Ok(img)
+                Ok(Some(img))
             })
             .await?;
+        let Some(img) = img else { return Ok(false) };
         self.remove_stored(&img).await;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The lifecycle policy disables `uuid` by `rule`, to be deleted from
+    /// `delete_after` on: the mark and the change in one transaction, and
+    /// only if the image is still active (not if its owner disabled it
+    /// meanwhile). Whether it did.
+    pub async fn disable_by_policy(
+        &self,
+        uuid: Uuid,
+        rule: String,
+        delete_after: Timestamp,
+    ) -> Result<bool> {
+        let at = self.clock.timestamp();
+        self.db
+            .write(move |c| {
+                let Some(mut img) = c.image_get(uuid)? else {
+                    return Ok(false);
+                };
+                if !img.activated || img.disabled {
+                    return Ok(false);
+                }
+                c.policy_mark_disabled(uuid, &rule, at, delete_after)?;
+                img.disabled = true;
+                c.image_update(&img)?;
+                Ok(true)
+            })
+            .await
     }
 }
 

@@ -11,7 +11,7 @@ mod lifecycle;
 mod reaper;
 mod transfer;
 
-pub use downloads::{DownloadLog, MAX_PENDING as MAX_PENDING_DOWNLOADS, flush_downloads_forever};
+pub use downloads::{DownloadLog, MAX_PENDING as MAX_PENDING_DOWNLOADS, flush_downloads_until};
 pub use lifecycle::placeholder_expiry;
 pub use reaper::reap_placeholders_forever;
 

@@ -29,6 +29,8 @@ pub struct Lifecycle {
 pub struct Applied {
     pub disabled: u64,
     pub deleted: u64,
+    /// Steps left undone: the image changed since the plan.
+    pub skipped: u64,
     /// Bytes the deletions freed.
     pub bytes_reclaimed: u64,
     /// Steps that failed (the image changed since the plan, the store is
@@ -62,11 +64,18 @@ impl Lifecycle {
         let mut done = Applied::default();
         for s in &p.steps {
             let res = match s.action {
-                Action::Disable => self.disable(&op, s).await,
-                Action::Delete => self.images.delete(&op, s.uuid).await,
+                Action::Disable => self.disable(s).await,
+                Action::Delete => self.delete(&op, s).await,
             };
             match res {
-                Ok(()) => {
+                // Changed since the plan (enabled or disabled by someone):
+                // left as it is.
+                Ok(false) => {
+                    done.skipped += 1;
+                    tracing::info!(action = ?s.action, image = %s.uuid, rule = %s.rule,
+                        "lifecycle step skipped: the image changed since the plan");
+                }
+                Ok(true) => {
                     let m = crate::metrics::global();
                     match s.action {
                         Action::Disable => {
@@ -93,22 +102,31 @@ impl Lifecycle {
         done
     }
 
-    /// Mark, then disable (a crash between leaves an enabled image with a
-    /// mark: taken as enabled again, so never deleted unseen).
-    async fn disable(&self, op: &Caller, s: &Step) -> Result<()> {
-        let at = self.images.clock.timestamp();
+    /// Disable and mark in one transaction, if the image is still active.
+    async fn disable(&self, s: &Step) -> Result<bool> {
         let after = s
             .delete_after
             .as_deref()
             .and_then(crate::clock::Timestamp::parse)
-            .unwrap_or(at);
-        let (uuid, rule) = (s.uuid, s.rule.clone());
+            .unwrap_or_else(|| self.images.clock.timestamp());
         self.images
-            .db
-            .write(move |c| c.policy_mark_disabled(uuid, &rule, at, after))
-            .await?;
-        self.images.set_disabled(op, uuid, true).await?;
-        Ok(())
+            .disable_by_policy(s.uuid, s.rule.clone(), after)
+            .await
+    }
+
+    /// Delete, if in the deleting transaction the image is still disabled
+    /// by the policy, its grace has passed and no one enabled it since the
+    /// plan.
+    async fn delete(&self, op: &Caller, s: &Step) -> Result<bool> {
+        let now = self.images.clock.timestamp();
+        let uuid = s.uuid;
+        self.images
+            .delete_if(op, uuid, move |c, img| {
+                let mark = c.policy_mark(uuid)?;
+                Ok(img.disabled
+                    && mark.is_some_and(|m| m.reenabled_at.is_none() && m.delete_after <= now))
+            })
+            .await
     }
 
     /// Plan and apply.
@@ -119,12 +137,35 @@ impl Lifecycle {
     }
 }
 
-/// Run the policy every `every`, on one node of a cluster at a time.
+/// How often a node looks whether a run is due.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Run the policy once every `every` for the whole cluster, whichever node
+/// (and across restarts): a run is due when the `lifecycle-period` lease,
+/// claimed for `every` by the last run and never given back, has expired.
+/// The run itself holds the `lifecycle` lease.
 pub async fn run_forever(l: Lifecycle, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(every.min(LOOK_EVERY));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let ttl = every.as_millis() as u64;
+        // A new claimant each time: the claim succeeds only once the last
+        // run's period is over.
+        let claimant = uuid::Uuid::new_v4().to_string();
+        let due = l
+            .images
+            .db
+            .write(move |c| c.lease_claim("lifecycle-period", &claimant, ttl))
+            .await;
+        match due {
+            Ok(Some(_)) => {}
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not tell whether a lifecycle run is due");
+                continue;
+            }
+        }
         let round = async {
             match l.run().await {
                 Ok((p, done)) => tracing::info!(

@@ -66,6 +66,16 @@ fn days(n: u64) -> chrono::Duration {
     chrono::Duration::days(n.min(crate::config::MAX_LIFECYCLE_DAYS) as i64)
 }
 
+/// When `img` was enabled again after the policy disabled it, if it was.
+/// An active image whose mark is still open (the disabling did not land,
+/// or someone enabled it without the mark seeing it) counts as enabled
+/// again when the policy disabled it.
+fn reenabled_at(img: &PolicyImage) -> Option<Timestamp> {
+    let m = img.mark.as_ref()?;
+    m.reenabled_at
+        .or_else(|| (img.state == "active").then_some(m.disabled_at))
+}
+
 /// Does `r`'s selector hold for `img`?
 fn selects(r: &LifecycleRule, img: &PolicyImage) -> bool {
     r.owner.is_none_or(|o| o == img.owner)
@@ -107,7 +117,7 @@ fn keep_newest(
             newest.insert(group[0].uuid);
             for (rank, img) in group.iter().enumerate().skip(n as usize) {
                 // Enabled again at T: only versions published after T count.
-                let newer_since = match img.mark.as_ref().and_then(|m| m.reenabled_at) {
+                let newer_since = match reenabled_at(img) {
                     Some(t) => group[..rank]
                         .iter()
                         .filter(|g| g.published_at.is_some_and(|p| p > t))
@@ -131,7 +141,7 @@ fn holds(
     now: Timestamp,
     kept_newest: &[HashSet<Uuid>],
 ) -> Option<String> {
-    let reenabled = img.mark.as_ref().and_then(|m| m.reenabled_at);
+    let reenabled = reenabled_at(img);
     let since = |times: &[Option<Timestamp>]| times.iter().flatten().max().copied();
     if let Some(n) = r.not_downloaded_days {
         let last = since(&[img.last_download, img.published_at, reenabled]);
@@ -168,7 +178,7 @@ pub fn plan(images: &[PolicyImage], cfg: &LifecycleConfig, now: Timestamp) -> Pl
     for img in images {
         let pending = img.mark.as_ref().filter(|m| m.reenabled_at.is_none());
         let choice = match (img.state.as_str(), pending) {
-            ("active", None) => cfg.rules.iter().enumerate().find_map(|(i, r)| {
+            ("active", _) => cfg.rules.iter().enumerate().find_map(|(i, r)| {
                 if !selects(r, img) {
                     return None;
                 }

@@ -402,6 +402,15 @@ impl Registrar {
                 if let Some(o) = origin {
                     crate::images::check_origin(c, &origin_caller, o)?;
                 }
+                // An upload of another account (an operator's own has
+                // none) brings its bytes to this one.
+                let mut entry = entry;
+                if let Some(id) = row.upload_id
+                    && let Some(up) = c.upload_get(id)?
+                    && up.owner != Some(img.owner)
+                {
+                    entry.bytes = entry.bytes.saturating_add(up.length);
+                }
                 quotas.admit(c, &origin_caller, &entry)?;
                 c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {

@@ -67,6 +67,13 @@ impl Server {
         self.url = wait_listening(&mut self.child);
     }
 
+    /// Replace the configuration the next restart reads.
+    pub fn set_config(&mut self, toml: &str) {
+        let p = self.dir.path().join("imgapi.toml");
+        std::fs::write(&p, toml).expect("write config");
+        self.config = Some(p);
+    }
+
     /// Stop with SIGTERM (a clean shutdown: what the server writes on its
     /// way out is written), wait for it to exit, start again.
     pub async fn restart_graceful(&mut self) {

@@ -9,39 +9,38 @@ use crate::db::downloads::{DownloadStats, day, first_day_kept};
 use crate::db::{DbError, Result};
 
 /// Add a batch of counts; an image deleted since it was counted is
-/// skipped.
+/// skipped. One statement, rows taken in (owner, day) and uuid order, so
+/// that two nodes adding at once lock them alike. Days of `download_days`
+/// older than `DAYS_KEPT` go.
 pub fn add(c: &PgConn, batch: &[(Uuid, DownloadStats)]) -> Result<()> {
-    for (uuid, s) in batch {
-        c.execute(
-            "INSERT INTO download_days (owner, day, count) \
-             SELECT owner, $2::text, $3::bigint FROM images WHERE uuid = $1 \
-             ON CONFLICT (owner, day) DO UPDATE SET count = download_days.count + excluded.count",
-            &[
-                uuid,
-                &day(s.last_at),
-                &(s.count.min(i64::MAX as u64) as i64),
-            ],
-        )?;
-    }
-    if let Some(newest) = batch.iter().map(|(_, s)| s.last_at).max() {
-        c.execute(
-            "DELETE FROM download_days WHERE day < $1",
-            &[&first_day_kept(newest)],
-        )?;
-    }
-    for (uuid, s) in batch {
-        c.execute(
-            "INSERT INTO image_downloads (uuid, count, last_at) \
-             SELECT $1::uuid, $2::bigint, $3::text WHERE EXISTS (SELECT 1 FROM images WHERE uuid = $1::uuid) \
-             ON CONFLICT (uuid) DO UPDATE SET count = image_downloads.count + excluded.count, \
-             last_at = greatest(image_downloads.last_at, excluded.last_at)",
-            &[
-                uuid,
-                &(s.count.min(i64::MAX as u64) as i64),
-                &s.last_at.to_string(),
-            ],
-        )?;
-    }
+    let Some(newest) = batch.iter().map(|(_, s)| s.last_at).max() else {
+        return Ok(());
+    };
+    let uuids: Vec<Uuid> = batch.iter().map(|(u, _)| *u).collect();
+    let counts: Vec<i64> = batch
+        .iter()
+        .map(|(_, s)| s.count.min(i64::MAX as u64) as i64)
+        .collect();
+    let lasts: Vec<String> = batch.iter().map(|(_, s)| s.last_at.to_string()).collect();
+    let days: Vec<String> = batch.iter().map(|(_, s)| day(s.last_at)).collect();
+    c.execute(
+        "WITH b AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[]) \
+                    AS b(uuid, count, last_at, day)), \
+         d AS (INSERT INTO download_days (owner, day, count) \
+               SELECT i.owner, b.day, sum(b.count) FROM b JOIN images i ON i.uuid = b.uuid \
+               GROUP BY i.owner, b.day ORDER BY i.owner, b.day \
+               ON CONFLICT (owner, day) DO UPDATE SET count = download_days.count + excluded.count) \
+         INSERT INTO image_downloads (uuid, count, last_at) \
+         SELECT b.uuid, b.count, b.last_at FROM b \
+         WHERE EXISTS (SELECT 1 FROM images i WHERE i.uuid = b.uuid) ORDER BY b.uuid \
+         ON CONFLICT (uuid) DO UPDATE SET count = image_downloads.count + excluded.count, \
+         last_at = greatest(image_downloads.last_at, excluded.last_at)",
+        &[&uuids, &counts, &lasts, &days],
+    )?;
+    c.execute(
+        "DELETE FROM download_days WHERE day < $1",
+        &[&first_day_kept(newest)],
+    )?;
     Ok(())
 }
 

@@ -77,3 +77,20 @@ pub fn reenabled(c: &PgConn, uuid: Uuid, at: Timestamp) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The policy's mark on `uuid`, if it disabled it.
+pub fn mark_of(c: &PgConn, uuid: Uuid) -> Result<Option<PolicyMark>> {
+    c.query_opt(
+        "SELECT rule, disabled_at, delete_after, reenabled_at FROM lifecycle_state WHERE uuid = $1",
+        &[&uuid],
+    )?
+    .map(|r| {
+        Ok(PolicyMark {
+            rule: col(&r, 0)?,
+            disabled_at: time(col(&r, 1)?)?.unwrap_or_else(epoch),
+            delete_after: time(col(&r, 2)?)?.unwrap_or_else(epoch),
+            reenabled_at: time(col(&r, 3)?)?,
+        })
+    })
+    .transpose()
+}

@@ -2,7 +2,7 @@
 //! of the same name in `db::pg::{images, accounts, uploads, registrations,
 //! imports, stats, leases}`, on the connection of the transaction at hand.
 
-use crate::db::lifecycle::PolicyImage;
+use crate::db::lifecycle::{PolicyImage, PolicyMark};
 use uuid::Uuid;
 
 use super::{
@@ -252,6 +252,10 @@ impl Meta for PgConn {
 
     fn policy_reenabled(&self, uuid: Uuid, at: Timestamp) -> Result<()> {
         lifecycle::reenabled(self, uuid, at)
+    }
+
+    fn policy_mark(&self, uuid: Uuid) -> Result<Option<PolicyMark>> {
+        lifecycle::mark_of(self, uuid)
     }
 
     fn image_count(&self) -> Result<u64> {

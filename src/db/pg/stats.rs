@@ -30,8 +30,11 @@ pub fn counts(c: &PgConn) -> Result<Counts> {
         upload_bytes: count(
             &c.query_one(
                 "upload bytes",
-                "SELECT coalesce(sum(CASE WHEN concat IS NOT DISTINCT FROM 'final' THEN 0 \
-                 ELSE length END), 0)::bigint FROM uploads WHERE state <> 'registered'",
+                &format!(
+                    "SELECT coalesce(sum({}), 0)::bigint FROM uploads WHERE {}",
+                    super::usage::UPLOAD_BYTES,
+                    super::usage::COUNTED
+                ),
                 &[],
             )?,
             0,

@@ -6,11 +6,17 @@ use super::{PgConn, col, count};
 use crate::db::Result;
 use crate::db::usage::{AccountTotals, QuotaOverride, Usage};
 
-/// The unfinished uploads of the usage: not registered.
-const UNFINISHED: &str = "state <> 'registered'";
-/// Their bytes: a final upload's bytes are its partials'.
-const UNFINISHED_BYTES: &str =
-    "CASE WHEN concat IS NOT DISTINCT FROM 'final' THEN 0 ELSE length END";
+/// The uploads whose bytes count (as `db::usage::COUNTED`).
+pub const COUNTED: &str = "(state <> 'registered' OR EXISTS (SELECT 1 FROM images i \
+    WHERE i.uuid = uploads.image_uuid AND i.state = 'creating'))";
+/// The unfinished ones among them.
+const UNFINISHED: &str = "CASE WHEN state <> 'registered' THEN 1 ELSE 0 END";
+/// The bytes an upload holds or will hold (as `db::usage::UPLOAD_BYTES`).
+pub const UPLOAD_BYTES: &str = "CASE \
+    WHEN concat IS NOT DISTINCT FROM 'final' AND state = 'uploading' THEN 0 \
+    WHEN concat IS NOT DISTINCT FROM 'partial' AND EXISTS (SELECT 1 FROM uploads f \
+      WHERE f.id = uploads.concat_final AND f.state <> 'uploading') THEN 0 \
+    ELSE length END";
 
 /// `owner`'s usage, with its downloads since `since_day` (YYYY-MM-DD).
 pub fn of(c: &PgConn, owner: Uuid, since_day: &str) -> Result<Usage> {
@@ -26,8 +32,8 @@ pub fn of(c: &PgConn, owner: Uuid, since_day: &str) -> Result<Usage> {
     let r = c.query_one(
         "uploads usage",
         &format!(
-            "SELECT count(*), coalesce(sum({UNFINISHED_BYTES}), 0)::bigint FROM uploads \
-             WHERE owner = $1 AND {UNFINISHED}"
+            "SELECT coalesce(sum({UNFINISHED}), 0)::bigint, coalesce(sum({UPLOAD_BYTES}), 0)::bigint \
+             FROM uploads WHERE owner = $1 AND {COUNTED}"
         ),
         &[&owner],
     )?;
@@ -56,8 +62,8 @@ pub fn by_account(c: &PgConn, limit: u32) -> Result<Vec<AccountTotals>> {
                  SELECT owner, count(*) AS n, sum(bytes) AS b, 0 AS un, 0 AS ub FROM images \
                  GROUP BY owner \
                  UNION ALL \
-                 SELECT owner, 0, 0, count(*), sum({UNFINISHED_BYTES}) FROM uploads \
-                 WHERE owner IS NOT NULL AND {UNFINISHED} GROUP BY owner) t \
+                 SELECT owner, 0, 0, sum({UNFINISHED}), sum({UPLOAD_BYTES}) FROM uploads \
+                 WHERE owner IS NOT NULL AND {COUNTED} GROUP BY owner) t \
                GROUP BY owner) u \
              LEFT JOIN accounts a ON a.uuid = u.owner \
              ORDER BY u.b + u.ub DESC, u.owner LIMIT $1"
