@@ -960,6 +960,10 @@ async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
             "two rules",
         ),
         ("[quotas]\nmax_bytes = -1\n", "max_bytes"),
+        (
+            "[downloads]\nstats = false\n[[lifecycle.rules]]\nrule = \"x\"\nnot_downloaded_days = 3\n",
+            "needs download statistics",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("imgapi.toml");
