@@ -3,48 +3,13 @@
 //! body `{code, message, errors?}` is rendered by `api::error`. 5xx messages
 //! never carry the internal cause: it is logged with the request id instead.
 
-use serde::Serialize;
 use uuid::Uuid;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The code of one entry of `errors[]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum FieldCode {
-    MissingParameter,
-    Invalid,
-    NotAllowed,
-    Missing,
-    Mismatch,
-    /// AdminImportLxdImage's malformed `alias` (IMGAPI's own code there).
-    InvalidParameter,
-}
-
-/// One item of `errors[]` in a ValidationFailed / InvalidParameter body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub code: FieldCode,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, code: FieldCode) -> Self {
-        FieldError {
-            field: field.into(),
-            code,
-            message: None,
-        }
-    }
-    pub fn msg(field: impl Into<String>, code: FieldCode, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            code,
-            message: Some(message.into()),
-        }
-    }
-}
+/// The field codes and the server's field errors are the wire's (one
+/// definition, which manifest/ uses too without depending on this module).
+pub use crate::wire::{FieldCode, FieldFault as FieldError};
 
 /// The error table: one row per variant, giving its fields and `Display`
 /// message, its wire code, its HTTP status and a sample built from a message
@@ -304,6 +269,12 @@ impl From<std::io::Error> for Error {
         if matches!(e.raw_os_error(), Some(28) | Some(122)) {
             return Error::InsufficientStorage(e.into());
         }
+        Error::internal(e)
+    }
+}
+
+impl From<crate::digest::DigestError> for Error {
+    fn from(e: crate::digest::DigestError) -> Error {
         Error::internal(e)
     }
 }

@@ -22,6 +22,8 @@ pub mod store;
 pub mod uploads;
 pub mod wire;
 
+mod layering;
+
 use std::future::Future;
 use std::sync::Arc;
 

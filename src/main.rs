@@ -381,7 +381,8 @@ async fn migrate(cfg: &Config) -> imgapi::error::Result<()> {
 
 async fn check_files(cfg: Config, quick: bool) -> imgapi::error::Result<ExitCode> {
     let state = imgapi::build_state(cfg).await?;
-    let sum = imgapi::admin::check_files(&state, quick, &mut std::io::stdout()).await?;
+    let sum =
+        imgapi::admin::check_files(&admin_services(&state), quick, &mut std::io::stdout()).await?;
     Ok(if sum.problems > 0 {
         ExitCode::from(1)
     } else {
@@ -391,12 +392,21 @@ async fn check_files(cfg: Config, quick: bool) -> imgapi::error::Result<ExitCode
 
 async fn gc(cfg: Config, yes: bool) -> imgapi::error::Result<ExitCode> {
     let state = imgapi::build_state(cfg).await?;
-    let sum = imgapi::admin::gc(&state, yes, &mut std::io::stdout()).await?;
+    let sum = imgapi::admin::gc(&admin_services(&state), yes, &mut std::io::stdout()).await?;
     Ok(if sum.errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The services the admin verbs work on.
+fn admin_services(state: &imgapi::api::AppState) -> imgapi::admin::Services<'_> {
+    imgapi::admin::Services {
+        db: &state.db,
+        images: &state.images,
+        uploads: &state.uploads,
+    }
 }
 
 /// `imgapi lifecycle plan` / `run [--yes]`: exit 1 if a step failed.

@@ -11,12 +11,19 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use crate::api::AppState;
 use crate::db::registrations as jobs;
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
 use crate::manifest::Image;
 use crate::store::{ObjectMeta, Store, StoreName, image_dir_key, image_file_key, image_icon_key};
+
+/// What the admin verbs work on: the database, and the image and upload
+/// services (with their stores and clock).
+pub struct Services<'a> {
+    pub db: &'a crate::db::Db,
+    pub images: &'a crate::images::Images,
+    pub uploads: &'a crate::uploads::Uploads,
+}
 
 /// The stors whose image areas `gc` sweeps.
 const STORS: &[StoreName] = &[StoreName::Local, StoreName::Manta];
@@ -111,7 +118,7 @@ fn describe(e: impl Into<Error>) -> String {
 }
 
 /// Images whose registrar job has not finished (their objects are in flux).
-async fn busy_images(state: &AppState) -> Result<HashSet<Uuid>> {
+async fn busy_images(state: &Services<'_>) -> Result<HashSet<Uuid>> {
     let pending = state.db.read(|c| c.job_pending()).await?;
     Ok(pending.into_iter().map(|j| j.image_uuid).collect())
 }
@@ -120,7 +127,7 @@ async fn busy_images(state: &AppState) -> Result<HashSet<Uuid>> {
 /// has the size, sha1 and md5 of its manifest (`quick`: the size only).
 /// Prints one line per problem, then a summary.
 pub async fn check_files<W: Write>(
-    state: &AppState,
+    state: &Services<'_>,
     quick: bool,
     out: &mut W,
 ) -> Result<CheckSummary> {
@@ -203,7 +210,7 @@ async fn check_one(store: Result<&Store>, t: &Target, quick: bool) -> Option<Str
         while let Some(chunk) = body.next().await {
             h.update(&chunk?).await?;
         }
-        h.finish().await
+        Ok::<_, Error>(h.finish().await?)
     }
     .await;
     let d = match digests {
@@ -322,7 +329,7 @@ fn classify(
 /// Everything in the upload areas, listed before the upload rows are read
 /// (a staging file is written before the row that names it is committed).
 /// With a directory manta store, staging is that same directory (listed once).
-async fn list_upload_areas(state: &AppState) -> Result<Vec<(StoreName, String, ObjectMeta)>> {
+async fn list_upload_areas(state: &Services<'_>) -> Result<Vec<(StoreName, String, ObjectMeta)>> {
     let stores = &state.images.stores;
     let staging_is_manta = stores
         .get(StoreName::Staging)
@@ -372,7 +379,7 @@ fn piece_key_upload(key: &str) -> Option<Uuid> {
 /// them once it no longer stages. Anything else of a live upload stays,
 /// whatever the row says (a crash between two steps of its completion).
 async fn upload_orphans(
-    state: &AppState,
+    state: &Services<'_>,
     listed: Vec<(StoreName, String, ObjectMeta)>,
     now_ns: u128,
 ) -> Result<Vec<Orphan>> {
@@ -440,7 +447,7 @@ async fn upload_orphans(
 /// image areas of the `local` and `manta` stores that no image references
 /// (stale temporary files older than [`GRACE`] too). With `yes` false it
 /// only prints what it would delete.
-pub async fn gc<W: Write>(state: &AppState, yes: bool, out: &mut W) -> Result<GcSummary> {
+pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Result<GcSummary> {
     let verb = if yes { "delete" } else { "would delete" };
     let mut sum = GcSummary::default();
     let now = state.images.clock.timestamp();

@@ -16,7 +16,21 @@ use tokio::sync::mpsc;
 
 use self::crc64::Crc64;
 use self::md5::Md5;
-use crate::error::{Error, Result};
+
+/// What can go wrong while hashing: a hasher thread gone, a stored state
+/// that does not decode, counts that disagree. Each layer above maps it to
+/// its own error (the services: an internal error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DigestError(String);
+
+impl DigestError {
+    fn new(m: impl std::fmt::Display) -> DigestError {
+        DigestError(m.to_string())
+    }
+}
+
+type Result<T, E = DigestError> = std::result::Result<T, E>;
 
 /// The digests of a whole file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,13 +92,13 @@ impl Default for HashState {
 }
 
 fn restore_md5(bytes: &[u8]) -> Result<Md5> {
-    Md5::deserialize(bytes).ok_or_else(|| Error::internal("bad md5 state"))
+    Md5::deserialize(bytes).ok_or_else(|| DigestError::new("bad md5 state"))
 }
 
 fn restore<D: SerializableState>(bytes: &[u8]) -> Result<D> {
     let arr = SerializedState::<D>::try_from(bytes)
-        .map_err(|_| Error::internal("bad hash state size"))?;
-    D::deserialize(&arr).map_err(|_| Error::internal("bad hash state"))
+        .map_err(|_| DigestError::new("bad hash state size"))?;
+    D::deserialize(&arr).map_err(|_| DigestError::new("bad hash state"))
 }
 
 impl HashState {
@@ -97,7 +111,7 @@ impl HashState {
     /// The digests of the bytes hashed so far.
     pub fn digests(&self) -> Result<Digests> {
         if !self.resumable() {
-            return Err(Error::internal(format!(
+            return Err(DigestError::new(format!(
                 "hash state format {} cannot be read",
                 self.format
             )));
@@ -166,7 +180,7 @@ impl<D: Update> HashThread<D> {
                 }
                 let _ = done_tx.send(d);
             })
-            .map_err(Error::internal)?;
+            .map_err(DigestError::new)?;
         Ok(HashThread { tx, done })
     }
 
@@ -174,14 +188,14 @@ impl<D: Update> HashThread<D> {
         self.tx
             .send(chunk.clone())
             .await
-            .map_err(|_| Error::internal("hasher thread ended"))
+            .map_err(|_| DigestError::new("hasher thread ended"))
     }
 
     async fn finish(self) -> Result<D> {
         drop(self.tx);
         self.done
             .await
-            .map_err(|_| Error::internal("hasher thread ended"))
+            .map_err(|_| DigestError::new("hasher thread ended"))
     }
 }
 
@@ -225,7 +239,7 @@ impl StreamHasher {
     /// Go on from a saved state.
     pub fn resume(state: &HashState) -> Result<StreamHasher> {
         if !state.resumable() {
-            return Err(Error::internal(format!(
+            return Err(DigestError::new(format!(
                 "hash state format {} cannot be resumed",
                 state.format
             )));
@@ -252,24 +266,26 @@ impl StreamHasher {
     /// stored), which must bring the bytes hashed to `size` in all: a
     /// state is rebuilt from the stored bytes. A read error is `on_err`'s;
     /// another count is an internal error.
-    pub async fn update_to<S>(
+    pub async fn update_to<S, E>(
         &mut self,
         mut body: S,
         size: u64,
-        on_err: fn(std::io::Error) -> Error,
-    ) -> Result<()>
+        on_err: fn(std::io::Error) -> E,
+    ) -> Result<(), E>
     where
         S: futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin,
+        E: From<DigestError>,
     {
         use futures_util::StreamExt;
         while let Some(c) = body.next().await {
             self.update(&c.map_err(on_err)?).await?;
         }
         if self.size != size {
-            return Err(Error::internal(format!(
+            return Err(DigestError::new(format!(
                 "{} bytes stored where {size} were acknowledged",
                 self.size
-            )));
+            ))
+            .into());
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{FieldCode, FieldError};
+use crate::wire::{FieldCode, FieldFault as FieldError};
 
 /// Keys CreateImage accepts in its body.
 pub const CREATE_KEYS: &[&str] = &[

@@ -76,6 +76,12 @@ impl From<Error> for JobError {
     }
 }
 
+impl From<crate::digest::DigestError> for JobError {
+    fn from(e: crate::digest::DigestError) -> Self {
+        JobError::from(Error::from(e))
+    }
+}
+
 impl From<crate::store::StoreError> for JobError {
     /// The registrar decides from the store's own error whether a job can
     /// succeed later: a missing source or an oversized object will not

@@ -311,7 +311,7 @@ impl Uploads {
             Ok(h) => h,
             Err(e) => {
                 added.discard().await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         crate::metrics::global().add_concat_bytes_copied(p.length - start);

@@ -313,7 +313,7 @@ impl Uploads {
             Ok(h) => h,
             Err(e) => {
                 added.discard().await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         if let Some(h) = hashed {
@@ -367,7 +367,7 @@ impl Uploads {
     /// hashing the bytes stored so far.
     pub(super) async fn resume_hashing(&self, up: &Upload) -> Result<StreamHasher> {
         if up.hash.resumable() {
-            return StreamHasher::resume(&up.hash);
+            return Ok(StreamHasher::resume(&up.hash)?);
         }
         tracing::info!(upload.id = %up.id, format = up.hash.format, "hashing the stored bytes again: their saved hash state has another format");
         let mut h = match up.hash.crc64 {
@@ -376,7 +376,7 @@ impl Uploads {
         };
         if up.offset > 0 {
             let body = self.open_data(up, Some(0..up.offset)).await?;
-            h.update_to(body, up.offset, |e| StoreError::from(e).into())
+            h.update_to(body, up.offset, |e| Error::from(StoreError::from(e)))
                 .await?;
         }
         Ok(h)

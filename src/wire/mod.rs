@@ -327,16 +327,45 @@ pub enum JobExecution {
     Failed,
 }
 
-/// The codes of an error body's `errors[].code` (schema only: the field is
-/// text).
-#[derive(ToSchema)]
+/// The codes of an error body's `errors[].code`. (A client reads the code
+/// as text, [`FieldError::code`], so that it reads codes newer than itself;
+/// the server writes these.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum FieldCode {
     MissingParameter,
     Invalid,
     NotAllowed,
     Missing,
     Mismatch,
+    /// AdminImportLxdImage's malformed `alias` (IMGAPI's own code there).
     InvalidParameter,
+}
+
+/// One item of `errors[]` as the server builds it: a field and one of the
+/// [`FieldCode`]s (serialised as [`FieldError`] reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldFault {
+    pub field: String,
+    pub code: FieldCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl FieldFault {
+    pub fn new(field: impl Into<String>, code: FieldCode) -> Self {
+        FieldFault {
+            field: field.into(),
+            code,
+            message: None,
+        }
+    }
+    pub fn msg(field: impl Into<String>, code: FieldCode, message: impl Into<String>) -> Self {
+        FieldFault {
+            field: field.into(),
+            code,
+            message: Some(message.into()),
+        }
+    }
 }
 
 /// Ping's answer (schema only).
