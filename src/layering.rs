@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["manifest"],
     &["db"],
     &["error", "lease"],
-    &["identity", "locks"],
+    &["identity", "locks", "params"],
     &["space"],
     &["uploads"],
     &["images"],

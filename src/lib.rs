@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod locks;
 pub mod manifest;
 pub mod metrics;
+pub mod params;
 pub mod registrar;
 pub mod space;
 pub mod store;

@@ -13,6 +13,7 @@ use super::AppState;
 use crate::config::AuthMode;
 use crate::error::{Error, FieldCode};
 use crate::identity::Caller;
+pub use crate::params::{Params, uuid_param};
 
 /// Where the caller extractor records who called, for the audit log.
 #[derive(Debug, Clone, Default)]
@@ -25,48 +26,6 @@ impl CallerSlot {
     fn set(&self, v: String) {
         if let Ok(mut s) = self.0.lock() {
             *s = v;
-        }
-    }
-}
-
-/// Query parameters in order; names may repeat.
-#[derive(Debug, Clone, Default)]
-pub struct Params(pub Vec<(String, String)>);
-
-impl Params {
-    pub fn parse(query: Option<&str>) -> Params {
-        Params(
-            form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
-    }
-    /// The last value of `name` (non-empty values only).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    /// A boolean parameter: exactly "true" or "false"; anything else
-    /// (the empty string too) is 422 InvalidParameter `{name, Invalid}`.
-    pub fn bool(&self, name: &str) -> Result<Option<bool>, Error> {
-        match self.get(name) {
-            None => Ok(None),
-            Some("true") => Ok(Some(true)),
-            Some("false") => Ok(Some(false)),
-            Some(v) => Err(Error::invalid_param(
-                name,
-                FieldCode::Invalid,
-                format!("invalid \"{name}\": not a boolean: \"{v}\""),
-            )),
         }
     }
 }
@@ -94,18 +53,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ImageUuid {
                 parts.uri.path()
             ))),
         }
-    }
-}
-
-/// Parse an `account`-like uuid parameter.
-pub fn uuid_param(name: &str, v: &str) -> Result<Uuid, Error> {
-    match Uuid::parse_str(v) {
-        Ok(u) if v.len() == 36 => Ok(u),
-        _ => Err(Error::invalid_param(
-            name,
-            FieldCode::Invalid,
-            format!("invalid \"{name}\": not a UUID: \"{v}\""),
-        )),
     }
 }
 

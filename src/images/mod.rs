@@ -8,6 +8,7 @@ mod clone;
 mod downloads;
 mod files;
 mod lifecycle;
+mod query;
 mod reaper;
 mod transfer;
 
