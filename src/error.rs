@@ -148,26 +148,24 @@ errors! {
     #[error("{0}")]
     RemoteSourceError(String) => "RemoteSourceError", 503, |m| RemoteSourceError(m.into());
     #[error("the storage backend is unavailable, retry later")]
-    StorageIsDown(#[source] anyhow_lite::Cause) => "StorageIsDown", 503, |m| StorageIsDown(m.into());
+    StorageIsDown(#[source] Cause) => "StorageIsDown", 503, |m| StorageIsDown(m.into());
     #[error("the metadata database is unavailable, retry later")]
-    DatabaseUnavailable(#[source] anyhow_lite::Cause) => "DatabaseUnavailable", 503, |m| DatabaseUnavailable(m.into());
+    DatabaseUnavailable(#[source] Cause) => "DatabaseUnavailable", 503, |m| DatabaseUnavailable(m.into());
     #[error("the store is out of space")]
-    InsufficientStorage(#[source] anyhow_lite::Cause) => "InsufficientStorage", 507, |m| InsufficientStorage(m.into());
+    InsufficientStorage(#[source] Cause) => "InsufficientStorage", 507, |m| InsufficientStorage(m.into());
     /// Anything unexpected. The cause is logged, never sent.
     #[error("internal error")]
-    Internal(#[source] anyhow_lite::Cause) => "InternalError", 500, |m| Internal(m.into());
+    Internal(#[source] Cause) => "InternalError", 500, |m| Internal(m.into());
 }
 
 /// `Retry-After` of a 503 StorageIsDown or DatabaseUnavailable, in seconds.
 pub const RETRY_AFTER_SECS: &str = "5";
 
 /// A boxed cause for internal errors (kept out of response bodies).
-pub mod anyhow_lite {
-    pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
-}
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
-    pub fn internal(e: impl Into<anyhow_lite::Cause>) -> Self {
+    pub fn internal(e: impl Into<Cause>) -> Self {
         Error::Internal(e.into())
     }
 

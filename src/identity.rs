@@ -122,6 +122,14 @@ pub fn check_login(login: &str) -> Result<()> {
     Ok(())
 }
 
+/// The account a bearer token belongs to (None: no such token).
+pub async fn account_of_token(
+    db: &crate::db::Db,
+    token: String,
+) -> Result<Option<crate::db::accounts::Account>> {
+    Ok(db.read(move |c| c.account_by_token(&token)).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

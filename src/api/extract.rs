@@ -87,9 +87,7 @@ impl FromRequestParts<AppState> for Caller {
                             .filter(|t| !t.is_empty())
                             .ok_or_else(|| Error::Unauthorized("expected a Bearer token".into()))?
                             .to_string();
-                        let acct = st
-                            .db
-                            .read(move |c| c.account_by_token(&token))
+                        let acct = crate::identity::account_of_token(&st.db, token)
                             .await?
                             .ok_or_else(|| Error::Unauthorized("invalid token".into()))?;
                         if acct.operator {

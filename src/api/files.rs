@@ -310,12 +310,12 @@ pub async fn get_file(
         return Ok(resp);
     }
     let h = resp.headers_mut();
-    h.insert(header::ETAG, hv(&format!("\"{}\"", f.sha1))?);
+    h.insert(header::ETAG, header_value(&format!("\"{}\"", f.sha1))?);
     if let Some(lm) = &last_modified {
-        h.insert(header::LAST_MODIFIED, hv(lm)?);
+        h.insert(header::LAST_MODIFIED, header_value(lm)?);
     }
     if resp.status() == StatusCode::OK {
-        let md5 = hv(&f.content_md5)?;
+        let md5 = header_value(&f.content_md5)?;
         resp.headers_mut()
             .insert(header::HeaderName::from_static("content-md5"), md5);
     }
@@ -340,22 +340,22 @@ async fn redirect(
     };
     let mut resp = StatusCode::FOUND.into_response();
     let h = resp.headers_mut();
-    h.insert(header::LOCATION, hv(&url)?);
+    h.insert(header::LOCATION, header_value(&url)?);
     // The URL expires: no cache may keep the redirect.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::ETAG, hv(&format!("\"{}\"", f.sha1))?);
+    h.insert(header::ETAG, header_value(&format!("\"{}\"", f.sha1))?);
     h.insert(
         header::HeaderName::from_static("content-md5"),
-        hv(&f.content_md5)?,
+        header_value(&f.content_md5)?,
     );
     if let Some(lm) = last_modified {
-        h.insert(header::LAST_MODIFIED, hv(lm)?);
+        h.insert(header::LAST_MODIFIED, header_value(lm)?);
     }
     Ok(Some(resp))
 }
 
 /// A header value; one that cannot be is a server error.
-fn hv(v: &str) -> Result<HeaderValue, Error> {
+fn header_value(v: &str) -> Result<HeaderValue, Error> {
     HeaderValue::from_str(v).map_err(Error::internal)
 }
 

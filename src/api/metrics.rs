@@ -49,7 +49,7 @@ pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Respo
         jobs,
         image_bytes,
         upload_bytes,
-    } = st.db.read(|c| c.counts()).await?;
+    } = st.space.counts().await?;
     let mut up_samples: Vec<(String, f64)> = ["uploading", "complete", "failed", "registered"]
         .iter()
         .map(|s| (format!("state=\"{s}\""), 0.0))

@@ -309,14 +309,14 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
     );
     let mut resp = count_response_bytes(resp);
     let h = resp.headers_mut();
-    h.insert(header::SERVER, hv(&st.server_name));
+    h.insert(header::SERVER, header_or_dash(&st.server_name));
     h.insert(
         HeaderName::from_static("x-response-time"),
-        hv(&ms.to_string()),
+        header_or_dash(&ms.to_string()),
     );
     h.insert(
         HeaderName::from_static("x-server-name"),
-        hv(&st.server_name),
+        header_or_dash(&st.server_name),
     );
     let status = resp.status();
     let err = resp.extensions().get::<LoggedError>().cloned();
@@ -496,7 +496,8 @@ fn host_allowed(cfg: &Config, host: &str) -> bool {
         .any(|a| a.trim_end_matches('.').eq_ignore_ascii_case(host))
 }
 
-fn hv(s: &str) -> HeaderValue {
+/// A header value, or `-` for text that cannot be one.
+fn header_or_dash(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 

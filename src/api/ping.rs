@@ -104,7 +104,7 @@ pub async fn admin_get_state(
     caller: Caller,
 ) -> Result<Response, Error> {
     caller.require_operator()?;
-    let count = st.db.read(|c| c.image_count()).await?;
+    let count = st.space.image_count().await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::hv;
+use super::header_or_dash;
 use crate::error::Error;
 use crate::store::ByteStream;
 
@@ -42,8 +42,10 @@ where
         Ok(r) => r,
         Err(()) => {
             let mut resp = Error::RangeNotSatisfiable(unsatisfiable()).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
+            resp.headers_mut().insert(
+                header::CONTENT_RANGE,
+                header_or_dash(&format!("bytes */{size}")),
+            );
             return Ok(resp);
         }
     };
@@ -59,7 +61,7 @@ where
         Some(r) => {
             h.insert(
                 header::CONTENT_RANGE,
-                hv(&format!("bytes {}-{}/{size}", r.start, r.end - 1)),
+                header_or_dash(&format!("bytes {}-{}/{size}", r.start, r.end - 1)),
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;

@@ -26,7 +26,7 @@ pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration,concatenation,concatenation-unfinished";
 const OFFSET_CT: &str = "application/offset+octet-stream";
 
-fn h(headers: &HeaderMap, name: &str) -> Option<String> {
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -50,7 +50,7 @@ pub async fn tus_headers(req: Request, next: Next) -> Response {
 }
 
 fn require_tus(headers: &HeaderMap) -> Result<(), Error> {
-    match h(headers, "tus-resumable").as_deref() {
+    match header_text(headers, "tus-resumable").as_deref() {
         Some(TUS_VERSION) => Ok(()),
         Some(v) => Err(Error::TusVersionUnsupported(format!(
             "Tus-Resumable {v} is not supported; this server speaks {TUS_VERSION}"
@@ -62,7 +62,7 @@ fn require_tus(headers: &HeaderMap) -> Result<(), Error> {
 }
 
 fn parse_u64_header(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Error> {
-    match h(headers, name) {
+    match header_text(headers, name) {
         None => Ok(None),
         Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
             Error::InvalidHeader(format!(
@@ -183,7 +183,7 @@ fn encode_metadata(m: &BTreeMap<String, String>) -> String {
 }
 
 fn parse_checksum(headers: &HeaderMap) -> Result<Option<Checksum>, Error> {
-    let Some(v) = h(headers, "upload-checksum") else {
+    let Some(v) = header_text(headers, "upload-checksum") else {
         return Ok(None);
     };
     let (algo, b64) = v.split_once(' ').ok_or_else(|| {
@@ -403,13 +403,13 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, Error> {
     require_tus(&headers)?;
-    if h(&headers, "upload-defer-length").is_some() {
+    if header_text(&headers, "upload-defer-length").is_some() {
         return Err(Error::InvalidHeader(
             "Upload-Defer-Length is not supported: send Upload-Length".into(),
         ));
     }
-    let concat = parse_concat(h(&headers, "upload-concat"))?;
-    let metadata = parse_metadata(h(&headers, "upload-metadata"))?;
+    let concat = parse_concat(header_text(&headers, "upload-concat"))?;
+    let metadata = parse_metadata(header_text(&headers, "upload-metadata"))?;
     if let Concat::Final { parts } = concat {
         let declared = parse_u64_header(&headers, "upload-length")?;
         let up = st
@@ -426,7 +426,7 @@ pub async fn create(
         Concat::Partial { .. } => st.uploads.create_partial(&caller, length, metadata).await?,
         _ => st.uploads.create(&caller, length, metadata).await?,
     };
-    let with_body = h(&headers, "content-type").as_deref() == Some(OFFSET_CT)
+    let with_body = header_text(&headers, "content-type").as_deref() == Some(OFFSET_CT)
         && parse_u64_header(&headers, "content-length")?.unwrap_or(1) > 0
         && up.length > 0;
     if with_body {
@@ -574,7 +574,7 @@ pub async fn patch(
     body: Body,
 ) -> Result<Response, Error> {
     require_tus(&headers)?;
-    let ct = h(&headers, "content-type").unwrap_or_default();
+    let ct = header_text(&headers, "content-type").unwrap_or_default();
     if ct.split(';').next().map(str::trim) != Some(OFFSET_CT) {
         return Err(Error::UnsupportedMediaType(format!(
             "PATCH needs Content-Type: {OFFSET_CT}"
@@ -657,7 +657,7 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, Error> {
     let id = parse_id(&id)?;
-    let cr = h(&headers, "content-range").ok_or_else(|| {
+    let cr = header_text(&headers, "content-range").ok_or_else(|| {
         Error::InvalidHeader("PUT needs Content-Range: bytes START-END/TOTAL".into())
     })?;
     let spec = cr

@@ -42,20 +42,20 @@ pub const MAX_ICON_SIZE: u64 = 128 * 1024;
 /// The image service.
 #[derive(Clone)]
 pub struct Images {
-    pub db: Db,
-    pub stores: Stores,
+    pub(crate) db: Db,
+    pub(crate) stores: Stores,
     /// Default `stor` for new files: `manta` when it is an object store, else `local`.
-    pub default_stor: StoreName,
-    pub max_file_size: u64,
-    pub placeholder_lifespan_days: u64,
-    pub locks: crate::locks::ImageLocks,
+    pub(crate) default_stor: StoreName,
+    pub(crate) max_file_size: u64,
+    pub(crate) placeholder_lifespan_days: u64,
+    pub(crate) locks: crate::locks::ImageLocks,
     /// Domain time: publication, file mtimes, placeholder expiry, downloads.
-    pub clock: crate::clock::Clock,
+    pub(crate) clock: crate::clock::Clock,
     /// Download counts not yet in the database.
-    pub downloads: DownloadLog,
+    pub(crate) downloads: DownloadLog,
     /// The accounts' quotas, checked by every change that adds an image or
     /// bytes.
-    pub quotas: crate::space::Quotas,
+    pub(crate) quotas: crate::space::Quotas,
 }
 
 /// AddImageFile's parameters.

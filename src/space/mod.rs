@@ -183,6 +183,17 @@ impl Space {
         })
     }
 
+    /// Images, uploads and jobs by state, and the bytes they keep (for
+    /// `/metrics`).
+    pub async fn counts(&self) -> Result<crate::db::stats::Counts> {
+        Ok(self.db.read(|c| c.counts()).await?)
+    }
+
+    /// Number of images stored (AdminGetState).
+    pub async fn image_count(&self) -> Result<u64> {
+        Ok(self.db.read(|c| c.image_count()).await?)
+    }
+
     /// `GET /usage`: every account with images or unfinished uploads,
     /// largest first (operators only).
     pub async fn by_account(&self, caller: &Caller, limit: u32) -> Result<Vec<wire::AccountUsage>> {

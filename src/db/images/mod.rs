@@ -161,15 +161,15 @@ fn row_params(img: &Image) -> Result<Vec<SqlValue>> {
             .and_then(normalize_date)
             .map(SqlValue::Text)
             .unwrap_or(SqlValue::Null),
-        SqlValue::Text(j(&img.acl)?),
-        SqlValue::Text(j(&img.tags_search())?),
-        SqlValue::Text(j(&img.billing_tags)?),
+        SqlValue::Text(json_text(&img.acl)?),
+        SqlValue::Text(json_text(&img.tags_search())?),
+        SqlValue::Text(json_text(&img.billing_tags)?),
         img.expires_at
             .clone()
             .map(SqlValue::Text)
             .unwrap_or(SqlValue::Null),
         SqlValue::Text(serde_json::to_string(img).map_err(DbError::corrupt("image manifest"))?),
-        SqlValue::Text(j(&img.channels)?),
+        SqlValue::Text(json_text(&img.channels)?),
         SqlValue::Text(
             img.listed_json()
                 .map_err(DbError::corrupt("image list form"))?,
@@ -223,7 +223,7 @@ pub fn fill_wire(conn: &mut Connection) -> rusqlite::Result<usize> {
     }
 }
 
-fn j<T: serde::Serialize>(v: &T) -> Result<String> {
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(DbError::corrupt("image column"))
 }
 

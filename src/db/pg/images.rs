@@ -15,7 +15,7 @@ fn from_json(json: &str) -> Result<Image> {
     serde_json::from_str(json).map_err(DbError::corrupt("image manifest"))
 }
 
-fn j<T: serde::Serialize>(v: &T) -> Result<String> {
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(DbError::corrupt("image column"))
 }
 
@@ -58,12 +58,12 @@ impl RowValues {
             os: img.os.clone(),
             origin: img.origin,
             published_at: img.published_at.as_deref().and_then(normalize_date),
-            acl: j(&img.acl)?,
-            tags_search: j(&img.tags_search())?,
-            billing_tags: j(&img.billing_tags)?,
+            acl: json_text(&img.acl)?,
+            tags_search: json_text(&img.tags_search())?,
+            billing_tags: json_text(&img.billing_tags)?,
             expires_at: img.expires_at.clone(),
             manifest: serde_json::to_string(img).map_err(DbError::corrupt("image manifest"))?,
-            channels: j(&img.channels)?,
+            channels: json_text(&img.channels)?,
             wire: img
                 .listed_json()
                 .map_err(DbError::corrupt("image list form"))?,
