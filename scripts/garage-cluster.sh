@@ -85,10 +85,10 @@ case "${1:-}" in
   stop) for n in 1 2 3; do stop_node $n; done ;;
   test)
     eval "$(start)"
-    cargo test --test s3
+    cargo test --test suite s3::
     stop_node 3
     echo "== node 3 stopped: the same tests again" >&2
-    cargo test --test s3
+    cargo test --test suite s3::
     "$0" stop ;;
   *) echo "usage: $0 start | stop-node N | stop | test" >&2; exit 2 ;;
 esac

@@ -48,7 +48,7 @@ cargo test --no-fail-fast "$@" || status=1
 # check its mode (they ran above). tests/cluster.rs runs on PostgreSQL in
 # the pass above.
 PG_SUITES=(accounts admin channels client client_clone client_imports clone concat
-  crash_completion hardening_domain hardening_uploads imgapi imports inprocess
+  crash_completion hardening_domain hardening_uploads imgapi_suite imports inprocess
   node_client ops redirect registration s3 space tus_clients uploads validate validation_parity)
 SQLITE_ONLY=(s3_down_during_recovery_is_503_then_completes
   publish_of_a_session_without_a_crc_checks_the_md5_instead
@@ -72,8 +72,9 @@ SINGLE_NODE_LAYOUT=(check_files_finds_corrupt_truncated_and_missing_files
   tus_upload_is_one_multipart_upload tus_upload_rides_out_an_s3_outage
   s3_final_first_part_runs_with_kill s3_final_first_unaligned_partials)
 echo "=== the metadata suites again, on PostgreSQL"
-IMGAPI_TEST_BACKEND=postgres cargo test --no-fail-fast \
-  $(printf -- '--test %s ' "${PG_SUITES[@]}") -- \
+# (One test binary, tests/suite.rs: a suite is the module of its name.)
+IMGAPI_TEST_BACKEND=postgres cargo test --no-fail-fast --test suite -- \
+  $(printf -- '%s:: ' "${PG_SUITES[@]}") \
   $(printf -- '--skip %s ' "${SQLITE_ONLY[@]}" "${SINGLE_NODE_LAYOUT[@]}") || status=1
 
 scripts/fuzz.sh || status=1

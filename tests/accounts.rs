@@ -1,7 +1,7 @@
 //! `imgapi account create`: logins that are refused (UUID-shaped, reserved,
 //! malformed, taken) and ones that are accepted, run as the real binary.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -3,7 +3,7 @@
 //! files; orphaned objects, stale temporary files, expired uploads and
 //! expired placeholders, on the directory stores and on S3.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

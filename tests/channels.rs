@@ -2,7 +2,7 @@
 //! parameter, channels in image JSON by Accept-Version, ChannelAddImage and
 //! per-channel DeleteImage.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! restarted mid-upload (sending only the missing bytes), verified resumable
 //! downloads, the image verbs, exit codes, `--json`, and the man pages.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -784,7 +784,7 @@ fn help_groups_server_and_client_verbs_and_shows_examples() {
 }
 
 /// docs/man holds what `imgapi man` writes from the clap definition.
-/// `UPDATE_MAN=1 cargo test --test client man_pages` rewrites it.
+/// `UPDATE_MAN=1 cargo test --test suite client::man_pages` rewrites it.
 #[test]
 fn man_pages_are_current() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
@@ -830,7 +830,7 @@ fn man_pages_are_current() {
         .collect();
     assert!(
         stale.is_empty(),
-        "docs/man is stale ({stale:?}); run UPDATE_MAN=1 cargo test --test client man_pages"
+        "docs/man is stale ({stale:?}); run UPDATE_MAN=1 cargo test --test suite client::man_pages"
     );
 }
 

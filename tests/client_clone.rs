@@ -1,7 +1,7 @@
 //! `imgapi images clone UUID`: CloneImage from the command line, for the
 //! account of `--account` (or of the token).
 
-mod common;
+use crate::common;
 
 use common::cli::{imgapi, served, stdout_json};
 use common::{LUKE, Server, VADER, data};

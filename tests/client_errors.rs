@@ -4,7 +4,7 @@
 //! default mode, a token of another server or none, a file changed since
 //! its interrupted upload), each naming what was wrong and what to do next.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! imported; `import-remote` between two servers ends
 //! with the same active image, and a refused source exits 1 with NotAllowed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

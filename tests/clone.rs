@@ -3,7 +3,7 @@
 //! its order, the clone of an image and of its chain of origins, files that
 //! are the source's bytes and outlive it, and all or nothing.
 
-mod common;
+use crate::common;
 
 use common::{LUKE, S3Server, Server, VADER, data, md5_b64, sha1_hex};
 use serde_json::{Value, json};

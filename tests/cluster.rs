@@ -5,7 +5,7 @@
 //! classic flow across nodes, and a write read at once on another node.
 //! Needs `IMGAPI_TEST_DATABASE_URL` (scripts/test.sh starts PostgreSQL).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! of a partial; and tus-js-client's `parallelUploads`
 //! (`tests/tus/tus_parallel.js`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

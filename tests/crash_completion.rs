@@ -6,7 +6,7 @@
 //! S3 store down while such an upload is recovered: 503 with Retry-After,
 //! then success once it is back.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! readable files, storage paths that cannot be files answered 4xx, and
 //! messages that never name internal keys.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! Origin checks of `auth = "none"`, the Bearer scheme, `/metrics` in token
 //! mode, bounded ListImages filters, and the `marker` lookup's visibility.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! namespace owners that name only that account, and a completion that can
 //! never succeed becoming a failed upload its owner sees and can end.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

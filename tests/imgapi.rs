@@ -1,7 +1,7 @@
 //! IMGAPI behaviours over real HTTP against the running server. Numbers in
 //! test names refer to the behaviours of `shared/reference/imgapi.md` §8.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -5,7 +5,7 @@
 //! destination restarted mid-job, the allow-list, AddImageFileFromSource,
 //! AdminImportImageFromSource and GetImageJobs.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 //! real router, SQLite and local stores, without a binary or a port.
 //! Bodies are parsed with the shared wire types, as a client would.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::Method;

@@ -5,7 +5,7 @@
 //! Node.js and npm are required: without them this test fails, it does not
 //! skip.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

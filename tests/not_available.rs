@@ -4,7 +4,7 @@
 //! covers every route and action that answers 501 (and the one that no
 //! longer does, import-from-datacenter, which has no datacenter here).
 
-mod common;
+use crate::common;
 
 use axum::http::Method;
 use common::app::App;

@@ -4,7 +4,7 @@
 //! `GET /openapi.json` serves; it is internally consistent; and the router
 //! itself, driven in process, serves exactly the documented operations.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -43,7 +43,7 @@ fn documented(spec: &Value) -> BTreeSet<(String, String)> {
 }
 
 /// `docs/openapi.json` is what the code derives;
-/// `UPDATE_OPENAPI=1 cargo test --test openapi` rewrites it.
+/// `UPDATE_OPENAPI=1 cargo test --test suite openapi::` rewrites it.
 #[test]
 fn snapshot_is_current() {
     let text = std::fs::read_to_string(snapshot_path()).unwrap_or_default();
@@ -54,7 +54,7 @@ fn snapshot_is_current() {
     }
     assert!(
         text == want,
-        "docs/openapi.json is not current: run UPDATE_OPENAPI=1 cargo test --test openapi"
+        "docs/openapi.json is not current: run UPDATE_OPENAPI=1 cargo test --test suite openapi::"
     );
 }
 

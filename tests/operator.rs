@@ -3,7 +3,7 @@
 //! signal (READY=1 and STOPPING=1 on a `NOTIFY_SOCKET` the test binds), and
 //! `imgapi config check`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// contrib/completions/ holds what `imgapi completions SHELL` prints;
-/// `UPDATE_COMPLETIONS=1 cargo test --test operator completions` rewrites it.
+/// `UPDATE_COMPLETIONS=1 cargo test --test suite operator::completions` rewrites it.
 #[test]
 fn completions_are_current() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/completions");
@@ -49,7 +49,7 @@ fn completions_are_current() {
     }
     assert!(
         stale.is_empty(),
-        "contrib/completions is stale ({stale:?}); run UPDATE_COMPLETIONS=1 cargo test --test operator completions"
+        "contrib/completions is stale ({stale:?}); run UPDATE_COMPLETIONS=1 cargo test --test suite operator::completions"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Operations and compatibility: Prometheus metrics, the audit log, and the
 //! SDC 6.5 DSAPI dataset endpoints.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! answered `302 Found` to a presigned URL of the file's S3 object, against
 //! the real s3s-fs server (these tests fail, not skip, without one).
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::redirect::Policy;

@@ -3,7 +3,7 @@
 //! the store by other tools, every refusal, a restart mid-verification, and
 //! races with DeleteImage and a second registration.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

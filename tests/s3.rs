@@ -3,7 +3,7 @@
 //! then the whole pipeline through a server whose manta store is the S3
 //! bucket.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use bytes::Bytes;

@@ -5,7 +5,7 @@
 //! and how counts survive a clean stop and a kill -9 (at most one flush
 //! interval lost).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

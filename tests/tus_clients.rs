@@ -15,7 +15,7 @@
 //! Node.js/npm and Python (with venv and pip) are required: without them, or
 //! when an install fails, these tests fail; they never skip.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

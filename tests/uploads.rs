@@ -3,7 +3,7 @@
 //! expiry, termination, target paths, crash safety (SIGKILL mid-upload) and
 //! running out of disk space.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

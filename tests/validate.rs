@@ -3,7 +3,7 @@
 //! status and body, and for one it takes, 204 with nothing created or
 //! reserved.
 
-mod common;
+use crate::common;
 
 use common::app::App;
 use common::*;

@@ -3,7 +3,7 @@
 //! normalises is normalised. Table-driven: every case names the request,
 //! the expected status, top-level code and (for 422s) the `errors[]` item.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Map, Value, json};
