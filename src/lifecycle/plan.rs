@@ -166,10 +166,20 @@ fn holds(
     None
 }
 
-/// The plan at `now`.
-pub fn plan(images: &[PolicyImage], cfg: &LifecycleConfig, now: Timestamp) -> Plan {
+/// What a rule (or the grace) would do to an image: the action, the
+/// rule, why, and the delete date of a disable.
+type Choice = (Action, String, String, Option<Timestamp>);
+
+/// The first rule that holds for each active image, and the deletions
+/// whose grace has passed; with how many the download window and the
+/// newest-of-a-name rule kept.
+fn choose(
+    images: &[PolicyImage],
+    cfg: &LifecycleConfig,
+    now: Timestamp,
+) -> (HashMap<Uuid, Choice>, u64) {
     let (kept_newest, newest) = keep_newest(images, cfg);
-    let mut chosen: HashMap<Uuid, (Action, String, String, Option<Timestamp>)> = HashMap::new();
+    let mut chosen = HashMap::new();
     let mut protected = 0u64;
     let recent = |img: &PolicyImage| {
         img.last_download
@@ -206,37 +216,54 @@ pub fn plan(images: &[PolicyImage], cfg: &LifecycleConfig, now: Timestamp) -> Pl
             }
         }
     }
-    // The origins of the images that stay, stay (up their chains).
-    let by_uuid: HashMap<Uuid, &PolicyImage> = images.iter().map(|i| (i.uuid, i)).collect();
-    let mut stay: Vec<Uuid> = images
-        .iter()
-        .filter(|i| !chosen.contains_key(&i.uuid))
-        .map(|i| i.uuid)
-        .collect();
-    while let Some(u) = stay.pop() {
-        if let Some(o) = by_uuid.get(&u).and_then(|i| i.origin)
-            && chosen.remove(&o).is_some()
-        {
-            protected += 1;
-            stay.push(o);
+    (chosen, protected)
+}
+
+/// Drop from `chosen` (counting them) the origins of the images that stay,
+/// up their chains, and the deletion of an origin whose child is not
+/// deleted too (a disabled image still is one).
+fn keep_origins(
+    images: &[PolicyImage],
+    by_uuid: &HashMap<Uuid, &PolicyImage>,
+    chosen: &mut HashMap<Uuid, Choice>,
+) -> u64 {
+    let mut kept = 0;
+    for deleting_only in [false, true] {
+        // The images an origin must stay for: those not chosen at all;
+        // then those not deleted.
+        let stays = |c: Option<&Choice>| match c {
+            None => true,
+            Some(c) => deleting_only && c.0 != Action::Delete,
+        };
+        let mut todo: Vec<Uuid> = images
+            .iter()
+            .filter(|i| stays(chosen.get(&i.uuid)))
+            .map(|i| i.uuid)
+            .collect();
+        while let Some(u) = todo.pop() {
+            let Some(o) = by_uuid.get(&u).and_then(|i| i.origin) else {
+                continue;
+            };
+            let drop = match chosen.get(&o) {
+                Some(c) => !deleting_only || c.0 == Action::Delete,
+                None => false,
+            };
+            if drop {
+                chosen.remove(&o);
+                kept += 1;
+                todo.push(o);
+            }
         }
     }
-    // ... and an image is deleted only with every image made from it (a
-    // disabled one still is one).
-    let mut remain: Vec<Uuid> = images
-        .iter()
-        .filter(|i| chosen.get(&i.uuid).is_none_or(|c| c.0 != Action::Delete))
-        .map(|i| i.uuid)
-        .collect();
-    while let Some(u) = remain.pop() {
-        if let Some(o) = by_uuid.get(&u).and_then(|i| i.origin)
-            && chosen.get(&o).is_some_and(|c| c.0 == Action::Delete)
-        {
-            chosen.remove(&o);
-            protected += 1;
-            remain.push(o);
-        }
-    }
+    kept
+}
+
+/// The chosen images as steps: deletions first, deepest (a child before
+/// its origin) first, then disables.
+fn ordered_steps(
+    by_uuid: &HashMap<Uuid, &PolicyImage>,
+    chosen: HashMap<Uuid, Choice>,
+) -> Vec<Step> {
     let depth = |mut u: Uuid| {
         let mut d = 0usize;
         while let Some(o) = by_uuid.get(&u).and_then(|i| i.origin) {
@@ -252,32 +279,31 @@ pub fn plan(images: &[PolicyImage], cfg: &LifecycleConfig, now: Timestamp) -> Pl
         .into_iter()
         .filter_map(|(u, (action, rule, reason, after))| {
             let img = by_uuid.get(&u)?;
-            Some((
-                depth(u),
-                Step {
-                    uuid: u,
-                    name: img.name.clone(),
-                    version: img.version.clone(),
-                    owner: img.owner,
-                    bytes: img.bytes,
-                    last_downloaded_at: img.last_download.map(|t| t.to_string()),
-                    action,
-                    rule,
-                    reason,
-                    delete_after: after.map(|t| t.to_string()),
-                },
-            ))
+            let step = Step {
+                uuid: u,
+                name: img.name.clone(),
+                version: img.version.clone(),
+                owner: img.owner,
+                bytes: img.bytes,
+                last_downloaded_at: img.last_download.map(|t| t.to_string()),
+                action,
+                rule,
+                reason,
+                delete_after: after.map(|t| t.to_string()),
+            };
+            Some((depth(u), step))
         })
         .collect();
-    // Deletions first, deepest (a child before its origin) first.
-    steps.sort_by(|(da, a), (db, b)| {
-        (a.action != Action::Delete, std::cmp::Reverse(*da), a.uuid).cmp(&(
-            b.action != Action::Delete,
-            std::cmp::Reverse(*db),
-            b.uuid,
-        ))
-    });
-    let steps: Vec<Step> = steps.into_iter().map(|(_, s)| s).collect();
+    steps.sort_by_key(|(d, s)| (s.action != Action::Delete, std::cmp::Reverse(*d), s.uuid));
+    steps.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The plan at `now`.
+pub fn plan(images: &[PolicyImage], cfg: &LifecycleConfig, now: Timestamp) -> Plan {
+    let (mut chosen, mut protected) = choose(images, cfg, now);
+    let by_uuid: HashMap<Uuid, &PolicyImage> = images.iter().map(|i| (i.uuid, i)).collect();
+    protected += keep_origins(images, &by_uuid, &mut chosen);
+    let steps = ordered_steps(&by_uuid, chosen);
     let sum = |a: Action| {
         steps
             .iter()
