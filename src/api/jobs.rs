@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::actions::ImageAction;
 use super::extract::{ImageCtx, NoRender, Params};
-use super::images::ImageAction;
 use crate::db::imports::{Execution, ImportJob};
 use crate::error::{Error, FieldCode};
 use crate::imports::{TASK, parse_execution};

@@ -2,7 +2,9 @@
 //! headers, Accept-Version, logging and audit), extractors, and thin
 //! handlers that call the services.
 
+mod actions;
 mod channels;
+mod create;
 mod datasets;
 mod error;
 mod extract;
@@ -89,11 +91,11 @@ pub fn router(state: AppState) -> Router {
         .route("/usage", get(usage::list))
         .route("/usage/{account}", get(usage::get))
         .route("/authkeys/reload", post(ping::reload_auth_keys))
-        .route("/images", get(images::list).post(images::create))
+        .route("/images", get(images::list).post(create::create))
         .route(
             "/images/{uuid}",
             get(images::get_image)
-                .post(images::action)
+                .post(actions::action)
                 .delete(images::delete),
         )
         .route(

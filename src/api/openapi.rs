@@ -25,7 +25,10 @@ pub(crate) use params::*;
 pub(crate) use responses::*;
 pub(crate) use schemas::*;
 
-use super::{channels, datasets, files, images, jobs, metrics, ping, unavailable, uploads, usage};
+use super::{
+    actions, channels, create, datasets, files, images, jobs, metrics, ping, unavailable, uploads,
+    usage,
+};
 use crate::wire;
 
 /// The document as served: pretty JSON, with a final newline.
@@ -71,9 +74,9 @@ pub async fn spec() -> impl IntoResponse {
         spec,
         channels::list,
         images::list,
-        images::create,
+        create::create,
         images::get_image,
-        images::action,
+        actions::action,
         images::delete,
         files::add_file,
         files::get_file,
