@@ -162,6 +162,31 @@ fn location(h: &reqwest::header::HeaderMap) -> String {
     h["location"].to_str().unwrap().to_string()
 }
 
+/// PATCH `file[off..off + n]` on node `i + 1` (the next one each time):
+/// 204, its offset, and every node's HEAD agreeing with it. The new offset.
+async fn patch_on_next_node(
+    c: &Cluster,
+    i: usize,
+    loc: &str,
+    file: &[u8],
+    off: usize,
+    n: usize,
+) -> usize {
+    let node = c.node(i + 1);
+    let (st, h, v) = node
+        .tus_patch(loc, Some(LUKE), off as u64, file[off..off + n].to_vec())
+        .await;
+    assert_eq!(st, 204, "PATCH {i} on {}: {v}", node.url);
+    let off = off + n;
+    assert_eq!(h["upload-offset"], off.to_string().as_str());
+    let offs = c.offsets(loc).await;
+    assert!(
+        offs.iter().all(|o| *o == Some(off as u64)),
+        "after PATCH {i}: {offs:?}, want {off}"
+    );
+    off
+}
+
 #[tokio::test]
 async fn every_patch_on_the_next_node_and_every_head_agrees() {
     let Some(c) = Cluster::start(3).await else {
@@ -178,18 +203,7 @@ async fn every_patch_on_the_next_node_and_every_head_agrees() {
     let loc = location(&h);
     let mut off = 0usize;
     for (i, n) in sizes.iter().enumerate() {
-        let node = c.node(i + 1);
-        let (st, h, v) = node
-            .tus_patch(&loc, Some(LUKE), off as u64, file[off..off + n].to_vec())
-            .await;
-        assert_eq!(st, 204, "PATCH {i} on {}: {v}", node.url);
-        off += n;
-        assert_eq!(h["upload-offset"], off.to_string().as_str());
-        let offs = c.offsets(&loc).await;
-        assert!(
-            offs.iter().all(|o| *o == Some(off as u64)),
-            "after PATCH {i}: {offs:?}, want {off}"
-        );
+        off = patch_on_next_node(&c, i, &loc, &file, off, *n).await;
     }
     let id = loc.rsplit('/').next().unwrap().to_string();
     register_everywhere(&c, 2, "round-robin", &id, &file).await;
@@ -537,18 +551,7 @@ async fn on_s3_every_patch_on_the_next_node_and_no_node_keeps_a_byte() {
     let id = loc.rsplit('/').next().unwrap().to_string();
     let mut off = 0usize;
     for (i, n) in sizes.iter().enumerate() {
-        let node = c.node(i + 1);
-        let (st, h, v) = node
-            .tus_patch(&loc, Some(LUKE), off as u64, file[off..off + n].to_vec())
-            .await;
-        assert_eq!(st, 204, "PATCH {i} on {}: {v}", node.url);
-        off += n;
-        assert_eq!(h["upload-offset"], off.to_string().as_str());
-        let offs = c.offsets(&loc).await;
-        assert!(
-            offs.iter().all(|o| *o == Some(off as u64)),
-            "after PATCH {i}: {offs:?}, want {off}"
-        );
+        off = patch_on_next_node(&c, i, &loc, &file, off, *n).await;
         c.nothing_staged_on_any_node();
         if off < file.len() {
             // The bytes so far are in the bucket, in the upload's area.
