@@ -305,15 +305,42 @@ async fn tus_create(s: &Server, len: u64, account: &str) -> (u16, Value) {
     status_json(r).await
 }
 
+/// A minimal manifest named `name` (of `owner`, if given).
+fn manifest(name: &str, owner: Option<&str>) -> Value {
+    let mut m = serde_json::json!({"name": name, "version": "1", "os": "smartos",
+        "type": "zone-dataset"});
+    if let Some(o) = owner {
+        m["owner"] = o.into();
+    }
+    m
+}
+
+/// A 413 QuotaExceeded.
+fn assert_over_quota(st: u16, e: &Value) {
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (413, Some("QuotaExceeded")),
+        "{e}"
+    );
+}
+
+/// LUKE's image imported as published in 2020, with a file of `size`
+/// bytes (`seed`), activated.
+async fn ancient_image(s: &Server, size: usize, seed: u32) -> String {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let mut m = manifest("ancient", Some(LUKE));
+    m["uuid"] = uuid.clone().into();
+    m["v"] = 2.into();
+    m["published_at"] = "2020-01-01T00:00:00Z".into();
+    let (st, v) = s.post(&format!("/images/{uuid}?action=import"), m).await;
+    assert_eq!(st, 200, "{v}");
+    s.add_file_and_activate(&uuid, &data(size, seed)).await;
+    uuid
+}
+
 /// An image of `owner` with a file of `size` bytes, not activated.
 async fn unactivated_with_file(s: &Server, owner: &str, size: usize) -> String {
-    let img = s
-        .create(
-            None,
-            serde_json::json!({"name": "u", "version": "1", "os": "smartos",
-                "type": "zone-dataset", "owner": owner}),
-        )
-        .await;
+    let img = s.create(None, manifest("u", Some(owner))).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();
     let (st, v) = s
         .put_bytes(
@@ -451,11 +478,7 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
     let (st, _) = tus_create(&s, 6000, LUKE).await;
     assert_eq!(st, 201);
     let (st, e) = tus_create(&s, 5000, LUKE).await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (413, Some("QuotaExceeded")),
-        "{e}"
-    );
+    assert_over_quota(st, &e);
     let msg = e["message"].as_str().unwrap();
     assert!(
         msg.contains("5000 bytes")
@@ -490,13 +513,7 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
 
     // AddImageFile: the announced size, before a byte is stored; nothing
     // half-made (the image keeps no file).
-    let img = s
-        .create(
-            None,
-            serde_json::json!({"name": "q", "version": "1", "os": "smartos",
-                "type": "zone-dataset", "owner": LUKE}),
-        )
-        .await;
+    let img = s.create(None, manifest("q", Some(LUKE))).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();
     let (st, e) = s
         .put_bytes(
@@ -504,11 +521,7 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
             data(2000, 1),
         )
         .await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (413, Some("QuotaExceeded")),
-        "{e}"
-    );
+    assert_over_quota(st, &e);
     let (_, v) = s.get(&format!("/images/{uuid}")).await;
     assert_eq!(v["files"], serde_json::json!([]), "{v}");
     let (_, u) = s.get(&format!("/usage/{LUKE}")).await;
@@ -517,27 +530,10 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
     // Images: CreateImage, by an operator too (not exempt by default),
     // and AdminImportImage.
     for n in 0..2 {
-        let (st, v) = s
-            .post(
-                "/images",
-                serde_json::json!({"name": format!("n{n}"), "version": "1", "os": "smartos",
-                    "type": "zone-dataset", "owner": LUKE}),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
+        s.create(None, manifest(&format!("n{n}"), Some(LUKE))).await;
     }
-    let (st, e) = s
-        .post(
-            "/images",
-            serde_json::json!({"name": "four", "version": "1", "os": "smartos",
-                "type": "zone-dataset", "owner": LUKE}),
-        )
-        .await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (413, Some("QuotaExceeded")),
-        "{e}"
-    );
+    let (st, e) = s.post("/images", manifest("four", Some(LUKE))).await;
+    assert_over_quota(st, &e);
     assert!(
         e["message"]
             .as_str()
@@ -562,11 +558,7 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
                 "compression": "none"}]}),
         )
         .await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (413, Some("QuotaExceeded")),
-        "{e}"
-    );
+    assert_over_quota(st, &e);
     let (st, info) = s.get(&format!("/uploads/{id}/info?account={LUKE}")).await;
     assert_eq!(
         (st, info["state"].as_str()),
@@ -581,11 +573,7 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
                 "type": "zone-dataset", "owner": LUKE, "v": 2}),
         )
         .await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (413, Some("QuotaExceeded")),
-        "{e}"
-    );
+    assert_over_quota(st, &e);
     assert_eq!(s.get(&format!("/images/{import}")).await.0, 404);
     // Another account is not held to LUKE's usage.
     let (st, _) = tus_create(&s, 6000, VADER).await;
@@ -645,28 +633,14 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
 async fn operators_can_be_exempt() {
     let s = Server::start_with_config("[quotas]\nmax_images = 1\nexempt_operators = true\n").await;
     for n in 0..2 {
-        let (st, v) = s
-            .post(
-                "/images",
-                serde_json::json!({"name": format!("op{n}"), "version": "1", "os": "smartos",
-                    "type": "zone-dataset", "owner": LUKE}),
-            )
+        s.create(None, manifest(&format!("op{n}"), Some(LUKE)))
             .await;
-        assert_eq!(st, 200, "{v}");
     }
     // The account itself is held to it.
     let (st, e) = s
-        .post(
-            &format!("/images?account={LUKE}"),
-            serde_json::json!({"name": "mine", "version": "1", "os": "smartos",
-                "type": "zone-dataset"}),
-        )
+        .post(&format!("/images?account={LUKE}"), manifest("mine", None))
         .await;
-    assert_eq!(
-        (st, e["code"].as_str()),
-        (413, Some("QuotaExceeded")),
-        "{e}"
-    );
+    assert_over_quota(st, &e);
 }
 
 // ---- the lifecycle policy ----
@@ -676,8 +650,9 @@ use common::app::App;
 
 /// An active image made in-process at the clock's now (published then).
 async fn app_image(app: &App, name: &str, version: &str, origin: Option<&str>) -> String {
-    let mut m = serde_json::json!({"name": name, "version": version, "os": "smartos",
-        "type": "zone-dataset", "owner": LUKE, "public": true});
+    let mut m = manifest(name, Some(LUKE));
+    m["version"] = version.into();
+    m["public"] = true.into();
     if let Some(o) = origin {
         m["origin"] = o.into();
     }
@@ -859,17 +834,7 @@ async fn lifecycle_cli_plans_and_runs_and_frees_the_bytes_in_s3() {
     );
     let s = Server::start_with_config(&cfg).await;
     // Imported with an old publication date, then given a file in S3.
-    let uuid = uuid::Uuid::new_v4().to_string();
-    let (st, v) = s
-        .post(
-            &format!("/images/{uuid}?action=import"),
-            serde_json::json!({"uuid": uuid, "name": "ancient", "version": "1", "os": "smartos",
-                "type": "zone-dataset", "owner": LUKE, "v": 2,
-                "published_at": "2020-01-01T00:00:00Z"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    s.add_file_and_activate(&uuid, &data(3000, 8)).await;
+    let uuid = ancient_image(&s, 3000, 8).await;
     let fresh = s.create_active(LUKE, "fresh", true, &data(10, 1)).await;
     let in_bucket = || async {
         s3.keys("p/")
@@ -983,17 +948,7 @@ async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
 #[tokio::test]
 async fn the_server_runs_the_policy_on_its_schedule() {
     let mut s = Server::start().await;
-    let uuid = uuid::Uuid::new_v4().to_string();
-    let (st, v) = s
-        .post(
-            &format!("/images/{uuid}?action=import"),
-            serde_json::json!({"uuid": uuid, "name": "ancient", "version": "1", "os": "smartos",
-                "type": "zone-dataset", "owner": LUKE, "v": 2,
-                "published_at": "2020-01-01T00:00:00Z"}),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    s.add_file_and_activate(&uuid, &data(100, 3)).await;
+    let uuid = ancient_image(&s, 100, 3).await;
     // A schedule: the first run is due at once (none ran before).
     s.set_config(
         "[lifecycle]\nevery_hours = 1\n[[lifecycle.rules]]\nrule = \"old\"\npublished_days = 365\n",
