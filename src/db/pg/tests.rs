@@ -11,10 +11,9 @@ use uuid::Uuid;
 
 use super::{MIGRATIONS, PgConfig, PgConn, PgDb};
 use crate::clock::Timestamp;
-use crate::db::images::tests::{Rng, edge_queries, filters, image, queries, u};
+use crate::db::images::tests::{Rng, filters, image, queries, u, varied_queries};
 use crate::db::images::{ListQuery, Select, StateFilter};
 use crate::db::{self, DbError};
-use crate::manifest::State;
 
 /// The server's URL, or None (with a loud notice) when it is not set
 /// outside CI; in CI a missing server fails the test.
@@ -302,47 +301,7 @@ async fn assert_side_tables_follow(pg: &PgDb) {
 /// images.
 async fn compare_lists(lite: Connection, pg: &PgDb) -> (Connection, usize) {
     let mut qs: Vec<(String, ListQuery)> = queries();
-    let mut more: Vec<(String, ListQuery)> = filters()
-        .into_iter()
-        .flat_map(|(n, q)| {
-            [None, Some(u(1))].map(|account| {
-                (
-                    n.to_string(),
-                    ListQuery {
-                        account,
-                        ..q.clone()
-                    },
-                )
-            })
-        })
-        .collect();
-    more.extend(edge_queries());
-    let date = Some("2020-01-03T00:00:00.000Z".to_string());
-    for (name, q) in more {
-        for (state, public, limit, marker) in [
-            (q.state, q.public, 1000, q.marker.clone()),
-            (StateFilter::All, q.public, 7, date.clone()),
-            (StateFilter::Only(State::Unactivated), q.public, 1000, None),
-            (
-                StateFilter::Only(State::Active),
-                Some(true),
-                7,
-                date.clone(),
-            ),
-            (StateFilter::Only(State::Disabled), None, 3, None),
-        ] {
-            qs.push((
-                name.clone(),
-                ListQuery {
-                    state,
-                    public,
-                    limit,
-                    marker,
-                    ..q.clone()
-                },
-            ));
-        }
-    }
+    qs.extend(varied_queries());
     // The runtime's path too (GetImage and ListImages' own pool, whose
     // statements are planned once, generic plans), twice: the second run
     // uses the prepared statement.
