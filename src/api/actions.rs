@@ -125,7 +125,7 @@ pub async fn action(
             ));
         }
     };
-    Ok(image_response(&img, opts))
+    image_response(&st, img, opts).await
 }
 
 /// AdminImportImage: `?action=import` (operators only).

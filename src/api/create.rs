@@ -166,7 +166,7 @@ pub async fn create(
                 .await?
         }
     };
-    Ok(image_response(&img, ctx.opts))
+    image_response(&st, img, ctx.opts).await
 }
 
 /// The actions of `POST /images` this server never serves.

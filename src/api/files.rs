@@ -83,7 +83,7 @@ pub async fn add_file(
             .imports
             .add_file_from_source(caller, uuid, &src, storage)
             .await?;
-        return Ok(image_response(&img, ctx.opts));
+        return image_response(&st, img, ctx.opts).await;
     }
     let params = AddFileParams {
         compression: p.get("compression").map(str::to_string),
@@ -101,7 +101,7 @@ pub async fn add_file(
         .add_file(caller, uuid, params, stream.by_ref())
         .await;
     match res {
-        Ok(img) => Ok(image_response(&img, ctx.opts)),
+        Ok(img) => image_response(&st, img, ctx.opts).await,
         Err(e) => {
             drain(stream, declared).await;
             Err(e)
@@ -135,7 +135,7 @@ async fn attach_upload(
         ));
     }
     let img = st.registrar.attach(caller, &img, r).await?;
-    Ok(image_response(&img, ctx.opts))
+    image_response(st, img, ctx.opts).await
 }
 
 /// Read what is left of a refused body (bounded in bytes and time), so
@@ -416,7 +416,7 @@ pub async fn add_icon(
         .add_icon(&ctx.caller, ctx.uuid, params, stream.by_ref())
         .await
     {
-        Ok(img) => Ok(image_response(&img, ctx.opts)),
+        Ok(img) => image_response(&st, img, ctx.opts).await,
         Err(e) => {
             drain(stream, declared).await;
             Err(e)
@@ -516,5 +516,5 @@ pub async fn get_icon(
 )]
 pub async fn delete_icon(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response, Error> {
     let img = st.images.delete_icon(&ctx.caller, ctx.uuid).await?;
-    Ok(image_response(&img, ctx.opts))
+    image_response(&st, img, ctx.opts).await
 }

@@ -57,13 +57,25 @@ pub(super) async fn channel_gate(
     Ok(ctx)
 }
 
-/// An image response with its `Etag`.
-pub(super) fn image_response(img: &Image, opts: RenderOpts) -> Response {
+/// An image response with its `Etag`; with admin fields, its download
+/// statistics read for it (no other read pays for them).
+pub(super) async fn image_response(
+    st: &AppState,
+    mut img: Image,
+    opts: RenderOpts,
+) -> Result<Response, Error> {
+    if opts.admin_fields {
+        img.downloads = st
+            .images
+            .download_stats(vec![img.uuid])
+            .await?
+            .remove(&img.uuid);
+    }
     let mut r = json_response(StatusCode::OK, &img.to_wire(opts));
     if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", img.etag())) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    r
+    Ok(r)
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
@@ -253,7 +265,7 @@ pub async fn get_image(
     if let Some(r) = check_conditional(&headers, &img.etag())? {
         return Ok(r);
     }
-    Ok(image_response(&img, ctx.opts))
+    image_response(&st, img, ctx.opts).await
 }
 
 /// DeleteImage: `DELETE /images/{uuid}` → 204.
@@ -376,7 +388,7 @@ pub async fn acl(State(st): State<AppState>, ctx: ImageCtx, body: Body) -> Resul
         .images
         .change_acl(&ctx.caller, ctx.uuid, add, accounts)
         .await?;
-    Ok(image_response(&img, ctx.opts))
+    image_response(&st, img, ctx.opts).await
 }
 
 #[cfg(test)]
@@ -629,5 +641,5 @@ pub async fn clone_image(State(st): State<AppState>, ctx: ImageCtx) -> Result<Re
         ));
     }
     let img = st.images.clone_image(&ctx.caller, ctx.uuid).await?;
-    Ok(image_response(&img, ctx.opts))
+    image_response(&st, img, ctx.opts).await
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{DbError, Entity, Result};
 use crate::clock::Timestamp;
-use crate::manifest::{DownloadStats, Image, State, normalize_date};
+use crate::manifest::{Image, State, normalize_date};
 
 /// A `name`/`version` filter: exact, or substring with a leading `~`.
 #[derive(Debug, Clone)]
@@ -227,31 +227,15 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(DbError::corrupt("image column"))
 }
 
-/// The image, with its download statistics.
 pub fn get(conn: &Connection, uuid: Uuid) -> Result<Option<Image>> {
-    let Some((json, count, last_at)) = conn
-        .query_row(
-            "SELECT manifest, d.count, d.last_at FROM images \
-             LEFT JOIN image_downloads d ON d.uuid = images.uuid WHERE images.uuid = ?1",
-            params![uuid.to_string()],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<Timestamp>>(2)?,
-                ))
-            },
-        )
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let mut img = from_row(json)?;
-    img.downloads = count.zip(last_at).map(|(count, last_at)| DownloadStats {
-        count: count.max(0) as u64,
-        last_at,
-    });
-    Ok(Some(img))
+    conn.query_row(
+        "SELECT manifest FROM images WHERE uuid = ?1",
+        params![uuid.to_string()],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .map(from_row)
+    .transpose()
 }
 
 pub fn delete(conn: &Connection, uuid: Uuid) -> Result<bool> {

@@ -169,33 +169,16 @@ pub fn update(c: &PgConn, img: &Image) -> Result<()> {
     Ok(())
 }
 
-/// GetImage's statement: the manifest and the download statistics.
-const GET: &str = "SELECT manifest, d.count, d.last_at FROM images \
-    LEFT JOIN image_downloads d ON d.uuid = images.uuid WHERE images.uuid = $1";
+/// GetImage's statement.
+const GET: &str = "SELECT manifest FROM images WHERE uuid = $1";
 
 /// The image of a [`GET`] row.
 fn got(r: &tokio_postgres::Row) -> Result<Image> {
-    let mut img = from_json(&col::<String>(r, 0)?)?;
-    if let (Some(count), Some(last_at)) = (col::<Option<i64>>(r, 1)?, col::<Option<String>>(r, 2)?)
-    {
-        img.downloads = Some(crate::manifest::DownloadStats {
-            count: count.max(0) as u64,
-            last_at: crate::clock::Timestamp::parse(&last_at)
-                .ok_or_else(|| DbError::corrupt("download time")(last_at))?,
-        });
-    }
-    Ok(img)
+    from_json(&col::<String>(r, 0)?)
 }
 
-/// The image, with its download statistics; in a write transaction, its
-/// row locked (not the statistics': a node adds to them at any time).
 pub fn get(c: &PgConn, uuid: Uuid) -> Result<Option<Image>> {
-    let lock = if c.for_update().is_empty() {
-        ""
-    } else {
-        " FOR UPDATE OF images"
-    };
-    c.query_opt(&format!("{GET}{lock}"), &[&uuid])?
+    c.query_opt(&format!("{GET}{}", c.for_update()), &[&uuid])?
         .as_ref()
         .map(got)
         .transpose()
