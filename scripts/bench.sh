@@ -22,6 +22,10 @@
 #                                            on and off, same build, same run; DL_SECS, DL_ROUNDS)
 #   scripts/bench.sh lifecycle              (only `imgapi lifecycle plan` over LIFECYCLE_IMAGES
 #                                            (100 000) images: time and peak memory)
+#   scripts/bench.sh download               (only GetImageFile against nginx from the page cache, 1
+#                                            and DL_STREAMS (32) streams, CPU per GiB, peak RSS, and
+#                                            from S3 against a plain GET; DL_MIB, DL_ROUNDS, DL_MANY,
+#                                            DL_PART=local|s3)
 #
 # The ListImages section needs `wrk` (Debian: apt-get install wrk).
 #
@@ -34,7 +38,7 @@ if [ "${1:-}" = list ]; then ONLY_LIST=1; shift; fi
 ONLY_CLIENT=
 if [ "${1:-}" = client ]; then ONLY_CLIENT=1; shift; fi
 ONLY_SECTION=
-case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes|download-stats|lifecycle) ONLY_SECTION=$1; shift ;; esac
+case "${1:-}" in parallel|concurrent|cluster|cluster-list|nodes|download-stats|download|lifecycle) ONLY_SECTION=$1; shift ;; esac
 SIZE_MIB=${1:-2048}
 TUS_MIB=${2:-1024}
 WORK=$(mktemp -d /tmp/imgapi-bench.XXXXXX)
@@ -672,6 +676,112 @@ print("lifecycle: plan over %d images: %.2f s (best of 3; goal < 5 s), peak RSS 
 PY
 }
 
+# GetImageFile from the page cache against nginx (issue 26; goals: >= 1.0x
+# nginx for 1 stream and DL_STREAMS streams of one file and of as many
+# files, CPU per GiB <= 1.2x nginx's, flat memory). One imgapi (SQLite,
+# local store) holds DL_STREAMS images of DL_MIB MiB each; nginx
+# (2 workers, sendfile on, as Debian ships it) serves the same files from
+# the same directory. Files are read once first so that both serve from the
+# page cache; one stream downloads its file 8 times in a row on one
+# connection, so that CPU time (in clock ticks) is measurable. scripts/download_bench.py runs the rounds (curl clients) and
+# reads CPU from /proc. Then the S3 store: GetImageFile of a DL_MIB image
+# in s3s-fs without redirect against a plain GET of the same object by
+# curl (its presigned URL), best of DL_ROUNDS (goal >= 0.9x), peak RSS.
+download_bench() {
+  [ "${DL_PART:-}" = s3 ] || download_local_bench
+  [ "${DL_PART:-}" = local ] || download_s3_bench
+}
+
+download_local_bench() {
+  local mib=${DL_MIB:-256} n=${DL_STREAMS:-32} rounds=${DL_ROUNDS:-3} d=$WORK/download i
+  command -v nginx > /dev/null || { echo "nginx is needed: apt-get install nginx" >&2; exit 1; }
+  mkdir -p "$d/tmp"
+  head -c $((mib * 1024 * 1024)) /dev/urandom > "$d/image.bin"
+  start_server "$d/data"
+  local owner=ba28f844-8cb4-f141-882d-46d6251e6a9f uuid
+  : > "$d/imgapi.urls"; : > "$d/nginx.urls"
+  local nport=$((20000 + RANDOM % 20000))
+  for i in $(seq "$n"); do
+    uuid=$(curl -sf -XPOST "$URL/images" -H 'content-type: application/json' \
+      -d "{\"name\":\"dl$i\",\"version\":\"1.0.0\",\"os\":\"linux\",\"type\":\"other\",\"owner\":\"$owner\",\"public\":true}" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+    curl -sf -XPUT -T "$d/image.bin" -H 'content-type: application/octet-stream' "$URL/images/$uuid/file?compression=none" > /dev/null
+    curl -sf -XPOST "$URL/images/$uuid?action=activate" -H 'content-type: application/json' -d '{}' > /dev/null
+    echo "$URL/images/$uuid/file" >> "$d/imgapi.urls"
+    echo "http://127.0.0.1:$nport/images/${uuid:0:3}/$uuid/file0" >> "$d/nginx.urls"
+  done
+  cat "$d/data/local/images"/*/*/file0 > /dev/null
+  cat > "$d/nginx.conf" <<NGINX
+worker_processes 2;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/nginx.err;
+$([ "$(id -u)" = 0 ] && echo "user root;")
+events { worker_connections 2048; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp;
+  uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
+  server { listen 127.0.0.1:$nport; root $d/data/local; }
+}
+NGINX
+  nginx -c "$d/nginx.conf" -p "$d" &
+  local nginx_pid=$!
+  wait_port "$nport"
+  sleep 0.5
+  local pids
+  pids=$(echo "$nginx_pid" $(pgrep -P "$nginx_pid") | tr ' ' ,)
+  cmp <(curl -sf "$(head -1 "$d/imgapi.urls")") <(curl -sf "$(head -1 "$d/nginx.urls")") \
+    || { echo "imgapi and nginx serve different bytes" >&2; exit 1; }
+  DL_MANY=${DL_MANY:-256} python3 scripts/download_bench.py "$mib" "$rounds" "$n" "$SERVER_PID" "$d/imgapi.urls" "$pids" "$d/nginx.urls"
+  kill "$nginx_pid" "$SERVER_PID"; wait "$nginx_pid" "$SERVER_PID" 2>/dev/null || true
+  rm -rf "$d/data"
+}
+
+download_s3_bench() {
+  local mib=${DL_MIB:-256} rounds=${DL_ROUNDS:-3} d=$WORK/download
+  local owner=ba28f844-8cb4-f141-882d-46d6251e6a9f uuid
+  mkdir -p "$d"
+  [ -f "$d/image.bin" ] || head -c $((mib * 1024 * 1024)) /dev/urandom > "$d/image.bin"
+  local s3port=$((20000 + RANDOM % 20000)) s3pid
+  s3pid=$(scripts/s3-server.sh start "$d/s3data" "$s3port")
+  cat > "$d/s3.toml" <<TOML
+[storage.manta]
+type = "s3"
+endpoint = "http://127.0.0.1:$s3port"
+bucket = "imgapidl"
+access_key_id = "imgapi-test"
+secret_access_key = "imgapi-test-secret"
+[downloads]
+redirect = true
+TOML
+  "$BIN" --config "$d/s3.toml" serve --listen 127.0.0.1:0 --data-dir "$d/s3node" > "$WORK/server.out" 2> "$WORK/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do URL=$(sed -n 's/^imgapi listening on //p' "$WORK/server.out"); [ -n "$URL" ] && break; sleep 0.1; done
+  uuid=$(curl -sf -XPOST "$URL/images" -H 'content-type: application/json' \
+    -d "{\"name\":\"dls3\",\"version\":\"1.0.0\",\"os\":\"linux\",\"type\":\"other\",\"owner\":\"$owner\",\"public\":true}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+  curl -sf -XPUT -T "$d/image.bin" -H 'content-type: application/octet-stream' "$URL/images/$uuid/file?compression=none&storage=manta" > /dev/null
+  curl -sf -XPOST "$URL/images/$uuid?action=activate" -H 'content-type: application/json' -d '{}' > /dev/null
+  local presigned best_i=0 best_s=0 r a b
+  presigned=$(curl -sf -o /dev/null -w '%{redirect_url}' "$URL/images/$uuid/file?redirect=true")
+  [ -n "$presigned" ] || { echo "no presigned URL for the S3 image" >&2; exit 1; }
+  cmp <(curl -sf "$URL/images/$uuid/file") <(curl -sf "$presigned") || { echo "imgapi and S3 serve different bytes" >&2; exit 1; }
+  dlrate() { curl -sf -o /dev/null -w '%{speed_download}' "$1" | awk '{ printf "%.1f", $1 / 1048576 }'; }
+  for r in $(seq "$rounds"); do
+    a=$(dlrate "$URL/images/$uuid/file"); b=$(dlrate "$presigned")
+    echo "download: S3 round $r: GetImageFile $a MiB/s, plain GET $b MiB/s"
+    best_i=$(awk -v x="$best_i" -v y="$a" 'BEGIN { print (y > x) ? y : x }')
+    best_s=$(awk -v x="$best_s" -v y="$b" 'BEGIN { print (y > x) ? y : x }')
+  done
+  awk -v i="$best_i" -v s="$best_s" -v m="$mib" -v rss="$(hwm_mib "$SERVER_PID")" 'BEGIN {
+    printf "download: from S3 (s3s-fs), %d MiB: GetImageFile %.1f MiB/s, plain GET of the object (curl, presigned) %.1f MiB/s: %.2fx (goal >= 0.9) %s; imgapi peak RSS %.1f MiB\n",
+      m, i, s, i / s, (i >= 0.9 * s) ? "ok" : "MISSED", rss }'
+  kill "$SERVER_PID" "$s3pid"; wait "$SERVER_PID" 2>/dev/null || true
+}
+
 # What counting downloads costs GetImageFile (issue 24, goal: at most 2 %
 # of its req/s on small files): one server with `[downloads] stats` on
 # (the default) and one with it off, the same build, each with a 4 KiB
@@ -780,6 +890,7 @@ PY
 }
 
 case "$ONLY_SECTION" in
+  download) download_bench; exit 0 ;;
   download-stats) download_stats_bench; exit 0 ;;
   lifecycle) lifecycle_bench; exit 0 ;;
   nodes) cluster_nodes_bench; exit 0 ;;

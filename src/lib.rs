@@ -264,7 +264,12 @@ mod serve {
     use tokio::time::{Instant, Sleep};
     use tower::ServiceExt;
 
+    use std::os::fd::{AsRawFd, RawFd};
+
+    use tokio::io::Interest;
+
     use crate::config::ServerConfig;
+    use crate::store;
 
     #[derive(Clone, Copy)]
     struct Timeouts {
@@ -565,23 +570,67 @@ mod serve {
         }
     }
 
+    impl WatchedIo {
+        /// Send the `len` bytes of a mapped body chunk by file and offset
+        /// (sendfile) rather than copying them from the mapping; None
+        /// where the file cannot be sent so (the caller writes them).
+        fn poll_send_mapped(
+            &mut self,
+            cx: &mut Context<'_>,
+            (fd, offset): (RawFd, u64),
+            len: usize,
+        ) -> Option<Poll<io::Result<usize>>> {
+            let sock = self.inner.as_raw_fd();
+            loop {
+                if let Poll::Ready(Err(e)) = self.inner.poll_write_ready(cx) {
+                    return Some(Poll::Ready(Err(e)));
+                }
+                match self.inner.try_io(Interest::WRITABLE, || {
+                    store::fs::mapped::send(sock, fd, offset, len)
+                }) {
+                    Ok(n) => return Some(Poll::Ready(Ok(n))),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // try_io cleared the readiness: pending until writable.
+                        if self.inner.poll_write_ready(cx).is_pending() {
+                            return Some(Poll::Pending);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Unsupported => return None,
+                    Err(e) => return Some(Poll::Ready(Err(e))),
+                }
+            }
+        }
+    }
+
     impl AsyncWrite for WatchedIo {
         fn poll_write(
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             b: &[u8],
         ) -> Poll<io::Result<usize>> {
-            let r = Pin::new(&mut self.inner).poll_write(cx, b);
+            let sent = store::fs::mapped::region(b.as_ptr(), b.len())
+                .and_then(|region| self.poll_send_mapped(cx, region, b.len()));
+            let r = sent.unwrap_or_else(|| Pin::new(&mut self.inner).poll_write(cx, b));
             self.note(&r);
             r
         }
 
+        /// Bytes of a mapped body chunk go by sendfile, one slice per
+        /// call; the slices before one go by writev.
         fn poll_write_vectored(
             mut self: Pin<&mut Self>,
             cx: &mut Context<'_>,
             b: &[io::IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
-            let r = Pin::new(&mut self.inner).poll_write_vectored(cx, b);
+            let mapped = |s: &io::IoSlice<'_>| store::fs::mapped::region(s.as_ptr(), s.len());
+            let (first, plain) = match b.iter().position(|s| mapped(s).is_some()) {
+                Some(0) => (mapped(&b[0]), b),
+                Some(i) => (None, &b[..i]),
+                None => (None, b),
+            };
+            let sent = first.and_then(|region| self.poll_send_mapped(cx, region, b[0].len()));
+            let r =
+                sent.unwrap_or_else(|| Pin::new(&mut self.inner).poll_write_vectored(cx, plain));
             self.note(&r);
             r
         }

@@ -26,6 +26,8 @@ mod common;
 mod concat;
 #[path = "crash_completion.rs"]
 mod crash_completion;
+#[path = "downloads.rs"]
+mod downloads;
 #[path = "errors_doc.rs"]
 mod errors_doc;
 #[path = "hardening_domain.rs"]

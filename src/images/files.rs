@@ -256,7 +256,7 @@ impl Images {
         let stream = self
             .stores
             .get(f.stor)
-            .get(&image_file_key(f.stor, &img.uuid), range.clone())
+            .get_sealed(&image_file_key(f.stor, &img.uuid), range.clone())
             .await?;
         Ok(self.count_at_end(img.uuid, range, f.size, stream))
     }
@@ -353,7 +353,7 @@ impl Images {
         let stream = self
             .stores
             .get(icon.stor)
-            .get(&image_icon_key(icon.stor, &uuid), None)
+            .get_sealed(&image_icon_key(icon.stor, &uuid), None)
             .await?;
         Ok((img, icon, stream))
     }

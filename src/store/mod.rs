@@ -139,6 +139,16 @@ impl Store {
     }
 
     /// Remove the object; absent is fine.
+    /// Stream a sealed object (an image's file or icon, [`is_sealed_key`]),
+    /// or `range` of it: a local store serves it from memory maps of the
+    /// page cache; other stores, and other keys, as [`Store::get`].
+    pub async fn get_sealed(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        match self {
+            Store::Fs(s) => s.get_sealed(key, range).await,
+            Store::S3(s) => s.get(key, range).await,
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self {
             Store::Fs(s) => s.delete(key).await,
@@ -231,6 +241,16 @@ pub fn image_file_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
 /// The key of an image's icon in the store named by `stor`.
 pub fn image_icon_key(stor: impl AsRef<str>, uuid: &uuid::Uuid) -> String {
     format!("{}/icon", image_dir_key(stor, uuid))
+}
+
+/// Whether `key` names a sealed object, one of an image's (its file or
+/// icon, below [`image_dir_key`]): written once under a temporary name and
+/// renamed into place, then never changed in place until it is deleted or
+/// replaced by another rename. The local store maps such files to serve
+/// them and refuses to append to, write into or cut them.
+pub fn is_sealed_key(key: &str) -> bool {
+    let rest = key.strip_prefix("imgapi/").unwrap_or(key);
+    rest.starts_with("images/") && (key.ends_with("/file0") || key.ends_with("/icon"))
 }
 
 /// The key prefix ("directory") of an image's objects.

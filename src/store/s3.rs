@@ -318,11 +318,12 @@ impl S3Store {
             }
             Err(e) => return Err(sdk_err(e)),
         };
-        let reader = o.body.into_async_read();
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-            reader,
-            256 << 10,
-        )))
+        // The body's own chunks, as the connection received them: no copy.
+        let body = futures_util::stream::unfold(o.body, |mut body| async move {
+            let chunk = body.next().await?;
+            Some((chunk.map_err(std::io::Error::other), body))
+        });
+        Ok(Box::pin(body))
     }
 
     /// A presigned GET URL of the object, valid for `ttl` (at most 7

@@ -18,7 +18,9 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use super::error::{Result, StoreError};
-use super::{ByteStream, ObjectMeta, valid_key};
+use super::{ByteStream, ObjectMeta, is_sealed_key, valid_key};
+
+pub mod mapped;
 
 /// Mode of the files the store creates.
 const FILE_MODE: u32 = 0o600;
@@ -28,6 +30,17 @@ const DIR_MODE: u32 = 0o700;
 /// The error of a key that cannot name a file in this store.
 fn unusable_path(key: &str, why: &dyn std::fmt::Display) -> StoreError {
     StoreError::unusable_path(key, why.to_string())
+}
+
+/// Sealed files are never written in place (the invariant `mapped` rests
+/// on): appending to one, writing into one or cutting one is refused.
+fn refuse_sealed(key: &str) -> Result<()> {
+    if is_sealed_key(key) {
+        return Err(StoreError::internal(format!(
+            "refused to write in place into the sealed file {key:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn object_not_found(key: &str) -> StoreError {
@@ -216,24 +229,33 @@ impl FsStore {
         }
     }
 
+    /// The regular file at `key`, opened for reading, with its size;
+    /// anything else is 404 with a message that does not name the key.
+    async fn open_object(&self, key: &str) -> Result<(std::fs::File, u64)> {
+        self.path(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
+        let f = tokio::task::spawn_blocking(
+            move || -> std::io::Result<Option<(std::fs::File, u64)>> {
+                let p = checked_path(&root, &k, false)?;
+                let f = open_options().read(true).open(p)?;
+                let m = f.metadata()?;
+                Ok(m.is_file().then_some((f, m.len())))
+            },
+        )
+        .await
+        .map_err(StoreError::internal)?;
+        match f {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(object_not_found(key)),
+            Err(e) if not_found(&e) || is_path_error(&e) => Err(object_not_found(key)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Stream the regular file at `key` (or `range` of it); anything else is
     /// 404 with a message that does not name the key.
     pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.path(key)?;
-        let (root, k) = (self.root.clone(), key.to_string());
-        let f = tokio::task::spawn_blocking(move || -> std::io::Result<Option<std::fs::File>> {
-            let p = checked_path(&root, &k, false)?;
-            let f = open_options().read(true).open(p)?;
-            Ok(f.metadata()?.is_file().then_some(f))
-        })
-        .await
-        .map_err(StoreError::internal)?;
-        let mut f = match f {
-            Ok(Some(f)) => tokio::fs::File::from_std(f),
-            Ok(None) => return Err(object_not_found(key)),
-            Err(e) if not_found(&e) || is_path_error(&e) => return Err(object_not_found(key)),
-            Err(e) => return Err(e.into()),
-        };
+        let mut f = tokio::fs::File::from_std(self.open_object(key).await?.0);
         let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match range {
             Some(r) => {
                 use tokio::io::AsyncSeekExt;
@@ -243,6 +265,17 @@ impl FsStore {
             None => Box::new(f),
         };
         Ok(Box::pin(ReaderStream::with_capacity(reader, 256 << 10)))
+    }
+
+    /// As [`FsStore::get`], for a sealed file (an image's file or icon, see
+    /// [`is_sealed_key`]): served from memory maps of the page cache
+    /// (`mapped`). Other keys are read as by `get`.
+    pub async fn get_sealed(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        if !is_sealed_key(key) {
+            return self.get(key, range).await;
+        }
+        let (f, len) = self.open_object(key).await?;
+        Ok(mapped::stream(f, len, range))
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
@@ -454,6 +487,7 @@ impl FsStore {
     /// Open `key` for appending at `offset`: anything past `offset` (bytes of
     /// a request that was never acknowledged) is cut off first.
     pub async fn open_append(&self, key: &str, offset: u64) -> Result<FsAppender> {
+        refuse_sealed(key)?;
         self.appender(key, offset, false).await
     }
 
@@ -462,6 +496,7 @@ impl FsStore {
     /// byte ranges of it, and a gap before `pos` reads as zeros). Nothing
     /// is cut off, on open or on abort.
     pub async fn open_at(&self, key: &str, pos: u64) -> Result<FsAppender> {
+        refuse_sealed(key)?;
         self.path(key)?;
         let (root, k) = (self.root.clone(), key.to_string());
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
@@ -525,6 +560,7 @@ impl FsStore {
 
     /// Cut the file at `key` back to `len` bytes (discarding a refused chunk).
     pub async fn truncate(&self, key: &str, len: u64) -> Result<()> {
+        refuse_sealed(key)?;
         self.path(key)?;
         let (root, k) = (self.root.clone(), key.to_string());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -752,6 +788,48 @@ mod tests {
         let mut w = s.begin_write(key).await?;
         w.write(bytes::Bytes::from_static(data)).await?;
         w.commit().await
+    }
+
+    /// The invariant mapped reads rest on: nothing writes a sealed file
+    /// (an image's file or icon) in place. Each way the store has to write
+    /// into or cut an existing file refuses it; the file keeps its bytes,
+    /// and a mapped read of it matches a plain read.
+    #[tokio::test]
+    async fn sealed_files_are_never_written_in_place() {
+        use futures_util::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().to_path_buf()).unwrap();
+        let uuid = uuid::Uuid::new_v4();
+        for key in [
+            crate::store::image_file_key("local", &uuid),
+            crate::store::image_file_key("manta", &uuid),
+            crate::store::image_icon_key("manta", &uuid),
+        ] {
+            assert!(is_sealed_key(&key), "{key}");
+            put(&s, &key, b"sealed bytes").await.unwrap();
+            assert!(s.open_append(&key, 3).await.is_err(), "{key}");
+            assert!(s.open_at(&key, 3).await.is_err(), "{key}");
+            assert!(s.truncate(&key, 3).await.is_err(), "{key}");
+            let read = |b: ByteStream| async move {
+                let chunks: Vec<bytes::Bytes> = b.try_collect().await?;
+                Ok::<_, std::io::Error>(chunks.concat())
+            };
+            let mapped = read(s.get_sealed(&key, None).await.unwrap()).await.unwrap();
+            let plain = read(s.get(&key, None).await.unwrap()).await.unwrap();
+            assert!(mapped == plain && plain == b"sealed bytes"[..], "{key}");
+            let part = read(s.get_sealed(&key, Some(2..8)).await.unwrap())
+                .await
+                .unwrap();
+            assert_eq!(part, b"aled b"[..]);
+        }
+        // Upload data and temporary names are not sealed.
+        for key in [
+            "uploads/ab/x.0",
+            "imgapi/images/abc/x/.file0.tmp1",
+            "a/stor/file0",
+        ] {
+            assert!(!is_sealed_key(key), "{key}");
+        }
     }
 
     #[tokio::test]
