@@ -39,7 +39,7 @@ export IMGAPI_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres
 
 cargo build --release --bin imgapi
 status=0
-cargo test --no-fail-fast "$@" || status=1
+cargo test --workspace --no-fail-fast "$@" || status=1
 
 # The suites that exercise metadata (ListImages, uploads, registration,
 # imports, crash recovery, the clients), again with PostgreSQL as the

@@ -6,7 +6,6 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod db;
-pub mod digest;
 pub mod error;
 pub mod identity;
 pub mod images;
@@ -21,7 +20,9 @@ pub mod registrar;
 pub mod space;
 pub mod store;
 pub mod uploads;
-pub mod wire;
+/// The wire types and the digests live in `imgapi-protocol`, shared with
+/// the client crate; they keep their paths here.
+pub use imgapi_protocol::{digest, tus, wire};
 
 mod layering;
 

@@ -1,7 +1,7 @@
 //! The `imgapi` command: the server and its admin verbs, and the client
 //! verbs (in `client/`) that talk to a server over HTTP.
 
-mod client;
+use imgapi_client as client;
 mod config_check;
 
 use std::net::SocketAddr;

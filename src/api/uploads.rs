@@ -22,9 +22,10 @@ use crate::error::Error;
 use crate::identity::Caller;
 use crate::uploads::Checksum;
 
-pub const TUS_VERSION: &str = "1.0.0";
+use crate::tus;
+pub use crate::tus::VERSION as TUS_VERSION;
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration,concatenation,concatenation-unfinished";
-const OFFSET_CT: &str = "application/offset+octet-stream";
+const OFFSET_CT: &str = tus::PATCH_CONTENT_TYPE;
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -42,15 +43,15 @@ fn set(resp: &mut Response, name: &'static str, value: &str) {
 /// `Tus-Resumable` on every response; `Tus-Version` on a 412.
 pub async fn tus_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    set(&mut resp, "tus-resumable", TUS_VERSION);
+    set(&mut resp, tus::RESUMABLE, TUS_VERSION);
     if resp.status() == StatusCode::PRECONDITION_FAILED {
-        set(&mut resp, "tus-version", TUS_VERSION);
+        set(&mut resp, tus::SUPPORTED_VERSIONS, TUS_VERSION);
     }
     resp
 }
 
 fn require_tus(headers: &HeaderMap) -> Result<(), Error> {
-    match header_text(headers, "tus-resumable").as_deref() {
+    match header_text(headers, tus::RESUMABLE).as_deref() {
         Some(TUS_VERSION) => Ok(()),
         Some(v) => Err(Error::TusVersionUnsupported(format!(
             "Tus-Resumable {v} is not supported; this server speaks {TUS_VERSION}"
@@ -183,7 +184,7 @@ fn encode_metadata(m: &BTreeMap<String, String>) -> String {
 }
 
 fn parse_checksum(headers: &HeaderMap) -> Result<Option<Checksum>, Error> {
-    let Some(v) = header_text(headers, "upload-checksum") else {
+    let Some(v) = header_text(headers, tus::UPLOAD_CHECKSUM) else {
         return Ok(None);
     };
     let (algo, b64) = v.split_once(' ').ok_or_else(|| {
@@ -280,11 +281,11 @@ pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
 )]
 pub async fn options(State(st): State<AppState>) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
-    set(&mut r, "tus-version", TUS_VERSION);
-    set(&mut r, "tus-extension", TUS_EXTENSIONS);
+    set(&mut r, tus::SUPPORTED_VERSIONS, TUS_VERSION);
+    set(&mut r, tus::EXTENSION, TUS_EXTENSIONS);
     set(
         &mut r,
-        "tus-max-size",
+        tus::MAX_SIZE,
         &st.uploads.max_file_size().to_string(),
     );
     set(
@@ -298,7 +299,7 @@ pub async fn options(State(st): State<AppState>) -> Response {
 /// The header carrying the CRC-64/NVME of an upload's first
 /// `Upload-Offset` bytes (base64 of its 8 big-endian bytes, as S3's
 /// `x-amz-checksum-crc64nvme`).
-pub const CRC64_HEADER: &str = "upload-crc64nvme";
+pub use crate::tus::UPLOAD_CRC64 as CRC64_HEADER;
 
 /// The CRC-64/NVME of the upload's bytes up to its offset, when the server
 /// has one: not for sessions created before it kept CRCs, nor for a
@@ -312,13 +313,13 @@ fn crc64_of(u: &Upload) -> Option<u64> {
 
 fn offset_response(status: StatusCode, u: &Upload) -> Response {
     let mut r = status.into_response();
-    set(&mut r, "upload-offset", &u.offset.to_string());
+    set(&mut r, tus::UPLOAD_OFFSET, &u.offset.to_string());
     if let Some(c) = crc64_of(u) {
         set(&mut r, CRC64_HEADER, &crate::digest::crc64::to_base64(c));
     }
     set(
         &mut r,
-        "upload-expires",
+        tus::UPLOAD_EXPIRES,
         &http_date(&u.expires_at.to_string()),
     );
     r
@@ -403,15 +404,15 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, Error> {
     require_tus(&headers)?;
-    if header_text(&headers, "upload-defer-length").is_some() {
+    if header_text(&headers, tus::UPLOAD_DEFER_LENGTH).is_some() {
         return Err(Error::InvalidHeader(
             "Upload-Defer-Length is not supported: send Upload-Length".into(),
         ));
     }
-    let concat = parse_concat(header_text(&headers, "upload-concat"))?;
-    let metadata = parse_metadata(header_text(&headers, "upload-metadata"))?;
+    let concat = parse_concat(header_text(&headers, tus::UPLOAD_CONCAT))?;
+    let metadata = parse_metadata(header_text(&headers, tus::UPLOAD_METADATA))?;
     if let Concat::Final { parts } = concat {
-        let declared = parse_u64_header(&headers, "upload-length")?;
+        let declared = parse_u64_header(&headers, tus::UPLOAD_LENGTH)?;
         let up = st
             .uploads
             .create_final(&caller, parts, declared, metadata)
@@ -420,7 +421,7 @@ pub async fn create(
         set(&mut r, "location", &format!("/uploads/{}", up.id));
         return Ok(r);
     }
-    let length = parse_u64_header(&headers, "upload-length")?
+    let length = parse_u64_header(&headers, tus::UPLOAD_LENGTH)?
         .ok_or_else(|| Error::InvalidHeader("Upload-Length is required".into()))?;
     let mut up = match concat {
         Concat::Partial { .. } => st.uploads.create_partial(&caller, length, metadata).await?,
@@ -511,13 +512,13 @@ pub async fn head(
         return Err(Error::UploadExpired(up.id));
     }
     let mut r = offset_response(StatusCode::OK, &up);
-    set(&mut r, "upload-length", &up.length.to_string());
+    set(&mut r, tus::UPLOAD_LENGTH, &up.length.to_string());
     set(&mut r, "cache-control", "no-store");
     if let Some(c) = concat_header(&up.concat) {
-        set(&mut r, "upload-concat", &c);
+        set(&mut r, tus::UPLOAD_CONCAT, &c);
     }
     if !up.metadata.is_empty() {
-        set(&mut r, "upload-metadata", &encode_metadata(&up.metadata));
+        set(&mut r, tus::UPLOAD_METADATA, &encode_metadata(&up.metadata));
     }
     Ok(r)
 }
@@ -580,7 +581,7 @@ pub async fn patch(
             "PATCH needs Content-Type: {OFFSET_CT}"
         )));
     }
-    let offset = parse_u64_header(&headers, "upload-offset")?
+    let offset = parse_u64_header(&headers, tus::UPLOAD_OFFSET)?
         .ok_or_else(|| Error::InvalidHeader("Upload-Offset is required".into()))?;
     let checksum = parse_checksum(&headers)?;
     let cl = parse_u64_header(&headers, "content-length")?;
@@ -690,7 +691,7 @@ pub async fn put(
                 cur.length
             ))
             .into_response();
-            set(&mut r, "upload-offset", &cur.offset.to_string());
+            set(&mut r, tus::UPLOAD_OFFSET, &cur.offset.to_string());
             return Ok(r);
         };
         (a, len)
@@ -711,7 +712,7 @@ pub async fn put(
         if cur.offset > 0 {
             set(&mut r, "range", &format!("bytes=0-{}", cur.offset - 1));
         }
-        set(&mut r, "upload-offset", &cur.offset.to_string());
+        set(&mut r, tus::UPLOAD_OFFSET, &cur.offset.to_string());
         return Ok(r);
     }
     let checksum = parse_checksum(&headers)?;
@@ -815,8 +816,8 @@ pub async fn get_data(
     if r.status() == StatusCode::RANGE_NOT_SATISFIABLE {
         return Ok(r);
     }
-    set(&mut r, "upload-offset", &up.offset.to_string());
-    set(&mut r, "upload-length", &up.length.to_string());
+    set(&mut r, tus::UPLOAD_OFFSET, &up.offset.to_string());
+    set(&mut r, tus::UPLOAD_LENGTH, &up.length.to_string());
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)

@@ -1,11 +1,11 @@
 //! The server's JSON shapes the client reads. Error bodies are the shared
-//! wire type (`imgapi::wire::ErrorBody`); `Image` is the lenient subset a
+//! wire type (`imgapi_protocol::wire::ErrorBody`); `Image` is the lenient subset a
 //! download is checked against, so that any IMGAPI's manifest parses.
 
 use serde::Deserialize;
 
 /// An IMGAPI error body, `{code, message, errors?}`: the shared wire type.
-pub use imgapi::wire::ErrorBody;
+pub use imgapi_protocol::wire::ErrorBody;
 
 /// The part of an image manifest the client checks a download against
 /// (the raw JSON is what it prints).

@@ -2,6 +2,7 @@
 //! get, update, activate, disable, enable, delete, ACL changes; and the
 //! upload-session verbs (list, abort).
 
+use imgapi_protocol::tus as protocol;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -466,7 +467,7 @@ pub async fn uploads_abort(http: &Http, id: &str) -> Result<()> {
     let res = http
         .send("abort upload", || {
             http.small(Method::DELETE, &p, Duration::ZERO)
-                .header("tus-resumable", "1.0.0")
+                .header(protocol::RESUMABLE, protocol::VERSION)
         })
         .await;
     if let Ok(s) = StateStore::open(state_dir()?) {

@@ -88,7 +88,7 @@ fn explain_for(e: ClientError, url: &str, token: bool, account: bool) -> ClientE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::types::ErrorBody;
+    use crate::types::ErrorBody;
 
     fn conn(args: &[&str]) -> ConnArgs {
         let arg = |k: &str| {

@@ -26,7 +26,7 @@ use super::hashes::{self, crc_to};
 use super::http::{Http, backoff};
 use super::state::{Entry, FileId, Parallel, PartState, StateStore};
 use super::tus::{self, Patched, Uploaded};
-use imgapi::digest::crc64::Crc64;
+use imgapi_protocol::digest::crc64::Crc64;
 
 /// Most partial uploads (the server takes up to 64 per final upload).
 pub const MAX_PARALLEL: usize = 16;

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use imgapi::digest::crc64::Crc64;
-use imgapi::digest::md5::Md5;
+use imgapi_protocol::digest::crc64::Crc64;
+use imgapi_protocol::digest::md5::Md5;
 
 use super::error::{Result, local};
 use super::tus::read_at;
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(c.value(), Crc64::of(&d[..10]));
         assert_eq!(
             md5_of(&f, d.len() as u64).await.unwrap(),
-            imgapi::digest::Digests::of(&d).md5_base64()
+            imgapi_protocol::digest::Digests::of(&d).md5_base64()
         );
     }
 }

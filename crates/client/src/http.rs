@@ -317,7 +317,7 @@ mod tests {
     }
 
     fn response(status: u16, retry_after: Option<&str>) -> Response {
-        let mut b = axum::http::Response::builder().status(status);
+        let mut b = http::Response::builder().status(status);
         if let Some(v) = retry_after {
             b = b.header("retry-after", v);
         }

@@ -9,6 +9,7 @@
 //! (`Upload-Crc64nvme`) on every acknowledgement and at the end: a mismatch
 //! ends the upload (see hashes.rs).
 
+use imgapi_protocol::tus as protocol;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +27,7 @@ use super::error::{ClientError, Result, local};
 use super::hashes::{self, crc_to};
 use super::http::{Attempt, Http, backoff, classify, watch};
 use super::state::{self, Entry, FileId, StateStore};
-use imgapi::digest::crc64::{self, Crc64};
+use imgapi_protocol::digest::crc64::{self, Crc64};
 
 /// Bytes read, hashed and handed to the connection at a time (the unit of
 /// progress).
@@ -65,7 +66,7 @@ impl Uploaded {
 }
 
 pub(crate) fn tus(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    rb.header("tus-resumable", "1.0.0")
+    rb.header(protocol::RESUMABLE, protocol::VERSION)
 }
 
 fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
@@ -85,7 +86,7 @@ pub async fn head(http: &Http, id: &str) -> Result<(u64, u64)> {
 /// The server's CRC-64/NVME of an upload's first Upload-Offset bytes, if
 /// it sent one.
 fn crc_header(r: &reqwest::Response) -> Option<u64> {
-    crc64::from_base64(r.headers().get("upload-crc64nvme")?.to_str().ok()?)
+    crc64::from_base64(r.headers().get(protocol::UPLOAD_CRC64)?.to_str().ok()?)
 }
 
 /// `HEAD /uploads/{id}`: (offset, length, the server's CRC-64/NVME of the
@@ -98,8 +99,8 @@ pub async fn head_crc(http: &Http, id: &str) -> Result<(u64, u64, Option<u64>)> 
         })
         .await?;
     match (
-        header_u64(&r, "upload-offset"),
-        header_u64(&r, "upload-length"),
+        header_u64(&r, protocol::UPLOAD_OFFSET),
+        header_u64(&r, protocol::UPLOAD_LENGTH),
     ) {
         (Some(o), Some(l)) => Ok((o, l, crc_header(&r))),
         _ => Err(ClientError::Transport(
@@ -134,12 +135,12 @@ pub(crate) async fn create_with(
     let r = http
         .send("create upload", || {
             let mut rb = tus(http.small(Method::POST, "/uploads", Default::default()))
-                .header("upload-length", size.to_string());
+                .header(protocol::UPLOAD_LENGTH, size.to_string());
             if !meta.is_empty() {
-                rb = rb.header("upload-metadata", meta.as_str());
+                rb = rb.header(protocol::UPLOAD_METADATA, meta.as_str());
             }
             if let Some(c) = concat {
-                rb = rb.header("upload-concat", c);
+                rb = rb.header(protocol::UPLOAD_CONCAT, c);
             }
             rb
         })
@@ -273,8 +274,8 @@ pub(crate) async fn patch(
     let progress = Arc::new(AtomicU64::new(0));
     let body = body_of(file, crc, file_at, len, &progress, sent, pb);
     let rb = tus(http.req(Method::PATCH, &format!("/uploads/{id}")))
-        .header("upload-offset", offset.to_string())
-        .header("content-type", "application/offset+octet-stream")
+        .header(protocol::UPLOAD_OFFSET, offset.to_string())
+        .header("content-type", protocol::PATCH_CONTENT_TYPE)
         .header("content-length", len.to_string())
         .body(body);
     let Some(res) = watch(rb.send(), &progress, http.conn.stall).await else {
@@ -295,7 +296,7 @@ pub(crate) async fn patch(
     }
     match classify(r).await? {
         Attempt::Retry { why, after } => Ok(Patched::Retry(why, after)),
-        Attempt::Done(r) => match header_u64(&r, "upload-offset") {
+        Attempt::Done(r) => match header_u64(&r, protocol::UPLOAD_OFFSET) {
             Some(o) => Ok(Patched::Offset(o, crc_header(&r))),
             None => Ok(Patched::Retry("PATCH: no Upload-Offset".into(), None)),
         },

@@ -241,7 +241,7 @@ mod tests {
             target: None,
             file: a,
             upload_id: "u1".into(),
-            hashes: crate::client::hashes::save(&imgapi::digest::crc64::Crc64::new()),
+            hashes: crate::hashes::save(&imgapi_protocol::digest::crc64::Crc64::new()),
             created_at: "now".into(),
             parallel: None,
         };

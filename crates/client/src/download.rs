@@ -9,6 +9,7 @@
 //! the partial file's writer. Receiving waits for none of them unless one
 //! falls a few buffers behind.
 
+use imgapi_protocol::tus as protocol;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use imgapi::digest::StreamHasher;
+use imgapi_protocol::digest::StreamHasher;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -104,7 +105,7 @@ impl FileWriter {
                             // left: the disk writes while bytes arrive.
                             unflushed += b.len();
                             if unflushed >= WRITEBACK_EVERY {
-                                imgapi::store::fs::start_writeback(&f, 0, 0);
+                                start_writeback(&f);
                                 unflushed = 0;
                             }
                         }
@@ -279,7 +280,11 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
                     Attempt::Done(r) => r,
                     Attempt::Retry { why, .. } => return Ok(Got::Progress(why)),
                 };
-                if let Some(m) = r.headers().get("content-md5").and_then(|v| v.to_str().ok()) {
+                if let Some(m) = r
+                    .headers()
+                    .get(protocol::CONTENT_MD5)
+                    .and_then(|v| v.to_str().ok())
+                {
                     content_md5 = Some(m.to_string());
                 }
                 let mut body = r.bytes_stream();
@@ -390,3 +395,16 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         "resumed_from": resumed_from, "bytes_received": received.load(Ordering::Relaxed),
     }))
 }
+
+/// Start the disk's writeback of what `f` holds without waiting for it, so
+/// that the fsync before the rename finds little left to write. A no-op
+/// where `sync_file_range` does not exist.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open file descriptor; the call only schedules writeback.
+    unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &std::fs::File) {}
