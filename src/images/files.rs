@@ -253,10 +253,13 @@ impl Images {
         f: &ImageFile,
         range: Option<std::ops::Range<u64>>,
     ) -> Result<ByteStream> {
+        // The whole file is a range too: a store may read a large one in
+        // parts.
+        let bytes = range.clone().unwrap_or(0..f.size);
         let stream = self
             .stores
             .get(f.stor)
-            .get_sealed(&image_file_key(f.stor, &img.uuid), range.clone())
+            .get_sealed(&image_file_key(f.stor, &img.uuid), Some(bytes))
             .await?;
         Ok(self.count_at_end(img.uuid, range, f.size, stream))
     }

@@ -23,6 +23,8 @@ use super::error::{Result, StoreError};
 use super::{ByteStream, ObjectMeta, valid_key};
 use crate::config::S3Config;
 
+mod get_ahead;
+
 /// Objects above this are copied with UploadPartCopy (S3's CopyObject limit).
 const MAX_SINGLE_COPY: u64 = 5 << 30;
 
@@ -42,6 +44,8 @@ pub struct S3Store {
     connect_timeout: Duration,
     tee_slots: Arc<tokio::sync::Semaphore>,
     piece_slots: Arc<tokio::sync::Semaphore>,
+    /// Parts held in memory by downloads reading ahead, node-wide.
+    ahead_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Session requests that may send parts while their body streams in, at
@@ -219,6 +223,7 @@ impl S3Store {
             connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
             tee_slots: Arc::new(tokio::sync::Semaphore::new(TEE_SLOTS)),
             piece_slots: Arc::new(tokio::sync::Semaphore::new(PIECE_SLOTS)),
+            ahead_slots: Arc::new(tokio::sync::Semaphore::new(get_ahead::NODE_PARTS)),
         };
         match store
             .client
@@ -299,7 +304,45 @@ impl S3Store {
         }
     }
 
+    /// Stream the object (or `range` of it). A range of more than two
+    /// parts is read in parts, up to `parts_in_flight - 1` of them fetched
+    /// ahead of the one being sent (`get_ahead`).
     pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        if let Some(r) = &range
+            && self.parts_in_flight > 1
+            && r.end.saturating_sub(r.start) > 2 * self.part_size as u64
+        {
+            return get_ahead::stream(self, key, r.clone()).await;
+        }
+        let o = self.get_object(key, range.clone(), None).await?;
+        match o {
+            Some(body) => Ok(body),
+            None => Ok(Box::pin(futures_util::stream::empty())),
+        }
+    }
+
+    /// One GET of the object or of `range` (None for an empty range),
+    /// with `If-Match: etag` if given; the body as its own chunks, as the
+    /// connection received them (no copy).
+    async fn get_object(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+        etag: Option<&str>,
+    ) -> Result<Option<ByteStream>> {
+        Ok(self
+            .get_object_etag(key, range, etag)
+            .await?
+            .map(|(body, _)| body))
+    }
+
+    /// As `get_object`, with the object's ETag.
+    async fn get_object_etag(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+        etag: Option<&str>,
+    ) -> Result<Option<(ByteStream, Option<String>)>> {
         let mut req = self
             .client
             .get_object()
@@ -307,9 +350,12 @@ impl S3Store {
             .key(self.k(key)?);
         if let Some(r) = range {
             if r.start >= r.end {
-                return Ok(Box::pin(futures_util::stream::empty()));
+                return Ok(None);
             }
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        if let Some(e) = etag {
+            req = req.if_match(e);
         }
         let o = match req.send().await {
             Ok(o) => o,
@@ -318,12 +364,20 @@ impl S3Store {
             }
             Err(e) => return Err(sdk_err(e)),
         };
-        // The body's own chunks, as the connection received them: no copy.
+        // (a store that ignores If-Match still answers the ETag it has)
+        if let (Some(want), Some(got)) = (etag, o.e_tag.as_deref())
+            && want != got
+        {
+            return Err(StoreError::internal(format!(
+                "the object {key:?} changed while it was read"
+            )));
+        }
+        let etag = o.e_tag;
         let body = futures_util::stream::unfold(o.body, |mut body| async move {
             let chunk = body.next().await?;
             Some((chunk.map_err(std::io::Error::other), body))
         });
-        Ok(Box::pin(body))
+        Ok(Some((Box::pin(body), etag)))
     }
 
     /// A presigned GET URL of the object, valid for `ttl` (at most 7
