@@ -112,42 +112,6 @@ pub enum Move {
     NotHere,
 }
 
-impl Store {
-    /// True if `other` is the very same place (one directory, one bucket
-    /// and prefix), so objects move between them without copying bytes.
-    pub fn same_place(&self, other: &Store) -> bool {
-        match (self, other) {
-            (Store::Fs(a), Store::Fs(b)) => a.root() == b.root(),
-            (Store::S3(a), Store::S3(b)) => a.same_place(b),
-            _ => false,
-        }
-    }
-
-    /// True if the store copies objects itself (no bytes through us).
-    pub fn supports_server_side_copy(&self) -> bool {
-        matches!(self, Store::S3(_))
-    }
-
-    /// True if the store is a local directory (sessions stage here).
-    pub fn is_local(&self) -> bool {
-        matches!(self, Store::Fs(_))
-    }
-
-    fn fs(&self) -> Result<&FsStore> {
-        match self {
-            Store::Fs(s) => Ok(s),
-            Store::S3(_) => Err(StoreError::internal("staged bytes need a directory store")),
-        }
-    }
-
-    fn s3(&self) -> Option<&S3Store> {
-        match self {
-            Store::S3(s) => Some(s),
-            Store::Fs(_) => None,
-        }
-    }
-}
-
 /// A request's bytes on their way into a session: staged locally (and
 /// teed into parts), or, for a session kept in an object store, into its
 /// pieces.
