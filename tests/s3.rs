@@ -980,7 +980,7 @@ async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
     let id_b = id_of(&loc_b);
     let (data_key, parts, mp_id): (String, String, String) = db(&s.data_dir())
         .query_row(
-            "SELECT data_key, parts, s3_upload_id FROM uploads WHERE id = ?1",
+            "SELECT data_key, parts, multipart_upload_id FROM uploads WHERE id = ?1",
             [&id_b],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -1026,7 +1026,7 @@ async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
         let n = c
             .execute(
                 "UPDATE uploads SET state = 'uploading', md5 = NULL, sha1 = NULL, store = 'staging', \
-                 data_key = ?2, s3_key = ?3, s3_upload_id = ?6, parts = ?4, \
+                 data_key = ?2, multipart_key = ?3, multipart_upload_id = ?6, parts = ?4, \
                  staged_from = ?5, data_mtime = NULL WHERE id = ?1",
                 rusqlite::params![ib, last_staging, key_b, parts, 7 * MIB as i64, mp_id],
             )

@@ -397,7 +397,7 @@ async fn upload_orphans(
         .collect();
     let staged_from: HashMap<Uuid, Option<u64>> = rows
         .iter()
-        .map(|u| (u.id, u.s3.as_ref().map(|m| m.staged_from)))
+        .map(|u| (u.id, u.multipart.as_ref().map(|m| m.staged_from)))
         .collect();
     Ok(listed
         .into_iter()

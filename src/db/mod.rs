@@ -156,6 +156,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0014_upload_pieces.sql"),
     ),
     ("0015_space", include_str!("../../sql/0015_space.sql")),
+    (
+        "0016_multipart_names",
+        include_str!("../../sql/0016_multipart_names.sql"),
+    ),
 ];
 
 /// The metadata store: SQLite in the data directory (one writer

@@ -66,8 +66,8 @@ pub struct Upload {
     pub expires_at: Timestamp,
     /// Size-and-mtime stamp of the object at `path` when the upload completed.
     pub data_mtime: Option<String>,
-    /// The S3 multipart upload the bytes go to (S3 stores only).
-    pub s3: Option<MultipartState>,
+    /// The multipart upload the bytes go to (stores that have multipart uploads).
+    pub multipart: Option<MultipartState>,
     /// Its part in a tus concatenation, if any.
     pub concat: Concat,
     /// A partial written in place into its final's bytes (see `ConcatPlace`).
@@ -104,7 +104,7 @@ pub enum Concat {
 pub use crate::store::session::{MultipartState, Part};
 
 const COLS: &str = "id, owner, length, offset, state, store, data_key, path, metadata, content_md5, \
-     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64, pieces, hash_format";
+     md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, multipart_key, multipart_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64, pieces, hash_format";
 
 fn uuid_col(s: Option<String>) -> rusqlite::Result<Option<Uuid>> {
     s.map(|s| {
@@ -144,7 +144,7 @@ fn from_row(r: &Row) -> rusqlite::Result<(Upload, String)> {
         updated_at: r.get(17)?,
         expires_at: r.get(18)?,
         data_mtime: r.get(19)?,
-        s3: match (
+        multipart: match (
             r.get::<_, Option<String>>(20)?,
             r.get::<_, Option<String>>(21)?,
         ) {
@@ -214,11 +214,11 @@ pub fn insert(c: &Connection, u: &Upload) -> Result<()> {
             u.updated_at,
             u.expires_at,
             u.data_mtime,
-            u.s3.as_ref().map(|m| m.key.clone()),
-            u.s3.as_ref().map(|m| m.upload_id.clone()),
-            serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
+            u.multipart.as_ref().map(|m| m.key.clone()),
+            u.multipart.as_ref().map(|m| m.upload_id.clone()),
+            serde_json::to_string(&u.multipart.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
                 .map_err(DbError::corrupt("upload parts"))?,
-            u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
+            u.multipart.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
             match &u.concat {
                 Concat::None => None,
                 Concat::Partial { .. } => Some("partial"),
@@ -298,7 +298,7 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
     let n = c.execute(
         "UPDATE uploads SET offset=?2, state=?3, data_key=?4, md5_state=?5, sha1_state=?6, md5=?7, sha1=?8, \
          error=?9, image_uuid=?10, updated_at=?11, expires_at=?12, data_mtime=?13, store=?14, \
-         s3_key=?15, s3_upload_id=?16, parts=?17, staged_from=?18, crc64=?19, pieces=?20, \
+         multipart_key=?15, multipart_upload_id=?16, parts=?17, staged_from=?18, crc64=?19, pieces=?20, \
          hash_format=?21 WHERE id=?1",
         params![
             u.id.to_string(),
@@ -315,11 +315,11 @@ pub fn update(c: &Connection, u: &Upload) -> Result<()> {
             u.expires_at,
             u.data_mtime,
             u.store,
-            u.s3.as_ref().map(|m| m.key.clone()),
-            u.s3.as_ref().map(|m| m.upload_id.clone()),
-            serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
+            u.multipart.as_ref().map(|m| m.key.clone()),
+            u.multipart.as_ref().map(|m| m.upload_id.clone()),
+            serde_json::to_string(&u.multipart.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
                 .map_err(DbError::corrupt("upload parts"))?,
-            u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
+            u.multipart.as_ref().map(|m| m.staged_from as i64).unwrap_or(0),
             u.hash.crc64.map(|c| c as i64),
             pieces_json(u)?,
             u.hash.format,

@@ -76,7 +76,9 @@ impl Store {
         }
     }
 
-    fn s3(&self) -> Option<&S3Store> {
+    /// The store's multipart uploads, where it has them (sessions ask
+    /// this, not which backend a store is).
+    fn multipart(&self) -> Option<&S3Store> {
         match self {
             Store::S3(s) => Some(s),
             Store::Fs(_) => None,

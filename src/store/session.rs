@@ -309,7 +309,7 @@ impl Stores {
     /// sessions are kept there (`sessions_in_store`: a cluster), else as
     /// `staging_for` says.
     pub fn upload_home(&self, target: StoreName) -> StoreName {
-        if self.sessions_in_store && self.get(target).s3().is_some() {
+        if self.sessions_in_store && self.get(target).multipart().is_some() {
             return target;
         }
         self.staging_for(target)
@@ -326,7 +326,7 @@ impl Stores {
         staged_key: String,
         length: u64,
     ) -> Result<SessionState> {
-        if let Some(s3) = self.get(staged).s3() {
+        if let Some(s3) = self.get(staged).multipart() {
             // Kept in the object store: nothing exists until bytes come.
             return Ok(SessionState {
                 staged,
@@ -337,7 +337,7 @@ impl Stores {
                 pieces: Some(Pieces::new(s3, length)),
             });
         }
-        let multipart = match self.get(target).s3() {
+        let multipart = match self.get(target).multipart() {
             Some(s3) if length > 0 => Some(MultipartState {
                 key: target_key.to_string(),
                 upload_id: s3.create_multipart(target_key).await?,
@@ -373,7 +373,7 @@ impl Stores {
     /// most 10 000 parts in all. None otherwise: the session then sends
     /// the parts itself, in file order, as its contiguous prefix grows.
     pub fn part_runs(&self, target: StoreName, lengths: &[u64]) -> Option<Vec<i32>> {
-        let s3 = self.get(target).s3()?;
+        let s3 = self.get(target).multipart()?;
         let part = s3.part_size();
         let mut firsts = Vec::with_capacity(lengths.len());
         let mut at = 0u64;
@@ -447,7 +447,7 @@ impl Stores {
         content_length: Option<u64>,
     ) -> Option<Tee> {
         let m = state.multipart.as_ref()?;
-        let s3 = self.get(target).s3()?;
+        let s3 = self.get(target).multipart()?;
         let sent = m.bytes_in_parts();
         let unsent = state.offset - sent;
         if unsent >= s3.part_size() {
@@ -483,7 +483,7 @@ impl Stores {
         };
         let s3 = self
             .get(target)
-            .s3()
+            .multipart()
             .ok_or_else(|| StoreError::internal("multipart upload without S3"))?;
         let part = s3.part_size();
         let fs = self.get(state.staged).fs()?;
@@ -550,7 +550,7 @@ impl Stores {
         if let Some(m) = &state.multipart {
             let s3 = self
                 .get(target)
-                .s3()
+                .multipart()
                 .ok_or_else(|| StoreError::internal("multipart upload without S3"))?;
             let parts: Vec<(i32, String)> = m.parts.iter().map(|p| (p.n, p.etag.clone())).collect();
             s3.complete_multipart(&m.key, &m.upload_id, &parts).await?;
@@ -648,7 +648,7 @@ impl Stores {
             return Ok(false);
         };
         let target_store = self.get(target);
-        let Some(s3) = target_store.s3() else {
+        let Some(s3) = target_store.multipart() else {
             return Ok(false);
         };
         let staged = self.get(state.staged).fs()?.head(&state.staged_key).await?;
@@ -671,7 +671,7 @@ impl Stores {
     /// Failures are logged: there is nothing the caller could do.
     pub async fn abort_session(&self, state: &SessionState, target: StoreName) {
         if state.pieces.is_some()
-            && let Some(s3) = self.get(state.staged).s3()
+            && let Some(s3) = self.get(state.staged).multipart()
         {
             if let Err(e) = pieces::remove_all(s3, &state.staged_key).await {
                 tracing::warn!(error = %e, "could not remove upload data");
@@ -679,7 +679,7 @@ impl Stores {
             return;
         }
         if let Some(m) = &state.multipart
-            && let Some(s3) = self.get(target).s3()
+            && let Some(s3) = self.get(target).multipart()
             && let Err(e) = s3.abort_multipart(&m.key, &m.upload_id).await
         {
             tracing::warn!(error = %e, "could not abort the multipart upload");
@@ -711,7 +711,7 @@ impl Stores {
     /// The object store a session kept as pieces is in.
     fn pieces_store(&self, state: &SessionState) -> Result<&S3Store> {
         self.get(state.staged)
-            .s3()
+            .multipart()
             .ok_or_else(|| StoreError::internal("pieces outside an object store"))
     }
 
@@ -719,7 +719,7 @@ impl Stores {
     /// staged file, or every piece of a session kept in a store.
     /// Failures are logged.
     pub async fn remove_leftover(&self, store: StoreName, key: &str) {
-        let res = match (key.strip_suffix(PIECES_SUFFIX), self.get(store).s3()) {
+        let res = match (key.strip_suffix(PIECES_SUFFIX), self.get(store).multipart()) {
             (Some(area), Some(s3)) => pieces::remove_all(s3, area).await,
             _ => self.get(store).delete(key).await,
         };

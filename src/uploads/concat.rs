@@ -142,7 +142,7 @@ impl Uploads {
             .read(move |c| c.upload_get(f))
             .await?
             .ok_or(Error::UploadNotFound(f))?;
-        let multipart = match (place.first_part, &fin.s3) {
+        let multipart = match (place.first_part, &fin.multipart) {
             (Some(_), Some(m)) => Some(MultipartState {
                 key: m.key.clone(),
                 upload_id: m.upload_id.clone(),
@@ -269,7 +269,7 @@ impl Uploads {
             )));
         }
         let place = p.concat_place.as_ref();
-        if let (Some(m), Some(place)) = (up.s3.as_mut(), place)
+        if let (Some(m), Some(place)) = (up.multipart.as_mut(), place)
             && place.first_part.is_some()
         {
             let in_parts: u64 = place.parts.iter().map(|x| x.size).sum();
@@ -316,7 +316,7 @@ impl Uploads {
         };
         crate::metrics::global().add_concat_bytes_copied(p.length - start);
         up.offset += p.length - start;
-        if let Some(m) = up.s3.as_mut() {
+        if let Some(m) = up.multipart.as_mut() {
             m.parts.extend(added.parts.iter().cloned());
         }
         if added.pieces.is_some() {
@@ -339,7 +339,7 @@ impl Uploads {
             })
             .await?;
         if up.offset < up.length
-            && up.s3.is_some()
+            && up.multipart.is_some()
             && let Err(e) = self.flush_parts(&mut up, false).await
         {
             tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");

@@ -114,7 +114,7 @@ fn session_of(up: &Upload) -> SessionState {
         staged: up.store,
         staged_key: up.data_key.clone(),
         offset: up.offset,
-        multipart: up.s3.clone(),
+        multipart: up.multipart.clone(),
         window: None,
         pieces: up.pieces.clone(),
     }
@@ -125,7 +125,7 @@ fn set_session(up: &mut Upload, s: SessionState) {
     up.store = s.staged;
     up.data_key = s.staged_key;
     up.offset = s.offset;
-    up.s3 = s.multipart;
+    up.multipart = s.multipart;
     up.pieces = s.pieces;
 }
 

@@ -127,7 +127,7 @@ impl Uploads {
             updated_at: now,
             expires_at: self.expiry_from_now(),
             data_mtime: None,
-            s3: session.multipart,
+            multipart: session.multipart,
             concat,
             concat_place: None,
             pieces: session.pieces,
@@ -324,7 +324,7 @@ impl Uploads {
         up.expires_at = self.expiry_from_now();
         if let Some(p) = up.concat_place.as_mut() {
             p.parts.extend(added.parts.iter().cloned());
-        } else if let Some(m) = up.s3.as_mut() {
+        } else if let Some(m) = up.multipart.as_mut() {
             m.parts.extend(added.parts.iter().cloned());
         }
         if added.pieces.is_some() {
@@ -347,7 +347,7 @@ impl Uploads {
         if up.offset == up.length {
             return self.complete(up).await;
         }
-        if up.s3.is_some()
+        if up.multipart.is_some()
             || up
                 .concat_place
                 .as_ref()
@@ -430,7 +430,7 @@ impl Uploads {
         } else {
             self.flush_parts(&mut up, true).await?;
             let target = self.target_store(&up);
-            let dest_key = match (&up.s3, &up.path) {
+            let dest_key = match (&up.multipart, &up.path) {
                 (None, Some(p)) => Some(namespace::parse(p).map_err(Error::internal)?.key),
                 _ => None,
             };
@@ -446,7 +446,7 @@ impl Uploads {
             up.state = UploadState::Complete;
             up.store = done.store;
             up.data_key = done.key;
-            up.s3 = None;
+            up.multipart = None;
             up.pieces = None;
             if up.path.is_some() {
                 let meta = self.stores.get(up.store).head(&up.data_key).await?;

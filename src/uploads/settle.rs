@@ -103,7 +103,7 @@ impl Uploads {
     /// its path), the row completion would have written.
     pub(super) async fn completed_before(&self, up: &Upload) -> Option<Upload> {
         let d = up.hash.digests().ok()?;
-        let dest_key = match &up.s3 {
+        let dest_key = match &up.multipart {
             Some(_) => None,
             None => Some(namespace::parse(up.path.as_deref()?).ok()?.key),
         };
@@ -124,7 +124,7 @@ impl Uploads {
         done.updated_at = self.now();
         done.store = store;
         done.data_key = key;
-        done.s3 = None;
+        done.multipart = None;
         if up.path.is_some() {
             done.data_mtime = Some(stamp(&meta));
         }

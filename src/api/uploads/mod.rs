@@ -70,8 +70,8 @@ fn parse_id(raw: &str) -> Result<Uuid, Error> {
 
 /// The JSON view of an upload (`GET /uploads/{id}/info`, `GET /uploads`).
 pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
-    // Progress of the S3 multipart upload behind it.
-    let s3 = u.s3.as_ref();
+    // Progress of the multipart upload behind it.
+    let multipart = u.multipart.as_ref();
     crate::wire::UploadInfo {
         id: u.id,
         owner: u.owner,
@@ -99,9 +99,9 @@ pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
             Concat::Final { parts } => Some(parts.clone()),
             _ => None,
         },
-        parts_sent: s3.map(|m| m.parts.len() as u64),
-        multipart_upload_id: s3.map(|m| m.upload_id.clone()),
-        bytes_in_parts: s3.map(crate::uploads::bytes_in_parts),
+        parts_sent: multipart.map(|m| m.parts.len() as u64),
+        multipart_upload_id: multipart.map(|m| m.upload_id.clone()),
+        bytes_in_parts: multipart.map(crate::uploads::bytes_in_parts),
     }
 }
 

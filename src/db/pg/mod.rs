@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_space",
         include_str!("../../../sql/pg/0005_space.sql"),
     ),
+    (
+        6,
+        "0006_multipart_names",
+        include_str!("../../../sql/pg/0006_multipart_names.sql"),
+    ),
 ];
 
 /// The PostgreSQL database: a bounded connection pool.

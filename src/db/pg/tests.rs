@@ -542,7 +542,7 @@ fn upload(n: u8, owner: Option<u8>, created: &str) -> db::uploads::Upload {
         updated_at: t,
         expires_at: t.plus(chrono::Duration::hours(1)),
         data_mtime: None,
-        s3: None,
+        multipart: None,
         concat: db::uploads::Concat::None,
         concat_place: None,
         pieces: None,
@@ -565,7 +565,7 @@ async fn upload_operations_give_what_sqlite_gives() {
             upload(6, Some(1), "2026-01-01T00:00:05.000Z"),
             upload(7, Some(1), "2026-01-01T00:00:06.000Z"),
         ];
-        ups[1].s3 = Some(MultipartState {
+        ups[1].multipart = Some(MultipartState {
             key: "k/2".into(),
             upload_id: "mp-2".into(),
             parts: vec![Part {
@@ -674,7 +674,7 @@ async fn upload_operations_give_what_sqlite_gives() {
         up.sha1 = Some("sha1".into());
         up.data_mtime = Some("1001:123".into());
         up.updated_at = Timestamp::parse("2026-01-01T00:10:00.123Z").unwrap();
-        up.s3 = ups[1].s3.clone();
+        up.multipart = ups[1].multipart.clone();
         same!(lu::update(l, &up), pu::update(c, &up), "update");
         same!(
             lu::update(l, &upload(9, None, "2026-01-01T00:00:00Z")),

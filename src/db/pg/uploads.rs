@@ -14,7 +14,7 @@ use crate::digest::HashState;
 
 const COLS: &str = "id, owner, length, \"offset\", state, store, data_key, path, metadata, content_md5, \
      md5_state, sha1_state, md5, sha1, error, image_uuid, created_at, updated_at, expires_at, data_mtime, \
-     s3_key, s3_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64, \
+     multipart_key, multipart_upload_id, parts, staged_from, concat, concat_parts, concat_final, concat_place, crc64, \
      pieces, hash_format";
 
 fn state(s: &str) -> Result<UploadState> {
@@ -62,7 +62,7 @@ fn from_row(r: &Row) -> Result<Upload> {
         updated_at: ts(r, 17)?,
         expires_at: ts(r, 18)?,
         data_mtime: col(r, 19)?,
-        s3: match (col::<Option<String>>(r, 20)?, col::<Option<String>>(r, 21)?) {
+        multipart: match (col::<Option<String>>(r, 20)?, col::<Option<String>>(r, 21)?) {
             (Some(key), Some(upload_id)) => Some(MultipartState {
                 key,
                 upload_id,
@@ -94,8 +94,13 @@ fn rows(v: Vec<Row>) -> Result<Vec<Upload>> {
 }
 
 fn parts_json(u: &Upload) -> Result<String> {
-    serde_json::to_string(&u.s3.as_ref().map(|m| m.parts.clone()).unwrap_or_default())
-        .map_err(DbError::corrupt("upload parts"))
+    serde_json::to_string(
+        &u.multipart
+            .as_ref()
+            .map(|m| m.parts.clone())
+            .unwrap_or_default(),
+    )
+    .map_err(DbError::corrupt("upload parts"))
 }
 
 pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
@@ -117,9 +122,13 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         .map(serde_json::to_string)
         .transpose()
         .map_err(DbError::corrupt("upload concat place"))?;
-    let s3_key = u.s3.as_ref().map(|m| m.key.clone());
-    let s3_id = u.s3.as_ref().map(|m| m.upload_id.clone());
-    let staged = u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0);
+    let multipart_key = u.multipart.as_ref().map(|m| m.key.clone());
+    let s3_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
+    let staged = u
+        .multipart
+        .as_ref()
+        .map(|m| m.staged_from as i64)
+        .unwrap_or(0);
     let pieces = pieces_json(u)?;
     let params: [&(dyn ToSql + Sync); 31] = [
         &u.id,
@@ -142,7 +151,7 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         &u.updated_at.datetime(),
         &u.expires_at.datetime(),
         &u.data_mtime,
-        &s3_key,
+        &multipart_key,
         &s3_id,
         &parts,
         &staged,
@@ -204,14 +213,18 @@ pub fn spent_partials(c: &PgConn, of: Option<Uuid>) -> Result<Vec<Upload>> {
 /// Save the mutable columns of an upload.
 pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
     let parts = parts_json(u)?;
-    let s3_key = u.s3.as_ref().map(|m| m.key.clone());
-    let s3_id = u.s3.as_ref().map(|m| m.upload_id.clone());
-    let staged = u.s3.as_ref().map(|m| m.staged_from as i64).unwrap_or(0);
+    let multipart_key = u.multipart.as_ref().map(|m| m.key.clone());
+    let s3_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
+    let staged = u
+        .multipart
+        .as_ref()
+        .map(|m| m.staged_from as i64)
+        .unwrap_or(0);
     let pieces = pieces_json(u)?;
     let n = c.execute(
         "UPDATE uploads SET \"offset\"=$2, state=$3, data_key=$4, md5_state=$5, sha1_state=$6, md5=$7, \
          sha1=$8, error=$9, image_uuid=$10, updated_at=$11, expires_at=$12, data_mtime=$13, store=$14, \
-         s3_key=$15, s3_upload_id=$16, parts=$17, staged_from=$18, crc64=$19, \
+         multipart_key=$15, multipart_upload_id=$16, parts=$17, staged_from=$18, crc64=$19, \
          pieces=$20, hash_format=$21 WHERE id=$1",
         &[
             &u.id,
@@ -228,7 +241,7 @@ pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
             &u.expires_at.datetime(),
             &u.data_mtime,
             &u.store.as_str(),
-            &s3_key,
+            &multipart_key,
             &s3_id,
             &parts,
             &staged,
