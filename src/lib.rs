@@ -29,9 +29,9 @@ mod layering;
 use std::future::Future;
 use std::sync::Arc;
 
-use config::{Config, MantaConfig};
-use error::{Error, Result};
-use store::{FsStore, Store, Stores};
+use config::Config;
+use error::Result;
+use store::Stores;
 
 /// Create the data directory (and its parents) readable by the service's
 /// user only (0700, whatever the umask); an existing one is left as it is.
@@ -53,46 +53,9 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
     create_data_dir(&cfg.data_dir)?;
     lease::set_node(lease::node_id_in(&cfg.data_dir)?);
     let db = db::Db::open_configured(&cfg.database, &cfg.db_path()).await?;
-    let manta = match &cfg.storage.manta {
-        MantaConfig::Fs { .. } => {
-            let dir = cfg
-                .manta_fs_dir()
-                .ok_or_else(|| Error::internal("no manta dir"))?;
-            Store::Fs(FsStore::new(dir)?)
-        }
-        MantaConfig::S3(s3) => Store::S3(store::S3Store::new(s3).await?),
-    };
-    let staging = match manta {
-        Store::Fs(_) => manta.clone(),
-        Store::S3(_) => Store::Fs(FsStore::new(cfg.data_dir.join("staging"))?),
-    };
-    let stores = Stores {
-        local: Store::Fs(FsStore::new(cfg.data_dir.join("local"))?),
-        manta,
-        assets: Store::Fs(FsStore::new(cfg.assets_dir())?),
-        staging,
-        // A cluster keeps no upload bytes on a node between requests.
-        sessions_in_store: db.is_shared(),
-    };
-    // A cluster keeps image files and icons where every node reads them:
-    // the manta store (which the operator shares when it is a directory).
-    let default_stor = match cfg.storage.manta {
-        _ if db.is_shared() => store::StoreName::Manta,
-        MantaConfig::S3(_) => store::StoreName::Manta,
-        MantaConfig::Fs { .. } => store::StoreName::Local,
-    };
-    if db.is_shared() {
-        if let MantaConfig::Fs { .. } = cfg.storage.manta {
-            tracing::warn!(
-                dir = %cfg.manta_fs_dir().unwrap_or_default().display(),
-                "a cluster database with a directory manta store: every node must see the same directory (a shared filesystem)"
-            );
-        }
-        tracing::warn!(
-            dir = %cfg.assets_dir().display(),
-            "a cluster database: storage.assets.dir must be the same shared directory on every node"
-        );
-    }
+    // A cluster keeps no upload bytes on a node between requests.
+    let stores = Stores::open(&cfg, db.is_shared()).await?;
+    let default_stor = stores.classic_stor();
     let quotas = space::Quotas::new(cfg.quotas.clone());
     let uploads = uploads::Uploads::new(
         db.clone(),

@@ -315,6 +315,58 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// The stores `cfg` names: `manta` a directory or an S3 bucket,
+    /// `staging` the manta directory or `<data_dir>/staging`, `local` and
+    /// `assets` directories. `shared` (a cluster database): uploads into an
+    /// object store keep their bytes there (`sessions_in_store`), and the
+    /// directories every node must share are named in a warning.
+    pub async fn open(cfg: &crate::config::Config, shared: bool) -> Result<Stores> {
+        use crate::config::MantaConfig;
+        let manta = match &cfg.storage.manta {
+            MantaConfig::Fs { .. } => {
+                let dir = cfg
+                    .manta_fs_dir()
+                    .ok_or_else(|| StoreError::internal("no manta dir"))?;
+                Store::Fs(FsStore::new(dir)?)
+            }
+            MantaConfig::S3(s3) => Store::S3(S3Store::new(s3).await?),
+        };
+        let staging = match manta {
+            Store::Fs(_) => manta.clone(),
+            Store::S3(_) => Store::Fs(FsStore::new(cfg.data_dir.join("staging"))?),
+        };
+        if shared {
+            if manta.is_local() {
+                tracing::warn!(
+                    dir = %cfg.manta_fs_dir().unwrap_or_default().display(),
+                    "a cluster database with a directory manta store: every node must see the same directory (a shared filesystem)"
+                );
+            }
+            tracing::warn!(
+                dir = %cfg.assets_dir().display(),
+                "a cluster database: storage.assets.dir must be the same shared directory on every node"
+            );
+        }
+        Ok(Stores {
+            local: Store::Fs(FsStore::new(cfg.data_dir.join("local"))?),
+            manta,
+            assets: Store::Fs(FsStore::new(cfg.assets_dir())?),
+            staging,
+            sessions_in_store: shared,
+        })
+    }
+
+    /// Where image files and icons of the classic flow (AddImageFile,
+    /// AddImageIcon) go: the manta store when it is an object store, or in
+    /// a cluster (which must share it when it is a directory), else `local`.
+    pub fn classic_stor(&self) -> StoreName {
+        if self.sessions_in_store || !self.manta.is_local() {
+            StoreName::Manta
+        } else {
+            StoreName::Local
+        }
+    }
+
     /// The store named `name`.
     pub fn get(&self, name: StoreName) -> &Store {
         match name {
