@@ -9,7 +9,6 @@
 //! the partial file's writer. Receiving waits for none of them unless one
 //! falls a few buffers behind.
 
-use imgapi_protocol::tus as protocol;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use imgapi_protocol::digest::StreamHasher;
+use imgapi_protocol::tus as protocol;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};

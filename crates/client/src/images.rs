@@ -2,10 +2,10 @@
 //! get, update, activate, disable, enable, delete, ACL changes; and the
 //! upload-session verbs (list, abort).
 
-use imgapi_protocol::tus as protocol;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use imgapi_protocol::tus as protocol;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 

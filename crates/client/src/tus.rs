@@ -9,7 +9,6 @@
 //! (`Upload-Crc64nvme`) on every acknowledgement and at the end: a mismatch
 //! ends the upload (see hashes.rs).
 
-use imgapi_protocol::tus as protocol;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +27,7 @@ use super::hashes::{self, crc_to};
 use super::http::{Attempt, Http, backoff, classify, watch};
 use super::state::{self, Entry, FileId, StateStore};
 use imgapi_protocol::digest::crc64::{self, Crc64};
+use imgapi_protocol::tus as protocol;
 
 /// Bytes read, hashed and handed to the connection at a time (the unit of
 /// progress).
@@ -342,173 +342,21 @@ pub async fn upload(
         };
         return job.run(parallel, loaded).await;
     }
-    let mut entry = None;
-    let mut server_offset = 0;
-    if let Some(e) = store.load(&key) {
-        match head(http, &e.upload_id).await {
-            Ok((o, l)) if l == size => {
-                server_offset = o;
-                entry = Some(e);
-            }
-            // Gone (expired, aborted, another server) or not this file.
-            Ok(_)
-            | Err(ClientError::Server {
-                status: 404 | 410, ..
-            }) => store.remove(&key),
-            Err(e) => return Err(e),
-        }
-    }
-    let mut entry = match entry {
-        Some(e) => e,
-        None => {
-            let id = create(http, size, path, target).await?;
-            let e = Entry {
-                url: http.conn.url.clone(),
-                account: http.conn.account.clone(),
-                target: target.map(String::from),
-                file: fid.clone(),
-                upload_id: id,
-                hashes: hashes::save(&Crc64::new()),
-                created_at: chrono::Utc::now().to_rfc3339(),
-                parallel: None,
-            };
-            store.save(&key, &e)?;
-            end_stale(http, &store, &e, &key).await;
-            e
-        }
-    };
+    let (mut entry, server_offset) = session(http, &store, &key, &fid, path, target).await?;
     let id = entry.upload_id.clone();
     // The CRC of what the server has (read from the file only for bytes
     // the saved state lacks: those a kill kept from being recorded, or all
     // of them for an entry of a version that kept no CRC).
     let saved = hashes::restore(&entry.hashes).unwrap_or_default();
-    let mut crc = crc_to(&file, 0, saved, server_offset).await?;
-    let mut offset = server_offset;
-    let resumed_from = offset;
+    let crc = crc_to(&file, 0, saved, server_offset).await?;
     let pb = super::output::bar(size, http.conn.json, "upload");
-    pb.set_position(offset);
-    let sent = Arc::new(AtomicU64::new(0));
-    let mut failures = 0u32;
-    let mut retries = 0u32;
-    let abort_after = env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
-    let pause_after = env_u64("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
-    let mut paused = false;
-    let trace = std::env::var_os("IMGAPI_CLIENT_TRACE").is_some();
-    while offset < size {
-        let len = chunk.min(size - offset);
-        let t0 = std::time::Instant::now();
-        let sending = Arc::new(Mutex::new(crc));
-        let res = patch(
-            http,
-            &id,
-            &file,
-            sending.clone(),
-            offset,
-            offset,
-            len,
-            &sent,
-            &pb,
-        )
-        .await;
-        let res = match res {
-            Ok(Patched::Offset(o, _)) if o <= offset => Ok(Patched::Retry(
-                format!("PATCH acknowledged no new bytes (offset {o})"),
-                None,
-            )),
-            r => r,
-        };
-        let t1 = std::time::Instant::now();
-        match res {
-            Err(e) => {
-                if let ClientError::Server {
-                    status: 404 | 410, ..
-                } = e
-                {
-                    store.remove(&key);
-                }
-                pb.abandon();
-                return Err(e);
-            }
-            Ok(Patched::Offset(o, theirs)) => {
-                crc = hashes::acknowledged(&file, 0, crc, &sending, o).await?;
-                if o == offset + len {
-                    failures = 0;
-                }
-                offset = o;
-                if let Some(t) = theirs
-                    && t != crc.value()
-                {
-                    pb.abandon();
-                    return Err(crc_mismatch(http, &store, &key, &[&id], &crc, t).await);
-                }
-            }
-            Ok(Patched::Retry(why, after)) => {
-                if failures >= http.conn.retries {
-                    pb.abandon();
-                    let e = ClientError::Transport(format!(
-                        "upload {id} failed after {} attempt(s): {why}; \
-                         run the same command again to resume",
-                        failures + 1
-                    ));
-                    return Err(match why.starts_with(super::http::CANNOT_CONNECT) {
-                        true => e.hint(http.unreachable_hint()),
-                        false => e,
-                    });
-                }
-                let d = after.unwrap_or_else(|| backoff(failures));
-                if !http.conn.json {
-                    pb.suspend(|| {
-                        eprintln!(
-                            "imgapi: upload at {offset}: {why}; resuming in {:.1}s",
-                            d.as_secs_f64()
-                        )
-                    });
-                }
-                tokio::time::sleep(d).await;
-                failures += 1;
-                retries += 1;
-                let o = match head(http, &id).await {
-                    Ok((o, _)) => o,
-                    Err(e) => {
-                        if let ClientError::Server {
-                            status: 404 | 410, ..
-                        } = e
-                        {
-                            store.remove(&key);
-                        }
-                        return Err(e);
-                    }
-                };
-                crc = crc_to(&file, 0, crc, o).await?;
-                offset = o;
-                pb.set_position(offset);
-                continue;
-            }
-        }
-        if abort_after.is_some_and(|n| offset >= n) {
-            // Test hook: die as `kill -9` would, after the server
-            // acknowledged bytes and before the state file says so.
-            // SAFETY: kill(2) on our own pid.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
-        entry.hashes = hashes::save(&crc);
-        store.save(&key, &entry)?;
-        if trace {
-            let t2 = std::time::Instant::now();
-            eprintln!(
-                "imgapi: PATCH {len} bytes at {}: {:.3}s sent and acknowledged, {:.3}s state save",
-                offset - len.min(offset),
-                (t1 - t0).as_secs_f64(),
-                (t2 - t1).as_secs_f64()
-            );
-        }
-        if !paused && pause_after.is_some_and(|n| offset >= n) {
-            paused = true;
-            test_pause().await;
-        }
+    pb.set_position(server_offset);
+    let mut run = Sending::new(http, (&store, &key), &id, &file, &pb, (server_offset, crc));
+    if let Err(e) = run.all(&mut entry, size, chunk).await {
+        pb.abandon();
+        return Err(e);
     }
+    let (crc, retries, sent) = (run.crc, run.retries, run.sent.load(Ordering::Relaxed));
     pb.finish_and_clear();
     let now = FileId::of(path)?;
     if now.size != fid.size || now.mtime_ns != fid.mtime_ns {
@@ -522,12 +370,229 @@ pub async fn upload(
         size,
         sha1,
         content_md5,
-        resumed_from,
-        bytes_sent: sent.load(Ordering::Relaxed),
+        resumed_from: server_offset,
+        bytes_sent: sent,
         retries,
         key,
         info,
     })
+}
+
+/// The session to send `fid` to: the saved one if the server still has it
+/// for this file (with the offset the server has), else a new one, saved.
+async fn session(
+    http: &Http,
+    store: &StateStore,
+    key: &str,
+    fid: &FileId,
+    path: &Path,
+    target: Option<&str>,
+) -> Result<(Entry, u64)> {
+    if let Some(e) = store.load(key) {
+        match head(http, &e.upload_id).await {
+            Ok((o, l)) if l == fid.size => return Ok((e, o)),
+            // Gone (expired, aborted, another server) or not this file.
+            Ok(_)
+            | Err(ClientError::Server {
+                status: 404 | 410, ..
+            }) => store.remove(key),
+            Err(e) => return Err(e),
+        }
+    }
+    let id = create(http, fid.size, path, target).await?;
+    let e = Entry {
+        url: http.conn.url.clone(),
+        account: http.conn.account.clone(),
+        target: target.map(String::from),
+        file: fid.clone(),
+        upload_id: id,
+        hashes: hashes::save(&Crc64::new()),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        parallel: None,
+    };
+    store.save(key, &e)?;
+    end_stale(http, store, &e, key).await;
+    Ok((e, 0))
+}
+
+/// One upload's PATCHes from `offset` to the end of the file, with the CRC
+/// of what the server has acknowledged, and the retries.
+struct Sending<'a> {
+    http: &'a Http,
+    store: &'a StateStore,
+    key: &'a str,
+    id: &'a str,
+    file: &'a Arc<std::fs::File>,
+    pb: &'a ProgressBar,
+    sent: Arc<AtomicU64>,
+    offset: u64,
+    crc: Crc64,
+    /// Failures in a row (reset by a PATCH that gets all its bytes in).
+    failures: u32,
+    retries: u32,
+}
+
+impl<'a> Sending<'a> {
+    /// From `offset`, where the server has bytes whose CRC is `crc`.
+    fn new(
+        http: &'a Http,
+        (store, key): (&'a StateStore, &'a str),
+        id: &'a str,
+        file: &'a Arc<std::fs::File>,
+        pb: &'a ProgressBar,
+        (offset, crc): (u64, Crc64),
+    ) -> Sending<'a> {
+        Sending {
+            http,
+            store,
+            key,
+            id,
+            file,
+            pb,
+            sent: Arc::new(AtomicU64::new(0)),
+            offset,
+            crc,
+            failures: 0,
+            retries: 0,
+        }
+    }
+
+    /// PATCH `chunk` bytes at a time until the server has `size`, saving
+    /// the acknowledged CRC in `entry` after each.
+    async fn all(&mut self, entry: &mut Entry, size: u64, chunk: u64) -> Result<()> {
+        let abort_after = env_u64("IMGAPI_CLIENT_TEST_ABORT_AFTER_BYTES");
+        let pause_after = env_u64("IMGAPI_CLIENT_TEST_PAUSE_AFTER_BYTES");
+        let mut paused = false;
+        let trace = std::env::var_os("IMGAPI_CLIENT_TRACE").is_some();
+        while self.offset < size {
+            let len = chunk.min(size - self.offset);
+            let t0 = std::time::Instant::now();
+            if !self.one(len).await? {
+                continue;
+            }
+            let t1 = std::time::Instant::now();
+            if abort_after.is_some_and(|n| self.offset >= n) {
+                // Test hook: die as `kill -9` would, after the server
+                // acknowledged bytes and before the state file says so.
+                // SAFETY: kill(2) on our own pid.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+            entry.hashes = hashes::save(&self.crc);
+            self.store.save(self.key, entry)?;
+            if trace {
+                let t2 = std::time::Instant::now();
+                eprintln!(
+                    "imgapi: PATCH {len} bytes at {}: {:.3}s sent and acknowledged, {:.3}s state save",
+                    self.offset - len.min(self.offset),
+                    (t1 - t0).as_secs_f64(),
+                    (t2 - t1).as_secs_f64()
+                );
+            }
+            if !paused && pause_after.is_some_and(|n| self.offset >= n) {
+                paused = true;
+                test_pause().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One PATCH of `len` bytes at the offset: true when the server took
+    /// bytes, false after a failure it recovered from (the offset then is
+    /// what the server says it has).
+    async fn one(&mut self, len: u64) -> Result<bool> {
+        let offset = self.offset;
+        let sending = Arc::new(Mutex::new(self.crc));
+        let res = patch(
+            self.http,
+            self.id,
+            self.file,
+            sending.clone(),
+            offset,
+            offset,
+            len,
+            &self.sent,
+            self.pb,
+        )
+        .await;
+        match res {
+            Ok(Patched::Offset(o, _)) if o <= offset => {
+                let why = format!("PATCH acknowledged no new bytes (offset {o})");
+                self.recover(why, None).await?;
+                Ok(false)
+            }
+            Err(e) => Err(self.forget_if_gone(e)),
+            Ok(Patched::Offset(o, theirs)) => {
+                self.crc = hashes::acknowledged(self.file, 0, self.crc, &sending, o).await?;
+                if o == offset + len {
+                    self.failures = 0;
+                }
+                self.offset = o;
+                if let Some(t) = theirs
+                    && t != self.crc.value()
+                {
+                    let (http, store, key, id) = (self.http, self.store, self.key, self.id);
+                    return Err(crc_mismatch(http, store, key, &[id], &self.crc, t).await);
+                }
+                Ok(true)
+            }
+            Ok(Patched::Retry(why, after)) => {
+                self.recover(why, after).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// After a failed PATCH: give up after the configured retries, else
+    /// wait (`after`, or a backoff) and take the offset the server has.
+    async fn recover(&mut self, why: String, after: Option<std::time::Duration>) -> Result<()> {
+        let http = self.http;
+        if self.failures >= http.conn.retries {
+            let e = ClientError::Transport(format!(
+                "upload {} failed after {} attempt(s): {why}; \
+                 run the same command again to resume",
+                self.id,
+                self.failures + 1
+            ));
+            return Err(match why.starts_with(super::http::CANNOT_CONNECT) {
+                true => e.hint(http.unreachable_hint()),
+                false => e,
+            });
+        }
+        let d = after.unwrap_or_else(|| backoff(self.failures));
+        if !http.conn.json {
+            let offset = self.offset;
+            self.pb.suspend(|| {
+                eprintln!(
+                    "imgapi: upload at {offset}: {why}; resuming in {:.1}s",
+                    d.as_secs_f64()
+                )
+            });
+        }
+        tokio::time::sleep(d).await;
+        self.failures += 1;
+        self.retries += 1;
+        let o = match head(http, self.id).await {
+            Ok((o, _)) => o,
+            Err(e) => return Err(self.forget_if_gone(e)),
+        };
+        self.crc = crc_to(self.file, 0, self.crc, o).await?;
+        self.offset = o;
+        self.pb.set_position(o);
+        Ok(())
+    }
+
+    /// `e`, forgetting the saved session if the server no longer has it.
+    fn forget_if_gone(&self, e: ClientError) -> ClientError {
+        if let ClientError::Server {
+            status: 404 | 410, ..
+        } = e
+        {
+            self.store.remove(self.key);
+        }
+        e
+    }
 }
 
 /// The file changed between the start and the end of its upload.
