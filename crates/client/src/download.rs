@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use imgapi_protocol::digest::StreamHasher;
 use imgapi_protocol::tus as protocol;
+use indicatif::ProgressBar;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -213,173 +214,41 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
         ));
     };
     let partial = partial_path(out);
-    let mut have = match std::fs::metadata(&partial) {
-        Ok(m) if m.len() <= mf.size => m.len(),
-        Ok(_) => {
-            std::fs::remove_file(&partial).map_err(|e| local(partial.display(), e))?;
-            0
-        }
-        Err(_) => 0,
-    };
-    let mut feed = match hash_file(&partial, have).await {
-        Ok(h) if h.size() == have => h,
-        _ => {
-            have = 0;
-            hasher()?
-        }
-    };
-    let resumed_from = have;
+    let (have, feed) = resume_partial(&partial, mf.size).await?;
     let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&partial)
         .map_err(|e| local(partial.display(), e))?;
     f.set_len(have).map_err(|e| local(partial.display(), e))?;
-    let f = FileWriter::start(f, &partial)?;
-    // Received bytes not yet hashed and written (at most READ).
-    let mut gathered = BytesMut::with_capacity(READ);
-    let mut content_md5: Option<String> = None;
-    let received = Arc::new(AtomicU64::new(0));
-    let pb = super::output::bar(mf.size, http.conn.json, "download");
-    let fpath = format!("/images/{uuid}/file");
-    let mut failures = 0u32;
-    while have < mf.size {
-        pb.set_position(have);
-        let start = have;
-        let res = {
-            let mut rb = http.req(Method::GET, &fpath);
-            if start > 0 {
-                rb = rb.header("range", format!("bytes={start}-"));
-            }
-            let stall = http.conn.stall;
-            let stalled = format!("no progress for {}s (stalled)", stall.as_secs());
-            // Only network waits are timed out: a write or a hash update is
-            // never cut in half, so the partial file and the hashes agree.
-            let step = async {
-                let r = match tokio::time::timeout(stall, rb.send()).await {
-                    Err(_) => return Ok(Got::Progress(stalled)),
-                    Ok(Err(e)) => return Ok(Got::Progress(super::http::chain(&e))),
-                    Ok(Ok(r)) => r,
-                };
-                let range_start = r
-                    .headers()
-                    .get("content-range")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("bytes "))
-                    .and_then(|v| v.split('-').next())
-                    .and_then(|v| v.parse::<u64>().ok());
-                match r.status() {
-                    StatusCode::OK if start > 0 => return Ok(Got::Restart),
-                    StatusCode::PARTIAL_CONTENT if range_start != Some(start) => {
-                        return Ok(Got::Restart);
-                    }
-                    StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Got::Restart),
-                    _ => {}
-                }
-                let r = match classify(r).await? {
-                    Attempt::Done(r) => r,
-                    Attempt::Retry { why, .. } => return Ok(Got::Progress(why)),
-                };
-                if let Some(m) = r
-                    .headers()
-                    .get(protocol::CONTENT_MD5)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    content_md5 = Some(m.to_string());
-                }
-                let mut body = r.bytes_stream();
-                loop {
-                    let chunk = match tokio::time::timeout(stall, body.next()).await {
-                        Err(_) => return Ok(Got::Progress(stalled)),
-                        Ok(None) => break,
-                        Ok(Some(Err(e))) => return Ok(Got::Progress(super::http::chain(&e))),
-                        Ok(Some(Ok(c))) => c,
-                    };
-                    if have + chunk.len() as u64 > mf.size {
-                        return Err(ClientError::Verify(format!(
-                            "the server sent more than the manifest's size {}",
-                            mf.size
-                        )));
-                    }
-                    gather(&mut gathered, &chunk, &f, &mut feed).await?;
-                    have += chunk.len() as u64;
-                    received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    pb.set_position(have);
-                }
-                Ok(Got::Progress(String::new()))
-            };
-            let res = step.await;
-            // What was received counts, whatever ended the request.
-            if !gathered.is_empty() {
-                let b = std::mem::replace(&mut gathered, BytesMut::with_capacity(READ));
-                put(&f, &mut feed, b.freeze()).await?;
-            }
-            res
-        };
-        let why = match res {
-            Err(e) => {
-                pb.abandon();
-                let _ = f.flush().await;
-                drop(f);
-                if matches!(e, ClientError::Verify(_)) {
-                    let _ = std::fs::remove_file(&partial);
-                }
-                return Err(e);
-            }
-            Ok(Got::Restart) => {
-                f.with_file(|f| f.set_len(0)).await?;
-                have = 0;
-                feed = hasher()?;
-                "the server ignored the range; starting over".into()
-            }
-            Ok(Got::Progress(why)) => why,
-        };
-        f.flush().await?;
-        if have >= mf.size {
-            break;
+    let mut run = Fetching {
+        http,
+        fpath: format!("/images/{uuid}/file"),
+        size: mf.size,
+        f: FileWriter::start(f, &partial)?,
+        feed,
+        gathered: BytesMut::with_capacity(READ),
+        have,
+        content_md5: None,
+        received: Arc::new(AtomicU64::new(0)),
+        pb: super::output::bar(mf.size, http.conn.json, "download"),
+    };
+    let resumed_from = have;
+    if let Err(e) = run.all(uuid).await {
+        run.pb.abandon();
+        let _ = run.f.flush().await;
+        drop(run.f);
+        if matches!(e, ClientError::Verify(_)) {
+            let _ = std::fs::remove_file(&partial);
         }
-        if have > start {
-            failures = 0;
-        } else {
-            if failures >= http.conn.retries {
-                pb.abandon();
-                return Err(ClientError::Transport(format!(
-                    "download of {uuid} failed after {} attempt(s): {why}; \
-                     run the same command again to resume",
-                    failures + 1
-                )));
-            }
-            let d = backoff(failures);
-            failures += 1;
-            tokio::time::sleep(d).await;
-        }
-        if !why.is_empty() && !http.conn.json {
-            pb.suspend(|| eprintln!("imgapi: download at {have}: {why}; resuming"));
-        }
+        return Err(e);
     }
-    pb.finish_and_clear();
-    f.with_file(|f| f.sync_all()).await?;
-    drop(f);
-    let d = feed.finish().await.map_err(|e| local("hash", e))?;
-    let size = d.size;
-    let (md5, sha1) = (d.md5_base64(), d.sha1_hex());
-    let mut bad = vec![];
-    if size != mf.size {
-        bad.push(format!("size {size}, manifest says {}", mf.size));
-    }
-    if sha1 != mf.sha1 {
-        bad.push(format!("sha1 {sha1}, manifest says {}", mf.sha1));
-    }
-    for (what, want) in [
-        ("Content-MD5", content_md5.as_deref()),
-        ("the manifest's content_md5", mf.content_md5.as_deref()),
-    ] {
-        if let Some(w) = want
-            && w != md5
-        {
-            bad.push(format!("md5 {md5}, {what} says {w}"));
-        }
-    }
+    run.pb.finish_and_clear();
+    run.f.with_file(|f| f.sync_all()).await?;
+    drop(run.f);
+    let d = run.feed.finish().await.map_err(|e| local("hash", e))?;
+    let (size, md5, sha1) = (d.size, d.md5_base64(), d.sha1_hex());
+    let bad = mismatches((size, &md5, &sha1), &mf, run.content_md5.as_deref());
     if !bad.is_empty() {
         let _ = std::fs::remove_file(&partial);
         return Err(ClientError::Verify(format!(
@@ -392,8 +261,185 @@ pub async fn file_get(http: &Http, uuid: &str, out: &Path) -> Result<Value> {
     std::fs::rename(&partial, out).map_err(|e| local(out.display(), e))?;
     Ok(json!({
         "uuid": uuid, "path": out, "size": size, "sha1": sha1, "content_md5": md5,
-        "resumed_from": resumed_from, "bytes_received": received.load(Ordering::Relaxed),
+        "resumed_from": resumed_from, "bytes_received": run.received.load(Ordering::Relaxed),
     }))
+}
+
+/// The bytes of an earlier run's `.partial` file to resume from (none if
+/// it is longer than the file, or cannot be read), and their hashes.
+async fn resume_partial(partial: &Path, size: u64) -> Result<(u64, StreamHasher)> {
+    let have = match std::fs::metadata(partial) {
+        Ok(m) if m.len() <= size => m.len(),
+        Ok(_) => {
+            std::fs::remove_file(partial).map_err(|e| local(partial.display(), e))?;
+            0
+        }
+        Err(_) => 0,
+    };
+    match hash_file(partial, have).await {
+        Ok(h) if h.size() == have => Ok((have, h)),
+        _ => Ok((0, hasher()?)),
+    }
+}
+
+/// What of (size, md5, sha1) the manifest's file or the server's
+/// Content-MD5 disagree with.
+fn mismatches(
+    (size, md5, sha1): (u64, &str, &str),
+    mf: &super::types::ImageFile,
+    content_md5: Option<&str>,
+) -> Vec<String> {
+    let mut bad = vec![];
+    if size != mf.size {
+        bad.push(format!("size {size}, manifest says {}", mf.size));
+    }
+    if sha1 != mf.sha1 {
+        bad.push(format!("sha1 {sha1}, manifest says {}", mf.sha1));
+    }
+    for (what, want) in [
+        ("Content-MD5", content_md5),
+        ("the manifest's content_md5", mf.content_md5.as_deref()),
+    ] {
+        if let Some(w) = want
+            && w != md5
+        {
+            bad.push(format!("md5 {md5}, {what} says {w}"));
+        }
+    }
+    bad
+}
+
+/// A download in progress into the `.partial` file: what it has, hashed
+/// and written as it arrives.
+struct Fetching<'a> {
+    http: &'a Http,
+    fpath: String,
+    /// The manifest's size of the file.
+    size: u64,
+    f: FileWriter,
+    feed: StreamHasher,
+    /// Received bytes not yet hashed and written (at most READ).
+    gathered: BytesMut,
+    have: u64,
+    content_md5: Option<String>,
+    received: Arc<AtomicU64>,
+    pb: ProgressBar,
+}
+
+impl Fetching<'_> {
+    /// GET (with `Range` from what it has) until it has the whole file,
+    /// retrying a request that brought nothing up to the configured times.
+    async fn all(&mut self, uuid: &str) -> Result<()> {
+        let mut failures = 0u32;
+        while self.have < self.size {
+            self.pb.set_position(self.have);
+            let start = self.have;
+            let res = self.request(start).await;
+            // What was received counts, whatever ended the request.
+            if !self.gathered.is_empty() {
+                let b = std::mem::replace(&mut self.gathered, BytesMut::with_capacity(READ));
+                put(&self.f, &mut self.feed, b.freeze()).await?;
+            }
+            let why = match res? {
+                Got::Restart => {
+                    self.f.with_file(|f| f.set_len(0)).await?;
+                    self.have = 0;
+                    self.feed = hasher()?;
+                    "the server ignored the range; starting over".into()
+                }
+                Got::Progress(why) => why,
+            };
+            self.f.flush().await?;
+            if self.have >= self.size {
+                break;
+            }
+            if self.have > start {
+                failures = 0;
+            } else {
+                if failures >= self.http.conn.retries {
+                    return Err(ClientError::Transport(format!(
+                        "download of {uuid} failed after {} attempt(s): {why}; \
+                         run the same command again to resume",
+                        failures + 1
+                    )));
+                }
+                let d = backoff(failures);
+                failures += 1;
+                tokio::time::sleep(d).await;
+            }
+            if !why.is_empty() && !self.http.conn.json {
+                let have = self.have;
+                self.pb
+                    .suspend(|| eprintln!("imgapi: download at {have}: {why}; resuming"));
+            }
+        }
+        Ok(())
+    }
+
+    /// One GET from `start`: what ended it (`Progress` with why, empty
+    /// when the body ended; `Restart` when the server did not answer the
+    /// range). Only network waits are timed out: a write or a hash update
+    /// is never cut in half, so the partial file and the hashes agree.
+    async fn request(&mut self, start: u64) -> Result<Got> {
+        let http = self.http;
+        let mut rb = http.req(Method::GET, &self.fpath);
+        if start > 0 {
+            rb = rb.header("range", format!("bytes={start}-"));
+        }
+        let stall = http.conn.stall;
+        let stalled = format!("no progress for {}s (stalled)", stall.as_secs());
+        let r = match tokio::time::timeout(stall, rb.send()).await {
+            Err(_) => return Ok(Got::Progress(stalled)),
+            Ok(Err(e)) => return Ok(Got::Progress(super::http::chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let range_start = r
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        match r.status() {
+            StatusCode::OK if start > 0 => return Ok(Got::Restart),
+            StatusCode::PARTIAL_CONTENT if range_start != Some(start) => {
+                return Ok(Got::Restart);
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => return Ok(Got::Restart),
+            _ => {}
+        }
+        let r = match classify(r).await? {
+            Attempt::Done(r) => r,
+            Attempt::Retry { why, .. } => return Ok(Got::Progress(why)),
+        };
+        if let Some(m) = r
+            .headers()
+            .get(protocol::CONTENT_MD5)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.content_md5 = Some(m.to_string());
+        }
+        let mut body = r.bytes_stream();
+        loop {
+            let chunk = match tokio::time::timeout(stall, body.next()).await {
+                Err(_) => return Ok(Got::Progress(stalled)),
+                Ok(None) => return Ok(Got::Progress(String::new())),
+                Ok(Some(Err(e))) => return Ok(Got::Progress(super::http::chain(&e))),
+                Ok(Some(Ok(c))) => c,
+            };
+            if self.have + chunk.len() as u64 > self.size {
+                return Err(ClientError::Verify(format!(
+                    "the server sent more than the manifest's size {}",
+                    self.size
+                )));
+            }
+            gather(&mut self.gathered, &chunk, &self.f, &mut self.feed).await?;
+            self.have += chunk.len() as u64;
+            self.received
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            self.pb.set_position(self.have);
+        }
+    }
 }
 
 /// Start the disk's writeback of what `f` holds without waiting for it, so
