@@ -586,10 +586,12 @@ mod serve {
             cx: &mut Context<'_>,
             b: &[io::IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
-            let mapped = |s: &io::IoSlice<'_>| store::fs::mapped::region(s.as_ptr(), s.len());
-            let (first, plain) = match b.iter().position(|s| mapped(s).is_some()) {
-                Some(0) => (mapped(&b[0]), b),
-                Some(i) => (None, &b[..i]),
+            let mapped = b.iter().enumerate().find_map(|(i, s)| {
+                store::fs::mapped::region(s.as_ptr(), s.len()).map(|region| (i, region))
+            });
+            let (first, plain) = match mapped {
+                Some((0, region)) => (Some(region), b),
+                Some((i, _)) => (None, &b[..i]),
                 None => (None, b),
             };
             let sent = first.and_then(|region| self.poll_send_mapped(cx, region, b[0].len()));

@@ -119,7 +119,7 @@ impl Preamble for CreateAction {
         (status = 422, response = super::openapi::Unprocessable),
         (status = 500, response = super::openapi::InternalError),
         (status = 501, response = super::openapi::NotAvailable),
-                (status = 503, response = super::openapi::StorageIsDown),
+        (status = 503, response = super::openapi::StorageIsDown),
         (status = 507, response = super::openapi::InsufficientStorage),
     ),
 )]

@@ -22,13 +22,11 @@ use crate::tus;
 
 mod headers;
 
-pub use crate::tus::VERSION as TUS_VERSION;
 use headers::{
     concat_header, encode_metadata, parse_checksum, parse_concat, parse_metadata, parse_u64_header,
     require_tus,
 };
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,checksum,expiration,concatenation,concatenation-unfinished";
-const OFFSET_CT: &str = tus::PATCH_CONTENT_TYPE;
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -46,9 +44,9 @@ fn set(resp: &mut Response, name: &'static str, value: &str) {
 /// `Tus-Resumable` on every response; `Tus-Version` on a 412.
 pub async fn tus_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
-    set(&mut resp, tus::RESUMABLE, TUS_VERSION);
+    set(&mut resp, tus::RESUMABLE, tus::VERSION);
     if resp.status() == StatusCode::PRECONDITION_FAILED {
-        set(&mut resp, tus::SUPPORTED_VERSIONS, TUS_VERSION);
+        set(&mut resp, tus::SUPPORTED_VERSIONS, tus::VERSION);
     }
     resp
 }
@@ -129,7 +127,7 @@ pub fn upload_json(u: &Upload) -> crate::wire::UploadInfo {
 )]
 pub async fn options(State(st): State<AppState>) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
-    set(&mut r, tus::SUPPORTED_VERSIONS, TUS_VERSION);
+    set(&mut r, tus::SUPPORTED_VERSIONS, tus::VERSION);
     set(&mut r, tus::EXTENSION, TUS_EXTENSIONS);
     set(
         &mut r,
@@ -143,11 +141,6 @@ pub async fn options(State(st): State<AppState>) -> Response {
     );
     r
 }
-
-/// The header carrying the CRC-64/NVME of an upload's first
-/// `Upload-Offset` bytes (base64 of its 8 big-endian bytes, as S3's
-/// `x-amz-checksum-crc64nvme`).
-pub use crate::tus::UPLOAD_CRC64 as CRC64_HEADER;
 
 /// The CRC-64/NVME of the upload's bytes up to its offset, when the server
 /// has one: not for sessions created before it kept CRCs, nor for a
@@ -163,7 +156,11 @@ fn offset_response(status: StatusCode, u: &Upload) -> Response {
     let mut r = status.into_response();
     set(&mut r, tus::UPLOAD_OFFSET, &u.offset.to_string());
     if let Some(c) = crc64_of(u) {
-        set(&mut r, CRC64_HEADER, &crate::digest::crc64::to_base64(c));
+        set(
+            &mut r,
+            tus::UPLOAD_CRC64,
+            &crate::digest::crc64::to_base64(c),
+        );
     }
     set(
         &mut r,
@@ -275,7 +272,8 @@ pub async fn create(
         Concat::Partial { .. } => st.uploads.create_partial(&caller, length, metadata).await?,
         _ => st.uploads.create(&caller, length, metadata).await?,
     };
-    let with_body = header_text(&headers, "content-type").as_deref() == Some(OFFSET_CT)
+    let with_body = header_text(&headers, "content-type").as_deref()
+        == Some(tus::PATCH_CONTENT_TYPE)
         && parse_u64_header(&headers, "content-length")?.unwrap_or(1) > 0
         && up.length > 0;
     if with_body {
@@ -424,9 +422,10 @@ pub async fn patch(
 ) -> Result<Response, Error> {
     require_tus(&headers)?;
     let ct = header_text(&headers, "content-type").unwrap_or_default();
-    if ct.split(';').next().map(str::trim) != Some(OFFSET_CT) {
+    if ct.split(';').next().map(str::trim) != Some(tus::PATCH_CONTENT_TYPE) {
         return Err(Error::UnsupportedMediaType(format!(
-            "PATCH needs Content-Type: {OFFSET_CT}"
+            "PATCH needs Content-Type: {}",
+            tus::PATCH_CONTENT_TYPE
         )));
     }
     let offset = parse_u64_header(&headers, tus::UPLOAD_OFFSET)?
