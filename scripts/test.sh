@@ -47,7 +47,7 @@ cargo test --workspace --no-fail-fast "$@" || status=1
 # there: the tests that open the SQLite file itself to stage a crash or
 # check its mode (they ran above). tests/cluster.rs runs on PostgreSQL in
 # the pass above.
-PG_SUITES=(accounts admin channels client client_clone client_imports clone concat
+PG_SUITES=(accounts admin channels client client_clone client_imports clone concat downloads
   crash_completion hardening_domain hardening_uploads imgapi_suite imports inprocess
   node_client ops redirect registration s3 space tus_clients uploads validate validation_parity)
 SQLITE_ONLY=(s3_down_during_recovery_is_503_then_completes
