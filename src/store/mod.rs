@@ -177,7 +177,6 @@ impl Store {
         }
     }
 
-    /// Remove the object; absent is fine.
     /// Stream a sealed object (an image's file or icon, [`is_sealed_key`]),
     /// or `range` of it: a local store serves it from memory maps of the
     /// page cache; other stores, and other keys, as [`Store::get`].
@@ -188,6 +187,7 @@ impl Store {
         }
     }
 
+    /// Remove the object; absent is fine.
     pub async fn delete(&self, key: &str) -> Result<()> {
         match self {
             Store::Fs(s) => s.delete(key).await,
