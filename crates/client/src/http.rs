@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use super::config::Conn;
 use super::error::{ClientError, Result};
@@ -127,9 +127,13 @@ impl Http {
         .await
     }
 
-    /// Sends a request and reads its JSON body (a body cut short is retried
-    /// too).
-    pub async fn json(&self, what: &str, build: impl Fn() -> RequestBuilder) -> Result<Value> {
+    /// Sends a request and reads its JSON body as a `T` (a body cut short is
+    /// retried too; an empty body is JSON `null`).
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<T> {
         self.retrying(what, || async {
             let r = match build().send().await {
                 Err(e) => {
@@ -144,26 +148,44 @@ impl Http {
                 Attempt::Done(r) => r,
                 Attempt::Retry { why, after } => return Ok(Attempt::Retry { why, after }),
             };
-            if r.status() == StatusCode::NO_CONTENT {
-                return Ok(Attempt::Done(Value::Null));
-            }
-            match r.bytes().await {
-                Err(e) => Ok(Attempt::Retry {
-                    why: chain(&e),
-                    after: None,
-                }),
-                Ok(b) if b.is_empty() => Ok(Attempt::Done(Value::Null)),
-                Ok(b) => serde_json::from_slice(&b).map(Attempt::Done).map_err(|e| {
-                    ClientError::Transport(format!("{what}: the server sent invalid JSON: {e}"))
-                        .hint(format!(
-                            "is {} an imgapi server? Give the server's address (scheme, host \
-                             and port, e.g. http://127.0.0.1:8080) with --url or IMGAPI_URL",
-                            self.conn.url
-                        ))
-                }),
-            }
+            let body = match r.status() {
+                StatusCode::NO_CONTENT => bytes::Bytes::new(),
+                _ => match r.bytes().await {
+                    Err(e) => {
+                        return Ok(Attempt::Retry {
+                            why: chain(&e),
+                            after: None,
+                        });
+                    }
+                    Ok(b) => b,
+                },
+            };
+            let parsed = match body.is_empty() {
+                true => T::deserialize(serde_json::Value::Null),
+                false => serde_json::from_slice(&body),
+            };
+            parsed
+                .map(Attempt::Done)
+                .map_err(|e| self.not_understood(what, &e))
         })
         .await
+    }
+}
+
+impl Http {
+    /// A 2xx answer that is not JSON (not an imgapi server?), or not the
+    /// shape `what` answers with.
+    fn not_understood(&self, what: &str, e: &serde_json::Error) -> ClientError {
+        if e.is_data() {
+            return ClientError::Transport(format!(
+                "{what}: the server's answer is not what an IMGAPI sends: {e}"
+            ));
+        }
+        ClientError::Transport(format!("{what}: the server sent invalid JSON: {e}")).hint(format!(
+            "is {} an imgapi server? Give the server's address (scheme, host and port, e.g. \
+             http://127.0.0.1:8080) with --url or IMGAPI_URL",
+            self.conn.url
+        ))
     }
 }
 

@@ -15,7 +15,7 @@ use super::http::Http;
 use super::output;
 use super::state::StateStore;
 use super::tus;
-use super::types::ErrorBody;
+use super::types::{AccountUsage, Image, Parsed, UploadInfo, Usage, image_failure};
 
 /// Longest `?wait=` asked of the server per request; longer waits poll.
 const SERVER_WAIT: u64 = 30;
@@ -114,7 +114,7 @@ pub async fn validate(http: &Http, body: &Value, import: bool) -> Result<()> {
         false => "/images?action=validate",
     };
     let res = http
-        .json("validate manifest", || {
+        .json::<serde::de::IgnoredAny>("validate manifest", || {
             http.small(Method::POST, path, Duration::ZERO).json(body)
         })
         .await;
@@ -131,30 +131,34 @@ pub async fn validate(http: &Http, body: &Value, import: bool) -> Result<()> {
 }
 
 /// Polls the image until it leaves `creating` or `deadline` passes.
-async fn wait_state(http: &Http, mut img: Value, deadline: Instant) -> Result<Value> {
+async fn wait_state(
+    http: &Http,
+    mut img: Parsed<Image>,
+    deadline: Instant,
+) -> Result<Parsed<Image>> {
     let mut delay = Duration::from_millis(200);
-    while img["state"] == "creating" {
+    while img.state == "creating" {
         if Instant::now() >= deadline {
             return Err(ClientError::Transport(format!(
-                "image {} is still being verified (state creating); \
-                 check it later with `imgapi images get {}`",
-                img["uuid"].as_str().unwrap_or("?"),
-                img["uuid"].as_str().unwrap_or("?")
+                "image {uuid} is still being verified (state creating); \
+                 check it later with `imgapi images get {uuid}`",
+                uuid = img.uuid
             )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
-        img = get_image(http, img["uuid"].as_str().unwrap_or_default()).await?;
+        img = get_image(http, &img.uuid.to_string()).await?;
     }
     Ok(img)
 }
 
-pub async fn get_image(http: &Http, uuid: &str) -> Result<Value> {
+/// GetImage.
+pub async fn get_image(http: &Http, uuid: &str) -> Result<Parsed<Image>> {
     get_image_with(http, uuid, false).await
 }
 
 /// GetImage, with admin fields (files' store, downloads) if `admin`.
-pub async fn get_image_with(http: &Http, uuid: &str, admin: bool) -> Result<Value> {
+pub async fn get_image_with(http: &Http, uuid: &str, admin: bool) -> Result<Parsed<Image>> {
     let p = if admin {
         format!("/images/{uuid}?inclAdminFields=true")
     } else {
@@ -162,6 +166,35 @@ pub async fn get_image_with(http: &Http, uuid: &str, admin: bool) -> Result<Valu
     };
     http.json("get image", || http.small(Method::GET, &p, Duration::ZERO))
         .await
+}
+
+/// What `imgapi publish` made: the image, and the upload its file came in.
+pub struct Published {
+    pub image: Parsed<Image>,
+    pub upload: tus::Uploaded,
+}
+
+impl Published {
+    /// `--json`: the image as the server sent it, and the upload.
+    pub fn to_json(&self) -> Value {
+        json!({"image": self.image.raw, "upload": self.upload.to_json()})
+    }
+
+    /// For people: the image's main fields, its file, and where the upload
+    /// resumed (when it did).
+    pub fn summary(&self) -> Value {
+        let img = &self.image.typed;
+        let file = img.files.first();
+        let mut o = json!({
+            "uuid": img.uuid, "name": img.name, "version": img.version, "os": img.os,
+            "type": img.type_, "state": img.state, "owner": img.owner, "public": img.public,
+            "sha1": file.map(|f| &f.sha1), "size": file.map(|f| f.size),
+        });
+        if self.upload.resumed_from > 0 {
+            o["resumed_from"] = json!(self.upload.resumed_from);
+        }
+        o
+    }
 }
 
 /// `imgapi publish`.
@@ -172,7 +205,7 @@ pub async fn publish(
     wait: u64,
     chunk: u64,
     parallel: Option<usize>,
-) -> Result<Value> {
+) -> Result<Published> {
     let m = read_manifest(manifest)?;
     let head = read_head(file)?;
     // A manifest the server would refuse is refused before the first byte.
@@ -195,25 +228,20 @@ pub async fn publish(
             .unwrap_or(1),
     };
     let up = tus::upload(http, file, None, chunk, parallel).await?;
-    let done = |img: Value| -> Result<Value> {
-        tus::forget(&up.key);
-        if img["state"] == "failed" {
-            let body =
-                serde_json::from_value::<ErrorBody>(img["error"].clone()).unwrap_or(ErrorBody {
-                    code: "ImageFailed".into(),
-                    message: format!("image {} failed", img["uuid"]),
-                    errors: None,
-                });
+    let done = |image: Parsed<Image>, upload: tus::Uploaded| -> Result<Published> {
+        tus::forget(&upload.key);
+        if image.state == "failed" {
+            let body = image_failure(&image);
             return Err(ClientError::Server { status: 422, body });
         }
-        Ok(json!({"image": img, "upload": up.to_json()}))
+        Ok(Published { image, upload })
     };
     // A previous run registered it already (and died before forgetting).
-    if up.info["state"] == "registered"
-        && let Some(u) = up.info["image_uuid"].as_str()
+    if up.info.state == "registered"
+        && let Some(u) = up.info.image_uuid
     {
-        let img = get_image(http, u).await?;
-        return done(wait_state(http, img, deadline).await?);
+        let img = get_image(http, &u.to_string()).await?;
+        return done(wait_state(http, img, deadline).await?, up);
     }
     let body = registration(m, Some(&up), &head)?;
     let w = wait.min(SERVER_WAIT);
@@ -228,7 +256,7 @@ pub async fn publish(
         Ok(img) => img,
         // An earlier attempt of ours got through before its answer was lost.
         Err(ClientError::Server { body, .. }) if body.code == "FileInUse" => {
-            let info = http
+            let info: UploadInfo = http
                 .json("upload info", || {
                     http.small(
                         Method::GET,
@@ -237,8 +265,8 @@ pub async fn publish(
                     )
                 })
                 .await?;
-            match info["image_uuid"].as_str() {
-                Some(u) => get_image(http, u).await?,
+            match info.image_uuid {
+                Some(u) => get_image(http, &u.to_string()).await?,
                 None => return Err(ClientError::Server { status: 409, body }),
             }
         }
@@ -251,7 +279,7 @@ pub async fn publish(
         }
         Err(e) => return Err(e),
     };
-    done(wait_state(http, img, deadline).await?)
+    done(wait_state(http, img, deadline).await?, up)
 }
 
 /// ListImages filters.
@@ -357,18 +385,15 @@ pub async fn list(http: &Http, f: &ListFilters) -> Result<()> {
     } else {
         format!("/images?{q}")
     };
-    let v = http
+    let images: Parsed<Vec<Image>> = http
         .json("list images", || {
             http.small(Method::GET, &path, Duration::ZERO)
         })
         .await?;
     if http.conn.json {
-        output::json(&v);
+        output::json(&images.raw);
     } else {
-        print!(
-            "{}",
-            output::images_table(v.as_array().map(Vec::as_slice).unwrap_or(&[]))
-        );
+        print!("{}", output::images_table(&images));
     }
     Ok(())
 }
@@ -396,7 +421,7 @@ pub fn update_body(pairs: &[String], file: Option<&Path>) -> Result<Value> {
 }
 
 /// `POST /images/{uuid}?action=...` (update, activate, enable, disable).
-pub async fn action(http: &Http, uuid: &str, action: &str, body: Value) -> Result<Value> {
+pub async fn action(http: &Http, uuid: &str, action: &str, body: Value) -> Result<Parsed<Image>> {
     let p = format!("/images/{uuid}?action={action}");
     http.json(action, || {
         http.small(Method::POST, &p, Duration::ZERO).json(&body)
@@ -404,7 +429,13 @@ pub async fn action(http: &Http, uuid: &str, action: &str, body: Value) -> Resul
     .await
 }
 
-pub async fn acl(http: &Http, uuid: &str, action: &str, accounts: &[String]) -> Result<Value> {
+/// `POST /images/{uuid}/acl?action=add|remove`: the image with its new ACL.
+pub async fn acl(
+    http: &Http,
+    uuid: &str,
+    action: &str,
+    accounts: &[String],
+) -> Result<Parsed<Image>> {
     let p = format!("/images/{uuid}/acl?action={action}");
     http.json("acl", || {
         http.small(Method::POST, &p, Duration::ZERO).json(&accounts)
@@ -414,7 +445,7 @@ pub async fn acl(http: &Http, uuid: &str, action: &str, accounts: &[String]) -> 
 
 /// `POST /images/{uuid}/clone` (CloneImage; `?account=` from the
 /// connection's account).
-pub async fn clone(http: &Http, uuid: &str) -> Result<Value> {
+pub async fn clone(http: &Http, uuid: &str) -> Result<Parsed<Image>> {
     let p = format!("/images/{uuid}/clone");
     http.json("clone", || http.small(Method::POST, &p, Duration::ZERO))
         .await
@@ -432,27 +463,35 @@ pub async fn delete(http: &Http, uuid: &str) -> Result<()> {
 /// `imgapi uploads list`: the caller's sessions on the server, and which
 /// of them this machine can resume.
 pub async fn uploads_list(http: &Http) -> Result<()> {
-    let v = http
+    let ups: Vec<Parsed<UploadInfo>> = http
         .json("list uploads", || {
             http.small(Method::GET, "/uploads", Duration::ZERO)
         })
         .await?;
-    let mut ups = v.as_array().cloned().unwrap_or_default();
     let local_entries = StateStore::open(state_dir()?)
         .map(|s| s.list())
         .unwrap_or_default();
-    for u in &mut ups {
-        if let Some((_, e)) = local_entries
-            .iter()
-            .find(|(_, e)| e.url == http.conn.url && u["id"] == e.upload_id.as_str())
-        {
-            u["local_file"] = json!(e.file.path);
-        }
-    }
+    let rows: Vec<(Parsed<UploadInfo>, Option<&Path>)> = ups
+        .into_iter()
+        .map(|u| {
+            let here = local_entries
+                .iter()
+                .find(|(_, e)| e.url == http.conn.url && u.id.to_string() == e.upload_id)
+                .map(|(_, e)| e.file.path.as_path());
+            (u, here)
+        })
+        .collect();
     if http.conn.json {
-        output::json(&Value::Array(ups));
+        let with_local = rows.iter().map(|(u, here)| {
+            let mut v = u.raw.clone();
+            if let Some(p) = here {
+                v["local_file"] = json!(p);
+            }
+            v
+        });
+        output::json(&Value::Array(with_local.collect()));
     } else {
-        print!("{}", output::uploads_table(&ups));
+        print!("{}", output::uploads_table(&rows));
     }
     Ok(())
 }
@@ -510,18 +549,19 @@ pub async fn usage(http: &Http, limit: Option<u32>) -> Result<()> {
         (None, Some(n)) => format!("/usage?limit={n}"),
         (None, None) => "/usage".to_string(),
     };
-    let v = via
-        .json("usage", || via.small(Method::GET, &path, Duration::ZERO))
-        .await?;
-    if http.conn.json {
-        output::json(&v);
-    } else if of.is_some() {
-        print!("{}", output::usage_fields(&v));
+    let get = || via.small(Method::GET, &path, Duration::ZERO);
+    if of.is_some() {
+        let usage: Parsed<Usage> = via.json("usage", get).await?;
+        match http.conn.json {
+            true => output::json(&usage.raw),
+            false => print!("{}", output::usage_fields(&usage)),
+        }
     } else {
-        print!(
-            "{}",
-            output::usage_table(v.as_array().map_or(&[][..], |a| a))
-        );
+        let all: Parsed<Vec<AccountUsage>> = via.json("usage", get).await?;
+        match http.conn.json {
+            true => output::json(&all.raw),
+            false => print!("{}", output::usage_table(&all)),
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use super::http::{Attempt, Http};
 use super::images::{get_image, guess_compression};
 use super::output;
 use super::tus;
-use super::types::ErrorBody;
+use super::types::{ErrorBody, Image, ImportStarted, Job, JobChainError, Parsed, image_failure};
 
 /// Image file names tried beside `NAME.imgmanifest`, in this order.
 const FILE_SUFFIXES: &[&str] = &[
@@ -182,8 +182,8 @@ fn origins_first(seeds: Vec<Seed>) -> Vec<Seed> {
 }
 
 /// An image that was activated once (active or disabled since).
-fn activated(img: &Value) -> bool {
-    matches!(img["state"].as_str(), Some("active" | "disabled"))
+fn activated(img: &Image) -> bool {
+    matches!(img.state.as_str(), "active" | "disabled")
 }
 
 fn not_found(e: &ClientError) -> bool {
@@ -213,9 +213,9 @@ impl Outcome {
 async fn seed_one(
     http: &Http,
     s: &Seed,
-    img: Option<Value>,
+    img: Option<Parsed<Image>>,
     chunk: u64,
-) -> Result<(Outcome, Value)> {
+) -> Result<(Outcome, Parsed<Image>)> {
     let uuid = &s.uuid;
     if let Some(img) = &img
         && activated(img)
@@ -244,11 +244,10 @@ async fn seed_one(
             }
         }
     };
-    if img["state"] == "failed" {
+    if img.state == "failed" {
         return Err(failed(&img));
     }
-    let has_file = img["files"].as_array().is_some_and(|f| !f.is_empty());
-    if !has_file {
+    if img.files.is_empty() {
         let Some(file) = &s.file else {
             return Err(ClientError::Usage(format!(
                 "{}: no image file found for it",
@@ -299,18 +298,17 @@ async fn seed_one(
     ))
 }
 
-fn failed(img: &Value) -> ClientError {
-    let body = serde_json::from_value::<ErrorBody>(img["error"].clone()).unwrap_or(ErrorBody {
-        code: "ImageFailed".into(),
-        message: format!("image {} failed", img["uuid"]),
-        errors: None,
-    });
-    ClientError::Server { status: 422, body }
+/// An image in state `failed`, as the refusal it is.
+fn failed(img: &Image) -> ClientError {
+    ClientError::Server {
+        status: 422,
+        body: image_failure(img),
+    }
 }
 
 /// Uploads the seed's file resumably and attaches it to the image
 /// (`PUT /images/{uuid}/file?upload=ID`), checked against the manifest's sha1.
-async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value> {
+async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Parsed<Image>> {
     let uuid = &s.uuid;
     let up = tus::upload(http, file, None, chunk, 1).await?;
     if let Some(want) = s
@@ -326,7 +324,7 @@ async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value>
         )));
     }
     // A previous run attached it already (and died before forgetting).
-    if up.info["state"] == "registered" && up.info["image_uuid"] == uuid.as_str() {
+    if up.info.state == "registered" && up.info.image_uuid.is_some_and(|u| u.to_string() == *uuid) {
         tus::forget(&up.key);
         return get_image(http, uuid).await;
     }
@@ -366,7 +364,7 @@ async fn attach(http: &Http, s: &Seed, file: &Path, chunk: u64) -> Result<Value>
         Err(e) => return Err(e),
     };
     tus::forget(&up.key);
-    if img["state"] == "failed" {
+    if img.state == "failed" {
         return Err(failed(&img));
     }
     Ok(img)
@@ -377,7 +375,7 @@ enum Checked {
     /// The server would refuse its manifest.
     Invalid(ClientError),
     /// To import, or completed from the server's image (Some).
-    Valid(Option<Value>),
+    Valid(Option<Box<Parsed<Image>>>),
 }
 
 /// Every manifest of the directory checked by the server as
@@ -392,7 +390,7 @@ async fn check_all(http: &Http, seeds: &[Seed]) -> Result<Vec<Checked>> {
     for s in seeds {
         match get_image(http, &s.uuid).await {
             Ok(img) => {
-                out.push(Checked::Valid(Some(img)));
+                out.push(Checked::Valid(Some(Box::new(img))));
                 continue;
             }
             Err(e) if not_found(&e) => {}
@@ -447,7 +445,7 @@ pub async fn import_dir(http: &Http, dir: &Path, chunk: u64) -> Result<()> {
     for (s, check) in seeds.iter().zip(checked) {
         let (res, why_not) = match check {
             Checked::Invalid(e) => (Err(e), "invalid"),
-            Checked::Valid(img) => (seed_one(http, s, img, chunk).await, "failed"),
+            Checked::Valid(img) => (seed_one(http, s, img.map(|b| *b), chunk).await, "failed"),
         };
         let (result, error) = match res {
             Ok((o, _)) => (o.as_str(), None),
@@ -530,14 +528,14 @@ async fn source_origins(source: &str, uuid: &str) -> Result<Vec<String>> {
             let body = super::http::error_body(r).await;
             return Err(ClientError::Server { status: st, body });
         }
-        let v: Value = r
+        let img: Image = r
             .json()
             .await
             .map_err(|e| ClientError::Transport(format!("{u}: {e}")))?;
-        match v["origin"].as_str() {
-            Some(o) if !chain.iter().any(|c| c == o) && o != uuid => {
-                chain.push(o.to_string());
-                cur = o.to_string();
+        match img.origin.map(|o| o.to_string()) {
+            Some(o) if !chain.contains(&o) && o != uuid => {
+                cur = o.clone();
+                chain.push(o);
             }
             _ => break,
         }
@@ -547,7 +545,32 @@ async fn source_origins(source: &str, uuid: &str) -> Result<Vec<String>> {
 }
 
 /// Starts one AdminImportRemoteImage job and follows it to its end.
-async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> Result<Value> {
+async fn import_one(
+    http: &Http,
+    uuid: &str,
+    source: &str,
+    skip_owner: bool,
+) -> Result<Parsed<Job>> {
+    let started = start_import(http, uuid, source, skip_owner).await?;
+    let job = follow_job(http, uuid, &started).await?;
+    if job.execution == "succeeded" {
+        return Ok(job);
+    }
+    Err(ClientError::Server {
+        status: 422,
+        body: job_failure(&job),
+    })
+}
+
+/// `POST /images/{uuid}?action=import-remote`: the job it started. The
+/// source's own refusal (503 RemoteSourceError, e.g. the image is not
+/// there) is tried again only twice, then reported as a refusal.
+async fn start_import(
+    http: &Http,
+    uuid: &str,
+    source: &str,
+    skip_owner: bool,
+) -> Result<ImportStarted> {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("action", "import-remote")
         .append_pair("source", source);
@@ -555,97 +578,117 @@ async fn import_one(http: &Http, uuid: &str, source: &str, skip_owner: bool) -> 
         q.append_pair("skip_owner_check", "true");
     }
     let path = format!("/images/{uuid}?{}", q.finish());
-    // The source's own refusal (503 RemoteSourceError, e.g. the image is
-    // not there) is tried again only twice, then reported as a refusal.
     let remote_errors = std::cell::Cell::new(0u32);
-    let started = http
-        .retrying("import-remote", || async {
-            let r = match http.small(Method::POST, &path, Duration::ZERO).send().await {
-                Err(e) => {
-                    return Ok(Attempt::Retry {
-                        why: super::http::why(&e),
-                        after: None,
-                    });
-                }
-                Ok(r) => r,
-            };
-            if r.status().is_success() {
-                return r.json::<Value>().await.map(Attempt::Done).or_else(|e| {
-                    Ok(Attempt::Retry {
-                        why: super::http::chain(&e),
-                        after: None,
-                    })
-                });
-            }
-            let status = r.status().as_u16();
-            let body = super::http::error_body(r).await;
-            if body.code == "RemoteSourceError" {
-                remote_errors.set(remote_errors.get() + 1);
-                if remote_errors.get() > 2 {
-                    return Err(ClientError::Server { status, body });
-                }
-            }
-            if matches!(status, 500 | 502 | 503 | 504) {
+    http.retrying("import-remote", || async {
+        let r = match http.small(Method::POST, &path, Duration::ZERO).send().await {
+            Err(e) => {
                 return Ok(Attempt::Retry {
-                    why: format!("{status} {}: {}", body.code, body.message),
+                    why: super::http::why(&e),
                     after: None,
                 });
             }
-            Err(ClientError::Server { status, body })
-        })
-        .await?;
-    let Some(job_uuid) = started["job_uuid"].as_str().map(str::to_string) else {
-        return Err(ClientError::Transport(format!(
-            "import-remote: the answer has no job_uuid: {started}"
-        )));
-    };
+            Ok(r) => r,
+        };
+        if r.status().is_success() {
+            return match r.bytes().await {
+                Err(e) => Ok(Attempt::Retry {
+                    why: super::http::chain(&e),
+                    after: None,
+                }),
+                Ok(b) => serde_json::from_slice(&b).map(Attempt::Done).map_err(|e| {
+                    ClientError::Transport(format!(
+                        "import-remote: the answer is not a started job ({e}): {}",
+                        String::from_utf8_lossy(&b)
+                    ))
+                }),
+            };
+        }
+        let status = r.status().as_u16();
+        let body = super::http::error_body(r).await;
+        if body.code == "RemoteSourceError" {
+            remote_errors.set(remote_errors.get() + 1);
+            if remote_errors.get() > 2 {
+                return Err(ClientError::Server { status, body });
+            }
+        }
+        if matches!(status, 500 | 502 | 503 | 504) {
+            return Ok(Attempt::Retry {
+                why: format!("{status} {}: {}", body.code, body.message),
+                after: None,
+            });
+        }
+        Err(ClientError::Server { status, body })
+    })
+    .await
+}
+
+/// Polls the job (`GET /jobs/{uuid}`) until it ends, with a progress bar
+/// of its bytes.
+async fn follow_job(http: &Http, uuid: &str, started: &ImportStarted) -> Result<Parsed<Job>> {
     let pb = output::bar(0, http.conn.json, &format!("import {uuid}"));
-    let jpath = format!("/jobs/{job_uuid}");
+    let jpath = format!("/jobs/{}", started.job_uuid);
     let job = loop {
-        let job = http
+        let job: Parsed<Job> = http
             .json("import job", || {
                 http.small(Method::GET, &jpath, Duration::ZERO)
             })
             .await?;
-        if let Some(t) = job["bytes_total"].as_u64()
+        if let Some(t) = job.bytes_total
             && t > 0
         {
             pb.set_length(t);
         }
-        if let Some(b) = job["bytes_received"].as_u64() {
-            pb.set_position(b);
-        }
-        match job["execution"].as_str() {
-            Some("succeeded") | Some("failed") | Some("canceled") => break job,
+        pb.set_position(job.bytes_received);
+        match job.execution.as_str() {
+            "succeeded" | "failed" | "canceled" => break job,
             _ => tokio::time::sleep(POLL).await,
         }
     };
     pb.finish_and_clear();
-    if job["execution"] == "succeeded" {
-        return Ok(job);
+    Ok(job)
+}
+
+/// Why a job that did not succeed failed: its last step's error.
+fn job_failure(job: &Job) -> ErrorBody {
+    let last = job.chain_results.iter().rev().find_map(|r| match &r.error {
+        JobChainError::Failed { code, message, .. } => Some((code.clone(), message.clone())),
+        JobChainError::None(_) => None,
+    });
+    let (code, message) = last.unwrap_or_else(|| {
+        (
+            "ImportFailed".to_string(),
+            format!("import job {} {}", job.uuid, job.execution),
+        )
+    });
+    ErrorBody {
+        code,
+        message,
+        errors: None,
     }
-    let err = job["chain_results"]
-        .as_array()
-        .and_then(|c| c.iter().rev().find(|r| r["error"].is_object()))
-        .map(|r| r["error"].clone())
-        .unwrap_or(Value::Null);
-    let code = err["code"]
-        .as_str()
-        .or(err["name"].as_str())
-        .unwrap_or("ImportFailed")
-        .to_string();
-    let message = err["message"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("import job {job_uuid} {}", job["execution"]));
-    Err(ClientError::Server {
-        status: 422,
-        body: ErrorBody {
-            code,
-            message,
-            errors: None,
-        },
-    })
+}
+
+/// What `imgapi import-remote` did: the image as imported, and its job(s)
+/// (origins first).
+pub struct ImportedRemote {
+    pub image: Parsed<Image>,
+    pub jobs: Vec<Parsed<Job>>,
+}
+
+impl ImportedRemote {
+    /// `--json`: as the server sent them.
+    pub fn to_json(&self) -> Value {
+        json!({"image": self.image.raw, "jobs": self.jobs})
+    }
+
+    /// For people: the image's main fields and its file.
+    pub fn summary(&self) -> Value {
+        let img = &self.image.typed;
+        let file = img.files.first();
+        json!({
+            "uuid": img.uuid, "name": img.name, "version": img.version, "state": img.state,
+            "sha1": file.map(|f| &f.sha1), "size": file.map(|f| f.size),
+        })
+    }
 }
 
 /// `imgapi import-remote UUID --source URL`: the image as imported, and its
@@ -656,12 +699,12 @@ pub async fn import_remote(
     source: &str,
     all_origins: bool,
     skip_owner: bool,
-) -> Result<Value> {
+) -> Result<ImportedRemote> {
     let mut jobs = Vec::new();
     if all_origins {
         for o in source_origins(source, uuid).await? {
             match get_image(http, &o).await {
-                Ok(img) if img["state"] == "active" => continue,
+                Ok(img) if img.state == "active" => continue,
                 Ok(_) => {}
                 Err(e) if not_found(&e) => {}
                 Err(e) => return Err(e),
@@ -670,6 +713,6 @@ pub async fn import_remote(
         }
     }
     jobs.push(import_one(http, uuid, source, skip_owner).await?);
-    let img = get_image(http, uuid).await?;
-    Ok(json!({"image": img, "jobs": jobs}))
+    let image = get_image(http, uuid).await?;
+    Ok(ImportedRemote { image, jobs })
 }

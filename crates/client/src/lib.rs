@@ -366,26 +366,10 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
         ClientCmd::Publish(a) => {
             let chunk = chunk_bytes(a.chunk_mib)?;
             let parallel = a.parallel.map(usize::from);
-            let v = images::publish(&http, &a.manifest, &a.file, a.wait, chunk, parallel).await?;
-            if js {
-                output::json(&v);
-            } else {
-                let img = &v["image"];
-                let keep = [
-                    "uuid", "name", "version", "os", "type", "state", "owner", "public",
-                ];
-                let mut o = serde_json::Map::new();
-                for k in keep {
-                    if !img[k].is_null() {
-                        o.insert(k.into(), img[k].clone());
-                    }
-                }
-                o.insert("sha1".into(), img["files"][0]["sha1"].clone());
-                o.insert("size".into(), img["files"][0]["size"].clone());
-                if v["upload"]["resumed_from"].as_u64().unwrap_or(0) > 0 {
-                    o.insert("resumed_from".into(), v["upload"]["resumed_from"].clone());
-                }
-                print!("{}", output::fields(&serde_json::Value::Object(o)));
+            let p = images::publish(&http, &a.manifest, &a.file, a.wait, chunk, parallel).await?;
+            match js {
+                true => output::json(&p.to_json()),
+                false => print!("{}", output::fields(&p.summary())),
             }
         }
         ClientCmd::Upload(a) => {
@@ -393,8 +377,8 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
             let up = tus::upload(&http, &a.file, a.path.as_deref(), chunk, 1).await?;
             tus::forget(&up.key);
             let mut v = up.to_json();
-            if let Some(p) = up.info.get("path") {
-                v["path"] = p.clone();
+            if let Some(p) = &up.info.path {
+                v["path"] = p.as_str().into();
             }
             output::show(&v, js);
         }
@@ -421,17 +405,9 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
                 a.skip_owner_check,
             )
             .await?;
-            if js {
-                output::json(&v);
-            } else {
-                let img = &v["image"];
-                let mut o = serde_json::Map::new();
-                for k in ["uuid", "name", "version", "state"] {
-                    o.insert(k.into(), img[k].clone());
-                }
-                o.insert("sha1".into(), img["files"][0]["sha1"].clone());
-                o.insert("size".into(), img["files"][0]["size"].clone());
-                print!("{}", output::fields(&serde_json::Value::Object(o)));
+            match js {
+                true => output::json(&v.to_json()),
+                false => print!("{}", output::fields(&v.summary())),
             }
         }
         ClientCmd::Uploads { cmd, .. } => match cmd {
@@ -445,7 +421,7 @@ async fn run_inner(cmd: ClientCmd) -> Result<()> {
 
 async fn images_cmd(http: &Http, cmd: ImagesCmd) -> Result<()> {
     let js = http.conn.json;
-    let show = |v: serde_json::Value| output::show(&v, js);
+    let show = |img: types::Parsed<types::Image>| output::show(&img.raw, js);
     match cmd {
         ImagesCmd::List(f) => images::list(http, &f).await?,
         ImagesCmd::Get { uuid, admin_fields } => {

@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
+use super::types::{AccountUsage, Image, UploadInfo, Usage};
+
 /// A progress bar over `total` bytes, drawn on stderr only when stderr is a
 /// terminal and the output is not JSON; hidden otherwise.
 pub fn bar(total: u64, json: bool, label: &str) -> ProgressBar {
@@ -67,21 +69,22 @@ fn cell(v: &Value) -> String {
 }
 
 /// The table of `images list`.
-pub fn images_table(images: &[Value]) -> String {
+pub fn images_table(images: &[Image]) -> String {
     let rows: Vec<Vec<String>> = images
         .iter()
         .map(|i| {
-            let published = i["published_at"]
-                .as_str()
+            let published = i
+                .published_at
+                .as_deref()
                 .map(|s| s.get(..10).unwrap_or(s).to_string())
                 .unwrap_or_else(|| "-".into());
             vec![
-                cell(&i["uuid"]),
-                cell(&i["name"]),
-                cell(&i["version"]),
-                cell(&i["os"]),
-                cell(&i["type"]),
-                cell(&i["state"]),
+                i.uuid.to_string(),
+                i.name.clone(),
+                i.version.clone(),
+                i.os.clone(),
+                i.type_.clone(),
+                i.state.clone(),
                 published,
             ]
         })
@@ -120,21 +123,22 @@ pub fn show(v: &Value, as_json: bool) {
     }
 }
 
-/// The table of `uploads list`.
-pub fn uploads_table(ups: &[Value]) -> String {
+/// The table of `uploads list` (each upload, and the file of this
+/// machine that it resumes, if any).
+pub fn uploads_table<P>(ups: &[(impl std::ops::Deref<Target = UploadInfo>, P)]) -> String {
     let rows: Vec<Vec<String>> = ups
         .iter()
-        .map(|u| {
+        .map(|(u, _)| {
             vec![
-                cell(&u["id"]),
-                cell(&u["state"]),
-                format!("{}/{}", cell(&u["offset"]), cell(&u["length"])),
-                u["path"]
-                    .as_str()
-                    .or(u["metadata"]["filename"].as_str())
+                u.id.to_string(),
+                u.state.clone(),
+                format!("{}/{}", u.offset, u.length),
+                u.path
+                    .as_deref()
+                    .or(u.metadata.get("filename").map(String::as_str))
                     .unwrap_or("-")
                     .to_string(),
-                cell(&u["expires_at"]),
+                u.expires_at.clone(),
             ]
         })
         .collect();
@@ -157,19 +161,18 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// The table of `usage` (every account).
-pub fn usage_table(accounts: &[Value]) -> String {
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
+pub fn usage_table(accounts: &[AccountUsage]) -> String {
     let rows: Vec<Vec<String>> = accounts
         .iter()
         .map(|a| {
             vec![
-                cell(&a["account"]),
-                a["login"].as_str().unwrap_or("-").to_string(),
-                human_bytes(n(&a["bytes"])),
-                n(&a["images_total"]["count"]).to_string(),
-                human_bytes(n(&a["images_total"]["bytes"])),
-                n(&a["uploads"]["count"]).to_string(),
-                human_bytes(n(&a["uploads"]["bytes"])),
+                a.account.to_string(),
+                a.login.clone().unwrap_or_else(|| "-".into()),
+                human_bytes(a.bytes),
+                a.images_total.count.to_string(),
+                human_bytes(a.images_total.bytes),
+                a.uploads.count.to_string(),
+                human_bytes(a.uploads.bytes),
             ]
         })
         .collect();
@@ -188,37 +191,30 @@ pub fn usage_table(accounts: &[Value]) -> String {
 }
 
 /// One account's usage, for people.
-pub fn usage_fields(u: &Value) -> String {
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
-    let limit = |v: &Value, human: bool| match v.as_u64() {
+pub fn usage_fields(u: &Usage) -> String {
+    let limit = |v: Option<u64>, human: bool| match v {
         None => "unlimited".to_string(),
         Some(x) if human => human_bytes(x),
         Some(x) => x.to_string(),
     };
     let mut out = format!(
         "account: {}\nlogin: {}\nbytes: {} (quota: {})\nimages: {} (quota: {}), {}\n",
-        cell(&u["account"]),
-        u["login"].as_str().unwrap_or("-"),
-        human_bytes(n(&u["bytes"])),
-        limit(&u["quota"]["max_bytes"], true),
-        n(&u["images_total"]["count"]),
-        limit(&u["quota"]["max_images"], false),
-        human_bytes(n(&u["images_total"]["bytes"])),
+        u.account,
+        u.login.as_deref().unwrap_or("-"),
+        human_bytes(u.bytes),
+        limit(u.quota.max_bytes, true),
+        u.images_total.count,
+        limit(u.quota.max_images, false),
+        human_bytes(u.images_total.bytes),
     );
-    if let Some(states) = u["images"].as_object() {
-        for (state, c) in states {
-            out += &format!(
-                "  {state}: {}, {}\n",
-                n(&c["count"]),
-                human_bytes(n(&c["bytes"]))
-            );
-        }
+    for (state, c) in &u.images {
+        out += &format!("  {state}: {}, {}\n", c.count, human_bytes(c.bytes));
     }
     out += &format!(
         "unfinished uploads: {}, {}\ndownloads (30 days): {}\n",
-        n(&u["uploads"]["count"]),
-        human_bytes(n(&u["uploads"]["bytes"])),
-        n(&u["downloads_30d"])
+        u.uploads.count,
+        human_bytes(u.uploads.bytes),
+        u.downloads_30d
     );
     out
 }

@@ -179,7 +179,7 @@ impl Job<'_> {
         ids.extend(parts.iter().map(|p| p.id.as_str()));
         let (info, content_md5) =
             tus::verify(http, self.store, self.key, &ids, &self.file, size, &whole).await?;
-        let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
+        let sha1 = info.sha1.clone().unwrap_or_default();
         Ok(Uploaded {
             id: final_id,
             size,

@@ -26,6 +26,7 @@ use super::error::{ClientError, Result, local};
 use super::hashes::{self, crc_to};
 use super::http::{Attempt, Http, backoff, classify, watch};
 use super::state::{self, Entry, FileId, StateStore};
+use super::types::UploadInfo;
 use imgapi_protocol::digest::crc64::{self, Crc64};
 use imgapi_protocol::tus as protocol;
 
@@ -52,7 +53,7 @@ pub struct Uploaded {
     /// The state entry (removed by the caller once the upload is used).
     pub key: String,
     /// The server's view of the upload (`GET /uploads/{id}/info`).
-    pub info: Value,
+    pub info: UploadInfo,
 }
 
 impl Uploaded {
@@ -364,7 +365,7 @@ pub async fn upload(
         return Err(changed_while_uploaded(path));
     }
     let (info, content_md5) = verify(http, &store, &key, &[&id], &file, size, &crc).await?;
-    let sha1 = info["sha1"].as_str().unwrap_or_default().to_string();
+    let sha1 = info.sha1.clone().unwrap_or_default();
     Ok(Uploaded {
         id,
         size,
@@ -636,7 +637,7 @@ pub(crate) async fn verify(
     file: &Arc<std::fs::File>,
     size: u64,
     crc: &Crc64,
-) -> Result<(Value, String)> {
+) -> Result<(UploadInfo, String)> {
     let id = ids[0];
     let (o, _, theirs) = head_crc(http, id).await?;
     let md5 = match theirs {
@@ -645,7 +646,7 @@ pub(crate) async fn verify(
         _ => Some(hashes::md5_of(file, size).await?),
     };
     let info = check_server_digests(http, id, md5.as_deref()).await?;
-    let content_md5 = info["content_md5"].as_str().unwrap_or_default().to_string();
+    let content_md5 = info.content_md5.clone().unwrap_or_default();
     Ok((info, content_md5))
 }
 
@@ -685,14 +686,14 @@ pub(crate) async fn check_server_digests(
     http: &Http,
     id: &str,
     md5: Option<&str>,
-) -> Result<Value> {
+) -> Result<UploadInfo> {
     let path = format!("/uploads/{id}/info");
-    let info = http
+    let info: UploadInfo = http
         .json("upload info", || {
             http.small(Method::GET, &path, Default::default())
         })
         .await?;
-    match (info["content_md5"].as_str(), md5) {
+    match (info.content_md5.as_deref(), md5) {
         (Some(theirs), None) if theirs.len() == 24 => {}
         (Some(theirs), Some(ours)) if theirs == ours => {}
         (theirs, ours) => {
@@ -703,7 +704,7 @@ pub(crate) async fn check_server_digests(
             )));
         }
     }
-    if info["sha1"].as_str().is_none_or(|s| s.len() != 40) {
+    if info.sha1.as_deref().is_none_or(|s| s.len() != 40) {
         return Err(ClientError::Verify(format!(
             "upload {id}: the server gave no sha1 of the finished upload"
         )));
