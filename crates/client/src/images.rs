@@ -244,16 +244,35 @@ pub async fn publish(
         return done(wait_state(http, img, deadline).await?, up);
     }
     let body = registration(m, Some(&up), &head)?;
-    let w = wait.min(SERVER_WAIT);
-    let path = format!("/images?wait={w}");
+    let img = match register(http, &body, &up, wait.min(SERVER_WAIT)).await {
+        Err(e @ ClientError::Server { status: 422, .. }) => {
+            return Err(e.hint(format!(
+                "the upload is kept: correct {} and run the same command again (the file is \
+                 not sent again)",
+                manifest.display()
+            )));
+        }
+        res => res?,
+    };
+    done(wait_state(http, img, deadline).await?, up)
+}
+
+/// `POST /images?wait=W` of the registration `body` of upload `up`: the
+/// image (created, or being verified).
+async fn register(
+    http: &Http,
+    body: &Value,
+    up: &tus::Uploaded,
+    wait: u64,
+) -> Result<Parsed<Image>> {
+    let path = format!("/images?wait={wait}");
     let res = http
         .json("register image", || {
-            http.small(Method::POST, &path, Duration::from_secs(w))
-                .json(&body)
+            http.small(Method::POST, &path, Duration::from_secs(wait))
+                .json(body)
         })
         .await;
-    let img = match res {
-        Ok(img) => img,
+    match res {
         // An earlier attempt of ours got through before its answer was lost.
         Err(ClientError::Server { body, .. }) if body.code == "FileInUse" => {
             let info: UploadInfo = http
@@ -266,20 +285,12 @@ pub async fn publish(
                 })
                 .await?;
             match info.image_uuid {
-                Some(u) => get_image(http, &u.to_string()).await?,
-                None => return Err(ClientError::Server { status: 409, body }),
+                Some(u) => get_image(http, &u.to_string()).await,
+                None => Err(ClientError::Server { status: 409, body }),
             }
         }
-        Err(e @ ClientError::Server { status: 422, .. }) => {
-            return Err(e.hint(format!(
-                "the upload is kept: correct {} and run the same command again (the file is \
-                 not sent again)",
-                manifest.display()
-            )));
-        }
-        Err(e) => return Err(e),
-    };
-    done(wait_state(http, img, deadline).await?, up)
+        res => res,
+    }
 }
 
 /// ListImages filters.

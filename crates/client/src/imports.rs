@@ -216,7 +216,6 @@ async fn seed_one(
     img: Option<Parsed<Image>>,
     chunk: u64,
 ) -> Result<(Outcome, Parsed<Image>)> {
-    let uuid = &s.uuid;
     if let Some(img) = &img
         && activated(img)
     {
@@ -225,24 +224,7 @@ async fn seed_one(
     let fresh = img.is_none();
     let mut img = match img {
         Some(img) => img,
-        None => {
-            let path = format!("/images/{uuid}?action=import");
-            let body = Value::Object(s.manifest.clone());
-            match http
-                .json("import image", || {
-                    http.small(Method::POST, &path, Duration::ZERO).json(&body)
-                })
-                .await
-            {
-                Ok(v) => v,
-                // An earlier attempt of ours got through before its answer
-                // was lost.
-                Err(ClientError::Server { body, .. }) if body.code == "ImageUuidAlreadyExists" => {
-                    get_image(http, uuid).await?
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        None => import_manifest(http, s).await?,
     };
     if img.state == "failed" {
         return Err(failed(&img));
@@ -254,48 +236,76 @@ async fn seed_one(
                 s.manifest_path.display()
             )));
         };
-        if let Some(size) = s
-            .file0()
-            .and_then(|f| f.get("size"))
-            .and_then(Value::as_u64)
-        {
-            let have = std::fs::metadata(file)
-                .map_err(|e| local(file.display(), e))?
-                .len();
-            if have != size {
-                return Err(ClientError::Verify(format!(
-                    "{}: {have} bytes, the manifest says {size}",
-                    file.display()
-                )));
-            }
-        }
+        check_size(s, file)?;
         img = attach(http, s, file, chunk).await?;
     }
     if !activated(&img) {
-        let path = format!("/images/{uuid}?action=activate");
-        img = match http
-            .json("activate image", || {
-                http.small(Method::POST, &path, Duration::ZERO)
-                    .json(&json!({}))
-            })
-            .await
-        {
-            Ok(img) => img,
-            // An earlier attempt of ours got through before its answer was lost.
-            Err(ClientError::Server { body, .. }) if body.code == "ImageAlreadyActivated" => {
-                get_image(http, uuid).await?
-            }
-            Err(e) => return Err(e),
-        };
+        img = activate(http, &s.uuid).await?;
     }
-    Ok((
-        if fresh {
-            Outcome::Imported
-        } else {
-            Outcome::Completed
-        },
-        img,
-    ))
+    let outcome = match fresh {
+        true => Outcome::Imported,
+        false => Outcome::Completed,
+    };
+    Ok((outcome, img))
+}
+
+/// AdminImportImage of the seed's manifest: the image, without its file.
+async fn import_manifest(http: &Http, s: &Seed) -> Result<Parsed<Image>> {
+    let path = format!("/images/{}?action=import", s.uuid);
+    let body = Value::Object(s.manifest.clone());
+    let res = http
+        .json("import image", || {
+            http.small(Method::POST, &path, Duration::ZERO).json(&body)
+        })
+        .await;
+    match res {
+        Ok(img) => Ok(img),
+        // An earlier attempt of ours got through before its answer was lost.
+        Err(ClientError::Server { body, .. }) if body.code == "ImageUuidAlreadyExists" => {
+            get_image(http, &s.uuid).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The seed's file has the size its manifest states (when it states one).
+fn check_size(s: &Seed, file: &Path) -> Result<()> {
+    let Some(size) = s
+        .file0()
+        .and_then(|f| f.get("size"))
+        .and_then(Value::as_u64)
+    else {
+        return Ok(());
+    };
+    let have = std::fs::metadata(file)
+        .map_err(|e| local(file.display(), e))?
+        .len();
+    if have != size {
+        return Err(ClientError::Verify(format!(
+            "{}: {have} bytes, the manifest says {size}",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// ActivateImage.
+async fn activate(http: &Http, uuid: &str) -> Result<Parsed<Image>> {
+    let path = format!("/images/{uuid}?action=activate");
+    let res = http
+        .json("activate image", || {
+            http.small(Method::POST, &path, Duration::ZERO)
+                .json(&json!({}))
+        })
+        .await;
+    match res {
+        Ok(img) => Ok(img),
+        // An earlier attempt of ours got through before its answer was lost.
+        Err(ClientError::Server { body, .. }) if body.code == "ImageAlreadyActivated" => {
+            get_image(http, uuid).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// An image in state `failed`, as the refusal it is.

@@ -76,51 +76,10 @@ impl Job<'_> {
     pub async fn run(self, n: usize, loaded: Option<Entry>) -> Result<Uploaded> {
         let http = self.http;
         let size = self.fid.size;
-        let mut entry = None;
-        if let Some(e) = loaded {
-            match tus::head(http, &e.upload_id).await {
-                Ok((_, l)) if l == size && e.parallel.is_some() => entry = Some(e),
-                Ok(_) => self.store.remove(self.key),
-                Err(e) if gone(&e) => self.store.remove(self.key),
-                Err(e) => return Err(e),
-            }
-        }
-        let entry = match entry {
-            Some(e) => e,
-            None => self.create(n).await?,
-        };
+        let mut entry = self.resume_or_create(n, loaded).await?;
         let final_id = entry.upload_id.clone();
-        let (final_offset, _) = tus::head(http, &final_id).await?;
-        let mut parts = entry.parallel.clone().map(|p| p.parts).unwrap_or_default();
-        if final_offset < size {
-            // Where the server is with each partial.
-            for p in parts.iter_mut().filter(|p| p.offset < p.len) {
-                match tus::head(http, &p.id).await {
-                    Ok((o, _)) => p.offset = o,
-                    Err(e) if gone(&e) => {
-                        // Used up into the final already, or lost.
-                        let (fo, _) = tus::head(http, &final_id).await?;
-                        if fo >= p.start + p.len {
-                            p.offset = p.len;
-                        } else {
-                            self.store.remove(self.key);
-                            return Err(ClientError::Transport(format!(
-                                "partial upload {} of upload {final_id} is gone; \
-                                 run the same command again to start over",
-                                p.id
-                            )));
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        } else {
-            for p in &mut parts {
-                p.offset = p.len;
-            }
-        }
+        let parts = self.server_offsets(&entry).await?;
         let resumed_from: u64 = parts.iter().map(|p| p.offset).sum();
-        let mut entry = entry;
         if let Some(par) = &mut entry.parallel {
             par.parts = parts.clone();
         }
@@ -132,42 +91,13 @@ impl Job<'_> {
         });
         let pb = super::output::bar(size, http.conn.json, "upload");
         pb.set_position(resumed_from);
-        // Each partial's CRC: of what it sends, or (complete already) from
-        // its saved state and, for what that lacks, the file.
-        let crcs = futures_util::future::join_all(
-            parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| self.part_crc(i, p.clone(), &sh, &pb)),
-        )
-        .await;
-        // A CRC mismatch ends the whole upload, and the other partials'
-        // sends then fail too: report the mismatch, not what followed it.
-        let mut crcs = crcs;
-        if let Some(i) = crcs
-            .iter()
-            .position(|r| matches!(r, Err(ClientError::Verify(_))))
-            && let Err(e) = crcs.swap_remove(i)
-        {
-            pb.abandon();
-            return Err(e);
-        }
-        let mut whole = (0u64, 0u64);
-        for r in crcs {
-            match r {
-                Ok(c) => {
-                    whole = (
-                        Crc64::combine(whole.0, c.value(), c.size()),
-                        whole.1 + c.size(),
-                    )
-                }
-                Err(e) => {
-                    pb.abandon();
-                    return Err(e);
-                }
+        let whole = match self.send_all(&parts, &sh, &pb).await {
+            Ok(whole) => whole,
+            Err(e) => {
+                pb.abandon();
+                return Err(e);
             }
-        }
-        let whole = Crc64::resume(whole.0, whole.1);
+        };
         self.wait_final(&final_id).await?;
         pb.finish_and_clear();
         let now = FileId::of(self.path)?;
@@ -191,6 +121,91 @@ impl Job<'_> {
             key: self.key.to_string(),
             info,
         })
+    }
+
+    /// The saved parallel upload `loaded` if the server still has it for a
+    /// file of this size, else a new one in `n` parts.
+    async fn resume_or_create(&self, n: usize, loaded: Option<Entry>) -> Result<Entry> {
+        if let Some(e) = loaded {
+            match tus::head(self.http, &e.upload_id).await {
+                Ok((_, l)) if l == self.fid.size && e.parallel.is_some() => return Ok(e),
+                Ok(_) => self.store.remove(self.key),
+                Err(e) if gone(&e) => self.store.remove(self.key),
+                Err(e) => return Err(e),
+            }
+        }
+        self.create(n).await
+    }
+
+    /// The entry's partials with the offsets the server has for them (all
+    /// complete once the final upload is).
+    async fn server_offsets(&self, entry: &Entry) -> Result<Vec<PartState>> {
+        let http = self.http;
+        let final_id = &entry.upload_id;
+        let mut parts = entry.parallel.clone().map(|p| p.parts).unwrap_or_default();
+        let (final_offset, _) = tus::head(http, final_id).await?;
+        if final_offset >= self.fid.size {
+            for p in &mut parts {
+                p.offset = p.len;
+            }
+            return Ok(parts);
+        }
+        for p in parts.iter_mut().filter(|p| p.offset < p.len) {
+            match tus::head(http, &p.id).await {
+                Ok((o, _)) => p.offset = o,
+                Err(e) if gone(&e) => {
+                    // Used up into the final already, or lost.
+                    let (fo, _) = tus::head(http, final_id).await?;
+                    if fo < p.start + p.len {
+                        self.store.remove(self.key);
+                        return Err(ClientError::Transport(format!(
+                            "partial upload {} of upload {final_id} is gone; \
+                             run the same command again to start over",
+                            p.id
+                        )));
+                    }
+                    p.offset = p.len;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Sends every partial at once; the CRC of the whole file.
+    async fn send_all(
+        &self,
+        parts: &[PartState],
+        sh: &Arc<Shared>,
+        pb: &ProgressBar,
+    ) -> Result<Crc64> {
+        // Each partial's CRC: of what it sends, or (complete already) from
+        // its saved state and, for what that lacks, the file.
+        let mut crcs = futures_util::future::join_all(
+            parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| self.part_crc(i, p.clone(), sh, pb)),
+        )
+        .await;
+        // A CRC mismatch ends the whole upload, and the other partials'
+        // sends then fail too: report the mismatch, not what followed it.
+        if let Some(i) = crcs
+            .iter()
+            .position(|r| matches!(r, Err(ClientError::Verify(_))))
+            && let Err(e) = crcs.swap_remove(i)
+        {
+            return Err(e);
+        }
+        let mut whole = (0u64, 0u64);
+        for c in crcs {
+            let c = c?;
+            whole = (
+                Crc64::combine(whole.0, c.value(), c.size()),
+                whole.1 + c.size(),
+            );
+        }
+        Ok(Crc64::resume(whole.0, whole.1))
     }
 
     /// Create the partials and then, at once, the final upload; save them.
@@ -307,31 +322,45 @@ impl Job<'_> {
             if crc.size() != p.offset {
                 crc = crc_to(&self.file, p.start, crc, p.offset).await?;
             }
-            let acked = if p.offset >= before {
-                sh.acked.fetch_add(p.offset - before, Ordering::Relaxed) + (p.offset - before)
-            } else {
-                sh.acked.fetch_sub(before - p.offset, Ordering::Relaxed) - (before - p.offset)
-            };
-            pb.set_position(acked);
-            if abort_after.is_some_and(|n| acked >= n) {
-                // Test hook: die as `kill -9` would, after the server
-                // acknowledged bytes and before the state file says so.
-                // SAFETY: kill(2) on our own pid.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
-                }
-            }
-            let mut e = sh
-                .entry
-                .lock()
-                .map_err(|_| local("state", "poisoned lock"))?;
-            if let Some(par) = &mut e.parallel {
-                par.parts[i].offset = p.offset;
-                par.parts[i].crc = Some(hashes::save(&crc));
-            }
-            self.store.save(self.key, &e)?;
+            self.acknowledged(i, &p, before, &crc, (sh, pb), abort_after)?;
         }
         Ok(crc)
+    }
+
+    /// After a chunk of partial `i`: the progress moved from `before` to
+    /// its offset, and the state entry saved with its offset and CRC.
+    fn acknowledged(
+        &self,
+        i: usize,
+        p: &PartState,
+        before: u64,
+        crc: &Crc64,
+        (sh, pb): (&Shared, &ProgressBar),
+        abort_after: Option<u64>,
+    ) -> Result<()> {
+        let acked = if p.offset >= before {
+            sh.acked.fetch_add(p.offset - before, Ordering::Relaxed) + (p.offset - before)
+        } else {
+            sh.acked.fetch_sub(before - p.offset, Ordering::Relaxed) - (before - p.offset)
+        };
+        pb.set_position(acked);
+        if abort_after.is_some_and(|n| acked >= n) {
+            // Test hook: die as `kill -9` would, after the server
+            // acknowledged bytes and before the state file says so.
+            // SAFETY: kill(2) on our own pid.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+        let mut e = sh
+            .entry
+            .lock()
+            .map_err(|_| local("state", "poisoned lock"))?;
+        if let Some(par) = &mut e.parallel {
+            par.parts[i].offset = p.offset;
+            par.parts[i].crc = Some(hashes::save(crc));
+        }
+        self.store.save(self.key, &e)
     }
 
     /// A partial's CRC differs from ours: end the whole upload.
