@@ -147,7 +147,17 @@ fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
 /// sends systemd `READY=1` (the listener is open and the uploads a crash
 /// cut short are finished); `STOPPING=1` once `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let listen = cfg.listen;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    run_on(listener, cfg, shutdown).await
+}
+
+/// [`run`] on a listener already bound (`cfg.listen` is not used): what
+/// the test harness starts in its own process.
+pub async fn run_on(
+    listener: tokio::net::TcpListener,
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let server_cfg = cfg.server.clone();
     let state = build_state(cfg).await?;
     finish_stalled_uploads(&state.uploads).await;
@@ -171,7 +181,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         ))
     });
     let app = api::router(state);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("imgapi listening on http://{addr}");

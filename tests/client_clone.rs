@@ -2,6 +2,7 @@
 //! account of `--account` (or of the token).
 
 use crate::common;
+use crate::common::Api;
 
 use common::cli::{imgapi, served, stdout_json};
 use common::{LUKE, Server, VADER, data};

@@ -4,6 +4,7 @@
 //! are the source's bytes and outlive it, and all or nothing.
 
 use crate::common;
+use crate::common::Api;
 
 use common::{LUKE, S3Server, Server, VADER, data, md5_b64, sha1_hex};
 use serde_json::{Value, json};
@@ -550,7 +551,7 @@ async fn the_chain_is_bounded() {
         assert_eq!(r.status, 200, "{}", r.json());
         let u = r.json()["uuid"].as_str().unwrap().to_string();
         let r = app
-            .call(
+            .request(
                 Method::PUT,
                 &format!("/images/{u}/file?compression=none"),
                 &[("content-type", "application/octet-stream")],
@@ -586,7 +587,7 @@ async fn the_chain_is_bounded() {
 /// How many images LUKE owns, in any state.
 async fn luke_images(app: &common::app::App) -> usize {
     let r = app
-        .get(&format!("/images?owner={LUKE}&state=all&limit=1000"))
+        .fetch(&format!("/images?owner={LUKE}&state=all&limit=1000"))
         .await;
     r.json().as_array().unwrap().len()
 }

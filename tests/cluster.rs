@@ -61,7 +61,7 @@ impl Cluster {
         );
         let mut nodes = Vec::new();
         for _ in 0..n {
-            nodes.push(Server::start_with_config(&toml).await);
+            nodes.push(Server::spawn_with_config(&toml).await);
         }
         Some(Cluster {
             nodes,
@@ -83,7 +83,7 @@ impl Cluster {
         );
         let mut nodes = Vec::new();
         for _ in 0..n {
-            nodes.push(Server::start_with_config(&toml).await);
+            nodes.push(Server::spawn_with_config(&toml).await);
         }
         Some(Cluster {
             nodes,
@@ -367,8 +367,8 @@ async fn a_node_killed_mid_patch_costs_nothing_acknowledged() {
     // Node 1 takes a PATCH whose body stops half-way, and is killed.
     let pending = stalled_patch(c.node(1), &loc, 4 * MIB, &file[4 * MIB..6 * MIB]);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let _ = c.nodes[1].child.kill();
-    let _ = c.nodes[1].child.wait();
+    let _ = c.nodes[1].child().kill();
+    let _ = c.nodes[1].child().wait();
     let _ = pending.await;
     // Nothing of the cut PATCH counts: every node that is up says 4 MiB.
     for i in [0, 2] {
@@ -452,8 +452,8 @@ async fn a_registration_whose_node_dies_is_finished_by_another() {
         .await;
     assert_eq!(st, 200, "{img}");
     let uuid = img["uuid"].as_str().unwrap().to_string();
-    let _ = c.nodes[1].child.kill();
-    let _ = c.nodes[1].child.wait();
+    let _ = c.nodes[1].child().kill();
+    let _ = c.nodes[1].child().wait();
     if img["state"] == "active" {
         eprintln!("the job finished before the kill; the takeover was not exercised");
     }
@@ -589,8 +589,8 @@ async fn on_s3_a_node_killed_with_its_disk_gone_mid_patch_costs_nothing() {
     // dies with its disk.
     let pending = stalled_patch(c.node(1), &loc, first, &file[first..first + 6 * MIB]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _ = c.nodes[1].child.kill();
-    let _ = c.nodes[1].child.wait();
+    let _ = c.nodes[1].child().kill();
+    let _ = c.nodes[1].child().wait();
     std::fs::remove_dir_all(c.nodes[1].data_dir()).unwrap();
     let _ = pending.await;
     for i in [0, 2] {
@@ -607,7 +607,7 @@ async fn on_s3_a_node_killed_with_its_disk_gone_mid_patch_costs_nothing() {
 /// Send `sig` (STOP, CONT) to a node.
 fn signal(s: &Server, sig: &str) {
     let st = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -{sig} {}", s.child.id())])
+        .args(["-c", &format!("kill -{sig} {}", s.pid())])
         .status()
         .unwrap();
     assert!(st.success(), "kill -{sig}");

@@ -5,6 +5,7 @@
 //! (`tests/tus/tus_parallel.js`).
 
 use crate::common;
+use crate::common::Api;
 
 use std::time::Duration;
 
@@ -280,7 +281,7 @@ async fn final_before_partials(s: &Server, size: usize, c1: usize, c2: usize) {
 
 #[tokio::test]
 async fn kill_mid_partial_then_resume_and_finish() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let file = data(2 * 1024 * KIB, 11);
     let half = file.len() / 2;
     let pa = partial(&s, half, LUKE).await;
@@ -320,7 +321,7 @@ async fn kill_mid_partial_then_resume_and_finish() {
 /// partials are gone, or there is no final and the partials are free.
 #[tokio::test]
 async fn kill_during_final_fill_finishes_or_frees() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let file = data(24 * 1024 * KIB, 13);
     let cut = 10 * 1024 * KIB;
     let pa = partial(&s, cut, LUKE).await;
@@ -377,7 +378,7 @@ async fn tus_js_client_parallel_uploads() {
             .is_file(),
         "tests/tus/node_modules is missing: run `npm ci` in tests/tus"
     );
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("upload.bin");
     std::fs::write(&file, data(3 * 1024 * KIB + 777, 5)).unwrap();
@@ -598,14 +599,14 @@ async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
 
 #[tokio::test]
 async fn final_first_partials_write_in_place() {
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     let file = data(3 * 1024 * KIB + 333, 31);
     in_place(s, file, &[1024 * KIB + 7, 2 * 1024 * KIB + 100], false).await;
 }
 
 #[tokio::test]
 async fn final_first_kill_mid_partials_then_resume() {
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     let file = data(3 * 1024 * KIB + 333, 32);
     in_place(s, file, &[1024 * KIB + 7, 2 * 1024 * KIB + 100], true).await;
 }
@@ -615,7 +616,7 @@ async fn final_first_kill_mid_partials_then_resume() {
 #[tokio::test]
 async fn s3_final_first_part_runs_with_kill() {
     let s3 = common::S3Server::start();
-    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let mib = 1024 * KIB;
     let file = data(12 * mib + 4321, 33);
     in_place(s, file, &[5 * mib, 10 * mib], true).await;
@@ -627,7 +628,7 @@ async fn s3_final_first_part_runs_with_kill() {
 #[tokio::test]
 async fn s3_final_first_unaligned_partials() {
     let s3 = common::S3Server::start();
-    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let mib = 1024 * KIB;
     let file = data(11 * mib + 77, 34);
     in_place(s, file, &[3 * mib + 1, 7 * mib + 5], false).await;

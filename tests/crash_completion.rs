@@ -180,14 +180,14 @@ async fn kill_loop(
 #[tokio::test]
 async fn s3_kill_during_final_patch_always_registers() {
     let s3 = S3Server::start();
-    let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let mut s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let hits = kill_loop(&mut s, 6 * MIB, None, 1, 20).await;
     assert!(hits >= 1, "no trial hit the completion window");
 }
 
 #[tokio::test]
 async fn local_kill_during_final_patch_always_registers() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let path = format!("/{SDC}/stor/crash");
     kill_loop(&mut s, 6 * MIB, Some(&path), 1, 6).await;
 }
@@ -199,7 +199,7 @@ async fn local_kill_during_final_patch_always_registers() {
 #[tokio::test]
 async fn s3_down_during_recovery_is_503_then_completes() {
     let mut s3 = S3Server::start_own();
-    let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let mut s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let file = data(7 * MIB, 41);
     let (_, h) = s.tus_create(file.len() as u64, None, &[]).await;
     let loc = h["location"].to_str().unwrap().to_string();

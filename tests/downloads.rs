@@ -3,6 +3,7 @@
 //! The two paths answer every range alike, byte for byte and header for
 //! header, and a download survives the file's deletion.
 
+use crate::common::Api;
 use futures_util::StreamExt;
 
 use crate::common::{S3Server, SDC, Server, data, metric, sha1_hex};
@@ -136,7 +137,7 @@ async fn mapped_files_answer_every_range_as_reads_do() {
 
 #[tokio::test]
 async fn interrupted_and_deleted_downloads() {
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     let file = data(LEN, 27);
     let img = s.create_active(SDC, "cut", true, &file).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();

@@ -127,7 +127,7 @@ async fn connections_beyond_the_limit_wait_and_ping_answers_after() {
 
 #[tokio::test]
 async fn garbage_methods_do_not_grow_metrics() {
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     for i in 0..200 {
         let garbage = format!("G{i}{}", "ARBAGE".repeat(300));
         let m = reqwest::Method::from_bytes(garbage.as_bytes()).unwrap();
@@ -256,7 +256,7 @@ async fn auth_none_serves_only_local_hosts_and_origins() {
 
 #[tokio::test]
 async fn bearer_scheme_is_case_insensitive_and_metrics_need_an_operator() {
-    let s = Server::start_with_config("auth = \"token\"\n").await;
+    let s = Server::spawn_with_config("auth = \"token\"\n").await;
     let (_alice, alice_tok) = s.account("alice", false);
     let (_op, op_tok) = s.account("root-op", true);
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
@@ -305,7 +305,7 @@ async fn bearer_scheme_is_case_insensitive_and_metrics_need_an_operator() {
             .contains("imgapi_http_requests_total")
     );
     // ...unless metrics_public.
-    let p = Server::start_with_config("auth = \"token\"\nmetrics_public = true\n").await;
+    let p = Server::spawn_with_config("auth = \"token\"\nmetrics_public = true\n").await;
     let r = p.http.get(p.u("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
@@ -386,7 +386,7 @@ async fn marker_of_an_invisible_image_is_like_a_missing_one() {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let (st, h) = s.tus_create(1000, None, &[]).await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
@@ -401,7 +401,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
     c.write_all(&[1u8; 500]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let kill = std::process::Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
+        .args(["-TERM", &s.pid().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -423,7 +423,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(raw_status(&resp), 204, "{resp}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
+        if let Some(status) = s.child().try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }

@@ -246,7 +246,7 @@ async fn assets_staging_is_not_addressable() {
 /// an account whose login happens to be that string.
 #[tokio::test]
 async fn uuid_shaped_owners_name_only_that_account() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let (alice, bob) = (
         uuid::Uuid::new_v4().to_string(),
         uuid::Uuid::new_v4().to_string(),

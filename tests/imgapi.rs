@@ -1406,7 +1406,7 @@ async fn auth_none_refused_on_network_address() {
 
 #[tokio::test]
 async fn migrate_and_restart_keep_data() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let img = s
         .create_active(SDC, "persist", true, &data(50_000, 6))
         .await;
@@ -1484,17 +1484,17 @@ async fn oversized_files_are_refused() {
 /// SIGTERM: the server stops accepting, finishes, and exits 0.
 #[tokio::test]
 async fn graceful_shutdown_on_sigterm() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let (st, _) = s.get("/ping").await;
     assert_eq!(st, 200);
     let kill = std::process::Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
+        .args(["-TERM", &s.pid().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
+        if let Some(status) = s.child().try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }

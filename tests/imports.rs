@@ -402,8 +402,8 @@ async fn a_lying_source_fails_the_job_cleanly_and_a_rerun_succeeds() {
 
 #[tokio::test]
 async fn a_restart_mid_job_resumes_from_the_staged_bytes() {
-    let s = Server::start().await;
-    let mut d = Server::start().await;
+    let s = Server::spawn().await;
+    let mut d = Server::spawn().await;
     let big = data(12 << 20, 6);
     let u = active_image(&s, "big", None, &big).await;
     // Hang after 10 MiB: the job saves its offset every 8 MiB.
@@ -446,8 +446,8 @@ async fn a_restart_mid_job_resumes_from_the_staged_bytes() {
 
 #[tokio::test]
 async fn a_source_killed_mid_file_and_restarted_is_resumed_with_range() {
-    let mut s = Server::start().await;
-    let d = Server::start_with_config("[imports]\nstall_timeout_secs = 2\n").await;
+    let mut s = Server::spawn().await;
+    let d = Server::spawn_with_config("[imports]\nstall_timeout_secs = 2\n").await;
     let big = data(12 << 20, 7);
     let u = active_image(&s, "big", None, &big).await;
     // The source's answer stops 5 MiB in; then the source is killed.
@@ -648,8 +648,8 @@ async fn import_and_add_file_from_source() {
 /// transfer, naming the quota, and leaves nothing behind.
 #[tokio::test]
 async fn import_remote_over_quota_fails_before_the_transfer() {
-    let s = Server::start().await;
-    let d = Server::start_with_config("[quotas]\nmax_bytes = 100000\n").await;
+    let s = Server::spawn().await;
+    let d = Server::spawn_with_config("[quotas]\nmax_bytes = 100000\n").await;
     let a = active_image(&s, "big", None, &data(300_000, 4)).await;
     let sent = |t: String| metric(&t, "imgapi_http_response_bytes_total");
     let sent_before = sent(s.metrics().await);

@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use axum::body::Body;
 use axum::http::Method;
 use base64::Engine;
 use common::app::App;
@@ -20,7 +19,7 @@ fn b64(d: &[u8]) -> String {
 async fn tus_options_advertises_the_server() {
     let app = App::new().await;
     let r = app
-        .call(Method::OPTIONS, "/uploads", &[], Body::empty())
+        .request(Method::OPTIONS, "/uploads", &[], Vec::new())
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(r.header("tus-version"), "1.0.0");
@@ -36,13 +35,13 @@ async fn tus_options_advertises_the_server() {
 #[tokio::test]
 async fn tus_head_reports_offset_length_and_no_store() {
     let app = App::new().await;
-    let loc = app.tus_create(1000).await;
+    let loc = app.tus_location(1000).await;
     let r = app
-        .call(
+        .request(
             Method::HEAD,
             &loc,
             &[("tus-resumable", "1.0.0")],
-            Body::empty(),
+            Vec::new(),
         )
         .await;
     assert_eq!(r.status, 200);
@@ -56,12 +55,12 @@ async fn tus_head_reports_offset_length_and_no_store() {
 #[tokio::test]
 async fn tus_patch_header_rules() {
     let app = App::new().await;
-    let loc = app.tus_create(1000).await;
-    let r = app.tus_patch(&loc, 0, &[], vec![1; 100]).await;
+    let loc = app.tus_location(1000).await;
+    let r = app.tus_patch_with(&loc, 0, &[], vec![1; 100]).await;
     assert_eq!((r.status, r.header("upload-offset")), (204, "100"));
 
     // Wrong offset: 409, nothing written.
-    let r = app.tus_patch(&loc, 50, &[], vec![2; 10]).await;
+    let r = app.tus_patch_with(&loc, 50, &[], vec![2; 10]).await;
     assert_eq!(
         (r.status, r.error().code.as_str()),
         (409, "UploadOffsetMismatch")
@@ -70,7 +69,7 @@ async fn tus_patch_header_rules() {
 
     // Wrong content type: 415.
     let r = app
-        .tus_patch(
+        .tus_patch_with(
             &loc,
             100,
             &[("content-type", "application/json")],
@@ -81,7 +80,7 @@ async fn tus_patch_header_rules() {
 
     // Missing or wrong Tus-Resumable: 412 with Tus-Version.
     let r = app
-        .call(
+        .request(
             Method::PATCH,
             &loc,
             &[
@@ -93,11 +92,11 @@ async fn tus_patch_header_rules() {
         .await;
     assert_eq!((r.status, r.header("tus-version")), (412, "1.0.0"));
     let r = app
-        .call(
+        .request(
             Method::POST,
             "/uploads",
             &[("tus-resumable", "0.2.2"), ("upload-length", "1")],
-            Body::empty(),
+            Vec::new(),
         )
         .await;
     assert_eq!(r.status, 412);
@@ -107,12 +106,12 @@ async fn tus_patch_header_rules() {
     let bad = format!("sha1 {}", b64(&hex::decode(sha1_hex(b"other")).unwrap()));
     let good = format!("sha1 {}", b64(&hex::decode(sha1_hex(&chunk)).unwrap()));
     let r = app
-        .tus_patch(&loc, 100, &[("upload-checksum", &bad)], chunk.clone())
+        .tus_patch_with(&loc, 100, &[("upload-checksum", &bad)], chunk.clone())
         .await;
     assert_eq!(r.status, 460);
     assert_eq!(app.tus_offset(&loc).await.1, Some(100));
     let r = app
-        .tus_patch(&loc, 100, &[("upload-checksum", &good)], chunk)
+        .tus_patch_with(&loc, 100, &[("upload-checksum", &good)], chunk)
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(app.tus_offset(&loc).await.1, Some(300));
@@ -121,18 +120,18 @@ async fn tus_patch_header_rules() {
     use sha2::Digest;
     let sum = format!("sha256 {}", b64(&sha2::Sha256::digest([1u8; 10])));
     let r = app
-        .tus_patch(&loc, 300, &[("upload-checksum", &sum)], vec![1; 10])
+        .tus_patch_with(&loc, 300, &[("upload-checksum", &sum)], vec![1; 10])
         .await;
     assert_eq!(r.status, 204, "sha256 checksum");
 
     // An unsupported algorithm: 400.
     let r = app
-        .tus_patch(&loc, 310, &[("upload-checksum", "crc32 AAAA")], vec![1; 10])
+        .tus_patch_with(&loc, 310, &[("upload-checksum", "crc32 AAAA")], vec![1; 10])
         .await;
     assert_eq!(r.status, 400);
 
     // Past Upload-Length: 413, nothing written.
-    let r = app.tus_patch(&loc, 310, &[], vec![0; 800]).await;
+    let r = app.tus_patch_with(&loc, 310, &[], vec![0; 800]).await;
     assert_eq!(
         (r.status, r.error().code.as_str()),
         (413, "UploadLengthExceeded")
@@ -141,7 +140,7 @@ async fn tus_patch_header_rules() {
 
     // An unknown upload: 404 UploadNotFound.
     let r = app
-        .tus_patch(
+        .tus_patch_with(
             "/uploads/3560c262-fc65-0242-a446-7c6d1fb482e3",
             0,
             &[],
@@ -153,18 +152,18 @@ async fn tus_patch_header_rules() {
 
     // Creation without Upload-Length: 400.
     let r = app
-        .call(
+        .request(
             Method::POST,
             "/uploads",
             &[("tus-resumable", "1.0.0")],
-            Body::empty(),
+            Vec::new(),
         )
         .await;
     assert_eq!(r.status, 400);
 
     // X-HTTP-Method-Override: a POST carrying a PATCH.
     let r = app
-        .call(
+        .request(
             Method::POST,
             &loc,
             &[
@@ -177,17 +176,17 @@ async fn tus_patch_header_rules() {
         )
         .await;
     assert_eq!(r.status, 204);
-    let info: wire::UploadInfo = app.get(&format!("{loc}/info")).await.parse();
+    let info: wire::UploadInfo = app.fetch(&format!("{loc}/info")).await.parse();
     assert_eq!(info.state, "complete");
 }
 
 #[tokio::test]
 async fn upload_info_parses_as_the_wire_type() {
     let app = App::new().await;
-    let loc = app.tus_create(4).await;
-    let r = app.tus_patch(&loc, 0, &[], b"abcd".to_vec()).await;
+    let loc = app.tus_location(4).await;
+    let r = app.tus_patch_with(&loc, 0, &[], b"abcd".to_vec()).await;
     assert_eq!(r.status, 204);
-    let r = app.get(&format!("{loc}/info")).await;
+    let r = app.fetch(&format!("{loc}/info")).await;
     assert_eq!(r.status, 200);
     let info: wire::UploadInfo = r.parse();
     assert_eq!(format!("/uploads/{}", info.id), loc);
@@ -198,7 +197,7 @@ async fn upload_info_parses_as_the_wire_type() {
     // What the server sent is exactly what the wire type writes back.
     assert_eq!(serde_json::to_value(&info).unwrap(), r.json());
 
-    let r = app.get("/uploads").await;
+    let r = app.fetch("/uploads").await;
     let list: Vec<wire::UploadInfo> = r.parse();
     assert_eq!(list, vec![info]);
 }
@@ -206,7 +205,7 @@ async fn upload_info_parses_as_the_wire_type() {
 #[tokio::test]
 async fn unknown_and_invalid_parameters_are_422_naming_them() {
     let app = App::new().await;
-    let r = app.get("/uploads?bogus=1").await;
+    let r = app.fetch("/uploads?bogus=1").await;
     assert_eq!(r.status, 422);
     let e = r.error();
     assert_eq!(e.code, "InvalidParameter");
@@ -214,7 +213,7 @@ async fn unknown_and_invalid_parameters_are_422_naming_them() {
     assert_eq!(e.errors.unwrap()[0].field, "bogus");
 
     // Invalid values are named the same way.
-    let r = app.get("/images?state=bogus").await;
+    let r = app.fetch("/images?state=bogus").await;
     assert_eq!(r.status, 422);
     let e = r.error();
     assert_eq!(e.code, "InvalidParameter");
@@ -247,11 +246,11 @@ async fn manifest_validation_errors_name_each_field() {
 
     // A body that is not a JSON object.
     let r = app
-        .call(
+        .request(
             Method::POST,
             "/images",
             &[("content-type", "application/json")],
-            "[1]",
+            b"[1]".to_vec(),
         )
         .await;
     assert_eq!(r.status / 100, 4);
@@ -262,7 +261,7 @@ async fn manifest_validation_errors_name_each_field() {
 async fn error_bodies_parse_as_the_wire_type() {
     let app = App::new().await;
     let r = app
-        .get("/images/3560c262-fc65-0242-a446-7c6d1fb482e3")
+        .fetch("/images/3560c262-fc65-0242-a446-7c6d1fb482e3")
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.header("content-type"), "application/json");
@@ -271,18 +270,18 @@ async fn error_bodies_parse_as_the_wire_type() {
     assert!(e.errors.is_none());
     assert_eq!(serde_json::to_value(&e).unwrap(), r.json());
 
-    let r = app.get("/no/such/path").await;
+    let r = app.fetch("/no/such/path").await;
     assert_eq!(
         (r.status, r.error().code.as_str()),
         (404, "ResourceNotFound")
     );
 
     // Ping's sample errors, with and without errors[].
-    let r = app.get("/ping?error=ValidationFailed").await;
+    let r = app.fetch("/ping?error=ValidationFailed").await;
     let e = r.error();
     assert_eq!((r.status, e.code.as_str()), (422, "ValidationFailed"));
     assert_eq!(e.errors, Some(vec![]));
-    let r = app.get("/ping?error=NoSuch").await;
+    let r = app.fetch("/ping?error=NoSuch").await;
     assert_eq!(
         r.error().errors.unwrap(),
         vec![wire::FieldError {
@@ -292,7 +291,7 @@ async fn error_bodies_parse_as_the_wire_type() {
         }]
     );
     // A 5xx sample keeps its generic message.
-    let r = app.get("/ping?error=InternalError").await;
+    let r = app.fetch("/ping?error=InternalError").await;
     assert_eq!(r.status, 500);
     assert!(!r.error().message.contains("boom"));
 }
@@ -300,7 +299,7 @@ async fn error_bodies_parse_as_the_wire_type() {
 #[tokio::test]
 async fn ping_and_images_parse_as_the_wire_types() {
     let app = App::new().await;
-    let r = app.get("/ping").await;
+    let r = app.fetch("/ping").await;
     let p: wire::Ping = r.parse();
     assert_eq!((p.ping.as_str(), p.imgapi), ("pong", true));
     assert!(p.pid.is_some(), "auth none shows the pid");
@@ -321,7 +320,7 @@ async fn ping_and_images_parse_as_the_wire_types() {
     assert_eq!(serde_json::to_value(&img).unwrap(), r.json());
 
     let r = app
-        .call(
+        .request(
             Method::PUT,
             &format!("/images/{}/file?compression=none", img.uuid),
             &[("content-type", "application/octet-stream")],
@@ -330,7 +329,7 @@ async fn ping_and_images_parse_as_the_wire_types() {
         .await;
     assert_eq!(r.status, 200);
     let r = app
-        .get(&format!("/images/{}?inclAdminFields=true", img.uuid))
+        .fetch(&format!("/images/{}?inclAdminFields=true", img.uuid))
         .await;
     let img: wire::Image = r.parse();
     assert_eq!(img.files[0].sha1, sha1_hex(b"file bytes"));
@@ -354,7 +353,7 @@ async fn failed_placeholders_expire_and_are_reaped() {
     assert_eq!(r.status, 200);
     let uuid = r.parse::<wire::Image>().uuid;
     let r = app
-        .call(
+        .request(
             Method::PUT,
             &format!("/images/{uuid}/file?compression=none"),
             &[("content-type", "application/octet-stream")],
@@ -374,10 +373,10 @@ async fn failed_placeholders_expire_and_are_reaped() {
 
     app.advance(std::time::Duration::from_secs(2 * 24 * 3600));
     assert_eq!(app.reap().await, (0, 0), "kept for its whole lifespan");
-    assert_eq!(app.get(&format!("/images/{uuid}")).await.status, 200);
+    assert_eq!(app.fetch(&format!("/images/{uuid}")).await.status, 200);
     app.advance(std::time::Duration::from_millis(1));
     assert_eq!(app.reap().await, (0, 1));
-    assert_eq!(app.get(&format!("/images/{uuid}")).await.status, 404);
+    assert_eq!(app.fetch(&format!("/images/{uuid}")).await.status, 404);
     assert!(
         walk(&classic_files_dir(&app.data_dir())).is_empty(),
         "its file went with it"

@@ -5,6 +5,7 @@
 //! longer does, import-from-datacenter, which has no datacenter here).
 
 use crate::common;
+use crate::common::Api;
 
 use axum::http::Method;
 use common::app::App;
@@ -490,7 +491,7 @@ async fn image(app: &App, type_: &str, active: bool, public: bool) -> String {
     let u = r.json()["uuid"].as_str().unwrap().to_string();
     if active {
         let r = app
-            .call(
+            .request(
                 Method::PUT,
                 &format!("/images/{u}/file?compression=none"),
                 &[("content-type", "application/octet-stream")],
@@ -506,19 +507,16 @@ async fn image(app: &App, type_: &str, active: bool, public: bool) -> String {
     u
 }
 
-async fn send(app: &App, path: &str, body: &Body) -> common::app::Resp {
+async fn send(app: &App, path: &str, body: &Body) -> common::Resp {
     match body {
-        Body::None => {
-            app.call(Method::POST, path, &[], axum::body::Body::empty())
-                .await
-        }
+        Body::None => app.request(Method::POST, path, &[], Vec::new()).await,
         Body::Json(v) => app.post_json(path, v).await,
         Body::Raw(s) => {
-            app.call(
+            app.request(
                 Method::POST,
                 path,
                 &[("content-type", "application/json")],
-                s.to_string(),
+                s.as_bytes().to_vec(),
             )
             .await
         }

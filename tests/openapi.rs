@@ -5,10 +5,10 @@
 //! itself, driven in process, serves exactly the documented operations.
 
 use crate::common;
+use crate::common::Api;
 
 use std::collections::BTreeSet;
 
-use axum::body::Body;
 use axum::http::Method;
 use common::app::App;
 use serde_json::Value;
@@ -61,7 +61,7 @@ fn snapshot_is_current() {
 #[tokio::test]
 async fn the_server_serves_the_document() {
     let app = App::new().await;
-    let r = app.get("/openapi.json").await;
+    let r = app.fetch("/openapi.json").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), "application/json");
     assert_eq!(&r.body[..], imgapi::api::openapi::SPEC.as_bytes());
@@ -89,7 +89,7 @@ fn matches_template(path: &str, template: &str) -> bool {
 /// The status of `method path` in process (tus' header set, no body).
 async fn status(app: &App, method: &str, path: &str) -> u16 {
     let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
-    app.call(m, path, &[("tus-resumable", "1.0.0")], Body::empty())
+    app.request(m, path, &[("tus-resumable", "1.0.0")], Vec::new())
         .await
         .status
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn metrics_count_requests_bytes_uploads_jobs_and_log_events() {
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     let file = data(300_000, 1);
     let img = s.create_active(SDC, "m", true, &file).await;
     let u = img["uuid"].as_str().unwrap();

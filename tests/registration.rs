@@ -343,7 +343,7 @@ async fn wait_zero_returns_creating_then_active_or_failed() {
 
 #[tokio::test]
 async fn restart_during_slow_verification_resumes_the_job() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let file = data(150_000_000, 6);
     let p = s.data_dir().join(format!("manta/{LUKE}/stor/huge"));
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -583,7 +583,10 @@ async fn failed_registration_placeholder_expires_by_the_clock() {
     // The job runs in the background: wait (bounded) until it has failed.
     let mut v = Value::Null;
     for _ in 0..500 {
-        v = app.get(&format!("/images/{u}?account={LUKE}")).await.json();
+        v = app
+            .fetch(&format!("/images/{u}?account={LUKE}"))
+            .await
+            .json();
         if v["state"] != "creating" {
             break;
         }
@@ -595,7 +598,9 @@ async fn failed_registration_placeholder_expires_by_the_clock() {
     app.advance(Duration::from_millis(1));
     assert_eq!(app.reap().await, (0, 1));
     assert_eq!(
-        app.get(&format!("/images/{u}?account={LUKE}")).await.status,
+        app.fetch(&format!("/images/{u}?account={LUKE}"))
+            .await
+            .status,
         404
     );
 }

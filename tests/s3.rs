@@ -713,7 +713,7 @@ async fn terminating_a_finished_s3_upload_deletes_its_object() {
 async fn tus_upload_rides_out_an_s3_outage() {
     const MIB: usize = 1 << 20;
     let mut s3 = S3Server::start_own();
-    let s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let file = data(23 * MIB + 777, 17);
     let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
     assert_eq!(st, 201);
@@ -778,7 +778,7 @@ async fn tus_upload_rides_out_an_s3_outage() {
 #[tokio::test]
 async fn tus_upload_is_one_multipart_upload() {
     let s3 = S3Server::start();
-    let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let mut s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let client = s3.client();
     const MIB: usize = 1 << 20;
     let file = data(17 * MIB + 12345, 16);
@@ -956,7 +956,7 @@ async fn tus_upload_is_one_multipart_upload() {
 async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
     const MIB: usize = 1 << 20;
     let s3 = S3Server::start();
-    let mut s = Server::start_with_config(&s3.manta_toml(5)).await;
+    let mut s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let db = |d: &std::path::Path| rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
     let id_of = |loc: &str| loc.rsplit('/').next().unwrap().to_string();
 

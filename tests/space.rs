@@ -18,6 +18,12 @@ async fn server(flush_secs: u64) -> Server {
     Server::start_with_config(&format!("[downloads]\nstats_flush_secs = {flush_secs}\n")).await
 }
 
+/// [`server`] as a child process: for the tests that read its metrics
+/// (process-wide) or kill it.
+async fn spawned_server(flush_secs: u64) -> Server {
+    Server::spawn_with_config(&format!("[downloads]\nstats_flush_secs = {flush_secs}\n")).await
+}
+
 async fn admin_view(s: &Server, uuid: &str) -> Value {
     let (st, v) = s.get(&format!("/images/{uuid}?inclAdminFields=true")).await;
     assert_eq!(st, 200, "{v}");
@@ -74,7 +80,7 @@ fn uuids(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
-    let s = server(1).await;
+    let s = spawned_server(1).await;
     let data = data(64 * 1024, 7);
     let img = s.create_active(SDC, "counted", true, &data).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();
@@ -200,7 +206,7 @@ async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
 #[tokio::test]
 async fn counts_are_written_at_a_clean_stop_and_a_kill_loses_at_most_one_interval() {
     // An hour between flushes: only the shutdown writes them.
-    let mut s = server(3600).await;
+    let mut s = spawned_server(3600).await;
     let data = data(4096, 3);
     let uuid = s.create_active(SDC, "kept", true, &data).await["uuid"]
         .as_str()
@@ -242,7 +248,7 @@ async fn counts_are_written_at_a_clean_stop_and_a_kill_loses_at_most_one_interva
     assert_eq!(admin_view(&s, &uuid).await["downloads"], 3);
 
     // Flushed every second: a kill -9 after an interval loses nothing.
-    let mut s = server(1).await;
+    let mut s = spawned_server(1).await;
     let uuid = s.create_active(SDC, "flushed", true, &data).await["uuid"]
         .as_str()
         .unwrap()
@@ -294,15 +300,8 @@ async fn recording_off_counts_nothing() {
 
 /// POST /uploads of `len` bytes as `account`: (status, body).
 async fn tus_create(s: &Server, len: u64, account: &str) -> (u16, Value) {
-    let r = s
-        .http
-        .post(s.u(&format!("/uploads?account={account}")))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", len.to_string())
-        .send()
-        .await
-        .unwrap();
-    status_json(r).await
+    let r = s.tus_creation(len, Some(account), &[]).await;
+    (r.status, r.value())
 }
 
 /// A minimal manifest named `name` (of `owner`, if given).
@@ -354,7 +353,7 @@ async fn unactivated_with_file(s: &Server, owner: &str, size: usize) -> String {
 
 #[tokio::test]
 async fn usage_adds_up_what_each_account_keeps() {
-    let s = server(1).await;
+    let s = spawned_server(1).await;
     let a = s.create_active(LUKE, "one", true, &data(1000, 1)).await;
     let a = a["uuid"].as_str().unwrap().to_string();
     s.create_active(LUKE, "two", false, &data(3000, 2)).await;
@@ -660,7 +659,7 @@ async fn app_image(app: &App, name: &str, version: &str, origin: Option<&str>) -
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let uuid = r.json()["uuid"].as_str().unwrap().to_string();
     let r = app
-        .call(
+        .request(
             Method::PUT,
             &format!("/images/{uuid}/file?compression=none"),
             &[("content-type", "application/octet-stream")],
@@ -732,7 +731,7 @@ async fn lifecycle_retires_what_no_one_uses_and_protects_the_rest() {
     let young = app_image(&app, "young", "1", Some(&base)).await;
     // Downloaded 20 days ago: within the 30-day window.
     app.advance(80 * DAY);
-    let r = app.get(&format!("/images/{used}/file")).await;
+    let r = app.fetch(&format!("/images/{used}/file")).await;
     assert_eq!(r.status, 200);
     app.state.images.flush_downloads().await.unwrap();
     app.advance(20 * DAY);
@@ -753,7 +752,7 @@ async fn lifecycle_retires_what_no_one_uses_and_protects_the_rest() {
     assert_eq!(p.bytes_after_grace, 1001 + 1001);
     // A plan changes nothing.
     assert_eq!(
-        app.get(&format!("/images/{cold}")).await.json()["state"],
+        app.fetch(&format!("/images/{cold}")).await.json()["state"],
         "active"
     );
 
@@ -765,7 +764,7 @@ async fn lifecycle_retires_what_no_one_uses_and_protects_the_rest() {
     );
     for u in [&cold, &series[0]] {
         assert_eq!(
-            app.get(&format!("/images/{u}")).await.json()["state"],
+            app.fetch(&format!("/images/{u}")).await.json()["state"],
             "disabled"
         );
     }
@@ -794,10 +793,10 @@ async fn lifecycle_retires_what_no_one_uses_and_protects_the_rest() {
         vec![(cold.clone(), "delete", "cold".to_string())]
     );
     assert_eq!((done.deleted, done.bytes_reclaimed), (1, 1001));
-    assert_eq!(app.get(&format!("/images/{cold}")).await.status, 404);
+    assert_eq!(app.fetch(&format!("/images/{cold}")).await.status, 404);
     assert!(!file(&cold), "the file of a deleted image is gone");
     assert_eq!(
-        app.get(&format!("/images/{}", series[0])).await.json()["state"],
+        app.fetch(&format!("/images/{}", series[0])).await.json()["state"],
         "active"
     );
     // Two newer versions published since it was enabled: it qualifies anew
@@ -820,7 +819,7 @@ async fn lifecycle_retires_what_no_one_uses_and_protects_the_rest() {
     assert_eq!(got, want);
     // The origin of a young image stays whatever happens to the rest.
     let _ = young;
-    let m = app.get("/metrics").await;
+    let m = app.fetch("/metrics").await;
     let text = String::from_utf8_lossy(&m.body);
     assert!(metric(&text, "imgapi_lifecycle_bytes_reclaimed_total") >= 1001.0);
 }
@@ -947,7 +946,7 @@ async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
 
 #[tokio::test]
 async fn the_server_runs_the_policy_on_its_schedule() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let uuid = ancient_image(&s, 100, 3).await;
     // A schedule: the first run is due at once (none ran before).
     s.set_config(
@@ -1067,7 +1066,7 @@ async fn a_lifecycle_step_is_checked_again_when_it_is_applied() {
     let done = l.apply(&p).await;
     assert_eq!((done.deleted, done.skipped), (0, 1), "{done:?}");
     assert_eq!(
-        app.get(&format!("/images/{a}")).await.json()["state"],
+        app.fetch(&format!("/images/{a}")).await.json()["state"],
         "active"
     );
     // ... and is not planned again until it qualifies anew.

@@ -286,15 +286,15 @@ async fn termination_frees_storage() {
 async fn idle_uploads_expire_and_are_reaped() {
     let app = App::with_config(|c| c.uploads.expire_after_secs = 60).await;
     let minute = Duration::from_secs(60);
-    let loc = app.tus_create(1000).await;
-    let r = app.tus_patch(&loc, 0, &[], vec![1; 10]).await;
+    let loc = app.tus_location(1000).await;
+    let r = app.tus_patch_with(&loc, 0, &[], vec![1; 10]).await;
     assert_eq!(r.status, 204);
     let expires = app.clock.now() + minute;
     assert_eq!(
         r.header("upload-expires"),
         httpdate::fmt_http_date(expires.into())
     );
-    let v = app.get(&format!("{loc}/info")).await.json();
+    let v = app.fetch(&format!("{loc}/info")).await.json();
     assert_eq!(
         v["expires_at"],
         expires.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -302,7 +302,7 @@ async fn idle_uploads_expire_and_are_reaped() {
     // 59 s idle: still alive, and the PATCH moves the expiry on.
     app.advance(Duration::from_secs(59));
     assert_eq!(app.reap().await, (0, 0));
-    let r = app.tus_patch(&loc, 10, &[], vec![1; 10]).await;
+    let r = app.tus_patch_with(&loc, 10, &[], vec![1; 10]).await;
     assert_eq!(r.status, 204);
     assert_eq!(
         r.header("upload-expires"),
@@ -310,7 +310,7 @@ async fn idle_uploads_expire_and_are_reaped() {
     );
     // Idle past it: refused, then reaped.
     app.advance(minute + Duration::from_millis(1));
-    let r = app.tus_patch(&loc, 20, &[], vec![1; 10]).await;
+    let r = app.tus_patch_with(&loc, 20, &[], vec![1; 10]).await;
     assert_eq!((r.status, r.error().code.as_str()), (410, "UploadExpired"));
     assert_eq!(app.tus_offset(&loc).await.0, 410);
     assert!(!walk(&app.data_dir().join("manta")).is_empty());
@@ -327,7 +327,7 @@ async fn idle_uploads_expire_and_are_reaped() {
 #[tokio::test]
 async fn the_binary_reaps_expired_uploads_at_start_up() {
     // expire_after_secs = 0: expired as soon as the clock ticks on.
-    let mut s = Server::start_with_config("[uploads]\nexpire_after_secs = 0\n").await;
+    let mut s = Server::spawn_with_config("[uploads]\nexpire_after_secs = 0\n").await;
     let (st, h) = s.tus_create(1000, None, &[]).await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
@@ -350,7 +350,7 @@ async fn the_binary_reaps_expired_uploads_at_start_up() {
 
 #[tokio::test]
 async fn target_paths_and_content_md5() {
-    let s = Server::start().await;
+    let s = Server::spawn().await;
     let file = data(50_000, 4);
     // operator: /assets path
     let (st, h) = s
@@ -413,7 +413,7 @@ async fn target_paths_and_content_md5() {
 /// an acknowledged offset and the finished file is byte-identical.
 #[tokio::test]
 async fn survives_sigkill_mid_upload() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     const CHUNK: usize = 1 << 20;
     let file = data(12 * CHUNK, 5);
     let loc = new_upload(&s, file.len() as u64, None).await;
@@ -582,7 +582,7 @@ async fn out_of_space_is_507_and_resumable() {
 /// the row said so.
 #[tokio::test]
 async fn completion_cut_short_by_a_crash_is_finished_at_restart() {
-    let mut s = Server::start().await;
+    let mut s = Server::spawn().await;
     let db = |d: &std::path::Path| rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
 
     // (a) crash after the last bytes were committed, before completion ran

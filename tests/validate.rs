@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 /// A finished upload of `data`: its id.
 async fn finished_upload(app: &App, data: &[u8]) -> String {
-    let loc = app.tus_create(data.len() as u64).await;
-    let r = app.tus_patch(&loc, 0, &[], data.to_vec()).await;
+    let loc = app.tus_location(data.len() as u64).await;
+    let r = app.tus_patch_with(&loc, 0, &[], data.to_vec()).await;
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     loc.rsplit('/').next().unwrap().to_string()
 }
@@ -28,8 +28,8 @@ fn zone(extra: Value) -> Value {
 
 /// Every image and upload the server holds.
 async fn held(app: &App) -> (Value, Value) {
-    let imgs = app.get("/images?state=all").await.json();
-    let ups = app.get("/uploads").await.json();
+    let imgs = app.fetch("/images?state=all").await.json();
+    let ups = app.fetch("/uploads").await.json();
     (imgs, ups)
 }
 
@@ -199,7 +199,7 @@ async fn validate_with_import_checks_as_admin_import_image_does() {
         .post_json("/images?action=validate&import=true", &good)
         .await;
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(app.get(&format!("/images/{uuid}")).await.status, 404);
+    assert_eq!(app.fetch(&format!("/images/{uuid}")).await.status, 404);
     let r = app
         .post_json(&format!("/images/{uuid}?action=import"), &good)
         .await;

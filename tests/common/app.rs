@@ -6,8 +6,9 @@
 //! advances it; `reap` then runs one pass of the reapers.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request};
-use serde_json::Value;
+use axum::http::{Method, Request};
+
+use super::{Api, Resp};
 use tower::ServiceExt;
 
 /// A router on its own data directory.
@@ -18,48 +19,6 @@ pub struct App {
     pub clock: imgapi::clock::Clock,
     /// The services behind the router.
     pub state: imgapi::api::AppState,
-}
-
-/// A response, read whole.
-pub struct Resp {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: bytes::Bytes,
-}
-
-impl Resp {
-    /// The body as JSON (`Null` when empty).
-    pub fn json(&self) -> Value {
-        if self.body.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The body parsed as a wire type.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> T {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{} does not parse ({e}): {}",
-                std::any::type_name::<T>(),
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// The body as an error body (`{code, message, errors?}`).
-    pub fn error(&self) -> imgapi::wire::ErrorBody {
-        self.parse()
-    }
-
-    /// A header as text ("" when absent).
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap_or(""))
-            .unwrap_or("")
-    }
 }
 
 impl App {
@@ -131,93 +90,21 @@ impl App {
             body,
         }
     }
+}
 
-    /// `method path` with `headers` and `body`.
-    pub async fn call(
+impl Api for App {
+    async fn request(
         &self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-        body: impl Into<Body>,
+        body: Vec<u8>,
     ) -> Resp {
         let mut b = Request::builder().method(method).uri(path);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        self.send(b.body(body.into()).expect("request")).await
-    }
-
-    pub async fn get(&self, path: &str) -> Resp {
-        self.call(Method::GET, path, &[], Body::empty()).await
-    }
-
-    /// POST a JSON body.
-    pub async fn post_json(&self, path: &str, v: &Value) -> Resp {
-        let body = serde_json::to_vec(v).unwrap();
-        self.call(
-            Method::POST,
-            path,
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await
-    }
-
-    /// tus creation of an upload of `len` bytes; returns its location.
-    pub async fn tus_create(&self, len: u64) -> String {
-        let r = self
-            .call(
-                Method::POST,
-                "/uploads",
-                &[
-                    ("tus-resumable", "1.0.0"),
-                    ("upload-length", &len.to_string()),
-                ],
-                Body::empty(),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-        r.header("location").to_string()
-    }
-
-    /// tus PATCH of `data` at `offset` with extra `headers`.
-    pub async fn tus_patch(
-        &self,
-        loc: &str,
-        offset: u64,
-        headers: &[(&str, &str)],
-        data: Vec<u8>,
-    ) -> Resp {
-        let off = offset.to_string();
-        let mut h = vec![
-            ("tus-resumable", "1.0.0"),
-            ("upload-offset", off.as_str()),
-            ("content-type", "application/offset+octet-stream"),
-        ];
-        for (k, v) in headers {
-            h.retain(|(x, _)| !x.eq_ignore_ascii_case(k));
-            h.push((*k, *v));
-        }
-        self.call(Method::PATCH, loc, &h, data).await
-    }
-
-    /// tus HEAD: (status, Upload-Offset).
-    pub async fn tus_offset(&self, loc: &str) -> (u16, Option<u64>) {
-        let r = self
-            .call(
-                Method::HEAD,
-                loc,
-                &[("tus-resumable", "1.0.0")],
-                Body::empty(),
-            )
-            .await;
-        let off = r.headers.get("upload-offset").map(|v| {
-            v.to_str()
-                .unwrap()
-                .parse()
-                .expect("Upload-Offset is a number")
-        });
-        (r.status, off)
+        self.send(b.body(Body::from(body)).expect("request")).await
     }
 }
 

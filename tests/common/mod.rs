@@ -1,9 +1,13 @@
-//! Test harness: runs the real `imgapi` binary on a free loopback port with
-//! its own temporary data directory, and talks to it over HTTP.
+//! Test harness: runs the real server on a free loopback port with its own
+//! temporary data directory, in this process (or, for crash, signal and
+//! memory tests, as the `imgapi` binary), and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod app;
 pub mod cli;
+
+pub use api::{Api, Resp};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,23 +20,70 @@ pub const LUKE: &str = "91ba0e64-2547-11e2-a972-df579e5fddb3";
 pub const EMPEROR: &str = "a0b6b534-2547-11e2-b758-63a2afd747d1";
 pub const SDC: &str = "ba28f844-8cb4-f141-882d-46d6251e6a9f";
 
-/// A running server.
+/// A running server: in this process (the real `imgapi::run_on`, on a
+/// runtime and thread of its own and a free loopback port), or, for the
+/// tests that kill it, signal it or measure it, the `imgapi` binary as a
+/// child process ([`Server::spawn`]).
 pub struct Server {
-    pub child: Child,
+    run: Running,
     pub url: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     config: Option<PathBuf>,
 }
 
+impl Api for Server {
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut rb = self.http.request(method, self.u(path)).body(body);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.unwrap_or_default();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// How a [`Server`] runs.
+enum Running {
+    InProcess(InProcess),
+    Process(Child),
+}
+
 impl Server {
-    /// Start with the embedded defaults (auth none) on a free port.
+    /// Start in process with the embedded defaults (auth none).
     pub async fn start() -> Server {
         Self::start_with_config("").await
     }
 
-    /// Start with extra TOML configuration.
+    /// Start in process with extra TOML configuration.
     pub async fn start_with_config(toml: &str) -> Server {
+        Self::boot(toml, false).await
+    }
+
+    /// Start the binary as a child process (for kill -9, signals, RSS).
+    pub async fn spawn() -> Server {
+        Self::spawn_with_config("").await
+    }
+
+    /// [`Server::spawn`] with extra TOML configuration.
+    pub async fn spawn_with_config(toml: &str) -> Server {
+        Self::boot(toml, true).await
+    }
+
+    async fn boot(toml: &str, process: bool) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = if toml.is_empty() {
             None
@@ -41,15 +92,36 @@ impl Server {
             std::fs::write(&p, toml).expect("write config");
             Some(p)
         };
-        let mut s = Server {
-            child: spawn(dir.path(), config.as_deref()).0,
-            url: String::new(),
+        let (run, url) = start_running(dir.path(), config.as_deref(), process).await;
+        Server {
+            run,
+            url,
             dir,
             http: reqwest::Client::new(),
             config,
-        };
-        s.url = wait_listening(&mut s.child);
-        s
+        }
+    }
+
+    /// The server's process (a [`Server::spawn`]ed one).
+    pub fn child(&mut self) -> &mut Child {
+        match &mut self.run {
+            Running::Process(c) => c,
+            Running::InProcess(_) => panic!(
+                "this server runs in the test's process: start it with Server::spawn() \
+                 to kill, signal or measure it"
+            ),
+        }
+    }
+
+    /// The server's process id (a [`Server::spawn`]ed one).
+    pub fn pid(&self) -> u32 {
+        match &self.run {
+            Running::Process(c) => c.id(),
+            Running::InProcess(_) => panic!(
+                "this server runs in the test's process: start it with Server::spawn() \
+                 to kill, signal or measure it"
+            ),
+        }
     }
 
     /// Kill (SIGKILL) and start again on a new port with the same data.
@@ -60,11 +132,13 @@ impl Server {
     /// Kill (SIGKILL), let `f` change the stopped server's data directory
     /// (as a crash at some exact point would have left it), start again.
     pub async fn restart_hard_with(&mut self, f: impl FnOnce(&Path)) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
         f(&self.data_dir());
-        self.child = spawn(self.dir.path(), self.config.as_deref()).0;
-        self.url = wait_listening(&mut self.child);
+        let (run, url) = start_running(self.dir.path(), self.config.as_deref(), true).await;
+        self.run = run;
+        self.url = url;
     }
 
     /// Replace the configuration the next restart reads.
@@ -74,28 +148,24 @@ impl Server {
         self.config = Some(p);
     }
 
-    /// Stop with SIGTERM (a clean shutdown: what the server writes on its
-    /// way out is written), wait for it to exit, start again.
+    /// Stop cleanly (a process: SIGTERM; in process: the same shutdown
+    /// future resolved), wait until it has stopped, start again the same
+    /// way with the same data.
     pub async fn restart_graceful(&mut self) {
-        let st = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(st.success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                assert!(st.success(), "the server exited with {st} after SIGTERM");
-                break;
+        let process = match &mut self.run {
+            Running::Process(child) => {
+                stop_with_sigterm(child).await;
+                true
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the server did not exit after SIGTERM"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        self.child = spawn(self.dir.path(), self.config.as_deref()).0;
-        self.url = wait_listening(&mut self.child);
+            Running::InProcess(ip) => {
+                let stopped = ip.stop(std::time::Duration::from_secs(30));
+                assert!(stopped, "the in-process server did not stop within 30 s");
+                false
+            }
+        };
+        let (run, url) = start_running(self.dir.path(), self.config.as_deref(), process).await;
+        self.run = run;
+        self.url = url;
     }
 
     /// The full-file hasher state an upload row holds once every byte of
@@ -123,8 +193,11 @@ impl Server {
         c.output().expect("run imgapi")
     }
 
-    /// `GET /metrics` as text (the server's default auth: no token).
+    /// `GET /metrics` as text (the server's default auth: no token), of a
+    /// [`Server::spawn`]ed server: metrics are process-wide, so those of
+    /// servers in the test's process add up.
     pub async fn metrics(&self) -> String {
+        let _ = self.pid();
         let r = self
             .http
             .get(self.u("/metrics"))
@@ -137,70 +210,6 @@ impl Server {
 
     pub fn u(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.u(path)).send().await.expect("GET");
-        status_json(r).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.u(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        status_json(r).await
-    }
-
-    pub async fn delete(&self, path: &str) -> (u16, Value) {
-        let r = self.http.delete(self.u(path)).send().await.expect("DELETE");
-        status_json(r).await
-    }
-
-    pub async fn put_bytes(&self, path: &str, data: Vec<u8>) -> (u16, Value) {
-        let r = self
-            .http
-            .put(self.u(path))
-            .header("content-type", "application/octet-stream")
-            .body(data)
-            .send()
-            .await
-            .expect("PUT");
-        status_json(r).await
-    }
-
-    /// tus creation: POST /uploads as `account` with `Upload-Metadata`
-    /// pairs; returns (status, headers).
-    pub async fn tus_create(
-        &self,
-        len: u64,
-        account: Option<&str>,
-        meta: &[(&str, &str)],
-    ) -> (u16, reqwest::header::HeaderMap) {
-        use base64::Engine;
-        let q = account.map(|a| format!("?account={a}")).unwrap_or_default();
-        let meta: Vec<String> = meta
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k} {}",
-                    base64::engine::general_purpose::STANDARD.encode(v)
-                )
-            })
-            .collect();
-        let mut rb = self
-            .http
-            .post(self.u(&format!("/uploads{q}")))
-            .header("tus-resumable", "1.0.0")
-            .header("upload-length", len.to_string());
-        if !meta.is_empty() {
-            rb = rb.header("upload-metadata", meta.join(","));
-        }
-        let r = rb.send().await.expect("POST /uploads");
-        (r.status().as_u16(), r.headers().clone())
     }
 
     /// A tus PATCH at `offset` (as `account`), all but its body.
@@ -218,73 +227,11 @@ impl Server {
             .header("content-type", "application/offset+octet-stream")
     }
 
-    /// tus PATCH of `body` at `offset` (as `account`); returns (status,
-    /// headers, body).
-    pub async fn tus_patch(
-        &self,
-        loc: &str,
-        account: Option<&str>,
-        offset: u64,
-        body: Vec<u8>,
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let r = self
-            .tus_patch_request(loc, account, offset)
-            .body(body)
-            .send()
-            .await
-            .expect("PATCH");
-        let h = r.headers().clone();
-        let (st, v) = status_json(r).await;
-        (st, h, v)
-    }
-
-    /// Create an image as `account` (or operator with `owner` in the body).
-    pub async fn create(&self, account: Option<&str>, body: Value) -> Value {
-        let path = match account {
-            Some(a) => format!("/images?account={a}"),
-            None => "/images".to_string(),
-        };
-        let (st, v) = self.post(&path, body).await;
-        assert_eq!(st, 200, "create: {v}");
-        v
-    }
-
-    /// Create, add a file and activate; returns the image.
-    pub async fn create_active(&self, owner: &str, name: &str, public: bool, data: &[u8]) -> Value {
-        let img = self
-            .create(
-                None,
-                serde_json::json!({"name": name, "version": "1.0.0", "os": "smartos",
-                    "type": "zone-dataset", "owner": owner, "public": public}),
-            )
-            .await;
-        let uuid = img["uuid"].as_str().unwrap().to_string();
-        self.add_file_and_activate(&uuid, data).await
-    }
-
-    /// AddImageFile of `data`, then ActivateImage; returns the image.
-    pub async fn add_file_and_activate(&self, uuid: &str, data: &[u8]) -> Value {
-        let (st, v) = self
-            .put_bytes(
-                &format!("/images/{uuid}/file?compression=none"),
-                data.to_vec(),
-            )
-            .await;
-        assert_eq!(st, 200, "add file: {v}");
-        let (st, v) = self
-            .post(
-                &format!("/images/{uuid}?action=activate"),
-                serde_json::json!({}),
-            )
-            .await;
-        assert_eq!(st, 200, "activate: {v}");
-        v
-    }
-
-    /// Peak resident set size of the server so far, in KiB (Linux VmHWM).
+    /// Peak resident set size of the server so far, in KiB (Linux VmHWM;
+    /// a [`Server::spawn`]ed one).
     pub fn peak_rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let pid = self.pid();
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         s.lines()
             .find(|l| l.starts_with("VmHWM:"))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -295,10 +242,145 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.run {
+            Running::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Running::InProcess(ip) => {
+                ip.stop(std::time::Duration::from_secs(5));
+            }
+        }
         // Its PostgreSQL database goes with it (a suite starts hundreds).
         drop_database_of(self.dir.path());
+    }
+}
+
+/// SIGTERM to `child`, then wait (at most 30 s) for it to exit 0.
+async fn stop_with_sigterm(child: &mut Child) {
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            assert!(st.success(), "the server exited with {st} after SIGTERM");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A server of the data directory `dir` with `config`, in this process or
+/// as a child process: how it runs, and its URL once it answers.
+async fn start_running(dir: &Path, config: Option<&Path>, process: bool) -> (Running, String) {
+    if process {
+        let mut child = spawn(dir, config).0;
+        let url = wait_listening(&mut child);
+        return (Running::Process(child), url);
+    }
+    let (ip, url) = InProcess::start(dir, config);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ping = reqwest::Client::new();
+    loop {
+        assert!(
+            !ip.ended(),
+            "the in-process server of {} ended before it answered (see its error above)",
+            dir.display()
+        );
+        let r = ping
+            .get(format!("{url}/ping"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await;
+        if r.is_ok() {
+            return (Running::InProcess(ip), url);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the in-process server did not answer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// `imgapi::run_on` on a runtime of its own, in a thread of its own, so
+/// that a test may block (run the CLI, sleep) while it serves.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    /// Loads the configuration as `imgapi serve --config CONFIG --data-dir
+    /// DIR/data` would (the test backend's database), binds a free
+    /// loopback port, and serves on it.
+    fn start(dir: &Path, config: Option<&Path>) -> (InProcess, String) {
+        let o = imgapi::config::Overrides {
+            config: config.map(Path::to_path_buf),
+            listen: None,
+            data_dir: Some(dir.join("data")),
+            database_url: None,
+        };
+        let mut cfg = imgapi::config::Config::load(&o).expect("the server's configuration");
+        cfg.database.url = database_url(dir);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = imgapi::run_on(listener, cfg, shutdown).await {
+                    eprintln!("in-process server: {e:#}");
+                }
+            });
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        });
+        let ip = InProcess {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        (ip, url)
+    }
+
+    /// Its thread has ended (the server stopped or could not start).
+    fn ended(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Resolve its shutdown and wait up to `wait` for in-flight requests to
+    /// finish and the server to return (then leave it to finish alone);
+    /// whether it returned in time.
+    fn stop(&mut self, wait: std::time::Duration) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let deadline = std::time::Instant::now() + wait;
+        while !self.ended() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let stopped = self.ended();
+        if let Some(t) = self.thread.take()
+            && stopped
+        {
+            let _ = t.join();
+        }
+        stopped
     }
 }
 
@@ -702,24 +784,6 @@ pub fn raw_status(resp: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
-}
-
-impl Server {
-    /// tus HEAD of `loc`: (status, Upload-Offset, headers).
-    pub async fn tus_head(&self, loc: &str) -> (u16, Option<u64>, reqwest::header::HeaderMap) {
-        let r = self
-            .http
-            .head(self.u(loc))
-            .header("tus-resumable", "1.0.0")
-            .send()
-            .await
-            .unwrap();
-        let off = r
-            .headers()
-            .get("upload-offset")
-            .map(|v| v.to_str().unwrap().parse().unwrap());
-        (r.status().as_u16(), off, r.headers().clone())
-    }
 }
 
 /// An active public image of VADER on `s` with `data` and an optional origin.
