@@ -382,3 +382,64 @@ async fn failed_placeholders_expire_and_are_reaped() {
         "its file went with it"
     );
 }
+
+/// The builder's parts together: `auth = "token"` and an account, S3 as
+/// the manta store, PostgreSQL for the metadata, a manual clock. The
+/// account's upload is refused without its token, read back as the wire
+/// type with it, keeps its bytes in the bucket, and expires when the clock
+/// passes its time.
+#[tokio::test]
+async fn an_accounts_s3_upload_on_postgres_expires_by_the_clock() {
+    let s3 = S3Server::start();
+    let app = App::builder()
+        .with_s3(&s3)
+        .with_postgres()
+        .with_toml("auth = \"token\"")
+        .with_account("luke", false)
+        .build()
+        .await;
+    let (luke, token) = app.account("luke");
+    let bearer = format!("Bearer {token}");
+    let tus = [("tus-resumable", "1.0.0"), ("upload-length", "20")];
+    let r = app
+        .request(Method::POST, "/uploads", &tus, Vec::new())
+        .await;
+    assert_eq!(
+        (r.status, r.error().code.as_str()),
+        (401, "UnauthorizedError")
+    );
+    let with_token = [tus[0], tus[1], ("authorization", bearer.as_str())];
+    let r = app
+        .request(Method::POST, "/uploads", &with_token, Vec::new())
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let loc = r.header("location").to_string();
+    let auth = [("authorization", bearer.as_str())];
+    let r = app.tus_patch_with(&loc, 0, &auth, vec![7; 10]).await;
+    assert_eq!((r.status, r.header("upload-offset")), (204, "10"));
+
+    let info: wire::UploadInfo = app
+        .request(Method::GET, &format!("{loc}/info"), &auth, Vec::new())
+        .await
+        .parse();
+    assert_eq!(info.owner.map(|o| o.to_string()).as_deref(), Some(luke));
+    assert_eq!(
+        (info.offset, info.length, info.state.as_str()),
+        (10, 20, "uploading")
+    );
+    assert!(
+        !s3.keys("p/").await.is_empty(),
+        "its bytes are in the bucket"
+    );
+
+    // A day short of the expiry nothing goes; past it, one reaper pass
+    // ends it.
+    app.advance(std::time::Duration::from_secs(6 * 24 * 3600));
+    assert_eq!(app.reap().await.0, 0);
+    app.advance(std::time::Duration::from_secs(2 * 24 * 3600));
+    assert_eq!(app.reap().await.0, 1);
+    let head = [tus[0], ("authorization", bearer.as_str())];
+    let r = app.request(Method::HEAD, &loc, &head, Vec::new()).await;
+    assert!(matches!(r.status, 404 | 410), "{}", r.status);
+    assert!(s3.keys("p/").await.is_empty(), "its bytes left the bucket");
+}
