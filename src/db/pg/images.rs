@@ -456,6 +456,22 @@ fn list_sql_values(
     let mut a = Args::default();
     let by_col = by.as_ref().map(|b| b.col);
     let by_values = by.map(|b| a.add(b.values));
+    let mut wh = column_filters(q, by_col, &mut a);
+    let joined = tag_filters(q, &mut a, &mut wh);
+    channel_download_marker_filters(q, &mut a, &mut wh);
+    let frame = ListFrame::new(q, select, joined, by_values);
+    let Some(acct) = q.account else {
+        return (frame.plain(&wh), a.0);
+    };
+    let sql = account_sql(q, acct, wh, &mut a, &frame);
+    (sql, a.0)
+}
+
+/// The conditions of `q` on the images' own columns (state, origin,
+/// owner, name, version, type, os, public), their parameters added to `a`
+/// in that order; `by_col`, the column of the `~` values walked, is
+/// matched to each value instead.
+fn column_filters(q: &ListQuery, by_col: Option<&str>, a: &mut Args) -> Vec<String> {
     let mut wh: Vec<String> = Vec::new();
     // The state is written out (one of a closed set of words): the plan
     // of the default list can then use the partial index of active images
@@ -499,6 +515,18 @@ fn list_sql_values(
     if let Some(public) = q.public {
         wh.push(format!("public = {public}"));
     }
+    wh
+}
+
+/// The tag, tag key and billing tag conditions of `q`, pushed onto `wh`;
+/// returns the side table joined and its tag's parameter (the first tag,
+/// else the first billing tag, of a list that is not an account's
+/// private images), which is then not a condition of its own.
+fn tag_filters(
+    q: &ListQuery,
+    a: &mut Args,
+    wh: &mut Vec<String>,
+) -> Option<(&'static str, String)> {
     // A tag row carries its image's state (`t.state = images.state` always
     // holds): written out, it lets the planner start from the tag's rows in
     // the state asked for (image_tags_list) when they are few.
@@ -541,6 +569,12 @@ fn list_sql_values(
             a.add(t.clone())
         ));
     }
+    joined
+}
+
+/// The channel, last-download and marker conditions of `q`, pushed onto
+/// `wh` in that order.
+fn channel_download_marker_filters(q: &ListQuery, a: &mut Args, wh: &mut Vec<String>) {
     match q.channel.as_deref() {
         None => {}
         Some("*") => wh.push("channels <> '[]'::jsonb".into()),
@@ -564,59 +598,124 @@ fn list_sql_values(
         let op = if q.desc { "<=" } else { ">=" };
         wh.push(format!("images.published_at {op} {}", a.add(m.clone())));
     }
-    let cols = match select {
-        Select::Manifest => "manifest",
-        Select::Wire => "wire, CASE WHEN wire IS NULL THEN manifest END",
-    };
-    let (pub_order, uuid_order) = if q.desc {
-        ("DESC NULLS LAST", "DESC")
-    } else {
-        ("ASC NULLS FIRST", "ASC")
-    };
-    // The limit is written out: a generic plan (see `PgDb::image_list_json`)
-    // must know it to choose between walking an index and sorting.
-    let order = format!(
-        "ORDER BY published_at {pub_order}, uuid {uuid_order} LIMIT {}",
-        q.limit
-    );
-    let (from, joined_order) = match &joined {
-        Some((table, tag)) => (
-            format!(
-                "images JOIN {table} jt ON jt.uuid = images.uuid AND jt.state = images.state \
-                 AND jt.tag = {tag}"
-            ),
-            format!(
-                "ORDER BY jt.published_at {pub_order}, jt.uuid {uuid_order} LIMIT {}",
-                q.limit
-            ),
-        ),
-        None => ("images".to_string(), order.clone()),
-    };
-    let where_ = |wh: &[String]| {
-        if wh.is_empty() {
-            String::new()
+}
+
+/// What a ListImages statement puts around its conditions: the columns
+/// selected, the images (or the joined tag's rows) walked, their order
+/// and limit, and the `~` values whose walks are merged.
+struct ListFrame {
+    cols: &'static str,
+    pub_order: &'static str,
+    uuid_order: &'static str,
+    /// The images' ORDER BY and LIMIT.
+    order: String,
+    /// `images`, or `images` joined to the tag's side table.
+    from: String,
+    /// The walk's ORDER BY and LIMIT (the joined rows', else `order`).
+    joined_order: String,
+    /// The parameter of the `~` values, each walked and the walks merged.
+    by_values: Option<String>,
+    limit: u32,
+}
+
+impl ListFrame {
+    /// The frame of `q` returning `select`, walking the `joined` side
+    /// table's tag if any, and merging the walks of `by_values` if any.
+    fn new(
+        q: &ListQuery,
+        select: Select,
+        joined: Option<(&'static str, String)>,
+        by_values: Option<String>,
+    ) -> ListFrame {
+        let cols = match select {
+            Select::Manifest => "manifest",
+            Select::Wire => "wire, CASE WHEN wire IS NULL THEN manifest END",
+        };
+        let (pub_order, uuid_order) = if q.desc {
+            ("DESC NULLS LAST", "DESC")
         } else {
-            format!("WHERE {}", wh.join(" AND "))
-        }
-    };
-    // A plain list's SQL; with `by_values`, each value's walk merged.
-    let plain = |wh: &[String]| match &by_values {
-        None => format!("SELECT {cols} FROM {from} {} {joined_order}", where_(wh)),
-        Some(arr) => format!(
-            "SELECT {cols} FROM images WHERE uuid IN (SELECT w.uuid FROM \
-             unnest({arr}::text[]) AS n(value), LATERAL (SELECT images.uuid AS uuid, \
-             images.published_at AS published_at FROM {from} {} {joined_order}) w \
-             ORDER BY w.published_at {pub_order}, w.uuid {uuid_order} LIMIT {}) {order}",
-            where_(wh),
+            ("ASC NULLS FIRST", "ASC")
+        };
+        // The limit is written out: a generic plan (see `PgDb::image_list_json`)
+        // must know it to choose between walking an index and sorting.
+        let order = format!(
+            "ORDER BY published_at {pub_order}, uuid {uuid_order} LIMIT {}",
             q.limit
-        ),
-    };
-    let Some(acct) = q.account else {
-        return (plain(&wh), a.0);
-    };
-    // The `account` union: (1) own images; (2) activated public; (3)
-    // activated private shared via acl. Others' images only when the state
-    // asked for is not one only an owner sees (unactivated, disabled).
+        );
+        let (from, joined_order) = match &joined {
+            Some((table, tag)) => (
+                format!(
+                    "images JOIN {table} jt ON jt.uuid = images.uuid AND jt.state = images.state \
+                     AND jt.tag = {tag}"
+                ),
+                format!(
+                    "ORDER BY jt.published_at {pub_order}, jt.uuid {uuid_order} LIMIT {}",
+                    q.limit
+                ),
+            ),
+            None => ("images".to_string(), order.clone()),
+        };
+        ListFrame {
+            cols,
+            pub_order,
+            uuid_order,
+            order,
+            from,
+            joined_order,
+            by_values,
+            limit: q.limit,
+        }
+    }
+
+    /// A plain list's SQL with the conditions `wh`; with `by_values`,
+    /// each value's walk merged.
+    fn plain(&self, wh: &[String]) -> String {
+        let ListFrame {
+            cols,
+            pub_order,
+            uuid_order,
+            order,
+            from,
+            joined_order,
+            ..
+        } = self;
+        match &self.by_values {
+            None => format!(
+                "SELECT {cols} FROM {from} {} {joined_order}",
+                where_clause(wh)
+            ),
+            Some(arr) => format!(
+                "SELECT {cols} FROM images WHERE uuid IN (SELECT w.uuid FROM \
+                 unnest({arr}::text[]) AS n(value), LATERAL (SELECT images.uuid AS uuid, \
+                 images.published_at AS published_at FROM {from} {} {joined_order}) w \
+                 ORDER BY w.published_at {pub_order}, w.uuid {uuid_order} LIMIT {}) {order}",
+                where_clause(wh),
+                self.limit
+            ),
+        }
+    }
+}
+
+/// `WHERE` and the conditions `wh`, or nothing.
+fn where_clause(wh: &[String]) -> String {
+    if wh.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", wh.join(" AND "))
+    }
+}
+
+/// The SQL of `q` for the account `acct`, its conditions `wh` and the
+/// `account` union added: (1) own images; (2) activated public; (3)
+/// activated private shared via acl. Others' images only when the state
+/// asked for is not one only an owner sees (unactivated, disabled).
+fn account_sql(
+    q: &ListQuery,
+    acct: Uuid,
+    mut wh: Vec<String>,
+    a: &mut Args,
+    frame: &ListFrame,
+) -> String {
     let p = a.add(acct);
     let acl = format!(
         "EXISTS (SELECT 1 FROM image_acl x WHERE x.account = {p} AND x.uuid = images.uuid)"
@@ -625,9 +724,9 @@ fn list_sql_values(
         q.state,
         StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
     );
-    let sql = if owner_only {
+    if owner_only {
         wh.push(format!("owner = {p}"));
-        plain(&wh)
+        frame.plain(&wh)
     } else if private_union(q) {
         // Private images only: the account's own and those shared with it,
         // each walk stopping at the limit, instead of a walk of every
@@ -635,18 +734,19 @@ fn list_sql_values(
         // images for an account that sees a few).
         let own = [wh.clone(), vec![format!("owner = {p}")]].concat();
         let shared = [wh, vec![format!("activated AND {acl}")]].concat();
+        let order = &frame.order;
+        let cols = frame.cols;
         format!(
             "SELECT {cols} FROM images WHERE uuid IN \
              ((SELECT uuid FROM images {} {order}) UNION ALL (SELECT uuid FROM images {} {order})) \
              {order}",
-            where_(&own),
-            where_(&shared)
+            where_clause(&own),
+            where_clause(&shared)
         )
     } else {
         wh.push(format!(
             "(owner = {p} OR (activated AND (public OR {acl})))"
         ));
-        plain(&wh)
-    };
-    (sql, a.0)
+        frame.plain(&wh)
+    }
 }
