@@ -79,19 +79,37 @@ pub(super) fn where_sql(
     b: &mut Sql,
 ) -> Where {
     let driver = Driver::pick(q, dense, shared_with.is_some());
-    // Columns of the driver's index get their plain name (usable by the
-    // index); every other column is written `+col` (checked per row).
-    let col_driver = driver.column();
-    let col = |c: &str| -> String {
-        if col_driver == Some(c) || (c == "state" && driver.index_has_state()) {
-            c.to_string()
-        } else {
-            format!("+{c}")
-        }
-    };
-    let mut wh: Vec<String> = Vec::new();
-    let mut account = None;
+    let mut wh = column_conditions(q, driver, b);
+    side_table_conditions(q, driver, b, &mut wh);
+    channel_download_marker_conditions(q, driver, b, &mut wh);
+    let account = q
+        .account
+        .and_then(|a| account_condition(q, a, driver, b, &mut wh));
+    if let Some(a) = shared_with {
+        let p = b.arg(text(&a.to_string()));
+        wh.push(format!(
+            "{} = 1 AND {} IN (SELECT uuid FROM image_acl WHERE account = {p})",
+            driver.written_column("activated"),
+            if driver == Driver::Acl {
+                "uuid"
+            } else {
+                "+uuid"
+            }
+        ));
+    }
+    Where {
+        filters: wh,
+        account,
+        driver,
+    }
+}
 
+/// The conditions of `q` on the images' own columns (state, origin,
+/// owner, name, version, type, os, public), their parameters bound in
+/// that order.
+fn column_conditions(q: &ListQuery, driver: Driver, b: &mut Sql) -> Vec<String> {
+    let col = |c: &str| driver.written_column(c);
+    let mut wh: Vec<String> = Vec::new();
     match q.state {
         StateFilter::All => {}
         StateFilter::Only(s) => {
@@ -108,35 +126,7 @@ pub(super) fn where_sql(
         wh.push(format!("{} = {p}", col("owner")));
     }
     for (c, m) in [("name", &q.name), ("version", &q.version)] {
-        match m {
-            Some(TextMatch::Exact(s)) => {
-                let p = b.arg(text(s));
-                wh.push(format!("{} = {p}", col(c)));
-            }
-            Some(TextMatch::Contains(s)) => {
-                // Checked on every row even when the trigram index drives:
-                // `instr` is the definition (case-sensitive, no wildcards).
-                let p = b.arg(text(s));
-                wh.push(format!("instr({c}, {p}) > 0"));
-                if driver == Driver::Text(c) {
-                    // The distinct values holding `s`, then their images.
-                    // (With the trigram index: its hits by rowid, `+col`.)
-                    let hit = if s.chars().count() >= TRIGRAM {
-                        let p = b.arg(text(&fts_phrase(s)));
-                        format!(
-                            "+col = '{c}' AND id IN \
-                             (SELECT rowid FROM image_text WHERE image_text MATCH {p})"
-                        )
-                    } else {
-                        format!("col = '{c}' AND instr(value, {p}) > 0")
-                    };
-                    wh.push(format!(
-                        "{c} IN (SELECT value FROM image_values WHERE {hit})"
-                    ));
-                }
-            }
-            None => {}
-        }
+        text_conditions(c, m, driver, b, &mut wh);
     }
     if let Some((neg, t)) = &q.type_ {
         let p = b.arg(text(t));
@@ -154,6 +144,54 @@ pub(super) fn where_sql(
         // A literal, not a parameter: the planner sees it (see [`limit`]).
         wh.push(format!("{} = {}", col("public"), public as i64));
     }
+    wh
+}
+
+/// The conditions of the match `m` on the column `c` (`name` or
+/// `version`), pushed onto `wh`: equal to an exact value, or holding a
+/// `~` substring (and, where that column drives, its matching values).
+fn text_conditions(
+    c: &'static str,
+    m: &Option<TextMatch>,
+    driver: Driver,
+    b: &mut Sql,
+    wh: &mut Vec<String>,
+) {
+    match m {
+        Some(TextMatch::Exact(s)) => {
+            let p = b.arg(text(s));
+            wh.push(format!("{} = {p}", driver.written_column(c)));
+        }
+        Some(TextMatch::Contains(s)) => {
+            // Checked on every row even when the trigram index drives:
+            // `instr` is the definition (case-sensitive, no wildcards).
+            let p = b.arg(text(s));
+            wh.push(format!("instr({c}, {p}) > 0"));
+            if driver == Driver::Text(c) {
+                // The distinct values holding `s`, then their images.
+                // (With the trigram index: its hits by rowid, `+col`.)
+                let hit = if s.chars().count() >= TRIGRAM {
+                    let p = b.arg(text(&fts_phrase(s)));
+                    format!(
+                        "+col = '{c}' AND id IN \
+                         (SELECT rowid FROM image_text WHERE image_text MATCH {p})"
+                    )
+                } else {
+                    format!("col = '{c}' AND instr(value, {p}) > 0")
+                };
+                wh.push(format!(
+                    "{c} IN (SELECT value FROM image_values WHERE {hit})"
+                ));
+            }
+        }
+        None => {}
+    }
+}
+
+/// The tag, tag key and billing tag conditions of `q`, pushed onto `wh`
+/// in that order: the first of a driving kind picks the rows through its
+/// side table, every other one is checked per row.
+fn side_table_conditions(q: &ListQuery, driver: Driver, b: &mut Sql, wh: &mut Vec<String>) {
     for (i, t) in q.tags.iter().enumerate() {
         let p = b.arg(text(t));
         if i == 0 && driver == Driver::Tag {
@@ -196,6 +234,16 @@ pub(super) fn where_sql(
             ));
         }
     }
+}
+
+/// The channel, last-download and marker conditions of `q`, pushed onto
+/// `wh` in that order.
+fn channel_download_marker_conditions(
+    q: &ListQuery,
+    driver: Driver,
+    b: &mut Sql,
+    wh: &mut Vec<String>,
+) {
     match q.channel.as_deref() {
         None => {}
         Some("*") => wh.push("channels != '[]'".to_string()),
@@ -231,39 +279,33 @@ pub(super) fn where_sql(
             if q.desc { "<=" } else { ">=" }
         ));
     }
-    if let Some(a) = q.account {
-        // (1) own images; (2) activated public; (3) activated private shared via acl.
-        // Others' images only when the state filter is not unactivated/disabled.
-        let p = b.arg(text(&a.to_string()));
-        let others = !matches!(
-            q.state,
-            StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
-        );
-        if others {
-            account = Some(format!(
-                "(+owner = {p} OR (+activated = 1 AND (+public = 1 OR \
-                 uuid IN (SELECT uuid FROM image_acl WHERE account = {p}))))"
-            ));
-        } else {
-            wh.push(format!("{} = {p}", col("owner")));
-        }
-    }
-    if let Some(a) = shared_with {
-        let p = b.arg(text(&a.to_string()));
-        wh.push(format!(
-            "{} = 1 AND {} IN (SELECT uuid FROM image_acl WHERE account = {p})",
-            col("activated"),
-            if driver == Driver::Acl {
-                "uuid"
-            } else {
-                "+uuid"
-            }
-        ));
-    }
-    Where {
-        filters: wh,
-        account,
-        driver,
+}
+
+/// The `account` union of `q` for the account `a`: (1) own images; (2)
+/// activated public; (3) activated private shared via acl. Others' images
+/// only when the state filter is not unactivated/disabled: else the
+/// account's own images are a filter pushed onto `wh`, and there is no
+/// union.
+fn account_condition(
+    q: &ListQuery,
+    a: Uuid,
+    driver: Driver,
+    b: &mut Sql,
+    wh: &mut Vec<String>,
+) -> Option<String> {
+    let p = b.arg(text(&a.to_string()));
+    let others = !matches!(
+        q.state,
+        StateFilter::Only(State::Unactivated) | StateFilter::Only(State::Disabled)
+    );
+    if others {
+        Some(format!(
+            "(+owner = {p} OR (+activated = 1 AND (+public = 1 OR \
+             uuid IN (SELECT uuid FROM image_acl WHERE account = {p}))))"
+        ))
+    } else {
+        wh.push(format!("{} = {p}", driver.written_column("owner")));
+        None
     }
 }
 
@@ -372,6 +414,17 @@ impl Driver {
         match self {
             Driver::Column(c) | Driver::Text(c) => Some(c),
             _ => None,
+        }
+    }
+
+    /// The column `c` as a condition writes it: its plain name where the
+    /// driver's index has it (usable by the index), else `+c` (checked per
+    /// row).
+    pub(super) fn written_column(self, c: &str) -> String {
+        if self.column() == Some(c) || (c == "state" && self.index_has_state()) {
+            c.to_string()
+        } else {
+            format!("+{c}")
         }
     }
 
