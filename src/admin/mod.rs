@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::db::registrations as jobs;
 use crate::digest::StreamHasher;
 use crate::error::{Error, Result};
@@ -451,8 +452,35 @@ pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Resul
     let verb = if yes { "delete" } else { "would delete" };
     let mut sum = GcSummary::default();
     let now = state.images.clock.timestamp();
+    sum.uploads = gc_expired_uploads(state, now, yes, verb, out).await?;
+    let (placeholders, doomed_uuids) = gc_expired_placeholders(state, now, yes, verb, out).await?;
+    sum.placeholders = placeholders;
+    let orphans = find_orphans(state, yes, &doomed_uuids).await?;
+    for o in &orphans {
+        if yes && !delete_orphan(state, o, &mut sum, out).await? {
+            continue;
+        }
+        sum.objects += 1;
+        sum.object_bytes += o.meta.size;
+        writeln!(
+            out,
+            "{verb} {} {} ({} bytes): {}",
+            o.stor, o.key, o.meta.size, o.why
+        )?;
+    }
+    write_gc_summary(&sum, yes, out)?;
+    Ok(sum)
+}
 
-    // 1. Uploads idle past their expiry.
+/// `gc`'s first phase: the uploads idle past their expiry, printed, and
+/// (with `yes`) reaped; how many.
+async fn gc_expired_uploads<W: Write>(
+    state: &Services<'_>,
+    now: Timestamp,
+    yes: bool,
+    verb: &str,
+    out: &mut W,
+) -> Result<usize> {
     let expired = { state.db.read(move |c| c.upload_expired(now)).await? };
     for u in &expired {
         writeln!(
@@ -465,32 +493,39 @@ pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Resul
             u.length
         )?;
     }
-    sum.uploads = if yes {
+    Ok(if yes {
         state.uploads.reap_expired().await?
     } else {
         expired.len()
-    };
+    })
+}
 
-    // 2. Expired placeholders, unless their registration is still running.
+/// `gc`'s second phase: the expired placeholders whose registration is
+/// not running, printed, and (with `yes`) deleted with their stored
+/// files; how many, and the uuids of those found doomed.
+async fn gc_expired_placeholders<W: Write>(
+    state: &Services<'_>,
+    now: Timestamp,
+    yes: bool,
+    verb: &str,
+    out: &mut W,
+) -> Result<(usize, HashSet<Uuid>)> {
     let busy = busy_images(state).await?;
-    let doomed: Vec<Image> = {
-        let busy = busy.clone();
-        state
-            .db
-            .read(move |c| {
-                let mut out = Vec::new();
-                for u in c.image_expired_placeholders(now)? {
-                    if busy.contains(&u) {
-                        continue;
-                    }
-                    if let Some(img) = c.image_get(u)? {
-                        out.push(img);
-                    }
+    let doomed: Vec<Image> = state
+        .db
+        .read(move |c| {
+            let mut out = Vec::new();
+            for u in c.image_expired_placeholders(now)? {
+                if busy.contains(&u) {
+                    continue;
                 }
-                Ok::<_, Error>(out)
-            })
-            .await?
-    };
+                if let Some(img) = c.image_get(u)? {
+                    out.push(img);
+                }
+            }
+            Ok::<_, Error>(out)
+        })
+        .await?;
     for img in &doomed {
         writeln!(
             out,
@@ -501,39 +536,56 @@ pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Resul
         )?;
     }
     let doomed_uuids: HashSet<Uuid> = doomed.iter().map(|i| i.uuid).collect();
-    if yes {
-        let candidates = doomed_uuids.clone();
-        let gone = state
-            .db
-            .write(move |c| {
-                let still: HashSet<Uuid> = c.image_expired_placeholders(now)?.into_iter().collect();
-                let mut gone = Vec::new();
-                for u in candidates {
-                    let running = c
-                        .job_get(u)?
-                        .is_some_and(|j| j.state == jobs::JobState::Pending);
-                    if !still.contains(&u) || running {
-                        continue;
-                    }
-                    if let Some(img) = c.image_get(u)? {
-                        c.image_delete(u)?;
-                        gone.push(img);
-                    }
-                }
-                Ok::<_, Error>(gone)
-            })
-            .await?;
-        for img in &gone {
-            state.images.remove_stored(img).await;
-        }
-        sum.placeholders = gone.len();
-    } else {
-        sum.placeholders = doomed.len();
+    if !yes {
+        return Ok((doomed.len(), doomed_uuids));
     }
+    let gone = delete_placeholders(state, now, doomed_uuids.clone()).await?;
+    for img in &gone {
+        state.images.remove_stored(img).await;
+    }
+    Ok((gone.len(), doomed_uuids))
+}
 
-    // 3. Orphaned objects. The stores are listed before the database is
-    // read: an object is always written after its image row, so whatever
-    // was listed has its image (if any) in what is read next.
+/// Delete the image rows of the `candidates` that are still expired
+/// placeholders and have no pending registration, in one transaction;
+/// the images deleted.
+async fn delete_placeholders(
+    state: &Services<'_>,
+    now: Timestamp,
+    candidates: HashSet<Uuid>,
+) -> Result<Vec<Image>> {
+    state
+        .db
+        .write(move |c| {
+            let still: HashSet<Uuid> = c.image_expired_placeholders(now)?.into_iter().collect();
+            let mut gone = Vec::new();
+            for u in candidates {
+                let running = c
+                    .job_get(u)?
+                    .is_some_and(|j| j.state == jobs::JobState::Pending);
+                if !still.contains(&u) || running {
+                    continue;
+                }
+                if let Some(img) = c.image_get(u)? {
+                    c.image_delete(u)?;
+                    gone.push(img);
+                }
+            }
+            Ok::<_, Error>(gone)
+        })
+        .await
+}
+
+/// `gc`'s third phase, finding: the orphaned objects of the image areas
+/// and of the upload areas. The stores are listed before the database is
+/// read: an object is always written after its image row, so whatever
+/// was listed has its image (if any) in what is read next. In a dry run
+/// (`yes` false), the images of `doomed_uuids` count as gone.
+async fn find_orphans(
+    state: &Services<'_>,
+    yes: bool,
+    doomed_uuids: &HashSet<Uuid>,
+) -> Result<Vec<Orphan>> {
     let upload_data = list_upload_areas(state).await?;
     let mut listed: Vec<(StoreName, String, ObjectMeta)> = Vec::new();
     for &stor in STORS {
@@ -562,7 +614,7 @@ pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Resul
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let orphans: Vec<Orphan> = listed
+    let mut orphans: Vec<Orphan> = listed
         .into_iter()
         .filter_map(|(stor, key, meta)| {
             let why = classify(stor, &key, &meta, now_ns, &images, &referenced, &busy)?;
@@ -574,39 +626,43 @@ pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Resul
             })
         })
         .collect();
-    let mut orphans = orphans;
     orphans.extend(upload_orphans(state, upload_data, now_ns).await?);
-    for o in &orphans {
-        if yes {
-            let store = state.images.stores.get(o.stor);
-            // Not if it was rewritten since it was listed.
-            match store.head(&o.key).await {
-                Ok(Some(m)) if unchanged(&o.meta, &m) => {}
-                Ok(_) => {
-                    writeln!(out, "keep {} {}: changed meanwhile", o.stor, o.key)?;
-                    continue;
-                }
-                Err(e) => {
-                    sum.errors += 1;
-                    writeln!(out, "error {} {}: {}", o.stor, o.key, describe(e))?;
-                    continue;
-                }
-            }
-            if let Err(e) = store.delete(&o.key).await {
-                sum.errors += 1;
-                writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(e))?;
-                continue;
-            }
-        }
-        sum.objects += 1;
-        sum.object_bytes += o.meta.size;
-        writeln!(
-            out,
-            "{verb} {} {} ({} bytes): {}",
-            o.stor, o.key, o.meta.size, o.why
-        )?;
-    }
+    Ok(orphans)
+}
 
+/// Delete the orphan `o`, unless it was rewritten since it was listed
+/// (printed as kept) or its store fails (printed, and counted in `sum`);
+/// whether it was deleted.
+async fn delete_orphan<W: Write>(
+    state: &Services<'_>,
+    o: &Orphan,
+    sum: &mut GcSummary,
+    out: &mut W,
+) -> Result<bool> {
+    let store = state.images.stores.get(o.stor);
+    // Not if it was rewritten since it was listed.
+    match store.head(&o.key).await {
+        Ok(Some(m)) if unchanged(&o.meta, &m) => {}
+        Ok(_) => {
+            writeln!(out, "keep {} {}: changed meanwhile", o.stor, o.key)?;
+            return Ok(false);
+        }
+        Err(e) => {
+            sum.errors += 1;
+            writeln!(out, "error {} {}: {}", o.stor, o.key, describe(e))?;
+            return Ok(false);
+        }
+    }
+    if let Err(e) = store.delete(&o.key).await {
+        sum.errors += 1;
+        writeln!(out, "error deleting {} {}: {}", o.stor, o.key, describe(e))?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// `gc`'s summary line: what it deleted, or (dry run) would delete.
+fn write_gc_summary<W: Write>(sum: &GcSummary, yes: bool, out: &mut W) -> Result<()> {
     if yes {
         writeln!(
             out,
@@ -620,7 +676,7 @@ pub async fn gc<W: Write>(state: &Services<'_>, yes: bool, out: &mut W) -> Resul
             sum.uploads, sum.placeholders, sum.objects, sum.object_bytes
         )?;
     }
-    Ok(sum)
+    Ok(())
 }
 
 #[cfg(test)]
