@@ -3,6 +3,7 @@
 //! verified against the source's MD5, then handed to the images service.
 
 use super::*;
+use crate::store::Stores;
 
 impl Imports {
     /// Where a transfer named `name` stages its bytes for an image file
@@ -67,6 +68,7 @@ impl Imports {
         res
     }
 
+    /// [`Self::download`], without removing corrupt staged bytes.
     pub(super) async fn download_inner(
         &self,
         src: &Source,
@@ -75,32 +77,8 @@ impl Imports {
         d: &mut Download,
         job: Option<Uuid>,
     ) -> Result<(Digests, SessionState)> {
-        let stores = &self.images.stores;
-        let stage = d.stage.clone();
-        let on_disk = stores
-            .get(stage.staged)
-            .head(&stage.key)
-            .await?
-            .map(|m| m.size)
-            .unwrap_or(0);
-        if on_disk < d.offset || d.offset > spec.size {
-            d.offset = 0;
-            d.md5 = None;
-        }
-        let mut st = SessionState {
-            staged: stage.staged,
-            staged_key: stage.key.clone(),
-            offset: d.offset,
-            multipart: None,
-            window: None,
-            pieces: None,
-        };
-        let mut hasher = self.rehash(&st).await?;
-        // Opening cuts anything staged past the saved offset.
-        let mut w = Some(stores.append(&st, stage.target, None, STAGED).await?);
+        let mut staging = self.open_staging(spec, d).await?;
         let mut idle_rounds = 0u32;
-        // Received bytes not yet hashed and written (at most GATHER).
-        let mut gathered = bytes::BytesMut::with_capacity(GATHER);
         while d.offset < spec.size {
             let before = d.offset;
             let got = self.remote.file(src, uuid, d.offset, spec.size).await;
@@ -116,61 +94,7 @@ impl Imports {
                     continue;
                 }
             };
-            let RemoteFile {
-                mut resp,
-                restart,
-                content_md5,
-            } = resp;
-            if restart {
-                // The source ignored the Range: start over.
-                if let Some(old) = w.take() {
-                    let _ = old.abort().await;
-                }
-                st.offset = 0;
-                w = Some(stores.append(&st, stage.target, None, STAGED).await?);
-                hasher = StreamHasher::new()?;
-                d.offset = 0;
-            }
-            if content_md5.is_some() {
-                d.md5 = content_md5;
-            }
-            let stall = Duration::from_secs(self.cfg.stall_timeout_secs);
-            loop {
-                let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
-                    Ok(Ok(Some(c))) => c,
-                    Ok(Ok(None)) => break,
-                    Ok(Err(e)) => {
-                        tracing::info!(image.uuid = %uuid, offset = d.offset, error = %e, "source dropped the file transfer; resuming");
-                        break;
-                    }
-                    Err(_) => {
-                        tracing::info!(image.uuid = %uuid, offset = d.offset, "source stalled; resuming");
-                        break;
-                    }
-                };
-                if d.offset + chunk.len() as u64 > spec.size {
-                    d.corrupt = true;
-                    return Err(Error::RemoteSourceError(format!(
-                        "the source sent more than the {} bytes its manifest gives for image {uuid}",
-                        spec.size
-                    )));
-                }
-                d.offset += chunk.len() as u64;
-                d.received += chunk.len() as u64;
-                gathered.extend_from_slice(&chunk);
-                if gathered.len() >= GATHER {
-                    put(&mut hasher, &mut w, &mut gathered).await?;
-                }
-                if job.is_some() && d.offset - st.offset >= CHECKPOINT_BYTES {
-                    put(&mut hasher, &mut w, &mut gathered).await?;
-                    let writer = w
-                        .take()
-                        .ok_or_else(|| Error::internal("no session writer"))?;
-                    self.checkpoint(writer, &mut st, job, uuid, d).await?;
-                    w = Some(stores.append(&st, stage.target, None, STAGED).await?);
-                }
-            }
-            put(&mut hasher, &mut w, &mut gathered).await?;
+            self.receive(resp, uuid, spec, d, job, &mut staging).await?;
             if d.offset > before {
                 idle_rounds = 0;
             } else {
@@ -184,31 +108,119 @@ impl Imports {
                 backoff(idle_rounds).await;
             }
         }
-        let writer = w
+        let writer = staging
+            .writer
             .take()
             .ok_or_else(|| Error::internal("no session writer"))?;
-        self.checkpoint(writer, &mut st, job, uuid, d).await?;
-        let got = hasher.finish().await?;
-        let mut errors = Vec::new();
-        if got.size != spec.size {
-            errors.push(format!("size {} (manifest: {})", got.size, spec.size));
+        self.checkpoint(writer, &mut staging.session, job, uuid, d)
+            .await?;
+        let got = staging.hasher.finish().await?;
+        verify_download(&got, spec, uuid, d)?;
+        Ok((got, staging.session))
+    }
+
+    /// The session of `d`'s stage, resumed at `d.offset` when the bytes
+    /// staged reach it (else started over), with its hasher and an open
+    /// writer (opening cuts anything staged past the saved offset).
+    async fn open_staging(&self, spec: &FileSpec, d: &mut Download) -> Result<Staging> {
+        let stores = &self.images.stores;
+        let stage = d.stage.clone();
+        let on_disk = stores
+            .get(stage.staged)
+            .head(&stage.key)
+            .await?
+            .map(|m| m.size)
+            .unwrap_or(0);
+        if on_disk < d.offset || d.offset > spec.size {
+            d.offset = 0;
+            d.md5 = None;
         }
-        if got.sha1_hex() != spec.sha1 {
-            errors.push(format!("sha1 {} (manifest: {})", got.sha1_hex(), spec.sha1));
+        let session = SessionState {
+            staged: stage.staged,
+            staged_key: stage.key.clone(),
+            offset: d.offset,
+            multipart: None,
+            window: None,
+            pieces: None,
+        };
+        let hasher = self.rehash(&session).await?;
+        // Opening cuts anything staged past the saved offset.
+        let writer = Some(stores.append(&session, stage.target, None, STAGED).await?);
+        Ok(Staging {
+            session,
+            hasher,
+            writer,
+            gathered: bytes::BytesMut::with_capacity(GATHER),
+            target: stage.target,
+        })
+    }
+
+    /// Take in one response of the source into `staging` until it ends,
+    /// drops or stalls (starting over if it ignored the `Range`), saving
+    /// progress every [`CHECKPOINT_BYTES`] for a `job`; more bytes than
+    /// the manifest gives mark `d` corrupt.
+    async fn receive(
+        &self,
+        resp: RemoteFile,
+        uuid: Uuid,
+        spec: &FileSpec,
+        d: &mut Download,
+        job: Option<Uuid>,
+        staging: &mut Staging,
+    ) -> Result<()> {
+        let stores = &self.images.stores;
+        let RemoteFile {
+            mut resp,
+            restart,
+            content_md5,
+        } = resp;
+        if restart {
+            // The source ignored the Range: start over.
+            staging.start_over(stores).await?;
+            d.offset = 0;
         }
-        if let Some(m) = &d.md5
-            && *m != got.md5_base64()
-        {
-            errors.push(format!("md5 {} (Content-MD5: {m})", got.md5_base64()));
+        if content_md5.is_some() {
+            d.md5 = content_md5;
         }
-        if !errors.is_empty() {
-            d.corrupt = true;
-            return Err(Error::RemoteSourceError(format!(
-                "the file of image {uuid} from the source does not verify: {}",
-                errors.join(", ")
-            )));
+        let stall = Duration::from_secs(self.cfg.stall_timeout_secs);
+        loop {
+            let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
+                Ok(Ok(Some(c))) => c,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    tracing::info!(image.uuid = %uuid, offset = d.offset, error = %e, "source dropped the file transfer; resuming");
+                    break;
+                }
+                Err(_) => {
+                    tracing::info!(image.uuid = %uuid, offset = d.offset, "source stalled; resuming");
+                    break;
+                }
+            };
+            if d.offset + chunk.len() as u64 > spec.size {
+                d.corrupt = true;
+                return Err(Error::RemoteSourceError(format!(
+                    "the source sent more than the {} bytes its manifest gives for image {uuid}",
+                    spec.size
+                )));
+            }
+            d.offset += chunk.len() as u64;
+            d.received += chunk.len() as u64;
+            staging.gathered.extend_from_slice(&chunk);
+            if staging.gathered.len() >= GATHER {
+                staging.put().await?;
+            }
+            if job.is_some() && d.offset - staging.session.offset >= CHECKPOINT_BYTES {
+                staging.put().await?;
+                let writer = staging
+                    .writer
+                    .take()
+                    .ok_or_else(|| Error::internal("no session writer"))?;
+                self.checkpoint(writer, &mut staging.session, job, uuid, d)
+                    .await?;
+                staging.reopen(stores).await?;
+            }
         }
-        Ok((got, st))
+        staging.put().await
     }
 
     /// Make the staged bytes durable (the writer's end), then save the
@@ -301,21 +313,78 @@ impl Download {
     }
 }
 
-/// Hash and stage the gathered bytes.
-pub(super) async fn put(
-    hasher: &mut StreamHasher,
-    w: &mut Option<SessionWriter>,
-    gathered: &mut bytes::BytesMut,
-) -> Result<()> {
-    if gathered.is_empty() {
-        return Ok(());
+/// The staging side of a download in progress: the session, the hasher
+/// of its bytes, its open writer, and the received bytes not yet hashed
+/// and written (at most [`GATHER`]).
+struct Staging {
+    session: SessionState,
+    hasher: StreamHasher,
+    writer: Option<SessionWriter>,
+    gathered: bytes::BytesMut,
+    /// The image's store the session is completed into.
+    target: StoreName,
+}
+
+impl Staging {
+    /// Open a writer of the session at its offset.
+    async fn reopen(&mut self, stores: &Stores) -> Result<()> {
+        self.writer = Some(
+            stores
+                .append(&self.session, self.target, None, STAGED)
+                .await?,
+        );
+        Ok(())
     }
-    let b = gathered.split().freeze();
-    hasher.update(&b).await?;
-    w.as_mut()
-        .ok_or_else(|| Error::internal("no session writer"))?
-        .write(b)
-        .await?;
+
+    /// Abort the writer and the hash, and stage again from byte 0.
+    async fn start_over(&mut self, stores: &Stores) -> Result<()> {
+        if let Some(old) = self.writer.take() {
+            let _ = old.abort().await;
+        }
+        self.session.offset = 0;
+        self.reopen(stores).await?;
+        self.hasher = StreamHasher::new()?;
+        Ok(())
+    }
+
+    /// Hash and stage the gathered bytes.
+    async fn put(&mut self) -> Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let b = self.gathered.split().freeze();
+        self.hasher.update(&b).await?;
+        self.writer
+            .as_mut()
+            .ok_or_else(|| Error::internal("no session writer"))?
+            .write(b)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Check the digests of a complete download against the manifest's size
+/// and sha1 and the source's Content-MD5; a mismatch marks `d` corrupt.
+fn verify_download(got: &Digests, spec: &FileSpec, uuid: Uuid, d: &mut Download) -> Result<()> {
+    let mut errors = Vec::new();
+    if got.size != spec.size {
+        errors.push(format!("size {} (manifest: {})", got.size, spec.size));
+    }
+    if got.sha1_hex() != spec.sha1 {
+        errors.push(format!("sha1 {} (manifest: {})", got.sha1_hex(), spec.sha1));
+    }
+    if let Some(m) = &d.md5
+        && *m != got.md5_base64()
+    {
+        errors.push(format!("md5 {} (Content-MD5: {m})", got.md5_base64()));
+    }
+    if !errors.is_empty() {
+        d.corrupt = true;
+        return Err(Error::RemoteSourceError(format!(
+            "the file of image {uuid} from the source does not verify: {}",
+            errors.join(", ")
+        )));
+    }
     Ok(())
 }
 
