@@ -286,28 +286,7 @@ impl Images {
         body: Option<Map<String, Value>>,
         if_match: Option<String>,
     ) -> Result<Image> {
-        let Some(body) = body else {
-            return Err(Error::ValidationFailed {
-                message: "missing request body".into(),
-                errors: vec![FieldError::new("body", FieldCode::MissingParameter)],
-            });
-        };
-        if body.is_empty() {
-            return Err(Error::ValidationFailed {
-                message: "invalid image update data: no parameters provided".into(),
-                errors: vec![],
-            });
-        }
-        // Sizes of what is given are checked before the writer is taken
-        // (the merged image is checked again inside).
-        let mut given = body.clone();
-        given.retain(|_, v| !v.is_null());
-        normalize(&mut given);
-        let errs = check_limits(&given);
-        if !errs.is_empty() {
-            return Err(Error::validation(errs));
-        }
-        drop(given);
+        let body = check_update_body(body)?;
         let acting_for_account = caller.account.is_some() || !caller.operator;
         let lifespan = self.placeholder_lifespan_days;
         let clock = self.clock.clone();
@@ -317,87 +296,9 @@ impl Images {
             .map(str::to_string);
         let update_caller = caller.clone();
         self.modify_tx(caller, uuid, if_match, move |c, img| {
-            let mut errs = Vec::new();
-            for k in body.keys() {
-                let k = k.as_str();
-                if ADMIN_MUTABLE.contains(&k) {
-                    if acting_for_account {
-                        errs.push(FieldError::msg(
-                            k,
-                            FieldCode::NotAllowed,
-                            "Can only be updated by operators",
-                        ));
-                    } else if k == "origin" && img.activated {
-                        errs.push(FieldError::msg(
-                            k,
-                            FieldCode::NotAllowed,
-                            "Can only be updated on unactivated images",
-                        ));
-                    }
-                } else if k == "channels" {
-                    errs.push(FieldError::msg(
-                        k,
-                        FieldCode::Invalid,
-                        "channels are changed with ChannelAddImage and DeleteImage",
-                    ));
-                } else if !MUTABLE.contains(&k) {
-                    errs.push(FieldError::msg(
-                        k,
-                        FieldCode::NotAllowed,
-                        "Parameter cannot be updated",
-                    ));
-                }
-            }
-            if !errs.is_empty() {
-                let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-                return Err(Error::ValidationFailed {
-                    message: format!("invalid image update data: {}", fields.join(", ")),
-                    errors: errs,
-                });
-            }
-            let mut raw = match serde_json::to_value(&*img).map_err(Error::internal)? {
-                Value::Object(m) => m,
-                _ => return Err(Error::internal("image is not an object")),
-            };
-            let mut new_state = None;
-            for (k, v) in body {
-                if k == "state" {
-                    new_state = Some(v);
-                    continue;
-                }
-                let deletable = DELETABLE.contains(&k.as_str())
-                    || (ZVOL_FIELDS.contains(&k.as_str()) && img.type_ != "zvol");
-                if v.is_null() && deletable {
-                    raw.remove(&k);
-                } else {
-                    raw.insert(k, v);
-                }
-            }
-            normalize(&mut raw);
-            let placeholder = matches!(img.state(), State::Creating | State::Failed);
-            let mut errs = validate_manifest(&raw, Ctx { placeholder });
-            let state = match &new_state {
-                None => None,
-                Some(v) => match v.as_str().and_then(State::parse) {
-                    Some(s) => Some(s),
-                    None => {
-                        errs.push(FieldError::new("state", FieldCode::Invalid));
-                        None
-                    }
-                },
-            };
-            if !errs.is_empty() {
-                return Err(Error::validation(errs));
-            }
-            let mut updated: Image = serde_json::from_value(Value::Object(raw)).map_err(|e| {
-                // Validation should have refused whatever does not deserialize.
-                tracing::warn!(error = %e, "a validated update does not deserialize");
-                Error::validation(vec![FieldError::msg(
-                    "manifest",
-                    FieldCode::Invalid,
-                    "invalid image data",
-                )])
-            })?;
+            check_updatable_keys(&body, img, acting_for_account)?;
+            let (raw, new_state) = merge_update(img, body)?;
+            let (mut updated, state) = validated_update(raw, img, new_state)?;
             if let Some(s) = state {
                 apply_state(&mut updated, s, lifespan, clock.timestamp())?;
             }
@@ -647,4 +548,144 @@ fn build_image(mut body: Map<String, Value>, uuid: Uuid, import: bool) -> Result
 pub fn placeholder_expiry(now: Timestamp, lifespan_days: u64) -> Timestamp {
     let days = i64::try_from(lifespan_days).unwrap_or(i64::MAX);
     now.plus(chrono::Duration::try_days(days).unwrap_or(chrono::Duration::MAX))
+}
+
+/// UpdateImage's checks before the writer is taken: a body, not empty,
+/// and the sizes of what it gives within limits (the merged image is
+/// checked again inside).
+fn check_update_body(body: Option<Map<String, Value>>) -> Result<Map<String, Value>> {
+    let Some(body) = body else {
+        return Err(Error::ValidationFailed {
+            message: "missing request body".into(),
+            errors: vec![FieldError::new("body", FieldCode::MissingParameter)],
+        });
+    };
+    if body.is_empty() {
+        return Err(Error::ValidationFailed {
+            message: "invalid image update data: no parameters provided".into(),
+            errors: vec![],
+        });
+    }
+    // Sizes of what is given are checked before the writer is taken
+    // (the merged image is checked again inside).
+    let mut given = body.clone();
+    given.retain(|_, v| !v.is_null());
+    normalize(&mut given);
+    let errs = check_limits(&given);
+    if !errs.is_empty() {
+        return Err(Error::validation(errs));
+    }
+    drop(given);
+    Ok(body)
+}
+
+/// Refuse an update of `img` naming a field the caller may not change:
+/// an admin field unless an operator acts for no account (and `origin`
+/// only while unactivated), `channels`, or a field that is not mutable.
+fn check_updatable_keys(
+    body: &Map<String, Value>,
+    img: &Image,
+    acting_for_account: bool,
+) -> Result<()> {
+    let mut errs = Vec::new();
+    for k in body.keys() {
+        let k = k.as_str();
+        if ADMIN_MUTABLE.contains(&k) {
+            if acting_for_account {
+                errs.push(FieldError::msg(
+                    k,
+                    FieldCode::NotAllowed,
+                    "Can only be updated by operators",
+                ));
+            } else if k == "origin" && img.activated {
+                errs.push(FieldError::msg(
+                    k,
+                    FieldCode::NotAllowed,
+                    "Can only be updated on unactivated images",
+                ));
+            }
+        } else if k == "channels" {
+            errs.push(FieldError::msg(
+                k,
+                FieldCode::Invalid,
+                "channels are changed with ChannelAddImage and DeleteImage",
+            ));
+        } else if !MUTABLE.contains(&k) {
+            errs.push(FieldError::msg(
+                k,
+                FieldCode::NotAllowed,
+                "Parameter cannot be updated",
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        return Err(Error::ValidationFailed {
+            message: format!("invalid image update data: {}", fields.join(", ")),
+            errors: errs,
+        });
+    }
+    Ok(())
+}
+
+/// The manifest of `img` with the update `body` merged in (`null`
+/// removing a deletable field), and the `state` it asks for, if any.
+fn merge_update(
+    img: &Image,
+    body: Map<String, Value>,
+) -> Result<(Map<String, Value>, Option<Value>)> {
+    let mut raw = match serde_json::to_value(img).map_err(Error::internal)? {
+        Value::Object(m) => m,
+        _ => return Err(Error::internal("image is not an object")),
+    };
+    let mut new_state = None;
+    for (k, v) in body {
+        if k == "state" {
+            new_state = Some(v);
+            continue;
+        }
+        let deletable = DELETABLE.contains(&k.as_str())
+            || (ZVOL_FIELDS.contains(&k.as_str()) && img.type_ != "zvol");
+        if v.is_null() && deletable {
+            raw.remove(&k);
+        } else {
+            raw.insert(k, v);
+        }
+    }
+    Ok((raw, new_state))
+}
+
+/// The merged manifest `raw` of an update of `img`, normalized and
+/// validated, as an image; and the state `new_state` asks for, if any.
+fn validated_update(
+    mut raw: Map<String, Value>,
+    img: &Image,
+    new_state: Option<Value>,
+) -> Result<(Image, Option<State>)> {
+    normalize(&mut raw);
+    let placeholder = matches!(img.state(), State::Creating | State::Failed);
+    let mut errs = validate_manifest(&raw, Ctx { placeholder });
+    let state = match &new_state {
+        None => None,
+        Some(v) => match v.as_str().and_then(State::parse) {
+            Some(s) => Some(s),
+            None => {
+                errs.push(FieldError::new("state", FieldCode::Invalid));
+                None
+            }
+        },
+    };
+    if !errs.is_empty() {
+        return Err(Error::validation(errs));
+    }
+    let updated: Image = serde_json::from_value(Value::Object(raw)).map_err(|e| {
+        // Validation should have refused whatever does not deserialize.
+        tracing::warn!(error = %e, "a validated update does not deserialize");
+        Error::validation(vec![FieldError::msg(
+            "manifest",
+            FieldCode::Invalid,
+            "invalid image data",
+        )])
+    })?;
+    Ok((updated, state))
 }
