@@ -14,17 +14,25 @@ use super::concat::{claim_partials, places_in};
 use super::locks::check_fence;
 use super::{ASSETS_UPLOAD_AREA, Uploads, is_stalled, session_of, set_session, staging_key, stamp};
 use crate::clock::Timestamp;
-use crate::db::uploads::{Concat, Upload, UploadState};
+use crate::db::uploads::{Concat, ConcatPlace, Upload, UploadState};
 use crate::digest::{ChunkChecksum, HashState, StreamHasher};
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
 use crate::store::namespace;
-use crate::store::{ByteStream, SessionWriter, StoreError, StoreName};
+use crate::store::{Appended, ByteStream, SessionState, SessionWriter, StoreError, StoreName};
 
 /// A request's per-chunk checksum: algorithm and expected digest.
 pub struct Checksum {
     pub algo: String,
     pub digest: Vec<u8>,
+}
+
+/// What a PATCH asks of its body besides the bytes: its declared length,
+/// its per-chunk checksum, and the fencing token of the lock it holds.
+struct AppendRequest {
+    content_length: Option<u64>,
+    checksum: Option<Checksum>,
+    fence: i64,
 }
 
 impl Uploads {
@@ -52,60 +60,15 @@ impl Uploads {
         concat: Concat,
         in_place: Option<Vec<u64>>,
     ) -> Result<Upload> {
-        caller.require_auth()?;
-        if matches!(concat, Concat::Partial { .. })
-            && metadata.get("path").is_some_and(|p| !p.is_empty())
-        {
-            return Err(Error::invalid_param(
-                "path",
-                FieldCode::NotAllowed,
-                "a partial upload (Upload-Concat: partial) has no path of its own; \
-                 give it to the final upload",
-            ));
-        }
-        if length > self.cfg.max_file_size {
-            return Err(Error::QuotaExceeded(format!(
-                "Upload-Length {length} is larger than the maximum file size, {}",
-                self.cfg.max_file_size
-            )));
-        }
+        self.check_create(caller, length, &metadata, &concat)?;
         let path = self.target_path(caller, &metadata).await?;
         let content_md5 = content_md5_of(&metadata)?;
         let id = Uuid::new_v4();
         // Held until created (and, when empty, completed): not yet "stalled".
         let _busy = self.lock(id).await?;
-        let target = path.as_ref().map(|p| p.store()).unwrap_or(StoreName::Manta);
-        let staged = self.stores.upload_home(target);
-        let area = format!(
-            "{}/uploads/{}/{id}",
-            namespace::RESERVED_LOGIN,
-            &id.to_string()[..3]
-        );
-        let staged_key = match staged {
-            // A dot segment: no /assets path can name it.
-            StoreName::Assets if self.stores.get(staged).is_local() => {
-                format!("{ASSETS_UPLOAD_AREA}{id}")
-            }
-            StoreName::Staging => staging_key(&area, 0),
-            _ => area.clone(),
-        };
-        // Bytes bound for an object store go to one multipart upload; the
-        // (empty) staged file exists before the row, so a row always has one.
-        let target_key = path.as_ref().map(|p| p.key.clone()).unwrap_or(area);
-        // A partial is never an object of its own: its bytes stay staged
-        // (or go into its final's), with no multipart upload.
-        let session_target = match concat {
-            Concat::Partial { .. } => staged,
-            _ => target,
-        };
-        let session = self
-            .stores
-            .begin_session(session_target, &target_key, staged, staged_key, length)
+        let (session, places) = self
+            .begin_upload_session(id, path.as_ref(), &concat, length, in_place)
             .await?;
-        // (A session kept in the store has no staged file to write into.)
-        let places = in_place
-            .filter(|_| session.pieces.is_none())
-            .map(|lens| places_in(&lens, self.stores.part_runs(target, &lens)));
         let now = self.now();
         let up = Upload {
             id,
@@ -132,6 +95,102 @@ impl Uploads {
             concat_place: None,
             pieces: session.pieces,
         };
+        self.insert_upload(caller, &up, places).await?;
+        if matches!(up.concat, Concat::Final { .. }) {
+            return self.fill_and_complete(up, _busy.fence()).await;
+        }
+        if length == 0 {
+            return self.complete(up).await;
+        }
+        Ok(up)
+    }
+
+    /// The checks of a new upload before anything is written: the caller
+    /// is authenticated, a partial upload has no path, and `length` is
+    /// within the maximum file size.
+    fn check_create(
+        &self,
+        caller: &Caller,
+        length: u64,
+        metadata: &BTreeMap<String, String>,
+        concat: &Concat,
+    ) -> Result<()> {
+        caller.require_auth()?;
+        if matches!(concat, Concat::Partial { .. })
+            && metadata.get("path").is_some_and(|p| !p.is_empty())
+        {
+            return Err(Error::invalid_param(
+                "path",
+                FieldCode::NotAllowed,
+                "a partial upload (Upload-Concat: partial) has no path of its own; \
+                 give it to the final upload",
+            ));
+        }
+        if length > self.cfg.max_file_size {
+            return Err(Error::QuotaExceeded(format!(
+                "Upload-Length {length} is larger than the maximum file size, {}",
+                self.cfg.max_file_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Begin the session of the new upload `id` bound for `path` (none:
+    /// the manta store), staged in its store's upload home; and, given
+    /// `in_place` (a final's partials' lengths), where each partial writes
+    /// its bytes into it.
+    async fn begin_upload_session(
+        &self,
+        id: Uuid,
+        path: Option<&namespace::StoragePath>,
+        concat: &Concat,
+        length: u64,
+        in_place: Option<Vec<u64>>,
+    ) -> Result<(SessionState, Option<Vec<ConcatPlace>>)> {
+        let target = path.map(|p| p.store()).unwrap_or(StoreName::Manta);
+        let staged = self.stores.upload_home(target);
+        let area = format!(
+            "{}/uploads/{}/{id}",
+            namespace::RESERVED_LOGIN,
+            &id.to_string()[..3]
+        );
+        let staged_key = match staged {
+            // A dot segment: no /assets path can name it.
+            StoreName::Assets if self.stores.get(staged).is_local() => {
+                format!("{ASSETS_UPLOAD_AREA}{id}")
+            }
+            StoreName::Staging => staging_key(&area, 0),
+            _ => area.clone(),
+        };
+        // Bytes bound for an object store go to one multipart upload; the
+        // (empty) staged file exists before the row, so a row always has one.
+        let target_key = path.map(|p| p.key.clone()).unwrap_or(area);
+        // A partial is never an object of its own: its bytes stay staged
+        // (or go into its final's), with no multipart upload.
+        let session_target = match concat {
+            Concat::Partial { .. } => staged,
+            _ => target,
+        };
+        let session = self
+            .stores
+            .begin_session(session_target, &target_key, staged, staged_key, length)
+            .await?;
+        // (A session kept in the store has no staged file to write into.)
+        let places = in_place
+            .filter(|_| session.pieces.is_none())
+            .map(|lens| places_in(&lens, self.stores.part_runs(target, &lens)));
+        Ok((session, places))
+    }
+
+    /// Insert the new upload's row, admitted by the upload caps and the
+    /// owner's quota, or (a final upload) claiming its partials at
+    /// `places`; on failure its staged bytes are removed.
+    async fn insert_upload(
+        &self,
+        caller: &Caller,
+        up: &Upload,
+        places: Option<Vec<ConcatPlace>>,
+    ) -> Result<()> {
         let caps = Caps::of(&self.cfg);
         let quotas = self.cfg.quotas.clone();
         let who = caller.clone();
@@ -162,13 +221,7 @@ impl Uploads {
             let _ = self.stores.get(up.store).delete(&up.data_key).await;
             return Err(e);
         }
-        if matches!(up.concat, Concat::Final { .. }) {
-            return self.fill_and_complete(up, _busy.fence()).await;
-        }
-        if length == 0 {
-            return self.complete(up).await;
-        }
-        Ok(up)
+        Ok(())
     }
 
     /// The upload's target path (metadata `path`), if it has one the caller
@@ -276,15 +329,72 @@ impl Uploads {
         if !may_append(&up, offset, content_length, self.now())? {
             return Ok(up); // an empty PATCH at the end: nothing to do
         }
+        let fence = busy.fence();
+        let request = AppendRequest {
+            content_length,
+            checksum,
+            fence,
+        };
+        let (received, added, hashed) = self.write_body(&up, request, body).await?;
+        self.record_appended(&mut up, received, hashed, &added);
+        let row = up.clone();
+        let committed = self
+            .db
+            .write(move |c| {
+                // A holder whose lease was taken over commits nothing.
+                check_fence(c, row.id, fence)?;
+                c.upload_update(&row)?;
+                if row.concat_place.is_some() {
+                    c.upload_set_place(row.id, row.concat_place.as_ref())?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await;
+        added.settle(committed).await?;
+        if up.offset == up.length {
+            return self.complete(up).await;
+        }
+        if up.multipart.is_some()
+            || up
+                .concat_place
+                .as_ref()
+                .is_some_and(|p| p.first_part.is_some())
+        {
+            // The bytes are durable here; full parts go to S3 now, or at a
+            // later PATCH if the store is unreachable.
+            if let Err(e) = self.flush_parts(&mut up, false).await {
+                tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
+            }
+        }
+        Ok(up)
+    }
+
+    /// Write a request's `body` into the session of `up` (and its hasher,
+    /// unless it is a partial written in place): the bytes received, what
+    /// the writer appended (made durable), and the hash state after them.
+    /// A failed request's bytes are cut back.
+    async fn write_body<S>(
+        &self,
+        up: &Upload,
+        request: AppendRequest,
+        body: S,
+    ) -> Result<(u64, Appended, Option<HashState>)>
+    where
+        S: Stream<Item = std::result::Result<Bytes, Error>> + Send,
+    {
+        let AppendRequest {
+            content_length,
+            checksum,
+            fence,
+        } = request;
         let remaining = up.length - up.offset;
         let chunk_sum = chunk_checksum(checksum.as_ref())?;
-        let (state, target) = self.session_for(&up).await?;
+        let (state, target) = self.session_for(up).await?;
         // A partial written in place is hashed as its final's bytes only.
         let mut hasher = match up.concat_place {
             Some(_) => None,
-            None => Some(self.resume_hashing(&up).await?),
+            None => Some(self.resume_hashing(up).await?),
         };
-        let fence = busy.fence();
         let mut writer = self
             .stores
             .append(&state, target, content_length, fence)
@@ -316,6 +426,19 @@ impl Uploads {
                 return Err(e.into());
             }
         };
+        Ok((received, added, hashed))
+    }
+
+    /// Record on `up` (not yet in its row) the `received` bytes of a
+    /// request, the hash state after them, and the parts or pieces its
+    /// writer `added`; its expiry starts again.
+    fn record_appended(
+        &self,
+        up: &mut Upload,
+        received: u64,
+        hashed: Option<HashState>,
+        added: &Appended,
+    ) {
         if let Some(h) = hashed {
             up.hash = h;
         }
@@ -330,36 +453,6 @@ impl Uploads {
         if added.pieces.is_some() {
             up.pieces = added.pieces.clone();
         }
-        let row = up.clone();
-        let committed = self
-            .db
-            .write(move |c| {
-                // A holder whose lease was taken over commits nothing.
-                check_fence(c, row.id, fence)?;
-                c.upload_update(&row)?;
-                if row.concat_place.is_some() {
-                    c.upload_set_place(row.id, row.concat_place.as_ref())?;
-                }
-                Ok::<_, Error>(())
-            })
-            .await;
-        added.settle(committed).await?;
-        if up.offset == up.length {
-            return self.complete(up).await;
-        }
-        if up.multipart.is_some()
-            || up
-                .concat_place
-                .as_ref()
-                .is_some_and(|p| p.first_part.is_some())
-        {
-            // The bytes are durable here; full parts go to S3 now, or at a
-            // later PATCH if the store is unreachable.
-            if let Err(e) = self.flush_parts(&mut up, false).await {
-                tracing::warn!(upload.id = %up.id, error = %e, "could not send parts yet");
-            }
-        }
-        Ok(up)
     }
 
     /// A hasher that goes on from the upload's saved state; a state this
