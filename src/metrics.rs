@@ -130,6 +130,16 @@ impl Metrics {
     /// computed by the caller (name, help, type, samples of (labels, value)).
     pub fn render(&self, extra: &[Gauge]) -> String {
         let mut out = String::new();
+        self.render_requests(&mut out);
+        self.render_latency(&mut out);
+        self.render_counters(&mut out);
+        self.render_log_events(&mut out);
+        render_gauges(&mut out, extra);
+        out
+    }
+
+    /// `imgapi_http_requests_total`: requests by route, method and status.
+    fn render_requests(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP imgapi_http_requests_total HTTP requests by route, method and status."
@@ -144,6 +154,11 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    /// `imgapi_http_request_duration_seconds`: the latency histogram of each
+    /// route.
+    fn render_latency(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP imgapi_http_request_duration_seconds Request latency by route."
@@ -176,6 +191,10 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    /// The plain counters (bytes, downloads, lifecycle), each its own family.
+    fn render_counters(&self, out: &mut String) {
         for (name, help, v) in [
             (
                 "imgapi_http_request_bytes_total",
@@ -222,6 +241,10 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
+    }
+
+    /// `imgapi_log_events_total`: log events by level.
+    fn render_log_events(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP imgapi_log_events_total Log events by level (alarm on error and warn)."
@@ -234,18 +257,21 @@ impl Metrics {
                 self.log_events[i].load(Ordering::Relaxed)
             );
         }
-        for (name, help, kind, samples) in extra {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {v}");
-                } else {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
+    }
+}
+
+/// The `extra` gauges of [`Metrics::render`]'s caller, each its own family.
+fn render_gauges(out: &mut String, extra: &[Gauge]) {
+    for (name, help, kind, samples) in extra {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
             }
         }
-        out
     }
 }
 
