@@ -7,12 +7,13 @@
 //! SQLite and are resumed after a restart. No image is ever activated with
 //! bytes that were not verified.
 
+mod outcome;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -22,10 +23,9 @@ use crate::db::{Db, DbError};
 use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
-use crate::images::placeholder_expiry;
 use crate::lease::Lease;
 use crate::locks::ImageLocks;
-use crate::manifest::{COMPRESSIONS, Image, ImageFile, Placeholder};
+use crate::manifest::{COMPRESSIONS, Image, Placeholder};
 use crate::store::namespace;
 use crate::store::{Move, StoreName, Stores, image_file_key, ingest};
 use crate::uploads::{Uploads, stamp};
@@ -266,8 +266,37 @@ impl Registrar {
         activate: bool,
     ) -> Result<Job> {
         Self::check_ref_fields(r, true)?;
+        let mut job = self.pending_job(image, kind, r, activate)?;
+        if let Some(id) = r.upload {
+            let up = self.uploads.get(caller, id).await?;
+            check_upload_registrable(&up)?;
+            job.source = JobSource::Upload;
+            job.upload_id = Some(id);
+            job.store = Some(up.store);
+            job.source_key = up.data_key.clone();
+            if self.trusted_digests(&up).await?.is_some() {
+                compare(&job, &up.hash.digests()?)?;
+            }
+        } else if let Some(p) = &r.path {
+            let sp = namespace::parse(p)
+                .map_err(|m| Error::invalid_param("files[0].path", FieldCode::Invalid, m))?;
+            self.uploads.check_path_access(caller, &sp).await?;
+            let store = self.stores.get(sp.store());
+            if store.head(&sp.key).await?.is_none() {
+                return Err(Error::FileNotFound(format!("{p} does not exist")));
+            }
+            job.source = JobSource::Path;
+            job.store = Some(sp.store());
+            job.source_key = sp.key;
+        }
+        Ok(job)
+    }
+
+    /// The pending job of the reference `r` for `image`, as the client
+    /// stated it (its source not yet resolved).
+    fn pending_job(&self, image: Uuid, kind: JobKind, r: &FileRef, activate: bool) -> Result<Job> {
         let now = self.clock.timestamp();
-        let mut job = Job {
+        Ok(Job {
             image_uuid: image,
             kind,
             source: if r.upload.is_some() {
@@ -291,59 +320,7 @@ impl Registrar {
             error_message: None,
             created_at: now,
             updated_at: now,
-        };
-        if let Some(id) = r.upload {
-            let up = self.uploads.get(caller, id).await?;
-            match up.state {
-                UploadState::Uploading => return Err(Error::UploadIncomplete(id)),
-                UploadState::Registered => {
-                    return Err(Error::FileInUse(format!(
-                        "upload {id} is already registered to an image"
-                    )));
-                }
-                UploadState::Failed
-                    if up
-                        .error
-                        .as_deref()
-                        .is_some_and(|e| e.contains("content_md5")) =>
-                {
-                    return Err(Error::ChecksumMismatch {
-                        message: format!("upload {id} failed its content_md5 check"),
-                        errors: vec![FieldError::new("content_md5", FieldCode::Mismatch)],
-                    });
-                }
-                UploadState::Failed => {
-                    return Err(Error::invalid_param(
-                        "files[0].upload",
-                        FieldCode::Invalid,
-                        format!(
-                            "upload {id} failed: {}",
-                            up.error.as_deref().unwrap_or("unknown reason")
-                        ),
-                    ));
-                }
-                UploadState::Complete => {}
-            }
-            job.source = JobSource::Upload;
-            job.upload_id = Some(id);
-            job.store = Some(up.store);
-            job.source_key = up.data_key.clone();
-            if self.trusted_digests(&up).await?.is_some() {
-                compare(&job, &up.hash.digests()?)?;
-            }
-        } else if let Some(p) = &r.path {
-            let sp = namespace::parse(p)
-                .map_err(|m| Error::invalid_param("files[0].path", FieldCode::Invalid, m))?;
-            self.uploads.check_path_access(caller, &sp).await?;
-            let store = self.stores.get(sp.store());
-            if store.head(&sp.key).await?.is_none() {
-                return Err(Error::FileNotFound(format!("{p} does not exist")));
-            }
-            job.source = JobSource::Path;
-            job.store = Some(sp.store());
-            job.source_key = sp.key;
-        }
-        Ok(job)
+        })
     }
 
     /// The digests recorded for an upload, if its bytes are certainly the
@@ -646,121 +623,6 @@ impl Registrar {
         Ok((d, false))
     }
 
-    /// Record the outcome: activate (or just attach), retry later, or fail.
-    async fn settle(
-        &self,
-        job: &Job,
-        outcome: std::result::Result<(Digests, bool), JobError>,
-        fence: i64,
-    ) -> Result<()> {
-        let uuid = job.image_uuid;
-        let _g = self.locks.lock(uuid).await?;
-        match outcome {
-            Ok((d, _moved)) => {
-                let file = ImageFile {
-                    sha1: d.sha1_hex(),
-                    size: d.size,
-                    compression: job.compression.as_str().to_string(),
-                    dataset_guid: job.dataset_guid.clone(),
-                    stor: DEST_STOR,
-                    content_md5: d.md5_base64(),
-                    mtime: self.clock.timestamp().into(),
-                };
-                let job2 = job.clone();
-                let clock = self.clock.clone();
-                let old = self
-                    .db
-                    .write(move |c| {
-                        check_job_fence(c, uuid, fence)?;
-                        let Some(mut img) = c.image_get(uuid)? else {
-                            c.job_delete(uuid)?;
-                            return Ok(None); // deleted meanwhile
-                        };
-                        let old = img.files.clone();
-                        img.files = vec![file];
-                        if job2.kind == JobKind::Register {
-                            img.placeholder = None;
-                            img.error = None;
-                            if job2.activate {
-                                img.activated = true;
-                                if img.published_at.is_none() {
-                                    img.published_at = Some(clock.timestamp().into());
-                                }
-                            }
-                        }
-                        c.image_update(&img)?;
-                        c.job_set_state(uuid, JobState::Done, None, clock.timestamp())?;
-                        Ok::<_, Error>(Some(old))
-                    })
-                    .await?;
-                match old {
-                    None => {
-                        // The image was deleted while registering: drop the bytes.
-                        let _ = self
-                            .stores
-                            .get(DEST_STOR)
-                            .delete(&image_file_key(DEST_STOR, &uuid))
-                            .await;
-                    }
-                    Some(old) => {
-                        for f in old.iter().filter(|f| f.stor != DEST_STOR) {
-                            let s = self.stores.get(f.stor);
-                            let _ = s.delete(&image_file_key(f.stor, &uuid)).await;
-                        }
-                        tracing::info!(image.uuid = %uuid, size_bytes = d.size, "registered image file");
-                    }
-                }
-                Ok(())
-            }
-            Err(JobError::Retry(e)) if job.attempts + 1 < MAX_ATTEMPTS => {
-                tracing::warn!(image.uuid = %uuid, error = %e, "registration will be retried");
-                Ok(())
-            }
-            Err(JobError::Retry(e)) | Err(JobError::Permanent(e)) => {
-                tracing::warn!(image.uuid = %uuid, code = e.code(), error = %e, "registration failed");
-                let (code, message) = (e.code().to_string(), e.to_string());
-                let lifespan = self.placeholder_lifespan_days;
-                let kind = job.kind;
-                let upload = job.upload_id;
-                let clock = self.clock.clone();
-                self.db
-                    .write(move |c| {
-                        check_job_fence(c, uuid, fence)?;
-                        if let Some(id) = upload {
-                            c.upload_unmark_registered(id, uuid)?; // the upload may be registered again
-                        }
-                        if kind == JobKind::Register
-                            && let Some(mut img) = c.image_get(uuid)?
-                        {
-                            img.placeholder = Some(Placeholder::Failed);
-                            img.error = Some(json!({"code": code, "message": message}));
-                            let exp = placeholder_expiry(clock.timestamp(), lifespan);
-                            img.expires_at = Some(exp.into());
-                            c.image_update(&img)?;
-                        }
-                        c.job_set_state(
-                            uuid,
-                            JobState::Failed,
-                            Some((&code, &message)),
-                            clock.timestamp(),
-                        )?;
-                        Ok::<_, Error>(())
-                    })
-                    .await?;
-                // A new image keeps no bytes; an attach left the old file alone
-                // (a refused stream is never committed).
-                if job.kind == JobKind::Register {
-                    let _ = self
-                        .stores
-                        .get(DEST_STOR)
-                        .delete(&image_file_key(DEST_STOR, &uuid))
-                        .await;
-                }
-                Ok(())
-            }
-        }
-    }
-
     /// Run every pending job (start-up, and periodically for retries).
     pub async fn run_pending(&self) -> Result<usize> {
         let pending = self.db.read(|c| c.job_pending()).await?;
@@ -782,14 +644,34 @@ impl Registrar {
     }
 }
 
-/// In a write transaction: refuse if `fence` no longer holds the job's
-/// lease (another node took the job over; it records the outcome).
-fn check_job_fence(c: &dyn crate::db::Meta, image: Uuid, fence: i64) -> Result<()> {
-    if c.lease_holds(&format!("job:{image}"), fence)? {
-        Ok(())
-    } else {
-        Err(Error::internal(format!(
-            "the registration of {image} was taken over by another node"
-        )))
+/// Refuse an upload that cannot become an image file: still uploading,
+/// already registered, or failed (its content_md5 check, or otherwise).
+fn check_upload_registrable(up: &Upload) -> Result<()> {
+    let id = up.id;
+    match up.state {
+        UploadState::Uploading => Err(Error::UploadIncomplete(id)),
+        UploadState::Registered => Err(Error::FileInUse(format!(
+            "upload {id} is already registered to an image"
+        ))),
+        UploadState::Failed
+            if up
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("content_md5")) =>
+        {
+            Err(Error::ChecksumMismatch {
+                message: format!("upload {id} failed its content_md5 check"),
+                errors: vec![FieldError::new("content_md5", FieldCode::Mismatch)],
+            })
+        }
+        UploadState::Failed => Err(Error::invalid_param(
+            "files[0].upload",
+            FieldCode::Invalid,
+            format!(
+                "upload {id} failed: {}",
+                up.error.as_deref().unwrap_or("unknown reason")
+            ),
+        )),
+        UploadState::Complete => Ok(()),
     }
 }
