@@ -22,13 +22,11 @@ use super::error::{Result, StoreError};
 use super::{ByteStream, ObjectMeta, valid_key};
 use crate::config::S3Config;
 
+mod copy;
 mod get_ahead;
 mod write;
 
 pub use write::{PartSender, PendingS3Write};
-
-/// Objects above this are copied with UploadPartCopy (S3's CopyObject limit).
-const MAX_SINGLE_COPY: u64 = 5 << 30;
 
 /// Per-attempt limit for requests whose work grows with the object, not the
 /// request (a server-side copy of up to 5 GiB, completing a multipart upload
@@ -463,113 +461,6 @@ impl S3Store {
         Ok(out)
     }
 
-    /// Server-side copy `from` → `to`, only if `from` still has `etag`.
-    pub async fn copy(&self, from: &str, to: &str, etag: Option<&str>) -> Result<()> {
-        let size = self
-            .head(from)
-            .await?
-            .ok_or_else(|| {
-                tracing::debug!(key = from, "copy source not found");
-                StoreError::CopySourceNotFound {
-                    key: from.to_string(),
-                }
-            })?
-            .size;
-        let src = format!("{}/{}", self.bucket, self.k(from)?);
-        if size <= MAX_SINGLE_COPY {
-            let mut req = self
-                .client
-                .copy_object()
-                .bucket(&self.bucket)
-                .key(self.k(to)?)
-                .copy_source(&src);
-            if let Some(t) = etag {
-                req = req.copy_source_if_match(t);
-            }
-            req.customize()
-                .config_override(self.long_request())
-                .send()
-                .await
-                .map_err(|e| copy_err(e, from))?;
-            return Ok(());
-        }
-        // Multipart copy, 1 GiB parts.
-        let key = self.k(to)?;
-        let up = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        let id = up.upload_id().unwrap_or_default().to_string();
-        let part = 1u64 << 30;
-        let mut parts = Vec::new();
-        let mut start = 0u64;
-        let mut n = 1;
-        let res: Result<()> = async {
-            while start < size {
-                let end = (start + part).min(size) - 1;
-                let mut req = self
-                    .client
-                    .upload_part_copy()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .upload_id(&id)
-                    .part_number(n)
-                    .copy_source(&src)
-                    .copy_source_range(format!("bytes={start}-{end}"));
-                if let Some(t) = etag {
-                    req = req.copy_source_if_match(t);
-                }
-                let r = req
-                    .customize()
-                    .config_override(self.long_request())
-                    .send()
-                    .await
-                    .map_err(|e| copy_err(e, from))?;
-                let tag = r
-                    .copy_part_result()
-                    .and_then(|c| c.e_tag())
-                    .unwrap_or("")
-                    .to_string();
-                parts.push(CompletedPart::builder().part_number(n).e_tag(tag).build());
-                start = end + 1;
-                n += 1;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = res {
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&key)
-                .upload_id(&id)
-                .send()
-                .await;
-            return Err(e);
-        }
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&key)
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .customize()
-            .config_override(self.long_request())
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        Ok(())
-    }
-
     /// True if `other` is the same bucket and prefix.
     pub fn same_place(&self, other: &S3Store) -> bool {
         self.bucket == other.bucket && self.prefix == other.prefix
@@ -744,16 +635,4 @@ impl S3Store {
             done: false,
         })
     }
-}
-
-fn copy_err<E>(e: SdkError<E, Resp>, from: &str) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    if let SdkError::ServiceError(se) = &e
-        && (se.err().code() == Some("PreconditionFailed") || se.raw().status().as_u16() == 412)
-    {
-        return StoreError::internal(format!("{from} changed after it was verified"));
-    }
-    sdk_err(e)
 }
