@@ -568,7 +568,20 @@ impl Config {
         })
     }
 
+    /// Refuse a configuration that cannot work: each section's checks, in turn.
     fn check(&self) -> Result<(), ConfigError> {
+        self.check_channels()?;
+        self.check_auth_none()?;
+        self.check_server()?;
+        self.check_downloads_and_lifecycle()?;
+        self.check_database()?;
+        self.check_imports()?;
+        self.check_manta()?;
+        Ok(())
+    }
+
+    /// Channel names are `^[a-z][a-z0-9_-]*$`; at most one channel is the default.
+    fn check_channels(&self) -> Result<(), ConfigError> {
         let valid_name = |n: &str| {
             n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
                 && n.chars()
@@ -585,6 +598,11 @@ impl Config {
                 "at most one channel may be the default".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// `auth = "none"` listens on a loopback address only, unless insisted on.
+    fn check_auth_none(&self) -> Result<(), ConfigError> {
         if self.auth == AuthMode::None
             && !self.listen.ip().is_loopback()
             && !self.allow_auth_none_on_network
@@ -595,6 +613,11 @@ impl Config {
                 self.listen
             )));
         }
+        Ok(())
+    }
+
+    /// The server's timeouts and connection limit are at least 1.
+    fn check_server(&self) -> Result<(), ConfigError> {
         let sv = &self.server;
         if sv.header_read_timeout_secs == 0
             || sv.idle_timeout_secs == 0
@@ -605,6 +628,13 @@ impl Config {
                 "server: timeouts and max_connections must be at least 1".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// The presigned URLs' lifetime and the download statistics' flush interval
+    /// are within bounds; the lifecycle rules are valid, and those on downloads
+    /// have download statistics.
+    fn check_downloads_and_lifecycle(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_PRESIGN_TTL_SECS).contains(&self.downloads.presign_ttl_secs) {
             return Err(ConfigError::Invalid(format!(
                 "downloads: presign_ttl_secs must be 1 to {MAX_PRESIGN_TTL_SECS}"
@@ -629,6 +659,12 @@ impl Config {
                 "downloads: stats_flush_secs must be 1 to {MAX_STATS_FLUSH_SECS}"
             )));
         }
+        Ok(())
+    }
+
+    /// The database URL is a PostgreSQL one (if any); its timeouts and
+    /// connection limit are at least 1.
+    fn check_database(&self) -> Result<(), ConfigError> {
         let db = &self.database;
         if let Some(url) = &db.url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -647,6 +683,11 @@ impl Config {
                 "database: timeouts and max_connections must be at least 1".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// The imports' timeouts and transfer limit are at least 1.
+    fn check_imports(&self) -> Result<(), ConfigError> {
         let im = &self.imports;
         if im.connect_timeout_secs == 0
             || im.request_timeout_secs == 0
@@ -657,6 +698,11 @@ impl Config {
                 "imports: timeouts and max_file_transfers must be at least 1".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// An S3 manta store has parts of at least 5 MiB and a secret key.
+    fn check_manta(&self) -> Result<(), ConfigError> {
         if let MantaConfig::S3(s3) = &self.storage.manta {
             if s3.part_size_mib < 5 {
                 return Err(ConfigError::Invalid(
