@@ -295,6 +295,26 @@ fn take_file_ref(
             )]));
         }
     };
+    let errors = file_ref_errors(files, need_ref);
+    if !errors.is_empty() {
+        return Err(Error::validation(errors));
+    }
+    if files.len() != 1 {
+        return Err(Error::validation(vec![crate::error::FieldError::msg(
+            "files",
+            FieldCode::Invalid,
+            "a registration takes exactly one file",
+        )]));
+    }
+    let r = file_ref_of(&files[0])?;
+    body.remove("files");
+    Ok(Some(r))
+}
+
+/// What is wrong with each item of a registration's `files`: not an
+/// object, an unknown key, both `path` and `manta_path`, or (with
+/// `need_ref`) no reference at all.
+fn file_ref_errors(files: &[Value], need_ref: bool) -> Vec<crate::error::FieldError> {
     let mut errors = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let Some(f) = f.as_object() else {
@@ -331,17 +351,12 @@ fn take_file_ref(
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(Error::validation(errors));
-    }
-    if files.len() != 1 {
-        return Err(Error::validation(vec![crate::error::FieldError::msg(
-            "files",
-            FieldCode::Invalid,
-            "a registration takes exactly one file",
-        )]));
-    }
-    let f = &files[0];
+    errors
+}
+
+/// The file reference of the (checked) item `f` of `files`: its upload
+/// id and size parsed, `manta_path` standing for a missing `path`.
+fn file_ref_of(f: &Value) -> Result<crate::registrar::FileRef, Error> {
     let s = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
     let upload = match f.get("upload") {
         None | Some(Value::Null) => None,
@@ -367,7 +382,7 @@ fn take_file_ref(
             )
         })?),
     };
-    let r = crate::registrar::FileRef {
+    Ok(crate::registrar::FileRef {
         upload,
         path: s("path").or_else(|| s("manta_path")),
         content_md5: s("content_md5"),
@@ -375,7 +390,5 @@ fn take_file_ref(
         sha1: s("sha1"),
         size,
         dataset_guid: s("dataset_guid"),
-    };
-    body.remove("files");
-    Ok(Some(r))
+    })
 }
