@@ -189,43 +189,7 @@ impl Imports {
         if self.local(uuid).await?.is_some() {
             return Err(Error::ImageUuidAlreadyExists(uuid));
         }
-        let m = self.remote.manifest(&src, uuid).await?;
-        let mut plan = vec![uuid];
-        let mut total = self.file_spec(uuid, &m).map(|s| s.size).ok();
-        let mut next = origin_of(&m);
-        while let Some(o) = next {
-            if plan.len() > MAX_ORIGIN_DEPTH {
-                return Err(Error::RemoteSourceError(format!(
-                    "image {uuid} has more than {MAX_ORIGIN_DEPTH} origins at the source"
-                )));
-            }
-            if plan.contains(&o) {
-                return Err(Error::RemoteSourceError(format!(
-                    "the origins of image {uuid} at the source form a cycle"
-                )));
-            }
-            if let Some(local) = self.local(o).await? {
-                if !local.activated {
-                    return Err(Error::OriginIsNotActive(o));
-                }
-                break;
-            }
-            let om = self.remote.manifest(&src, o).await.map_err(|e| match e {
-                Error::RemoteSourceError(m) => Error::RemoteSourceError(format!(
-                    "Unable to get manifest for origin image {o}. {m}"
-                )),
-                e => e,
-            })?;
-            if om.get("state").and_then(Value::as_str) != Some("active") {
-                return Err(Error::OriginIsNotActive(o));
-            }
-            total = match (total, self.file_spec(o, &om)) {
-                (Some(t), Ok(s)) => Some(t + s.size),
-                _ => None,
-            };
-            plan.insert(0, o);
-            next = origin_of(&om);
-        }
+        let (plan, total) = self.plan_import(uuid, &src).await?;
         let job = ImportJob {
             job_uuid: Uuid::new_v4(),
             image_uuid: uuid,
@@ -248,6 +212,58 @@ impl Imports {
             started_at: None,
             finished_at: None,
         };
+        self.queue_import(job).await
+    }
+
+    /// The images to import for `uuid` from `src`, origins first: its
+    /// origins up to the first one here (which must be active), each
+    /// active at the source; and their files' total size, if every
+    /// manifest gives it.
+    async fn plan_import(&self, uuid: Uuid, src: &Source) -> Result<(Vec<Uuid>, Option<u64>)> {
+        let m = self.remote.manifest(src, uuid).await?;
+        let mut plan = vec![uuid];
+        let mut total = self.file_spec(uuid, &m).map(|s| s.size).ok();
+        let mut next = origin_of(&m);
+        while let Some(o) = next {
+            if plan.len() > MAX_ORIGIN_DEPTH {
+                return Err(Error::RemoteSourceError(format!(
+                    "image {uuid} has more than {MAX_ORIGIN_DEPTH} origins at the source"
+                )));
+            }
+            if plan.contains(&o) {
+                return Err(Error::RemoteSourceError(format!(
+                    "the origins of image {uuid} at the source form a cycle"
+                )));
+            }
+            if let Some(local) = self.local(o).await? {
+                if !local.activated {
+                    return Err(Error::OriginIsNotActive(o));
+                }
+                break;
+            }
+            let om = self.remote.manifest(src, o).await.map_err(|e| match e {
+                Error::RemoteSourceError(m) => Error::RemoteSourceError(format!(
+                    "Unable to get manifest for origin image {o}. {m}"
+                )),
+                e => e,
+            })?;
+            if om.get("state").and_then(Value::as_str) != Some("active") {
+                return Err(Error::OriginIsNotActive(o));
+            }
+            total = match (total, self.file_spec(o, &om)) {
+                (Some(t), Ok(s)) => Some(t + s.size),
+                _ => None,
+            };
+            plan.insert(0, o);
+            next = origin_of(&om);
+        }
+        Ok((plan, total))
+    }
+
+    /// Store the new `job` and wake the worker, unless a job for its
+    /// image became active meanwhile: that one is returned instead.
+    async fn queue_import(&self, job: ImportJob) -> Result<ImportJob> {
+        let uuid = job.image_uuid;
         let j = job.clone();
         let existing = self
             .db
