@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use imgapi::config::{Config, LogFormat, Overrides};
+use imgapi::config::{Config, ConfigError, LogFormat, Overrides};
 
 #[derive(Parser)]
 #[command(
@@ -286,6 +286,32 @@ async fn main() -> ExitCode {
         }
         cmd => Cli { cmd, ..cli },
     };
+    let cfg = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgapi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Cmd::Config { .. } = cli.cmd {
+        return config_check::run(cfg).await;
+    }
+    init_tracing(cfg.log_format);
+    match run_server_verb(cli.cmd, cfg).await {
+        Ok(code) => code,
+        Err(e) => {
+            let detail = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            eprintln!("imgapi: {e}{detail}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration of a server verb: the file and environment, with the
+/// command line's overrides (`--listen` of `serve` and `config check`).
+fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     let listen = match &cli.cmd {
         Cmd::Serve { listen }
         | Cmd::Config {
@@ -299,18 +325,13 @@ async fn main() -> ExitCode {
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
     };
-    let cfg = match Config::load(&overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("imgapi: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Cmd::Config { .. } = cli.cmd {
-        return config_check::run(cfg).await;
-    }
-    init_tracing(cfg.log_format);
-    let res = match cli.cmd {
+    Config::load(&overrides)
+}
+
+/// Run the server verb `cmd` (any but the client's, `man`, `completions`
+/// and `config`, dispatched before the configuration is used).
+async fn run_server_verb(cmd: Cmd, cfg: Config) -> imgapi::error::Result<ExitCode> {
+    match cmd {
         Cmd::Serve { .. } => imgapi::run(cfg, shutdown_signal())
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -343,16 +364,6 @@ async fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Cmd::Client(_) | Cmd::Man { .. } | Cmd::Completions { .. } | Cmd::Config { .. } => {
             unreachable!("dispatched above")
-        }
-    };
-    match res {
-        Ok(code) => code,
-        Err(e) => {
-            let detail = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            eprintln!("imgapi: {e}{detail}");
-            ExitCode::FAILURE
         }
     }
 }
