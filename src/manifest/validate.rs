@@ -5,6 +5,10 @@ use serde_json::{Map, Value};
 
 use crate::wire::{FieldCode, FieldFault as FieldError};
 
+mod upgrade;
+
+pub use upgrade::upgrade_v1;
+
 /// Keys CreateImage accepts in its body.
 pub const CREATE_KEYS: &[&str] = &[
     "v",
@@ -289,68 +293,11 @@ fn check_map(
 pub fn check_limits(raw: &Map<String, Value>) -> Vec<FieldError> {
     use FieldCode::Invalid;
     let mut errs = Vec::new();
-    let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
-    if let Some(Value::Array(a)) = get("acl")
-        && a.len() > MAX_ACL
-    {
-        errs.push(err(
-            "acl",
-            Invalid,
-            &format!("too many accounts in \"acl\": {}, max {MAX_ACL}", a.len()),
-        ));
+    check_acl_and_tag_limits(raw, &mut errs);
+    if let Some(Value::Array(a)) = present(raw, "users") {
+        check_users_limits(a, &mut errs);
     }
-    if let Some(Value::Object(t)) = get("tags") {
-        check_map(
-            &mut errs,
-            "tags",
-            t,
-            MAX_TAGS,
-            MAX_TAG_KEY_LEN,
-            MAX_TAG_VALUE_LEN,
-        );
-    }
-    if let Some(Value::Array(a)) = get("billing_tags")
-        && a.len() > MAX_BILLING_TAGS
-    {
-        errs.push(err(
-            "billing_tags",
-            Invalid,
-            &format!(
-                "too many \"billing_tags\": {}, max {MAX_BILLING_TAGS}",
-                a.len()
-            ),
-        ));
-    }
-    if let Some(Value::Object(t)) = get("traits") {
-        check_map(
-            &mut errs,
-            "traits",
-            t,
-            MAX_TRAITS,
-            MAX_TRAIT_KEY_LEN,
-            MAX_TRAIT_VALUE_LEN,
-        );
-    }
-    if let Some(Value::Array(a)) = get("users") {
-        if a.len() > MAX_USERS {
-            errs.push(err(
-                "users",
-                Invalid,
-                &format!("too many \"users\": {}, max {MAX_USERS}", a.len()),
-            ));
-        } else if a.iter().any(|u| {
-            u.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.len() > MAX_USER_NAME_LEN)
-        }) {
-            errs.push(err(
-                "users",
-                Invalid,
-                &format!("a \"users\" name is longer than {MAX_USER_NAME_LEN} bytes"),
-            ));
-        }
-    }
-    if let Some(v @ Value::Object(_)) = get("requirements")
+    if let Some(v @ Value::Object(_)) = present(raw, "requirements")
         && json_len(v) > MAX_REQUIREMENTS_LEN
     {
         errs.push(err(
@@ -359,7 +306,7 @@ pub fn check_limits(raw: &Map<String, Value>) -> Vec<FieldError> {
             &format!("\"requirements\" is longer than {MAX_REQUIREMENTS_LEN} bytes as JSON"),
         ));
     }
-    if let Some(Value::Array(a)) = get("inherited_directories")
+    if let Some(Value::Array(a)) = present(raw, "inherited_directories")
         && (a.len() > MAX_INHERITED_DIRECTORIES
             || a.iter().any(|d| {
                 d.as_str()
@@ -385,6 +332,81 @@ pub fn check_limits(raw: &Map<String, Value>) -> Vec<FieldError> {
         ));
     }
     errs
+}
+
+/// The field `k` of `raw`, unless absent or `null`.
+fn present<'a>(raw: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    raw.get(k).filter(|v| !v.is_null())
+}
+
+/// [`check_limits`] of `acl`, `tags`, `billing_tags` and `traits`, in
+/// that order, onto `errs`.
+fn check_acl_and_tag_limits(raw: &Map<String, Value>, errs: &mut Vec<FieldError>) {
+    use FieldCode::Invalid;
+    if let Some(Value::Array(a)) = present(raw, "acl")
+        && a.len() > MAX_ACL
+    {
+        errs.push(err(
+            "acl",
+            Invalid,
+            &format!("too many accounts in \"acl\": {}, max {MAX_ACL}", a.len()),
+        ));
+    }
+    if let Some(Value::Object(t)) = present(raw, "tags") {
+        check_map(
+            errs,
+            "tags",
+            t,
+            MAX_TAGS,
+            MAX_TAG_KEY_LEN,
+            MAX_TAG_VALUE_LEN,
+        );
+    }
+    if let Some(Value::Array(a)) = present(raw, "billing_tags")
+        && a.len() > MAX_BILLING_TAGS
+    {
+        errs.push(err(
+            "billing_tags",
+            Invalid,
+            &format!(
+                "too many \"billing_tags\": {}, max {MAX_BILLING_TAGS}",
+                a.len()
+            ),
+        ));
+    }
+    if let Some(Value::Object(t)) = present(raw, "traits") {
+        check_map(
+            errs,
+            "traits",
+            t,
+            MAX_TRAITS,
+            MAX_TRAIT_KEY_LEN,
+            MAX_TRAIT_VALUE_LEN,
+        );
+    }
+}
+
+/// [`check_limits`] of `users` (the array `a`): at most [`MAX_USERS`],
+/// each name at most [`MAX_USER_NAME_LEN`] bytes.
+fn check_users_limits(a: &[Value], errs: &mut Vec<FieldError>) {
+    use FieldCode::Invalid;
+    if a.len() > MAX_USERS {
+        errs.push(err(
+            "users",
+            Invalid,
+            &format!("too many \"users\": {}, max {MAX_USERS}", a.len()),
+        ));
+    } else if a.iter().any(|u| {
+        u.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.len() > MAX_USER_NAME_LEN)
+    }) {
+        errs.push(err(
+            "users",
+            Invalid,
+            &format!("a \"users\" name is longer than {MAX_USER_NAME_LEN} bytes"),
+        ));
+    }
 }
 
 fn err(field: &str, code: FieldCode, msg: &str) -> FieldError {
@@ -688,99 +710,6 @@ fn validate_requirements(v: &Value, errs: &mut Vec<FieldError>) {
             &format!("min_ram must be <= max_ram, but: min_ram={min}, max_ram={max}"),
         ));
     }
-}
-
-/// Upgrade a v1 (DSAPI "dsmanifest", has `creator_uuid` and no `v`)
-/// manifest to v2 in place, as imgmanifest's `upgradeManifest` does.
-pub fn upgrade_v1(raw: &mut Map<String, Value>) {
-    let has_v = raw
-        .get("v")
-        .is_some_and(|v| !v.is_null() && v != &Value::from(0));
-    if has_v || raw.get("creator_uuid").is_none_or(|c| c.is_null()) {
-        return;
-    }
-    if let Some(c) = raw.remove("creator_uuid") {
-        raw.entry("owner").or_insert(c);
-    }
-    for k in [
-        "vendor_uuid",
-        "creator_name",
-        "cloud_name",
-        "creator_admin",
-        "owner_uuid",
-    ] {
-        raw.remove(k);
-    }
-    match raw.remove("restricted_to_uuid") {
-        Some(r) if !r.is_null() && r != Value::String(String::new()) => {
-            raw.insert("public".into(), Value::Bool(false));
-            raw.insert("acl".into(), Value::Array(vec![r]));
-        }
-        _ => {
-            raw.insert("public".into(), Value::Bool(true));
-        }
-    }
-    let disabled = match raw.get("disabled") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => !s.is_empty() && s != "false",
-        Some(_) => true,
-    };
-    raw.insert("disabled".into(), Value::Bool(disabled));
-    let created = raw.remove("created_at");
-    if raw
-        .get("published_at")
-        .is_none_or(|p| p.as_str().is_none_or(|s| s.is_empty()))
-        && let Some(c) = created
-    {
-        raw.insert("published_at".into(), c);
-    }
-    // "2012-01-01T00:00Z" (minutes only) gains ":00" seconds.
-    if let Some(Value::String(p)) = raw.get_mut("published_at")
-        && p.len() == 17
-        && p.ends_with('Z')
-        && p.as_bytes()[13] == b':'
-    {
-        p.pop();
-        p.push_str(":00Z");
-    }
-    if let Some(Value::Array(files)) = raw.get_mut("files") {
-        for f in files.iter_mut() {
-            if let Some(f) = f.as_object_mut() {
-                let name = f
-                    .get("path")
-                    .or_else(|| f.get("url"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                if f.get("compression")
-                    .is_none_or(|c| c.as_str().is_none_or(|s| s.is_empty()))
-                {
-                    let c = if name.ends_with(".bz2") {
-                        "bzip2"
-                    } else if name.ends_with(".gz") {
-                        "gzip"
-                    } else if name.ends_with(".xz") {
-                        "xz"
-                    } else {
-                        "none"
-                    };
-                    f.insert("compression".into(), Value::String(c.into()));
-                }
-                f.remove("path");
-                f.remove("url");
-            }
-        }
-    }
-    if let Some(Value::String(s)) = raw.get("image_size")
-        && let Ok(n) = s.parse::<u64>()
-    {
-        raw.insert("image_size".into(), Value::from(n));
-    }
-    for k in ["platform_type", "updated_at", "_url", "published"] {
-        raw.remove(k);
-    }
-    raw.insert("v".into(), Value::from(2));
 }
 
 #[cfg(test)]
