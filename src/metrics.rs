@@ -65,17 +65,17 @@ impl Metrics {
                 .or_default() += 1;
         }
         if let Ok(mut m) = self.latency.lock() {
-            let h = m.entry(route.to_string()).or_insert_with(|| Histogram {
+            let histogram = m.entry(route.to_string()).or_insert_with(|| Histogram {
                 counts: vec![0; BUCKETS.len()],
                 ..Default::default()
             });
             for (i, b) in BUCKETS.iter().enumerate() {
                 if seconds <= *b {
-                    h.counts[i] += 1;
+                    histogram.counts[i] += 1;
                 }
             }
-            h.sum += seconds;
-            h.total += 1;
+            histogram.sum += seconds;
+            histogram.total += 1;
         }
     }
 

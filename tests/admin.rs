@@ -50,31 +50,6 @@ async fn file_bytes(s: &Server, uuid: &str) -> (u16, Vec<u8>) {
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
-/// POST /uploads of `len` bytes; the upload's path.
-async fn create_upload(s: &Server, len: u64) -> String {
-    let r = s
-        .http
-        .post(s.u("/uploads"))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", len.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.headers()["location"].to_str().unwrap().to_string()
-}
-
-async fn upload_status(s: &Server, loc: &str) -> u16 {
-    s.http
-        .head(s.u(loc))
-        .header("tus-resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn check_files_finds_corrupt_truncated_and_missing_files() {
     let s = Server::start().await;
@@ -177,8 +152,8 @@ async fn gc_is_a_dry_run_unless_yes() {
     write_file(&elsewhere, b"x", Duration::from_secs(7200));
 
     // an expired upload
-    let loc = create_upload(&s, 10).await;
-    let upload_id = loc.rsplit('/').next().unwrap().to_string();
+    let loc = s.tus_location(10, None).await;
+    let upload_id = upload_id(&loc);
     // an expired placeholder (lifespan 0) with a file
     let ph = s
         .create(
@@ -236,7 +211,7 @@ async fn gc_is_a_dry_run_unless_yes() {
     for p in [&orphan, &manta_file, &stale_tmp, &fresh_tmp, &ph_file] {
         assert!(p.exists(), "{} still there", p.display());
     }
-    assert_eq!(upload_status(&s, &loc).await, 410, "expired but present");
+    assert_eq!(s.tus_offset(&loc).await.0, 410, "expired but present");
     assert_eq!(s.get(&format!("/images/{ph}")).await.0, 200);
 
     let (code, out) = run(&s, &["gc", "--yes"]);
@@ -260,7 +235,7 @@ async fn gc_is_a_dry_run_unless_yes() {
         "empty directories pruned"
     );
     assert!(fresh_tmp.exists() && elsewhere.exists());
-    assert_eq!(upload_status(&s, &loc).await, 404);
+    assert_eq!(s.tus_offset(&loc).await.0, 404);
     assert_eq!(s.get(&format!("/images/{ph}")).await.0, 404);
     // the images' files are untouched
     assert_eq!(file_bytes(&s, &u).await, (200, file.clone()));
@@ -282,10 +257,8 @@ async fn gc_is_a_dry_run_unless_yes() {
 async fn gc_sweeps_upload_data_no_upload_names() {
     let s = Server::start().await;
     let file = data(50_000, 9);
-    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let loc = s.tus_location(file.len() as u64, None).await;
+    let id = upload_id(&loc);
     let (st, _, _) = s.tus_patch(&loc, None, 0, file[..20_000].to_vec()).await;
     assert_eq!(st, 204);
     let area = s
@@ -495,10 +468,8 @@ async fn gc_and_check_files_on_s3() {
     // its first byte (kept until the upload completes); a staging file of a
     // restage that an older server version left after that offset
     const MIB: usize = 1 << 20;
-    let (st, h) = s.tus_create(10 * MIB as u64, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
-    let up = loc.rsplit('/').next().unwrap().to_string();
+    let loc = s.tus_location(10 * MIB as u64, None).await;
+    let up = upload_id(&loc);
     let body = data(10 * MIB, 8);
     let (st, _, _) = s.tus_patch(&loc, None, 0, body[..7 * MIB].to_vec()).await;
     assert_eq!(st, 204);

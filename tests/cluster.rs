@@ -205,7 +205,7 @@ async fn every_patch_on_the_next_node_and_every_head_agrees() {
     for (i, n) in sizes.iter().enumerate() {
         off = patch_on_next_node(&c, i, &loc, &file, off, *n).await;
     }
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     register_everywhere(&c, 2, "round-robin", &id, &file).await;
 }
 
@@ -236,7 +236,7 @@ async fn racing_patches_at_one_offset_on_two_nodes_one_wins_whole() {
     );
     let file = if ra.0 == 204 { &a } else { &b };
     assert_eq!(c.offsets(&loc).await, vec![Some(len as u64); 2]);
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     register_everywhere(&c, 1, "race", &id, file).await;
 }
 
@@ -394,7 +394,7 @@ async fn a_node_killed_mid_patch_costs_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // ... and registers on node 0, byte-identical everywhere that is up.
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     c.nodes.remove(1);
     register_everywhere(&c, 0, "survivor", &id, &file).await;
 }
@@ -418,7 +418,7 @@ async fn a_node_restarted_with_an_empty_data_directory_serves_every_image() {
             .tus_patch(&loc, Some(LUKE), 0, file.clone())
             .await;
         assert_eq!(st, 204, "{v}");
-        let id = loc.rsplit('/').next().unwrap().to_string();
+        let id = upload_id(&loc);
         let uuid = register_everywhere(&c, i, &format!("kept-{i}"), &id, &file).await;
         images.push((uuid, file));
     }
@@ -548,7 +548,7 @@ async fn on_s3_every_patch_on_the_next_node_and_no_node_keeps_a_byte() {
         .await;
     assert_eq!(st, 201);
     let loc = location(&h);
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     let mut off = 0usize;
     for (i, n) in sizes.iter().enumerate() {
         off = patch_on_next_node(&c, i, &loc, &file, off, *n).await;
@@ -599,7 +599,7 @@ async fn on_s3_a_node_killed_with_its_disk_gone_mid_patch_costs_nothing() {
     }
     let (st, v) = patch_when_free(c.node(2), &loc, first, &file[first..]).await;
     assert_eq!(st, 204, "{v}");
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     c.nodes.remove(1);
     register_everywhere(&c, 0, "survivor-s3", &id, &file).await;
 }
@@ -646,7 +646,7 @@ async fn on_s3_a_frozen_node_is_fenced_out_and_its_late_bytes_never_land() {
         let (st, off, _) = n.tus_head(&format!("{loc}?account={LUKE}")).await;
         assert_eq!((st, off), (200, Some(len as u64)), "HEAD on {}", n.url);
     }
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     register_everywhere(&c, 1, "fenced", &id, &mine).await;
     assert_eq!(c.bucket_keys(&upload_area(&id)).await, Vec::<String>::new());
 }
@@ -683,6 +683,6 @@ async fn on_s3_a_parallel_upload_across_nodes_is_one_file() {
         );
     }
     c.nothing_staged_on_any_node();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     register_everywhere(&c, 0, "parallel-s3", &id, &file).await;
 }

@@ -56,7 +56,7 @@ async fn trial(
     let (st, h) = s.tus_create(file.len() as u64, None, &meta).await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     let patch = {
         let (http, url, body) = (s.http.clone(), s.u(&loc), file.to_vec());
         tokio::spawn(async move {
@@ -203,7 +203,7 @@ async fn s3_down_during_recovery_is_503_then_completes() {
     let file = data(7 * MIB, 41);
     let (_, h) = s.tus_create(file.len() as u64, None, &[]).await;
     let loc = h["location"].to_str().unwrap().to_string();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     let (st, _, _) = s
         .tus_patch(&loc, None, 0, file[..file.len() - 1].to_vec())
         .await;

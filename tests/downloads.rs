@@ -16,12 +16,7 @@ const LEN: usize = (2 << 20) + 12_345;
 async fn image_and_upload(s: &Server, file: &[u8]) -> (String, String) {
     let img = s.create_active(SDC, "mapped", true, file).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();
-    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
-    let (st, _, v) = s.tus_patch(&loc, None, 0, file.to_vec()).await;
-    assert_eq!(st, 204, "{v}");
-    (uuid, loc)
+    (uuid, s.tus_upload(file, None).await)
 }
 
 /// Status, the headers both paths set, and the body's length and SHA-1.

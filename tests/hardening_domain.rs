@@ -213,16 +213,6 @@ async fn manifest_fields_and_size_are_bounded() {
     assert_eq!(fields(&v), ["acl"]);
 }
 
-/// Upload `file` with tus as `account`; returns the upload id.
-async fn upload(s: &Server, file: &[u8], account: &str) -> String {
-    let (st, h) = s.tus_create(file.len() as u64, Some(account), &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
-    let (st, _, v) = s.tus_patch(&loc, Some(account), 0, file.to_vec()).await;
-    assert_eq!(st, 204, "{v}");
-    loc.rsplit('/').next().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn origin_must_be_an_image_the_caller_can_see() {
     let s = Server::start().await;
@@ -251,7 +241,7 @@ async fn origin_must_be_an_image_the_caller_can_see() {
     );
     // Registration (POST /images with files) checks the same.
     let file = data(10_000, 3);
-    let id = upload(&s, &file, VADER).await;
+    let id = upload_id(&s.tus_upload(&file, Some(VADER)).await);
     let m = with(
         with(base("reg"), "origin", json!(p)),
         "files",
@@ -354,7 +344,7 @@ async fn store_never_follows_links_out_and_creates_private_files() {
 
     // A registered upload and the database: files 0600, directories 0700.
     let file = data(5000, 9);
-    let id = upload(&s, &file, LUKE).await;
+    let id = upload_id(&s.tus_upload(&file, Some(LUKE)).await);
     let m = with(
         base("modes"),
         "files",
@@ -474,7 +464,7 @@ async fn paths_that_cannot_be_files_are_4xx() {
 async fn messages_do_not_name_internal_keys() {
     let s = Server::start().await;
     let file = data(3000, 5);
-    let id = upload(&s, &file, LUKE).await;
+    let id = upload_id(&s.tus_upload(&file, Some(LUKE)).await);
     let m = with(
         base("msg"),
         "files",

@@ -68,9 +68,7 @@ async fn idle_connections_are_closed() {
 #[tokio::test]
 async fn stalled_body_ends_the_request_and_the_upload_resumes() {
     let s = Server::start_with_config(&server_toml(30, 30, 1, 64)).await;
-    let (st, h) = s.tus_create(1000, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
+    let loc = s.tus_location(1000, None).await;
     let path = loc.strip_prefix(&s.url).unwrap_or(&loc).to_string();
     let mut c = TcpStream::connect(s.addr()).await.unwrap();
     let head = format!(
@@ -387,9 +385,7 @@ async fn marker_of_an_invisible_image_is_like_a_missing_one() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let mut s = Server::spawn().await;
-    let (st, h) = s.tus_create(1000, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
+    let loc = s.tus_location(1000, None).await;
     let path = loc.strip_prefix(&s.url).unwrap_or(&loc).to_string();
     let mut c = TcpStream::connect(s.addr()).await.unwrap();
     let head = format!(

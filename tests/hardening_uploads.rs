@@ -15,17 +15,6 @@ use tokio::io::AsyncWriteExt;
 
 const CT: &str = "application/offset+octet-stream";
 
-async fn head_offset(s: &Server, loc: &str) -> (u16, Option<u64>) {
-    let (st, off, _) = s.tus_head(loc).await;
-    (st, off)
-}
-
-async fn new_upload(s: &Server, len: u64, account: Option<&str>) -> String {
-    let (st, h) = s.tus_create(len, account, &[]).await;
-    assert_eq!(st, 201, "create");
-    h["location"].to_str().unwrap().to_string()
-}
-
 /// A PATCH that sends the head and 2 of its 1000 body bytes, then holds the
 /// connection open (returned, so it stays open).
 async fn stalled_patch(s: &Server, loc: &str, account: &str) -> tokio::net::TcpStream {
@@ -49,12 +38,12 @@ async fn stalled_patches_do_not_starve_other_accounts() {
     let mut held = Vec::new();
     for a in &accounts {
         for _ in 0..16 {
-            let loc = new_upload(&s, 1000, Some(a)).await;
+            let loc = s.tus_location(1000, Some(a)).await;
             held.push(stalled_patch(&s, &loc, a).await);
         }
     }
     // The 17th streaming request of one account is refused at once.
-    let loc = new_upload(&s, 10, Some(&accounts[0])).await;
+    let loc = s.tus_location(10, Some(&accounts[0])).await;
     let (st, _, v) = s
         .tus_patch(&loc, Some(&accounts[0]), 0, b"0123456789".to_vec())
         .await;
@@ -75,7 +64,7 @@ async fn stalled_patches_do_not_starve_other_accounts() {
         )
         .await;
     assert!(img["uuid"].is_string());
-    let loc = new_upload(&s, 10, Some(&other)).await;
+    let loc = s.tus_location(10, Some(&other)).await;
     let (st, _, _) = s
         .tus_patch(&loc, Some(&other), 0, b"0123456789".to_vec())
         .await;
@@ -94,7 +83,7 @@ async fn open_uploads_per_account_are_capped() {
     let a = uuid::Uuid::new_v4().to_string();
     let mut locs = Vec::new();
     for _ in 0..3 {
-        locs.push(new_upload(&s, 0, Some(&a)).await); // zero-length ones count too
+        locs.push(s.tus_location(0, Some(&a)).await); // zero-length ones count too
     }
     let (st, _) = s.tus_create(10, Some(&a), &[]).await;
     assert_eq!(st, 429);
@@ -135,8 +124,8 @@ async fn get_uploads_is_paginated() {
     let a = uuid::Uuid::new_v4().to_string();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let loc = new_upload(&s, 10, Some(&a)).await;
-        ids.push(loc.rsplit('/').next().unwrap().to_string());
+        let loc = s.tus_location(10, Some(&a)).await;
+        ids.push(upload_id(&loc));
         tokio::time::sleep(Duration::from_millis(2)).await; // distinct created_at
     }
     ids.reverse(); // newest first
@@ -183,7 +172,7 @@ async fn get_uploads_is_paginated() {
 #[tokio::test]
 async fn content_range_is_checked() {
     let s = Server::start().await;
-    let loc = new_upload(&s, 10, None).await;
+    let loc = s.tus_location(10, None).await;
     let put = |range: &'static str, body: &'static [u8]| {
         let (s, loc) = (&s, loc.clone());
         async move {
@@ -200,12 +189,12 @@ async fn content_range_is_checked() {
     };
     let st = put("bytes 0-18446744073709551615/*", b"0123456789").await;
     assert!(st == 416 || st == 400, "{st}");
-    assert_eq!(head_offset(&s, &loc).await, (200, Some(0)));
+    assert_eq!(s.tus_offset(&loc).await, (200, Some(0)));
     let st = put("bytes 0-1/10", b"0123456789").await;
     assert_eq!(st, 400, "range of 2 bytes, body of 10");
-    assert_eq!(head_offset(&s, &loc).await, (200, Some(0)));
+    assert_eq!(s.tus_offset(&loc).await, (200, Some(0)));
     assert_eq!(put("bytes 0-9/10", b"0123456789").await, 204);
-    assert_eq!(head_offset(&s, &loc).await, (200, Some(10)));
+    assert_eq!(s.tus_offset(&loc).await, (200, Some(10)));
 }
 
 /// Unfinished uploads to the assets store keep their bytes where no
@@ -223,7 +212,7 @@ async fn assets_staging_is_not_addressable() {
         .await;
     assert_eq!(st, 201);
     let loc = h["location"].to_str().unwrap().to_string();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     let (st, _, _) = s.tus_patch(&loc, None, 0, vec![7u8; 50]).await;
     assert_eq!(st, 204);
     for path in [
@@ -308,7 +297,7 @@ async fn an_impossible_path_fails_the_upload_visibly() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(head_offset(&s, &loc).await.0, 404);
+    assert_eq!(s.tus_offset(&loc).await.0, 404);
     assert!(dir.join("inside").is_dir(), "the directory is untouched");
 }
 

@@ -35,7 +35,7 @@ async fn tus_options_advertises_the_server() {
 #[tokio::test]
 async fn tus_head_reports_offset_length_and_no_store() {
     let app = App::new().await;
-    let loc = app.tus_location(1000).await;
+    let loc = app.tus_location(1000, None).await;
     let r = app
         .request(
             Method::HEAD,
@@ -55,7 +55,7 @@ async fn tus_head_reports_offset_length_and_no_store() {
 #[tokio::test]
 async fn tus_patch_header_rules() {
     let app = App::new().await;
-    let loc = app.tus_location(1000).await;
+    let loc = app.tus_location(1000, None).await;
     let r = app.tus_patch_with(&loc, 0, &[], vec![1; 100]).await;
     assert_eq!((r.status, r.header("upload-offset")), (204, "100"));
 
@@ -183,7 +183,7 @@ async fn tus_patch_header_rules() {
 #[tokio::test]
 async fn upload_info_parses_as_the_wire_type() {
     let app = App::new().await;
-    let loc = app.tus_location(4).await;
+    let loc = app.tus_location(4, None).await;
     let r = app.tus_patch_with(&loc, 0, &[], b"abcd".to_vec()).await;
     assert_eq!(r.status, 204);
     let r = app.fetch(&format!("{loc}/info")).await;

@@ -449,9 +449,7 @@ async fn pipeline_on_s3() {
 
     // tus upload, then registration by id
     let up = data(7 << 20, 13);
-    let (st, h) = s.tus_create(up.len() as u64, Some(LUKE), &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
+    let loc = s.tus_location(up.len() as u64, Some(LUKE)).await;
     for (i, c) in up.chunks(3 << 20).enumerate() {
         let (st, _, v) = s
             .tus_patch(&loc, Some(LUKE), (i * (3 << 20)) as u64, c.to_vec())
@@ -675,10 +673,8 @@ async fn terminating_a_finished_s3_upload_deletes_its_object() {
     let s3 = S3Server::start();
     let s = Server::start_with_config(&s3.manta_toml(5)).await;
     let file = data(70_000, 18);
-    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let loc = s.tus_location(file.len() as u64, None).await;
+    let id = upload_id(&loc);
     let (st, _, _) = s.tus_patch(&loc, None, 0, file.clone()).await;
     assert_eq!(st, 204);
     let key = format!("p/imgapi/uploads/{}/{id}", &id[..3]);
@@ -715,9 +711,7 @@ async fn tus_upload_rides_out_an_s3_outage() {
     let mut s3 = S3Server::start_own();
     let s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let file = data(23 * MIB + 777, 17);
-    let (st, h) = s.tus_create(file.len() as u64, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
+    let loc = s.tus_location(file.len() as u64, None).await;
     let info_path = format!("{loc}/info");
     let (st, _, _) = s.tus_patch(&loc, None, 0, file[..7 * MIB].to_vec()).await;
     assert_eq!(st, 204);
@@ -791,7 +785,7 @@ async fn tus_upload_is_one_multipart_upload() {
         .await
         .unwrap();
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     async fn patch(
         s: &Server,
         loc: &str,
@@ -958,7 +952,6 @@ async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
     let s3 = S3Server::start();
     let mut s = Server::spawn_with_config(&s3.manta_toml(5)).await;
     let db = |d: &std::path::Path| rusqlite::Connection::open(d.join("imgapi.sqlite")).unwrap();
-    let id_of = |loc: &str| loc.rsplit('/').next().unwrap().to_string();
 
     // (a) all but the last byte in: parts 1 and 2 sent, 2 MiB + 4 staged
     let a = data(12 * MIB + 5, 31);
@@ -977,7 +970,7 @@ async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
     let loc_b = h["location"].to_str().unwrap().to_string();
     let (st, _, _) = s.tus_patch(&loc_b, None, 0, b[..6 * MIB].to_vec()).await;
     assert_eq!(st, 204);
-    let id_b = id_of(&loc_b);
+    let id_b = upload_id(&loc_b);
     let (data_key, parts, mp_id): (String, String, String) = db(&s.data_dir())
         .query_row(
             "SELECT data_key, parts, multipart_upload_id FROM uploads WHERE id = ?1",
@@ -997,7 +990,7 @@ async fn s3_completion_cut_short_by_a_crash_is_finished_at_restart() {
     let last_staging = data_key.replace(&format!(".{}", 5 * MIB), &format!(".{}", 7 * MIB));
 
     let (md5_a, sha1_a) = Server::hash_state_of(&a).await;
-    let (id_a, a_last) = (id_of(&loc_a), a[a.len() - 1]);
+    let (id_a, a_last) = (upload_id(&loc_a), a[a.len() - 1]);
     let parts = serde_json::to_string(&parts).unwrap();
     let (ib, key_b) = (
         id_b.clone(),

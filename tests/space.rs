@@ -543,12 +543,10 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
     // Registration adds an image (an upload's bytes were counted when it
     // was created): refused, and the upload stays, to register later.
     let file = data(1000, 9);
-    let (st, h) = s.tus_create(1000, Some(LUKE), &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
+    let loc = s.tus_location(1000, Some(LUKE)).await;
     let (st, _, v) = s.tus_patch(&loc, Some(LUKE), 0, file.clone()).await;
     assert_eq!(st, 204, "{v}");
-    let id = loc.rsplit('/').next().unwrap().to_string();
+    let id = upload_id(&loc);
     let (st, e) = s
         .post(
             &format!("/images?account={LUKE}"),

@@ -286,7 +286,7 @@ async fn termination_frees_storage() {
 async fn idle_uploads_expire_and_are_reaped() {
     let app = App::with_config(|c| c.uploads.expire_after_secs = 60).await;
     let minute = Duration::from_secs(60);
-    let loc = app.tus_location(1000).await;
+    let loc = app.tus_location(1000, None).await;
     let r = app.tus_patch_with(&loc, 0, &[], vec![1; 10]).await;
     assert_eq!(r.status, 204);
     let expires = app.clock.now() + minute;
@@ -328,9 +328,7 @@ async fn idle_uploads_expire_and_are_reaped() {
 async fn the_binary_reaps_expired_uploads_at_start_up() {
     // expire_after_secs = 0: expired as soon as the clock ticks on.
     let mut s = Server::spawn_with_config("[uploads]\nexpire_after_secs = 0\n").await;
-    let (st, h) = s.tus_create(1000, None, &[]).await;
-    assert_eq!(st, 201);
-    let loc = h["location"].to_str().unwrap().to_string();
+    let loc = s.tus_location(1000, None).await;
     assert!(!walk(&s.data_dir().join("manta")).is_empty());
     s.restart_hard().await;
     let mut st = 0;

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 /// A finished upload of `data`: its id.
 async fn finished_upload(app: &App, data: &[u8]) -> String {
-    let loc = app.tus_location(data.len() as u64).await;
+    let loc = app.tus_location(data.len() as u64, None).await;
     let r = app.tus_patch_with(&loc, 0, &[], data.to_vec()).await;
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-    loc.rsplit('/').next().unwrap().to_string()
+    upload_id(&loc)
 }
 
 fn zone(extra: Value) -> Value {

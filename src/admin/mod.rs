@@ -121,7 +121,7 @@ fn describe(e: impl Into<Error>) -> String {
 /// Images whose registrar job has not finished (their objects are in flux).
 async fn busy_images(state: &Services<'_>) -> Result<HashSet<Uuid>> {
     let pending = state.db.read(|c| c.job_pending()).await?;
-    Ok(pending.into_iter().map(|j| j.image_uuid).collect())
+    Ok(pending.into_iter().map(|job| job.image_uuid).collect())
 }
 
 /// `imgapi check-files`: verify that every image file and icon exists and
@@ -562,7 +562,7 @@ async fn delete_placeholders(
             for u in candidates {
                 let running = c
                     .job_get(u)?
-                    .is_some_and(|j| j.state == jobs::JobState::Pending);
+                    .is_some_and(|job| job.state == jobs::JobState::Pending);
                 if !still.contains(&u) || running {
                     continue;
                 }

@@ -28,15 +28,16 @@ fn file_name(img: &Image) -> String {
 }
 
 /// The base URL clients reached us at.
-fn base_url(h: &HeaderMap) -> String {
-    let host = h
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         // Repeated in every dataset: only a plausible host[:port].
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 262
-                && h.bytes()
+        .filter(|value| {
+            !value.is_empty()
+                && value.len() <= 262
+                && value
+                    .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
         })
         .unwrap_or("127.0.0.1");
@@ -195,17 +196,17 @@ pub async fn file(
     let f = img.files[0].clone();
     let stream = st.images.open_file(&img, &f, None).await?;
     let mut r = Response::new(Body::from_stream(stream));
-    let h = r.headers_mut();
-    h.insert(
+    let headers = r.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(f.size));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(f.size));
     if let Ok(v) = HeaderValue::from_str(&f.content_md5) {
-        h.insert(header::HeaderName::from_static("content-md5"), v);
+        headers.insert(header::HeaderName::from_static("content-md5"), v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", f.sha1)) {
-        h.insert(header::ETAG, v);
+        headers.insert(header::ETAG, v);
     }
     Ok(r)
 }

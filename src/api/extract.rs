@@ -77,9 +77,9 @@ impl FromRequestParts<AppState> for Caller {
                     .and_then(|v| v.to_str().ok());
                 match auth {
                     None => Caller::anonymous(),
-                    Some(h) => {
+                    Some(authorization) => {
                         // The scheme is case-insensitive (RFC 9110 11.1).
-                        let token = h
+                        let token = authorization
                             .trim_start()
                             .split_once(' ')
                             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

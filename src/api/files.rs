@@ -14,8 +14,9 @@ use super::range::{IfRange, ranged};
 use crate::error::{Error, FieldCode};
 use crate::images::{AddFileParams, AddIconParams};
 
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse().ok())
 }
@@ -309,10 +310,10 @@ pub async fn get_file(
     if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
         return Ok(resp);
     }
-    let h = resp.headers_mut();
-    h.insert(header::ETAG, header_value(&format!("\"{}\"", f.sha1))?);
+    let headers = resp.headers_mut();
+    headers.insert(header::ETAG, header_value(&format!("\"{}\"", f.sha1))?);
     if let Some(lm) = &last_modified {
-        h.insert(header::LAST_MODIFIED, header_value(lm)?);
+        headers.insert(header::LAST_MODIFIED, header_value(lm)?);
     }
     if resp.status() == StatusCode::OK {
         let md5 = header_value(&f.content_md5)?;
@@ -339,17 +340,17 @@ async fn redirect(
         return Ok(None);
     };
     let mut resp = StatusCode::FOUND.into_response();
-    let h = resp.headers_mut();
-    h.insert(header::LOCATION, header_value(&url)?);
+    let headers = resp.headers_mut();
+    headers.insert(header::LOCATION, header_value(&url)?);
     // The URL expires: no cache may keep the redirect.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::ETAG, header_value(&format!("\"{}\"", f.sha1))?);
-    h.insert(
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::ETAG, header_value(&format!("\"{}\"", f.sha1))?);
+    headers.insert(
         header::HeaderName::from_static("content-md5"),
         header_value(&f.content_md5)?,
     );
     if let Some(lm) = last_modified {
-        h.insert(header::LAST_MODIFIED, header_value(lm)?);
+        headers.insert(header::LAST_MODIFIED, header_value(lm)?);
     }
     Ok(Some(resp))
 }
@@ -469,7 +470,7 @@ pub async fn get_icon(
         return Ok(r);
     }
     let mut resp = Response::new(Body::from_stream(stream));
-    let h = resp.headers_mut();
+    let headers = resp.headers_mut();
     let pairs = [
         (header::CONTENT_TYPE, icon.content_type.clone()),
         (header::CONTENT_LENGTH, icon.size.to_string()),
@@ -480,10 +481,10 @@ pub async fn get_icon(
         ),
     ];
     for (k, v) in pairs {
-        h.insert(k, HeaderValue::from_str(&v).map_err(Error::internal)?);
+        headers.insert(k, HeaderValue::from_str(&v).map_err(Error::internal)?);
     }
     if let Some(lm) = http_date(&icon.mtime) {
-        h.insert(
+        headers.insert(
             header::LAST_MODIFIED,
             HeaderValue::from_str(&lm).map_err(Error::internal)?,
         );

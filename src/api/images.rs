@@ -85,15 +85,20 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 }
 
 /// `If-Match` (412) and `If-None-Match` (304) against an entity tag.
-pub(super) fn check_conditional(h: &HeaderMap, etag: &str) -> Result<Option<Response>, Error> {
-    if let Some(m) = h.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+pub(super) fn check_conditional(
+    headers: &HeaderMap,
+    etag: &str,
+) -> Result<Option<Response>, Error> {
+    if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
         && !etag_matches(m, etag)
     {
         return Err(Error::PreconditionFailed(format!(
             "if-match '{m}' didn't match etag '{etag}'"
         )));
     }
-    if let Some(m) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+    if let Some(m) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
         && etag_matches(m, etag)
     {
         return Ok(Some(StatusCode::NOT_MODIFIED.into_response()));

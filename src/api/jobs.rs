@@ -38,7 +38,7 @@ pub(super) async fn import_remote(
         None => {
             let host = headers
                 .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
+                .and_then(|value| value.to_str().ok())
                 .unwrap_or("127.0.0.1");
             format!("http://{host}")
         }

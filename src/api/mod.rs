@@ -203,8 +203,11 @@ async fn method_not_allowed(req: Request) -> Error {
 
 /// Parse `Accept-Version`: none means `~1`; otherwise the highest version
 /// of ours that satisfies the range.
-pub fn negotiate_version(h: Option<&str>) -> Result<ApiVersion, Error> {
-    let raw = h.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("~1");
+pub fn negotiate_version(accept_version: Option<&str>) -> Result<ApiVersion, Error> {
+    let raw = accept_version
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("~1");
     let req = semver::VersionReq::parse(raw).map_err(|_| {
         Error::InvalidVersion(format!("{} is not a valid version range", clip(raw, 100)))
     })?;
@@ -268,8 +271,9 @@ fn request_span(req: &Request) -> tracing::Span {
 }
 
 /// The request id, set by [`SetRequestIdLayer`].
-fn request_id(h: &axum::http::HeaderMap) -> &str {
-    h.get(X_REQUEST_ID)
+fn request_id(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
@@ -310,13 +314,13 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
         elapsed.as_secs_f64(),
     );
     let mut resp = count_response_bytes(resp);
-    let h = resp.headers_mut();
-    h.insert(header::SERVER, header_or_dash(&st.server_name));
-    h.insert(
+    let headers = resp.headers_mut();
+    headers.insert(header::SERVER, header_or_dash(&st.server_name));
+    headers.insert(
         HeaderName::from_static("x-response-time"),
         header_or_dash(&ms.to_string()),
     );
-    h.insert(
+    headers.insert(
         HeaderName::from_static("x-server-name"),
         header_or_dash(&st.server_name),
     );
@@ -411,8 +415,8 @@ fn binary_body_route(route: &str) -> bool {
 /// send `text/plain` or a form anywhere without asking; it cannot send JSON
 /// to another origin without a CORS preflight, which this server refuses).
 /// An empty body without `Content-Type` is fine.
-fn check_json_content_type(h: &axum::http::HeaderMap) -> Result<(), Error> {
-    let ct = h.get(header::CONTENT_TYPE);
+fn check_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), Error> {
+    let ct = headers.get(header::CONTENT_TYPE);
     let is_json = ct.and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(';')
             .next()
@@ -423,9 +427,9 @@ fn check_json_content_type(h: &axum::http::HeaderMap) -> Result<(), Error> {
     if is_json {
         return Ok(());
     }
-    let empty = match h.get(header::CONTENT_LENGTH) {
+    let empty = match headers.get(header::CONTENT_LENGTH) {
         Some(n) => n.to_str().ok().and_then(|n| n.trim().parse::<u64>().ok()) == Some(0),
-        None => !h.contains_key(header::TRANSFER_ENCODING),
+        None => !headers.contains_key(header::TRANSFER_ENCODING),
     };
     if ct.is_none() && empty {
         return Ok(());
@@ -440,8 +444,8 @@ fn check_json_content_type(h: &axum::http::HeaderMap) -> Result<(), Error> {
 /// name this server by a loopback name or address, the listen address, or
 /// an `allowed_hosts` entry are served: a web page reaching it through DNS
 /// rebinding, or posting to it from another origin, is refused.
-fn check_host(cfg: &Config, h: &axum::http::HeaderMap) -> Result<(), Error> {
-    if let Some(v) = h.get(header::HOST) {
+fn check_host(cfg: &Config, headers: &axum::http::HeaderMap) -> Result<(), Error> {
+    if let Some(v) = headers.get(header::HOST) {
         let host = v.to_str().ok().and_then(host_of);
         if !host.is_some_and(|x| host_allowed(cfg, x)) {
             return Err(Error::InvalidHeader(format!(
@@ -451,7 +455,7 @@ fn check_host(cfg: &Config, h: &axum::http::HeaderMap) -> Result<(), Error> {
             )));
         }
     }
-    if let Some(v) = h.get(header::ORIGIN) {
+    if let Some(v) = headers.get(header::ORIGIN) {
         let host = v
             .to_str()
             .ok()
@@ -472,15 +476,15 @@ fn check_host(cfg: &Config, h: &axum::http::HeaderMap) -> Result<(), Error> {
 fn host_of(v: &str) -> Option<&str> {
     let v = v.trim();
     if let Some(rest) = v.strip_prefix('[') {
-        let (h, tail) = rest.split_once(']')?;
-        return (tail.is_empty() || tail.starts_with(':')).then_some(h);
+        let (host, tail) = rest.split_once(']')?;
+        return (tail.is_empty() || tail.starts_with(':')).then_some(host);
     }
-    let h = match v.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+    let host = match v.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         Some(_) => return None,
         None => v,
     };
-    (!h.is_empty()).then_some(h)
+    (!host.is_empty()).then_some(host)
 }
 
 fn host_allowed(cfg: &Config, host: &str) -> bool {

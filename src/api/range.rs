@@ -51,23 +51,23 @@ where
     };
     let stream = open(range.clone()).await?;
     let mut resp = Response::new(Body::from_stream(stream));
-    let h = resp.headers_mut();
-    h.insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     match range {
         Some(r) => {
-            h.insert(
+            headers.insert(
                 header::CONTENT_RANGE,
                 header_or_dash(&format!("bytes {}-{}/{size}", r.start, r.end - 1)),
             );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         }
         None => {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
         }
     }
     Ok(resp)
@@ -99,8 +99,8 @@ fn requested(
 }
 
 /// Parse a single `bytes=` range against `size`. `Ok(None)`: serve it all.
-pub(crate) fn parse_range(h: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
-    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
     if spec.contains(',') {

@@ -23,7 +23,8 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::db::{Db, Meta, images as q};
+use crate::db::images::{ListQuery, Listed, Select, StateFilter};
+use crate::db::{Db, Meta};
 use crate::digest::Digests;
 use crate::error::{Error, FieldCode, FieldError, Result};
 use crate::identity::Caller;
@@ -120,7 +121,7 @@ impl Images {
     }
 
     /// ListImages.
-    pub async fn list(&self, caller: &Caller, query: q::ListQuery) -> Result<Vec<Image>> {
+    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<Vec<Image>> {
         let Some(query) = visible_query(caller, query) else {
             return Ok(vec![]);
         };
@@ -129,14 +130,14 @@ impl Images {
 
     /// ListImages as the stored JSON of each image, in order: parsed by
     /// the caller only as it renders them (a page of 1 000 is never held
-    /// parsed whole). With [`q::Select::Wire`], an image's stored list
+    /// parsed whole). With [`Select::Wire`], an image's stored list
     /// form where it has one (not parsed at all).
     pub async fn list_json(
         &self,
         caller: &Caller,
-        query: q::ListQuery,
-        select: q::Select,
-    ) -> Result<Vec<q::Listed>> {
+        query: ListQuery,
+        select: Select,
+    ) -> Result<Vec<Listed>> {
         let Some(query) = visible_query(caller, query) else {
             return Ok(vec![]);
         };
@@ -157,7 +158,7 @@ impl Images {
 }
 
 /// `query` restricted to what `caller` may see; None: nothing.
-fn visible_query(caller: &Caller, mut query: q::ListQuery) -> Option<q::ListQuery> {
+fn visible_query(caller: &Caller, mut query: ListQuery) -> Option<ListQuery> {
     if !caller.authenticated {
         // Nobody sees only active public images.
         query.account = None;
@@ -166,9 +167,7 @@ fn visible_query(caller: &Caller, mut query: q::ListQuery) -> Option<q::ListQuer
             _ => Some(true),
         };
         query.state = match query.state {
-            q::StateFilter::All | q::StateFilter::Only(State::Active) => {
-                q::StateFilter::Only(State::Active)
-            }
+            StateFilter::All | StateFilter::Only(State::Active) => StateFilter::Only(State::Active),
             _ => return None,
         };
     } else if !caller.operator {

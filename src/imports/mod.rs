@@ -264,19 +264,19 @@ impl Imports {
     /// image became active meanwhile: that one is returned instead.
     async fn queue_import(&self, job: ImportJob) -> Result<ImportJob> {
         let uuid = job.image_uuid;
-        let j = job.clone();
+        let new = job.clone();
         let existing = self
             .db
             .write(move |c| {
-                if let Some(j) = c.import_active_for_image(uuid)? {
-                    return Ok(Some(j));
+                if let Some(active) = c.import_active_for_image(uuid)? {
+                    return Ok(Some(active));
                 }
-                c.import_insert(&j)?;
+                c.import_insert(&new)?;
                 Ok::<_, crate::db::DbError>(None)
             })
             .await?;
-        if let Some(j) = existing {
-            return Ok(j);
+        if let Some(active) = existing {
+            return Ok(active);
         }
         self.wake.notify_one();
         Ok(job)
@@ -322,7 +322,7 @@ impl Imports {
             ))
         };
         let sha1 = s("sha1")
-            .filter(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| bad("sha1"))?
             .to_ascii_lowercase();
         let size = f
@@ -490,7 +490,7 @@ impl Imports {
             .read(|c| c.import_unfinished())
             .await?
             .iter()
-            .map(|j| format!("job-{}-", j.job_uuid))
+            .map(|job| format!("job-{}-", job.job_uuid))
             .collect();
         let owned =
             |name: &str| name.starts_with("job-") && live.iter().any(|p| name.starts_with(p));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::db::Db;
-use crate::db::uploads::{self as q, Upload, UploadState};
+use crate::db::uploads::{Concat, MultipartState, Upload, UploadState};
 use crate::store::namespace;
 use crate::store::{SessionState, StoreName, Stores};
 
@@ -91,7 +91,7 @@ impl Uploads {
 /// partials, or a crash cut that short: settling finishes it.)
 fn is_stalled(up: &Upload) -> bool {
     up.state == UploadState::Uploading
-        && (up.offset == up.length || matches!(up.concat, q::Concat::Final { .. }))
+        && (up.offset == up.length || matches!(up.concat, Concat::Final { .. }))
 }
 
 /// A stamp that changes when an object is rewritten: its size and ETag
@@ -104,7 +104,7 @@ pub fn stamp(m: &crate::store::ObjectMeta) -> String {
 }
 
 /// Bytes of an upload already sent as S3 parts (the first unsent byte).
-pub fn bytes_in_parts(m: &q::MultipartState) -> u64 {
+pub fn bytes_in_parts(m: &MultipartState) -> u64 {
     m.bytes_in_parts()
 }
 

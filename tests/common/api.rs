@@ -58,6 +58,14 @@ impl Resp {
     }
 }
 
+/// The id of the upload at `loc` (`/uploads/ID`).
+pub fn upload_id(loc: &str) -> String {
+    loc.rsplit('/')
+        .next()
+        .expect("an upload location")
+        .to_string()
+}
+
 /// `?account=A` for `account`, or nothing.
 fn as_account(account: Option<&str>) -> String {
     account.map(|a| format!("?account={a}")).unwrap_or_default()
@@ -145,12 +153,21 @@ pub trait Api {
             .await
     }
 
-    /// tus creation of an upload of `len` bytes (201 asserted): its
-    /// location.
-    async fn tus_location(&self, len: u64) -> String {
-        let (st, h) = self.tus_create(len, None, &[]).await;
+    /// tus creation of an upload of `len` bytes as `account` (201
+    /// asserted): its location.
+    async fn tus_location(&self, len: u64, account: Option<&str>) -> String {
+        let (st, h) = self.tus_create(len, account, &[]).await;
         assert_eq!(st, 201, "POST /uploads");
         h["location"].to_str().expect("location").to_string()
+    }
+
+    /// A complete tus upload of `file` as `account` (201 and 204
+    /// asserted): its location.
+    async fn tus_upload(&self, file: &[u8], account: Option<&str>) -> String {
+        let loc = self.tus_location(file.len() as u64, account).await;
+        let (st, _, v) = self.tus_patch(&loc, account, 0, file.to_vec()).await;
+        assert_eq!(st, 204, "PATCH {loc}: {v}");
+        loc
     }
 
     /// tus PATCH of `data` at `offset` with extra `headers` (replacing the

@@ -7,7 +7,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 
-pub use api::{Api, Resp};
+pub use api::{Api, Resp, upload_id};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -123,7 +123,7 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         .transpose()
         .map_err(DbError::corrupt("upload concat place"))?;
     let multipart_key = u.multipart.as_ref().map(|m| m.key.clone());
-    let s3_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
+    let multipart_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
     let staged = u
         .multipart
         .as_ref()
@@ -152,7 +152,7 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         &u.expires_at.datetime(),
         &u.data_mtime,
         &multipart_key,
-        &s3_id,
+        &multipart_id,
         &parts,
         &staged,
         &concat,
@@ -214,7 +214,7 @@ pub fn spent_partials(c: &PgConn, of: Option<Uuid>) -> Result<Vec<Upload>> {
 pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
     let parts = parts_json(u)?;
     let multipart_key = u.multipart.as_ref().map(|m| m.key.clone());
-    let s3_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
+    let multipart_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
     let staged = u
         .multipart
         .as_ref()
@@ -242,7 +242,7 @@ pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
             &u.data_mtime,
             &u.store.as_str(),
             &multipart_key,
-            &s3_id,
+            &multipart_id,
             &parts,
             &staged,
             &u.hash.crc64.map(|c| c as i64),

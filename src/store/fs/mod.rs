@@ -112,12 +112,12 @@ fn tmp_prefix(name: &str) -> String {
         format!(".{name}.tmp.")
     } else {
         use sha1::Digest;
-        let h = hex::encode(sha1::Sha1::digest(name.as_bytes()));
+        let digest = hex::encode(sha1::Sha1::digest(name.as_bytes()));
         let mut cut = 160;
         while !name.is_char_boundary(cut) {
             cut -= 1;
         }
-        format!(".{}~{}.tmp.", &name[..cut], &h[..16])
+        format!(".{}~{}.tmp.", &name[..cut], &digest[..16])
     }
 }
 
