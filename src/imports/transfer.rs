@@ -108,10 +108,7 @@ impl Imports {
                 backoff(idle_rounds).await;
             }
         }
-        let writer = staging
-            .writer
-            .take()
-            .ok_or_else(|| Error::internal("no session writer"))?;
+        let writer = staging.take_writer()?;
         self.checkpoint(writer, &mut staging.session, job, uuid, d)
             .await?;
         let got = staging.hasher.finish().await?;
@@ -211,10 +208,7 @@ impl Imports {
             }
             if job.is_some() && d.offset - staging.session.offset >= CHECKPOINT_BYTES {
                 staging.put().await?;
-                let writer = staging
-                    .writer
-                    .take()
-                    .ok_or_else(|| Error::internal("no session writer"))?;
+                let writer = staging.take_writer()?;
                 self.checkpoint(writer, &mut staging.session, job, uuid, d)
                     .await?;
                 staging.reopen(stores).await?;
@@ -326,6 +320,13 @@ struct Staging {
 }
 
 impl Staging {
+    /// The session's writer, to be checkpointed (reopen it to go on).
+    fn take_writer(&mut self) -> Result<SessionWriter> {
+        self.writer
+            .take()
+            .ok_or_else(|| Error::internal("no session writer"))
+    }
+
     /// Open a writer of the session at its offset.
     async fn reopen(&mut self, stores: &Stores) -> Result<()> {
         self.writer = Some(
