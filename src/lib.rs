@@ -57,6 +57,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
     let stores = Stores::open(&cfg, db.is_shared()).await?;
     let default_stor = stores.classic_stor();
     let quotas = space::Quotas::new(cfg.quotas.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
     let uploads = uploads::Uploads::new(
         db.clone(),
         stores.clone(),
@@ -70,7 +71,8 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
             quotas: quotas.clone(),
         },
         clock.clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let locks = locks::ImageLocks::new(&db);
     let registrar = registrar::Registrar::new(
         db.clone(),
@@ -90,8 +92,9 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         placeholder_lifespan_days: cfg.registrar.placeholder_lifespan_days,
         locks,
         clock: clock.clone(),
-        downloads: images::DownloadLog::new(cfg.downloads.stats),
+        downloads: images::DownloadLog::new(cfg.downloads.stats).with_metrics(metrics.clone()),
         quotas: quotas.clone(),
+        metrics: metrics.clone(),
     };
     let space = space::Space::new(db.clone(), quotas, clock);
     let imports = imports::Imports::new(
@@ -110,6 +113,7 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         registrar,
         space,
         server_name: Arc::from(format!("imgapi/{}", env!("CARGO_PKG_VERSION"))),
+        metrics,
     })
 }
 

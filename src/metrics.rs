@@ -1,11 +1,12 @@
-//! Process-wide counters for `GET /metrics`: requests by route and status,
-//! latency histograms, bytes in and out, and log events by level (a tracing
-//! layer counts them, so alarms can watch the error and warn counters).
+//! The counters of `GET /metrics`: requests by route and status, latency
+//! histograms, bytes in and out (each server's own [`Metrics`], held by its
+//! services), and log events by level (process-wide: a tracing layer counts
+//! them, so alarms can watch the error and warn counters).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: &[f64] = &[
@@ -32,13 +33,22 @@ pub struct Metrics {
     lifecycle_disabled: AtomicU64,
     lifecycle_deleted: AtomicU64,
     lifecycle_bytes_reclaimed: AtomicU64,
-    log_events: [AtomicU64; 5],
 }
 
-/// The process's metrics.
-pub fn global() -> &'static Metrics {
-    static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(Metrics::default)
+/// Log events by level, counted by [`CountingLayer`] for the process (the
+/// logger is the process's).
+static LOG_EVENTS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// One log event at `level`.
+fn log_event(level: &tracing::Level) {
+    let i = match *level {
+        tracing::Level::ERROR => 0,
+        tracing::Level::WARN => 1,
+        tracing::Level::INFO => 2,
+        tracing::Level::DEBUG => 3,
+        tracing::Level::TRACE => 4,
+    };
+    LOG_EVENTS[i].fetch_add(1, Ordering::Relaxed);
 }
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -115,17 +125,6 @@ impl Metrics {
             .fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn log_event(&self, level: &tracing::Level) {
-        let i = match *level {
-            tracing::Level::ERROR => 0,
-            tracing::Level::WARN => 1,
-            tracing::Level::INFO => 2,
-            tracing::Level::DEBUG => 3,
-            tracing::Level::TRACE => 4,
-        };
-        self.log_events[i].fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Prometheus text exposition of the counters, plus `extra` gauges
     /// computed by the caller (name, help, type, samples of (labels, value)).
     pub fn render(&self, extra: &[Gauge]) -> String {
@@ -133,7 +132,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_latency(&mut out);
         self.render_counters(&mut out);
-        self.render_log_events(&mut out);
+        render_log_events(&mut out);
         render_gauges(&mut out, extra);
         out
     }
@@ -242,22 +241,6 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
     }
-
-    /// `imgapi_log_events_total`: log events by level.
-    fn render_log_events(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP imgapi_log_events_total Log events by level (alarm on error and warn)."
-        );
-        let _ = writeln!(out, "# TYPE imgapi_log_events_total counter");
-        for (i, l) in LEVELS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "imgapi_log_events_total{{level=\"{l}\"}} {}",
-                self.log_events[i].load(Ordering::Relaxed)
-            );
-        }
-    }
 }
 
 /// The `extra` gauges of [`Metrics::render`]'s caller, each its own family.
@@ -281,6 +264,22 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `imgapi_log_events_total`: log events by level.
+fn render_log_events(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP imgapi_log_events_total Log events by level (alarm on error and warn)."
+    );
+    let _ = writeln!(out, "# TYPE imgapi_log_events_total counter");
+    for (i, l) in LEVELS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "imgapi_log_events_total{{level=\"{l}\"}} {}",
+            LOG_EVENTS[i].load(Ordering::Relaxed)
+        );
+    }
+}
+
 /// A tracing layer counting events by level.
 pub struct CountingLayer;
 
@@ -290,7 +289,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountingLayer {
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        global().log_event(event.metadata().level());
+        log_event(event.metadata().level());
     }
 }
 

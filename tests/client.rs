@@ -124,7 +124,7 @@ async fn publish_registers_an_active_image_and_file_get_downloads_it() {
 
 #[tokio::test]
 async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let (file, bytes) = gz_file(tmp.path(), 64 * MIB + 7, 2);
@@ -178,7 +178,7 @@ async fn publish_killed_mid_upload_resumes_without_resending_acknowledged_bytes(
 
 #[tokio::test]
 async fn publish_in_parallel_killed_mid_way_resumes_every_partial() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let (file, bytes) = gz_file(tmp.path(), 30 * MIB + 5, 11);
@@ -316,7 +316,7 @@ async fn publish_resumes_a_state_file_of_an_earlier_version() {
 /// upload, forgets its state, and registers no image.
 #[tokio::test]
 async fn publish_refuses_an_upload_whose_server_bytes_differ_from_those_sent() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let (file, _) = gz_file(tmp.path(), 16 * MIB, 21);

@@ -127,7 +127,7 @@ async fn import_dir_seeds_origins_first_and_a_second_run_changes_nothing() {
 
 #[tokio::test]
 async fn import_dir_killed_mid_upload_is_completed_by_the_next_run() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let dir = tmp.path().join("datasets");
@@ -190,7 +190,7 @@ async fn posts_to_images(url: &str, status: u16) -> u64 {
 
 #[tokio::test]
 async fn import_dir_validates_every_manifest_first_and_imports_the_valid_ones() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let dir = tmp.path().join("datasets");

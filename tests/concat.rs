@@ -378,7 +378,7 @@ async fn tus_js_client_parallel_uploads() {
             .is_file(),
         "tests/tus/node_modules is missing: run `npm ci` in tests/tus"
     );
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("upload.bin");
     std::fs::write(&file, data(3 * 1024 * KIB + 777, 5)).unwrap();
@@ -599,7 +599,7 @@ async fn in_place(mut s: Server, file: Vec<u8>, cuts: &[usize], kill: bool) {
 
 #[tokio::test]
 async fn final_first_partials_write_in_place() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let file = data(3 * 1024 * KIB + 333, 31);
     in_place(s, file, &[1024 * KIB + 7, 2 * 1024 * KIB + 100], false).await;
 }
@@ -628,7 +628,7 @@ async fn s3_final_first_part_runs_with_kill() {
 #[tokio::test]
 async fn s3_final_first_unaligned_partials() {
     let s3 = common::S3Server::start();
-    let s = Server::spawn_with_config(&s3.manta_toml(5)).await;
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
     let mib = 1024 * KIB;
     let file = data(11 * mib + 77, 34);
     in_place(s, file, &[3 * mib + 1, 7 * mib + 5], false).await;

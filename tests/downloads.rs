@@ -132,7 +132,7 @@ async fn mapped_files_answer_every_range_as_reads_do() {
 
 #[tokio::test]
 async fn interrupted_and_deleted_downloads() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let file = data(LEN, 27);
     let img = s.create_active(SDC, "cut", true, &file).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();

@@ -125,7 +125,7 @@ async fn connections_beyond_the_limit_wait_and_ping_answers_after() {
 
 #[tokio::test]
 async fn garbage_methods_do_not_grow_metrics() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     for i in 0..200 {
         let garbage = format!("G{i}{}", "ARBAGE".repeat(300));
         let m = reqwest::Method::from_bytes(garbage.as_bytes()).unwrap();
@@ -254,7 +254,7 @@ async fn auth_none_serves_only_local_hosts_and_origins() {
 
 #[tokio::test]
 async fn bearer_scheme_is_case_insensitive_and_metrics_need_an_operator() {
-    let s = Server::spawn_with_config("auth = \"token\"\n").await;
+    let s = Server::start_with_config("auth = \"token\"\n").await;
     let (_alice, alice_tok) = s.account("alice", false);
     let (_op, op_tok) = s.account("root-op", true);
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
@@ -303,7 +303,7 @@ async fn bearer_scheme_is_case_insensitive_and_metrics_need_an_operator() {
             .contains("imgapi_http_requests_total")
     );
     // ...unless metrics_public.
-    let p = Server::spawn_with_config("auth = \"token\"\nmetrics_public = true\n").await;
+    let p = Server::start_with_config("auth = \"token\"\nmetrics_public = true\n").await;
     let r = p.http.get(p.u("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -648,8 +648,8 @@ async fn import_and_add_file_from_source() {
 /// transfer, naming the quota, and leaves nothing behind.
 #[tokio::test]
 async fn import_remote_over_quota_fails_before_the_transfer() {
-    let s = Server::spawn().await;
-    let d = Server::spawn_with_config("[quotas]\nmax_bytes = 100000\n").await;
+    let s = Server::start().await;
+    let d = Server::start_with_config("[quotas]\nmax_bytes = 100000\n").await;
     let a = active_image(&s, "big", None, &data(300_000, 4)).await;
     let sent = |t: String| metric(&t, "imgapi_http_response_bytes_total");
     let sent_before = sent(s.metrics().await);

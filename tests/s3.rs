@@ -709,7 +709,7 @@ async fn terminating_a_finished_s3_upload_deletes_its_object() {
 async fn tus_upload_rides_out_an_s3_outage() {
     const MIB: usize = 1 << 20;
     let mut s3 = S3Server::start_own();
-    let s = Server::spawn_with_config(&s3.manta_toml(5)).await;
+    let s = Server::start_with_config(&s3.manta_toml(5)).await;
     let file = data(23 * MIB + 777, 17);
     let loc = s.tus_location(file.len() as u64, None).await;
     let info_path = format!("{loc}/info");

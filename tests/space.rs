@@ -80,7 +80,7 @@ fn uuids(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_download_counts_when_the_file_is_served_to_its_last_byte() {
-    let s = spawned_server(1).await;
+    let s = server(1).await;
     let data = data(64 * 1024, 7);
     let img = s.create_active(SDC, "counted", true, &data).await;
     let uuid = img["uuid"].as_str().unwrap().to_string();
@@ -353,7 +353,7 @@ async fn unactivated_with_file(s: &Server, owner: &str, size: usize) -> String {
 
 #[tokio::test]
 async fn usage_adds_up_what_each_account_keeps() {
-    let s = spawned_server(1).await;
+    let s = server(1).await;
     let a = s.create_active(LUKE, "one", true, &data(1000, 1)).await;
     let a = a["uuid"].as_str().unwrap().to_string();
     s.create_active(LUKE, "two", false, &data(3000, 2)).await;
@@ -944,7 +944,7 @@ async fn lifecycle_rules_that_cannot_be_stop_the_server_naming_the_fault() {
 
 #[tokio::test]
 async fn the_server_runs_the_policy_on_its_schedule() {
-    let mut s = Server::spawn().await;
+    let mut s = Server::start().await;
     let uuid = ancient_image(&s, 100, 3).await;
     // A schedule: the first run is due at once (none ran before).
     s.set_config(

@@ -348,7 +348,7 @@ async fn the_binary_reaps_expired_uploads_at_start_up() {
 
 #[tokio::test]
 async fn target_paths_and_content_md5() {
-    let s = Server::spawn().await;
+    let s = Server::start().await;
     let file = data(50_000, 4);
     // operator: /assets path
     let (st, h) = s

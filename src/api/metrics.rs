@@ -74,7 +74,7 @@ pub async fn metrics(State(st): State<AppState>, caller: Caller) -> Result<Respo
             x.1 = n as f64;
         }
     }
-    let text = crate::metrics::global().render(&[
+    let text = st.metrics.render(&[
         (
             "imgapi_uploads",
             "Upload sessions by state (uploading = in progress).",

@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
 use crate::images::Images;
+use crate::metrics::Metrics;
 use error::LoggedError;
 
 /// Shared state of all handlers.
@@ -49,6 +50,8 @@ pub struct AppState {
     pub imports: crate::imports::Imports,
     pub space: crate::space::Space,
     pub server_name: Arc<str>,
+    /// This server's counters (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// The API versions this server speaks.
@@ -290,7 +293,7 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let mut req = count_request_bytes(req);
+    let mut req = count_request_bytes(req, &st.metrics);
     let caller_slot = extract::CallerSlot::default();
     req.extensions_mut().insert(caller_slot.clone());
     let version = negotiate_version(
@@ -307,13 +310,13 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
     };
     let elapsed = start.elapsed();
     let ms = elapsed.as_millis();
-    crate::metrics::global().request(
+    st.metrics.request(
         &route,
         method,
         resp.status().as_u16(),
         elapsed.as_secs_f64(),
     );
-    let mut resp = count_response_bytes(resp);
+    let mut resp = count_response_bytes(resp, &st.metrics);
     let headers = resp.headers_mut();
     headers.insert(header::SERVER, header_or_dash(&st.server_name));
     headers.insert(
@@ -348,27 +351,29 @@ async fn common(State(st): State<AppState>, req: Request, next: Next) -> Respons
 }
 
 /// Count request body bytes as they are read.
-fn count_request_bytes(req: Request) -> Request {
+fn count_request_bytes(req: Request, metrics: &Arc<Metrics>) -> Request {
     use futures_util::TryStreamExt;
+    let metrics = metrics.clone();
     req.map(|b| {
-        axum::body::Body::from_stream(b.into_data_stream().inspect_ok(|c| {
-            crate::metrics::global().add_bytes_in(c.len() as u64);
+        axum::body::Body::from_stream(b.into_data_stream().inspect_ok(move |c| {
+            metrics.add_bytes_in(c.len() as u64);
         }))
     })
 }
 
 /// Count response body bytes: at once when the size is known, else as they
 /// stream (file downloads).
-fn count_response_bytes(resp: Response) -> Response {
+fn count_response_bytes(resp: Response, metrics: &Arc<Metrics>) -> Response {
     use axum::body::HttpBody;
     use futures_util::TryStreamExt;
     if let Some(n) = resp.body().size_hint().exact() {
-        crate::metrics::global().add_bytes_out(n);
+        metrics.add_bytes_out(n);
         return resp;
     }
+    let metrics = metrics.clone();
     resp.map(|b| {
-        axum::body::Body::from_stream(b.into_data_stream().inspect_ok(|c| {
-            crate::metrics::global().add_bytes_out(c.len() as u64);
+        axum::body::Body::from_stream(b.into_data_stream().inspect_ok(move |c| {
+            metrics.add_bytes_out(c.len() as u64);
         }))
     })
 }

@@ -20,6 +20,7 @@ use super::Images;
 use crate::clock::Timestamp;
 use crate::db::downloads::DownloadStats;
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::store::ByteStream;
 
 /// Most images a node keeps counts for between flushes. A count for one
@@ -35,16 +36,28 @@ type Pending = HashMap<Uuid, DownloadStats>;
 /// The node's download counts not yet in the database; `None` when
 /// recording is off (`downloads.stats = false`).
 #[derive(Clone, Default)]
-pub struct DownloadLog(Option<Arc<Mutex<Pending>>>);
+pub struct DownloadLog {
+    pending: Option<Arc<Mutex<Pending>>>,
+    /// The server's counters (downloads, counts dropped).
+    metrics: Arc<Metrics>,
+}
 
 impl DownloadLog {
     /// A log that records (`on`) or ignores every download.
     pub fn new(on: bool) -> DownloadLog {
-        DownloadLog(on.then(Default::default))
+        DownloadLog {
+            pending: on.then(Default::default),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The same, counting downloads in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> DownloadLog {
+        DownloadLog { metrics, ..self }
     }
 
     fn pending(&self) -> Option<std::sync::MutexGuard<'_, Pending>> {
-        self.0
+        self.pending
             .as_ref()
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -58,13 +71,13 @@ impl DownloadLog {
             None if room => {
                 p.insert(uuid, s);
             }
-            None => crate::metrics::global().add_download_counts_dropped(s.count),
+            None => self.metrics.add_download_counts_dropped(s.count),
         }
     }
 
     /// One download of `uuid` at `at`.
     pub fn record(&self, uuid: Uuid, at: Timestamp) {
-        if self.0.is_some() {
+        if self.pending.is_some() {
             self.add(
                 uuid,
                 DownloadStats {
@@ -72,7 +85,7 @@ impl DownloadLog {
                     last_at: at,
                 },
             );
-            crate::metrics::global().add_download();
+            self.metrics.add_download();
         }
     }
 
@@ -109,7 +122,7 @@ impl Images {
     ) -> ByteStream {
         let (start, end) = range.map_or((0, size), |r| (r.start, r.end));
         // (An empty range hands out no byte: nothing to count.)
-        if end != size || start == end || self.downloads.0.is_none() {
+        if end != size || start == end || self.downloads.pending.is_none() {
             return stream;
         }
         // Only the log and the clock go along (not the whole service).

@@ -54,6 +54,8 @@ pub struct Images {
     pub(crate) clock: crate::clock::Clock,
     /// Download counts not yet in the database.
     pub(crate) downloads: DownloadLog,
+    /// The server's counters.
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The accounts' quotas, checked by every change that adds an image or
     /// bytes.
     pub(crate) quotas: crate::space::Quotas,

@@ -76,7 +76,7 @@ impl Lifecycle {
                         "lifecycle step skipped: the image changed since the plan");
                 }
                 Ok(true) => {
-                    let m = crate::metrics::global();
+                    let m = &self.images.metrics;
                     match s.action {
                         Action::Disable => {
                             done.disabled += 1;

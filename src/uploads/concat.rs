@@ -314,7 +314,7 @@ impl Uploads {
                 return Err(e.into());
             }
         };
-        crate::metrics::global().add_concat_bytes_copied(p.length - start);
+        self.metrics.add_concat_bytes_copied(p.length - start);
         up.offset += p.length - start;
         if let Some(m) = up.multipart.as_mut() {
             m.parts.extend(added.parts.iter().cloned());

@@ -51,6 +51,8 @@ pub struct Uploads {
     locks: UploadLocks,
     streaming: Streaming,
     clock: crate::clock::Clock,
+    /// The server's counters (bytes copied by concatenation).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Where unfinished uploads to the assets store keep their bytes. Its
@@ -70,7 +72,13 @@ impl Uploads {
             cfg: Arc::new(cfg),
             streaming: Streaming::new(max_streaming),
             clock,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same, counting in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> Uploads {
+        Uploads { metrics, ..self }
     }
 
     pub fn max_file_size(&self) -> u64 {

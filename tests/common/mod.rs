@@ -193,11 +193,10 @@ impl Server {
         c.output().expect("run imgapi")
     }
 
-    /// `GET /metrics` as text (the server's default auth: no token), of a
-    /// [`Server::spawn`]ed server: metrics are process-wide, so those of
-    /// servers in the test's process add up.
+    /// `GET /metrics` as text (the server's default auth: no token). Its
+    /// log-event counters are the process's: a server in the test's
+    /// process counts none (the binary's logger counts them).
     pub async fn metrics(&self) -> String {
-        let _ = self.pid();
         let r = self
             .http
             .get(self.u("/metrics"))
