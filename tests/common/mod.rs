@@ -309,6 +309,21 @@ async fn start_running(dir: &Path, config: Option<&Path>, process: bool) -> (Run
     }
 }
 
+/// The log of the servers in the test's process, as the spawned binary's:
+/// `IMGAPI_TEST_LOG` (a filter, as `IMGAPI_LOG`; default `warn`), written
+/// through the test harness's capture, so a failing test shows its
+/// server's lines.
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("IMGAPI_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// `imgapi::run_on` on a runtime of its own, in a thread of its own, so
 /// that a test may block (run the CLI, sleep) while it serves.
 struct InProcess {
@@ -321,6 +336,7 @@ impl InProcess {
     /// DIR/data` would (the test backend's database), binds a free
     /// loopback port, and serves on it.
     fn start(dir: &Path, config: Option<&Path>) -> (InProcess, String) {
+        init_test_log();
         let o = imgapi::config::Overrides {
             config: config.map(Path::to_path_buf),
             listen: None,
