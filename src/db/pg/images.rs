@@ -370,6 +370,10 @@ struct ByValues {
     values: Vec<String>,
 }
 
+/// What a `~` list's conditions name the walked value by (each walk puts
+/// its own value in its place).
+const WALKED_VALUE: &str = "$walked_value";
+
 /// For a `name=~` (else `version=~`) list that can take them: the
 /// column's values that contain its substring (`image_values`,
 /// sql/pg/0004), if at most [`MAX_VALUES`].
@@ -455,7 +459,10 @@ fn list_sql_values(
 ) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut a = Args::default();
     let by_col = by.as_ref().map(|b| b.col);
-    let by_values = by.map(|b| a.add(b.values));
+    let by_values = by.map(|b| {
+        let n = b.values.len();
+        (a.add(b.values), n)
+    });
     let mut wh = column_filters(q, by_col, &mut a);
     let joined = tag_filters(q, &mut a, &mut wh);
     channel_download_marker_filters(q, &mut a, &mut wh);
@@ -487,7 +494,7 @@ fn column_filters(q: &ListQuery, by_col: Option<&str>, a: &mut Args) -> Vec<Stri
     }
     for (c, m) in [("name", &q.name), ("version", &q.version)] {
         if by_col == Some(c) {
-            wh.push(format!("images.{c} = n.value"));
+            wh.push(format!("images.{c} = {WALKED_VALUE}"));
             continue;
         }
         match m {
@@ -613,8 +620,9 @@ struct ListFrame {
     from: String,
     /// The walk's ORDER BY and LIMIT (the joined rows', else `order`).
     joined_order: String,
-    /// The parameter of the `~` values, each walked and the walks merged.
-    by_values: Option<String>,
+    /// The parameter of the `~` values (a text array) and how many there
+    /// are: each walked and the walks merged.
+    by_values: Option<(String, usize)>,
     limit: u32,
 }
 
@@ -625,7 +633,7 @@ impl ListFrame {
         q: &ListQuery,
         select: Select,
         joined: Option<(&'static str, String)>,
-        by_values: Option<String>,
+        by_values: Option<(String, usize)>,
     ) -> ListFrame {
         let cols = match select {
             Select::Manifest => "manifest",
@@ -684,14 +692,30 @@ impl ListFrame {
                 "SELECT {cols} FROM {from} {} {joined_order}",
                 where_clause(wh)
             ),
-            Some(arr) => format!(
-                "SELECT {cols} FROM images WHERE uuid IN (SELECT w.uuid FROM \
-                 unnest({arr}::text[]) AS n(value), LATERAL (SELECT images.uuid AS uuid, \
-                 images.published_at AS published_at FROM {from} {} {joined_order}) w \
-                 ORDER BY w.published_at {pub_order}, w.uuid {uuid_order} LIMIT {}) {order}",
-                where_clause(wh),
-                self.limit
-            ),
+            Some((arr, n)) => {
+                // One walk of the index in ListImages' order per value, all
+                // merged by a Merge Append that reads each walk only as far
+                // as the limit needs (not every walk to its limit, then a
+                // sort). The statement's text depends on the number of
+                // values only, so that its generic plan is reused.
+                let wh = where_clause(wh);
+                let walks: Vec<String> = (1..=*n)
+                    .map(|k| {
+                        let value = format!("({arr}::text[])[{k}]");
+                        format!(
+                            "(SELECT images.uuid AS uuid, images.published_at AS published_at \
+                             FROM {from} {} {joined_order})",
+                            wh.replace(WALKED_VALUE, &value)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "SELECT {cols} FROM images WHERE uuid IN (SELECT w.uuid FROM ({}) w \
+                     ORDER BY w.published_at {pub_order}, w.uuid {uuid_order} LIMIT {}) {order}",
+                    walks.join(" UNION ALL "),
+                    self.limit
+                )
+            }
         }
     }
 }
