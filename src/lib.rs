@@ -151,14 +151,15 @@ fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
 /// sends systemd `READY=1` (the listener is open and the uploads a crash
 /// cut short are finished); `STOPPING=1` once `shutdown` resolves.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    run_on(listener, cfg, shutdown).await
+    let listen = cfg.listen;
+    run_on(tokio::net::TcpListener::bind(listen), cfg, shutdown).await
 }
 
-/// [`run`] on a listener already bound (`cfg.listen` is not used): what
-/// the test harness starts in its own process.
+/// [`run`] on the listener `listener` gives once the services are built
+/// and the uploads a crash cut short are finished (`cfg.listen` is not
+/// used): the test harness gives one it bound already.
 pub async fn run_on(
-    listener: tokio::net::TcpListener,
+    listener: impl Future<Output = std::io::Result<tokio::net::TcpListener>>,
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -185,6 +186,7 @@ pub async fn run_on(
         ))
     });
     let app = api::router(state);
+    let listener = listener.await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("imgapi listening on http://{addr}");

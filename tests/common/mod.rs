@@ -360,7 +360,7 @@ impl InProcess {
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                if let Err(e) = imgapi::run_on(listener, cfg, shutdown).await {
+                if let Err(e) = imgapi::run_on(async { Ok(listener) }, cfg, shutdown).await {
                     eprintln!("in-process server: {e:#}");
                 }
             });
