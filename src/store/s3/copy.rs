@@ -3,7 +3,7 @@
 //! multipart upload of UploadPartCopy parts (aborted if a part fails).
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 
 use super::{Resp, S3Store, sdk_err};
 use crate::store::error::{Result, StoreError};
@@ -84,33 +84,11 @@ impl S3Store {
         let parts = match self.copy_parts(source, &key, &id).await {
             Ok(parts) => parts,
             Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .upload_id(&id)
-                    .send()
-                    .await;
+                let _ = self.abort_multipart(to, &id).await;
                 return Err(e);
             }
         };
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&key)
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .customize()
-            .config_override(self.long_request())
-            .send()
-            .await
-            .map_err(sdk_err)?;
-        Ok(())
+        self.send_complete(&key, &id, parts).await.map_err(sdk_err)
     }
 
     /// Copy each [`COPY_PART`] of `source` into the multipart upload `id`

@@ -13,6 +13,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -527,10 +528,23 @@ impl S3Store {
             .iter()
             .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(e).build())
             .collect();
+        self.send_complete(&self.k(key)?, upload_id, parts)
+            .await
+            .map_err(multipart_err)
+    }
+
+    /// CompleteMultipartUpload of the prefixed key `key` from `parts`, the
+    /// SDK's error left to the caller to map.
+    async fn send_complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> std::result::Result<(), SdkError<CompleteMultipartUploadError, Resp>> {
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
-            .key(self.k(key)?)
+            .key(key)
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -540,8 +554,7 @@ impl S3Store {
             .customize()
             .config_override(self.long_request())
             .send()
-            .await
-            .map_err(multipart_err)?;
+            .await?;
         Ok(())
     }
 

@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
-use aws_sdk_s3::primitives::ByteStream as S3Body;
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
-use super::{S3Store, sdk_err};
+use super::S3Store;
 use crate::store::error::{Result, StoreError};
 
 /// Sends the parts of a multipart upload as they fill, several at once. At
@@ -130,17 +129,7 @@ impl PendingS3Write {
         if p.upload_id.is_empty() {
             // Smaller than one part (or empty): a single PutObject.
             let body = std::mem::take(&mut p.buf).freeze();
-            p.store
-                .client
-                .put_object()
-                .bucket(&p.store.bucket)
-                .key(p.store.k(&p.key)?)
-                .body(S3Body::from(body))
-                .customize()
-                .disable_payload_signing()
-                .send()
-                .await
-                .map_err(sdk_err)?;
+            p.store.put(&p.key, body).await?;
             self.done = true;
             return Ok(());
         }
