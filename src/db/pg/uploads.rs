@@ -122,13 +122,7 @@ pub fn insert(c: &PgConn, u: &Upload) -> Result<()> {
         .map(serde_json::to_string)
         .transpose()
         .map_err(DbError::corrupt("upload concat place"))?;
-    let multipart_key = u.multipart.as_ref().map(|m| m.key.clone());
-    let multipart_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
-    let staged = u
-        .multipart
-        .as_ref()
-        .map(|m| m.staged_from as i64)
-        .unwrap_or(0);
+    let (multipart_key, multipart_id, staged) = multipart_columns(u);
     let pieces = pieces_json(u)?;
     let params: [&(dyn ToSql + Sync); 31] = [
         &u.id,
@@ -210,16 +204,23 @@ pub fn spent_partials(c: &PgConn, of: Option<Uuid>) -> Result<Vec<Upload>> {
     )?)
 }
 
+/// The multipart upload's columns of `u`: its key, its id, and where its
+/// staged bytes start (0 without one).
+fn multipart_columns(u: &Upload) -> (Option<String>, Option<String>, i64) {
+    match &u.multipart {
+        Some(m) => (
+            Some(m.key.clone()),
+            Some(m.upload_id.clone()),
+            m.staged_from as i64,
+        ),
+        None => (None, None, 0),
+    }
+}
+
 /// Save the mutable columns of an upload.
 pub fn update(c: &PgConn, u: &Upload) -> Result<()> {
     let parts = parts_json(u)?;
-    let multipart_key = u.multipart.as_ref().map(|m| m.key.clone());
-    let multipart_id = u.multipart.as_ref().map(|m| m.upload_id.clone());
-    let staged = u
-        .multipart
-        .as_ref()
-        .map(|m| m.staged_from as i64)
-        .unwrap_or(0);
+    let (multipart_key, multipart_id, staged) = multipart_columns(u);
     let pieces = pieces_json(u)?;
     let n = c.execute(
         "UPDATE uploads SET \"offset\"=$2, state=$3, data_key=$4, md5_state=$5, sha1_state=$6, md5=$7, \
