@@ -626,6 +626,67 @@ async fn quotas_hold_at_every_entry_and_two_uploads_cannot_both_slip_under() {
     }
 }
 
+/// POST /images of a manifest whose file is the object at `/{owner}/stor/{name}`
+/// (written there first, `len` bytes), as `owner`: (status, body).
+async fn register_path(s: &Server, owner: &str, name: &str, len: usize) -> (u16, Value) {
+    let bytes = data(len, len as u32);
+    let stor = s.data_dir().join(format!("manta/{owner}/stor"));
+    std::fs::create_dir_all(&stor).unwrap();
+    std::fs::write(stor.join(name), &bytes).unwrap();
+    s.post(
+        &format!("/images?account={owner}"),
+        serde_json::json!({"v": 2, "name": name, "version": "1", "os": "smartos",
+            "type": "zone-dataset", "files": [{"path": format!("/{owner}/stor/{name}"),
+            "content_md5": md5_b64(&bytes), "compression": "none"}]}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_registrations_from_paths_cannot_both_slip_under_the_quota() {
+    let s = Server::start_with_config("[quotas]\nmax_bytes = 10000\n").await;
+    // A file already in the store counts from its registration's POST on,
+    // before its job has verified it: with room for one of two, exactly
+    // one is taken, every round.
+    for round in 0..10 {
+        let acct = uuid::Uuid::new_v4().to_string();
+        let (a, b) = tokio::join!(
+            register_path(&s, &acct, "a", 6000),
+            register_path(&s, &acct, "b", 6000)
+        );
+        let mut got = [a.0, b.0];
+        got.sort();
+        assert_eq!(got, [200, 413], "round {round}: {a:?} {b:?}");
+        let refused = if a.0 == 413 { &a.1 } else { &b.1 };
+        assert_over_quota(413, refused);
+        let (_, u) = s.get(&format!("/usage/{acct}")).await;
+        assert_eq!(
+            u["images_total"],
+            serde_json::json!({"count": 1, "bytes": 6000}),
+            "round {round}: {u}"
+        );
+        let (_, list) = s.get(&format!("/images?owner={acct}&state=all")).await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "round {round}: {list}");
+    }
+    // A registration that fails gives its bytes back: the next one fits.
+    let acct = uuid::Uuid::new_v4().to_string();
+    let stor = s.data_dir().join(format!("manta/{acct}/stor"));
+    std::fs::create_dir_all(&stor).unwrap();
+    std::fs::write(stor.join("bad"), data(6000, 1)).unwrap();
+    let (st, e) = s
+        .post(
+            &format!("/images?account={acct}"),
+            serde_json::json!({"v": 2, "name": "bad", "version": "1", "os": "smartos",
+                "type": "zone-dataset", "files": [{"path": format!("/{acct}/stor/bad"),
+                "content_md5": md5_b64(b"other bytes"), "compression": "none"}]}),
+        )
+        .await;
+    assert!((400..500).contains(&st), "{st} {e}");
+    let (_, u) = s.get(&format!("/usage/{acct}")).await;
+    assert_eq!(u["bytes"], 0, "{u}");
+    assert_eq!(register_path(&s, &acct, "good", 6000).await.0, 200);
+}
+
 #[tokio::test]
 async fn operators_can_be_exempt() {
     let s = Server::start_with_config("[quotas]\nmax_images = 1\nexempt_operators = true\n").await;

@@ -205,6 +205,7 @@ fn plan(chain: &Chain, account: Uuid, now: crate::clock::Timestamp) -> Vec<Image
         img.placeholder = None;
         img.error = None;
         img.expires_at = None;
+        img.reserved_bytes = None;
         if i < last {
             img.disabled = true;
         }

@@ -144,6 +144,11 @@ pub struct Image {
     /// Placeholders are reaped after this time (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The bytes a registration will bring (a file at a path, another
+    /// account's upload), counted as the image's while it is `creating`,
+    /// so that quotas weigh them from the registration's POST on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_bytes: Option<u64>,
     /// Its downloads, when read with them (admin fields). Kept beside the
     /// manifest (`image_downloads`), never in it.
     #[serde(skip)]
@@ -265,12 +270,18 @@ impl Image {
     }
 
     /// What this image keeps in the stores: its files' and its icon's
-    /// bytes (usage and quotas count these).
+    /// bytes, and while it is being created the bytes its registration
+    /// will bring (usage and quotas count these).
     pub fn stored_bytes(&self) -> u64 {
+        let reserved = match self.placeholder {
+            Some(Placeholder::Creating) => self.reserved_bytes,
+            _ => None,
+        };
         self.files
             .iter()
             .map(|f| f.size)
             .chain(self.icon.iter().map(|i| i.size))
+            .chain(reserved)
             .fold(0, u64::saturating_add)
     }
 

@@ -395,6 +395,9 @@ impl Registrar {
                     entry.bytes = entry.bytes.saturating_add(up.length);
                 }
                 quotas.admit(c, &origin_caller, &entry)?;
+                // Counted as the image's until its job ends, so that a
+                // registration admitted after this one sees them.
+                img.reserved_bytes = Some(entry.bytes).filter(|&n| n > 0);
                 c.image_insert(&img).map_err(Error::uuid_taken(img.uuid))?;
                 if let Some(id) = row.upload_id {
                     c.upload_mark_registered(id, row.image_uuid, clock.timestamp())?

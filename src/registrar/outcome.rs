@@ -98,6 +98,7 @@ impl Registrar {
                     && let Some(mut img) = c.image_get(uuid)?
                 {
                     img.placeholder = Some(Placeholder::Failed);
+                    img.reserved_bytes = None;
                     img.error = Some(json!({"code": code, "message": message}));
                     let exp = placeholder_expiry(clock.timestamp(), lifespan);
                     img.expires_at = Some(exp.into());
@@ -146,6 +147,7 @@ fn install_file(
     img.files = vec![file];
     if job.kind == JobKind::Register {
         img.placeholder = None;
+        img.reserved_bytes = None;
         img.error = None;
         if job.activate {
             img.activated = true;
