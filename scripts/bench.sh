@@ -15,7 +15,8 @@
 #                                            CLUSTER_MIB, CLUSTER_IMAGES, CLUSTER_SECS)
 #   scripts/bench.sh cluster-list           (only GetImage and every ListImages filter at LIST_IMAGES
 #                                            (100 000) images on SQLite and on PostgreSQL; LIST_SECS,
-#                                            LIST_ONLY: an extended regexp of the rows to run)
+#                                            LIST_ONLY: an extended regexp of the rows to run;
+#                                            LIST_CACHE_MIB=0: no list kept by the nodes)
 #   scripts/bench.sh nodes                  (only 1, 2 and 3 nodes over one PostgreSQL: aggregate
 #                                            uploads and ListImages req/s; NODES_MIB, NODES_SECS)
 #   scripts/bench.sh download-stats         (only GetImageFile of a small file with download counting
@@ -593,7 +594,14 @@ SQL
   ms() { awk -v v="$1" 'BEGIN { u = v; sub(/[0-9.]+/, "", u); x = v + 0; if (u == "us") x /= 1000; else if (u == "s") x *= 1000; printf "%.1f", x }'; }
   # Both nodes up at once; each query runs on SQLite's and then at once on
   # PostgreSQL's, so that a pair is measured under the same load.
+  # LIST_CACHE_MIB sets both nodes' `[limits] list_cache_mib` (0: every
+  # list read from the database; default: the server's 64, so that a
+  # query asked again is answered from the node's cache).
   local sq_url sq_pid pg_url pg_pid
+  if [ -n "${LIST_CACHE_MIB:-}" ]; then
+    printf '[limits]\nlist_cache_mib = %s\n' "$LIST_CACHE_MIB" > "$d/cache.toml"
+    export IMGAPI_CONFIG="$d/cache.toml"
+  fi
   start_server "$d/sqlite"; sq_url=$URL; sq_pid=$SERVER_PID
   IMGAPI_DATABASE_URL="$pg/imgapi_list" start_server "$d/pg"; pg_url=$URL; pg_pid=$SERVER_PID
   : > "$d/sqlite.rps"; : > "$d/pg.rps"
@@ -614,7 +622,7 @@ SQL
     done
   done < <({ echo "GetImage|GET"; list_queries | grep -v 'limit=1000'; } | grep -E "^(GetImage|unfiltered)|${LIST_ONLY:-.}")
   kill "$sq_pid" "$pg_pid"; wait "$sq_pid" "$pg_pid" 2>/dev/null || true
-  unset IMGAPI_DATABASE_URL
+  unset IMGAPI_DATABASE_URL IMGAPI_CONFIG
   printf '%-34s %9s %6s %9s %6s %7s %s\n' query "SQLite/s" "x base" "PG/s" "x base" "PG/SQL" "goals (>= 0.5x; same body)"
   paste -d'|' "$d/sqlite.rps" "$d/pg.rps" | awk -F'|' '
     NR == 2 { sb = $2; pb = $6 }

@@ -95,6 +95,10 @@ pub async fn build_state_with_clock(cfg: Config, clock: clock::Clock) -> Result<
         downloads: images::DownloadLog::new(cfg.downloads.stats).with_metrics(metrics.clone()),
         quotas: quotas.clone(),
         metrics: metrics.clone(),
+        list_cache: std::sync::Arc::new(images::ListCache::new(
+            usize::try_from(cfg.limits.list_cache_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+        )),
     };
     let space = space::Space::new(db.clone(), quotas, clock);
     let imports = imports::Imports::new(

@@ -33,6 +33,8 @@ pub struct Metrics {
     lifecycle_disabled: AtomicU64,
     lifecycle_deleted: AtomicU64,
     lifecycle_bytes_reclaimed: AtomicU64,
+    list_cache_hits: AtomicU64,
+    list_cache_misses: AtomicU64,
 }
 
 /// Log events by level, counted by [`CountingLayer`] for the process (the
@@ -111,6 +113,16 @@ impl Metrics {
     /// database was down).
     pub fn add_download_counts_dropped(&self, n: u64) {
         self.download_counts_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A ListImages answered from the node's cache (`hit`) or read.
+    pub fn list_cache(&self, hit: bool) {
+        let n = if hit {
+            &self.list_cache_hits
+        } else {
+            &self.list_cache_misses
+        };
+        n.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The lifecycle policy disabled an image.
@@ -219,6 +231,16 @@ impl Metrics {
                 "imgapi_download_counts_dropped_total",
                 "Download counts lost: the node's batch was full while the database could not take it.",
                 &self.download_counts_dropped,
+            ),
+            (
+                "imgapi_list_cache_hits_total",
+                "ListImages answered from this node's cache (no image changed since).",
+                &self.list_cache_hits,
+            ),
+            (
+                "imgapi_list_cache_misses_total",
+                "ListImages that could use this node's cache and read the images.",
+                &self.list_cache_misses,
             ),
             (
                 "imgapi_lifecycle_images_disabled_total",

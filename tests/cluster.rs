@@ -265,7 +265,16 @@ async fn a_write_on_one_node_is_read_at_once_on_the_others() {
             "node {i}"
         );
     }
-    // A change on node 2 is seen by node 0 and 1 at once.
+    // Each node keeps that list (asked again, it is answered from its
+    // cache), and still ...
+    for (i, n) in c.nodes.iter().enumerate() {
+        let hits = || async { metric(&n.metrics().await, "imgapi_list_cache_hits_total") };
+        let before = hits().await;
+        let (_, v) = n.get("/images?name=~visible-o").await;
+        assert_eq!(names(&v), vec!["cluster-visible-one".to_string()]);
+        assert_eq!(hits().await, before + 1.0, "node {i}");
+    }
+    // ... a change on node 2 is seen by node 0 and 1 at once.
     let (st, v) = c
         .node(2)
         .post(

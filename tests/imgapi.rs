@@ -1505,3 +1505,80 @@ async fn graceful_shutdown_on_sigterm() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The node's ListImages cache counters: (hits, misses).
+async fn list_cache_counts(s: &Server) -> (f64, f64) {
+    let m = s.metrics().await;
+    (
+        metric(&m, "imgapi_list_cache_hits_total"),
+        metric(&m, "imgapi_list_cache_misses_total"),
+    )
+}
+
+#[tokio::test]
+async fn a_list_is_kept_until_an_image_changes_and_never_shown_to_another_account() {
+    let s = Server::start().await;
+    s.create_active(LUKE, "kept-public", true, b"one").await;
+    let private = s.create_active(LUKE, "kept-private", false, b"two").await;
+    let uuid = private["uuid"].as_str().unwrap().to_string();
+    let luke = format!("/images?account={LUKE}&name=~kept-");
+    let vader = format!("/images?account={VADER}&name=~kept-");
+
+    // The same list twice: read once, then answered from the cache, the
+    // same bytes.
+    let before = list_cache_counts(&s).await;
+    let first = s.fetch(&luke).await;
+    let second = s.fetch(&luke).await;
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(first.body, second.body);
+    assert_eq!(names(&first.json()), ["kept-public", "kept-private"]);
+    let after = list_cache_counts(&s).await;
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1.0, 1.0));
+    // Another account's same filter is its own list: the private image
+    // is not in it.
+    let (_, v) = s.get(&vader).await;
+    assert_eq!(names(&v), ["kept-public"], "{v}");
+    let (_, v) = s.get("/images?name=~kept-").await;
+    assert_eq!(names(&v), ["kept-public", "kept-private"], "{v}");
+
+    // Every kind of change is read at once: an update, a new image, a
+    // disable, a deletion.
+    let (st, v) = s
+        .post(
+            &format!("/images/{uuid}?action=update"),
+            json!({"name": "kept-renamed"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = s.get(&luke).await;
+    assert_eq!(names(&v), ["kept-public", "kept-renamed"], "{v}");
+    s.create_active(LUKE, "kept-third", true, b"three").await;
+    let (_, v) = s.get(&vader).await;
+    assert_eq!(names(&v), ["kept-public", "kept-third"], "{v}");
+    let (st, _) = s
+        .post(&format!("/images/{uuid}?action=disable"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let (_, v) = s.get(&luke).await;
+    assert_eq!(names(&v), ["kept-public", "kept-third"], "{v}");
+    let (_, v) = s.get(&format!("{luke}&state=disabled")).await;
+    assert_eq!(names(&v), ["kept-renamed"], "{v}");
+    assert_eq!(s.delete(&format!("/images/{uuid}")).await.0, 204);
+    let (_, v) = s.get(&format!("{luke}&state=all")).await;
+    assert_eq!(names(&v), ["kept-public", "kept-third"], "{v}");
+    // Renderings other than the default one are not kept, and are the
+    // same images.
+    let (_, v) = s.get(&format!("{luke}&inclAdminFields=true")).await;
+    assert_eq!(names(&v), ["kept-public", "kept-third"], "{v}");
+}
+
+#[tokio::test]
+async fn with_no_list_cache_nothing_is_kept() {
+    let s = Server::start_with_config("[limits]\nlist_cache_mib = 0\n").await;
+    s.create_active(LUKE, "uncached", true, b"one").await;
+    for _ in 0..2 {
+        let (_, v) = s.get("/images?name=uncached").await;
+        assert_eq!(names(&v), ["uncached"], "{v}");
+    }
+    assert_eq!(list_cache_counts(&s).await, (0.0, 0.0));
+}

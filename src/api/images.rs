@@ -139,23 +139,25 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
     };
     q.account = caller.account;
     q.channel = ctx.channel.filter();
+    let json = [(header::CONTENT_TYPE, "application/json")];
     // The default rendering is stored with each image: such a body is
-    // built from the stored strings; any other is rendered from manifests.
-    let select = if ctx.opts.is_stored() {
-        Select::Wire
-    } else {
-        Select::Manifest
-    };
-    let imgs = st.images.list_json(caller, q, select).await?;
+    // built from the stored strings, and kept by the node until an image
+    // changes; any other is rendered from manifests as it is sent.
+    if ctx.opts.is_stored() {
+        let body = st.images.list_body(caller, q, whole_list_body).await?;
+        return Ok((StatusCode::OK, json, body).into_response());
+    }
+    let imgs = st.images.list_json(caller, q, Select::Manifest).await?;
     let downloads = if ctx.opts.admin_fields {
         st.images.download_stats(listed_uuids(&imgs)?).await?
     } else {
         Downloads::new()
     };
+    let chunks = list_chunks(imgs, ctx.opts, downloads);
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        list_body(imgs, ctx.opts, downloads),
+        json,
+        Body::from_stream(futures_util::stream::iter(chunks)),
     )
         .into_response())
 }
@@ -183,15 +185,29 @@ fn listed_uuids(imgs: &[Listed]) -> Result<Vec<Uuid>, Error> {
 /// Images rendered per stream chunk of a ListImages body.
 const LIST_CHUNK: usize = 32;
 
+/// ListImages' body in the default rendering, whole (a node keeps it):
+/// the [`list_chunks`] of the images' stored list forms.
+fn whole_list_body(imgs: Vec<Listed>) -> Result<bytes::Bytes, Error> {
+    let mut body = Vec::new();
+    for chunk in list_chunks(imgs, RenderOpts::default(), Downloads::new()) {
+        body.extend_from_slice(&chunk.map_err(Error::internal)?);
+    }
+    Ok(body.into())
+}
+
 /// ListImages' body, byte for byte what `json_response` writes for the
 /// rendered array, produced `LIST_CHUNK` images at a time as the client
 /// reads. An image's stored list form is copied as it is; a manifest is
 /// parsed and rendered only when its chunk is, so a page of 1 000 is never
 /// held parsed or rendered whole.
-fn list_body(imgs: Vec<Listed>, opts: RenderOpts, downloads: Downloads) -> Body {
-    if imgs.is_empty() {
-        return Body::from("[]");
-    }
+fn list_chunks(
+    imgs: Vec<Listed>,
+    opts: RenderOpts,
+    downloads: Downloads,
+) -> impl Iterator<Item = std::io::Result<bytes::Bytes>> {
+    let empty = imgs
+        .is_empty()
+        .then(|| Ok(bytes::Bytes::from_static(b"[]")));
     let n = imgs.len();
     let mut imgs = imgs.into_iter().enumerate();
     let chunks = std::iter::from_fn(move || {
@@ -207,7 +223,7 @@ fn list_body(imgs: Vec<Listed>, opts: RenderOpts, downloads: Downloads) -> Body 
         }
         (!buf.is_empty()).then(|| Ok::<_, std::io::Error>(bytes::Bytes::from(buf)))
     });
-    Body::from_stream(futures_util::stream::iter(chunks))
+    empty.into_iter().chain(chunks)
 }
 
 /// One image of a ListImages body as an element of the array (one level
@@ -520,11 +536,20 @@ mod list_body_tests {
         }
     }
 
-    /// The body `list_body` streams for `stored` is `want`.
+    /// The body `list_chunks` streams for `stored` is `want`, and so is
+    /// the whole body a node keeps (the default rendering).
     async fn assert_listed(stored: Vec<Listed>, opts: RenderOpts, want: &[u8], what: &str) {
-        let got = axum::body::to_bytes(list_body(stored, opts, Downloads::new()), usize::MAX)
-            .await
-            .unwrap();
+        if opts.is_stored() {
+            let whole = whole_list_body(stored.clone()).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&whole),
+                String::from_utf8_lossy(want),
+                "{what}, whole"
+            );
+        }
+        let chunks = list_chunks(stored, opts, Downloads::new());
+        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        let got = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(want),

@@ -357,6 +357,9 @@ pub struct Limits {
     pub max_file_size: u64,
     /// Bytes an account may have in unfinished uploads (default 200 GiB).
     pub max_bytes_in_flight_per_account: u64,
+    /// MiB of ListImages bodies a node keeps, valid until an image changes
+    /// (default 64; 0: none kept).
+    pub list_cache_mib: u64,
 }
 
 impl Default for Limits {
@@ -364,6 +367,7 @@ impl Default for Limits {
         Limits {
             max_file_size: 100 << 30,
             max_bytes_in_flight_per_account: 200 << 30,
+            list_cache_mib: 64,
         }
     }
 }

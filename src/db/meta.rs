@@ -43,6 +43,10 @@ pub trait Meta {
     fn image_list(&self, q: &ListQuery) -> Result<Vec<Image>>;
     /// [`Meta::image_list`], each image as stored (its list form or manifest).
     fn image_list_json(&self, q: &ListQuery, select: Select) -> Result<Vec<Listed>>;
+    /// The list generation: a number that moves in every transaction that
+    /// changes an image (`list_gen`, moved by triggers), so that a list
+    /// read at one generation is the list until it moves.
+    fn image_list_gen(&self) -> Result<i64>;
 
     // ---- accounts ----
     /// Create an account with a first token; returns it and the token.

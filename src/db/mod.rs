@@ -160,6 +160,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0016_multipart_names",
         include_str!("../../sql/0016_multipart_names.sql"),
     ),
+    ("0017_list_gen", include_str!("../../sql/0017_list_gen.sql")),
 ];
 
 /// The metadata store: SQLite in the data directory (one writer
@@ -391,6 +392,15 @@ impl Db {
         match &self.backend {
             Backend::Sqlite(_) => self.read(move |c| c.image_list_json(&q, select)).await,
             Backend::Postgres(db) => db.image_list_json(&q, select).await,
+        }
+    }
+
+    /// The list generation (see [`Meta::image_list_gen`]), on PostgreSQL
+    /// awaited on the runtime.
+    pub async fn image_list_gen(&self) -> Result<i64> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.read(move |c| c.image_list_gen()).await,
+            Backend::Postgres(db) => db.image_list_gen().await,
         }
     }
 

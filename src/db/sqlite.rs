@@ -63,6 +63,10 @@ impl Meta for SqliteTx<'_> {
         images::list_json(self.0, q, select)
     }
 
+    fn image_list_gen(&self) -> Result<i64> {
+        images::list_gen(self.0)
+    }
+
     fn account_create(
         &self,
         login: &str,

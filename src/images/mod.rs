@@ -8,12 +8,14 @@ mod clone;
 mod downloads;
 mod files;
 mod lifecycle;
+mod list_cache;
 mod query;
 mod reaper;
 mod transfer;
 
 pub use downloads::{DownloadLog, MAX_PENDING as MAX_PENDING_DOWNLOADS, flush_downloads_until};
 pub use lifecycle::placeholder_expiry;
+pub use list_cache::ListCache;
 pub use reaper::reap_placeholders_forever;
 
 use std::collections::HashSet;
@@ -59,6 +61,8 @@ pub struct Images {
     /// The accounts' quotas, checked by every change that adds an image or
     /// bytes.
     pub(crate) quotas: crate::space::Quotas,
+    /// ListImages' bodies kept on this node.
+    pub(crate) list_cache: std::sync::Arc<ListCache>,
 }
 
 /// AddImageFile's parameters.

@@ -227,6 +227,13 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(DbError::corrupt("image column"))
 }
 
+/// The list generation (sql/0017).
+pub fn list_gen(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT gen FROM list_gen WHERE id = 1")?
+        .query_row([], |r| r.get(0))?)
+}
+
 pub fn get(conn: &Connection, uuid: Uuid) -> Result<Option<Image>> {
     conn.query_row(
         "SELECT manifest FROM images WHERE uuid = ?1",

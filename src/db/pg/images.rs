@@ -196,6 +196,23 @@ pub async fn get_async(c: &deadpool_postgres::Object, uuid: Uuid) -> Result<Opti
         .transpose()
 }
 
+/// The list generation (sql/pg/0007).
+const LIST_GEN: &str = "SELECT gen FROM list_gen WHERE id = 1";
+
+pub fn list_gen(c: &PgConn) -> Result<i64> {
+    col(&c.query_one("list_gen", LIST_GEN, &[])?, 0)
+}
+
+/// [`list_gen`], awaited on the runtime.
+pub async fn list_gen_async(c: &deadpool_postgres::Object) -> Result<i64> {
+    let st = c.prepare_cached(LIST_GEN).await.map_err(pg_error)?;
+    let row = c.query_opt(&st, &[]).await.map_err(pg_error)?;
+    col(
+        &row.ok_or_else(|| DbError::corrupt("list_gen")("no such row"))?,
+        0,
+    )
+}
+
 pub fn delete(c: &PgConn, uuid: Uuid) -> Result<bool> {
     Ok(c.execute("DELETE FROM images WHERE uuid = $1", &[&uuid])? > 0)
 }

@@ -59,6 +59,10 @@ impl Meta for PgConn {
         images::list_json(self, q, select)
     }
 
+    fn image_list_gen(&self) -> Result<i64> {
+        images::list_gen(self)
+    }
+
     fn account_create(
         &self,
         login: &str,

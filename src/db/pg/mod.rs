@@ -90,6 +90,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_multipart_names",
         include_str!("../../../sql/pg/0006_multipart_names.sql"),
     ),
+    (
+        7,
+        "0007_list_gen",
+        include_str!("../../../sql/pg/0007_list_gen.sql"),
+    ),
 ];
 
 /// The PostgreSQL database: a bounded connection pool.
@@ -343,6 +348,13 @@ impl PgDb {
     pub async fn image_get(&self, uuid: uuid::Uuid) -> Result<Option<crate::manifest::Image>> {
         let c = self.generic().await?;
         images::get_async(&c, uuid).await
+    }
+
+    /// The list generation, awaited on the runtime (see
+    /// [`images::list_gen_async`]).
+    pub async fn image_list_gen(&self) -> Result<i64> {
+        let c = self.generic().await?;
+        images::list_gen_async(&c).await
     }
 
     /// ListImages' read, awaited on the runtime: on a connection that may
