@@ -6,8 +6,11 @@
 //! seen by the next list on every node; what is kept only saves reading
 //! and copying the page again. Bounded in bytes: kept for one generation
 //! at a time (a newer one drops the older entries) and cleared when full.
+//! The lists that arrive while the generation is being read share the
+//! next read (see [`Generation`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -29,6 +32,41 @@ struct Kept {
 pub struct ListCache {
     max_bytes: usize,
     kept: Mutex<Kept>,
+    generation: Generation,
+}
+
+/// The list generation as the node's lists read it: each list needs a
+/// read *sent after it arrived* (which sees every change committed before
+/// it, on any node), and every list waiting while one read is out shares
+/// the next one. One read per round trip, however many lists arrive.
+#[derive(Default)]
+struct Generation {
+    /// Reads sent so far (a read's number is its place in them).
+    sent: AtomicU64,
+    /// One read out at a time; the lists wait here in turn.
+    slot: tokio::sync::Mutex<()>,
+    /// The last read that answered: (its number, the generation).
+    last: Mutex<(u64, i64)>,
+}
+
+impl Generation {
+    /// The generation for a list arriving now, read by `read` unless a
+    /// read sent since is in hand (a failed read is not shared).
+    async fn get<E, F>(&self, read: impl FnOnce() -> F) -> Result<i64, E>
+    where
+        F: std::future::Future<Output = Result<i64, E>>,
+    {
+        let want = self.sent.load(Ordering::SeqCst) + 1;
+        let _slot = self.slot.lock().await;
+        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.0 >= want {
+            return Ok(last.1);
+        }
+        let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = read().await?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = (number, generation);
+        Ok(generation)
+    }
 }
 
 impl ListCache {
@@ -38,6 +76,7 @@ impl ListCache {
         ListCache {
             max_bytes,
             kept: Mutex::default(),
+            generation: Generation::default(),
         }
     }
 
@@ -104,7 +143,12 @@ impl Images {
         if self.list_cache.max_bytes == 0 || !cacheable(&query) {
             return render(self.db.image_list_json(query, Select::Wire).await?);
         }
-        let generation = self.db.image_list_gen().await?;
+        let db = &self.db;
+        let generation = self
+            .list_cache
+            .generation
+            .get(|| db.image_list_gen())
+            .await?;
         let key = format!("{query:?}");
         if let Some(body) = self.list_cache.get(generation, &key) {
             self.metrics.list_cache(true);
@@ -153,5 +197,47 @@ mod tests {
         let off = ListCache::new(0);
         off.put(1, "a".into(), Bytes::new());
         assert_eq!(off.get(1, "a"), None);
+    }
+
+    /// Lists arriving while a read is out share the next read, never one
+    /// sent before they arrived.
+    #[tokio::test]
+    async fn lists_share_a_read_sent_after_they_arrived() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        let g = Arc::new(Generation::default());
+        // The "database": each read answers how many reads began before
+        // it, after a while.
+        let began = Arc::new(AtomicU64::new(0));
+        let read = |began: Arc<AtomicU64>| async move {
+            let n = began.fetch_add(1, Ordering::SeqCst) as i64 + 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, ()>(n)
+        };
+        let first = {
+            let (g, b) = (g.clone(), began.clone());
+            tokio::spawn(async move { g.get(|| read(b)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Ten lists arrive while the first read is out.
+        let late: Vec<_> = (0..10)
+            .map(|_| {
+                let (g, b) = (g.clone(), began.clone());
+                tokio::spawn(async move { g.get(|| read(b)).await })
+            })
+            .collect();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        for l in late {
+            // Not the first read (sent before they arrived): the second.
+            assert_eq!(l.await.unwrap(), Ok(2));
+        }
+        assert_eq!(
+            began.load(Ordering::SeqCst),
+            2,
+            "two reads for eleven lists"
+        );
+        // A failed read is not shared: the next list reads again.
+        assert_eq!(g.get(|| async { Err::<i64, _>("down") }).await, Err("down"));
+        assert_eq!(g.get(|| read(began.clone())).await, Ok(3));
     }
 }
