@@ -143,11 +143,16 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
     // The default rendering is stored with each image: such a body is
     // built from the stored strings, and kept by the node until an image
     // changes; any other is rendered from manifests as it is sent.
-    if ctx.opts.is_stored() {
+    if ctx.opts.is_stored() && st.images.keeps_list(&q) {
         let body = st.images.list_body(caller, q, whole_list_body).await?;
         return Ok((StatusCode::OK, json, body).into_response());
     }
-    let imgs = st.images.list_json(caller, q, Select::Manifest).await?;
+    let select = if ctx.opts.is_stored() {
+        Select::Wire
+    } else {
+        Select::Manifest
+    };
+    let imgs = st.images.list_json(caller, q, select).await?;
     let downloads = if ctx.opts.admin_fields {
         st.images.download_stats(listed_uuids(&imgs)?).await?
     } else {

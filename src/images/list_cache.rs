@@ -120,17 +120,21 @@ impl ListCache {
     }
 }
 
-/// Does `q`'s answer depend only on the images' rows? (Download filters
-/// read the download counts, which change without the generation.)
-fn cacheable(q: &ListQuery) -> bool {
-    q.last_downloaded_before.is_none() && q.last_downloaded_since.is_none()
-}
-
 impl Images {
-    /// ListImages in the default rendering, as its whole body: the one
-    /// kept for this query if no image has changed since (the generation
-    /// is read first, so a body kept before a change is never served
-    /// after it), else the images read and `render`ed, and kept.
+    /// Does this node keep `q`'s answer? Not with no cache, nor when it
+    /// depends on more than the images' rows (download filters read the
+    /// download counts, which change without the generation).
+    pub fn keeps_list(&self, q: &ListQuery) -> bool {
+        self.list_cache.max_bytes > 0
+            && q.last_downloaded_before.is_none()
+            && q.last_downloaded_since.is_none()
+    }
+
+    /// ListImages in the default rendering, as its whole body, for a query
+    /// this node keeps ([`Images::keeps_list`]): the one kept for this
+    /// query if no image has changed since (the generation is read first,
+    /// so a body kept before a change is never served after it), else the
+    /// images read and `render`ed, and kept.
     pub async fn list_body(
         &self,
         caller: &Caller,
@@ -140,9 +144,6 @@ impl Images {
         let Some(query) = super::visible_query(caller, query) else {
             return render(vec![]);
         };
-        if self.list_cache.max_bytes == 0 || !cacheable(&query) {
-            return render(self.db.image_list_json(query, Select::Wire).await?);
-        }
         let db = &self.db;
         let generation = self
             .list_cache
