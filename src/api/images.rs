@@ -158,13 +158,7 @@ pub async fn list(State(st): State<AppState>, ctx: ImageCtx) -> Result<Response,
     } else {
         Downloads::new()
     };
-    let chunks = list_chunks(imgs, ctx.opts, downloads);
-    Ok((
-        StatusCode::OK,
-        json,
-        Body::from_stream(futures_util::stream::iter(chunks)),
-    )
-        .into_response())
+    Ok((StatusCode::OK, json, list_body(imgs, ctx.opts, downloads)).into_response())
 }
 
 /// The download statistics of a list's images, by uuid.
@@ -189,6 +183,16 @@ fn listed_uuids(imgs: &[Listed]) -> Result<Vec<Uuid>, Error> {
 
 /// Images rendered per stream chunk of a ListImages body.
 const LIST_CHUNK: usize = 32;
+
+/// ListImages' body streamed as the client reads ([`list_chunks`]).
+fn list_body(imgs: Vec<Listed>, opts: RenderOpts, downloads: Downloads) -> Body {
+    if imgs.is_empty() {
+        return Body::from("[]");
+    }
+    Body::from_stream(futures_util::stream::iter(list_chunks(
+        imgs, opts, downloads,
+    )))
+}
 
 /// ListImages' body in the default rendering, whole (a node keeps it):
 /// the [`list_chunks`] of the images' stored list forms.
@@ -552,8 +556,7 @@ mod list_body_tests {
                 "{what}, whole"
             );
         }
-        let chunks = list_chunks(stored, opts, Downloads::new());
-        let body = Body::from_stream(futures_util::stream::iter(chunks));
+        let body = list_body(stored, opts, Downloads::new());
         let got = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         assert_eq!(
             String::from_utf8_lossy(&got),
