@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::Images;
 use crate::db::images::{ListQuery, Listed, Select};
+use crate::db::{DbError, Result as DbResult};
 use crate::error::Error;
 use crate::identity::Caller;
 
@@ -45,27 +46,36 @@ struct Generation {
     sent: AtomicU64,
     /// One read out at a time; the lists wait here in turn.
     slot: tokio::sync::Mutex<()>,
-    /// The last read that answered: (its number, the generation).
-    last: Mutex<(u64, i64)>,
+    /// The last read that ended: its number, and the generation (None:
+    /// it failed).
+    last: Mutex<(u64, Option<i64>)>,
 }
 
 impl Generation {
-    /// The generation for a list arriving now, read by `read` unless a
-    /// read sent since is in hand (a failed read is not shared).
-    async fn get<E, F>(&self, read: impl FnOnce() -> F) -> Result<i64, E>
+    fn last(&self) -> (u64, Option<i64>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation for a list arriving now: from a read sent since, or
+    /// read by `read`. A read that failed fails the lists that waited for
+    /// it, so that a database that does not answer holds a list for at
+    /// most two reads' time, however many wait.
+    async fn get<F>(&self, read: impl FnOnce() -> F) -> DbResult<i64>
     where
-        F: std::future::Future<Output = Result<i64, E>>,
+        F: std::future::Future<Output = DbResult<i64>>,
     {
         let want = self.sent.load(Ordering::SeqCst) + 1;
         let _slot = self.slot.lock().await;
-        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.0 >= want {
-            return Ok(last.1);
+        let (number, generation) = self.last();
+        if number >= want {
+            return generation.ok_or_else(|| {
+                DbError::Unavailable("the read of the list generation failed".into())
+            });
         }
         let number = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
-        let generation = read().await?;
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = (number, generation);
-        Ok(generation)
+        let got = read().await;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = (number, got.as_ref().ok().copied());
+        got
     }
 }
 
@@ -94,20 +104,19 @@ impl ListCache {
             .flatten()
     }
 
-    /// Keep `body` for `key` at `generation`: entries of an older
-    /// generation are dropped; a body read at an older one than those kept
-    /// (a slow read) is not kept; nor is one larger than an eighth of the
-    /// cache. When full, the cache is cleared first.
+    /// Keep `body` for `key` at `generation`, if that is still the last
+    /// generation read (a slow list's body is not kept): the entries of
+    /// another generation are dropped (a database restored from a backup,
+    /// or a replica promoted, may go back). Nor is a body kept that is
+    /// larger than an eighth of the cache. When full, the cache is cleared
+    /// first.
     fn put(&self, generation: i64, key: String, body: Bytes) {
         let size = key.len() + body.len();
-        if size > self.max_bytes / 8 {
+        if size > self.max_bytes / 8 || self.generation.last().1 != Some(generation) {
             return;
         }
         let mut kept = self.kept();
-        if generation < kept.generation {
-            return;
-        }
-        if generation > kept.generation || kept.bytes + size > self.max_bytes {
+        if generation != kept.generation || kept.bytes + size > self.max_bytes {
             kept.bodies.clear();
             kept.bytes = 0;
             kept.generation = generation;
@@ -166,18 +175,26 @@ impl Images {
 mod tests {
     use super::*;
 
+    /// `c` as if its last read of the generation gave `g`.
+    fn read_at(c: &ListCache, g: i64) {
+        let mut last = c.generation.last.lock().unwrap();
+        *last = (last.0 + 1, Some(g));
+    }
+
     #[test]
     fn kept_for_one_generation_and_bounded() {
         let c = ListCache::new(800);
+        read_at(&c, 1);
         c.put(1, "a".into(), Bytes::from(vec![b'x'; 90]));
         assert_eq!(c.get(1, "a").as_deref(), Some(&[b'x'; 90][..]));
         assert_eq!(c.get(2, "a"), None, "another generation");
-        // A read at an older generation is not kept, nor does it drop the
-        // newer entries.
+        // A body read at a generation that is no longer the last read is
+        // not kept, nor does it drop the entries kept.
         c.put(0, "b".into(), Bytes::from_static(b"old"));
         assert_eq!(c.get(0, "b"), None);
         assert!(c.get(1, "a").is_some());
         // A newer generation drops the older entries.
+        read_at(&c, 2);
         c.put(2, "b".into(), Bytes::from_static(b"new"));
         assert_eq!(c.get(1, "a"), None);
         assert_eq!(c.get(2, "b").as_deref(), Some(&b"new"[..]));
@@ -195,7 +212,15 @@ mod tests {
         c.put(2, "k19".into(), Bytes::from(vec![0; 90]));
         assert_eq!(c.kept().bytes, before);
         // Nothing kept at all when the cache has no room.
+        // A database that went back (restored, a replica promoted): the
+        // generation read now is kept, the other entries dropped.
+        read_at(&c, 1);
+        c.put(1, "back".into(), Bytes::from_static(b"b"));
+        assert_eq!(c.get(1, "back").as_deref(), Some(&b"b"[..]));
+        assert_eq!(c.get(2, "k19"), None);
+        assert_eq!(c.kept().bytes, 5);
         let off = ListCache::new(0);
+        read_at(&off, 1);
         off.put(1, "a".into(), Bytes::new());
         assert_eq!(off.get(1, "a"), None);
     }
@@ -213,7 +238,7 @@ mod tests {
         let read = |began: Arc<AtomicU64>| async move {
             let n = began.fetch_add(1, Ordering::SeqCst) as i64 + 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<_, ()>(n)
+            Ok(n)
         };
         let first = {
             let (g, b) = (g.clone(), began.clone());
@@ -227,18 +252,46 @@ mod tests {
                 tokio::spawn(async move { g.get(|| read(b)).await })
             })
             .collect();
-        assert_eq!(first.await.unwrap(), Ok(1));
+        assert_eq!(first.await.unwrap().unwrap(), 1);
         for l in late {
             // Not the first read (sent before they arrived): the second.
-            assert_eq!(l.await.unwrap(), Ok(2));
+            assert_eq!(l.await.unwrap().unwrap(), 2);
         }
         assert_eq!(
             began.load(Ordering::SeqCst),
             2,
             "two reads for eleven lists"
         );
-        // A failed read is not shared: the next list reads again.
-        assert_eq!(g.get(|| async { Err::<i64, _>("down") }).await, Err("down"));
-        assert_eq!(g.get(|| read(began.clone())).await, Ok(3));
+        // The database stops answering while a read is out: the five
+        // lists that arrived meanwhile send one read, and its failure is
+        // theirs, at once (not five reads' time for the last of them).
+        let downs = Arc::new(AtomicU64::new(0));
+        let down = |downs: Arc<AtomicU64>| async move {
+            downs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(DbError::Unavailable("down".into()))
+        };
+        let out = {
+            let (g, b) = (g.clone(), began.clone());
+            tokio::spawn(async move { g.get(|| read(b)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let (g, d) = (g.clone(), downs.clone());
+                tokio::spawn(async move { g.get(|| down(d)).await })
+            })
+            .collect();
+        assert_eq!(out.await.unwrap().unwrap(), 3);
+        for w in waiting {
+            assert!(matches!(w.await.unwrap(), Err(DbError::Unavailable(_))));
+        }
+        assert_eq!(
+            downs.load(Ordering::SeqCst),
+            1,
+            "one failed read for five lists"
+        );
+        // A list arriving after the failure reads again.
+        assert_eq!(g.get(|| read(began.clone())).await.unwrap(), 4);
     }
 }
