@@ -695,3 +695,187 @@ async fn on_s3_a_parallel_upload_across_nodes_is_one_file() {
     let id = upload_id(&loc);
     register_everywhere(&c, 0, "parallel-s3", &id, &file).await;
 }
+
+/// A TCP relay to PostgreSQL that the test can stall: while stalled it
+/// passes nothing on, either way, on the connections it has and on those
+/// it accepts meanwhile (a database, or the network to it, that stopped
+/// answering without closing anything); once it goes on, what it held
+/// goes through.
+struct Relay {
+    port: u16,
+    stalled: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stalled, _) = tokio::sync::watch::channel(false);
+        let gate = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, gate) = (target.clone(), gate.subscribe());
+                tokio::spawn(async move {
+                    if let Ok(server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = relay(client, server, gate).await;
+                    }
+                });
+            }
+        });
+        Relay { port, stalled }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.send_replace(on);
+    }
+}
+
+/// Pass bytes both ways between `a` and `b`, each chunk once `gate` is
+/// open.
+async fn relay(
+    mut a: tokio::net::TcpStream,
+    mut b: tokio::net::TcpStream,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        tokio::select! {
+            n = ar.read(&mut up) => {
+                let n = n?;
+                if n == 0 { return Ok(()); }
+                let _ = gate.wait_for(|s| !*s).await;
+                bw.write_all(&up[..n]).await?;
+            }
+            n = br.read(&mut down) => {
+                let n = n?;
+                if n == 0 { return Ok(()); }
+                let _ = gate.wait_for(|s| !*s).await;
+                aw.write_all(&down[..n]).await?;
+            }
+        }
+    }
+}
+
+/// `url` with its `host:port` replaced by `127.0.0.1:port`; and the
+/// original `host:port`.
+fn through_port(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth, rest) = rest.rsplit_once('@').map_or(("", rest), |(a, r)| (a, r));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let at = if auth.is_empty() { "" } else { "@" };
+    (
+        format!("{scheme}://{auth}{at}127.0.0.1:{port}/{path}"),
+        host.to_string(),
+    )
+}
+
+/// A request against a database that does not answer: 503
+/// DatabaseUnavailable with Retry-After, within the configured timeouts.
+async fn assert_unavailable_in_time(s: &Server, method: &str, path: &str, body: Vec<u8>) {
+    let t0 = Instant::now();
+    let mut headers = vec![("tus-resumable", "1.0.0")];
+    if method == "PATCH" {
+        headers.push(("content-type", "application/offset+octet-stream"));
+        headers.push(("upload-offset", "1048576"));
+    }
+    let r = s
+        .request(method.parse().unwrap(), path, &headers, body)
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(
+        r.status,
+        503,
+        "{method} {path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        !r.header("retry-after").is_empty(),
+        "{method} {path}: no Retry-After"
+    );
+    if method != "HEAD" {
+        assert_eq!(r.error().code, "DatabaseUnavailable", "{method} {path}");
+    }
+    assert!(
+        took < Duration::from_secs(15),
+        "{method} {path} took {took:?}"
+    );
+}
+
+// (Threads of its own: the relay runs while the test waits for the node.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_is_503_in_time_and_the_node_recovers_by_itself() {
+    let Some(url) = cluster_database() else {
+        return;
+    };
+    let relay = {
+        let (_, target) = through_port(&url, 0);
+        Relay::start(target).await
+    };
+    let (via, _) = through_port(&url, relay.port);
+    let s = Server::spawn_with_config(&format!(
+        "[database]\nurl = \"{via}\"\nconnect_timeout_secs = 1\n\
+         statement_timeout_secs = 2\nacquire_timeout_secs = 2\n"
+    ))
+    .await;
+    let img = s.create_active(LUKE, "before-the-outage", true, b"x").await;
+    let uuid = img["uuid"].as_str().unwrap().to_string();
+    let file = data(2 * MIB, 77);
+    let loc = s.tus_location(file.len() as u64, Some(LUKE)).await;
+    let (st, _, v) = s.tus_patch(&loc, Some(LUKE), 0, file[..MIB].to_vec()).await;
+    assert_eq!(st, 204, "{v}");
+
+    relay.stall(true);
+    let acct = format!("?account={LUKE}");
+    assert_unavailable_in_time(&s, "GET", &format!("/images/{uuid}"), vec![]).await;
+    assert_unavailable_in_time(&s, "GET", "/images?name=before-the-outage", vec![]).await;
+    assert_unavailable_in_time(&s, "HEAD", &format!("{loc}{acct}"), vec![]).await;
+    assert_unavailable_in_time(&s, "PATCH", &format!("{loc}{acct}"), file[MIB..].to_vec()).await;
+
+    // The database answers again: the node serves again by itself, and
+    // the upload resumes from its last acknowledged byte.
+    relay.stall(false);
+    let t0 = Instant::now();
+    loop {
+        let (st, v) = s.get(&format!("/images/{uuid}")).await;
+        if st == 200 {
+            assert_eq!(v["name"], "before-the-outage");
+            break;
+        }
+        assert_eq!(st, 503, "{v}");
+        assert!(t0.elapsed() < Duration::from_secs(30), "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (st, off, _) = s.tus_head(&format!("{loc}{acct}")).await;
+    assert_eq!((st, off), (200, Some(MIB as u64)));
+    let t0 = Instant::now();
+    loop {
+        let (st, _, v) = s
+            .tus_patch(&loc, Some(LUKE), MIB as u64, file[MIB..].to_vec())
+            .await;
+        if st == 204 {
+            break;
+        }
+        // The cut PATCH's lease may still be held for a while.
+        assert_eq!(st, 423, "{v}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let id = upload_id(&loc);
+    let (st, v) = s
+        .post(
+            &format!("/images{acct}"),
+            manifest("after-the-outage", &id, &file),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (bytes, _) = fetch(&s, v["uuid"].as_str().unwrap()).await;
+    assert!(bytes == file, "the file differs");
+    drop(s);
+    drop_pg_database(&url);
+}

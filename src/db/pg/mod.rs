@@ -109,6 +109,13 @@ pub struct PgDb {
     /// does not depend on their values (GetImage, ListImages without `~`
     /// or tag filters).
     generic: Pool,
+    /// How long a statement's answer may take on this side:
+    /// `statement_timeout` (after which the server cancels it) and
+    /// `connect_timeout` more for the network. A connection whose answer
+    /// does not come by then (a server or network that stopped answering
+    /// without closing anything) is thrown away, and the caller gets
+    /// `Unavailable`.
+    deadline: Duration,
 }
 
 /// Most statements a connection of the `generic` pool keeps prepared;
@@ -123,6 +130,22 @@ pub struct PgConn {
     rt: tokio::runtime::Handle,
     /// In a write transaction: the `get`s lock the row they read.
     write: bool,
+    /// [`PgDb::deadline`].
+    deadline: Duration,
+    /// A statement's answer did not come in time: the connection is
+    /// thrown away, never put back into the pool.
+    lost: std::sync::atomic::AtomicBool,
+}
+
+/// The error of a statement whose answer did not come within `deadline`.
+fn no_answer(deadline: Duration) -> DbError {
+    DbError::Unavailable(
+        format!(
+            "the database did not answer within {} s",
+            deadline.as_secs_f64()
+        )
+        .into(),
+    )
 }
 
 /// A statement's parameters.
@@ -249,6 +272,7 @@ impl PgDb {
                 .map_err(|e| DbError::Unavailable(Box::new(e)))
         };
         let db = PgDb {
+            deadline: cfg.statement_timeout + cfg.connect_timeout,
             pool: pool(opts.clone(), writers)?,
             readers: pool(
                 format!("{opts} -c default_transaction_read_only=on"),
@@ -323,17 +347,17 @@ impl PgDb {
         F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
     {
         let client = self.readers.get().await.map_err(pool_error)?;
+        let deadline = self.deadline;
         let span = tracing::Span::current();
         let rt = tokio::runtime::Handle::current();
         let job = tokio::task::spawn_blocking(move || {
-            let mut conn = PgConn {
-                client,
-                rt,
-                write: false,
-            };
+            let mut conn = PgConn::new(client, rt, false, deadline);
             let run = std::panic::AssertUnwindSafe(|| span.in_scope(|| f(&mut conn)));
             match std::panic::catch_unwind(run) {
-                Ok(out) => out,
+                Ok(out) => {
+                    conn.discard_if_lost();
+                    out
+                }
                 Err(_) => {
                     let _ = deadpool_postgres::Object::take(conn.client);
                     tracing::error!("a database query panicked");
@@ -347,14 +371,16 @@ impl PgDb {
     /// GetImage's read, awaited on the runtime (see [`images::get_async`]).
     pub async fn image_get(&self, uuid: uuid::Uuid) -> Result<Option<crate::manifest::Image>> {
         let c = self.generic().await?;
-        images::get_async(&c, uuid).await
+        let out = self.timed(images::get_async(&c, uuid)).await;
+        self.in_time(c, out)
     }
 
     /// The list generation, awaited on the runtime (see
     /// [`images::list_gen_async`]).
     pub async fn image_list_gen(&self) -> Result<i64> {
         let c = self.generic().await?;
-        images::list_gen_async(&c).await
+        let out = self.timed(images::list_gen_async(&c)).await;
+        self.in_time(c, out)
     }
 
     /// ListImages' read, awaited on the runtime: on a connection that may
@@ -370,7 +396,8 @@ impl PgDb {
         };
         if contains(&q.name) || contains(&q.version) {
             let c = self.generic().await?;
-            if let Some(l) = images::list_json_by_values(&c, q, select).await? {
+            let out = self.timed(images::list_json_by_values(&c, q, select)).await;
+            if let Some(l) = self.in_time(c, out)? {
                 return Ok(l);
             }
         }
@@ -379,7 +406,8 @@ impl PgDb {
         } else {
             self.generic().await?
         };
-        images::list_json_async(&c, q, select).await
+        let out = self.timed(images::list_json_async(&c, q, select)).await;
+        self.in_time(c, out)
     }
 
     /// A connection of the `generic` pool, its statement cache bounded.
@@ -409,18 +437,24 @@ impl PgDb {
         F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
     {
         let client = self.begin(begin).await?;
+        let deadline = self.deadline;
         let span = tracing::Span::current();
         let rt = tokio::runtime::Handle::current();
         let job = tokio::task::spawn_blocking(move || {
             let write = begin == "BEGIN";
-            let mut conn = PgConn { client, rt, write };
+            let mut conn = PgConn::new(client, rt, write, deadline);
             let run = std::panic::AssertUnwindSafe(|| span.in_scope(|| f(&mut conn)));
             let out = std::panic::catch_unwind(run);
             let end = match &out {
                 Ok(Ok(_)) => "COMMIT",
                 _ => "ROLLBACK",
             };
-            let ended = conn.batch(end);
+            // (A connection that stopped answering is not asked to end the
+            // transaction: the server rolls it back when it is closed.)
+            let ended = match conn.is_lost() {
+                true => Err(no_answer(deadline)),
+                false => conn.batch(end),
+            };
             if ended.is_err() || out.is_err() {
                 // Never back into the pool inside a transaction.
                 let _ = deadpool_postgres::Object::take(conn.client);
@@ -444,19 +478,54 @@ impl PgDb {
     async fn begin(&self, begin: &'static str) -> Result<deadpool_postgres::Object> {
         for _ in 0..self.pool.status().max_size {
             let client = self.pool.get().await.map_err(pool_error)?;
-            match client.batch_execute(begin).await.map_err(pg_error) {
-                Ok(()) => return Ok(client),
-                Err(DbError::Unavailable(e)) => {
-                    tracing::debug!(error = %e, "a pooled database connection is gone");
-                    let _ = deadpool_postgres::Object::take(client);
-                }
-                Err(e) => return Err(e),
+            let out = tokio::time::timeout(self.deadline, client.batch_execute(begin)).await;
+            match out {
+                Ok(Ok(())) => return Ok(client),
+                Ok(Err(e)) => match pg_error(e) {
+                    DbError::Unavailable(e) => {
+                        tracing::debug!(error = %e, "a pooled database connection is gone");
+                        let _ = deadpool_postgres::Object::take(client);
+                    }
+                    e => return Err(e),
+                },
+                Err(_) => return self.in_time(client, Err(())),
             }
         }
         // Every one was dead: the last try on a new connection answers.
         let client = self.pool.get().await.map_err(pool_error)?;
-        client.batch_execute(begin).await.map_err(pg_error)?;
-        Ok(client)
+        let out = tokio::time::timeout(self.deadline, client.batch_execute(begin)).await;
+        match out {
+            Ok(done) => done.map_err(pg_error).map(|()| client),
+            Err(_) => self.in_time(client, Err(())),
+        }
+    }
+
+    /// The answer `out` of a statement run on `c` with
+    /// [`PgDb::deadline`] (`Err(())`: none came in time, and `c` is
+    /// thrown away).
+    fn in_time<T>(
+        &self,
+        c: deadpool_postgres::Object,
+        out: std::result::Result<Result<T>, ()>,
+    ) -> Result<T> {
+        match out {
+            Ok(answer) => answer,
+            Err(()) => {
+                let _ = deadpool_postgres::Object::take(c);
+                Err(no_answer(self.deadline))
+            }
+        }
+    }
+
+    /// `fut`, a statement on a connection of one of the pools, within
+    /// [`PgDb::deadline`] (`Err(())` if it did not answer in time).
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> std::result::Result<Result<T>, ()> {
+        tokio::time::timeout(self.deadline, fut)
+            .await
+            .map_err(|_| ())
     }
 
     /// The writers' pool's size and idle connections (for metrics and tests).
@@ -476,6 +545,33 @@ impl PgDb {
 }
 
 impl PgConn {
+    fn new(
+        client: deadpool_postgres::Object,
+        rt: tokio::runtime::Handle,
+        write: bool,
+        deadline: Duration,
+    ) -> PgConn {
+        PgConn {
+            client,
+            rt,
+            write,
+            deadline,
+            lost: Default::default(),
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Throw the connection away if a statement's answer did not come in
+    /// time (it may still come, on a connection put back in the pool).
+    fn discard_if_lost(self) {
+        if self.is_lost() {
+            let _ = deadpool_postgres::Object::take(self.client);
+        }
+    }
+
     /// ` FOR UPDATE` in a write transaction, else nothing: a row read to be
     /// changed stays locked until the transaction ends, so two writers
     /// that read, change and save one row (on one node or two) run one
@@ -485,13 +581,28 @@ impl PgConn {
         if self.write { " FOR UPDATE" } else { "" }
     }
 
-    fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
-        self.rt.block_on(fut)
+    /// Wait for a statement's answer, at most [`PgDb::deadline`]; a
+    /// connection that did not answer is lost (every later statement on
+    /// it fails at once).
+    fn wait<T>(
+        &self,
+        fut: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        if self.is_lost() {
+            return Err(no_answer(self.deadline));
+        }
+        match self.rt.block_on(tokio::time::timeout(self.deadline, fut)) {
+            Ok(answer) => answer.map_err(pg_error),
+            Err(_) => {
+                self.lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                Err(no_answer(self.deadline))
+            }
+        }
     }
 
     /// Run `sql` (statements without parameters; several allowed).
     pub fn batch(&self, sql: &str) -> Result<()> {
-        self.wait(self.client.batch_execute(sql)).map_err(pg_error)
+        self.wait(self.client.batch_execute(sql))
     }
 
     /// Run a statement; the rows it changed.
@@ -500,7 +611,6 @@ impl PgConn {
             let st = self.client.prepare_cached(sql).await?;
             self.client.execute(&st, params).await
         })
-        .map_err(pg_error)
     }
 
     /// Run an `INSERT … ON CONFLICT DO NOTHING`: no row inserted is a
@@ -522,7 +632,6 @@ impl PgConn {
             let st = self.client.prepare_cached(sql).await?;
             self.client.query(&st, params).await
         })
-        .map_err(pg_error)
     }
 
     /// The row of a query returning at most one.
@@ -531,7 +640,6 @@ impl PgConn {
             let st = self.client.prepare_cached(sql).await?;
             self.client.query_opt(&st, params).await
         })
-        .map_err(pg_error)
     }
 
     /// The row of a query returning exactly one (none is `Corrupt`: the
