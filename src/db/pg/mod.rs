@@ -476,27 +476,24 @@ impl PgDb {
     /// it was idle) is thrown away and a new one taken: nothing has run on
     /// it yet, so the caller does not see it.
     async fn begin(&self, begin: &'static str) -> Result<deadpool_postgres::Object> {
-        for _ in 0..self.pool.status().max_size {
+        // (Each try after a dead one takes another connection; the last
+        // one's error is the caller's.)
+        let mut tries = self.pool.status().max_size;
+        loop {
             let client = self.pool.get().await.map_err(pool_error)?;
-            let out = tokio::time::timeout(self.deadline, client.batch_execute(begin)).await;
+            let out = self
+                .timed(async { client.batch_execute(begin).await.map_err(pg_error) })
+                .await;
             match out {
                 Ok(Ok(())) => return Ok(client),
-                Ok(Err(e)) => match pg_error(e) {
-                    DbError::Unavailable(e) => {
-                        tracing::debug!(error = %e, "a pooled database connection is gone");
-                        let _ = deadpool_postgres::Object::take(client);
-                    }
-                    e => return Err(e),
-                },
-                Err(_) => return self.in_time(client, Err(())),
+                Ok(Err(DbError::Unavailable(e))) if tries > 0 => {
+                    tries -= 1;
+                    tracing::debug!(error = %e, "a pooled database connection is gone");
+                    let _ = deadpool_postgres::Object::take(client);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(()) => return self.in_time(client, Err(())),
             }
-        }
-        // Every one was dead: the last try on a new connection answers.
-        let client = self.pool.get().await.map_err(pool_error)?;
-        let out = tokio::time::timeout(self.deadline, client.batch_execute(begin)).await;
-        match out {
-            Ok(done) => done.map_err(pg_error).map(|()| client),
-            Err(_) => self.in_time(client, Err(())),
         }
     }
 
